@@ -1,0 +1,224 @@
+//! The outcome of every request step: allow, or refuse with a stable reason code.
+//!
+//! A reason code is the contract shared by the client (the `type` and `reason` members of the
+//! RFC 9457 problem+json body), the audit record, the metrics label and the docs. Codes never
+//! change meaning once published; new steps add new variants.
+
+use serde::Serialize;
+
+/// Why a request was refused. Each variant has one stable code, one HTTP status and one title.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No route declares this path (default deny, R-AZ-1, R-NET-2).
+    RouteNotFound,
+    /// A route declares this path, but not this method.
+    RouteMethodNotAllowed,
+    /// The path has dot-segments, encoded slashes or other shapes a backend could read
+    /// differently from the router, so routing on it could be bypassed.
+    RoutePathNotCanonical,
+    /// `Content-Length` together with `Transfer-Encoding` (request smuggling, R-WAF-3).
+    ProtocolLengthWithTransferEncoding,
+    /// More than one `Content-Length` value.
+    ProtocolDuplicateContentLength,
+    /// A `Content-Length` that is not a plain decimal number.
+    ProtocolInvalidContentLength,
+    /// A `Transfer-Encoding` other than exactly `chunked`.
+    ProtocolUnsupportedTransferEncoding,
+    /// The route needs a verified identity and the request has none (R-AUTH-1).
+    IdentityMissing,
+    /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
+    UpstreamUnavailable,
+    /// The gateway failed in a way the client cannot fix.
+    GatewayInternal,
+}
+
+impl Reason {
+    /// Every reason, for documentation and exhaustive tests.
+    pub const ALL: &'static [Reason] = &[
+        Reason::RouteNotFound,
+        Reason::RouteMethodNotAllowed,
+        Reason::RoutePathNotCanonical,
+        Reason::ProtocolLengthWithTransferEncoding,
+        Reason::ProtocolDuplicateContentLength,
+        Reason::ProtocolInvalidContentLength,
+        Reason::ProtocolUnsupportedTransferEncoding,
+        Reason::IdentityMissing,
+        Reason::UpstreamUnavailable,
+        Reason::GatewayInternal,
+    ];
+
+    /// The stable, dotted reason code (`family.detail`).
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "route.not_found",
+            Reason::RouteMethodNotAllowed => "route.method_not_allowed",
+            Reason::RoutePathNotCanonical => "route.path_not_canonical",
+            Reason::ProtocolLengthWithTransferEncoding => "protocol.length_with_transfer_encoding",
+            Reason::ProtocolDuplicateContentLength => "protocol.duplicate_content_length",
+            Reason::ProtocolInvalidContentLength => "protocol.invalid_content_length",
+            Reason::ProtocolUnsupportedTransferEncoding => "protocol.unsupported_transfer_encoding",
+            Reason::IdentityMissing => "identity.missing",
+            Reason::UpstreamUnavailable => "upstream.unavailable",
+            Reason::GatewayInternal => "gateway.internal",
+        }
+    }
+
+    /// The HTTP status a refusal with this reason is answered with.
+    pub const fn status(self) -> u16 {
+        match self {
+            Reason::RouteNotFound => 404,
+            Reason::RouteMethodNotAllowed => 405,
+            Reason::RoutePathNotCanonical
+            | Reason::ProtocolLengthWithTransferEncoding
+            | Reason::ProtocolDuplicateContentLength
+            | Reason::ProtocolInvalidContentLength
+            | Reason::ProtocolUnsupportedTransferEncoding => 400,
+            Reason::IdentityMissing => 401,
+            Reason::UpstreamUnavailable => 502,
+            Reason::GatewayInternal => 500,
+        }
+    }
+
+    /// A short human title for the problem body.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "No such resource",
+            Reason::RouteMethodNotAllowed => "Method not allowed on this resource",
+            Reason::RoutePathNotCanonical => "Request path is not in canonical form",
+            Reason::ProtocolLengthWithTransferEncoding => {
+                "Content-Length and Transfer-Encoding together"
+            }
+            Reason::ProtocolDuplicateContentLength => "More than one Content-Length",
+            Reason::ProtocolInvalidContentLength => "Content-Length is not a number",
+            Reason::ProtocolUnsupportedTransferEncoding => "Transfer-Encoding not supported",
+            Reason::IdentityMissing => "Authentication required",
+            Reason::UpstreamUnavailable => "Upstream unavailable",
+            Reason::GatewayInternal => "Gateway error",
+        }
+    }
+
+    /// Whether the connection must be closed after the answer: when the request's framing is
+    /// ambiguous, whatever follows on the connection cannot be trusted to be a new request.
+    pub const fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Reason::ProtocolLengthWithTransferEncoding
+                | Reason::ProtocolDuplicateContentLength
+                | Reason::ProtocolInvalidContentLength
+                | Reason::ProtocolUnsupportedTransferEncoding
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A refusal: the reason plus what the client needs to know to fix the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The stable reason.
+    pub reason: Reason,
+    /// Plain-language detail for the client. Never holds another subject's data.
+    pub detail: String,
+    /// For 405: the methods the route does allow (sent as the `Allow` header).
+    pub allow: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal with a detail message.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            detail: detail.into(),
+            allow: None,
+        }
+    }
+}
+
+/// The outcome of the request pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward the request.
+    Allow,
+    /// Answer the client with a problem and never forward.
+    Refuse(Refusal),
+}
+
+impl Decision {
+    /// The reason code, `"allow"` when allowed.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Refuse(r) => r.reason.code(),
+        }
+    }
+}
+
+/// The RFC 9457 problem document sent with every refusal.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    reason: &'static str,
+    request_id: &'a str,
+}
+
+/// The media type of refusal bodies.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// Render the problem+json body for a refusal. The `type` is a URN built from the reason code,
+/// so clients can dispatch on it without the gateway having to host documentation pages.
+pub fn problem_body(refusal: &Refusal, request_id: &str) -> Vec<u8> {
+    let problem = Problem {
+        kind: format!("urn:phr-gateway:problem:{}", refusal.reason.code()),
+        title: refusal.reason.title(),
+        status: refusal.reason.status(),
+        detail: &refusal.detail,
+        reason: refusal.reason.code(),
+        request_id,
+    };
+    // Serialising a struct of strings and integers cannot fail.
+    serde_json::to_vec(&problem).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_dotted() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            assert!(
+                seen.insert(reason.code()),
+                "duplicate code {}",
+                reason.code()
+            );
+            assert!(
+                reason.code().contains('.'),
+                "{} has no family",
+                reason.code()
+            );
+            assert!((400..600).contains(&reason.status()));
+        }
+    }
+
+    #[test]
+    fn problem_body_carries_code_and_request_id() {
+        let refusal = Refusal::new(Reason::RouteNotFound, "no route for GET /x");
+        let body: serde_json::Value =
+            serde_json::from_slice(&problem_body(&refusal, "req-1")).unwrap_or_default();
+        assert_eq!(body["type"], "urn:phr-gateway:problem:route.not_found");
+        assert_eq!(body["reason"], "route.not_found");
+        assert_eq!(body["status"], 404);
+        assert_eq!(body["request_id"], "req-1");
+        assert_eq!(body["detail"], "no route for GET /x");
+    }
+}

@@ -1,0 +1,212 @@
+//! `phr-gateway demo`: the gateway on embedded defaults, with nothing to install.
+//!
+//! Makes development certificates (rcgen) in a state folder, writes the embedded
+//! `policies/demo.toml` next to them, starts a sample FHIR backend on loopback and the gateway
+//! in front of it, and prints commands to try.
+
+pub mod backend;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::pki::{self, DevCa, PkiError};
+
+/// The demo policy, embedded so the demo runs from any folder.
+pub const DEMO_POLICY: &str = include_str!("../policies/demo.toml");
+
+const DEFAULT_PUBLIC: &str = "127.0.0.1:8443";
+const DEFAULT_REDIRECT: &str = "127.0.0.1:8080";
+const DEFAULT_BACKEND: &str = "127.0.0.1:8081";
+
+/// Where the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// State folder (certificates, policy).
+    pub state_dir: PathBuf,
+    /// Gateway TLS listener.
+    pub public: SocketAddr,
+    /// Redirect listener.
+    pub redirect: SocketAddr,
+    /// Sample backend listener.
+    pub backend: SocketAddr,
+}
+
+impl DemoOptions {
+    /// The defaults: `./.phr-demo`, 8443, 8080, 8081 on 127.0.0.1.
+    pub fn defaults() -> Self {
+        let parse = |s: &str| s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        DemoOptions {
+            state_dir: PathBuf::from(".phr-demo"),
+            public: parse(DEFAULT_PUBLIC),
+            redirect: parse(DEFAULT_REDIRECT),
+            backend: parse(DEFAULT_BACKEND),
+        }
+    }
+}
+
+/// Why the demo could not be prepared.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// Certificates could not be made or written.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The state folder could not be made.
+    #[error("cannot create {}: {source}", path.display())]
+    StateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The files the demo made.
+#[derive(Clone, Debug)]
+pub struct DemoFiles {
+    /// The written policy.
+    pub policy: PathBuf,
+    /// The CA certificate clients should trust.
+    pub ca_cert: PathBuf,
+}
+
+/// The demo policy with the listener and backend addresses of `opts`.
+pub fn demo_policy_text(opts: &DemoOptions) -> String {
+    DEMO_POLICY
+        .replace(
+            &format!("\"{DEFAULT_PUBLIC}\""),
+            &format!("\"{}\"", opts.public),
+        )
+        .replace(
+            &format!("\"{DEFAULT_REDIRECT}\""),
+            &format!("\"{}\"", opts.redirect),
+        )
+        .replace(
+            &format!("\"http://{DEFAULT_BACKEND}\""),
+            &format!("\"http://{}\"", opts.backend),
+        )
+}
+
+/// Make the state folder, certificates (kept when they exist, so a trusted CA file stays
+/// valid across runs) and the policy.
+pub fn prepare(opts: &DemoOptions) -> Result<DemoFiles, DemoError> {
+    let certs = opts.state_dir.join("certs");
+    std::fs::create_dir_all(&certs).map_err(|source| DemoError::StateDir {
+        path: certs.clone(),
+        source,
+    })?;
+    let ca_cert = certs.join("ca.crt");
+    if !certs.join("server.crt").exists() || !certs.join("server.key").exists() || !ca_cert.exists()
+    {
+        let ca = DevCa::new("phr-gateway demo CA")?;
+        ca.issue_server(&["localhost", "127.0.0.1", "::1"])?
+            .write(&certs, "server")?;
+        pki::write_file(&ca_cert, ca.cert_pem().as_bytes(), false)?;
+    }
+    let policy = opts.state_dir.join("policy.toml");
+    pki::write_file(&policy, demo_policy_text(opts).as_bytes(), false)?;
+    std::fs::write(opts.state_dir.join(".gitignore"), "*\n").map_err(|source| {
+        DemoError::StateDir {
+            path: opts.state_dir.clone(),
+            source,
+        }
+    })?;
+    Ok(DemoFiles { policy, ca_cert })
+}
+
+/// The walkthrough printed when the demo starts.
+pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
+    let ca = display(&files.ca_cert);
+    let base = format!("https://{}", opts.public);
+    let mut s = String::new();
+    let _ = writeln!(s, "phr-gateway demo is running. Stop it with Ctrl-C.");
+    let _ = writeln!(s, "  gateway   {base}  (TLS 1.3 only; h2 and http/1.1)");
+    let _ = writeln!(
+        s,
+        "  redirect  http://{}  (answers only 308 to https)",
+        opts.redirect
+    );
+    let _ = writeln!(
+        s,
+        "  backend   http://{}  (sample FHIR data, loopback only)",
+        opts.backend
+    );
+    let _ = writeln!(s, "  policy    {}", display(&files.policy));
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Try:");
+    let _ = writeln!(
+        s,
+        "  # forwarded: a declared anonymous route (note HSTS, no backend Server banner)"
+    );
+    let _ = writeln!(s, "  curl -i --cacert {ca} {base}/fhir/Patient/p-001");
+    let _ = writeln!(
+        s,
+        "  curl -s --cacert {ca} '{base}/fhir/Observation?patient=p-001'"
+    );
+    let _ = writeln!(
+        s,
+        "  # refused 401 identity.missing: this route needs a verified identity"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} '{base}/fhir/MedicationStatement?patient=p-001'"
+    );
+    let _ = writeln!(
+        s,
+        "  # refused 404 route.not_found: default deny, the backend never sees it"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} {base}/fhir/Patient/p-001/_history"
+    );
+    let _ = writeln!(s, "  # refused 405 route.method_not_allowed");
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} -X DELETE {base}/fhir/Patient/p-001"
+    );
+    let _ = writeln!(s, "  # refused: TLS 1.2");
+    let _ = writeln!(
+        s,
+        "  curl --cacert {ca} --tls-max 1.2 {base}/fhir/Patient/p-001"
+    );
+    let _ = writeln!(s, "  # the redirect listener");
+    let _ = writeln!(s, "  curl -i http://{}/fhir/Patient/p-001", opts.redirect);
+    let _ = writeln!(s, "  # explain a request without sending it");
+    let _ = writeln!(
+        s,
+        "  echo '{{\"method\":\"GET\",\"path\":\"/admin\"}}' | phr-gateway explain --policy {} --requests -",
+        display(&files.policy)
+    );
+    s
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_policy_addresses_are_replaced() {
+        let opts = DemoOptions {
+            public: "127.0.0.1:1001"
+                .parse()
+                .unwrap_or(DemoOptions::defaults().public),
+            redirect: "127.0.0.1:1002"
+                .parse()
+                .unwrap_or(DemoOptions::defaults().public),
+            backend: "127.0.0.1:1003"
+                .parse()
+                .unwrap_or(DemoOptions::defaults().public),
+            ..DemoOptions::defaults()
+        };
+        let text = demo_policy_text(&opts);
+        assert!(text.contains("\"127.0.0.1:1001\""));
+        assert!(text.contains("\"127.0.0.1:1002\""));
+        assert!(text.contains("\"http://127.0.0.1:1003\""));
+        assert!(!text.contains(DEFAULT_PUBLIC) && !text.contains(DEFAULT_BACKEND));
+    }
+}

@@ -1,0 +1,220 @@
+//! What the upstream receives: hop-by-hop headers removed, client-supplied forwarding headers
+//! replaced by the gateway's own, and the gateway's request id.
+//!
+//! A client must not be able to tell the backend where it connects from, or that it came
+//! through a trusted proxy: every header the backend could take for the gateway's word is
+//! written by the gateway alone.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use http::HeaderMap;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the obsolete ones clients still send.
+/// `Transfer-Encoding` is not here: the framing is already checked and the proxy re-frames it.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Forwarding headers only the gateway may set.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-request-id",
+];
+
+/// The header operations forwarding needs; implemented for pingora's `RequestHeader` in the
+/// proxy (which keeps its own header-case map in step) and for `HeaderMap` in tests.
+pub trait RequestHeaders {
+    /// The headers as they are now.
+    fn headers(&self) -> &HeaderMap;
+    /// Set a header, replacing any value.
+    fn set(&mut self, name: HeaderName, value: HeaderValue);
+    /// Remove every value of a header.
+    fn remove(&mut self, name: &str);
+}
+
+/// What the gateway knows about the request, to tell the upstream.
+pub struct Forwarding<'a> {
+    /// The client's address as the gateway saw it.
+    pub client_ip: Option<IpAddr>,
+    /// The authority the client asked for (`Host` or `:authority`).
+    pub host: Option<&'a str>,
+    /// The gateway's request id.
+    pub request_id: &'a str,
+    /// `Host` to send when the client sent none (h2 clients send `:authority` only).
+    pub default_host: &'a str,
+}
+
+/// Rewrite the upstream request's headers.
+pub fn rewrite_request(request: &mut impl RequestHeaders, fwd: &Forwarding<'_>) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<String> = request
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "host")
+        .collect();
+    for name in named
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
+        request.remove(name);
+    }
+    for name in FORWARDING {
+        request.remove(name);
+    }
+
+    if request.headers().get(HOST).is_none() {
+        if let Ok(v) = HeaderValue::from_str(fwd.host.unwrap_or(fwd.default_host)) {
+            request.set(HOST, v);
+        }
+    }
+    let mut forwarded = String::with_capacity(64);
+    if let Some(ip) = fwd.client_ip {
+        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+            request.set(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        match ip {
+            IpAddr::V4(v4) => forwarded.push_str(&format!("for={v4};")),
+            IpAddr::V6(v6) => forwarded.push_str(&format!("for=\"[{v6}]\";")),
+        }
+    }
+    forwarded.push_str("proto=https");
+    if let Some(host) = fwd.host.filter(|h| is_plain_authority(h)) {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            request.set(HeaderName::from_static("x-forwarded-host"), v);
+        }
+        forwarded.push_str(&format!(";host=\"{host}\""));
+    }
+    request.set(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("https"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        request.set(HeaderName::from_static("forwarded"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(fwd.request_id) {
+        request.set(HeaderName::from_static("x-request-id"), v);
+    }
+}
+
+/// An authority safe to repeat inside a quoted `Forwarded` value.
+fn is_plain_authority(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+impl RequestHeaders for HeaderMap {
+    fn headers(&self) -> &HeaderMap {
+        self
+    }
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+    fn remove(&mut self, name: &str) {
+        while HeaderMap::remove(self, name).is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(*n, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    fn rewrite(m: &mut HeaderMap, ip: &str) {
+        rewrite_request(
+            m,
+            &Forwarding {
+                client_ip: ip.parse().ok(),
+                host: Some("phr.example.jp"),
+                request_id: "req-1",
+                default_host: "backend",
+            },
+        );
+    }
+
+    #[test]
+    fn spoofed_forwarding_headers_are_replaced() {
+        let mut m = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "client-chosen"),
+            ("host", "phr.example.jp"),
+        ]);
+        rewrite(&mut m, "192.0.2.7");
+        assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(m["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(
+            m["forwarded"],
+            "for=192.0.2.7;proto=https;host=\"phr.example.jp\""
+        );
+        assert!(m.get("x-real-ip").is_none());
+        assert_eq!(m["x-forwarded-host"], "phr.example.jp");
+        assert_eq!(m["x-forwarded-proto"], "https");
+        assert_eq!(m["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut m = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("accept", "application/fhir+json"),
+        ]);
+        rewrite(&mut m, "2001:db8::1");
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret-hop",
+            "upgrade",
+            "te",
+            "proxy-authorization",
+        ] {
+            assert!(m.get(gone).is_none(), "{gone} was forwarded");
+        }
+        assert_eq!(m["accept"], "application/fhir+json");
+        assert_eq!(
+            m["forwarded"],
+            "for=\"[2001:db8::1]\";proto=https;host=\"phr.example.jp\""
+        );
+        assert_eq!(m["host"], "phr.example.jp");
+    }
+}

@@ -1,0 +1,64 @@
+//! Headers added to, and removed from, every response the client gets (R-TLS-3).
+
+use http::header::{HeaderName, HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
+
+/// HSTS for a year, subdomains included (R-TLS-3).
+pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+
+/// Headers that advertise the upstream's software; never passed on.
+const BANNERS: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+];
+
+/// The response header operations hardening needs; implemented for pingora's `ResponseHeader`
+/// in the proxy, kept abstract here so the rule is testable without it.
+pub trait ResponseHeaders {
+    /// Set a header, replacing any value.
+    fn set(&mut self, name: HeaderName, value: HeaderValue);
+    /// Remove a header.
+    fn remove(&mut self, name: &str);
+}
+
+/// Apply the hardening rules.
+pub fn harden(response: &mut impl ResponseHeaders) {
+    response.set(STRICT_TRANSPORT_SECURITY, HSTS);
+    response.set(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    for banner in BANNERS {
+        response.remove(banner);
+    }
+}
+
+impl ResponseHeaders for http::HeaderMap {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+    fn remove(&mut self, name: &str) {
+        http::HeaderMap::remove(self, name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::SERVER;
+
+    #[test]
+    fn adds_hsts_and_nosniff_and_removes_banners_r_tls_3() {
+        let mut h = http::HeaderMap::new();
+        h.insert(SERVER, HeaderValue::from_static("nginx/1.2"));
+        h.insert("x-powered-by", HeaderValue::from_static("PHP"));
+        h.insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=0"),
+        );
+        harden(&mut h);
+        assert_eq!(h.get(STRICT_TRANSPORT_SECURITY), Some(&HSTS));
+        assert_eq!(h.get(X_CONTENT_TYPE_OPTIONS), Some(&NOSNIFF));
+        assert!(h.get(SERVER).is_none());
+        assert!(h.get("x-powered-by").is_none());
+    }
+}

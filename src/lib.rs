@@ -1,0 +1,45 @@
+//! phr-gateway: a security gateway in front of Personal Health Record (PHR) backends.
+//!
+//! Requirement IDs (`R-TLS-1`, `R-AZ-1`, ...) refer to the guideline list in
+//! `docs/requirements.md`. The modules follow the request's path through the gateway:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`policy`] | the policy file, its validation, the compiled snapshot, reload |
+//! | [`tls`] | the TLS 1.3 provider, the reloading server certificate |
+//! | [`protocol`] | framing checks before routing (request smuggling shapes) |
+//! | [`route`] | the route table and default deny |
+//! | [`identity`] | who is asking (fails closed until token verification lands) |
+//! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
+//! | [`decision`] | `Decision`, reason codes, problem+json |
+//! | [`forward`] | what the upstream receives |
+//! | [`harden`] | headers on every response |
+//! | [`upstream`] | backends and (m)TLS to them |
+//! | [`proxy`] | the pingora glue |
+//! | [`server`] | listeners, reload on SIGHUP and certificate change |
+//! | [`redirect`] | the plain listener that only redirects |
+//! | [`explain`] | dry runs of requests |
+//! | [`demo`] | the embedded-defaults demo and its sample backend |
+//! | [`pki`] | development certificates (rcgen) |
+//! | [`logging`] | structured logs |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod decision;
+pub mod demo;
+pub mod explain;
+pub mod forward;
+pub mod harden;
+pub mod identity;
+pub mod logging;
+pub mod pipeline;
+pub mod pki;
+pub mod policy;
+pub mod protocol;
+pub mod proxy;
+pub mod redirect;
+pub mod route;
+pub mod server;
+pub mod tls;
+pub mod upstream;

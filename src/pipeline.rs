@@ -1,0 +1,65 @@
+//! The decision pipeline: the request steps in their fixed order, as pure functions of the
+//! request and the policy snapshot. The proxy and `phr-gateway explain` both call
+//! [`evaluate`], so a decision can always be explained without replaying the request.
+//!
+//! Order: protocol framing → route (default deny) → identity. Later steps (limits, access,
+//! inspection) slot in here.
+
+use http::{HeaderMap, Method};
+
+use crate::decision::Decision;
+use crate::policy::Snapshot;
+use crate::route::Route;
+use crate::{identity, protocol};
+
+/// What the steps may look at. Borrowed from pingora's request header in the proxy, built
+/// from a JSON line in `explain`.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestView<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The path, without the query string.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The HTTP/1 parser removed a `Content-Length` sent beside `Transfer-Encoding`.
+    pub length_dropped_by_parser: bool,
+}
+
+/// The pipeline's answer.
+#[derive(Debug)]
+pub struct Evaluation<'s> {
+    /// The matched route, when routing got that far.
+    pub route: Option<&'s Route>,
+    /// Its index in the snapshot's route table.
+    pub route_index: Option<usize>,
+    /// Allow, or the refusal.
+    pub decision: Decision,
+}
+
+/// Run every request step; the first refusal wins.
+pub fn evaluate<'s>(request: &RequestView<'_>, policy: &'s Snapshot) -> Evaluation<'s> {
+    let refuse = |found: Option<(usize, &'s Route)>, refusal| Evaluation {
+        route: found.map(|f| f.1),
+        route_index: found.map(|f| f.0),
+        decision: Decision::Refuse(refusal),
+    };
+    if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
+    {
+        return refuse(None, refusal);
+    }
+    let (index, route) = match policy.routes.route(request.method, request.path) {
+        Ok(found) => (found.index, found.route),
+        Err(refusal) => return refuse(None, refusal),
+    };
+    if let Err(refusal) = identity::require(route) {
+        return refuse(Some((index, route)), refusal);
+    }
+    Evaluation {
+        route: Some(route),
+        route_index: Some(index),
+        decision: Decision::Allow,
+    }
+}

@@ -1,0 +1,365 @@
+//! From [`PolicyFile`] to [`Snapshot`]: every check that can be made before serving is made
+//! here, so a snapshot that exists is one the proxy can run.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use rustls::sign::CertifiedKey;
+
+use super::schema::{PolicyFile, RouteSection};
+use super::{Diagnostic, PolicyError, PolicyVersion};
+use crate::route::{Route, RouteTable, RouteTableBuilder};
+use crate::tls::certificate;
+use crate::upstream::{self, Upstream as UpstreamImpl};
+
+pub use crate::upstream::Upstream;
+
+/// Process-wide settings (start-only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// This node's name.
+    pub node_id: String,
+    /// Proxy worker threads.
+    pub worker_threads: usize,
+    /// Drain time on SIGTERM.
+    pub drain: Duration,
+    /// Runtime stop timeout after the drain.
+    pub shutdown_timeout: Duration,
+}
+
+/// Listener addresses (start-only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listeners {
+    /// The TLS listener.
+    pub public: SocketAddr,
+    /// The optional redirect-only plain listener.
+    pub redirect: Option<SocketAddr>,
+    /// Host for redirect `Location`s.
+    pub redirect_host: Option<String>,
+}
+
+/// The public listener's TLS plan.
+pub struct TlsPlan {
+    /// Certificate chain file (absolute or relative to the working directory).
+    pub certificate_chain: PathBuf,
+    /// Private key file.
+    pub private_key: PathBuf,
+    /// TLS 1.2 opted in (start-only).
+    pub allow_tls12: bool,
+    /// How often the files are checked for a renewal; `None`: never (SIGHUP only).
+    pub watch_interval: Option<Duration>,
+    /// The certificate and key as loaded when the policy was compiled.
+    pub server_key: Arc<CertifiedKey>,
+}
+
+impl std::fmt::Debug for TlsPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPlan")
+            .field("certificate_chain", &self.certificate_chain)
+            .field("private_key", &self.private_key)
+            .field("allow_tls12", &self.allow_tls12)
+            .field("watch_interval", &self.watch_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled policy. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// SHA-256 of the file's bytes.
+    pub version: PolicyVersion,
+    /// The file it was compiled from.
+    pub source: PathBuf,
+    /// Process-wide settings.
+    pub gateway: GatewaySettings,
+    /// Listener addresses.
+    pub listeners: Listeners,
+    /// Public TLS.
+    pub tls: TlsPlan,
+    /// Upstreams; routes refer to them by index.
+    pub upstreams: Vec<UpstreamImpl>,
+    /// The route table.
+    pub routes: RouteTable,
+}
+
+impl Snapshot {
+    /// The first start-only key whose value differs in `next`, if any.
+    pub fn restart_only_difference(&self, next: &Snapshot) -> Option<&'static str> {
+        if self.listeners.public != next.listeners.public {
+            return Some("listeners.public");
+        }
+        if self.listeners.redirect != next.listeners.redirect {
+            return Some("listeners.redirect");
+        }
+        if self.tls.allow_tls12 != next.tls.allow_tls12 {
+            return Some("tls.allow_tls12");
+        }
+        if self.gateway != next.gateway {
+            return Some("gateway");
+        }
+        None
+    }
+
+    /// The upstream a route forwards to.
+    pub fn upstream_of(&self, route: &Route) -> &UpstreamImpl {
+        &self.upstreams[route.upstream]
+    }
+}
+
+/// Collects diagnostics with positions computed from byte offsets.
+struct Diagnostics<'a> {
+    text: &'a str,
+    list: Vec<Diagnostic>,
+}
+
+impl<'a> Diagnostics<'a> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = position(self.text, span.start);
+        self.list.push(Diagnostic {
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// Compile a policy file's bytes. `path` is used for messages and to resolve relative paths.
+pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
+    let invalid = |diagnostics| PolicyError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics,
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+            let (line, column) = position(valid, valid.len());
+            return Err(invalid(vec![Diagnostic {
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+            }]));
+        }
+    };
+    let file: PolicyFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| position(text, s.start));
+        invalid(vec![Diagnostic {
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }])
+    })?;
+
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut diags = Diagnostics {
+        text,
+        list: Vec::new(),
+    };
+
+    let gateway = GatewaySettings {
+        node_id: file.gateway.node_id.clone().unwrap_or_else(host_name),
+        worker_threads: file.gateway.worker_threads,
+        drain: Duration::from_secs(file.gateway.drain_secs),
+        shutdown_timeout: Duration::from_secs(file.gateway.shutdown_timeout_secs),
+    };
+    if !(1..=256).contains(&gateway.worker_threads) {
+        diags.at(
+            find_key(text, "worker_threads"),
+            "gateway.worker_threads must be between 1 and 256",
+        );
+    }
+
+    let chain_path = base.join(file.tls.certificate_chain.get_ref());
+    let key_path = base.join(file.tls.private_key.get_ref());
+    let server_key = match certificate::load_certified_key(&chain_path, &key_path) {
+        Ok(key) => Some(Arc::new(key)),
+        Err(e) => {
+            let span = match e.concerns_key() {
+                true => file.tls.private_key.span(),
+                false => file.tls.certificate_chain.span(),
+            };
+            diags.at(span, e.to_string());
+            None
+        }
+    };
+
+    let mut upstream_names = Vec::new();
+    let mut upstreams = Vec::new();
+    for (name, section) in &file.upstreams {
+        match upstream::compile(name, section.get_ref(), base) {
+            Ok(u) => {
+                upstream_names.push(name.as_str());
+                upstreams.push(u);
+            }
+            Err(e) => {
+                let span = e.span(section.get_ref()).unwrap_or(section.span());
+                diags.at(span, format!("upstream `{name}`: {e}"));
+            }
+        }
+    }
+
+    let mut table = RouteTableBuilder::default();
+    if file.routes.is_empty() {
+        diags.at(
+            0..0,
+            "the policy declares no [[routes]]; every request would be refused",
+        );
+    }
+    for section in &file.routes {
+        if let Some(route) = compile_route(section.get_ref(), &upstream_names, &file, &mut diags) {
+            if let Err(message) = table.add(route) {
+                diags.at(section.get_ref().path.span(), message);
+            }
+        }
+    }
+
+    if !diags.list.is_empty() {
+        diags.list.sort_by_key(|d| (d.line, d.column));
+        return Err(invalid(diags.list));
+    }
+    let Some(server_key) = server_key else {
+        return Err(invalid(Vec::new()));
+    };
+    Ok(Snapshot {
+        version: PolicyVersion::of(bytes),
+        source: path.to_path_buf(),
+        gateway,
+        listeners: Listeners {
+            public: file.listeners.public,
+            redirect: file.listeners.redirect,
+            redirect_host: file.listeners.redirect_host.clone(),
+        },
+        tls: TlsPlan {
+            certificate_chain: chain_path,
+            private_key: key_path,
+            allow_tls12: file.tls.allow_tls12,
+            watch_interval: match file.tls.watch_interval_secs {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+            server_key,
+        },
+        upstreams,
+        routes: table.build(),
+    })
+}
+
+fn compile_route(
+    section: &RouteSection,
+    upstream_names: &[&str],
+    file: &PolicyFile,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Route> {
+    let mut ok = true;
+    if section.id.is_empty()
+        || !section
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        diags.at(
+            section.path.span(),
+            format!(
+                "route id `{}` must be non-empty and use only letters, digits, `-`, `_` and `.`",
+                section.id
+            ),
+        );
+        ok = false;
+    }
+    let mut methods = Vec::new();
+    if section.methods.is_empty() {
+        diags.at(section.path.span(), "route declares no methods");
+        ok = false;
+    }
+    for m in &section.methods {
+        match parse_method(m.get_ref()) {
+            Some(method) => methods.push(method),
+            None => {
+                diags.at(
+                    m.span(),
+                    format!(
+                        "`{}` is not a method routes can declare; use one of {}",
+                        m.get_ref(),
+                        ROUTABLE_METHODS.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    let upstream_name = section.upstream.get_ref();
+    let upstream = upstream_names.iter().position(|n| n == upstream_name);
+    if upstream.is_none() && !file.upstreams.contains_key(upstream_name) {
+        let known: Vec<&str> = file.upstreams.keys().map(String::as_str).collect();
+        diags.at(
+            section.upstream.span(),
+            format!(
+                "no upstream named `{upstream_name}`; declared: {}",
+                if known.is_empty() {
+                    "none (add an [upstreams.NAME] table)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    let upstream = upstream?;
+    ok.then(|| Route {
+        id: section.id.clone(),
+        pattern: section.path.get_ref().clone(),
+        methods,
+        upstream,
+        category: section.category,
+        anonymous: section.anonymous,
+    })
+}
+
+const ROUTABLE_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+fn parse_method(name: &str) -> Option<Method> {
+    ROUTABLE_METHODS
+        .contains(&name)
+        .then(|| Method::from_bytes(name.as_bytes()).ok())
+        .flatten()
+}
+
+/// The span of the first occurrence of `key =` (for diagnostics on plain, unspanned values).
+fn find_key(text: &str, key: &str) -> Range<usize> {
+    text.find(key).map_or(0..0, |i| i..i + key.len())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "phr-gateway".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::position;
+
+    #[test]
+    fn positions_are_one_based_characters() {
+        let text = "a = 1\nb = \"日本\" x\n";
+        assert_eq!(position(text, 0), (1, 1));
+        assert_eq!(position(text, 6), (2, 1));
+        let x = text.find('x').unwrap_or_default();
+        assert_eq!(position(text, x), (2, 10));
+    }
+}

@@ -1,0 +1,218 @@
+//! The policy file as written by operators: TOML, every table closed to unknown keys.
+//!
+//! These types only describe the file. [`super::compile`] turns them into the immutable
+//! [`super::Snapshot`] the proxy uses. `docs/policy.md` explains every key; the JSON Schema in
+//! `docs/policy.schema.json` is generated from these types (`phr-gateway schema`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole policy file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    /// Where the gateway listens.
+    pub listeners: ListenersSection,
+    /// The public listener's TLS (R-TLS-1, R-TLS-2).
+    pub tls: TlsSection,
+    /// Backends, by name.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, UpstreamSection>")]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
+    /// The route table. A request that matches no route is refused (default deny, R-AZ-1).
+    #[serde(default)]
+    #[schemars(with = "Vec<RouteSection>")]
+    pub routes: Vec<Spanned<RouteSection>>,
+}
+
+/// `[gateway]`: process-wide settings. All of them take effect only at start.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// This node's name in logs and audit records. Default: the host name.
+    pub node_id: Option<String>,
+    /// Worker threads of the proxy service.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: usize,
+    /// On SIGTERM: seconds in-flight requests get to finish after the listeners close.
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
+    /// After the drain: seconds the runtimes get to stop before the process exits anyway.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            node_id: None,
+            worker_threads: default_worker_threads(),
+            drain_secs: default_drain_secs(),
+            shutdown_timeout_secs: default_shutdown_timeout_secs(),
+        }
+    }
+}
+
+fn default_worker_threads() -> usize {
+    2
+}
+fn default_drain_secs() -> u64 {
+    10
+}
+fn default_shutdown_timeout_secs() -> u64 {
+    5
+}
+
+/// `[listeners]`: addresses. Take effect only at start.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenersSection {
+    /// The TLS listener for users and apps, e.g. `"0.0.0.0:8443"`.
+    #[schemars(with = "String")]
+    pub public: SocketAddr,
+    /// Optional plain-HTTP listener that only answers `308 Permanent Redirect` to https.
+    #[schemars(with = "Option<String>")]
+    pub redirect: Option<SocketAddr>,
+    /// Host (and optional port) put in redirect `Location`s, e.g. `"phr.example.jp"`. Without
+    /// it the request's own `Host` is used, with the public listener's port.
+    pub redirect_host: Option<String>,
+}
+
+/// `[tls]`: the public listener's certificate and protocol versions.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file with the certificate chain, leaf first. Relative to the policy file.
+    #[schemars(with = "PathBuf")]
+    pub certificate_chain: Spanned<PathBuf>,
+    /// PEM file with the private key (PKCS#8, SEC1 or PKCS#1). Relative to the policy file.
+    #[schemars(with = "PathBuf")]
+    pub private_key: Spanned<PathBuf>,
+    /// Accept TLS 1.2 as well as 1.3 (R-TLS-1 allows it only where 1.3 is hard). Even then only
+    /// ECDHE key exchange with AES-GCM or ChaCha20-Poly1305. Takes effect only at start.
+    #[serde(default)]
+    pub allow_tls12: bool,
+    /// Seconds between checks of the certificate files for a renewal; 0 turns polling off
+    /// (SIGHUP still reloads).
+    #[serde(default = "default_watch_interval_secs")]
+    pub watch_interval_secs: u64,
+}
+
+fn default_watch_interval_secs() -> u64 {
+    10
+}
+
+/// `[upstreams.NAME]`: one backend.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// `http://host:port` or `https://host:port`, no path. Host names are resolved when the
+    /// policy is loaded or reloaded.
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
+    /// PEM file of the CA certificates that sign the upstream's certificate (https only).
+    /// Without it the system's trust store is used.
+    #[schemars(with = "Option<PathBuf>")]
+    pub ca: Option<Spanned<PathBuf>>,
+    /// PEM certificate chain the gateway presents to the upstream (mutual TLS, R-TLS-4).
+    #[schemars(with = "Option<PathBuf>")]
+    pub client_certificate: Option<Spanned<PathBuf>>,
+    /// PEM private key for `client_certificate`.
+    #[schemars(with = "Option<PathBuf>")]
+    pub client_key: Option<Spanned<PathBuf>>,
+    /// Name sent as SNI and checked against the upstream's certificate. Default: the URL host.
+    pub sni: Option<String>,
+    /// Milliseconds to establish a connection (TCP and TLS).
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Milliseconds the upstream may stay silent while answering.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Seconds an idle pooled connection to the upstream is kept.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    3_000
+}
+fn default_read_timeout_ms() -> u64 {
+    30_000
+}
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+
+/// `[[routes]]`: one declared route.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Stable identifier, used in logs, metrics and audit records.
+    pub id: String,
+    /// HTTP methods, upper case. `GET` implies `HEAD`.
+    #[schemars(with = "Vec<String>")]
+    pub methods: Vec<Spanned<String>>,
+    /// Path pattern: literal segments, `{name}` for one segment, `{*name}` for the rest.
+    #[schemars(with = "String")]
+    pub path: Spanned<String>,
+    /// Name of an entry in `[upstreams]`.
+    #[schemars(with = "String")]
+    pub upstream: Spanned<String>,
+    /// What kind of data the route carries (R-AZ-1 classifies health data apart).
+    pub category: DataCategory,
+    /// `true` for the few routes that need no identity. Default `false`: identity required.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// The data categories a route can carry. Health categories are the ones the guideline's
+/// consent rules (R-AZ-3, R-AZ-4) apply to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataCategory {
+    /// Health-checkup results (健診等情報).
+    Checkup,
+    /// Prescriptions and dispensing.
+    Medication,
+    /// Vaccination records.
+    Vaccination,
+    /// Self-measured vitals (weight, blood pressure, steps, ...).
+    Vitals,
+    /// The user's account and profile; not health data.
+    Account,
+    /// Public, non-personal content.
+    Public,
+}
+
+impl DataCategory {
+    /// The name used in the policy file and in records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DataCategory::Checkup => "checkup",
+            DataCategory::Medication => "medication",
+            DataCategory::Vaccination => "vaccination",
+            DataCategory::Vitals => "vitals",
+            DataCategory::Account => "account",
+            DataCategory::Public => "public",
+        }
+    }
+
+    /// Whether this is health data in the guideline's sense.
+    pub const fn is_health_data(self) -> bool {
+        matches!(
+            self,
+            DataCategory::Checkup
+                | DataCategory::Medication
+                | DataCategory::Vaccination
+                | DataCategory::Vitals
+        )
+    }
+}

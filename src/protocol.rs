@@ -1,0 +1,190 @@
+//! Protocol enforcement before routing (R-WAF-3): message framing a backend could read
+//! differently from the gateway is refused and never forwarded.
+//!
+//! Request smuggling needs two parsers that disagree on where a body ends. The gateway accepts
+//! exactly one way to say it: either one decimal `Content-Length`, or `Transfer-Encoding:
+//! chunked` alone.
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::HeaderMap;
+
+use crate::decision::{Reason, Refusal};
+
+/// Check the body framing headers of a request. `length_dropped_by_parser` says that the
+/// HTTP/1 parser saw a `Content-Length` beside `Transfer-Encoding` and removed it before the
+/// headers reached us (pingora does, following RFC 9112 §6.3); the gateway refuses such a
+/// request instead, since a backend or a proxy in between may have read it the other way.
+pub fn check_framing(headers: &HeaderMap, length_dropped_by_parser: bool) -> Result<(), Refusal> {
+    if length_dropped_by_parser {
+        return Err(Refusal::new(
+            Reason::ProtocolLengthWithTransferEncoding,
+            "Content-Length and Transfer-Encoding must not be sent together",
+        ));
+    }
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let has_length = match (lengths.next(), lengths.next()) {
+        (None, _) => false,
+        (Some(_), Some(_)) => {
+            return Err(Refusal::new(
+                Reason::ProtocolDuplicateContentLength,
+                "more than one Content-Length header",
+            ))
+        }
+        (Some(value), None) => {
+            let value = value.as_bytes();
+            if value.contains(&b',') {
+                return Err(Refusal::new(
+                    Reason::ProtocolDuplicateContentLength,
+                    "Content-Length holds a list of values",
+                ));
+            }
+            // 19 digits fit in u64; a longer number is a parser-disagreement probe.
+            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+                return Err(Refusal::new(
+                    Reason::ProtocolInvalidContentLength,
+                    "Content-Length must be one decimal number",
+                ));
+            }
+            true
+        }
+    };
+
+    let mut encodings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+    if encodings.peek().is_none() {
+        return Ok(());
+    }
+    if has_length {
+        return Err(Refusal::new(
+            Reason::ProtocolLengthWithTransferEncoding,
+            "Content-Length and Transfer-Encoding must not be sent together",
+        ));
+    }
+    let mut codings = 0;
+    for value in encodings {
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            codings += 1;
+            // Exactly `chunked`: no padding, no case games, no other coding before it.
+            if codings > 1 || !coding.eq_ignore_ascii_case(b"chunked") {
+                return Err(Refusal::new(
+                    Reason::ProtocolUnsupportedTransferEncoding,
+                    "the only Transfer-Encoding accepted is `chunked`, once",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a raw HTTP/1 request head (request line and headers) has a `Content-Length` line.
+/// Only called when `Transfer-Encoding` is present, so the scan is off the common path.
+pub fn raw_head_has_content_length(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(CONTENT_LENGTH);
+            map.append(
+                name,
+                HeaderValue::from_bytes(value).unwrap_or(HeaderValue::from_static("x")),
+            );
+        }
+        map
+    }
+
+    fn reason(pairs: &[(&str, &[u8])]) -> Option<Reason> {
+        check_framing(&headers(pairs), false)
+            .err()
+            .map(|r| r.reason)
+    }
+
+    #[test]
+    fn raw_head_scan_finds_content_length_lines_only() {
+        assert!(raw_head_has_content_length(
+            b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!raw_head_has_content_length(
+            b"POST /content-length: HTTP/1.1\r\nX-A: content-length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert_eq!(
+            check_framing(&HeaderMap::new(), true)
+                .err()
+                .map(|r| r.reason),
+            Some(Reason::ProtocolLengthWithTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn plain_framing_passes() {
+        assert_eq!(reason(&[]), None);
+        assert_eq!(reason(&[("content-length", b"0")]), None);
+        assert_eq!(reason(&[("content-length", b"16384")]), None);
+        assert_eq!(reason(&[("transfer-encoding", b"chunked")]), None);
+        assert_eq!(reason(&[("transfer-encoding", b"Chunked")]), None);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused_r_waf_3() {
+        use Reason::*;
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: &[(Headers, Reason)] = &[
+            (
+                &[("content-length", b"5"), ("transfer-encoding", b"chunked")],
+                ProtocolLengthWithTransferEncoding,
+            ),
+            (
+                &[("content-length", b"5"), ("content-length", b"5")],
+                ProtocolDuplicateContentLength,
+            ),
+            (
+                &[("content-length", b"5, 6")],
+                ProtocolDuplicateContentLength,
+            ),
+            (&[("content-length", b"+5")], ProtocolInvalidContentLength),
+            (&[("content-length", b"0x10")], ProtocolInvalidContentLength),
+            (&[("content-length", b"")], ProtocolInvalidContentLength),
+            (
+                &[("content-length", b"99999999999999999999")],
+                ProtocolInvalidContentLength,
+            ),
+            (
+                &[("transfer-encoding", b"gzip, chunked")],
+                ProtocolUnsupportedTransferEncoding,
+            ),
+            (
+                &[("transfer-encoding", b"chunked, chunked")],
+                ProtocolUnsupportedTransferEncoding,
+            ),
+            (
+                &[
+                    ("transfer-encoding", b"chunked"),
+                    ("transfer-encoding", b"chunked"),
+                ],
+                ProtocolUnsupportedTransferEncoding,
+            ),
+            (
+                &[("transfer-encoding", b" chunked")],
+                ProtocolUnsupportedTransferEncoding,
+            ),
+            (
+                &[("transfer-encoding", b"xchunked")],
+                ProtocolUnsupportedTransferEncoding,
+            ),
+            (
+                &[("transfer-encoding", b"identity")],
+                ProtocolUnsupportedTransferEncoding,
+            ),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(reason(pairs), Some(*expected), "{pairs:?}");
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The pingora service: wires the request steps into pingora's phases. Each phase body is a
+//! few calls into modules that know nothing of pingora; this file only translates.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{
+    HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING,
+    WWW_AUTHENTICATE,
+};
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+
+use crate::decision::{self, Decision, Reason, Refusal};
+use crate::forward::{self, Forwarding};
+use crate::harden::{self, ResponseHeaders};
+use crate::pipeline::{self, RequestView};
+use crate::policy::{PolicyStore, Snapshot};
+use crate::protocol;
+
+/// The gateway's proxy logic.
+pub struct Gateway {
+    policy: Arc<PolicyStore>,
+}
+
+impl Gateway {
+    /// A gateway serving the store's current policy.
+    pub fn new(policy: Arc<PolicyStore>) -> Self {
+        Gateway { policy }
+    }
+}
+
+/// Per-request state, carried across phases.
+pub struct RequestContext {
+    /// The gateway's id for this request (UUIDv7: sortable by time), sent to the client and
+    /// the upstream as `X-Request-Id`.
+    pub request_id: String,
+    /// The policy snapshot this request is decided and forwarded under, start to end.
+    snapshot: Option<Arc<Snapshot>>,
+    route: Option<usize>,
+    /// The reason code of the outcome (`allow` when forwarded).
+    pub outcome: &'static str,
+    started: Instant,
+}
+
+impl RequestContext {
+    fn route_id(&self) -> &str {
+        match (&self.snapshot, self.route) {
+            (Some(s), Some(i)) => &s.routes.routes()[i].id,
+            _ => "-",
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestContext {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            snapshot: None,
+            route: None,
+            outcome: "allow",
+            started: Instant::now(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let snapshot = self.policy.current();
+        let downstream = session.as_downstream();
+        let length_dropped_by_parser = !downstream.is_http2()
+            && downstream
+                .req_header()
+                .headers
+                .contains_key(TRANSFER_ENCODING)
+            && protocol::raw_head_has_content_length(&downstream.to_h1_raw());
+        let header = session.req_header();
+        let view = RequestView {
+            method: &header.method,
+            path: header.uri.path(),
+            query: header.uri.query(),
+            headers: &header.headers,
+            length_dropped_by_parser,
+        };
+        let evaluation = pipeline::evaluate(&view, &snapshot);
+        let decision = evaluation.decision;
+        ctx.route = evaluation.route_index;
+        ctx.snapshot = Some(snapshot);
+        match decision {
+            Decision::Allow => Ok(false),
+            Decision::Refuse(refusal) => {
+                ctx.outcome = refusal.reason.code();
+                respond_refusal(session, &refusal, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        match (&ctx.snapshot, ctx.route) {
+            (Some(snapshot), Some(index)) => {
+                let route = &snapshot.routes.routes()[index];
+                Ok(snapshot.upstream_of(route).peer())
+            }
+            // request_filter refuses every request it does not route; reaching here without a
+            // route would be a bug, and the answer is still to forward nothing.
+            _ => Error::e_explain(ErrorType::InternalError, "no route decided for request"),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let host = session
+            .req_header()
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
+            .map(str::to_owned);
+        let default_host = match (&ctx.snapshot, ctx.route) {
+            (Some(s), Some(i)) => s.upstream_of(&s.routes.routes()[i]).authority.clone(),
+            _ => String::new(),
+        };
+        forward::rewrite_request(
+            &mut PingoraRequest(upstream_request),
+            &Forwarding {
+                client_ip,
+                host: host.as_deref(),
+                request_id: &ctx.request_id,
+                default_host: &default_host,
+            },
+        );
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let mut response = PingoraResponse(upstream_response);
+        harden::harden(&mut response);
+        if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+            response.set(HeaderName::from_static("x-request-id"), id);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let reason = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) if (400..500).contains(code) => None,
+            (_, ErrorSource::Upstream) => Some(Reason::UpstreamUnavailable),
+            (
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => None,
+            (_, ErrorSource::Downstream) => None,
+            _ => Some(Reason::GatewayInternal),
+        };
+        let code = match reason {
+            Some(reason) => {
+                ctx.outcome = reason.code();
+                let detail = match reason {
+                    Reason::UpstreamUnavailable => "the backend could not be reached",
+                    _ => "the gateway could not complete the request",
+                };
+                let refusal = Refusal::new(reason, detail);
+                if let Err(write) = respond_refusal(session, &refusal, &ctx.request_id).await {
+                    tracing::debug!(error = %write, "could not send error response");
+                }
+                reason.status()
+            }
+            None => match e.etype() {
+                ErrorType::HTTPStatus(code) => {
+                    // pingora's own 4xx for a request it could not parse.
+                    ctx.outcome = "protocol.malformed";
+                    let _ = session.respond_error(*code).await;
+                    *code
+                }
+                _ => {
+                    ctx.outcome = "client.gone";
+                    0
+                }
+            },
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            route = ctx.route_id(),
+            method = %session.req_header().method,
+            status,
+            outcome = ctx.outcome,
+            micros = ctx.started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+}
+
+/// Answer a refused request with its problem+json body. The one place a [`Refusal`] becomes a
+/// response.
+async fn respond_refusal(session: &mut Session, refusal: &Refusal, request_id: &str) -> Result<()> {
+    let body = decision::problem_body(refusal, request_id);
+    let mut response = ResponseHeader::build(refusal.reason.status(), Some(8))?;
+    response.insert_header(CONTENT_TYPE, decision::PROBLEM_CONTENT_TYPE)?;
+    response.insert_header(CONTENT_LENGTH, body.len())?;
+    response.insert_header("x-request-id", request_id)?;
+    if let Some(allow) = &refusal.allow {
+        response.insert_header(ALLOW, allow.as_str())?;
+    }
+    if refusal.reason.status() == 401 {
+        response.insert_header(WWW_AUTHENTICATE, "Bearer realm=\"phr-gateway\"")?;
+    }
+    if refusal.reason.closes_connection() {
+        session.set_keepalive(None);
+        if !session.as_downstream().is_http2() {
+            response.insert_header(http::header::CONNECTION, "close")?;
+        }
+    }
+    harden::harden(&mut PingoraResponse(&mut response));
+    session
+        .write_response_header(Box::new(response), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+/// pingora's request header keeps a header-name case map beside the `HeaderMap`; changing it
+/// through its own methods keeps the two in step.
+struct PingoraRequest<'a>(&'a mut RequestHeader);
+
+impl forward::RequestHeaders for PingoraRequest<'_> {
+    fn headers(&self) -> &HeaderMap {
+        &self.0.headers
+    }
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.insert_header(name, value);
+    }
+    fn remove(&mut self, name: &str) {
+        while self.0.remove_header(name).is_some() {}
+    }
+}
+
+struct PingoraResponse<'a>(&'a mut ResponseHeader);
+
+impl ResponseHeaders for PingoraResponse<'_> {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.insert_header(name, value);
+    }
+    fn remove(&mut self, name: &str) {
+        while self.0.remove_header(name).is_some() {}
+    }
+}

@@ -1,0 +1,173 @@
+//! Assembles the running gateway: pingora server, public TLS listener, optional redirect
+//! listener, and the background task that reloads policy and certificates (R-OPS-2, R-TLS-2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::policy::{PolicyStore, Snapshot};
+use crate::proxy::Gateway;
+use crate::redirect::RedirectToHttps;
+use crate::tls::ReloadingCertResolver;
+
+/// Why the server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// pingora refused a setting.
+    #[error("cannot set up the {what}: {source}")]
+    Pingora {
+        /// What was being set up.
+        what: &'static str,
+        /// pingora's error.
+        source: Box<pingora::Error>,
+    },
+}
+
+/// A pingora server with the gateway's services added, ready for `run_forever`.
+pub struct GatewayServer {
+    /// The pingora server; add more services (the demo backend) before running it.
+    pub server: Server,
+    /// The certificate resolver of the public listener.
+    pub certificates: Arc<ReloadingCertResolver>,
+}
+
+/// The pingora configuration for a snapshot.
+fn server_conf(snapshot: &Snapshot) -> ServerConf {
+    ServerConf {
+        threads: snapshot.gateway.worker_threads,
+        grace_period_seconds: Some(snapshot.gateway.drain.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(snapshot.gateway.shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    }
+}
+
+/// Build the server for the store's policy. Listening starts at `run_forever`.
+pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
+    let snapshot = store.current();
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&snapshot));
+    server.bootstrap();
+
+    let certificates = Arc::new(ReloadingCertResolver::new(
+        Arc::clone(&snapshot.tls.server_key),
+        &snapshot.tls.certificate_chain,
+        &snapshot.tls.private_key,
+    ));
+    let pingora_err = |what| move |source| ServerError::Pingora { what, source };
+
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(Arc::clone(&store)),
+        "phr-gateway public listener",
+    );
+    // The resolver replaces pingora's file loading, which panics on a bad file and cannot
+    // reload; the paths given here are never read.
+    let mut tls = TlsSettings::intermediate("", "").map_err(pingora_err("TLS listener"))?;
+    tls.set_cert_resolver(Arc::clone(&certificates) as _);
+    tls.enable_h2();
+    public.add_tls_with_settings(&snapshot.listeners.public.to_string(), None, tls);
+    server.add_service(public);
+
+    if let Some(addr) = snapshot.listeners.redirect {
+        let mut redirect = Service::new(
+            "phr-gateway redirect listener".to_owned(),
+            RedirectToHttps::new(
+                snapshot.listeners.redirect_host.clone(),
+                snapshot.listeners.public.port(),
+            ),
+        );
+        redirect.add_tcp(&addr.to_string());
+        server.add_service(redirect);
+    }
+
+    server.add_service(background_service(
+        "policy and certificate reloader",
+        Reloader {
+            store,
+            certificates: Arc::clone(&certificates),
+        },
+    ));
+    tracing::info!(
+        version = %snapshot.version,
+        public = %snapshot.listeners.public,
+        redirect = ?snapshot.listeners.redirect,
+        routes = snapshot.routes.routes().len(),
+        tls12 = snapshot.tls.allow_tls12,
+        "gateway configured"
+    );
+    Ok(GatewayServer {
+        server,
+        certificates,
+    })
+}
+
+/// Reloads the policy on SIGHUP and the certificate when its files change.
+struct Reloader {
+    store: Arc<PolicyStore>,
+    certificates: Arc<ReloadingCertResolver>,
+}
+
+impl Reloader {
+    fn reload_policy(&self) {
+        let running = self.store.current().version.clone();
+        match self.store.reload() {
+            Ok(next) => {
+                self.certificates.replace(
+                    Arc::clone(&next.tls.server_key),
+                    &next.tls.certificate_chain,
+                    &next.tls.private_key,
+                );
+                tracing::info!(version = %next.version, previous = %running, "policy reloaded");
+            }
+            Err(e) => {
+                tracing::error!(running = %running, "policy reload failed; keeping the running policy: {e}");
+                // The certificate may have been renewed even if the policy is broken.
+                self.reload_certificate(false);
+            }
+        }
+    }
+
+    fn reload_certificate(&self, force: bool) {
+        match self.certificates.reload(force) {
+            Ok(crate::tls::certificate::ReloadOutcome::Replaced) => {
+                tracing::info!("server certificate reloaded; new connections get the new one")
+            }
+            Ok(crate::tls::certificate::ReloadOutcome::Unchanged) => {}
+            Err(e) => tracing::error!(
+                "certificate reload failed; keeping the certificate in service: {e}"
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP; reload needs a restart: {e}");
+                None
+            }
+        };
+        loop {
+            let poll = self.store.current().tls.watch_interval;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    tracing::info!("SIGHUP: reloading policy");
+                    self.reload_policy();
+                }
+                _ = tokio::time::sleep(poll.unwrap_or(Duration::from_secs(3600))), if poll.is_some() => {
+                    self.reload_certificate(false);
+                }
+            }
+        }
+    }
+}

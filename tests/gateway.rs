@@ -1,0 +1,500 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! The gateway end to end: the real binary, real TLS handshakes, a real upstream.
+
+mod support;
+
+use std::time::Duration;
+
+use rustls::version::{TLS12, TLS13};
+use support::*;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    pki: TestPki,
+    upstream: Upstream,
+    gateway: Gateway,
+}
+
+async fn setup_with(tls_extra: &str, extra: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let gateway = Gateway::start(
+        dir.path(),
+        &policy(&pki, port, upstream.port, tls_extra, extra),
+        port,
+    );
+    Setup {
+        _dir: dir,
+        pki,
+        upstream,
+        gateway,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with("", "").await
+}
+
+fn h1(s: &Setup) -> std::sync::Arc<rustls::ClientConfig> {
+    client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls13_request_is_forwarded_and_hardened_r_tls_1_r_tls_3() {
+    let s = setup().await;
+    let tls = connect(s.gateway.port, h1(&s))
+        .await
+        .expect("TLS 1.3 handshake");
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    drop(tls);
+
+    let reply = get(s.gateway.port, h1(&s), "/anon/hello", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "upstream-ok /anon/hello 0");
+    assert_eq!(
+        reply.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+    assert!(
+        reply.headers.get("server").is_none(),
+        "upstream banner passed on"
+    );
+    assert!(reply.headers.get("x-powered-by").is_none());
+    let id = reply.headers["x-request-id"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(id.len(), 36);
+    let seen = s.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["x-request-id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_and_http11_both_work() {
+    let s = setup().await;
+    let h2 = client_config(&s.pki.ca_der, &[&TLS13], &[b"h2"]);
+    let reply = get(s.gateway.port, h2, "/anon/two", &[])
+        .await
+        .expect("h2 request");
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let reply = get(s.gateway.port, h1(&s), "/anon/one", &[])
+        .await
+        .expect("h1 request");
+    assert_eq!(reply.version, http::Version::HTTP_11);
+    assert_eq!(reply.status, 200);
+    let seen = s.upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].headers["host"], "localhost",
+        "h2 :authority becomes Host"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls12_only_client_is_refused_by_default_r_tls_1() {
+    let s = setup().await;
+    let tls12 = client_config(&s.pki.ca_der, &[&TLS12], &[b"http/1.1"]);
+    assert!(
+        connect(s.gateway.port, tls12).await.is_err(),
+        "TLS 1.2 handshake succeeded"
+    );
+    // The listener still serves TLS 1.3 after refusing.
+    assert_eq!(
+        get(s.gateway.port, h1(&s), "/anon/x", &[])
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+}
+
+/// A TLS 1.2 ClientHello offering only the given suites, with the extensions an ECDHE
+/// handshake needs (groups, point formats, signature algorithms).
+fn client_hello_tls12(suites: &[u16]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[7u8; 32]);
+    body.push(0);
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]);
+    let mut ext = Vec::new();
+    ext.extend_from_slice(&[0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x17, 0x00, 0x1d]);
+    ext.extend_from_slice(&[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]);
+    ext.extend_from_slice(&[0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![0x01];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    record.extend_from_slice(&hs);
+    record
+}
+
+/// Send a raw ClientHello and return the first record type the server answers with
+/// (0x16 handshake = ServerHello, 0x15 alert), or None if it closed.
+async fn first_record_type(port: u16, hello: &[u8]) -> Option<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    tcp.write_all(hello).await.ok()?;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut first)).await {
+        Ok(Ok(_)) => Some(first[0]),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls12_opt_in_allows_only_ecdhe_aead_r_tls_1() {
+    let s = setup_with("allow_tls12 = true", "").await;
+    let tls12 = client_config(&s.pki.ca_der, &[&TLS12], &[b"http/1.1"]);
+    let tls = connect(s.gateway.port, tls12.clone())
+        .await
+        .expect("TLS 1.2 ECDHE-GCM handshake");
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    drop(tls);
+    assert_eq!(
+        get(s.gateway.port, tls12, "/anon/x", &[])
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+
+    // Control: the hand-made hello gets a ServerHello when it offers ECDHE-ECDSA-AES128-GCM.
+    assert_eq!(
+        first_record_type(s.gateway.port, &client_hello_tls12(&[0xc02b])).await,
+        Some(0x16)
+    );
+    // CBC suites with ECDHE, and static-RSA key exchange (GCM or CBC): refused with an alert.
+    for suite in [0xc009u16, 0xc013, 0xc023, 0x009c, 0x002f, 0x0035, 0x000a] {
+        assert_eq!(
+            first_record_type(s.gateway.port, &client_hello_tls12(&[suite])).await,
+            Some(0x15),
+            "suite {suite:#06x} was not refused"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undeclared_path_is_404_problem_and_never_forwarded_r_az_1() {
+    let s = setup().await;
+    let reply = get(s.gateway.port, h1(&s), "/admin/secrets", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        reply.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let problem = reply.json();
+    assert_eq!(problem["reason"], "route.not_found");
+    assert_eq!(problem["type"], "urn:phr-gateway:problem:route.not_found");
+    assert_eq!(problem["status"], 404);
+    assert_eq!(
+        problem["request_id"],
+        reply.headers["x-request-id"].to_str().unwrap_or("?")
+    );
+
+    let reply = get(s.gateway.port, h1(&s), "/anon/../fhir/Patient/1", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.json()["reason"], "route.path_not_canonical");
+
+    let mut client = Client::open(s.gateway.port, h1(&s)).await.expect("connect");
+    let reply = client
+        .send("DELETE", "/anon/x", &[], "")
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.headers["allow"], "GET, POST, HEAD");
+    assert_eq!(reply.json()["reason"], "route.method_not_allowed");
+
+    // Not anonymous, and no identity can be verified yet: fail closed (R-AUTH-1).
+    let reply = client
+        .send("GET", "/fhir/Patient/p-1", &[], "")
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json()["reason"], "identity.missing");
+    assert!(reply.headers["www-authenticate"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("Bearer"));
+
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a refused request reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_framing_is_refused_and_never_forwarded_r_waf_3() {
+    let s = setup().await;
+    let cases: &[&[u8]] = &[
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: +5\r\n\r\nhello",
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+    ];
+    for raw in cases {
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw)
+            .await
+            .expect("exchange");
+        let status_line = answer.lines().next().unwrap_or("");
+        assert!(
+            status_line.starts_with("HTTP/1.1 400"),
+            "{}: {answer}",
+            String::from_utf8_lossy(raw)
+        );
+        // One answer, then the connection is closed: nothing after it is read as a request.
+        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "an ambiguous request reached the upstream"
+    );
+    // A well-framed body still passes.
+    let ok = raw_exchange(
+        s.gateway.port,
+        &s.pki.ca_der,
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await
+    .expect("exchange");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.ends_with("upstream-ok /anon/x 5"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_upstream() {
+    let s = setup().await;
+    let reply = get(
+        s.gateway.port,
+        h1(&s),
+        "/anon/headers",
+        &[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("forwarded", "for=10.9.9.9;proto=http"),
+            ("x-real-ip", "10.9.9.9"),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "chosen-by-client"),
+            ("connection", "keep-alive, x-private-hop"),
+            ("x-private-hop", "secret"),
+            ("keep-alive", "timeout=100"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic dXNlcjpwYXNz"),
+            ("accept", "application/fhir+json"),
+        ],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200);
+    let seen = s.upstream.requests();
+    let h = &seen[0].headers;
+    assert_eq!(
+        h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+        vec!["127.0.0.1"]
+    );
+    assert_eq!(
+        h["forwarded"],
+        "for=127.0.0.1;proto=https;host=\"localhost\""
+    );
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert!(h.get("x-real-ip").is_none());
+    assert_ne!(h["x-request-id"], "chosen-by-client");
+    for hop in ["x-private-hop", "keep-alive", "te", "proxy-authorization"] {
+        assert!(h.get(hop).is_none(), "{hop} reached the upstream");
+    }
+    assert_eq!(h["accept"], "application/fhir+json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_with_broken_policy_keeps_old_routes_r_ops_2() {
+    let s = setup().await;
+    let good = std::fs::read_to_string(&s.gateway.policy_path).expect("policy");
+
+    std::fs::write(
+        &s.gateway.policy_path,
+        good.replace("[[routes]]", "[[routes]]\nbogus_key = 1"),
+    )
+    .expect("write");
+    s.gateway.reload();
+    let log = s.gateway.log();
+    assert!(log.contains("policy reload failed"), "{log}");
+    assert!(log.contains("unknown field `bogus_key`"), "{log}");
+    let reply = get(s.gateway.port, h1(&s), "/anon/still-here", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 200, "old policy no longer served");
+
+    // A valid change is taken: a new anonymous route appears.
+    let extended = format!(
+        "{good}\n[[routes]]\nid = \"new\"\nmethods = [\"GET\"]\npath = \"/new\"\nupstream = \"backend\"\ncategory = \"public\"\nanonymous = true\n"
+    );
+    assert_eq!(
+        get(s.gateway.port, h1(&s), "/new", &[])
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(404)
+    );
+    std::fs::write(&s.gateway.policy_path, extended).expect("write");
+    s.gateway.reload();
+    assert_eq!(
+        get(s.gateway.port, h1(&s), "/new", &[])
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+
+    // A start-only change is refused and says so.
+    std::fs::write(
+        &s.gateway.policy_path,
+        good.replace("[tls]", "[tls]\nallow_tls12 = true"),
+    )
+    .expect("write");
+    s.gateway.reload();
+    assert!(
+        s.gateway.log().contains("tls.allow_tls12"),
+        "{}",
+        s.gateway.log()
+    );
+    assert_eq!(
+        get(s.gateway.port, h1(&s), "/new", &[])
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renewed_certificate_is_served_to_next_connection_r_tls_2() {
+    let s = setup_with("watch_interval_secs = 1", "").await;
+    let old = h1(&s);
+    let mut open = Client::open(s.gateway.port, old.clone())
+        .await
+        .expect("connect");
+    assert_eq!(
+        open.send("GET", "/anon/a", &[], "")
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+
+    // A broken renewal keeps the old certificate.
+    std::fs::write(
+        &s.pki.cert_path,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    s.gateway.reload();
+    assert!(
+        s.gateway
+            .log()
+            .contains("keeping the certificate in service"),
+        "{}",
+        s.gateway.log()
+    );
+    assert!(
+        connect(s.gateway.port, old.clone()).await.is_ok(),
+        "old certificate no longer served"
+    );
+
+    // A real renewal, from another CA, written over the same files, picked up by the file watch.
+    let renewed_ca = phr_gateway::pki::DevCa::new("renewal CA").expect("ca");
+    let renewed = renewed_ca.issue_server(&["localhost"]).expect("cert");
+    std::fs::write(&s.pki.key_path, &renewed.key_pem).expect("write key");
+    std::fs::write(&s.pki.cert_path, &renewed.cert_pem).expect("write cert");
+    let new = client_config(
+        &rustls::pki_types::CertificateDer::from(renewed_ca.cert_der()),
+        &[&TLS13],
+        &[b"http/1.1"],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if connect(s.gateway.port, new.clone()).await.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "renewed certificate not served: {}",
+            s.gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A fresh client (no session to resume) that trusts only the old CA is refused.
+    assert!(
+        connect(s.gateway.port, h1(&s)).await.is_err(),
+        "old certificate still served"
+    );
+    // The connection opened before the renewal was not dropped.
+    assert_eq!(
+        open.send("GET", "/anon/b", &[], "")
+            .await
+            .map(|r| r.status)
+            .ok(),
+        Some(200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_requests() {
+    let s = setup().await;
+    let port = s.gateway.port;
+    let config = h1(&s);
+    let slow = tokio::spawn(async move {
+        get(port, config, "/anon/slow", &[])
+            .await
+            .map(|r| r.status)
+            .ok()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        slow.await.ok().flatten(),
+        Some(200),
+        "in-flight request was cut"
+    );
+    let mut s = s;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(status)) = s.gateway.child.try_wait() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,446 @@
+//! Test harness: the real `phr-gateway` binary on a loopback port, a real upstream (hyper,
+//! optionally behind TLS), real rustls clients, and certificates made at test time.
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use phr_gateway::pki::{DevCa, Issued};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A free loopback port (bound, then released for the gateway to take).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A CA and a server certificate for localhost, written into `dir`.
+pub struct TestPki {
+    pub ca: DevCa,
+    pub ca_der: CertificateDer<'static>,
+    pub ca_path: PathBuf,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl TestPki {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let ca = DevCa::new(&format!("{name} test CA")).expect("ca");
+        let (cert_path, key_path) = ca
+            .issue_server(&["localhost", "127.0.0.1"])
+            .expect("server cert")
+            .write(dir, name)
+            .expect("write");
+        let ca_path = dir.join(format!("{name}-ca.crt"));
+        std::fs::write(&ca_path, ca.cert_pem()).expect("write ca");
+        let ca_der = CertificateDer::from(ca.cert_der());
+        TestPki {
+            ca,
+            ca_der,
+            ca_path,
+            cert_path,
+            key_path,
+        }
+    }
+}
+
+/// What the upstream saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+}
+
+/// A real HTTP/1.1 upstream on loopback that records what reaches it.
+pub struct Upstream {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Plain HTTP.
+    pub async fn start() -> Self {
+        Self::start_with_tls(None).await
+    }
+
+    /// With `tls`, the upstream speaks TLS with this server config.
+    pub async fn start_with_tls(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let acceptor = tls.map(TlsAcceptor::from);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let record = Arc::clone(&record);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if parts.uri.path() == "/anon/slow" {
+                                tokio::time::sleep(Duration::from_millis(1500)).await;
+                            }
+                            if let Ok(mut s) = record.lock() {
+                                s.push(Seen {
+                                    method: parts.method.to_string(),
+                                    path: parts.uri.to_string(),
+                                    headers: parts.headers.clone(),
+                                });
+                            }
+                            let reply = format!("upstream-ok {} {}", parts.uri.path(), body.len());
+                            Ok::<_, hyper::Error>(
+                                hyper::Response::builder()
+                                    .header("server", "secret-backend/1.0")
+                                    .header("x-powered-by", "php/5")
+                                    .body(Full::new(Bytes::from(reply)))
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { port, seen }
+    }
+}
+
+/// A TLS server config for a test upstream; with `client_ca`, client certificates are required.
+pub fn upstream_tls(
+    identity: &Issued,
+    client_ca: Option<&CertificateDer<'static>>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_slice_iter(identity.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("certs");
+    let key = rustls::pki_types::pem::PemObject::from_pem_slice(identity.key_pem.as_bytes())
+        .expect("key");
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions");
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone()).expect("root");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(builder.with_single_cert(certs, key).expect("server config"))
+}
+
+/// The gateway binary, running with a policy file, killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub policy_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Gateway {
+    /// Write `policy` to `dir/policy.toml` and start `phr-gateway run` on it; waits until the
+    /// TLS port accepts connections.
+    pub fn start(dir: &Path, policy: &str, port: u16) -> Self {
+        let policy_path = dir.join("policy.toml");
+        std::fs::write(&policy_path, policy).expect("write policy");
+        let stderr_path = dir.join("gateway.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
+            .args(["run", "--policy"])
+            .arg(&policy_path)
+            .env("PHR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("log file"))
+            .spawn()
+            .expect("spawn gateway");
+        let mut gw = Gateway {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+            policy_path,
+            stderr_path,
+        };
+        gw.wait_ready(port);
+        gw
+    }
+
+    pub fn wait_ready(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited early ({status}): {}", self.log());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not listen on {port}: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("kill");
+    }
+
+    /// Send SIGHUP and wait until the log shows the reload's outcome (ok or failed).
+    pub fn reload(&self) {
+        let before = self.log().matches("SIGHUP").count();
+        self.signal(nix::sys::signal::Signal::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = self.log();
+            if log.matches("SIGHUP").count() > before
+                && (log.matches("policy reloaded").count()
+                    + log.matches("policy reload failed").count())
+                    > before
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no reload outcome in log: {}", self.log());
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A rustls client config trusting `ca`, for the given versions and ALPN protocols.
+pub fn client_config(
+    ca: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Open a TLS connection to the gateway.
+pub async fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Result<TlsStream, BoxError> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::try_from("localhost")?;
+    Ok(TlsConnector::from(config).connect(name, tcp).await?)
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+}
+
+/// An HTTP client over one TLS connection (h2 if ALPN chose it, else HTTP/1.1).
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Client {
+    pub async fn open(port: u16, config: Arc<rustls::ClientConfig>) -> Result<Self, BoxError> {
+        let tls = connect(port, config).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        if h2 {
+            let (sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            tokio::spawn(conn);
+            Ok(Client::H2(sender))
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn);
+            Ok(Client::H1(sender))
+        }
+    }
+
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, BoxError> {
+        let h2 = matches!(self, Client::H2(_));
+        let uri = if h2 {
+            format!("https://localhost{path}")
+        } else {
+            path.to_owned()
+        };
+        let mut builder = hyper::Request::builder().method(method).uri(uri);
+        if !h2 {
+            builder = builder.header("host", "localhost");
+        }
+        for (n, v) in headers {
+            builder = builder.header(*n, *v);
+        }
+        let request = builder.body(Full::new(Bytes::from(body.to_owned())))?;
+        let response = match self {
+            Client::H1(s) => s.send_request(request).await?,
+            Client::H2(s) => s.send_request(request).await?,
+        };
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// One request on a new connection.
+pub async fn get(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, BoxError> {
+    Client::open(port, config)
+        .await?
+        .send("GET", path, headers, "")
+        .await
+}
+
+/// Write raw bytes over TLS 1.3 and read until the server closes (or 5 s pass).
+pub async fn raw_exchange(
+    port: u16,
+    ca: &CertificateDer<'static>,
+    bytes: &[u8],
+) -> Result<String, BoxError> {
+    let mut tls = connect(
+        port,
+        client_config(ca, &[&rustls::version::TLS13], &[b"http/1.1"]),
+    )
+    .await?;
+    tls.write_all(bytes).await?;
+    tls.flush().await?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A policy with one plain upstream and a few routes; `extra` is appended (more routes,
+/// upstream settings) and `tls_extra` goes into the [tls] table.
+pub fn policy(
+    pki: &TestPki,
+    port: u16,
+    upstream_port: u16,
+    tls_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[gateway]
+node_id = "test"
+worker_threads = 1
+drain_secs = 2
+shutdown_timeout_secs = 1
+
+[listeners]
+public = "127.0.0.1:{port}"
+
+[tls]
+certificate_chain = "{cert}"
+private_key = "{key}"
+{tls_extra}
+
+[upstreams.backend]
+url = "http://127.0.0.1:{upstream_port}"
+
+[[routes]]
+id = "anon"
+methods = ["GET", "POST"]
+path = "/anon/{{*rest}}"
+upstream = "backend"
+category = "public"
+anonymous = true
+
+[[routes]]
+id = "patient-read"
+methods = ["GET"]
+path = "/fhir/Patient/{{id}}"
+upstream = "backend"
+category = "account"
+{extra}
+"#,
+        cert = pki.cert_path.display(),
+        key = pki.key_path.display(),
+    )
+}
