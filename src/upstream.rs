@@ -88,7 +88,11 @@ impl UpstreamError {
             UpstreamError::Url { .. } | UpstreamError::Resolve { .. } => Some(section.url.span()),
             UpstreamError::Setting(_) => Some(section.url.span()),
             UpstreamError::Certificate(e) => {
-                let key = e.concerns_key();
+                let key = e.concerns_key()
+                    || section
+                        .client_key
+                        .as_ref()
+                        .is_some_and(|k| e.path().ends_with(k.get_ref()));
                 let ca = section.ca.as_ref().map(|s| s.span());
                 let cert = section.client_certificate.as_ref().map(|s| s.span());
                 let key_span = section.client_key.as_ref().map(|s| s.span());

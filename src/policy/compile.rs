@@ -188,7 +188,7 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
     let server_key = match certificate::load_certified_key(&chain_path, &key_path) {
         Ok(key) => Some(Arc::new(key)),
         Err(e) => {
-            let span = match e.concerns_key() {
+            let span = match e.concerns_key() || e.path() == key_path {
                 true => file.tls.private_key.span(),
                 false => file.tls.certificate_chain.span(),
             };

@@ -55,9 +55,22 @@ pub enum CertificateError {
 }
 
 impl CertificateError {
+    /// The file the problem is in (the chain file, for a mismatch).
+    pub fn path(&self) -> &Path {
+        match self {
+            CertificateError::Read { path, .. }
+            | CertificateError::Chain { path, .. }
+            | CertificateError::Key { path, .. } => path,
+            CertificateError::Mismatch { chain, .. } => chain,
+        }
+    }
+
     /// Whether the problem is in the key file rather than the chain.
     pub fn concerns_key(&self) -> bool {
-        matches!(self, CertificateError::Key { .. })
+        matches!(
+            self,
+            CertificateError::Key { .. } | CertificateError::Mismatch { .. }
+        )
     }
 }
 

@@ -1,0 +1,335 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! The command line: `check`, `explain`, `schema`, and the redirect listener and demo that
+//! operators meet first.
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use support::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
+}
+
+fn write_policy(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn check_prints_route_table_of_a_valid_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let path = write_policy(dir.path(), &policy(&pki, 8443, 8081, "", ""));
+    let out = bin()
+        .args(["check", "--policy"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("is valid (sha256:"), "{stdout}");
+    assert!(stdout.contains("patient-read"), "{stdout}");
+    assert!(stdout.contains("/fhir/Patient/{id}"), "{stdout}");
+    assert!(stdout.contains("ANONYMOUS"), "{stdout}");
+    assert!(!stdout.contains("WARNING"), "{stdout}");
+
+    // Turning a protection off is said out loud (R-TLS-1).
+    let path = write_policy(
+        dir.path(),
+        &policy(&pki, 8443, 8081, "allow_tls12 = true", ""),
+    );
+    let out = bin()
+        .args(["check", "--policy"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING: tls.allow_tls12 = true"));
+}
+
+/// Each broken policy, and what its error must say (with line:column).
+#[test]
+fn check_names_file_line_and_column_of_each_error_r_ops_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let good = policy(&pki, 8443, 8081, "", "");
+    let line_of = |text: &str, needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            good.replace(
+                "[[routes]]\nid = \"anon\"",
+                "[[routes]]\nid = \"anon\"\nmethod = [\"GET\"]",
+            ),
+            "method = [",
+            "unknown field `method`, expected one of",
+        ),
+        (
+            good.replace(
+                "upstream = \"backend\"\ncategory = \"public\"",
+                "upstream = \"nowhere\"\ncategory = \"public\"",
+            ),
+            "upstream = \"nowhere\"",
+            "no upstream named `nowhere`; declared: backend",
+        ),
+        (
+            good.replace("category = \"public\"", "category = \"lab\""),
+            "category = \"lab\"",
+            "unknown variant `lab`, expected one of",
+        ),
+        (
+            good.replace(
+                "methods = [\"GET\", \"POST\"]",
+                "methods = [\"GET\", \"BREW\"]",
+            ),
+            "\"BREW\"",
+            "`BREW` is not a method routes can declare",
+        ),
+        (
+            good.replace("path = \"/anon/{*rest}\"", "path = \"anon\""),
+            "path = \"anon\"",
+            "must start with `/`",
+        ),
+        (
+            good.replace(
+                "path = \"/fhir/Patient/{id}\"",
+                "path = \"/anon/{*rest}\"\nmethods2 = 1",
+            ),
+            "methods2",
+            "unknown field `methods2`",
+        ),
+        (
+            good.replace("public = \"127.0.0.1:8443\"", "public = \"localhost\""),
+            "public = \"localhost\"",
+            "invalid socket address",
+        ),
+        (
+            good.replace(
+                &format!("{}", pki.key_path.display()),
+                "/nonexistent/key.pem",
+            ),
+            "/nonexistent/key.pem",
+            "cannot read /nonexistent/key.pem",
+        ),
+    ];
+    for (text, needle, message) in cases {
+        let path = write_policy(dir.path(), &text);
+        let out = bin()
+            .args(["check", "--policy"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "accepted a policy with `{needle}`"
+        );
+        let line = line_of(&text, needle);
+        let prefix = format!("{}:{line}:", path.display());
+        assert!(
+            stderr.contains(&prefix),
+            "expected {prefix} for `{needle}`, got: {stderr}"
+        );
+        assert!(
+            stderr.contains(message),
+            "expected `{message}`, got: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn shipped_policies_are_valid() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            // The demo policy names certificates the demo makes: make them next to a copy.
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir_all(dir.path().join("certs")).expect("mkdir");
+            phr_gateway::pki::DevCa::new("ca")
+                .and_then(|ca| ca.issue_server(&["localhost"]))
+                .and_then(|i| i.write(&dir.path().join("certs"), "server"))
+                .expect("certs");
+            let copy = dir.path().join("policy.toml");
+            std::fs::copy(&path, &copy).expect("copy");
+            let out = bin()
+                .args(["check", "--policy"])
+                .arg(&copy)
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn explain_runs_the_proxy_pipeline_without_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let path = write_policy(dir.path(), &policy(&pki, 8443, 8081, "", ""));
+    let input = [
+        r#"{"id":"a","method":"GET","path":"/anon/x?q=1","headers":[["accept","*/*"]],"body":null}"#,
+        r#"{"method":"GET","path":"/admin"}"#,
+        r#"{"method":"DELETE","path":"/fhir/Patient/p-1"}"#,
+        r#"{"method":"GET","path":"/fhir/Patient/p-1"}"#,
+        r#"{"method":"POST","path":"/anon/x","headers":[["content-length","3"],["transfer-encoding","chunked"]]}"#,
+        r#"{"method":"GET","path":"/anon/%2e%2e/admin"}"#,
+        r#"not json"#,
+    ]
+    .join("\n");
+    let mut child = bin()
+        .args(["explain", "--policy"])
+        .arg(&path)
+        .args(["--requests", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad line must make the exit status 1"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let expect = [
+        ("allow", "allow", 200),
+        ("refuse", "route.not_found", 404),
+        ("refuse", "route.method_not_allowed", 405),
+        ("refuse", "identity.missing", 401),
+        ("refuse", "protocol.length_with_transfer_encoding", 400),
+        ("refuse", "route.path_not_canonical", 400),
+    ];
+    for (line, (decision, reason, status)) in lines.iter().zip(expect) {
+        assert_eq!(line["decision"], decision, "{line}");
+        assert_eq!(line["reason"], reason, "{line}");
+        assert_eq!(line["status"], status, "{line}");
+    }
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[0]["route"], "anon");
+    assert_eq!(lines[3]["route"], "patient-read");
+    assert_eq!(lines[6]["line"], 7);
+    assert!(lines[6]["error"].as_str().unwrap_or("").contains("line 7"));
+}
+
+#[test]
+fn schema_is_generated_and_committed_copy_is_current() {
+    let out = bin().arg("schema").output().expect("run");
+    assert!(out.status.success());
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(generated["properties"]["routes"].is_object());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/policy.schema.json"
+    ))
+    .expect("docs/policy.schema.json");
+    let committed: serde_json::Value = serde_json::from_str(&committed).expect("json");
+    assert_eq!(
+        generated, committed,
+        "run: phr-gateway schema > docs/policy.schema.json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let (port, redirect) = (free_port(), free_port());
+    let text = policy(&pki, port, upstream.port, "", "").replace(
+        "[tls]",
+        &format!("redirect = \"127.0.0.1:{redirect}\"\n\n[tls]"),
+    );
+    let _gateway = Gateway::start(dir.path(), &text, port);
+    for method in ["GET", "POST"] {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
+            .await
+            .expect("connect");
+        let request = format!("{method} /anon/x?y=1 HTTP/1.1\r\nHost: phr.example.jp:{redirect}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains(&format!(
+                "location: https://phr.example.jp:{port}/anon/x?y=1"
+            )),
+            "{answer}"
+        );
+    }
+    assert!(
+        upstream.requests().is_empty(),
+        "the plain listener forwarded a request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_serves_sample_data_on_embedded_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (public, redirect, backend) = (free_port(), free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("demo.log")).expect("log");
+    let child = bin()
+        .current_dir(dir.path())
+        .args(["demo", "--listen", &format!("127.0.0.1:{public}")])
+        .args(["--redirect", &format!("127.0.0.1:{redirect}")])
+        .args(["--backend", &format!("127.0.0.1:{backend}")])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn demo");
+    let mut gateway = Gateway {
+        child,
+        port: public,
+        dir: dir.path().to_path_buf(),
+        policy_path: dir.path().join(".phr-demo/policy.toml"),
+        stderr_path: dir.path().join("demo.log"),
+    };
+    gateway.wait_ready(public);
+    gateway.wait_ready(backend);
+    let ca = std::fs::read(dir.path().join(".phr-demo/certs/ca.crt")).expect("demo CA");
+    let ca = rustls::pki_types::pem::PemObject::from_pem_slice(&ca).expect("pem");
+    let config = client_config(&ca, &[&rustls::version::TLS13], &[b"h2"]);
+    let reply = get(public, config.clone(), "/fhir/Patient/p-001", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["name"][0]["family"], "山田");
+    assert!(
+        reply.headers.get("server").is_none(),
+        "backend banner passed on"
+    );
+    let reply = get(
+        public,
+        config.clone(),
+        "/fhir/MedicationStatement?patient=p-001",
+        &[],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.json()["reason"], "identity.missing");
+    let reply = get(public, config, "/fhir/Patient/p-001/_history", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.json()["reason"], "route.not_found");
+}
