@@ -1,1 +1,76 @@
-fn main() {}
+//! Route matching over a table of 1,000 routes (issue: gateway core). Reports time per match;
+//! docs/performance.md has the figures.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::Method;
+use phr_gateway::policy::DataCategory;
+use phr_gateway::route::{Route, RouteTable, RouteTableBuilder};
+use std::hint::black_box;
+
+/// 1,000 routes shaped like a PHR API: 250 resource types, each with read by id, search,
+/// history and a nested search.
+fn table() -> RouteTable {
+    let mut builder = RouteTableBuilder::default();
+    for i in 0..250 {
+        let t = format!("/fhir/Type{i}");
+        let routes = [
+            (format!("{t}/{{id}}"), Method::GET),
+            (t.clone(), Method::GET),
+            (format!("{t}/{{id}}/_history"), Method::GET),
+            (format!("{t}/{{id}}/Observation"), Method::POST),
+        ];
+        for (j, (pattern, method)) in routes.into_iter().enumerate() {
+            let added = builder.add(Route {
+                id: format!("r{i}-{j}"),
+                pattern,
+                methods: vec![method],
+                upstream: 0,
+                category: DataCategory::Checkup,
+                anonymous: false,
+            });
+            assert!(added.is_ok(), "{added:?}");
+        }
+    }
+    builder.build()
+}
+
+fn bench(c: &mut Criterion) {
+    let table = table();
+    assert_eq!(table.routes().len(), 1_000);
+    let mut group = c.benchmark_group("route_match_1000_routes");
+    group.bench_function("hit_read_by_id", |b| {
+        b.iter(|| {
+            table
+                .route(black_box(&Method::GET), black_box("/fhir/Type137/p-0001"))
+                .is_ok()
+        })
+    });
+    group.bench_function("hit_last_declared", |b| {
+        b.iter(|| {
+            table
+                .route(
+                    black_box(&Method::POST),
+                    black_box("/fhir/Type249/x/Observation"),
+                )
+                .is_ok()
+        })
+    });
+    group.bench_function("miss_not_found", |b| {
+        b.iter(|| {
+            table
+                .route(black_box(&Method::GET), black_box("/admin/config"))
+                .is_err()
+        })
+    });
+    group.bench_function("miss_method_not_allowed", |b| {
+        b.iter(|| {
+            table
+                .route(black_box(&Method::DELETE), black_box("/fhir/Type42/p-1"))
+                .is_err()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata};
-use tracing_log::NormalizeEvent;
+use tracing_log::{AsLog, NormalizeEvent};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::layer::{Context, Filter};
@@ -77,6 +77,12 @@ fn allow_listener_error(now_secs: u64) -> bool {
 /// Install the global subscriber. `PHR_LOG` (EnvFilter syntax) sets levels; default `info`.
 pub fn init() {
     let filter = EnvFilter::try_from_env("PHR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // pingora logs through the `log` crate, many debug lines per request. Capping `log` at the
+    // filter's most verbose level stops those at the call site instead of turning each into a
+    // tracing event that the filter then drops.
+    let log_level = filter
+        .max_level_hint()
+        .map_or(log::LevelFilter::Trace, |l| l.as_log());
     let json = !std::io::stderr().is_terminal();
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
@@ -87,6 +93,7 @@ pub fn init() {
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter).with_filter(ListenerErrorLimit))
         .try_init();
+    log::set_max_level(log_level);
 }
 
 #[cfg(test)]

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Starts phr-gateway in the foreground for ../shared/tools/proxy-bench.sh, from the
+# environment that harness exports: PB_CERT, PB_KEY, PB_UPSTREAM (host:port), PB_PORT.
+#
+#   ../shared/tools/proxy-bench.sh --out r.json --gateway benches/proxy-bench-gateway.sh 20090
+#
+# Mode (PB_MODE, default "routing"):
+#   routing  every path is routed (default deny table with one catch-all anonymous route),
+#            hardening on: what the core gateway costs.
+#   full     everything on the request path that exists today. Steps add themselves here as
+#            they land (identity, access, inspection, audit), so the whole cost is measured
+#            the same way. Today "full" adds a realistic table of 1,000 declared routes in
+#            front of the catch-all; identity, access, inspection and audit are not built yet.
+# One worker thread: the harness pins the gateway to one core.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${PHR_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/phr-gateway}
+if [ ! -x "$bin" ]; then
+  (cd "$here" && cargo build --release --quiet)
+fi
+: "${PB_CERT:?} ${PB_KEY:?} ${PB_UPSTREAM:?} ${PB_PORT:?}"
+mode=${PB_MODE:-routing}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+policy=$dir/policy.toml
+cat > "$policy" <<TOML
+[gateway]
+node_id = "bench"
+worker_threads = 1
+drain_secs = 0
+shutdown_timeout_secs = 1
+
+[listeners]
+public = "127.0.0.1:$PB_PORT"
+
+[tls]
+certificate_chain = "$PB_CERT"
+private_key = "$PB_KEY"
+watch_interval_secs = 0
+
+[upstreams.bench]
+url = "http://$PB_UPSTREAM"
+TOML
+if [ "$mode" = full ]; then
+  for i in $(seq 0 249); do
+    for shape in "/fhir/Type$i/{id}" "/fhir/Type$i" "/fhir/Type$i/{id}/_history" "/fhir/Type$i/{id}/Observation"; do
+      n=$((n=${n:-0}+1))
+      printf '\n[[routes]]\nid = "r%d"\nmethods = ["GET", "POST"]\npath = "%s"\nupstream = "bench"\ncategory = "checkup"\nanonymous = true\n' "$n" "$shape" >> "$policy"
+    done
+  done
+fi
+cat >> "$policy" <<'TOML'
+
+[[routes]]
+id = "everything"
+methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+path = "/{*rest}"
+upstream = "bench"
+category = "public"
+anonymous = true
+
+[[routes]]
+id = "root"
+methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+path = "/"
+upstream = "bench"
+category = "public"
+anonymous = true
+TOML
+export PHR_LOG=${PHR_LOG:-warn}
+exec "$bin" run --policy "$policy"
