@@ -498,3 +498,21 @@ async fn sigterm_drains_in_flight_requests() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_reused() {
+    let s = setup().await;
+    for i in 0..5 {
+        // A new client connection each time: reuse is the gateway's pool, not the client's.
+        let reply = get(s.gateway.port, h1(&s), &format!("/anon/{i}"), &[])
+            .await
+            .expect("request");
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(s.upstream.requests().len(), 5);
+    let opened = s
+        .upstream
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(opened, 1, "each request opened its own upstream connection");
+}

@@ -70,6 +70,8 @@ pub struct Seen {
 pub struct Upstream {
     pub port: u16,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -89,11 +91,14 @@ impl Upstream {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let record = Arc::clone(&seen);
         let acceptor = tls.map(TlsAcceptor::from);
+        let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let accepted = Arc::clone(&connections);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let record = Arc::clone(&record);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -142,7 +147,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { port, seen }
+        Upstream {
+            port,
+            seen,
+            connections,
+        }
     }
 }
 
