@@ -7,8 +7,11 @@
 
 use std::net::IpAddr;
 
+use std::fmt::Write as _;
+
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
-use http::HeaderMap;
+
+use crate::headers::{HeaderEdit, X_REQUEST_ID};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the obsolete ones clients still send.
 /// `Transfer-Encoding` is not here: the framing is already checked and the proxy re-frames it.
@@ -39,17 +42,6 @@ const FORWARDING: &[&str] = &[
     "x-request-id",
 ];
 
-/// The header operations forwarding needs; implemented for pingora's `RequestHeader` in the
-/// proxy (which keeps its own header-case map in step) and for `HeaderMap` in tests.
-pub trait RequestHeaders {
-    /// The headers as they are now.
-    fn headers(&self) -> &HeaderMap;
-    /// Set a header, replacing any value.
-    fn set(&mut self, name: HeaderName, value: HeaderValue);
-    /// Remove every value of a header.
-    fn remove(&mut self, name: &str);
-}
-
 /// What the gateway knows about the request, to tell the upstream.
 pub struct Forwarding<'a> {
     /// The client's address as the gateway saw it.
@@ -57,31 +49,30 @@ pub struct Forwarding<'a> {
     /// The authority the client asked for (`Host` or `:authority`).
     pub host: Option<&'a str>,
     /// The gateway's request id.
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     /// `Host` to send when the client sent none (h2 clients send `:authority` only).
     pub default_host: &'a str,
 }
 
 /// Rewrite the upstream request's headers.
-pub fn rewrite_request(request: &mut impl RequestHeaders, fwd: &Forwarding<'_>) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<String> = request
-        .headers()
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "host")
-        .collect();
-    for name in named
-        .iter()
-        .map(String::as_str)
-        .chain(HOP_BY_HOP.iter().copied())
-    {
-        request.remove(name);
+pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
+    // Headers named in `Connection` are hop-by-hop too. Rare, so the list is only built when
+    // there is a `Connection` header at all.
+    if request.headers().contains_key(CONNECTION) {
+        let named: Vec<String> = request
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty() && t != "host")
+            .collect();
+        for name in &named {
+            request.remove(name);
+        }
     }
-    for name in FORWARDING {
+    for name in HOP_BY_HOP.iter().chain(FORWARDING) {
         request.remove(name);
     }
 
@@ -90,22 +81,27 @@ pub fn rewrite_request(request: &mut impl RequestHeaders, fwd: &Forwarding<'_>) 
             request.set(HOST, v);
         }
     }
-    let mut forwarded = String::with_capacity(64);
+    // One buffer for the `Forwarded` value; X-Forwarded-For is the address inside it.
+    let mut forwarded = String::with_capacity(96);
     if let Some(ip) = fwd.client_ip {
-        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+        let (open, close) = match ip {
+            IpAddr::V4(_) => ("for=", ";"),
+            IpAddr::V6(_) => ("for=\"[", "]\";"),
+        };
+        forwarded.push_str(open);
+        let address = forwarded.len();
+        let _ = write!(forwarded, "{ip}");
+        if let Ok(v) = HeaderValue::from_str(&forwarded[address..]) {
             request.set(HeaderName::from_static("x-forwarded-for"), v);
         }
-        match ip {
-            IpAddr::V4(v4) => forwarded.push_str(&format!("for={v4};")),
-            IpAddr::V6(v6) => forwarded.push_str(&format!("for=\"[{v6}]\";")),
-        }
+        forwarded.push_str(close);
     }
     forwarded.push_str("proto=https");
     if let Some(host) = fwd.host.filter(|h| is_plain_authority(h)) {
         if let Ok(v) = HeaderValue::from_str(host) {
             request.set(HeaderName::from_static("x-forwarded-host"), v);
         }
-        forwarded.push_str(&format!(";host=\"{host}\""));
+        let _ = write!(forwarded, ";host=\"{host}\"");
     }
     request.set(
         HeaderName::from_static("x-forwarded-proto"),
@@ -114,9 +110,7 @@ pub fn rewrite_request(request: &mut impl RequestHeaders, fwd: &Forwarding<'_>) 
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         request.set(HeaderName::from_static("forwarded"), v);
     }
-    if let Ok(v) = HeaderValue::from_str(fwd.request_id) {
-        request.set(HeaderName::from_static("x-request-id"), v);
-    }
+    request.set(X_REQUEST_ID, fwd.request_id.clone());
 }
 
 /// An authority safe to repeat inside a quoted `Forwarded` value.
@@ -127,21 +121,10 @@ fn is_plain_authority(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
-impl RequestHeaders for HeaderMap {
-    fn headers(&self) -> &HeaderMap {
-        self
-    }
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.insert(name, value);
-    }
-    fn remove(&mut self, name: &str) {
-        while HeaderMap::remove(self, name).is_some() {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
@@ -157,7 +140,7 @@ mod tests {
             &Forwarding {
                 client_ip: ip.parse().ok(),
                 host: Some("phr.example.jp"),
-                request_id: "req-1",
+                request_id: &HeaderValue::from_static("req-1"),
                 default_host: "backend",
             },
         );

@@ -1,6 +1,8 @@
 //! Headers added to, and removed from, every response the client gets (R-TLS-3).
 
-use http::header::{HeaderName, HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
+use http::header::{HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
+
+use crate::headers::HeaderEdit;
 
 /// HSTS for a year, subdomains included (R-TLS-3).
 pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
@@ -14,30 +16,12 @@ const BANNERS: &[&str] = &[
     "x-aspnetmvc-version",
 ];
 
-/// The response header operations hardening needs; implemented for pingora's `ResponseHeader`
-/// in the proxy, kept abstract here so the rule is testable without it.
-pub trait ResponseHeaders {
-    /// Set a header, replacing any value.
-    fn set(&mut self, name: HeaderName, value: HeaderValue);
-    /// Remove a header.
-    fn remove(&mut self, name: &str);
-}
-
 /// Apply the hardening rules.
-pub fn harden(response: &mut impl ResponseHeaders) {
+pub fn harden(response: &mut impl HeaderEdit) {
     response.set(STRICT_TRANSPORT_SECURITY, HSTS);
     response.set(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     for banner in BANNERS {
         response.remove(banner);
-    }
-}
-
-impl ResponseHeaders for http::HeaderMap {
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.insert(name, value);
-    }
-    fn remove(&mut self, name: &str) {
-        http::HeaderMap::remove(self, name);
     }
 }
 

@@ -14,6 +14,7 @@
 //! | [`decision`] | `Decision`, reason codes, problem+json |
 //! | [`forward`] | what the upstream receives |
 //! | [`harden`] | headers on every response |
+//! | [`headers`] | header editing over pingora's and plain header maps |
 //! | [`upstream`] | backends and (m)TLS to them |
 //! | [`proxy`] | the pingora glue |
 //! | [`server`] | listeners, reload on SIGHUP and certificate change |
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod explain;
 pub mod forward;
 pub mod harden;
+pub mod headers;
 pub mod identity;
 pub mod logging;
 pub mod pipeline;

@@ -18,10 +18,12 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::decision::{self, Decision, Reason, Refusal};
 use crate::forward::{self, Forwarding};
-use crate::harden::{self, ResponseHeaders};
+use crate::harden;
+use crate::headers::{HeaderEdit, X_REQUEST_ID};
 use crate::pipeline::{self, RequestView};
 use crate::policy::{PolicyStore, Snapshot};
 use crate::protocol;
+use crate::route::Route;
 
 /// The gateway's proxy logic.
 pub struct Gateway {
@@ -38,8 +40,9 @@ impl Gateway {
 /// Per-request state, carried across phases.
 pub struct RequestContext {
     /// The gateway's id for this request (UUIDv7: sortable by time), sent to the client and
-    /// the upstream as `X-Request-Id`.
-    pub request_id: String,
+    /// the upstream as `X-Request-Id`. Kept as a header value: it is made once and cloned
+    /// (a reference count) into both headers.
+    request_id: HeaderValue,
     /// The policy snapshot this request is decided and forwarded under, start to end.
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
@@ -49,12 +52,23 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    fn route_id(&self) -> &str {
-        match (&self.snapshot, self.route) {
-            (Some(s), Some(i)) => &s.routes.routes()[i].id,
-            _ => "-",
-        }
+    /// The request id as text.
+    pub fn request_id(&self) -> &str {
+        // Made from a hyphenated UUID, so always visible ASCII.
+        self.request_id.to_str().unwrap_or("-")
     }
+
+    /// The snapshot and the route this request was routed to, if it was.
+    fn routed(&self) -> Option<(&Snapshot, &Route)> {
+        let snapshot = self.snapshot.as_deref()?;
+        Some((snapshot, &snapshot.routes.routes()[self.route?]))
+    }
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[async_trait]
@@ -63,7 +77,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestContext {
-            request_id: uuid::Uuid::now_v7().to_string(),
+            request_id: new_request_id(),
             snapshot: None,
             route: None,
             outcome: "allow",
@@ -74,13 +88,10 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let snapshot = self.policy.current();
         let downstream = session.as_downstream();
+        let header = downstream.req_header();
         let length_dropped_by_parser = !downstream.is_http2()
-            && downstream
-                .req_header()
-                .headers
-                .contains_key(TRANSFER_ENCODING)
+            && header.headers.contains_key(TRANSFER_ENCODING)
             && protocol::raw_head_has_content_length(&downstream.to_h1_raw());
-        let header = session.req_header();
         let view = RequestView {
             method: &header.method,
             path: header.uri.path(),
@@ -96,7 +107,7 @@ impl ProxyHttp for Gateway {
             Decision::Allow => Ok(false),
             Decision::Refuse(refusal) => {
                 ctx.outcome = refusal.reason.code();
-                respond_refusal(session, &refusal, &ctx.request_id).await?;
+                respond_refusal(session, &refusal, ctx.request_id()).await?;
                 Ok(true)
             }
         }
@@ -107,14 +118,11 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        match (&ctx.snapshot, ctx.route) {
-            (Some(snapshot), Some(index)) => {
-                let route = &snapshot.routes.routes()[index];
-                Ok(snapshot.upstream_of(route).peer())
-            }
+        match ctx.routed() {
+            Some((snapshot, route)) => Ok(snapshot.upstream_of(route).peer()),
             // request_filter refuses every request it does not route; reaching here without a
             // route would be a bug, and the answer is still to forward nothing.
-            _ => Error::e_explain(ErrorType::InternalError, "no route decided for request"),
+            None => Error::e_explain(ErrorType::InternalError, "no route decided for request"),
         }
     }
 
@@ -128,24 +136,22 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let host = session
-            .req_header()
+        let request = session.req_header();
+        let host = request
             .headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
-            .map(str::to_owned);
-        let default_host = match (&ctx.snapshot, ctx.route) {
-            (Some(s), Some(i)) => s.upstream_of(&s.routes.routes()[i]).authority.clone(),
-            _ => String::new(),
-        };
+            .or_else(|| request.uri.authority().map(|a| a.as_str()));
+        let default_host = ctx
+            .routed()
+            .map_or("", |(s, route)| s.upstream_of(route).authority.as_str());
         forward::rewrite_request(
-            &mut PingoraRequest(upstream_request),
+            upstream_request,
             &Forwarding {
                 client_ip,
-                host: host.as_deref(),
+                host,
                 request_id: &ctx.request_id,
-                default_host: &default_host,
+                default_host,
             },
         );
         Ok(())
@@ -157,11 +163,8 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let mut response = PingoraResponse(upstream_response);
-        harden::harden(&mut response);
-        if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-            response.set(HeaderName::from_static("x-request-id"), id);
-        }
+        harden::harden(upstream_response);
+        upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
         Ok(())
     }
 
@@ -189,7 +192,7 @@ impl ProxyHttp for Gateway {
                     _ => "the gateway could not complete the request",
                 };
                 let refusal = Refusal::new(reason, detail);
-                if let Err(write) = respond_refusal(session, &refusal, &ctx.request_id).await {
+                if let Err(write) = respond_refusal(session, &refusal, ctx.request_id()).await {
                     tracing::debug!(error = %write, "could not send error response");
                 }
                 reason.status()
@@ -216,8 +219,8 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         tracing::debug!(
-            request_id = %ctx.request_id,
-            route = ctx.route_id(),
+            request_id = ctx.request_id(),
+            route = ctx.routed().map_or("-", |(_, r)| r.id.as_str()),
             method = %session.req_header().method,
             status,
             outcome = ctx.outcome,
@@ -234,7 +237,7 @@ async fn respond_refusal(session: &mut Session, refusal: &Refusal, request_id: &
     let mut response = ResponseHeader::build(refusal.reason.status(), Some(8))?;
     response.insert_header(CONTENT_TYPE, decision::PROBLEM_CONTENT_TYPE)?;
     response.insert_header(CONTENT_LENGTH, body.len())?;
-    response.insert_header("x-request-id", request_id)?;
+    response.insert_header(X_REQUEST_ID, request_id)?;
     if let Some(allow) = &refusal.allow {
         response.insert_header(ALLOW, allow.as_str())?;
     }
@@ -247,7 +250,7 @@ async fn respond_refusal(session: &mut Session, refusal: &Refusal, request_id: &
             response.insert_header(http::header::CONNECTION, "close")?;
         }
     }
-    harden::harden(&mut PingoraResponse(&mut response));
+    harden::harden(&mut response);
     session
         .write_response_header(Box::new(response), false)
         .await?;
@@ -256,29 +259,29 @@ async fn respond_refusal(session: &mut Session, refusal: &Refusal, request_id: &
         .await
 }
 
-/// pingora's request header keeps a header-name case map beside the `HeaderMap`; changing it
-/// through its own methods keeps the two in step.
-struct PingoraRequest<'a>(&'a mut RequestHeader);
+// pingora's headers keep a header-name case map beside the `HeaderMap`; editing them through
+// their own methods keeps the two in step.
 
-impl forward::RequestHeaders for PingoraRequest<'_> {
+impl HeaderEdit for RequestHeader {
     fn headers(&self) -> &HeaderMap {
-        &self.0.headers
+        &self.headers
     }
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.insert_header(name, value);
+        let _ = self.insert_header(name, value);
     }
     fn remove(&mut self, name: &str) {
-        while self.0.remove_header(name).is_some() {}
+        while self.remove_header(name).is_some() {}
     }
 }
 
-struct PingoraResponse<'a>(&'a mut ResponseHeader);
-
-impl ResponseHeaders for PingoraResponse<'_> {
+impl HeaderEdit for ResponseHeader {
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.insert_header(name, value);
+        let _ = self.insert_header(name, value);
     }
     fn remove(&mut self, name: &str) {
-        while self.0.remove_header(name).is_some() {}
+        while self.remove_header(name).is_some() {}
     }
 }
