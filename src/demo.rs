@@ -15,9 +15,12 @@ use crate::pki::{self, DevCa, PkiError};
 /// The demo policy, embedded so the demo runs from any folder.
 pub const DEMO_POLICY: &str = include_str!("../policies/demo.toml");
 
-const DEFAULT_PUBLIC: &str = "127.0.0.1:8443";
-const DEFAULT_REDIRECT: &str = "127.0.0.1:8080";
-const DEFAULT_BACKEND: &str = "127.0.0.1:8081";
+/// The demo gateway's TLS listener, as written in `policies/demo.toml`.
+pub const DEFAULT_PUBLIC: &str = "127.0.0.1:8443";
+/// The demo's redirect listener, as written in `policies/demo.toml`.
+pub const DEFAULT_REDIRECT: &str = "127.0.0.1:8080";
+/// The sample backend's listener, as written in `policies/demo.toml`.
+pub const DEFAULT_BACKEND: &str = "127.0.0.1:8081";
 
 /// Where the demo runs.
 #[derive(Clone, Debug)]
@@ -30,19 +33,6 @@ pub struct DemoOptions {
     pub redirect: SocketAddr,
     /// Sample backend listener.
     pub backend: SocketAddr,
-}
-
-impl DemoOptions {
-    /// The defaults: `./.phr-demo`, 8443, 8080, 8081 on 127.0.0.1.
-    pub fn defaults() -> Self {
-        let parse = |s: &str| s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
-        DemoOptions {
-            state_dir: PathBuf::from(".phr-demo"),
-            public: parse(DEFAULT_PUBLIC),
-            redirect: parse(DEFAULT_REDIRECT),
-            backend: parse(DEFAULT_BACKEND),
-        }
-    }
 }
 
 /// Why the demo could not be prepared.
@@ -191,17 +181,12 @@ mod tests {
 
     #[test]
     fn demo_policy_addresses_are_replaced() {
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let opts = DemoOptions {
-            public: "127.0.0.1:1001"
-                .parse()
-                .unwrap_or(DemoOptions::defaults().public),
-            redirect: "127.0.0.1:1002"
-                .parse()
-                .unwrap_or(DemoOptions::defaults().public),
-            backend: "127.0.0.1:1003"
-                .parse()
-                .unwrap_or(DemoOptions::defaults().public),
-            ..DemoOptions::defaults()
+            state_dir: PathBuf::from(".phr-demo"),
+            public: addr(1001),
+            redirect: addr(1002),
+            backend: addr(1003),
         };
         let text = demo_policy_text(&opts);
         assert!(text.contains("\"127.0.0.1:1001\""));

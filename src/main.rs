@@ -56,13 +56,13 @@ enum Command {
         #[arg(long, default_value = ".phr-demo")]
         state_dir: PathBuf,
         /// The gateway's TLS listener.
-        #[arg(long, default_value = "127.0.0.1:8443")]
+        #[arg(long, default_value = demo::DEFAULT_PUBLIC)]
         listen: SocketAddr,
         /// The plain listener that only redirects to https.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value = demo::DEFAULT_REDIRECT)]
         redirect: SocketAddr,
         /// The sample backend's listener.
-        #[arg(long, default_value = "127.0.0.1:8081")]
+        #[arg(long, default_value = demo::DEFAULT_BACKEND)]
         backend: SocketAddr,
     },
     /// Print the JSON Schema of the policy file, for editors.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use compile::{GatewaySettings, Listeners, Snapshot, TlsPlan, Upstream};
+pub use compile::{GatewaySettings, Listeners, Snapshot, TlsPlan};
 pub use schema::DataCategory;
 
 /// One problem found in a policy file, at a line and column (both 1-based).
@@ -135,11 +135,6 @@ impl PolicyStore {
     /// The snapshot in force now.
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.load_full()
-    }
-
-    /// The policy file this store reads.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Read the file again and swap the new snapshot in. On any error the running snapshot

@@ -179,11 +179,12 @@ pub fn compile(name: &str, s: &UpstreamSection, base: &Path) -> Result<Upstream,
         (Some(cert), Some(key)) => {
             let (cert, key): (PathBuf, PathBuf) =
                 (base.join(cert.get_ref()), base.join(key.get_ref()));
-            // Loading it as a rustls key checks the pair now, so a bad pair is a policy
-            // error rather than a failure on the first upstream connection.
-            let certified = certificate::load_certified_key(&cert, &key)?;
+            let chain = certificate::load_chain(&cert)?;
             let key_der = certificate::load_key(&key)?;
-            let chain = certified.cert.iter().map(|c| c.to_vec()).collect();
+            // Checking the pair now makes a bad pair a policy error rather than a failure on
+            // the first upstream connection.
+            certificate::certify(chain.clone(), &key_der, &cert, &key)?;
+            let chain = chain.iter().map(|c| c.to_vec()).collect();
             peer.client_cert_key =
                 Some(Arc::new(CertKey::new(chain, key_der.secret_der().to_vec())));
         }

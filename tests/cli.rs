@@ -12,6 +12,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
 }
 
+/// `phr-gateway check --policy PATH`.
+fn check(path: &std::path::Path) -> std::process::Output {
+    bin()
+        .args(["check", "--policy"])
+        .arg(path)
+        .output()
+        .expect("run check")
+}
+
 fn write_policy(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).expect("write");
@@ -23,11 +32,7 @@ fn check_prints_route_table_of_a_valid_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path(), "server");
     let path = write_policy(dir.path(), &policy(&pki, 8443, 8081, "", ""));
-    let out = bin()
-        .args(["check", "--policy"])
-        .arg(&path)
-        .output()
-        .expect("run");
+    let out = check(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -45,11 +50,7 @@ fn check_prints_route_table_of_a_valid_policy() {
         dir.path(),
         &policy(&pki, 8443, 8081, "allow_tls12 = true", ""),
     );
-    let out = bin()
-        .args(["check", "--policy"])
-        .arg(&path)
-        .output()
-        .expect("run");
+    let out = check(&path);
     assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING: tls.allow_tls12 = true"));
 }
 
@@ -121,14 +122,31 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "/nonexistent/key.pem",
             "cannot read /nonexistent/key.pem",
         ),
+        (
+            good.replace("worker_threads = 1", "worker_threads = 0"),
+            "worker_threads = 0",
+            "worker_threads must be between 1 and 256, not 0",
+        ),
+        (
+            good.replace("id = \"patient-read\"", "id = \"patient read\""),
+            "id = \"patient read\"",
+            "route id `patient read` must be non-empty and use only letters",
+        ),
+        (
+            good.replace(
+                "url = \"http://127.0.0.1:8081\"",
+                &format!(
+                    "url = \"https://127.0.0.1:8081\"\nclient_certificate = \"{}\"",
+                    pki.cert_path.display()
+                ),
+            ),
+            "url = \"https://",
+            "client_certificate and client_key must be given together",
+        ),
     ];
     for (text, needle, message) in cases {
         let path = write_policy(dir.path(), &text);
-        let out = bin()
-            .args(["check", "--policy"])
-            .arg(&path)
-            .output()
-            .expect("run");
+        let out = check(&path);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -162,11 +180,7 @@ fn shipped_policies_are_valid() {
                 .expect("certs");
             let copy = dir.path().join("policy.toml");
             std::fs::copy(&path, &copy).expect("copy");
-            let out = bin()
-                .args(["check", "--policy"])
-                .arg(&copy)
-                .output()
-                .expect("run");
+            let out = check(&copy);
             assert!(
                 out.status.success(),
                 "{}: {}",

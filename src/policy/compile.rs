@@ -14,9 +14,7 @@ use super::schema::{PolicyFile, RouteSection};
 use super::{Diagnostic, PolicyError, PolicyVersion};
 use crate::route::{Route, RouteTable, RouteTableBuilder};
 use crate::tls::certificate;
-use crate::upstream::{self, Upstream as UpstreamImpl};
-
-pub use crate::upstream::Upstream;
+use crate::upstream::{self, Upstream};
 
 /// Process-wide settings (start-only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +79,7 @@ pub struct Snapshot {
     /// Public TLS.
     pub tls: TlsPlan,
     /// Upstreams; routes refer to them by index.
-    pub upstreams: Vec<UpstreamImpl>,
+    pub upstreams: Vec<Upstream>,
     /// The route table.
     pub routes: RouteTable,
 }
@@ -105,7 +103,7 @@ impl Snapshot {
     }
 
     /// The upstream a route forwards to.
-    pub fn upstream_of(&self, route: &Route) -> &UpstreamImpl {
+    pub fn upstream_of(&self, route: &Route) -> &Upstream {
         &self.upstreams[route.upstream]
     }
 }
@@ -176,12 +174,6 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
         drain: Duration::from_secs(file.gateway.drain_secs),
         shutdown_timeout: Duration::from_secs(file.gateway.shutdown_timeout_secs),
     };
-    if !(1..=256).contains(&gateway.worker_threads) {
-        diags.at(
-            find_key(text, "worker_threads"),
-            "gateway.worker_threads must be between 1 and 256",
-        );
-    }
 
     let chain_path = base.join(file.tls.certificate_chain.get_ref());
     let key_path = base.join(file.tls.private_key.get_ref());
@@ -227,12 +219,13 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
         }
     }
 
-    if !diags.list.is_empty() {
-        diags.list.sort_by_key(|d| (d.line, d.column));
-        return Err(invalid(diags.list));
-    }
-    let Some(server_key) = server_key else {
-        return Err(invalid(Vec::new()));
+    let server_key = match server_key {
+        Some(key) if diags.list.is_empty() => key,
+        // A missing key always came with a diagnostic.
+        _ => {
+            diags.list.sort_by_key(|d| (d.line, d.column));
+            return Err(invalid(diags.list));
+        }
     };
     Ok(Snapshot {
         version: PolicyVersion::of(bytes),
@@ -265,17 +258,16 @@ fn compile_route(
     diags: &mut Diagnostics<'_>,
 ) -> Option<Route> {
     let mut ok = true;
-    if section.id.is_empty()
-        || !section
-            .id
+    let id = section.id.get_ref();
+    if id.is_empty()
+        || !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         diags.at(
-            section.path.span(),
+            section.id.span(),
             format!(
-                "route id `{}` must be non-empty and use only letters, digits, `-`, `_` and `.`",
-                section.id
+                "route id `{id}` must be non-empty and use only letters, digits, `-`, `_` and `.`"
             ),
         );
         ok = false;
@@ -319,7 +311,7 @@ fn compile_route(
     }
     let upstream = upstream?;
     ok.then(|| Route {
-        id: section.id.clone(),
+        id: id.clone(),
         pattern: section.path.get_ref().clone(),
         methods,
         upstream,
@@ -335,11 +327,6 @@ fn parse_method(name: &str) -> Option<Method> {
         .contains(&name)
         .then(|| Method::from_bytes(name.as_bytes()).ok())
         .flatten()
-}
-
-/// The span of the first occurrence of `key =` (for diagnostics on plain, unspanned values).
-fn find_key(text: &str, key: &str) -> Range<usize> {
-    text.find(key).map_or(0..0, |i| i..i + key.len())
 }
 
 fn host_name() -> String {

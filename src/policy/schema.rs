@@ -39,8 +39,12 @@ pub struct PolicyFile {
 pub struct GatewaySection {
     /// This node's name in logs and audit records. Default: the host name.
     pub node_id: Option<String>,
-    /// Worker threads of the proxy service.
-    #[serde(default = "default_worker_threads")]
+    /// Worker threads of the proxy service (1 to 256).
+    #[serde(
+        default = "default_worker_threads",
+        deserialize_with = "worker_threads_in_range"
+    )]
+    #[schemars(range(min = 1, max = 256))]
     pub worker_threads: usize,
     /// On SIGTERM: seconds in-flight requests get to finish after the listeners close.
     #[serde(default = "default_drain_secs")]
@@ -63,6 +67,18 @@ impl Default for GatewaySection {
 
 fn default_worker_threads() -> usize {
     2
+}
+
+/// Checked while parsing, so the error carries the value's own line and column.
+fn worker_threads_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if (1..=256).contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "worker_threads must be between 1 and 256, not {n}"
+        )))
+    }
 }
 fn default_drain_secs() -> u64 {
     10
@@ -156,7 +172,8 @@ fn default_idle_timeout_secs() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
     /// Stable identifier, used in logs, metrics and audit records.
-    pub id: String,
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
     /// HTTP methods, upper case. `GET` implies `HEAD`.
     #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
@@ -203,16 +220,5 @@ impl DataCategory {
             DataCategory::Account => "account",
             DataCategory::Public => "public",
         }
-    }
-
-    /// Whether this is health data in the guideline's sense.
-    pub const fn is_health_data(self) -> bool {
-        matches!(
-            self,
-            DataCategory::Checkup
-                | DataCategory::Medication
-                | DataCategory::Vaccination
-                | DataCategory::Vitals
-        )
     }
 }

@@ -109,20 +109,28 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError>
 
 /// Load a chain and its key into a rustls [`CertifiedKey`], checking that they belong together.
 pub fn load_certified_key(chain: &Path, key: &Path) -> Result<CertifiedKey, CertificateError> {
-    let certs = load_chain(chain)?;
-    let key_der = load_key(key)?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
-        CertificateError::Key {
-            path: key.to_path_buf(),
+    certify(load_chain(chain)?, &load_key(key)?, chain, key)
+}
+
+/// Make a [`CertifiedKey`] of a loaded chain and key, checking that the key is usable and
+/// belongs to the leaf. The paths are for messages.
+pub fn certify(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'_>,
+    chain_path: &Path,
+    key_path: &Path,
+) -> Result<CertifiedKey, CertificateError> {
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(key).map_err(|e| CertificateError::Key {
+            path: key_path.to_path_buf(),
             why: e.to_string(),
-        }
-    })?;
-    let certified = CertifiedKey::new(certs, signing_key);
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
     certified
         .keys_match()
         .map_err(|_| CertificateError::Mismatch {
-            chain: chain.to_path_buf(),
-            key: key.to_path_buf(),
+            chain: chain_path.to_path_buf(),
+            key: key_path.to_path_buf(),
         })?;
     Ok(certified)
 }

@@ -5,8 +5,6 @@
 //! upstream connector uses the same process default, upstream TLS follows the same versions:
 //! with TLS 1.2 off, upstreams must speak TLS 1.3 too.
 
-use std::sync::Arc;
-
 use rustls::crypto::CryptoProvider;
 use rustls::{CipherSuite, SupportedCipherSuite};
 
@@ -40,14 +38,6 @@ pub struct AlreadyInstalled;
 /// pingora or rustls object exists.
 pub fn install(allow_tls12: bool) -> Result<(), AlreadyInstalled> {
     CryptoProvider::install_default(gateway_provider(allow_tls12)).map_err(|_| AlreadyInstalled)
-}
-
-/// The provider in force: the installed default, or (in tests and tools that never installed
-/// one) the TLS 1.3-only provider.
-pub fn current() -> Arc<CryptoProvider> {
-    CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(gateway_provider(false)))
 }
 
 #[cfg(test)]
