@@ -25,6 +25,10 @@ pub enum Reason {
     ProtocolInvalidContentLength,
     /// A `Transfer-Encoding` other than exactly `chunked`.
     ProtocolUnsupportedTransferEncoding,
+    /// The request body broke its own framing (a bad chunk size, say) while being read.
+    ProtocolMalformedBody,
+    /// The client stopped sending the request before it was complete, for longer than allowed.
+    ProtocolRequestTimeout,
     /// The route needs a verified identity and the request has none (R-AUTH-1).
     IdentityMissing,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
@@ -43,6 +47,8 @@ impl Reason {
         Reason::ProtocolDuplicateContentLength,
         Reason::ProtocolInvalidContentLength,
         Reason::ProtocolUnsupportedTransferEncoding,
+        Reason::ProtocolMalformedBody,
+        Reason::ProtocolRequestTimeout,
         Reason::IdentityMissing,
         Reason::UpstreamUnavailable,
         Reason::GatewayInternal,
@@ -58,6 +64,8 @@ impl Reason {
             Reason::ProtocolDuplicateContentLength => "protocol.duplicate_content_length",
             Reason::ProtocolInvalidContentLength => "protocol.invalid_content_length",
             Reason::ProtocolUnsupportedTransferEncoding => "protocol.unsupported_transfer_encoding",
+            Reason::ProtocolMalformedBody => "protocol.malformed_body",
+            Reason::ProtocolRequestTimeout => "protocol.request_timeout",
             Reason::IdentityMissing => "identity.missing",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -73,7 +81,9 @@ impl Reason {
             | Reason::ProtocolLengthWithTransferEncoding
             | Reason::ProtocolDuplicateContentLength
             | Reason::ProtocolInvalidContentLength
-            | Reason::ProtocolUnsupportedTransferEncoding => 400,
+            | Reason::ProtocolUnsupportedTransferEncoding
+            | Reason::ProtocolMalformedBody => 400,
+            Reason::ProtocolRequestTimeout => 408,
             Reason::IdentityMissing => 401,
             Reason::UpstreamUnavailable => 502,
             Reason::GatewayInternal => 500,
@@ -92,6 +102,8 @@ impl Reason {
             Reason::ProtocolDuplicateContentLength => "More than one Content-Length",
             Reason::ProtocolInvalidContentLength => "Content-Length is not a number",
             Reason::ProtocolUnsupportedTransferEncoding => "Transfer-Encoding not supported",
+            Reason::ProtocolMalformedBody => "Request body is malformed",
+            Reason::ProtocolRequestTimeout => "Request not received in time",
             Reason::IdentityMissing => "Authentication required",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::GatewayInternal => "Gateway error",
@@ -107,6 +119,8 @@ impl Reason {
                 | Reason::ProtocolDuplicateContentLength
                 | Reason::ProtocolInvalidContentLength
                 | Reason::ProtocolUnsupportedTransferEncoding
+                | Reason::ProtocolMalformedBody
+                | Reason::ProtocolRequestTimeout
         )
     }
 }
@@ -114,6 +128,29 @@ impl Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.code())
+    }
+}
+
+/// How a request ended: the one value logs (and the audit record) report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded to the upstream, which answered.
+    Forwarded,
+    /// Refused, or failed, with a reason the client was told.
+    Refused(Reason),
+    /// The client's connection broke before an answer could be sent.
+    ConnectionLost,
+}
+
+impl Outcome {
+    /// The reason code (`allow` when forwarded, `client.connection_lost` when nobody was left
+    /// to answer).
+    pub const fn code(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "allow",
+            Outcome::Refused(reason) => reason.code(),
+            Outcome::ConnectionLost => "client.connection_lost",
+        }
     }
 }
 

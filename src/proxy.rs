@@ -16,7 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
-use crate::decision::{self, Decision, Reason, Refusal};
+use crate::decision::{self, Decision, Outcome, Reason, Refusal};
 use crate::forward::{self, Forwarding};
 use crate::harden;
 use crate::headers::{HeaderEdit, X_REQUEST_ID};
@@ -46,8 +46,8 @@ pub struct RequestContext {
     /// The policy snapshot this request is decided and forwarded under, start to end.
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
-    /// The reason code of the outcome (`allow` when forwarded).
-    pub outcome: &'static str,
+    /// How the request ended.
+    pub outcome: Outcome,
     started: Instant,
 }
 
@@ -80,7 +80,7 @@ impl ProxyHttp for Gateway {
             request_id: new_request_id(),
             snapshot: None,
             route: None,
-            outcome: "allow",
+            outcome: Outcome::Forwarded,
             started: Instant::now(),
         }
     }
@@ -106,7 +106,7 @@ impl ProxyHttp for Gateway {
         match decision {
             Decision::Allow => Ok(false),
             Decision::Refuse(refusal) => {
-                ctx.outcome = refusal.reason.code();
+                ctx.outcome = Outcome::Refused(refusal.reason);
                 respond_refusal(session, &refusal, ctx.request_id()).await?;
                 Ok(true)
             }
@@ -174,44 +174,27 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let reason = match (e.etype(), e.esource()) {
-            (ErrorType::HTTPStatus(code), _) if (400..500).contains(code) => None,
-            (_, ErrorSource::Upstream) => Some(Reason::UpstreamUnavailable),
-            (
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
-                ErrorSource::Downstream,
-            ) => None,
-            (_, ErrorSource::Downstream) => None,
-            _ => Some(Reason::GatewayInternal),
+        let Some(reason) = failure_reason(e) else {
+            ctx.outcome = Outcome::ConnectionLost;
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
-        let code = match reason {
-            Some(reason) => {
-                ctx.outcome = reason.code();
-                let detail = match reason {
-                    Reason::UpstreamUnavailable => "the backend could not be reached",
-                    _ => "the gateway could not complete the request",
-                };
-                let refusal = Refusal::new(reason, detail);
-                if let Err(write) = respond_refusal(session, &refusal, ctx.request_id()).await {
-                    tracing::debug!(error = %write, "could not send error response");
-                }
-                reason.status()
-            }
-            None => match e.etype() {
-                ErrorType::HTTPStatus(code) => {
-                    // pingora's own 4xx for a request it could not parse.
-                    ctx.outcome = "protocol.malformed";
-                    let _ = session.respond_error(*code).await;
-                    *code
-                }
-                _ => {
-                    ctx.outcome = "client.gone";
-                    0
-                }
-            },
+        ctx.outcome = Outcome::Refused(reason);
+        let detail = match reason {
+            Reason::UpstreamUnavailable => "the backend could not be reached",
+            Reason::ProtocolMalformedBody => "the request body could not be read as framed",
+            Reason::ProtocolRequestTimeout => "the request did not arrive in time",
+            _ => "the gateway could not complete the request",
         };
+        let refusal = Refusal::new(reason, detail);
+        if let Err(write) = respond_refusal(session, &refusal, ctx.request_id()).await {
+            // Typically the answer had already started (the upstream answered first).
+            tracing::debug!(error = %write, "could not send error response");
+        }
         FailToProxy {
-            error_code: code,
+            error_code: reason.status(),
             can_reuse_downstream: false,
         }
     }
@@ -223,10 +206,27 @@ impl ProxyHttp for Gateway {
             route = ctx.routed().map_or("-", |(_, r)| r.id.as_str()),
             method = %session.req_header().method,
             status,
-            outcome = ctx.outcome,
+            outcome = ctx.outcome.code(),
             micros = ctx.started.elapsed().as_micros() as u64,
             "request"
         );
+    }
+}
+
+/// What to tell the client about a failure pingora reports, or `None` when the client's
+/// connection is gone and nothing can be sent.
+fn failure_reason(e: &Error) -> Option<Reason> {
+    match (e.esource(), e.etype()) {
+        (ErrorSource::Upstream, _) => Some(Reason::UpstreamUnavailable),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        ) => None,
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => Some(Reason::ProtocolRequestTimeout),
+        // Anything else from the client's side is a request pingora could not read: for a
+        // request whose head parsed, that is its body (a bad chunk, say).
+        (ErrorSource::Downstream, _) => Some(Reason::ProtocolMalformedBody),
+        (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Reason::GatewayInternal),
     }
 }
 
@@ -283,5 +283,48 @@ impl HeaderEdit for ResponseHeader {
     }
     fn remove(&mut self, name: &str) {
         while self.remove_header(name).is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(etype: ErrorType, source: ErrorSource) -> Box<Error> {
+        let mut e = Error::new(etype);
+        e.esource = source;
+        e
+    }
+
+    #[test]
+    fn failures_map_to_what_the_client_is_told() {
+        use ErrorSource::*;
+        use ErrorType::*;
+        let cases = [
+            (ConnectRefused, Upstream, Some(Reason::UpstreamUnavailable)),
+            (
+                TLSHandshakeFailure,
+                Upstream,
+                Some(Reason::UpstreamUnavailable),
+            ),
+            (
+                Custom("InvalidChunk"),
+                Downstream,
+                Some(Reason::ProtocolMalformedBody),
+            ),
+            (
+                ReadTimedout,
+                Downstream,
+                Some(Reason::ProtocolRequestTimeout),
+            ),
+            (ReadError, Downstream, None),
+            (WriteError, Downstream, None),
+            (ConnectionClosed, Downstream, None),
+            (InternalError, Internal, Some(Reason::GatewayInternal)),
+        ];
+        for (etype, source, expected) in cases {
+            let e = error(etype.clone(), source.clone());
+            assert_eq!(failure_reason(&e), expected, "{etype:?} from {source:?}");
+        }
     }
 }
