@@ -41,31 +41,23 @@ watch_interval_secs = 0
 [upstreams.bench]
 url = "http://$PB_UPSTREAM"
 TOML
+# route ID PATH METHODS: append one anonymous route to the policy.
+route() {
+  printf '\n[[routes]]\nid = "%s"\nmethods = %s\npath = "%s"\nupstream = "bench"\ncategory = "public"\nanonymous = true\n' \
+    "$1" "$3" "$2" >> "$policy"
+}
 if [ "$mode" = full ]; then
+  n=0
   for i in $(seq 0 249); do
     for shape in "/fhir/Type$i/{id}" "/fhir/Type$i" "/fhir/Type$i/{id}/_history" "/fhir/Type$i/{id}/Observation"; do
-      n=$((n=${n:-0}+1))
-      printf '\n[[routes]]\nid = "r%d"\nmethods = ["GET", "POST"]\npath = "%s"\nupstream = "bench"\ncategory = "checkup"\nanonymous = true\n' "$n" "$shape" >> "$policy"
+      n=$((n + 1))
+      route "r$n" "$shape" '["GET", "POST"]'
     done
   done
 fi
-cat >> "$policy" <<'TOML'
-
-[[routes]]
-id = "everything"
-methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-path = "/{*rest}"
-upstream = "bench"
-category = "public"
-anonymous = true
-
-[[routes]]
-id = "root"
-methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-path = "/"
-upstream = "bench"
-category = "public"
-anonymous = true
-TOML
+# `{*rest}` needs at least one character, so "/" has its own route.
+all='["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]'
+route everything '/{*rest}' "$all"
+route root / "$all"
 export PHR_LOG=${PHR_LOG:-warn}
 exec "$bin" run --policy "$policy"

@@ -38,37 +38,28 @@ fn bench(c: &mut Criterion) {
     let table = table();
     assert_eq!(table.routes().len(), 1_000);
     let mut group = c.benchmark_group("route_match_1000_routes");
-    group.bench_function("hit_read_by_id", |b| {
-        b.iter(|| {
-            table
-                .route(black_box(&Method::GET), black_box("/fhir/Type137/p-0001"))
-                .is_ok()
-        })
-    });
-    group.bench_function("hit_last_declared", |b| {
-        b.iter(|| {
-            table
-                .route(
-                    black_box(&Method::POST),
-                    black_box("/fhir/Type249/x/Observation"),
-                )
-                .is_ok()
-        })
-    });
-    group.bench_function("miss_not_found", |b| {
-        b.iter(|| {
-            table
-                .route(black_box(&Method::GET), black_box("/admin/config"))
-                .is_err()
-        })
-    });
-    group.bench_function("miss_method_not_allowed", |b| {
-        b.iter(|| {
-            table
-                .route(black_box(&Method::DELETE), black_box("/fhir/Type42/p-1"))
-                .is_err()
-        })
-    });
+    let cases: [(&str, Method, &str, bool); 4] = [
+        ("hit_read_by_id", Method::GET, "/fhir/Type137/p-0001", true),
+        (
+            "hit_last_declared",
+            Method::POST,
+            "/fhir/Type249/x/Observation",
+            true,
+        ),
+        ("miss_not_found", Method::GET, "/admin/config", false),
+        (
+            "miss_method_not_allowed",
+            Method::DELETE,
+            "/fhir/Type42/p-1",
+            false,
+        ),
+    ];
+    for (name, method, path, routed) in cases {
+        assert_eq!(table.route(&method, path).is_ok(), routed, "{name}");
+        group.bench_function(name, |b| {
+            b.iter(|| table.route(black_box(&method), black_box(path)).is_ok())
+        });
+    }
     group.finish();
 }
 

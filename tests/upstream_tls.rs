@@ -79,16 +79,33 @@ async fn start_with_sni(
     }
 }
 
-fn client(t: &Tls) -> std::sync::Arc<rustls::ClientConfig> {
-    client_config(&t.pki.ca_der, &[&TLS13], &[b"http/1.1"])
+impl Tls {
+    /// One GET through the gateway, on a new TLS 1.3 connection.
+    async fn fetch(&self, path: &str) -> Reply {
+        let client = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        get(self.gateway.port, client, path, &[])
+            .await
+            .expect("request")
+    }
+
+    /// The gateway answered 502 upstream.unavailable (hardened) and the upstream never got
+    /// the request.
+    async fn assert_refused_upstream(&self, path: &str, why: &str) {
+        let reply = self.fetch(path).await;
+        assert_eq!(reply.status, 502, "{why}: {reply:?}");
+        assert_eq!(reply.json()["reason"], "upstream.unavailable", "{why}");
+        assert_eq!(
+            reply.headers["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert!(self.upstream.requests().is_empty(), "{why}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_upstream_verified_against_configured_ca_r_tls_4() {
     let t = start(true, false, false).await;
-    let reply = get(t.gateway.port, client(&t), "/anon/over-tls", &[])
-        .await
-        .expect("request");
+    let reply = t.fetch("/anon/over-tls").await;
     assert_eq!(reply.status, 200, "{reply:?}\n{}", t.gateway.log());
     assert_eq!(reply.body, "upstream-ok /anon/over-tls 0");
     assert_eq!(t.upstream.requests().len(), 1);
@@ -97,46 +114,30 @@ async fn tls_upstream_verified_against_configured_ca_r_tls_4() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_upstream_with_untrusted_certificate_is_never_sent_the_request_r_tls_4() {
     let t = start(false, false, false).await;
-    let reply = get(t.gateway.port, client(&t), "/anon/over-tls", &[])
-        .await
-        .expect("request");
-    assert_eq!(reply.status, 502);
-    assert_eq!(reply.json()["reason"], "upstream.unavailable");
-    assert_eq!(
-        reply.headers["strict-transport-security"],
-        "max-age=31536000; includeSubDomains"
-    );
-    assert!(
-        t.upstream.requests().is_empty(),
-        "request sent to an unverified upstream"
-    );
+    t.assert_refused_upstream("/anon/over-tls", "request sent to an unverified upstream")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_to_upstream_r_tls_4() {
     let t = start(true, true, true).await;
-    let reply = get(t.gateway.port, client(&t), "/anon/mtls", &[])
-        .await
-        .expect("request");
+    let reply = t.fetch("/anon/mtls").await;
     assert_eq!(reply.status, 200, "{reply:?}\n{}", t.gateway.log());
 
     // Without the client certificate the upstream refuses the connection.
     let t = start(true, true, false).await;
-    let reply = get(t.gateway.port, client(&t), "/anon/mtls", &[])
-        .await
-        .expect("request");
-    assert_eq!(reply.status, 502);
-    assert!(t.upstream.requests().is_empty());
+    t.assert_refused_upstream(
+        "/anon/mtls",
+        "mTLS upstream served without a client certificate",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_certificate_for_another_name_is_refused_r_tls_4() {
     let t = start_with_sni("other.internal", true, false, false).await;
-    let reply = get(t.gateway.port, client(&t), "/anon/x", &[])
-        .await
-        .expect("request");
-    assert_eq!(reply.status, 502, "hostname was not verified");
-    assert!(t.upstream.requests().is_empty());
+    t.assert_refused_upstream("/anon/x", "hostname was not verified")
+        .await;
 }
 
 #[test]
