@@ -359,9 +359,17 @@ impl Client {
             builder = builder.header(*n, *v);
         }
         let request = builder.body(Full::new(Bytes::from(body.to_owned())))?;
+        // Wait until the connection can take the next request: after a response, hyper's
+        // connection task may not have finished with it yet. A closed connection errors here.
         let response = match self {
-            Client::H1(s) => s.send_request(request).await?,
-            Client::H2(s) => s.send_request(request).await?,
+            Client::H1(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+            Client::H2(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
         };
         let (parts, body) = response.into_parts();
         let body = body.collect().await?.to_bytes();
