@@ -21,8 +21,8 @@ fn table() -> RouteTable {
         ];
         for (j, (pattern, method)) in routes.into_iter().enumerate() {
             let added = builder.add(Route {
-                id: format!("r{i}-{j}"),
-                pattern,
+                id: format!("r{i}-{j}").into(),
+                pattern: pattern.into(),
                 methods: vec![method],
                 upstream: 0,
                 category: DataCategory::Checkup,

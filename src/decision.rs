@@ -33,6 +33,9 @@ pub enum Reason {
     IdentityMissing,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
+    /// The audit store cannot write, and the policy fails closed: nothing is served without
+    /// its record (R-LOG-1).
+    AuditUnavailable,
     /// The gateway failed in a way the client cannot fix.
     GatewayInternal,
 }
@@ -51,6 +54,7 @@ impl Reason {
         Reason::ProtocolRequestTimeout,
         Reason::IdentityMissing,
         Reason::UpstreamUnavailable,
+        Reason::AuditUnavailable,
         Reason::GatewayInternal,
     ];
 
@@ -68,6 +72,7 @@ impl Reason {
             Reason::ProtocolRequestTimeout => "protocol.request_timeout",
             Reason::IdentityMissing => "identity.missing",
             Reason::UpstreamUnavailable => "upstream.unavailable",
+            Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
         }
     }
@@ -86,6 +91,7 @@ impl Reason {
             Reason::ProtocolRequestTimeout => 408,
             Reason::IdentityMissing => 401,
             Reason::UpstreamUnavailable => 502,
+            Reason::AuditUnavailable => 503,
             Reason::GatewayInternal => 500,
         }
     }
@@ -106,6 +112,7 @@ impl Reason {
             Reason::ProtocolRequestTimeout => "Request not received in time",
             Reason::IdentityMissing => "Authentication required",
             Reason::UpstreamUnavailable => "Upstream unavailable",
+            Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",
         }
     }
@@ -143,6 +150,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The audit record's `decision`: `allow`, `refuse` or `lost`.
+    pub const fn decision(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "allow",
+            Outcome::Refused(_) => "refuse",
+            Outcome::ConnectionLost => "lost",
+        }
+    }
+
+    /// The audit record's `reason`: none for forwarded requests.
+    pub const fn reason(self) -> Option<&'static str> {
+        match self {
+            Outcome::Forwarded => None,
+            other => Some(other.code()),
+        }
+    }
+
     /// The reason code (`allow` when forwarded, `client.connection_lost` when nobody was left
     /// to answer).
     pub const fn code(self) -> &'static str {

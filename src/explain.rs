@@ -111,7 +111,7 @@ pub fn explain_one(
         id: request.id,
         method: request.method.clone(),
         path: request.path.clone(),
-        route: evaluation.route.map(|r| r.id.clone()),
+        route: evaluation.route.map(|r| r.id.to_string()),
         decision,
         reason: evaluation.decision.code(),
         status,

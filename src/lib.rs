@@ -16,6 +16,7 @@
 //! | [`harden`] | headers on every response |
 //! | [`headers`] | header editing over pingora's and plain header maps |
 //! | [`upstream`] | backends and (m)TLS to them |
+//! | [`audit`] | the access and state logs: hash chain, signed Merkle checkpoints, verify |
 //! | [`proxy`] | the pingora glue |
 //! | [`server`] | listeners, reload on SIGHUP and certificate change |
 //! | [`redirect`] | the plain listener that only redirects |
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod decision;
 pub mod demo;
 pub mod explain;

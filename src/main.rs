@@ -67,6 +67,68 @@ enum Command {
     },
     /// Print the JSON Schema of the policy file, for editors.
     Schema,
+    /// Check, export and prove the audit trail (docs/audit.md).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify a store directory or an export file: every chain link, every checkpoint signature
+    /// and root. Prints every finding with its location; exit 1 on any.
+    Verify {
+        /// The store directory (the policy's `audit.dir`) or an export file.
+        path: PathBuf,
+        /// The checkpoint verifier key to trust (the `.pub` file beside the signing key). Without
+        /// it the key the store or export carries is used, which proves nothing against whoever
+        /// could rewrite both.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Check a proof printed by `audit proof` instead (PATH is then the store, for its key).
+        #[arg(long)]
+        proof: Option<PathBuf>,
+    },
+    /// Write a self-contained, verifiable export of the records in a time window (R-OPS-3).
+    Export {
+        /// The store directory.
+        dir: PathBuf,
+        /// Start of the window (RFC 3339, e.g. 2026-11-25T00:00:00Z), inclusive.
+        #[arg(long)]
+        since: String,
+        /// End of the window (RFC 3339), exclusive.
+        #[arg(long)]
+        until: String,
+        /// The export file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The verifier key (default: the store's copy).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Print an inclusion proof of one record, or a consistency proof from an earlier size,
+    /// against the latest checkpoint (JSON, for `audit verify --proof`).
+    Proof {
+        /// The store directory.
+        dir: PathBuf,
+        /// The log: access or state.
+        #[arg(long, default_value = "access")]
+        log: String,
+        /// The record to prove included.
+        #[arg(
+            long,
+            conflicts_with = "consistency",
+            required_unless_present = "consistency"
+        )]
+        seq: Option<u64>,
+        /// Prove the log of this earlier size is a prefix of the latest checkpoint's.
+        #[arg(long)]
+        consistency: Option<u64>,
+        /// The verifier key (default: the store's copy).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +149,7 @@ fn main() -> ExitCode {
             backend,
         }),
         Command::Schema => print_schema(),
+        Command::Audit { command } => audit(command),
     };
     match result {
         Ok(code) => code,
@@ -166,6 +229,20 @@ fn describe(s: &Snapshot) -> String {
     if let Some(r) = s.listeners.redirect {
         let _ = writeln!(out, "redirect listener {r} (308 to https only)");
     }
+    let _ = writeln!(
+        out,
+        "audit store {} (origin {}, checkpoint every {} records or {} s, access records {:?}, on failure {:?}{})",
+        s.audit.dir.display(),
+        s.audit.origin,
+        s.audit.checkpoint_every,
+        s.audit.checkpoint_interval.as_secs(),
+        s.audit.access_durability,
+        s.audit.on_failure,
+        if s.pseudonymiser.is_some() { ", subjects pseudonymised" } else { "" }
+    );
+    if s.audit.on_failure == phr_gateway::audit::OnFailure::Degrade {
+        let _ = writeln!(out, "WARNING: audit.on_audit_failure = \"degrade\": requests are served without their records while the store cannot write (R-LOG-1)");
+    }
     for u in &s.upstreams {
         let _ = writeln!(
             out,
@@ -226,6 +303,128 @@ fn explain(policy: &Path, requests: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn audit(command: AuditCommand) -> Result<ExitCode> {
+    use phr_gateway::audit::verify::{self, KeySource};
+    use phr_gateway::audit::LogKind;
+    match command {
+        AuditCommand::Verify { path, key, proof } => {
+            if let Some(proof_path) = proof {
+                let (key, from_store) = verify::store_key(&path, key.as_deref())?;
+                warn_unpinned(from_store.as_deref());
+                let text = std::fs::read_to_string(&proof_path)
+                    .with_context(|| format!("cannot read {}", proof_path.display()))?;
+                let proof: verify::Proof = serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not a proof from `audit proof`", proof_path.display())
+                })?;
+                return Ok(match verify::verify_proof(&proof, &key) {
+                    Ok(what) => {
+                        println!("ok: {what}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(why) => {
+                        println!("FAILED: {why}");
+                        ExitCode::FAILURE
+                    }
+                });
+            }
+            let report = if path.is_dir() {
+                let (key, from_store) = verify::store_key(&path, key.as_deref())?;
+                warn_unpinned(from_store.as_deref());
+                verify::verify_store(&path, &key)?
+            } else {
+                let source = match key {
+                    Some(k) => KeySource::Pinned(verify::store_key(Path::new("."), Some(&k))?.0),
+                    None => KeySource::FromInput,
+                };
+                verify::verify_export(&path, source)?
+            };
+            for (log, summary) in &report.logs {
+                println!(
+                    "{}: {} records, {} checkpoints verified, signed up to record {}",
+                    log.name(),
+                    summary.records,
+                    summary.checkpoints_verified,
+                    summary.covered
+                );
+            }
+            for note in &report.notes {
+                println!("note: {note}");
+            }
+            for finding in &report.findings {
+                println!("FINDING: {finding}");
+            }
+            Ok(if report.is_clean() {
+                println!("ok: no changes, gaps, insertions or reorderings found");
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Export {
+            dir,
+            since,
+            until,
+            out,
+            key,
+        } => {
+            let (key, from_store) = verify::store_key(&dir, key.as_deref())?;
+            warn_unpinned(from_store.as_deref());
+            let since = record_time(&since).context("--since")?;
+            let until = record_time(&until).context("--until")?;
+            let summary = verify::export(&dir, &since, &until, &out, &key)?;
+            for (log, first, count) in &summary.logs {
+                println!("{}: {count} records from record {first}", log.name());
+            }
+            if summary.left_out > 0 {
+                println!(
+                    "note: {} records in the window are newer than the latest checkpoint and were left out; export again after the next checkpoint",
+                    summary.left_out
+                );
+            }
+            println!(
+                "wrote {}; check it with `phr-gateway audit verify {} --key <verifier key>`",
+                out.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Proof {
+            dir,
+            log,
+            seq,
+            consistency,
+            key,
+        } => {
+            let log = LogKind::from_name(&log)
+                .with_context(|| format!("--log must be access or state, not {log}"))?;
+            let (key, _) = verify::store_key(&dir, key.as_deref())?;
+            let proof = match (seq, consistency) {
+                (Some(seq), _) => verify::inclusion_proof(&dir, log, seq, &key)?,
+                (None, Some(old)) => verify::consistency_proof(&dir, log, old, &key)?,
+                (None, None) => anyhow::bail!("give --seq or --consistency"),
+            };
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn warn_unpinned(from_store: Option<&Path>) {
+    if let Some(path) = from_store {
+        eprintln!(
+            "note: checking with the key in {} (the store's own copy); pass --key with a copy you keep elsewhere to trust nothing in the store",
+            path.display()
+        );
+    }
+}
+
+/// An RFC 3339 time in the records' own format, so that windows compare as text.
+fn record_time(text: &str) -> Result<String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{text:?} is not an RFC 3339 time like 2026-11-25T09:00:00Z"))?;
+    Ok(phr_gateway::audit::record::format_time(t))
 }
 
 fn print_schema() -> Result<ExitCode> {

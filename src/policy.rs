@@ -140,6 +140,14 @@ impl PolicyStore {
     /// Read the file again and swap the new snapshot in. On any error the running snapshot
     /// stays and the error says why.
     pub fn reload(&self) -> Result<Arc<Snapshot>, PolicyError> {
+        let next = self.prepare_reload()?;
+        self.install(Arc::clone(&next));
+        Ok(next)
+    }
+
+    /// Read and check the file again without putting it in service: the caller records the
+    /// new version first, then [`Self::install`]s it.
+    pub fn prepare_reload(&self) -> Result<Arc<Snapshot>, PolicyError> {
         let next = load(&self.path)?;
         let running = self.current.load();
         if let Some(key) = running.restart_only_difference(&next) {
@@ -148,9 +156,12 @@ impl PolicyStore {
                 key,
             });
         }
-        let next = Arc::new(next);
-        self.current.store(Arc::clone(&next));
-        Ok(next)
+        Ok(Arc::new(next))
+    }
+
+    /// Put a prepared snapshot in service.
+    pub fn install(&self, next: Arc<Snapshot>) {
+        self.current.store(next);
     }
 }
 

@@ -2,7 +2,7 @@
 //! few calls into modules that know nothing of pingora; this file only translates.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
+use crate::audit::{self, AccessRecord, AuditSink, OnFailure};
 use crate::decision::{self, Decision, Outcome, Reason, Refusal};
 use crate::forward::{self, Forwarding};
 use crate::harden;
@@ -28,14 +29,19 @@ use crate::route::Route;
 /// The gateway's proxy logic.
 pub struct Gateway {
     policy: Arc<PolicyStore>,
+    audit: AuditSink,
 }
 
 impl Gateway {
-    /// A gateway serving the store's current policy.
-    pub fn new(policy: Arc<PolicyStore>) -> Self {
-        Gateway { policy }
+    /// A gateway serving the store's current policy and recording every request in `audit`.
+    pub fn new(policy: Arc<PolicyStore>, audit: AuditSink) -> Self {
+        Gateway { policy, audit }
     }
 }
+
+/// The pingora error type that carries "the record could not be written" from
+/// `response_filter` to `fail_to_proxy`.
+const AUDIT_UNAVAILABLE: &str = "AuditUnavailable";
 
 /// Per-request state, carried across phases.
 pub struct RequestContext {
@@ -49,6 +55,13 @@ pub struct RequestContext {
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
+    /// Wall-clock time of arrival, for the record.
+    arrived: SystemTime,
+    /// When the upstream request was sent, and how long its response head took.
+    upstream_sent: Option<Instant>,
+    upstream_us: Option<u64>,
+    /// Whether the access record was handed to the store.
+    recorded: bool,
 }
 
 impl RequestContext {
@@ -82,11 +95,26 @@ impl ProxyHttp for Gateway {
             route: None,
             outcome: Outcome::Forwarded,
             started: Instant::now(),
+            arrived: SystemTime::now(),
+            upstream_sent: None,
+            upstream_us: None,
+            recorded: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let snapshot = self.policy.current();
+        if self.audit.on_failure() == OnFailure::FailClosed && !self.audit.is_available() {
+            // Known before anything reaches an upstream: refuse rather than serve unrecorded.
+            ctx.snapshot = Some(snapshot);
+            ctx.outcome = Outcome::Refused(Reason::AuditUnavailable);
+            let refusal = Refusal::new(
+                Reason::AuditUnavailable,
+                "the audit trail cannot be written; nothing is served without its record",
+            );
+            self.respond_refusal(session, &refusal, ctx).await?;
+            return Ok(true);
+        }
         let downstream = session.as_downstream();
         let header = downstream.req_header();
         let length_dropped_by_parser = !downstream.is_http2()
@@ -107,7 +135,7 @@ impl ProxyHttp for Gateway {
             Decision::Allow => Ok(false),
             Decision::Refuse(refusal) => {
                 ctx.outcome = Outcome::Refused(refusal.reason);
-                respond_refusal(session, &refusal, ctx.request_id()).await?;
+                self.respond_refusal(session, &refusal, ctx).await?;
                 Ok(true)
             }
         }
@@ -154,17 +182,31 @@ impl ProxyHttp for Gateway {
                 default_host,
             },
         );
+        ctx.upstream_sent = Some(Instant::now());
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         harden::harden(upstream_response);
         upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
+        ctx.upstream_us = ctx.upstream_sent.map(|t| t.elapsed().as_micros() as u64);
+        // The record is written before the response head is released: a client never holds
+        // data whose record could still be lost (R-LOG-1). The body's size is the declared one.
+        let bytes_out = upstream_response
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let record = access_record(session, ctx, upstream_response.status.as_u16(), bytes_out);
+        ctx.recorded = true;
+        if let Err(e) = self.audit.record_access(record).await {
+            tracing::error!(request_id = ctx.request_id(), "response withheld: {e}");
+            return Error::e_explain(ErrorType::Custom(AUDIT_UNAVAILABLE), e.to_string());
+        }
         Ok(())
     }
 
@@ -186,10 +228,13 @@ impl ProxyHttp for Gateway {
             Reason::UpstreamUnavailable => "the backend could not be reached",
             Reason::ProtocolMalformedBody => "the request body could not be read as framed",
             Reason::ProtocolRequestTimeout => "the request did not arrive in time",
+            Reason::AuditUnavailable => {
+                "the audit trail cannot be written; nothing is served without its record"
+            }
             _ => "the gateway could not complete the request",
         };
         let refusal = Refusal::new(reason, detail);
-        if let Err(write) = respond_refusal(session, &refusal, ctx.request_id()).await {
+        if let Err(write) = self.respond_refusal(session, &refusal, ctx).await {
             // Typically the answer had already started (the upstream answered first).
             tracing::debug!(error = %write, "could not send error response");
         }
@@ -201,9 +246,16 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if !ctx.recorded {
+            // Nothing was answered (the client left, or the answer could not be sent): the
+            // record has nothing to hold back, so it is queued without waiting.
+            let record = access_record(session, ctx, status, None);
+            ctx.recorded = true;
+            self.audit.record_access_detached(record);
+        }
         tracing::debug!(
             request_id = ctx.request_id(),
-            route = ctx.routed().map_or("-", |(_, r)| r.id.as_str()),
+            route = ctx.routed().map_or("-", |(_, r)| &*r.id),
             method = %session.req_header().method,
             status,
             outcome = ctx.outcome.code(),
@@ -217,6 +269,7 @@ impl ProxyHttp for Gateway {
 /// connection is gone and nothing can be sent.
 fn failure_reason(e: &Error) -> Option<Reason> {
     match (e.esource(), e.etype()) {
+        (_, ErrorType::Custom(AUDIT_UNAVAILABLE)) => Some(Reason::AuditUnavailable),
         (ErrorSource::Upstream, _) => Some(Reason::UpstreamUnavailable),
         (
             ErrorSource::Downstream,
@@ -230,10 +283,86 @@ fn failure_reason(e: &Error) -> Option<Reason> {
     }
 }
 
-/// Answer a refused request with its problem+json body. The one place a [`Refusal`] becomes a
-/// response.
-async fn respond_refusal(session: &mut Session, refusal: &Refusal, request_id: &str) -> Result<()> {
-    let body = decision::problem_body(refusal, request_id);
+impl Gateway {
+    /// Answer a refused request with its problem+json body, after its record is written. The
+    /// one place a [`Refusal`] becomes a response.
+    async fn respond_refusal(
+        &self,
+        session: &mut Session,
+        refusal: &Refusal,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        let body = decision::problem_body(refusal, ctx.request_id());
+        let record = access_record(
+            session,
+            ctx,
+            refusal.reason.status(),
+            Some(body.len() as u64),
+        );
+        ctx.recorded = true;
+        // A refusal releases no data, so it is sent even when its record could not be written
+        // (the loss is counted by the store).
+        let _ = self.audit.record_access(record).await;
+        write_refusal(session, refusal, ctx.request_id(), body).await
+    }
+}
+
+/// The access record of a request, as far as it went (R-LOG-1, R-LOG-5).
+fn access_record(
+    session: &Session,
+    ctx: &RequestContext,
+    status: u16,
+    bytes_out: Option<u64>,
+) -> AccessRecord {
+    let request = session.req_header();
+    let routed = ctx.routed();
+    AccessRecord {
+        time: audit::record::format_time(ctx.arrived.into()),
+        request_id: ctx.request_id().to_owned(),
+        client: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or_else(String::new, |a| a.ip().to_string()),
+        tls: session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|ssl| tls_version_label(&ssl.version)),
+        principal: None,
+        client_id: None,
+        method: request.method.as_str().to_owned(),
+        route: routed.map(|(_, r)| Arc::clone(&r.id)),
+        template: routed.map(|(_, r)| Arc::clone(&r.pattern)),
+        purpose: None,
+        category: routed.map(|(_, r)| r.category.as_str()),
+        decision: ctx.outcome.decision(),
+        reason: ctx.outcome.reason(),
+        status,
+        bytes_in: session.body_bytes_read() as u64,
+        bytes_out,
+        upstream_us: ctx.upstream_us,
+        total_us: ctx.started.elapsed().as_micros() as u64,
+        rules: Vec::new(),
+    }
+}
+
+/// The record's name for a TLS version as pingora reports it.
+fn tls_version_label(version: &str) -> Option<&'static str> {
+    if version.contains("1_3") || version.contains("1.3") {
+        Some("TLSv1.3")
+    } else if version.contains("1_2") || version.contains("1.2") {
+        Some("TLSv1.2")
+    } else {
+        None
+    }
+}
+
+/// Write a refusal's response.
+async fn write_refusal(
+    session: &mut Session,
+    refusal: &Refusal,
+    request_id: &str,
+    body: Vec<u8>,
+) -> Result<()> {
     let mut response = ResponseHeader::build(refusal.reason.status(), Some(8))?;
     response.insert_header(CONTENT_TYPE, decision::PROBLEM_CONTENT_TYPE)?;
     response.insert_header(CONTENT_LENGTH, body.len())?;
@@ -243,6 +372,9 @@ async fn respond_refusal(session: &mut Session, refusal: &Refusal, request_id: &
     }
     if refusal.reason.status() == 401 {
         response.insert_header(WWW_AUTHENTICATE, "Bearer realm=\"phr-gateway\"")?;
+    }
+    if refusal.reason == Reason::AuditUnavailable {
+        response.insert_header(http::header::RETRY_AFTER, "5")?;
     }
     if refusal.reason.closes_connection() {
         session.set_keepalive(None);
@@ -321,6 +453,11 @@ mod tests {
             (WriteError, Downstream, None),
             (ConnectionClosed, Downstream, None),
             (InternalError, Internal, Some(Reason::GatewayInternal)),
+            (
+                Custom(AUDIT_UNAVAILABLE),
+                Internal,
+                Some(Reason::AuditUnavailable),
+            ),
         ];
         for (etype, source, expected) in cases {
             let e = error(etype.clone(), source.clone());

@@ -4,6 +4,8 @@
 //! length, not on the number of routes. A path no route declares is `route.not_found`; a
 //! declared path with an undeclared method is `route.method_not_allowed`.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use http::Method;
@@ -15,10 +17,10 @@ use crate::policy::DataCategory;
 #[derive(Debug)]
 pub struct Route {
     /// The policy's stable route id.
-    pub id: String,
+    pub id: Arc<str>,
     /// The declared path pattern, e.g. `/fhir/Patient/{id}`: this, not the raw path, is what
     /// records carry, since the raw path may hold a patient id (R-LOG-5).
-    pub pattern: String,
+    pub pattern: Arc<str>,
     /// Declared methods (HEAD is added where GET is declared).
     pub methods: Vec<Method>,
     /// Index of the upstream in the snapshot.
@@ -124,7 +126,7 @@ impl RouteTable {
 #[derive(Default)]
 pub struct RouteTableBuilder {
     router: matchit::Router<usize>,
-    by_pattern: HashMap<String, usize>,
+    by_pattern: HashMap<Arc<str>, usize>,
     paths: Vec<PathEntry>,
     routes: Vec<Route>,
 }
@@ -147,7 +149,7 @@ impl RouteTableBuilder {
             None => {
                 let i = self.paths.len();
                 self.router
-                    .insert(route.pattern.clone(), i)
+                    .insert(route.pattern.to_string(), i)
                     .map_err(|e| format!("path `{}` cannot be routed: {e}", route.pattern))?;
                 self.by_pattern.insert(route.pattern.clone(), i);
                 self.paths.push(PathEntry {

@@ -10,6 +10,7 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use crate::audit::{AuditError, AuditSink, Signer, StateEvent, StoreConfig};
 use crate::policy::{PolicyStore, Snapshot};
 use crate::proxy::Gateway;
 use crate::redirect::RedirectToHttps;
@@ -27,6 +28,12 @@ pub enum ServerError {
         /// pingora's error.
         source: Box<pingora::Error>,
     },
+    /// The audit store could not be opened or could not record the policy version.
+    #[error("audit store: {0}")]
+    Audit(#[from] AuditError),
+    /// The checkpoint signing key could not be loaded or made.
+    #[error("audit signing key: {0}")]
+    AuditKey(#[from] crate::audit::note::NoteError),
 }
 
 /// A pingora server with the gateway's services added, ready for `run_forever`.
@@ -35,6 +42,40 @@ pub struct GatewayServer {
     pub server: Server,
     /// The certificate resolver of the public listener.
     pub certificates: Arc<ReloadingCertResolver>,
+    /// The audit store every request and state change is recorded in.
+    pub audit: AuditSink,
+}
+
+/// Open the audit store the snapshot names (making its signing key on first start).
+pub fn open_audit(snapshot: &Snapshot) -> Result<AuditSink, ServerError> {
+    let plan = &snapshot.audit;
+    let signer = Signer::load_or_generate(&plan.signing_key, &plan.origin)?;
+    Ok(AuditSink::open(StoreConfig {
+        dir: plan.dir.clone(),
+        node_id: Arc::from(snapshot.gateway.node_id.as_str()),
+        origin: plan.origin.clone(),
+        signer,
+        checkpoint_every: plan.checkpoint_every,
+        checkpoint_interval: plan.checkpoint_interval,
+        segment_max_bytes: plan.segment_max_bytes,
+        sync_interval: plan.sync_interval,
+        access_durability: plan.access_durability,
+        on_failure: plan.on_failure,
+        queue_capacity: plan.queue_capacity,
+    })?)
+}
+
+fn policy_loaded(
+    snapshot: &Snapshot,
+    trigger: &'static str,
+    previous: Option<&Snapshot>,
+) -> StateEvent {
+    StateEvent::PolicyLoaded {
+        version: snapshot.version.to_string(),
+        source: snapshot.source.display().to_string(),
+        trigger,
+        previous: previous.map(|p| p.version.to_string()),
+    }
 }
 
 /// The pingora configuration for a snapshot.
@@ -50,6 +91,9 @@ fn server_conf(snapshot: &Snapshot) -> ServerConf {
 /// Build the server for the store's policy. Listening starts at `run_forever`.
 pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let snapshot = store.current();
+    let audit = open_audit(&snapshot)?;
+    // The gateway does not serve under a policy whose version it could not record (R-LOG-4).
+    audit.record_state_blocking(policy_loaded(&snapshot, "start", None))?;
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&snapshot));
     server.bootstrap();
 
@@ -62,7 +106,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(Arc::clone(&store)),
+        Gateway::new(Arc::clone(&store), audit.clone()),
         "phr-gateway public listener",
     );
     // The resolver replaces pingora's file loading, which panics on a bad file and cannot
@@ -90,7 +134,12 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         Reloader {
             store,
             certificates: Arc::clone(&certificates),
+            audit: audit.clone(),
         },
+    ));
+    server.add_service(background_service(
+        "audit checkpoint at shutdown",
+        CheckpointAtShutdown(audit.clone()),
     ));
     tracing::info!(
         version = %snapshot.version,
@@ -103,19 +152,64 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     Ok(GatewayServer {
         server,
         certificates,
+        audit,
     })
+}
+
+/// On shutdown, syncs both logs and signs checkpoints covering everything written, so an
+/// auditor can verify up to the last record of a cleanly stopped gateway.
+struct CheckpointAtShutdown(AuditSink);
+
+#[async_trait::async_trait]
+impl BackgroundService for CheckpointAtShutdown {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        if let Err(e) = self.0.checkpoint().await {
+            tracing::error!("audit checkpoint at shutdown failed: {e}");
+        }
+    }
 }
 
 /// Reloads the policy on SIGHUP and the certificate when its files change.
 struct Reloader {
     store: Arc<PolicyStore>,
     certificates: Arc<ReloadingCertResolver>,
+    audit: AuditSink,
 }
 
 impl Reloader {
-    fn reload_policy(&self) {
-        let running = self.store.current().version.clone();
-        match self.store.reload() {
+    async fn reload_policy(&self) {
+        let current = self.store.current();
+        let running = current.version.clone();
+        // Every version is recorded before it is served; one that cannot be recorded is not
+        // put in service (R-LOG-4).
+        let prepared = match self.store.prepare_reload() {
+            Ok(next) => match self
+                .audit
+                .record_state(policy_loaded(&next, "reload", Some(&current)))
+                .await
+            {
+                Ok(_) => {
+                    self.store.install(Arc::clone(&next));
+                    Ok(next)
+                }
+                Err(e) => {
+                    tracing::error!(running = %running, "policy reload not applied: its version could not be recorded: {e}");
+                    return;
+                }
+            },
+            Err(e) => {
+                let event = StateEvent::PolicyRejected {
+                    running: running.to_string(),
+                    error: e.to_string(),
+                };
+                if let Err(audit) = self.audit.record_state(event).await {
+                    tracing::error!("could not record the refused reload: {audit}");
+                }
+                Err(e)
+            }
+        };
+        match prepared {
             Ok(next) => {
                 self.certificates.replace(
                     Arc::clone(&next.tls.server_key),
@@ -162,7 +256,7 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     tracing::info!("SIGHUP: reloading policy");
-                    self.reload_policy();
+                    self.reload_policy().await;
                 }
                 _ = tokio::time::sleep(poll.unwrap_or(Duration::from_secs(3600))), if poll.is_some() => {
                     self.reload_certificate(false);

@@ -65,6 +65,34 @@ impl std::fmt::Debug for TlsPlan {
     }
 }
 
+/// The audit store's settings (start-only). The signing key is loaded (or made) when the
+/// store opens, not here: compiling a policy (`check`, `explain`) never writes a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditPlan {
+    /// The store's directory.
+    pub dir: PathBuf,
+    /// The checkpoint signing key file.
+    pub signing_key: PathBuf,
+    /// Checkpoint origin prefix.
+    pub origin: String,
+    /// Checkpoint every this many records…
+    pub checkpoint_every: u64,
+    /// …or this often.
+    pub checkpoint_interval: Duration,
+    /// Segment rotation size.
+    pub segment_max_bytes: u64,
+    /// Longest wait for a sync of access records.
+    pub sync_interval: Duration,
+    /// When access records are acknowledged.
+    pub access_durability: crate::audit::Durability,
+    /// Requests while records cannot be written.
+    pub on_failure: crate::audit::OnFailure,
+    /// Queue bound.
+    pub queue_capacity: usize,
+    /// The pseudonym key file, when subjects are pseudonymised.
+    pub pseudonym_key: Option<PathBuf>,
+}
+
 /// A compiled policy. Immutable: a reload builds a new one.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -78,6 +106,10 @@ pub struct Snapshot {
     pub listeners: Listeners,
     /// Public TLS.
     pub tls: TlsPlan,
+    /// The audit store.
+    pub audit: AuditPlan,
+    /// Pseudonyms for subject identifiers in records, when the policy asks for them.
+    pub pseudonymiser: Option<Arc<crate::audit::Pseudonymiser>>,
     /// Upstreams; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
     /// The route table.
@@ -98,6 +130,9 @@ impl Snapshot {
         }
         if self.gateway != next.gateway {
             return Some("gateway");
+        }
+        if self.audit != next.audit {
+            return Some("audit");
         }
         None
     }
@@ -189,6 +224,66 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
         }
     };
 
+    let audit_section = &file.audit;
+    let origin = match &audit_section.origin {
+        Some(origin) => {
+            let text = origin.get_ref();
+            if text.is_empty()
+                || text
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+            {
+                diags.at(
+                    origin.span(),
+                    "audit.origin must be non-empty, without spaces, `+` or control characters",
+                );
+            }
+            text.clone()
+        }
+        None => format!("phr-gateway/{}", gateway.node_id),
+    };
+    let pseudonymiser = audit_section.pseudonym_key.as_ref().and_then(|key| {
+        crate::audit::Pseudonymiser::from_file(&base.join(key.get_ref()))
+            .map_err(|e| diags.at(key.span(), e.to_string()))
+            .ok()
+            .map(Arc::new)
+    });
+    for (value, name) in [
+        (
+            audit_section.checkpoint_every_records,
+            "checkpoint_every_records",
+        ),
+        (
+            audit_section.checkpoint_interval_secs,
+            "checkpoint_interval_secs",
+        ),
+        (audit_section.segment_max_mib, "segment_max_mib"),
+        (audit_section.queue_capacity as u64, "queue_capacity"),
+    ] {
+        if value == 0 {
+            diags.at(
+                audit_section.dir.span(),
+                format!("audit.{name} must be at least 1"),
+            );
+        }
+    }
+    let audit = AuditPlan {
+        dir: base.join(audit_section.dir.get_ref()),
+        signing_key: base.join(audit_section.signing_key.get_ref()),
+        origin,
+        checkpoint_every: audit_section.checkpoint_every_records,
+        checkpoint_interval: Duration::from_secs(audit_section.checkpoint_interval_secs),
+        segment_max_bytes: audit_section.segment_max_mib.saturating_mul(1024 * 1024),
+        sync_interval: Duration::from_millis(audit_section.sync_interval_ms),
+        access_durability: audit_section.access_durability,
+        on_failure: audit_section.on_audit_failure,
+        queue_capacity: audit_section.queue_capacity,
+        pseudonym_key: audit_section
+            .pseudonym_key
+            .as_ref()
+            .map(|k| base.join(k.get_ref())),
+    };
+
     let mut upstream_names = Vec::new();
     let mut upstreams = Vec::new();
     for (name, section) in &file.upstreams {
@@ -246,6 +341,8 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
             },
             server_key,
         },
+        audit,
+        pseudonymiser,
         upstreams,
         routes: table.build(),
     })
@@ -311,8 +408,8 @@ fn compile_route(
     }
     let upstream = upstream?;
     ok.then(|| Route {
-        id: id.clone(),
-        pattern: section.path.get_ref().clone(),
+        id: Arc::from(id.as_str()),
+        pattern: Arc::from(section.path.get_ref().as_str()),
         methods,
         upstream,
         category: section.category,

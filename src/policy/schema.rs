@@ -27,6 +27,8 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, UpstreamSection>")]
     pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
+    /// The audit store (R-LOG-1 … R-LOG-5). Every request's record goes there.
+    pub audit: AuditSection,
     /// The route table. A request that matches no route is refused (default deny, R-AZ-1).
     #[serde(default)]
     #[schemars(with = "Vec<RouteSection>")]
@@ -124,6 +126,80 @@ pub struct TlsSection {
 
 fn default_watch_interval_secs() -> u64 {
     10
+}
+
+/// `[audit]`: where and how access records and state events are kept. Start-only: a reload
+/// that changes this section is refused.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The store's directory (created if missing). Relative to the policy file.
+    #[schemars(with = "PathBuf")]
+    pub dir: Spanned<PathBuf>,
+    /// Ed25519 key that signs checkpoints (C2SP signed-note text). Generated on first start
+    /// when the file does not exist, with its public half beside it (`.pub`). Keep it outside
+    /// `dir`. Relative to the policy file.
+    #[schemars(with = "PathBuf")]
+    pub signing_key: Spanned<PathBuf>,
+    /// Checkpoint origin prefix: the logs' checkpoints name `<origin>/access` and
+    /// `<origin>/state`. Default: `phr-gateway/<node_id>`.
+    #[schemars(with = "Option<String>")]
+    pub origin: Option<Spanned<String>>,
+    /// Write a signed checkpoint after this many new records…
+    #[serde(default = "default_checkpoint_every_records")]
+    #[schemars(range(min = 1))]
+    pub checkpoint_every_records: u64,
+    /// …or this many seconds after the last one, whichever comes first.
+    #[serde(default = "default_checkpoint_interval_secs")]
+    #[schemars(range(min = 1))]
+    pub checkpoint_interval_secs: u64,
+    /// Segment files are rotated once they pass this size.
+    #[serde(default = "default_segment_max_mib")]
+    #[schemars(range(min = 1))]
+    pub segment_max_mib: u64,
+    /// Longest time (ms) a written access record waits for its fsync in `batched` mode.
+    #[serde(default = "default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+    /// `batched` (default): an access record is acknowledged once written, synced within
+    /// `sync_interval_ms` (group commit). `durable`: acknowledged once synced. State events
+    /// are always durable.
+    #[serde(default = "default_durability")]
+    pub access_durability: crate::audit::Durability,
+    /// While access records cannot be written: `fail_closed` (default) refuses new requests
+    /// with 503 `audit.unavailable`; `degrade` serves them, counts the lost records and logs
+    /// an alert.
+    #[serde(default = "default_on_audit_failure")]
+    pub on_audit_failure: crate::audit::OnFailure,
+    /// Records that may wait for the writer before requests wait for room.
+    #[serde(default = "default_queue_capacity")]
+    #[schemars(range(min = 1))]
+    pub queue_capacity: usize,
+    /// A file holding a secret of at least 32 bytes. When set, subject identifiers are written
+    /// as keyed pseudonyms (HMAC-SHA-256), for logs that leave the host (R-LOG-5).
+    #[schemars(with = "Option<PathBuf>")]
+    pub pseudonym_key: Option<Spanned<PathBuf>>,
+}
+
+fn default_checkpoint_every_records() -> u64 {
+    1000
+}
+fn default_checkpoint_interval_secs() -> u64 {
+    10
+}
+fn default_segment_max_mib() -> u64 {
+    64
+}
+fn default_sync_interval_ms() -> u64 {
+    5
+}
+fn default_durability() -> crate::audit::Durability {
+    crate::audit::Durability::Batched
+}
+fn default_on_audit_failure() -> crate::audit::OnFailure {
+    crate::audit::OnFailure::FailClosed
+}
+fn default_queue_capacity() -> usize {
+    8192
 }
 
 /// `[upstreams.NAME]`: one backend.

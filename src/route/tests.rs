@@ -32,7 +32,7 @@ fn finds_route_and_params() {
     let Lookup::Found(m) = t.lookup(&Method::GET, "/fhir/Patient/p-1") else {
         panic!("no match");
     };
-    assert_eq!(m.route.id, "patient");
+    assert_eq!(&*m.route.id, "patient");
     assert_eq!(m.params.get("id"), Some("p-1"));
     assert!(matches!(
         t.lookup(&Method::HEAD, "/fhir/Patient/p-1"),

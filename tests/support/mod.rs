@@ -422,6 +422,19 @@ pub fn policy(
     tls_extra: &str,
     extra: &str,
 ) -> String {
+    policy_with_audit(pki, port, upstream_port, tls_extra, "", extra)
+}
+
+/// [`policy`] with more `[audit]` keys. The store is `audit/` beside the policy file, its key
+/// `audit-signing.key`.
+pub fn policy_with_audit(
+    pki: &TestPki,
+    port: u16,
+    upstream_port: u16,
+    tls_extra: &str,
+    audit_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [gateway]
@@ -437,6 +450,11 @@ public = "127.0.0.1:{port}"
 certificate_chain = "{cert}"
 private_key = "{key}"
 {tls_extra}
+
+[audit]
+dir = "audit"
+signing_key = "audit-signing.key"
+{audit_extra}
 
 [upstreams.backend]
 url = "http://127.0.0.1:{upstream_port}"

@@ -1,0 +1,243 @@
+//! The files of one log: append-only segment files of records and the checkpoint file.
+//!
+//! ```text
+//! <dir>/<log>/00000000000000000000.jsonl   records 0.. (named by the seq of their first record)
+//! <dir>/<log>/00000000000000412345.jsonl   the next segment, after rotation by size
+//! <dir>/<log>/checkpoints.jsonl            one line per signed checkpoint
+//! <dir>/<log>/checkpoint                   the latest checkpoint note alone (C2SP text)
+//! ```
+//!
+//! Segment files are opened for append only; nothing here rewrites a byte, except cutting a
+//! torn last record at start (a write the crash cut short, recorded as an event).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::merkle::Hash;
+
+/// The checkpoint file's name.
+pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
+/// The latest-checkpoint file's name.
+pub const LATEST_CHECKPOINT_FILE: &str = "checkpoint";
+const SEGMENT_SUFFIX: &str = ".jsonl";
+
+/// A segment file's name for the seq of its first record.
+pub fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}{SEGMENT_SUFFIX}")
+}
+
+/// The first seq a segment file's name declares, if it is a segment name.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// The segments of a log directory, in order, as `(first seq, path)`.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(segments),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) {
+            segments.push((first, entry.path()));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// One line of `checkpoints.jsonl`: the signed note plus what the writer needs to resume
+/// without rereading the whole log (the tree's peaks and the chain value at `size`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRecord {
+    /// Chain value of record `size - 1` (hex).
+    pub chain: String,
+    /// Peaks of the Merkle tree of `size` records (hex), largest first.
+    pub peaks: Vec<String>,
+    /// The C2SP checkpoint note.
+    pub note: String,
+    /// Records covered.
+    pub size: u64,
+    /// When it was made.
+    pub time: String,
+}
+
+impl CheckpointRecord {
+    /// The chain value as bytes.
+    pub fn chain_hash(&self) -> Option<Hash> {
+        decode_hash(&self.chain)
+    }
+
+    /// The peaks as bytes.
+    pub fn peak_hashes(&self) -> Option<Vec<Hash>> {
+        self.peaks.iter().map(|p| decode_hash(p)).collect()
+    }
+}
+
+/// A hex SHA-256 value.
+pub fn decode_hash(text: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok().map(|()| out)
+}
+
+/// Read every complete checkpoint line of a log; a torn last line is ignored (and cut by the
+/// writer at start). Any other bad line is an error naming its line number.
+pub fn read_checkpoints(dir: &Path) -> io::Result<Vec<CheckpointRecord>> {
+    let path = dir.join(CHECKPOINTS_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    text[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_slice(line).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}:{}: {e}", path.display(), i + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+/// An append-only segment file being written.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    file: File,
+    path: PathBuf,
+    /// Bytes known to be completely written.
+    len: u64,
+}
+
+impl SegmentWriter {
+    /// Open (or create) a segment for appending. `len` is its length after recovery.
+    pub fn open(path: PathBuf) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let len = file.metadata()?.len();
+        Ok(SegmentWriter { file, path, len })
+    }
+
+    /// The segment's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes in the segment.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append `bytes` (whole records). A failed write may leave part of them behind: that
+    /// tail is cut before the error is returned, or at the next attempt.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.cut_partial_write()?;
+        if let Err(e) = self.file.write_all(bytes) {
+            let _ = self.cut_partial_write();
+            return Err(e);
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn cut_partial_write(&mut self) -> io::Result<()> {
+        if self.file.metadata()?.len() != self.len {
+            self.file.set_len(self.len)?;
+        }
+        Ok(())
+    }
+
+    /// Make everything appended so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Make a directory entry (a new segment, a renamed file) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Append a checkpoint line and replace the latest-checkpoint file, both durably.
+pub fn write_checkpoint(dir: &Path, record: &CheckpointRecord) -> io::Result<()> {
+    let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(CHECKPOINTS_FILE))?;
+    file.write_all(&line)?;
+    file.sync_data()?;
+    let latest = dir.join(LATEST_CHECKPOINT_FILE);
+    let tmp = dir.join(".checkpoint.tmp");
+    let mut tmp_file = File::create(&tmp)?;
+    tmp_file.write_all(record.note.as_bytes())?;
+    tmp_file.sync_data()?;
+    std::fs::rename(&tmp, &latest)?;
+    sync_dir(dir)
+}
+
+/// Cut a torn last line off `checkpoints.jsonl` (a crash during a checkpoint write).
+pub fn cut_torn_checkpoint(dir: &Path) -> io::Result<()> {
+    let path = dir.join(CHECKPOINTS_FILE);
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete != text.len() {
+        OpenOptions::new()
+            .write(true)
+            .open(&path)?
+            .set_len(complete as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_sort_by_first_seq() {
+        assert_eq!(segment_name(42), "00000000000000000042.jsonl");
+        assert_eq!(parse_segment_name("00000000000000000042.jsonl"), Some(42));
+        assert_eq!(parse_segment_name("42.jsonl"), None);
+        assert_eq!(parse_segment_name("checkpoints.jsonl"), None);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_partial_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::open(dir.path().join(segment_name(0))).unwrap();
+        w.append(b"one\n").unwrap();
+        // A partial record left by a failed write is cut before the next append.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(w.path())
+            .unwrap()
+            .write_all(b"tor")
+            .unwrap();
+        w.append(b"two\n").unwrap();
+        assert_eq!(std::fs::read(w.path()).unwrap(), b"one\ntwo\n");
+        assert_eq!(w.len(), 8);
+    }
+}
