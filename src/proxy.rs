@@ -293,16 +293,20 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         let body = decision::problem_body(refusal, ctx.request_id());
-        let record = access_record(
-            session,
-            ctx,
-            refusal.reason.status(),
-            Some(body.len() as u64),
-        );
-        ctx.recorded = true;
-        // A refusal releases no data, so it is sent even when its record could not be written
-        // (the loss is counted by the store).
-        let _ = self.audit.record_access(record).await;
+        // One record per request: a refusal after the record was already attempted (an
+        // upstream failing mid-body, a record that could not be written) adds none.
+        if !ctx.recorded {
+            let record = access_record(
+                session,
+                ctx,
+                refusal.reason.status(),
+                Some(body.len() as u64),
+            );
+            ctx.recorded = true;
+            // A refusal releases no data, so it is sent even when its record could not be
+            // written (the store counts the loss).
+            let _ = self.audit.record_access(record).await;
+        }
         write_refusal(session, refusal, ctx.request_id(), body).await
     }
 }

@@ -293,6 +293,8 @@ pub(super) struct Writer {
     waiting_access: Vec<(u64, Ack)>,
     waiting_state: Vec<(u64, Ack)>,
     outage: Option<Outage>,
+    /// Writes and syncs that failed since start.
+    failures: u64,
 }
 
 struct Outage {
@@ -325,6 +327,7 @@ impl Writer {
             waiting_access: Vec::new(),
             waiting_state: Vec::new(),
             outage: None,
+            failures: 0,
         };
         for cut in &cuts {
             writer.append_state_now(cut)?;
@@ -390,7 +393,7 @@ impl Writer {
 
     fn next_wakeup(&self) -> Duration {
         if self.outage.is_some() {
-            return RETRY_INTERVAL;
+            return RETRY_INTERVAL.min(self.config.checkpoint_interval);
         }
         let mut wait = self.config.checkpoint_interval;
         if self.access.synced_seq != self.access.next_seq {
@@ -439,6 +442,7 @@ impl Writer {
 
         let segment_max = self.config.segment_max_bytes;
         let staged_access = written_access.len() as u64;
+        let failures_before = self.failures;
         match self.access.write_staged(segment_max) {
             Ok(()) => {
                 self.shared.appended[0].fetch_add(staged_access, Ordering::Relaxed);
@@ -505,7 +509,9 @@ impl Writer {
         for done in checkpoint_requests {
             let _ = done.send(());
         }
-        if self.outage.is_some() {
+        // Only a real access record written proves the store can take them again: a refusal's
+        // record while failing closed, a served request's while degrading.
+        if self.outage.is_some() && staged_access > 0 && self.failures == failures_before {
             self.try_recover();
         }
         shutdown
@@ -525,6 +531,7 @@ impl Writer {
 
     /// A write or sync failed: the store is unavailable until a write works again.
     fn failed(&mut self, e: &std::io::Error) {
+        self.failures += 1;
         if self.outage.is_none() {
             tracing::error!(error = %e, policy = ?self.config.on_failure, "audit store cannot write; access records are now refused or lost per on_audit_failure");
             self.outage = Some(Outage {
@@ -536,7 +543,7 @@ impl Writer {
         self.shared.available.store(false, Ordering::Release);
     }
 
-    /// Try to write the outage's own record; if that works the store is back.
+    /// Access records are written again: record the outage (durably); then the store is back.
     fn try_recover(&mut self) {
         let Some(outage) = &self.outage else { return };
         let event = StateEvent::AuditOutage {
@@ -545,13 +552,8 @@ impl Writer {
             error: outage.error.clone(),
             lost_access_records: self.shared.lost.load(Ordering::Relaxed) - outage.lost_at_start,
         };
-        let probe = self
-            .append_state_now(&event)
-            .map_err(|e| e.to_string())
-            .and_then(|_| self.access.segment.append(b"").map_err(|e| e.to_string()))
-            .and_then(|()| self.access.sync().map_err(|e| e.to_string()));
-        match probe {
-            Ok(()) => {
+        match self.append_state_now(&event) {
+            Ok(_) => {
                 tracing::warn!(?event, "audit store writes again");
                 self.outage = None;
                 self.shared.available.store(true, Ordering::Release);
