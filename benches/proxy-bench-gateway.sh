@@ -6,11 +6,14 @@
 #
 # Mode (PB_MODE, default "routing"):
 #   routing  every path is routed (default deny table with one catch-all anonymous route),
-#            hardening on: what the core gateway costs.
+#            hardening on, and the audit store (every policy has one: each request's record
+#            is written before its response is released): what the core gateway costs.
 #   full     everything on the request path that exists today. Steps add themselves here as
-#            they land (identity, access, inspection, audit), so the whole cost is measured
-#            the same way. Today "full" adds a realistic table of 1,000 declared routes in
-#            front of the catch-all; identity, access, inspection and audit are not built yet.
+#            they land (identity, access, inspection), so the whole cost is measured the same
+#            way. Today "full" adds a realistic table of 1,000 declared routes in front of the
+#            catch-all.
+# PB_AUDIT_DURABILITY (default "batched") sets audit.access_durability; "durable" syncs each
+# access record (group commit) before its response is released.
 # One worker thread: the harness pins the gateway to one core.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +40,11 @@ public = "127.0.0.1:$PB_PORT"
 certificate_chain = "$PB_CERT"
 private_key = "$PB_KEY"
 watch_interval_secs = 0
+
+[audit]
+dir = "$dir/audit"
+signing_key = "$dir/audit-signing.key"
+access_durability = "${PB_AUDIT_DURABILITY:-batched}"
 
 [upstreams.bench]
 url = "http://$PB_UPSTREAM"

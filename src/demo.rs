@@ -168,6 +168,17 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         "  echo '{{\"method\":\"GET\",\"path\":\"/admin\"}}' | phr-gateway explain --policy {} --requests -",
         display(&files.policy)
     );
+    let audit = display(&opts.state_dir.join("audit"));
+    let key = display(&opts.state_dir.join("audit-signing.key.pub"));
+    let _ = writeln!(
+        s,
+        "  # every request above left a record (refused ones too); verify the trail"
+    );
+    let _ = writeln!(s, "  tail -n 3 {audit}/access/*.jsonl");
+    let _ = writeln!(
+        s,
+        "  phr-gateway audit verify {audit} --key {key}   (checkpoints every 5 s and at Ctrl-C)"
+    );
     s
 }
 

@@ -330,7 +330,7 @@ fn top_level_number(record: &[u8], key: &[u8]) -> Option<u64> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// The current time as records write it: RFC 3339, UTC, microseconds, fixed width (so that

@@ -265,47 +265,37 @@ fn verify_log(
             break;
         }
         let lines = split_lines(&bytes);
-        for (n, &(offset, line)) in lines.iter().enumerate() {
-            let Some(parsed) = line.and_then(record::parse_line) else {
-                if line.is_none() && index + 1 == segments.len() {
-                    report.notes.push(format!(
-                        "{}: {file} ends in an incomplete record at offset {offset} (a write in progress or cut by a crash; the gateway cuts it at its next start)",
-                        kind.name()
-                    ));
-                    break 'segments;
-                }
-                report.findings.push(Finding {
-                    kind: FindingKind::Malformed,
-                    at: at(expected, offset),
-                    detail: "not a record line".into(),
-                });
-                broken = true;
+        // The leaf hashes do not depend on each other: a second core computes them while
+        // this one follows the chain, which must go in order.
+        let (leaves, pass) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| {
+                lines
+                    .iter()
+                    .map(|(_, l)| l.map_or([0u8; 32], merkle::leaf_hash))
+                    .collect::<Vec<_>>()
+            });
+            let pass = follow_chain(&lines, &mut chain, expected, index + 1 == segments.len());
+            (hasher.join(), pass)
+        });
+        let leaves =
+            leaves.map_err(|_| VerifyError::Invalid("the hashing thread failed".into()))?;
+        for leaf in &leaves[..pass.valid] {
+            tree.push(*leaf);
+            expected += 1;
+            while let Some(cp) = pending.next_if(|cp| cp.checkpoint.size <= expected) {
+                check_root(cp, &tree, expected, kind, dir, report, &mut summary);
+            }
+        }
+        match pass.stop {
+            None => {}
+            Some(Stop::Torn(offset)) => {
+                report.notes.push(format!(
+                    "{}: {file} ends in an incomplete record at offset {offset} (a write in progress or cut by a crash; the gateway cuts it at its next start)",
+                    kind.name()
+                ));
                 break 'segments;
-            };
-            if parsed.seq != expected {
-                let next_seq = lines
-                    .get(n + 1)
-                    .and_then(|(_, l)| l.and_then(record::parse_line))
-                    .map(|l| l.seq);
-                let (kind_found, detail) = if parsed.seq > expected && next_seq == Some(expected) {
-                    (
-                        FindingKind::Reordered,
-                        format!("record {} is before record {expected}", parsed.seq),
-                    )
-                } else if parsed.seq > expected {
-                    (
-                        FindingKind::Removed,
-                        format!("records {expected} to {} are missing", parsed.seq - 1),
-                    )
-                } else {
-                    (
-                        FindingKind::Inserted,
-                        format!(
-                            "a record numbered {} appears where record {expected} belongs",
-                            parsed.seq
-                        ),
-                    )
-                };
+            }
+            Some(Stop::Found(kind_found, offset, detail)) => {
                 report.findings.push(Finding {
                     kind: kind_found,
                     at: at(expected, offset),
@@ -313,22 +303,6 @@ fn verify_log(
                 });
                 broken = true;
                 break 'segments;
-            }
-            let computed = record::chain_hash(&chain, parsed.record);
-            if computed != parsed.chain {
-                report.findings.push(Finding {
-                    kind: FindingKind::Changed,
-                    at: at(expected, offset),
-                    detail: "the record's bytes do not match its chain hash (changed, or a record before it was)".into(),
-                });
-                broken = true;
-                break 'segments;
-            }
-            chain = computed;
-            tree.push(merkle::leaf_hash(line.unwrap_or_default()));
-            expected += 1;
-            while let Some(cp) = pending.next_if(|cp| cp.checkpoint.size <= expected) {
-                check_root(cp, &tree, expected, kind, dir, report, &mut summary);
             }
         }
     }
@@ -361,6 +335,85 @@ fn verify_log(
         }
     }
     Ok(summary)
+}
+
+/// Where the chain pass over a segment stopped, if it did.
+enum Stop {
+    /// The last line has no newline (only in the last segment).
+    Torn(usize),
+    /// Damage at this byte offset.
+    Found(FindingKind, usize, String),
+}
+
+struct ChainPass {
+    /// Lines, from the first, that continue the chain.
+    valid: usize,
+    stop: Option<Stop>,
+}
+
+/// Follow the chain through a segment's lines from record `first_seq` on, advancing `chain`.
+fn follow_chain(
+    lines: &[(usize, Option<&[u8]>)],
+    chain: &mut Hash,
+    first_seq: u64,
+    last_segment: bool,
+) -> ChainPass {
+    for (n, &(offset, line)) in lines.iter().enumerate() {
+        let expected = first_seq + n as u64;
+        let stop = |stop| ChainPass {
+            valid: n,
+            stop: Some(stop),
+        };
+        let Some(parsed) = line.and_then(record::parse_line) else {
+            if line.is_none() && last_segment {
+                return stop(Stop::Torn(offset));
+            }
+            return stop(Stop::Found(
+                FindingKind::Malformed,
+                offset,
+                "not a record line".into(),
+            ));
+        };
+        if parsed.seq != expected {
+            let next_seq = lines
+                .get(n + 1)
+                .and_then(|(_, l)| l.and_then(record::parse_line))
+                .map(|l| l.seq);
+            let (kind, detail) = if parsed.seq > expected && next_seq == Some(expected) {
+                (
+                    FindingKind::Reordered,
+                    format!("record {} is before record {expected}", parsed.seq),
+                )
+            } else if parsed.seq > expected {
+                (
+                    FindingKind::Removed,
+                    format!("records {expected} to {} are missing", parsed.seq - 1),
+                )
+            } else {
+                (
+                    FindingKind::Inserted,
+                    format!(
+                        "a record numbered {} appears where record {expected} belongs",
+                        parsed.seq
+                    ),
+                )
+            };
+            return stop(Stop::Found(kind, offset, detail));
+        }
+        let computed = record::chain_hash(chain, parsed.record);
+        if computed != parsed.chain {
+            return stop(Stop::Found(
+                FindingKind::Changed,
+                offset,
+                "the record's bytes do not match its chain hash (changed, or a record before it was)".into(),
+            ));
+        }
+        *chain = computed;
+    }
+    ChainPass {
+        valid: lines.len(),
+        stop: None,
+    }
 }
 
 fn check_root(
@@ -402,7 +455,7 @@ fn split_lines(bytes: &[u8]) -> Vec<(usize, Option<&[u8]>)> {
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
-        match bytes[offset..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &bytes[offset..]) {
             Some(len) => {
                 out.push((offset, Some(&bytes[offset..offset + len])));
                 offset += len + 1;

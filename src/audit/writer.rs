@@ -372,6 +372,18 @@ impl Writer {
                     n = queue.recv_many(&mut group, MAX_GROUP) => n > 0,
                     _ = tokio::time::sleep(wait) => true,
                 };
+                if !group.is_empty() {
+                    // Woken by the first record: let the proxy threads run first, so that one
+                    // write, one wake-up and one context switch serve many records rather than
+                    // one (on a shared core this halves the audit's cost per request).
+                    std::thread::yield_now();
+                    while group.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(command) => group.push(command),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 stopped.extend(self.process(&mut group));
                 if !open || !stopped.is_empty() {
                     break;
