@@ -177,7 +177,7 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     let _ = writeln!(s, "  tail -n 3 {audit}/access/*.jsonl");
     let _ = writeln!(
         s,
-        "  phr-gateway audit verify {audit} --key {key}   (checkpoints every 5 s and at Ctrl-C)"
+        "  phr-gateway audit verify {audit} --key {key}   (checkpoints every 5 s and on exit)"
     );
     s
 }

@@ -172,7 +172,7 @@ fn run(policy: &Path) -> Result<ExitCode> {
     logging::init();
     let store = open_policy(policy)?;
     let gateway = server::build(store)?;
-    gateway.server.run_forever()
+    Ok(gateway.run())
 }
 
 fn run_demo(opts: DemoOptions) -> Result<ExitCode> {
@@ -188,7 +188,7 @@ fn run_demo(opts: DemoOptions) -> Result<ExitCode> {
     gateway.server.add_service(backend);
     println!("{}", demo::instructions(&opts, &files));
     let _ = std::io::stdout().flush();
-    gateway.server.run_forever()
+    Ok(gateway.run())
 }
 
 fn check(path: &Path) -> Result<ExitCode> {

@@ -46,6 +46,18 @@ pub struct GatewayServer {
     pub audit: AuditSink,
 }
 
+impl GatewayServer {
+    /// Serve until SIGTERM (graceful: drain, then stop) or SIGINT (quick), then write what the
+    /// audit queue still holds, sync both logs and sign checkpoints over every record, so a
+    /// stopped gateway's trail verifies to its last record.
+    pub fn run(self) -> std::process::ExitCode {
+        self.server.run(pingora::server::RunArgs::default());
+        self.audit.close();
+        tracing::info!("audit trail closed with a final checkpoint; exiting");
+        std::process::ExitCode::SUCCESS
+    }
+}
+
 /// Open the audit store the snapshot names (making its signing key on first start).
 pub fn open_audit(snapshot: &Snapshot) -> Result<AuditSink, ServerError> {
     let plan = &snapshot.audit;
@@ -137,10 +149,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
             audit: audit.clone(),
         },
     ));
-    server.add_service(background_service(
-        "audit checkpoint at shutdown",
-        CheckpointAtShutdown(audit.clone()),
-    ));
+
     tracing::info!(
         version = %snapshot.version,
         public = %snapshot.listeners.public,
@@ -154,20 +163,6 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         certificates,
         audit,
     })
-}
-
-/// On shutdown, syncs both logs and signs checkpoints covering everything written, so an
-/// auditor can verify up to the last record of a cleanly stopped gateway.
-struct CheckpointAtShutdown(AuditSink);
-
-#[async_trait::async_trait]
-impl BackgroundService for CheckpointAtShutdown {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let _ = shutdown.changed().await;
-        if let Err(e) = self.0.checkpoint().await {
-            tracing::error!("audit checkpoint at shutdown failed: {e}");
-        }
-    }
 }
 
 /// Reloads the policy on SIGHUP and the certificate when its files change.
