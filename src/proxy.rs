@@ -331,6 +331,8 @@ fn access_record(
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|ssl| tls_version_label(&ssl.version)),
+        // Identity (the next issue) fills these; the subject goes through
+        // `snapshot.pseudonymiser` when the policy names a pseudonym key (R-LOG-5).
         principal: None,
         client_id: None,
         method: request.method.as_str().to_owned(),

@@ -143,7 +143,29 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "url = \"https://",
             "client_certificate and client_key must be given together",
         ),
+        (
+            good.replace(
+                "signing_key = \"audit-signing.key\"",
+                "signing_key = \"audit-signing.key\"\npseudonym_key = \"short.key\"",
+            ),
+            "pseudonym_key",
+            "has 5 bytes; it needs at least 32",
+        ),
+        (
+            good.replace(
+                "signing_key = \"audit-signing.key\"",
+                "signing_key = \"audit-signing.key\"\non_audit_failure = \"ignore\"",
+            ),
+            "on_audit_failure",
+            "unknown variant `ignore`, expected `fail_closed` or `degrade`",
+        ),
+        (
+            good.replace("[audit]\ndir = \"audit\"\n", "[audit]\n"),
+            "[audit]",
+            "missing field `dir`",
+        ),
     ];
+    std::fs::write(dir.path().join("short.key"), "12345").expect("key");
     for (text, needle, message) in cases {
         let path = write_policy(dir.path(), &text);
         let out = check(&path);
