@@ -27,6 +27,8 @@ fn table() -> RouteTable {
                 upstream: 0,
                 category: DataCategory::Checkup,
                 anonymous: false,
+                mfa: true,
+                step_up: Default::default(),
             });
             assert!(added.is_ok(), "{added:?}");
         }

@@ -31,6 +31,21 @@ pub enum Reason {
     ProtocolRequestTimeout,
     /// The route needs a verified identity and the request has none (R-AUTH-1).
     IdentityMissing,
+    /// The bearer token is malformed, or its header is one the gateway does not accept
+    /// (an algorithm off the list, a critical extension, a key source, a wrong `typ`).
+    IdentityInvalidToken,
+    /// The token's signature does not verify with any key of its issuer.
+    IdentityInvalidSignature,
+    /// The token has expired.
+    IdentityExpired,
+    /// The token's `nbf` or `iat` lies in the future.
+    IdentityNotYetValid,
+    /// The token is from an unknown issuer or for another audience.
+    IdentityWrongAudience,
+    /// The route needs multi-factor evidence the token does not show (R-AUTH-2).
+    IdentityMfaRequired,
+    /// The route needs a more recent or stronger sign-in (RFC 9470).
+    IdentityStepUpRequired,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
     /// The audit store cannot write, and the policy fails closed: nothing is served without
@@ -53,6 +68,13 @@ impl Reason {
         Reason::ProtocolMalformedBody,
         Reason::ProtocolRequestTimeout,
         Reason::IdentityMissing,
+        Reason::IdentityInvalidToken,
+        Reason::IdentityInvalidSignature,
+        Reason::IdentityExpired,
+        Reason::IdentityNotYetValid,
+        Reason::IdentityWrongAudience,
+        Reason::IdentityMfaRequired,
+        Reason::IdentityStepUpRequired,
         Reason::UpstreamUnavailable,
         Reason::AuditUnavailable,
         Reason::GatewayInternal,
@@ -71,6 +93,13 @@ impl Reason {
             Reason::ProtocolMalformedBody => "protocol.malformed_body",
             Reason::ProtocolRequestTimeout => "protocol.request_timeout",
             Reason::IdentityMissing => "identity.missing",
+            Reason::IdentityInvalidToken => "identity.invalid_token",
+            Reason::IdentityInvalidSignature => "identity.invalid_signature",
+            Reason::IdentityExpired => "identity.expired",
+            Reason::IdentityNotYetValid => "identity.not_yet_valid",
+            Reason::IdentityWrongAudience => "identity.wrong_audience",
+            Reason::IdentityMfaRequired => "identity.mfa_required",
+            Reason::IdentityStepUpRequired => "identity.step_up_required",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -89,7 +118,14 @@ impl Reason {
             | Reason::ProtocolUnsupportedTransferEncoding
             | Reason::ProtocolMalformedBody => 400,
             Reason::ProtocolRequestTimeout => 408,
-            Reason::IdentityMissing => 401,
+            Reason::IdentityMissing
+            | Reason::IdentityInvalidToken
+            | Reason::IdentityInvalidSignature
+            | Reason::IdentityExpired
+            | Reason::IdentityNotYetValid
+            | Reason::IdentityWrongAudience
+            | Reason::IdentityMfaRequired
+            | Reason::IdentityStepUpRequired => 401,
             Reason::UpstreamUnavailable => 502,
             Reason::AuditUnavailable => 503,
             Reason::GatewayInternal => 500,
@@ -111,6 +147,13 @@ impl Reason {
             Reason::ProtocolMalformedBody => "Request body is malformed",
             Reason::ProtocolRequestTimeout => "Request not received in time",
             Reason::IdentityMissing => "Authentication required",
+            Reason::IdentityInvalidToken => "Invalid bearer token",
+            Reason::IdentityInvalidSignature => "Token signature does not verify",
+            Reason::IdentityExpired => "Token expired",
+            Reason::IdentityNotYetValid => "Token not valid yet",
+            Reason::IdentityWrongAudience => "Token not for this gateway",
+            Reason::IdentityMfaRequired => "Multi-factor authentication required",
+            Reason::IdentityStepUpRequired => "A more recent or stronger sign-in is required",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",
@@ -187,6 +230,8 @@ pub struct Refusal {
     pub detail: String,
     /// For 405: the methods the route does allow (sent as the `Allow` header).
     pub allow: Option<String>,
+    /// For 401: the `WWW-Authenticate` challenge (RFC 6750, RFC 9470).
+    pub challenge: Option<String>,
 }
 
 impl Refusal {
@@ -196,6 +241,7 @@ impl Refusal {
             reason,
             detail: detail.into(),
             allow: None,
+            challenge: None,
         }
     }
 }

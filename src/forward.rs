@@ -12,6 +12,11 @@ use std::fmt::Write as _;
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 
 use crate::headers::{HeaderEdit, X_REQUEST_ID};
+use crate::identity::{IdentityHeaders, Principal};
+
+/// Every header with this prefix is the gateway's to set (R-AUTH-1): a client can never
+/// pass itself off as verified.
+const IDENTITY_PREFIX: &str = "x-phr-";
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the obsolete ones clients still send.
 /// `Transfer-Encoding` is not here: the framing is already checked and the proxy re-frames it.
@@ -52,6 +57,11 @@ pub struct Forwarding<'a> {
     pub request_id: &'a HeaderValue,
     /// `Host` to send when the client sent none (h2 clients send `:authority` only).
     pub default_host: &'a str,
+    /// The names of the identity headers: removed from what the client sent, then set from the
+    /// verified principal.
+    pub identity_headers: &'a IdentityHeaders,
+    /// The verified caller, if the route needed one.
+    pub principal: Option<&'a Principal>,
 }
 
 /// Rewrite the upstream request's headers.
@@ -111,6 +121,34 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
         request.set(HeaderName::from_static("forwarded"), v);
     }
     request.set(X_REQUEST_ID, fwd.request_id.clone());
+    rewrite_identity(request, fwd.identity_headers, fwd.principal);
+}
+
+/// Remove client-sent identity headers; add the verified ones.
+fn rewrite_identity(
+    request: &mut impl HeaderEdit,
+    names: &IdentityHeaders,
+    principal: Option<&Principal>,
+) {
+    let prefixed: Vec<String> = request
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    for name in prefixed.iter().map(String::as_str).chain(names.names()) {
+        request.remove(name);
+    }
+    if let Some(principal) = principal {
+        for (name, value) in names.values(principal) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                request.set(name, value);
+            }
+        }
+    }
 }
 
 /// An authority safe to repeat inside a quoted `Forwarded` value.
@@ -142,6 +180,8 @@ mod tests {
                 host: Some("phr.example.jp"),
                 request_id: &HeaderValue::from_static("req-1"),
                 default_host: "backend",
+                identity_headers: &IdentityHeaders::default(),
+                principal: None,
             },
         );
     }

@@ -1,46 +1,294 @@
-//! Identity (R-AUTH-1): who is asking.
+//! Identity (R-AUTH-1, R-AUTH-2): who is asking, proven by a bearer token from an issuer the
+//! policy trusts, with the multi-factor and step-up evidence the route asks for.
 //!
-//! Token verification (JWT/JWKS, MFA, sessions) is not built yet. Until it is, the gateway
-//! fails closed: a route that is not declared `anonymous = true` is refused with
-//! `identity.missing`, because no identity can be verified. Nothing that needs identity is
-//! ever forwarded unauthenticated.
+//! - [`keys`]: an issuer's JWKS, admitted key by key.
+//! - [`token`]: compact JWS verification and claim checks.
+//! - [`mfa`]: factor kinds from `amr`/`acr`, step-up (RFC 9470).
+//!
+//! A route not declared `anonymous` needs a verified identity; without a trusted issuer in the
+//! policy every such request is refused (fail closed).
+
+pub mod keys;
+pub mod mfa;
+pub mod token;
+
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use crate::decision::{Reason, Refusal};
 use crate::route::Route;
+pub use mfa::{FactorKind, MfaRules, StepUp};
+pub use token::{Issuer, TokenError, TokenRules};
 
-/// The identity step for a matched route.
-pub fn require(route: &Route) -> Result<(), Refusal> {
-    if route.anonymous {
-        return Ok(());
-    }
-    Err(Refusal::new(
-        Reason::IdentityMissing,
-        "this route requires a verified identity, and this gateway has no token issuer configured",
-    ))
+/// A verified caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The issuer's policy id.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+    /// `azp` or `client_id`.
+    pub client_id: Option<String>,
+    /// `scope`, split.
+    pub scopes: Vec<String>,
+    /// `roles`.
+    pub roles: Vec<String>,
+    /// `sid`, or the token id when there is none.
+    pub session: Option<String>,
+    /// `jti`.
+    pub token_id: Option<String>,
+    /// `auth_time`.
+    pub auth_time: Option<i64>,
+    /// `amr`.
+    pub amr: Vec<String>,
+    /// `acr`.
+    pub acr: Option<String>,
+    /// Whether the evidence shows two or more factor kinds (R-AUTH-2).
+    pub multi_factor: bool,
+    /// `exp`.
+    pub expires_at: i64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::DataCategory;
+/// Names of the headers that carry the verified identity upstream. Client-sent headers with
+/// these names (and any header starting with `x-phr-`) are always removed first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    /// The subject.
+    pub subject: String,
+    /// The client id.
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// Comma-separated roles.
+    pub roles: String,
+    /// The session id.
+    pub session: String,
+    /// `true` or `false`: multi-factor evidence.
+    pub mfa: String,
+}
 
-    fn route(anonymous: bool) -> Route {
-        Route {
-            id: "r".into(),
-            pattern: "/r".into(),
-            methods: vec![http::Method::GET],
-            upstream: 0,
-            category: DataCategory::Checkup,
-            anonymous,
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            subject: "x-phr-subject".into(),
+            client_id: "x-phr-client-id".into(),
+            scopes: "x-phr-scopes".into(),
+            roles: "x-phr-roles".into(),
+            session: "x-phr-session".into(),
+            mfa: "x-phr-mfa".into(),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    /// Every configured name.
+    pub fn names(&self) -> [&str; 6] {
+        [
+            &self.subject,
+            &self.client_id,
+            &self.scopes,
+            &self.roles,
+            &self.session,
+            &self.mfa,
+        ]
+    }
+
+    /// The headers to send upstream for a principal, as (name, value).
+    pub fn values<'p>(&'p self, p: &'p Principal) -> Vec<(&'p str, String)> {
+        let mut out = vec![
+            (self.subject.as_str(), p.subject.clone()),
+            (self.mfa.as_str(), p.multi_factor.to_string()),
+        ];
+        if let Some(client) = &p.client_id {
+            out.push((&self.client_id, client.clone()));
+        }
+        if !p.scopes.is_empty() {
+            out.push((&self.scopes, p.scopes.join(" ")));
+        }
+        if !p.roles.is_empty() {
+            out.push((&self.roles, p.roles.join(",")));
+        }
+        if let Some(session) = &p.session {
+            out.push((&self.session, session.clone()));
+        }
+        out
+    }
+}
+
+/// The compiled identity part of a policy.
+pub struct IdentityPlan {
+    /// Trusted issuers.
+    pub issuers: Vec<Issuer>,
+    /// Size and clock rules.
+    pub rules: TokenRules,
+    /// How `amr`/`acr` are read.
+    pub mfa: MfaRules,
+    /// Upstream identity headers.
+    pub headers: IdentityHeaders,
+    /// Verified tokens by SHA-256 of the token, so the signature is checked once per token.
+    cache: quick_cache::sync::Cache<[u8; 32], Arc<Principal>>,
+}
+
+impl std::fmt::Debug for IdentityPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityPlan")
+            .field("issuers", &self.issuers)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most verified tokens remembered at once.
+pub const CACHE_CAPACITY: usize = 100_000;
+
+impl IdentityPlan {
+    /// A plan with an empty cache.
+    pub fn new(
+        issuers: Vec<Issuer>,
+        rules: TokenRules,
+        mfa: MfaRules,
+        headers: IdentityHeaders,
+    ) -> Self {
+        IdentityPlan {
+            issuers,
+            rules,
+            mfa,
+            headers,
+            cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
     }
 
-    #[test]
-    fn non_anonymous_route_fails_closed_r_auth_1() {
-        assert_eq!(
-            require(&route(false)).err().map(|r| r.reason),
-            Some(Reason::IdentityMissing)
-        );
-        assert!(require(&route(true)).is_ok());
+    /// Verify a token (or find it verified before) and build its principal.
+    pub fn principal(&self, token: &str, now: i64) -> Result<Arc<Principal>, TokenError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(p) = self.cache.get(&key) {
+            // A cached token expires exactly as it would when verified again.
+            if now <= p.expires_at.saturating_add(self.rules.leeway_secs) {
+                return Ok(p);
+            }
+            self.cache.remove(&key);
+            return Err(TokenError::Expired);
+        }
+        let verified = token::verify(token, &self.issuers, self.rules, now)?;
+        let c = verified.claims;
+        let amr = c.amr.unwrap_or_default();
+        let principal = Arc::new(Principal {
+            issuer: self.issuers[verified.issuer].id.clone(),
+            multi_factor: self.mfa.is_multi_factor(&amr, c.acr.as_deref()),
+            subject: c.sub,
+            client_id: c.azp.or(c.client_id),
+            scopes: c
+                .scope
+                .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            roles: c.roles.unwrap_or_default(),
+            session: c.sid.or_else(|| c.jti.clone()),
+            token_id: c.jti,
+            auth_time: c.auth_time,
+            amr,
+            acr: c.acr,
+            expires_at: c.exp,
+        });
+        self.cache.insert(key, Arc::clone(&principal));
+        Ok(principal)
     }
+}
+
+/// The `WWW-Authenticate` challenge of RFC 6750 for a refused token.
+fn invalid_token_challenge(description: &str) -> String {
+    format!(
+        "Bearer realm=\"phr-gateway\", error=\"invalid_token\", error_description=\"{}\"",
+        description.replace('"', "'")
+    )
+}
+
+fn refusal(reason: Reason, detail: impl Into<String>, challenge: String) -> Refusal {
+    let mut r = Refusal::new(reason, detail);
+    r.challenge = Some(challenge);
+    r
+}
+
+/// The identity step for a matched route: `None` for an anonymous route, the principal
+/// otherwise, or the refusal (R-AUTH-1, R-AUTH-2).
+pub fn identify(
+    headers: &HeaderMap,
+    route: &Route,
+    plan: &IdentityPlan,
+    now: i64,
+) -> Result<Option<Arc<Principal>>, Refusal> {
+    if route.anonymous {
+        return Ok(None);
+    }
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        let detail = if headers.contains_key(AUTHORIZATION) {
+            "send exactly one Authorization header"
+        } else if plan.issuers.is_empty() {
+            "this route requires a verified identity, and this gateway has no token issuer configured"
+        } else {
+            "this route requires a bearer token"
+        };
+        return Err(refusal(
+            Reason::IdentityMissing,
+            detail,
+            "Bearer realm=\"phr-gateway\"".into(),
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(refusal(
+            Reason::IdentityMissing,
+            "the Authorization header is not `Bearer <token>`",
+            "Bearer realm=\"phr-gateway\"".into(),
+        ));
+    };
+    let principal = plan.principal(token, now).map_err(|e| {
+        let reason = e.reason();
+        refusal(
+            reason,
+            e.to_string(),
+            invalid_token_challenge(&e.to_string()),
+        )
+    })?;
+    if route.mfa && !principal.multi_factor {
+        let mut challenge = String::from(
+            "Bearer realm=\"phr-gateway\", error=\"insufficient_user_authentication\", error_description=\"sign in with two kinds of factor\"",
+        );
+        if !plan.mfa.mfa_acr.is_empty() {
+            challenge.push_str(&format!(", acr_values=\"{}\"", plan.mfa.mfa_acr.join(" ")));
+        }
+        return Err(refusal(
+            Reason::IdentityMfaRequired,
+            "this route requires multi-factor authentication; the token shows fewer than two kinds of factor",
+            challenge,
+        ));
+    }
+    if !route
+        .step_up
+        .satisfied(principal.auth_time, principal.acr.as_deref(), now)
+    {
+        return Err(refusal(
+            Reason::IdentityStepUpRequired,
+            "this route requires a more recent or stronger sign-in",
+            route.step_up.challenge(),
+        ));
+    }
+    Ok(Some(principal))
+}
+
+/// Seconds since the epoch, for token times.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

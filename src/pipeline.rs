@@ -35,15 +35,18 @@ pub struct Evaluation<'s> {
     pub route: Option<&'s Route>,
     /// Its index in the snapshot's route table.
     pub route_index: Option<usize>,
+    /// The verified caller, for routes that need one.
+    pub principal: Option<std::sync::Arc<identity::Principal>>,
     /// Allow, or the refusal.
     pub decision: Decision,
 }
 
-/// Run every request step; the first refusal wins.
-pub fn evaluate<'s>(request: &RequestView<'_>, policy: &'s Snapshot) -> Evaluation<'s> {
+/// Run every request step at `now` (seconds since the epoch); the first refusal wins.
+pub fn evaluate<'s>(request: &RequestView<'_>, policy: &'s Snapshot, now: i64) -> Evaluation<'s> {
     let refuse = |found: Option<(usize, &'s Route)>, refusal| Evaluation {
         route: found.map(|f| f.1),
         route_index: found.map(|f| f.0),
+        principal: None,
         decision: Decision::Refuse(refusal),
     };
     if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
@@ -54,12 +57,14 @@ pub fn evaluate<'s>(request: &RequestView<'_>, policy: &'s Snapshot) -> Evaluati
         Ok(found) => (found.index, found.route),
         Err(refusal) => return refuse(None, refusal),
     };
-    if let Err(refusal) = identity::require(route) {
-        return refuse(Some((index, route)), refusal);
-    }
+    let principal = match identity::identify(request.headers, route, &policy.identity, now) {
+        Ok(principal) => principal,
+        Err(refusal) => return refuse(Some((index, route)), refusal),
+    };
     Evaluation {
         route: Some(route),
         route_index: Some(index),
+        principal,
         decision: Decision::Allow,
     }
 }

@@ -52,6 +52,8 @@ pub struct RequestContext {
     /// The policy snapshot this request is decided and forwarded under, start to end.
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
+    /// The verified caller, when the route needed one.
+    principal: Option<Arc<crate::identity::Principal>>,
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
@@ -93,6 +95,7 @@ impl ProxyHttp for Gateway {
             request_id: new_request_id(),
             snapshot: None,
             route: None,
+            principal: None,
             outcome: Outcome::Forwarded,
             started: Instant::now(),
             arrived: SystemTime::now(),
@@ -127,9 +130,10 @@ impl ProxyHttp for Gateway {
             headers: &header.headers,
             length_dropped_by_parser,
         };
-        let evaluation = pipeline::evaluate(&view, &snapshot);
+        let evaluation = pipeline::evaluate(&view, &snapshot, crate::identity::unix_now());
         let decision = evaluation.decision;
         ctx.route = evaluation.route_index;
+        ctx.principal = evaluation.principal;
         ctx.snapshot = Some(snapshot);
         match decision {
             Decision::Allow => Ok(false),
@@ -170,16 +174,18 @@ impl ProxyHttp for Gateway {
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| request.uri.authority().map(|a| a.as_str()));
-        let default_host = ctx
-            .routed()
-            .map_or("", |(s, route)| s.upstream_of(route).authority.as_str());
+        let Some((snapshot, route)) = ctx.routed() else {
+            return Error::e_explain(ErrorType::InternalError, "no route decided for request");
+        };
         forward::rewrite_request(
             upstream_request,
             &Forwarding {
                 client_ip,
                 host,
                 request_id: &ctx.request_id,
-                default_host,
+                default_host: snapshot.upstream_of(route).authority.as_str(),
+                identity_headers: &snapshot.identity.headers,
+                principal: ctx.principal.as_deref(),
             },
         );
         ctx.upstream_sent = Some(Instant::now());
@@ -331,10 +337,14 @@ fn access_record(
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|ssl| tls_version_label(&ssl.version)),
-        // Identity (the next issue) fills these; the subject goes through
-        // `snapshot.pseudonymiser` when the policy names a pseudonym key (R-LOG-5).
-        principal: None,
-        client_id: None,
+        // Pseudonymised when the policy names a pseudonym key (R-LOG-5).
+        principal: ctx.principal.as_ref().map(|p| {
+            match ctx.snapshot.as_ref().and_then(|s| s.pseudonymiser.as_ref()) {
+                Some(pseudonyms) => pseudonyms.pseudonym(&p.subject),
+                None => p.subject.clone(),
+            }
+        }),
+        client_id: ctx.principal.as_ref().and_then(|p| p.client_id.clone()),
         method: request.method.as_str().to_owned(),
         route: routed.map(|(_, r)| Arc::clone(&r.id)),
         template: routed.map(|(_, r)| Arc::clone(&r.pattern)),
@@ -377,7 +387,11 @@ async fn write_refusal(
         response.insert_header(ALLOW, allow.as_str())?;
     }
     if refusal.reason.status() == 401 {
-        response.insert_header(WWW_AUTHENTICATE, "Bearer realm=\"phr-gateway\"")?;
+        let challenge = refusal
+            .challenge
+            .as_deref()
+            .unwrap_or("Bearer realm=\"phr-gateway\"");
+        response.insert_header(WWW_AUTHENTICATE, challenge)?;
     }
     if refusal.reason == Reason::AuditUnavailable {
         response.insert_header(http::header::RETRY_AFTER, "5")?;

@@ -29,6 +29,10 @@ pub struct Route {
     pub category: DataCategory,
     /// Whether the route needs no identity.
     pub anonymous: bool,
+    /// Whether a verified identity must show multi-factor evidence (R-AUTH-2).
+    pub mfa: bool,
+    /// Freshness or strength of sign-in the route asks for (RFC 9470).
+    pub step_up: crate::identity::StepUp,
 }
 
 struct PathEntry {
@@ -113,6 +117,7 @@ impl RouteTable {
                 reason: Reason::RouteMethodNotAllowed,
                 detail: format!("{method} is not declared for this path; allowed: {allow}"),
                 allow: Some(allow.to_owned()),
+                challenge: None,
             }),
             Lookup::NotFound => Err(Refusal::new(
                 Reason::RouteNotFound,

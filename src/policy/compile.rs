@@ -108,6 +108,8 @@ pub struct Snapshot {
     pub tls: TlsPlan,
     /// The audit store.
     pub audit: AuditPlan,
+    /// Trusted issuers, token rules, MFA rules, the verified-token cache.
+    pub identity: crate::identity::IdentityPlan,
     /// Pseudonyms for subject identifiers in records, when the policy asks for them.
     pub pseudonymiser: Option<Arc<crate::audit::Pseudonymiser>>,
     /// Upstreams; routes refer to them by index.
@@ -284,6 +286,8 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
             .map(|k| base.join(k.get_ref())),
     };
 
+    let identity = compile_identity(&file, base, &mut diags);
+
     let mut upstream_names = Vec::new();
     let mut upstreams = Vec::new();
     for (name, section) in &file.upstreams {
@@ -342,10 +346,131 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
             server_key,
         },
         audit,
+        identity,
         pseudonymiser,
         upstreams,
         routes: table.build(),
     })
+}
+
+fn compile_identity(
+    file: &PolicyFile,
+    base: &Path,
+    diags: &mut Diagnostics<'_>,
+) -> crate::identity::IdentityPlan {
+    use crate::identity::{keys, mfa, IdentityHeaders, Issuer, MfaRules, TokenRules};
+    let section = &file.identity;
+    if section.leeway_secs > 120 {
+        diags.at(
+            0..0,
+            format!(
+                "identity.leeway_secs must be at most 120, not {}",
+                section.leeway_secs
+            ),
+        );
+    }
+    let mut issuers = Vec::new();
+    for spanned in &file.issuers {
+        let i = spanned.get_ref();
+        let mut algorithms = Vec::new();
+        for name in &i.algorithms {
+            match keys::ALLOWED_ALGORITHMS.iter().find(|(n, _)| n == name.get_ref()) {
+                Some((_, alg)) => algorithms.push(*alg),
+                None => diags.at(
+                    name.span(),
+                    format!(
+                        "issuer `{}`: algorithm `{}` is not accepted; use RS256, PS256, ES256 or EdDSA (never none or HMAC)",
+                        i.id,
+                        name.get_ref()
+                    ),
+                ),
+            }
+        }
+        if i.algorithms.is_empty() || i.audiences.is_empty() {
+            diags.at(
+                spanned.span(),
+                format!(
+                    "issuer `{}` needs at least one algorithm and one audience",
+                    i.id
+                ),
+            );
+        }
+        let path = base.join(i.jwks_file.get_ref());
+        let keys = match std::fs::read(&path) {
+            Ok(bytes) => match keys::KeySet::from_json(&bytes) {
+                Ok(set) => {
+                    for why in &set.rejected {
+                        tracing::warn!(issuer = %i.id, jwks = %path.display(), "JWKS key left out: {why}");
+                    }
+                    set
+                }
+                Err(e) => {
+                    diags.at(
+                        i.jwks_file.span(),
+                        format!("issuer `{}`: {}: {e}", i.id, path.display()),
+                    );
+                    continue;
+                }
+            },
+            Err(e) => {
+                diags.at(
+                    i.jwks_file.span(),
+                    format!("issuer `{}`: cannot read {}: {e}", i.id, path.display()),
+                );
+                continue;
+            }
+        };
+        issuers.push(Issuer {
+            id: i.id.clone(),
+            issuer: i.issuer.clone(),
+            audiences: i.audiences.clone(),
+            algorithms,
+            token_type: i.token_type.clone(),
+            keys,
+        });
+    }
+    let mut factors: std::collections::BTreeMap<String, crate::identity::FactorKind> =
+        mfa::RFC_8176_FACTORS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+    factors.extend(section.amr.iter().map(|(k, v)| (k.clone(), *v)));
+    let defaults = IdentityHeaders::default();
+    let h = &section.headers;
+    let pick = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| d.to_owned())
+            .to_ascii_lowercase()
+    };
+    let headers = IdentityHeaders {
+        subject: pick(&h.subject, &defaults.subject),
+        client_id: pick(&h.client_id, &defaults.client_id),
+        scopes: pick(&h.scopes, &defaults.scopes),
+        roles: pick(&h.roles, &defaults.roles),
+        session: pick(&h.session, &defaults.session),
+        mfa: pick(&h.mfa, &defaults.mfa),
+    };
+    for name in headers.names() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            diags.at(
+                0..0,
+                format!("identity.headers: `{name}` is not a header name"),
+            );
+        }
+    }
+    crate::identity::IdentityPlan::new(
+        issuers,
+        TokenRules {
+            max_bytes: section.max_token_bytes,
+            leeway_secs: section.leeway_secs.min(120) as i64,
+        },
+        MfaRules {
+            factors,
+            mfa_acr: section.mfa_acr.clone(),
+            accept_mfa_amr: section.accept_mfa_amr,
+        },
+        headers,
+    )
 }
 
 fn compile_route(
@@ -414,6 +539,11 @@ fn compile_route(
         upstream,
         category: section.category,
         anonymous: section.anonymous,
+        mfa: section.mfa && !section.anonymous,
+        step_up: crate::identity::StepUp {
+            max_age_secs: section.max_auth_age_secs,
+            acr_values: section.acr_values.clone(),
+        },
     })
 }
 

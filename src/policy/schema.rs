@@ -29,6 +29,14 @@ pub struct PolicyFile {
     pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
     /// The audit store (R-LOG-1 … R-LOG-5). Every request's record goes there.
     pub audit: AuditSection,
+    /// How tokens are checked (R-AUTH-1, R-AUTH-2).
+    #[serde(default)]
+    pub identity: IdentitySection,
+    /// Token issuers the gateway trusts. Without one, every route that is not `anonymous` is
+    /// refused.
+    #[serde(default)]
+    #[schemars(with = "Vec<IssuerSection>")]
+    pub issuers: Vec<Spanned<IssuerSection>>,
     /// The route table. A request that matches no route is refused (default deny, R-AZ-1).
     #[serde(default)]
     #[schemars(with = "Vec<RouteSection>")]
@@ -202,6 +210,90 @@ fn default_queue_capacity() -> usize {
     8192
 }
 
+/// `[identity]`: rules for every token.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (0 to 120 seconds).
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: u64,
+    /// Largest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// `amr` values and the factor kind each proves (`knowledge`, `possession`, `inherence`),
+    /// added to (or overriding) the RFC 8176 table in docs/identity.md.
+    #[serde(default)]
+    pub amr: BTreeMap<String, crate::identity::FactorKind>,
+    /// `acr` values that by themselves count as multi-factor.
+    #[serde(default)]
+    pub mfa_acr: Vec<String>,
+    /// Believe `amr: ["mfa"]` without the factors themselves. Default `false`.
+    #[serde(default)]
+    pub accept_mfa_amr: bool,
+    /// Names of the headers that carry the verified identity upstream.
+    #[serde(default)]
+    pub headers: IdentityHeadersSection,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        IdentitySection {
+            leeway_secs: default_leeway_secs(),
+            max_token_bytes: default_max_token_bytes(),
+            amr: BTreeMap::new(),
+            mfa_acr: Vec::new(),
+            accept_mfa_amr: false,
+            headers: IdentityHeadersSection::default(),
+        }
+    }
+}
+
+fn default_leeway_secs() -> u64 {
+    30
+}
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+/// `[identity.headers]`: upstream header names (defaults `x-phr-subject`, `x-phr-client-id`,
+/// `x-phr-scopes`, `x-phr-roles`, `x-phr-session`, `x-phr-mfa`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersSection {
+    /// The subject.
+    pub subject: Option<String>,
+    /// The client id.
+    pub client_id: Option<String>,
+    /// Space-separated scopes.
+    pub scopes: Option<String>,
+    /// Comma-separated roles.
+    pub roles: Option<String>,
+    /// The session id.
+    pub session: Option<String>,
+    /// `true` when the token shows multi-factor evidence.
+    pub mfa: Option<String>,
+}
+
+/// `[[issuers]]`: one token issuer.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    /// The policy's name for it (in records and metrics).
+    pub id: String,
+    /// Its `iss` value, e.g. `"https://id.example.jp"`.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms: `RS256`, `PS256`, `ES256`, `EdDSA`.
+    #[schemars(with = "Vec<String>")]
+    pub algorithms: Vec<Spanned<String>>,
+    /// The issuer's JWKS document. Relative to the policy file; read at load and reload.
+    #[schemars(with = "PathBuf")]
+    pub jwks_file: Spanned<PathBuf>,
+    /// Required `typ` header, e.g. `"at+jwt"` (RFC 9068).
+    pub token_type: Option<String>,
+}
+
 /// `[upstreams.NAME]`: one backend.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +356,18 @@ pub struct RouteSection {
     /// `true` for the few routes that need no identity. Default `false`: identity required.
     #[serde(default)]
     pub anonymous: bool,
+    /// Require multi-factor evidence (R-AUTH-2). Default `true` for routes that need identity.
+    #[serde(default = "default_true")]
+    pub mfa: bool,
+    /// Step-up: the sign-in (`auth_time`) must be at most this many seconds old.
+    pub max_auth_age_secs: Option<u64>,
+    /// Step-up: the token's `acr` must be one of these.
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The data categories a route can carry. Health categories are the ones the guideline's

@@ -8,6 +8,8 @@ fn route(id: &str, methods: &[Method], pattern: &str) -> Route {
         upstream: 0,
         category: DataCategory::Checkup,
         anonymous: false,
+        mfa: true,
+        step_up: Default::default(),
     }
 }
 

@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+pub mod issuer;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A free loopback port (bound, then released for the gateway to take).

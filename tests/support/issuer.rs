@@ -1,0 +1,110 @@
+//! A token issuer for tests: real keys of each allowed algorithm, made at test time, and
+//! tokens signed with them (plus hand-made malformed ones).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+pub const ISSUER: &str = "https://id.test.example";
+pub const AUDIENCE: &str = "phr-api";
+
+/// A signing key and its public JWK.
+pub struct TestKey {
+    pub alg: Algorithm,
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
+    /// For the HS256-with-the-public-key attack: the public key's bytes.
+    pub public_bytes: Vec<u8>,
+}
+
+impl TestKey {
+    pub fn es256(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let raw = pair.public_key_raw().to_vec();
+        TestKey {
+            alg: Algorithm::ES256,
+            kid: kid.into(),
+            encoding: EncodingKey::from_ec_der(&pair.serialize_der()),
+            jwk: json!({"kty":"EC","crv":"P-256","kid":kid,"use":"sig",
+                "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..65])}),
+            public_bytes: raw,
+        }
+    }
+
+    pub fn eddsa(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let raw = pair.public_key_raw().to_vec();
+        TestKey {
+            alg: Algorithm::EdDSA,
+            kid: kid.into(),
+            encoding: EncodingKey::from_ed_der(&pair.serialize_der()),
+            jwk: json!({"kty":"OKP","crv":"Ed25519","kid":kid,"x": B64URL.encode(&raw)}),
+            public_bytes: raw,
+        }
+    }
+
+    /// RS256 or PS256 with a fresh 2048-bit key.
+    pub fn rsa(kid: &str, alg: Algorithm) -> Self {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let der = key.to_pkcs1_der().unwrap();
+        let n = key.n().to_bytes_be();
+        TestKey {
+            alg,
+            kid: kid.into(),
+            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            jwk: json!({"kty":"RSA","kid":kid,"n": B64URL.encode(&n), "e": B64URL.encode(key.e().to_bytes_be())}),
+            public_bytes: n,
+        }
+    }
+
+    /// A token with these claims, signed by this key.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+
+    /// A token with a hand-made header, signed by this key.
+    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        let message = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.alg).unwrap();
+        format!("{message}.{signature}")
+    }
+}
+
+/// A JWKS document of these keys.
+pub fn jwks(keys: &[&TestKey]) -> String {
+    json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string()
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Claims of a fresh token that signed in with password + one-time code.
+pub fn mfa_claims(sub: &str) -> Value {
+    let now = now();
+    json!({
+        "iss": ISSUER, "sub": sub, "aud": AUDIENCE, "exp": now + 600, "iat": now - 5,
+        "auth_time": now - 60, "amr": ["pwd", "otp"], "azp": "phr-app", "scope": "openid patient/*.rs",
+        "sid": format!("sid-{sub}"), "jti": format!("jti-{sub}-{now}")
+    })
+}
+
+/// base64url of raw bytes.
+pub fn b64(bytes: &[u8]) -> String {
+    B64URL.encode(bytes)
+}
