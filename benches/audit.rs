@@ -109,7 +109,7 @@ fn durable_appends(c: &mut Criterion) {
     let event = StateEvent::PolicyLoaded {
         version: "sha256:00".into(),
         source: "policy.toml".into(),
-        trigger: "reload",
+        trigger: "reload".into(),
         previous: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

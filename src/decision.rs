@@ -46,6 +46,14 @@ pub enum Reason {
     IdentityMfaRequired,
     /// The route needs a more recent or stronger sign-in (RFC 9470).
     IdentityStepUpRequired,
+    /// The session was idle longer than the policy allows and is locked (R-AUTH-3).
+    IdentitySessionIdle,
+    /// The session passed its absolute lifetime (R-AUTH-3).
+    IdentitySessionExpired,
+    /// The session, the user's sessions or the token were ended (logout, revocation).
+    IdentitySessionRevoked,
+    /// Too many invalid tokens from this address; it waits out a cool-down (R-AUTH-5).
+    IdentityTooManyFailures,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
     /// The audit store cannot write, and the policy fails closed: nothing is served without
@@ -75,6 +83,10 @@ impl Reason {
         Reason::IdentityWrongAudience,
         Reason::IdentityMfaRequired,
         Reason::IdentityStepUpRequired,
+        Reason::IdentitySessionIdle,
+        Reason::IdentitySessionExpired,
+        Reason::IdentitySessionRevoked,
+        Reason::IdentityTooManyFailures,
         Reason::UpstreamUnavailable,
         Reason::AuditUnavailable,
         Reason::GatewayInternal,
@@ -100,6 +112,10 @@ impl Reason {
             Reason::IdentityWrongAudience => "identity.wrong_audience",
             Reason::IdentityMfaRequired => "identity.mfa_required",
             Reason::IdentityStepUpRequired => "identity.step_up_required",
+            Reason::IdentitySessionIdle => "identity.session_idle",
+            Reason::IdentitySessionExpired => "identity.session_expired",
+            Reason::IdentitySessionRevoked => "identity.session_revoked",
+            Reason::IdentityTooManyFailures => "identity.too_many_failures",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -125,7 +141,11 @@ impl Reason {
             | Reason::IdentityNotYetValid
             | Reason::IdentityWrongAudience
             | Reason::IdentityMfaRequired
-            | Reason::IdentityStepUpRequired => 401,
+            | Reason::IdentityStepUpRequired
+            | Reason::IdentitySessionIdle
+            | Reason::IdentitySessionExpired
+            | Reason::IdentitySessionRevoked => 401,
+            Reason::IdentityTooManyFailures => 429,
             Reason::UpstreamUnavailable => 502,
             Reason::AuditUnavailable => 503,
             Reason::GatewayInternal => 500,
@@ -154,6 +174,10 @@ impl Reason {
             Reason::IdentityWrongAudience => "Token not for this gateway",
             Reason::IdentityMfaRequired => "Multi-factor authentication required",
             Reason::IdentityStepUpRequired => "A more recent or stronger sign-in is required",
+            Reason::IdentitySessionIdle => "Session locked after inactivity",
+            Reason::IdentitySessionExpired => "Session lifetime reached",
+            Reason::IdentitySessionRevoked => "Session ended",
+            Reason::IdentityTooManyFailures => "Too many failed sign-in attempts",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",
@@ -232,6 +256,8 @@ pub struct Refusal {
     pub allow: Option<String>,
     /// For 401: the `WWW-Authenticate` challenge (RFC 6750, RFC 9470).
     pub challenge: Option<String>,
+    /// Seconds to send as `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -242,6 +268,7 @@ impl Refusal {
             detail: detail.into(),
             allow: None,
             challenge: None,
+            retry_after: None,
         }
     }
 }

@@ -101,7 +101,12 @@ pub fn explain_one(
         headers: &headers,
         length_dropped_by_parser: false,
     };
-    let evaluation = pipeline::evaluate(&view, policy, crate::identity::unix_now());
+    let evaluation = pipeline::evaluate(
+        &view,
+        policy,
+        crate::identity::IdentityState::default(),
+        crate::identity::unix_now(),
+    );
     let (decision, status, detail) = match &evaluation.decision {
         Decision::Allow => ("allow", 200, None),
         Decision::Refuse(r) => ("refuse", r.reason.status(), Some(r.detail.clone())),

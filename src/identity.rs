@@ -8,8 +8,10 @@
 //! A route not declared `anonymous` needs a verified identity; without a trusted issuer in the
 //! policy every such request is refused (fail closed).
 
+pub mod failures;
 pub mod keys;
 pub mod mfa;
+pub mod session;
 pub mod token;
 
 use std::sync::Arc;
@@ -20,7 +22,9 @@ use sha2::{Digest, Sha256};
 
 use crate::decision::{Reason, Refusal};
 use crate::route::Route;
+pub use failures::{FailureLimits, FailureTracker};
 pub use mfa::{FactorKind, MfaRules, StepUp};
+pub use session::{SessionLimits, SessionRegistry};
 pub use token::{Issuer, TokenError, TokenRules};
 
 /// A verified caller.
@@ -42,6 +46,8 @@ pub struct Principal {
     pub token_id: Option<String>,
     /// `auth_time`.
     pub auth_time: Option<i64>,
+    /// `iat`.
+    pub issued_at: Option<i64>,
     /// `amr`.
     pub amr: Vec<String>,
     /// `acr`.
@@ -128,6 +134,10 @@ pub struct IdentityPlan {
     pub mfa: MfaRules,
     /// Upstream identity headers.
     pub headers: IdentityHeaders,
+    /// Session limits (R-AUTH-3).
+    pub sessions: SessionLimits,
+    /// Failed-attempt limits (R-AUTH-5).
+    pub failures: FailureLimits,
     /// Verified tokens by SHA-256 of the token, so the signature is checked once per token.
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Principal>>,
 }
@@ -157,6 +167,15 @@ impl IdentityPlan {
             rules,
             mfa,
             headers,
+            sessions: SessionLimits {
+                idle_secs: 30 * 60,
+                absolute_secs: 12 * 3600,
+            },
+            failures: FailureLimits {
+                max_failures: 10,
+                window_secs: 60,
+                lockout_secs: 300,
+            },
             cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
     }
@@ -188,6 +207,7 @@ impl IdentityPlan {
             session: c.sid.or_else(|| c.jti.clone()),
             token_id: c.jti,
             auth_time: c.auth_time,
+            issued_at: c.iat,
             amr,
             acr: c.acr,
             expires_at: c.exp,
@@ -211,17 +231,62 @@ fn refusal(reason: Reason, detail: impl Into<String>, challenge: String) -> Refu
     r
 }
 
+/// What the identity step keeps between requests: sessions and failed attempts. `explain`
+/// runs without it (no session or failure state to consult).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityState<'a> {
+    /// Sessions and revocations.
+    pub sessions: Option<&'a SessionRegistry>,
+    /// Failed attempts per address.
+    pub failures: Option<&'a FailureTracker>,
+    /// The client's address.
+    pub client: Option<std::net::IpAddr>,
+}
+
 /// The identity step for a matched route: `None` for an anonymous route, the principal
-/// otherwise, or the refusal (R-AUTH-1, R-AUTH-2).
+/// otherwise, or the refusal (R-AUTH-1, R-AUTH-2, R-AUTH-3, R-AUTH-5).
 pub fn identify(
     headers: &HeaderMap,
     route: &Route,
     plan: &IdentityPlan,
+    state: IdentityState<'_>,
     now: i64,
 ) -> Result<Option<Arc<Principal>>, Refusal> {
     if route.anonymous {
         return Ok(None);
     }
+    let tracked = state.failures.zip(state.client);
+    if let Some(wait) = tracked.and_then(|(f, client)| f.locked(client, now)) {
+        let mut r = Refusal::new(
+            Reason::IdentityTooManyFailures,
+            format!("too many invalid tokens from this address; try again in {wait} s"),
+        );
+        r.retry_after = Some(wait);
+        return Err(r);
+    }
+    let principal = verified_principal(headers, plan, now).inspect_err(|refusal| {
+        if refusal.reason != Reason::IdentityMissing {
+            if let Some((failures, client)) = tracked {
+                if failures.fail(client, plan.failures, now) {
+                    tracing::warn!(%client, "address locked out after repeated invalid tokens");
+                }
+            }
+        }
+    })?;
+    if let Some(sessions) = state.sessions {
+        sessions.check(&principal, plan.sessions, now)?;
+    }
+    require_evidence(route, plan, &principal, now)?;
+    Ok(Some(principal))
+}
+
+/// The principal of the request's bearer token, without any route requirement (what logout
+/// needs: the caller's own session).
+pub fn verified_principal(
+    headers: &HeaderMap,
+    plan: &IdentityPlan,
+    now: i64,
+) -> Result<Arc<Principal>, Refusal> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         let detail = if headers.contains_key(AUTHORIZATION) {
@@ -252,14 +317,23 @@ pub fn identify(
             "Bearer realm=\"phr-gateway\"".into(),
         ));
     };
-    let principal = plan.principal(token, now).map_err(|e| {
+    plan.principal(token, now).map_err(|e| {
         let reason = e.reason();
         refusal(
             reason,
             e.to_string(),
             invalid_token_challenge(&e.to_string()),
         )
-    })?;
+    })
+}
+
+/// The route's multi-factor and step-up requirements.
+fn require_evidence(
+    route: &Route,
+    plan: &IdentityPlan,
+    principal: &Principal,
+    now: i64,
+) -> Result<(), Refusal> {
     if route.mfa && !principal.multi_factor {
         let mut challenge = String::from(
             "Bearer realm=\"phr-gateway\", error=\"insufficient_user_authentication\", error_description=\"sign in with two kinds of factor\"",
@@ -283,7 +357,7 @@ pub fn identify(
             route.step_up.challenge(),
         ));
     }
-    Ok(Some(principal))
+    Ok(())
 }
 
 /// Seconds since the epoch, for token times.

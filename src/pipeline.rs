@@ -42,7 +42,12 @@ pub struct Evaluation<'s> {
 }
 
 /// Run every request step at `now` (seconds since the epoch); the first refusal wins.
-pub fn evaluate<'s>(request: &RequestView<'_>, policy: &'s Snapshot, now: i64) -> Evaluation<'s> {
+pub fn evaluate<'s>(
+    request: &RequestView<'_>,
+    policy: &'s Snapshot,
+    state: identity::IdentityState<'_>,
+    now: i64,
+) -> Evaluation<'s> {
     let refuse = |found: Option<(usize, &'s Route)>, refusal| Evaluation {
         route: found.map(|f| f.1),
         route_index: found.map(|f| f.0),
@@ -57,7 +62,7 @@ pub fn evaluate<'s>(request: &RequestView<'_>, policy: &'s Snapshot, now: i64) -
         Ok(found) => (found.index, found.route),
         Err(refusal) => return refuse(None, refusal),
     };
-    let principal = match identity::identify(request.headers, route, &policy.identity, now) {
+    let principal = match identity::identify(request.headers, route, &policy.identity, state, now) {
         Ok(principal) => principal,
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };

@@ -21,6 +21,7 @@ use crate::decision::{self, Decision, Outcome, Reason, Refusal};
 use crate::forward::{self, Forwarding};
 use crate::harden;
 use crate::headers::{HeaderEdit, X_REQUEST_ID};
+use crate::identity::{self, FailureTracker, IdentityState, SessionRegistry};
 use crate::pipeline::{self, RequestView};
 use crate::policy::{PolicyStore, Snapshot};
 use crate::protocol;
@@ -30,14 +31,25 @@ use crate::route::Route;
 pub struct Gateway {
     policy: Arc<PolicyStore>,
     audit: AuditSink,
+    sessions: Arc<SessionRegistry>,
+    failures: FailureTracker,
 }
 
 impl Gateway {
-    /// A gateway serving the store's current policy and recording every request in `audit`.
-    pub fn new(policy: Arc<PolicyStore>, audit: AuditSink) -> Self {
-        Gateway { policy, audit }
+    /// A gateway serving the store's current policy, recording every request in `audit` and
+    /// holding sessions to `sessions`.
+    pub fn new(policy: Arc<PolicyStore>, audit: AuditSink, sessions: Arc<SessionRegistry>) -> Self {
+        Gateway {
+            policy,
+            audit,
+            sessions,
+            failures: FailureTracker::default(),
+        }
     }
 }
+
+/// The gateway's own endpoint for ending the caller's session (R-AUTH-3).
+pub const LOGOUT_PATH: &str = "/.phr/session/logout";
 
 /// The pingora error type that carries "the record could not be written" from
 /// `response_filter` to `fail_to_proxy`.
@@ -130,7 +142,19 @@ impl ProxyHttp for Gateway {
             headers: &header.headers,
             length_dropped_by_parser,
         };
-        let evaluation = pipeline::evaluate(&view, &snapshot, crate::identity::unix_now());
+        if view.path == LOGOUT_PATH {
+            ctx.snapshot = Some(Arc::clone(&snapshot));
+            return self.logout(session, &snapshot, ctx).await;
+        }
+        let state = IdentityState {
+            sessions: Some(&self.sessions),
+            failures: Some(&self.failures),
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+        };
+        let evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
         let decision = evaluation.decision;
         ctx.route = evaluation.route_index;
         ctx.principal = evaluation.principal;
@@ -290,6 +314,69 @@ fn failure_reason(e: &Error) -> Option<Reason> {
 }
 
 impl Gateway {
+    /// `POST /.phr/session/logout`: end the caller's own session, durably, then 204.
+    async fn logout(
+        &self,
+        session: &mut Session,
+        snapshot: &Snapshot,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
+        let refuse = |reason, detail: &str| {
+            let mut r = Refusal::new(reason, detail);
+            if reason == Reason::RouteMethodNotAllowed {
+                r.allow = Some("POST".into());
+            }
+            r
+        };
+        let request = session.req_header();
+        let outcome = if request.method != http::Method::POST {
+            Err(refuse(Reason::RouteMethodNotAllowed, "logout is POST"))
+        } else {
+            match identity::verified_principal(
+                &request.headers,
+                &snapshot.identity,
+                identity::unix_now(),
+            ) {
+                Err(refusal) => Err(refusal),
+                Ok(principal) => match SessionRegistry::logout_event(&principal) {
+                    None => Err(refuse(
+                        Reason::IdentityInvalidToken,
+                        "the token names no session (no sid or jti) to end",
+                    )),
+                    Some(event) => match self.sessions.revoke(&self.audit, event).await {
+                        Ok(_) => Ok(principal),
+                        Err(e) => {
+                            tracing::error!("logout not recorded, so not applied: {e}");
+                            Err(refuse(
+                                Reason::AuditUnavailable,
+                                "the logout could not be recorded; try again",
+                            ))
+                        }
+                    },
+                },
+            }
+        };
+        match outcome {
+            Ok(principal) => {
+                ctx.principal = Some(principal);
+                let mut response = ResponseHeader::build(204, Some(4))?;
+                response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+                harden::harden(&mut response);
+                let record = access_record(session, ctx, 204, Some(0));
+                ctx.recorded = true;
+                let _ = self.audit.record_access(record).await;
+                session
+                    .write_response_header(Box::new(response), true)
+                    .await?;
+            }
+            Err(refusal) => {
+                ctx.outcome = Outcome::Refused(refusal.reason);
+                self.respond_refusal(session, &refusal, ctx).await?;
+            }
+        }
+        Ok(true)
+    }
+
     /// Answer a refused request with its problem+json body, after its record is written. The
     /// one place a [`Refusal`] becomes a response.
     async fn respond_refusal(
@@ -393,8 +480,12 @@ async fn write_refusal(
             .unwrap_or("Bearer realm=\"phr-gateway\"");
         response.insert_header(WWW_AUTHENTICATE, challenge)?;
     }
-    if refusal.reason == Reason::AuditUnavailable {
-        response.insert_header(http::header::RETRY_AFTER, "5")?;
+    match (refusal.retry_after, refusal.reason) {
+        (Some(secs), _) => response.insert_header(http::header::RETRY_AFTER, secs)?,
+        (None, Reason::AuditUnavailable) => {
+            response.insert_header(http::header::RETRY_AFTER, "5")?
+        }
+        _ => {}
     }
     if refusal.reason.closes_connection() {
         session.set_keepalive(None);

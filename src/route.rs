@@ -118,6 +118,7 @@ impl RouteTable {
                 detail: format!("{method} is not declared for this path; allowed: {allow}"),
                 allow: Some(allow.to_owned()),
                 challenge: None,
+                retry_after: None,
             }),
             Lookup::NotFound => Err(Refusal::new(
                 Reason::RouteNotFound,

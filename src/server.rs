@@ -11,6 +11,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::audit::{AuditError, AuditSink, Signer, StateEvent, StoreConfig};
+use crate::identity::SessionRegistry;
 use crate::policy::{PolicyStore, Snapshot};
 use crate::proxy::Gateway;
 use crate::redirect::RedirectToHttps;
@@ -85,7 +86,7 @@ fn policy_loaded(
     StateEvent::PolicyLoaded {
         version: snapshot.version.to_string(),
         source: snapshot.source.display().to_string(),
-        trigger,
+        trigger: trigger.to_owned(),
         previous: previous.map(|p| p.version.to_string()),
     }
 }
@@ -106,6 +107,13 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let audit = open_audit(&snapshot)?;
     // The gateway does not serve under a policy whose version it could not record (R-LOG-4).
     audit.record_state_blocking(policy_loaded(&snapshot, "start", None))?;
+    // Revocations and logouts survive a restart: they are replayed from the state log.
+    let sessions = Arc::new(SessionRegistry::default());
+    let state_dir = snapshot.audit.dir.join(crate::audit::LogKind::State.name());
+    let events = crate::audit::segment::read_records(&state_dir)
+        .map_err(|e| AuditError::from((state_dir.display().to_string(), e)))?;
+    let replayed = sessions.replay(&events);
+    tracing::info!(replayed, "session revocations replayed from the state log");
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&snapshot));
     server.bootstrap();
 
@@ -118,7 +126,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(Arc::clone(&store), audit.clone()),
+        Gateway::new(Arc::clone(&store), audit.clone(), sessions),
         "phr-gateway public listener",
     );
     // The resolver replaces pingora's file loading, which panics on a bad file and cannot

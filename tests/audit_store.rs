@@ -75,7 +75,7 @@ fn store_from(prefix: &str, dir: &Path, n: u64, segment_max_bytes: u64) -> Verif
         sink.record_state_blocking(StateEvent::PolicyLoaded {
             version: format!("v{v}"),
             source: "policy.toml".into(),
-            trigger: "start",
+            trigger: "start".into(),
             previous: None,
         })
         .unwrap();

@@ -21,6 +21,14 @@ struct Setup {
 }
 
 async fn setup(audit_extra: &str) -> Setup {
+    setup_full(audit_extra, "").await
+}
+
+async fn setup_with_identity(identity: &str) -> Setup {
+    setup_full("", identity).await
+}
+
+async fn setup_full(audit_extra: &str, identity: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path(), "server");
     let key = TestKey::es256("gw-test-1");
@@ -41,6 +49,9 @@ path = "/fhir/MedicationRequest/{{id}}"
 upstream = "backend"
 category = "medication"
 max_auth_age_secs = 300
+
+[identity]
+{identity}
 
 [[issuers]]
 id = "test-idp"
@@ -183,4 +194,209 @@ async fn the_access_record_names_the_caller_pseudonymised_when_asked_r_log_5() {
         !record.contains("patient-77"),
         "the subject never appears in clear: {record}"
     );
+}
+
+async fn post(s: &Setup, path: &str, token: &str) -> Reply {
+    let mut client = Client::open(s.gateway.port, h1(s)).await.unwrap();
+    client
+        .send(
+            "POST",
+            path,
+            &[("authorization", &format!("Bearer {token}"))],
+            "",
+        )
+        .await
+        .unwrap()
+}
+
+fn state_events(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    phr_gateway::audit::segment::read_records(&dir.join("audit/state")).unwrap()
+}
+
+/// Restart the gateway on the same directory and policy (a new port).
+fn restart(s: &mut Setup) {
+    s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = s.gateway.child.wait();
+    let port = free_port();
+    let text = std::fs::read_to_string(s.dir.path().join("policy.toml")).unwrap();
+    let old = format!("127.0.0.1:{}\"", s.gateway.port);
+    let text = text.replace(&old, &format!("127.0.0.1:{port}\""));
+    s.gateway = Gateway::start(s.dir.path(), &text, port);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_ends_the_session_for_good_even_across_a_restart_r_auth_3() {
+    let mut s = setup("").await;
+    let token = s.key.sign(&mfa_claims("frank"));
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+    let reply = post(&s, "/.phr/session/logout", &token).await;
+    assert_eq!(reply.status, 204, "{reply:?}");
+    let after = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    assert_eq!(
+        (after.status, after.json()["reason"].as_str()),
+        (401, Some("identity.session_revoked"))
+    );
+    assert!(state_events(s.dir.path())
+        .iter()
+        .any(|e| e["event"] == "session_ended" && e["reason"] == "logout"));
+
+    restart(&mut s);
+    let after_restart = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    assert_eq!(
+        after_restart.json()["reason"],
+        "identity.session_revoked",
+        "replayed from the state log"
+    );
+    // A new sign-in (a new session) works.
+    let mut fresh = mfa_claims("frank");
+    fresh["sid"] = json!("sid-frank-2");
+    let auth = format!("Bearer {}", s.key.sign(&fresh));
+    assert_eq!(
+        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+    // Logout without a token, or with GET, is refused.
+    let mut client = Client::open(s.gateway.port, h1(&s)).await.unwrap();
+    assert_eq!(
+        client
+            .send("POST", "/.phr/session/logout", &[], "")
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(
+        client
+            .send(
+                "GET",
+                "/.phr/session/logout",
+                &[("authorization", &auth)],
+                ""
+            )
+            .await
+            .unwrap()
+            .status,
+        405
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_is_locked_r_auth_3() {
+    let s = setup_with_identity("session_idle_secs = 1").await;
+    let token = s.key.sign(&mfa_claims("grace"));
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let idle = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    assert_eq!(
+        (idle.status, idle.json()["reason"].as_str()),
+        (401, Some("identity.session_idle"))
+    );
+    // It stays locked, even right away.
+    let again = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    assert_eq!(again.json()["reason"], "identity.session_revoked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subject_revocation_written_while_stopped_holds_after_the_restart_r_auth_3() {
+    let mut s = setup("").await;
+    let token = s.key.sign(&mfa_claims("heidi"));
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+    s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = s.gateway.child.wait();
+    // The admin action (its API comes with the admin listener): a durable state event.
+    {
+        let key = std::fs::read_to_string(s.dir.path().join("audit-signing.key")).unwrap();
+        let sink = phr_gateway::audit::AuditSink::open(phr_gateway::audit::StoreConfig {
+            dir: s.dir.path().join("audit"),
+            node_id: Arc::from("test"),
+            origin: "phr-gateway/test".into(),
+            signer: phr_gateway::audit::Signer::from_text(&key).unwrap(),
+            checkpoint_every: 1000,
+            checkpoint_interval: std::time::Duration::from_secs(10),
+            segment_max_bytes: 64 << 20,
+            sync_interval: std::time::Duration::from_millis(5),
+            access_durability: phr_gateway::audit::Durability::Batched,
+            on_failure: phr_gateway::audit::OnFailure::FailClosed,
+            queue_capacity: 16,
+        })
+        .unwrap();
+        sink.record_state(phr_gateway::audit::StateEvent::SubjectRevoked {
+            subject: "heidi".into(),
+            at: now(),
+            by: "test-admin".into(),
+        })
+        .await
+        .unwrap();
+        tokio::task::spawn_blocking(move || sink.close())
+            .await
+            .unwrap();
+    }
+    let port = free_port();
+    let text = std::fs::read_to_string(s.dir.path().join("policy.toml")).unwrap();
+    let text = text.replace(
+        &format!("127.0.0.1:{}\"", s.gateway.port),
+        &format!("127.0.0.1:{port}\""),
+    );
+    s.gateway = Gateway::start(s.dir.path(), &text, port);
+    let refused = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    assert_eq!(refused.json()["reason"], "identity.session_revoked");
+    // Signing in again (a later auth_time) is the way back.
+    let mut later = mfa_claims("heidi");
+    later["auth_time"] = json!(now() + 1);
+    later["sid"] = json!("sid-heidi-2");
+    let auth = format!("Bearer {}", s.key.sign(&later));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_invalid_tokens_lock_the_address_out_r_auth_5() {
+    let s = setup_with_identity("max_failures = 3\nlockout_secs = 60").await;
+    for _ in 0..4 {
+        let reply = call(
+            &s,
+            "/fhir/Patient/p-1",
+            &[("authorization", "Bearer a.b.c")],
+        )
+        .await;
+        assert_eq!(reply.status, 401);
+    }
+    let good = format!("Bearer {}", s.key.sign(&mfa_claims("ivan")));
+    let locked = call(&s, "/fhir/Patient/p-1", &[("authorization", &good)]).await;
+    assert_eq!(
+        (locked.status, locked.json()["reason"].as_str()),
+        (429, Some("identity.too_many_failures"))
+    );
+    let wait: u64 = locked.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait));
+    assert!(s.upstream.requests().is_empty());
 }

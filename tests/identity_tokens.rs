@@ -401,6 +401,7 @@ fn mfa_routes_refuse_single_factor_tokens_r_auth_2() {
         &bearer(&k.es.sign(&single)),
         &route(true, StepUp::default()),
         &plan,
+        Default::default(),
         now(),
     )
     .unwrap_err();
@@ -414,6 +415,7 @@ fn mfa_routes_refuse_single_factor_tokens_r_auth_2() {
         &bearer(&k.es.sign(&single)),
         &route(false, StepUp::default()),
         &plan,
+        Default::default(),
         now()
     )
     .is_ok());
@@ -421,6 +423,7 @@ fn mfa_routes_refuse_single_factor_tokens_r_auth_2() {
         &bearer(&k.es.sign(&mfa_claims("carol"))),
         &route(true, StepUp::default()),
         &plan,
+        Default::default(),
         now(),
     )
     .unwrap()
@@ -444,6 +447,7 @@ fn step_up_asks_for_a_fresh_sign_in_rfc_9470() {
         &bearer(&k.es.sign(&old)),
         &route(true, recent.clone()),
         &plan,
+        Default::default(),
         now(),
     )
     .unwrap_err();
@@ -458,6 +462,7 @@ fn step_up_asks_for_a_fresh_sign_in_rfc_9470() {
         &bearer(&k.es.sign(&mfa_claims("dave"))),
         &route(true, recent),
         &plan,
+        Default::default(),
         now()
     )
     .is_ok());
@@ -467,7 +472,14 @@ fn step_up_asks_for_a_fresh_sign_in_rfc_9470() {
 fn missing_and_malformed_authorization_headers_are_refused() {
     let plan = plan();
     let r = route(true, StepUp::default());
-    let none = identity::identify(&http::HeaderMap::new(), &r, &plan, now()).unwrap_err();
+    let none = identity::identify(
+        &http::HeaderMap::new(),
+        &r,
+        &plan,
+        Default::default(),
+        now(),
+    )
+    .unwrap_err();
     assert_eq!(none.reason, Reason::IdentityMissing);
     let mut basic = http::HeaderMap::new();
     basic.insert(
@@ -475,12 +487,13 @@ fn missing_and_malformed_authorization_headers_are_refused() {
         "Basic YWxpY2U6cHc=".parse().unwrap(),
     );
     assert_eq!(
-        identity::identify(&basic, &r, &plan, now())
+        identity::identify(&basic, &r, &plan, Default::default(), now())
             .unwrap_err()
             .reason,
         Reason::IdentityMissing
     );
-    let bad = identity::identify(&bearer("not-a-token"), &r, &plan, now()).unwrap_err();
+    let bad = identity::identify(&bearer("not-a-token"), &r, &plan, Default::default(), now())
+        .unwrap_err();
     assert_eq!(bad.reason, Reason::IdentityInvalidToken);
     assert!(bad.challenge.unwrap().contains("error=\"invalid_token\""));
 }

@@ -181,7 +181,7 @@ impl AccessRecord {
 ///
 /// Later parts of the gateway (consents, revocations, admin actions) add variants. A variant
 /// never has a field named `seq` or `time` (the envelope's), at any depth.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StateEvent {
@@ -192,7 +192,7 @@ pub enum StateEvent {
         /// The policy file.
         source: String,
         /// `start` or `reload`.
-        trigger: &'static str,
+        trigger: String,
         /// The version it replaced (reloads).
         #[serde(skip_serializing_if = "Option::is_none")]
         previous: Option<String>,
@@ -214,6 +214,29 @@ pub enum StateEvent {
         offset: u64,
         /// How many bytes were removed.
         bytes: u64,
+    },
+    /// A session ended: logout, revocation (R-AUTH-3).
+    SessionEnded {
+        /// `<issuer id>|<sid or token id>`.
+        session: String,
+        /// `logout`, `revoked` or who revoked it.
+        reason: String,
+    },
+    /// Every session of a subject signed in before `at` is revoked ("log out everywhere").
+    SubjectRevoked {
+        /// The subject (`sub`).
+        subject: String,
+        /// Seconds since the epoch: sign-ins up to this time are refused.
+        at: i64,
+        /// Who asked.
+        by: String,
+    },
+    /// One token (`jti`) is revoked.
+    TokenRevoked {
+        /// The token id.
+        token_id: String,
+        /// Who asked.
+        by: String,
     },
     /// The store could not write for a while; in `degrade` mode requests were served without
     /// their access records.
@@ -396,7 +419,7 @@ mod tests {
         let event = StateEvent::PolicyLoaded {
             version: "ab".into(),
             source: "p.toml".into(),
-            trigger: "start",
+            trigger: "start".into(),
             previous: None,
         };
         let mut out = Vec::new();

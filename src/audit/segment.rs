@@ -115,6 +115,29 @@ pub fn read_checkpoints(dir: &Path) -> io::Result<Vec<CheckpointRecord>> {
         .collect()
 }
 
+/// The records of one log, in order, as JSON values (the `record` of each complete line),
+/// for replaying the state log at start.
+pub fn read_records(dir: &Path) -> io::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for (_, path) in list_segments(dir)? {
+        let bytes = std::fs::read(&path)?;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in bytes[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let record = super::record::parse_line(line).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: unreadable record", path.display()),
+                )
+            })?;
+            out.push(serde_json::from_slice(record.record).map_err(io::Error::other)?);
+        }
+    }
+    Ok(out)
+}
+
 /// An append-only segment file being written.
 #[derive(Debug)]
 pub struct SegmentWriter {

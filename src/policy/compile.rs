@@ -458,7 +458,7 @@ fn compile_identity(
             );
         }
     }
-    crate::identity::IdentityPlan::new(
+    let mut plan = crate::identity::IdentityPlan::new(
         issuers,
         TokenRules {
             max_bytes: section.max_token_bytes,
@@ -470,7 +470,17 @@ fn compile_identity(
             accept_mfa_amr: section.accept_mfa_amr,
         },
         headers,
-    )
+    );
+    plan.sessions = crate::identity::SessionLimits {
+        idle_secs: section.session_idle_secs,
+        absolute_secs: section.session_absolute_secs,
+    };
+    plan.failures = crate::identity::FailureLimits {
+        max_failures: section.max_failures,
+        window_secs: section.failure_window_secs,
+        lockout_secs: section.lockout_secs,
+    };
+    plan
 }
 
 fn compile_route(

@@ -233,6 +233,37 @@ pub struct IdentitySection {
     /// Names of the headers that carry the verified identity upstream.
     #[serde(default)]
     pub headers: IdentityHeadersSection,
+    /// A session with no request for this long is locked (R-AUTH-3).
+    #[serde(default = "default_session_idle_secs")]
+    pub session_idle_secs: u64,
+    /// A session ends this long after its sign-in (`auth_time`, else `iat`).
+    #[serde(default = "default_session_absolute_secs")]
+    pub session_absolute_secs: u64,
+    /// Invalid tokens allowed per client address within `failure_window_secs` (R-AUTH-5).
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// The window failures are counted in.
+    #[serde(default = "default_failure_window_secs")]
+    pub failure_window_secs: u64,
+    /// How long an address over the limit is refused.
+    #[serde(default = "default_lockout_secs")]
+    pub lockout_secs: u64,
+}
+
+fn default_session_idle_secs() -> u64 {
+    30 * 60
+}
+fn default_session_absolute_secs() -> u64 {
+    12 * 3600
+}
+fn default_max_failures() -> u32 {
+    10
+}
+fn default_failure_window_secs() -> u64 {
+    60
+}
+fn default_lockout_secs() -> u64 {
+    300
 }
 
 impl Default for IdentitySection {
@@ -244,6 +275,11 @@ impl Default for IdentitySection {
             mfa_acr: Vec::new(),
             accept_mfa_amr: false,
             headers: IdentityHeadersSection::default(),
+            session_idle_secs: default_session_idle_secs(),
+            session_absolute_secs: default_session_absolute_secs(),
+            max_failures: default_max_failures(),
+            failure_window_secs: default_failure_window_secs(),
+            lockout_secs: default_lockout_secs(),
         }
     }
 }
