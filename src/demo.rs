@@ -5,6 +5,7 @@
 //! in front of it, and prints commands to try.
 
 pub mod backend;
+pub mod issuer;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ pub enum DemoError {
     /// Certificates could not be made or written.
     #[error(transparent)]
     Pki(#[from] PkiError),
+    /// The demo issuer could not be made.
+    #[error(transparent)]
+    Issuer(#[from] issuer::IssuerError),
     /// The state folder could not be made.
     #[error("cannot create {}: {source}", path.display())]
     StateDir {
@@ -59,6 +63,10 @@ pub struct DemoFiles {
     pub policy: PathBuf,
     /// The CA certificate clients should trust.
     pub ca_cert: PathBuf,
+    /// Where the example tokens are.
+    pub tokens: PathBuf,
+    /// The demo issuer's JWKS, for the sample backend to serve.
+    pub jwks: String,
 }
 
 /// The demo policy with the listener and backend addresses of `opts`.
@@ -102,7 +110,24 @@ pub fn prepare(opts: &DemoOptions) -> Result<DemoFiles, DemoError> {
             source,
         }
     })?;
-    Ok(DemoFiles { policy, ca_cert })
+    let dev_issuer = issuer::DemoIssuer::generate()?;
+    let state_err = |path: PathBuf| move |source| DemoError::StateDir { path, source };
+    let issuer_dir = opts.state_dir.join("issuer");
+    std::fs::create_dir_all(&issuer_dir).map_err(state_err(issuer_dir.clone()))?;
+    pki::write_file(
+        &issuer_dir.join("jwks.json"),
+        dev_issuer.jwks.as_bytes(),
+        false,
+    )?;
+    let tokens = opts.state_dir.join("tokens");
+    let examples = dev_issuer.examples(crate::identity::unix_now())?;
+    issuer::write_tokens(&tokens, &examples).map_err(state_err(tokens.clone()))?;
+    Ok(DemoFiles {
+        policy,
+        ca_cert,
+        tokens,
+        jwks: dev_issuer.jwks,
+    })
 }
 
 /// The walkthrough printed when the demo starts.
@@ -134,13 +159,43 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -s --cacert {ca} '{base}/fhir/Observation?patient=p-001'"
     );
+    let tokens = display(&files.tokens);
     let _ = writeln!(
         s,
         "  # refused 401 identity.missing: this route needs a verified identity"
     );
     let _ = writeln!(
         s,
-        "  curl -i --cacert {ca} '{base}/fhir/MedicationStatement?patient=p-001'"
+        "  curl -i --cacert {ca} '{base}/fhir/Observation?patient=p-001'"
+    );
+    let _ = writeln!(
+        s,
+        "  # the demo is its own token issuer (JWKS at http://{}/.well-known/jwks.json);",
+        opts.backend
+    );
+    let _ = writeln!(s, "  # example tokens in {tokens}/:");
+    let _ = writeln!(s, "  #   mfa.jwt (password + one-time code): allowed");
+    let _ = writeln!(
+        s,
+        "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\" '{base}/fhir/Observation?patient=p-001'"
+    );
+    let _ = writeln!(s, "  #   password-only.jwt: 401 identity.mfa_required");
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/password-only.jwt)\" '{base}/fhir/Observation?patient=p-001'"
+    );
+    let _ = writeln!(
+        s,
+        "  #   old-sign-in.jwt (MFA an hour ago): 401 identity.step_up_required on medications"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/old-sign-in.jwt)\" '{base}/fhir/MedicationStatement?patient=p-001'"
+    );
+    let _ = writeln!(s, "  #   log out, then the same token is refused");
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} -X POST -H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\" {base}/.phr/session/logout"
     );
     let _ = writeln!(
         s,

@@ -182,7 +182,7 @@ fn run_demo(opts: DemoOptions) -> Result<ExitCode> {
     let mut gateway = server::build(store)?;
     let mut backend = pingora::services::listening::Service::new(
         "demo backend".to_owned(),
-        DemoBackend::default(),
+        DemoBackend::with_jwks(&files.jwks),
     );
     backend.add_tcp(&opts.backend.to_string());
     gateway.server.add_service(backend);

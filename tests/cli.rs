@@ -200,6 +200,10 @@ fn shipped_policies_are_valid() {
                 .and_then(|ca| ca.issue_server(&["localhost"]))
                 .and_then(|i| i.write(&dir.path().join("certs"), "server"))
                 .expect("certs");
+            // ... and the JWKS of the demo's development issuer.
+            let issuer = phr_gateway::demo::issuer::DemoIssuer::generate().expect("issuer");
+            std::fs::create_dir_all(dir.path().join("issuer")).expect("mkdir");
+            std::fs::write(dir.path().join("issuer/jwks.json"), &issuer.jwks).expect("jwks");
             let copy = dir.path().join("policy.toml");
             std::fs::copy(&path, &copy).expect("copy");
             let out = check(&copy);
@@ -364,6 +368,40 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     .await
     .expect("request");
     assert_eq!(reply.json()["reason"], "identity.missing");
+    // The demo's own issuer and its example tokens show allow, MFA and step-up (R-AUTH-2).
+    let token = |name: &str| {
+        let t = std::fs::read_to_string(dir.path().join(format!(".phr-demo/tokens/{name}.jwt")))
+            .expect("example token");
+        format!("Bearer {t}")
+    };
+    let observations = "/fhir/Observation?patient=p-001";
+    let reply = get(
+        public,
+        config.clone(),
+        observations,
+        &[("authorization", &token("mfa"))],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = get(
+        public,
+        config.clone(),
+        observations,
+        &[("authorization", &token("password-only"))],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.json()["reason"], "identity.mfa_required");
+    let reply = get(
+        public,
+        config.clone(),
+        "/fhir/MedicationStatement?patient=p-001",
+        &[("authorization", &token("old-sign-in"))],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.json()["reason"], "identity.step_up_required");
     let reply = get(public, config, "/fhir/Patient/p-001/_history", &[])
         .await
         .expect("request");

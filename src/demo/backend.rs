@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 /// The sample backend.
 pub struct DemoBackend {
+    /// The demo issuer's JWKS, served at `/.well-known/jwks.json`.
+    jwks: Option<Value>,
     patients: Vec<Value>,
     observations: Vec<Value>,
     immunizations: Vec<Value>,
@@ -19,6 +21,7 @@ pub struct DemoBackend {
 impl Default for DemoBackend {
     fn default() -> Self {
         DemoBackend {
+            jwks: None,
             patients: vec![json!({
                 "resourceType": "Patient", "id": "p-001",
                 "name": [{"use": "official", "family": "山田", "given": ["花子"],
@@ -52,6 +55,14 @@ impl Default for DemoBackend {
 }
 
 impl DemoBackend {
+    /// The backend that also serves the demo issuer's JWKS.
+    pub fn with_jwks(jwks: &str) -> Self {
+        DemoBackend {
+            jwks: serde_json::from_str(jwks).ok(),
+            ..DemoBackend::default()
+        }
+    }
+
     /// The status and JSON body for a GET of `path` with `query`.
     pub fn answer(&self, method: &str, path: &str, query: Option<&str>) -> (StatusCode, Value) {
         if method != "GET" && method != "HEAD" {
@@ -81,6 +92,10 @@ impl DemoBackend {
             }
         };
         match path {
+            "/.well-known/jwks.json" => match &self.jwks {
+                Some(jwks) => (StatusCode::OK, jwks.clone()),
+                None => outcome(StatusCode::NOT_FOUND, "no issuer here"),
+            },
             "/fhir/Observation" => search(&self.observations, "subject"),
             "/fhir/Immunization" => search(&self.immunizations, "patient"),
             "/fhir/MedicationStatement" => search(&self.medications, "subject"),

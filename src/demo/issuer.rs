@@ -1,0 +1,103 @@
+//! The demo's development token issuer: its own ES256 key (made at each start, never
+//! written), its JWKS (written for the gateway's policy and served by the sample backend at
+//! `/.well-known/jwks.json`), and three example tokens that show the identity checks.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+/// The demo issuer's `iss`, as in `policies/demo.toml`.
+pub const ISSUER: &str = "https://issuer.demo.phr-gateway.local";
+/// The audience the demo policy accepts.
+pub const AUDIENCE: &str = "phr-demo";
+const KID: &str = "demo-es256";
+
+/// Why the issuer could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerError {
+    /// The key could not be made.
+    #[error("cannot make the demo issuer key: {0}")]
+    Key(#[from] rcgen::Error),
+    /// A token could not be signed.
+    #[error("cannot sign a demo token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// A signing key and its public JWKS.
+pub struct DemoIssuer {
+    key: EncodingKey,
+    /// The JWKS document.
+    pub jwks: String,
+}
+
+/// One example token.
+pub struct ExampleToken {
+    /// File name stem and label.
+    pub name: &'static str,
+    /// What the gateway will do with it.
+    pub shows: &'static str,
+    /// The token.
+    pub token: String,
+}
+
+impl DemoIssuer {
+    /// A fresh key.
+    pub fn generate() -> Result<Self, IssuerError> {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let raw = pair.public_key_raw();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "alg": "ES256",
+            "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..65]),
+        }]})
+        .to_string();
+        Ok(DemoIssuer {
+            key: EncodingKey::from_ec_der(&pair.serialize_der()),
+            jwks,
+        })
+    }
+
+    /// Tokens valid for an hour from `now`: multi-factor, password only, and multi-factor
+    /// but signed in an hour ago.
+    pub fn examples(&self, now: i64) -> Result<Vec<ExampleToken>, IssuerError> {
+        let token = |sub: &str, amr: &[&str], auth_time: i64, sid: &str| {
+            let claims = json!({
+                "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "azp": "phr-demo-app",
+                "iat": now, "exp": now + 3600, "auth_time": auth_time, "amr": amr,
+                "sid": sid, "jti": format!("{sid}-{now}"), "scope": "patient/*.rs",
+            });
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(KID.into());
+            jsonwebtoken::encode(&header, &claims, &self.key)
+        };
+        Ok(vec![
+            ExampleToken {
+                name: "mfa",
+                shows: "password + one-time code: allowed (routes need MFA)",
+                token: token("p-001", &["pwd", "otp"], now, "demo-mfa")?,
+            },
+            ExampleToken {
+                name: "password-only",
+                shows: "password only: 401 identity.mfa_required",
+                token: token("p-001", &["pwd"], now, "demo-pwd")?,
+            },
+            ExampleToken {
+                name: "old-sign-in",
+                shows: "MFA an hour ago: 401 identity.step_up_required on the medication route",
+                token: token("p-001", &["pwd", "otp"], now - 3600, "demo-old")?,
+            },
+        ])
+    }
+}
+
+/// Write each example token to `<dir>/<name>.jwt`.
+pub fn write_tokens(dir: &Path, tokens: &[ExampleToken]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for t in tokens {
+        std::fs::write(dir.join(format!("{}.jwt", t.name)), &t.token)?;
+    }
+    Ok(())
+}
