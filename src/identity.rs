@@ -9,6 +9,7 @@
 //! policy every such request is refused (fail closed).
 
 pub mod failures;
+pub mod jwks;
 pub mod keys;
 pub mod mfa;
 pub mod session;
@@ -138,8 +139,9 @@ pub struct IdentityPlan {
     pub sessions: SessionLimits,
     /// Failed-attempt limits (R-AUTH-5).
     pub failures: FailureLimits,
-    /// Verified tokens by SHA-256 of the token, so the signature is checked once per token.
-    cache: quick_cache::sync::Cache<[u8; 32], Arc<Principal>>,
+    /// Verified tokens by SHA-256 of the token, so the signature is checked once per token,
+    /// with the issuer and the generation of its key set they were verified under.
+    cache: quick_cache::sync::Cache<[u8; 32], (Arc<Principal>, usize, u64)>,
 }
 
 impl std::fmt::Debug for IdentityPlan {
@@ -183,15 +185,22 @@ impl IdentityPlan {
     /// Verify a token (or find it verified before) and build its principal.
     pub fn principal(&self, token: &str, now: i64) -> Result<Arc<Principal>, TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(p) = self.cache.get(&key) {
-            // A cached token expires exactly as it would when verified again.
-            if now <= p.expires_at.saturating_add(self.rules.leeway_secs) {
-                return Ok(p);
+        if let Some((p, issuer, generation)) = self.cache.get(&key) {
+            let current = self.issuers.get(issuer).map(|i| i.keys.generation());
+            if current == Some(generation) {
+                // A cached token expires exactly as it would when verified again.
+                if now <= p.expires_at.saturating_add(self.rules.leeway_secs) {
+                    return Ok(p);
+                }
+                self.cache.remove(&key);
+                return Err(TokenError::Expired);
             }
+            // The issuer's keys changed since: verify again.
             self.cache.remove(&key);
-            return Err(TokenError::Expired);
         }
         let verified = token::verify(token, &self.issuers, self.rules, now)?;
+        let issuer = verified.issuer;
+        let generation = self.issuers[issuer].keys.generation();
         let c = verified.claims;
         let amr = c.amr.unwrap_or_default();
         let principal = Arc::new(Principal {
@@ -212,7 +221,8 @@ impl IdentityPlan {
             acr: c.acr,
             expires_at: c.exp,
         });
-        self.cache.insert(key, Arc::clone(&principal));
+        self.cache
+            .insert(key, (Arc::clone(&principal), issuer, generation));
         Ok(principal)
     }
 }

@@ -150,6 +150,12 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     }
 
     server.add_service(background_service(
+        "JWKS refresher",
+        JwksRefresher {
+            store: Arc::clone(&store),
+        },
+    ));
+    server.add_service(background_service(
         "policy and certificate reloader",
         Reloader {
             store,
@@ -171,6 +177,28 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         certificates,
         audit,
     })
+}
+
+/// Refreshes the JWKS of URL-sourced issuers of the policy in force: on schedule, and soon
+/// after a token names an unknown key id (rate-limited per issuer).
+struct JwksRefresher {
+    store: Arc<PolicyStore>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            let snapshot = self.store.current();
+            for issuer in &snapshot.identity.issuers {
+                issuer.keys.refresh_if_due(&issuer.id).await;
+            }
+        }
+    }
 }
 
 /// Reloads the policy on SIGHUP and the certificate when its files change.

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use jsonwebtoken::Algorithm;
 use phr_gateway::decision::Reason;
+use phr_gateway::identity::jwks::IssuerKeys;
 use phr_gateway::identity::keys::KeySet;
 use phr_gateway::identity::mfa::RFC_8176_FACTORS;
 use phr_gateway::identity::token::{self, Issuer, TokenError, TokenRules};
@@ -47,7 +48,7 @@ fn issuer_with(jwks_text: &str, algorithms: Vec<Algorithm>) -> Issuer {
         audiences: vec![AUDIENCE.into()],
         algorithms,
         token_type: None,
-        keys: KeySet::from_json(jwks_text.as_bytes()).unwrap(),
+        keys: IssuerKeys::fixed(KeySet::from_json(jwks_text.as_bytes()).unwrap()),
     }
 }
 

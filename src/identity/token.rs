@@ -11,6 +11,7 @@ use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::jwks::IssuerKeys;
 use super::keys::{KeySet, ALLOWED_ALGORITHMS};
 use crate::decision::Reason;
 
@@ -83,7 +84,7 @@ pub struct Issuer {
     /// Required `typ` (compared without case and `application/`), e.g. `at+jwt`.
     pub token_type: Option<String>,
     /// Its keys.
-    pub keys: KeySet,
+    pub keys: IssuerKeys,
 }
 
 /// Limits that apply to every token.
@@ -229,13 +230,18 @@ pub fn verify(
             return Err(TokenError::WrongType(expected.clone()));
         }
     }
-    check_signature(
-        &issuer.keys,
+    let checked = check_signature(
+        &issuer.keys.current(),
         header.kid.as_deref(),
         alg,
         token,
         signature_b64,
-    )?;
+    );
+    if checked == Err(TokenError::UnknownKey) {
+        // Perhaps the issuer rotated: ask for a refetch (rate-limited by the refresher).
+        issuer.keys.unknown_kid();
+    }
+    checked?;
 
     if !claims
         .audiences()

@@ -358,7 +358,7 @@ fn compile_identity(
     base: &Path,
     diags: &mut Diagnostics<'_>,
 ) -> crate::identity::IdentityPlan {
-    use crate::identity::{keys, mfa, IdentityHeaders, Issuer, MfaRules, TokenRules};
+    use crate::identity::{jwks, keys, mfa, IdentityHeaders, Issuer, MfaRules, TokenRules};
     let section = &file.identity;
     if section.leeway_secs > 120 {
         diags.at(
@@ -395,31 +395,45 @@ fn compile_identity(
                 ),
             );
         }
-        let path = base.join(i.jwks_file.get_ref());
-        let keys = match std::fs::read(&path) {
-            Ok(bytes) => match keys::KeySet::from_json(&bytes) {
-                Ok(set) => {
-                    for why in &set.rejected {
-                        tracing::warn!(issuer = %i.id, jwks = %path.display(), "JWKS key left out: {why}");
-                    }
-                    set
-                }
-                Err(e) => {
-                    diags.at(
-                        i.jwks_file.span(),
-                        format!("issuer `{}`: {}: {e}", i.id, path.display()),
-                    );
-                    continue;
-                }
-            },
-            Err(e) => {
-                diags.at(
-                    i.jwks_file.span(),
-                    format!("issuer `{}`: cannot read {}: {e}", i.id, path.display()),
-                );
+        let loaded = match (&i.jwks_file, &i.jwks_url) {
+            (Some(file), None) => {
+                let path = base.join(file.get_ref());
+                std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|bytes| {
+                        keys::KeySet::from_json(&bytes)
+                            .map_err(|e| format!("{}: {e}", path.display()))
+                    })
+                    .map(|set| (jwks::JwksSource::File(path), set))
+                    .map_err(|e| (file.span(), e))
+            }
+            (None, Some(url)) => jwks::JwksUrl::new(
+                url.get_ref(),
+                i.jwks_ca.as_ref().map(|ca| base.join(ca.get_ref())),
+                Duration::from_secs(i.jwks_refresh_secs.max(1)),
+                Duration::from_secs(i.jwks_min_refetch_secs.max(1)),
+            )
+            .and_then(|u| {
+                u.fetch_blocking()
+                    .map(|set| (jwks::JwksSource::Url(u), set))
+            })
+            .map_err(|e| (url.span(), e.to_string())),
+            _ => Err((
+                spanned.span(),
+                "give exactly one of jwks_file and jwks_url".to_owned(),
+            )),
+        };
+        let (source, keys) = match loaded {
+            Ok(loaded) => loaded,
+            Err((span, e)) => {
+                diags.at(span, format!("issuer `{}`: {e}", i.id));
                 continue;
             }
         };
+        for why in &keys.rejected {
+            tracing::warn!(issuer = %i.id, "JWKS key left out: {why}");
+        }
+        let keys = jwks::IssuerKeys::new(source, keys);
         issuers.push(Issuer {
             id: i.id.clone(),
             issuer: i.issuer.clone(),

@@ -250,6 +250,12 @@ pub struct IdentitySection {
     pub lockout_secs: u64,
 }
 
+fn default_jwks_refresh_secs() -> u64 {
+    300
+}
+fn default_jwks_min_refetch_secs() -> u64 {
+    30
+}
 fn default_session_idle_secs() -> u64 {
     30 * 60
 }
@@ -323,9 +329,24 @@ pub struct IssuerSection {
     /// Accepted algorithms: `RS256`, `PS256`, `ES256`, `EdDSA`.
     #[schemars(with = "Vec<String>")]
     pub algorithms: Vec<Spanned<String>>,
-    /// The issuer's JWKS document. Relative to the policy file; read at load and reload.
-    #[schemars(with = "PathBuf")]
-    pub jwks_file: Spanned<PathBuf>,
+    /// The issuer's JWKS document as a file, relative to the policy file; read at load and
+    /// reload. Give this or `jwks_url`.
+    #[schemars(with = "Option<PathBuf>")]
+    pub jwks_file: Option<Spanned<PathBuf>>,
+    /// The issuer's JWKS endpoint (`https://...`): fetched at load (the policy is refused if
+    /// it cannot be), refreshed every `jwks_refresh_secs` and when a token names an unknown
+    /// `kid` (at most once per `jwks_min_refetch_secs`); a failed refresh keeps the last keys.
+    #[schemars(with = "Option<String>")]
+    pub jwks_url: Option<Spanned<String>>,
+    /// PEM trust anchors for `jwks_url` (default: the system's).
+    #[schemars(with = "Option<PathBuf>")]
+    pub jwks_ca: Option<Spanned<PathBuf>>,
+    /// Scheduled JWKS refresh interval.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// Least time between fetches triggered by unknown key ids.
+    #[serde(default = "default_jwks_min_refetch_secs")]
+    pub jwks_min_refetch_secs: u64,
     /// Required `typ` header, e.g. `"at+jwt"` (RFC 9068).
     pub token_type: Option<String>,
 }

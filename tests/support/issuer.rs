@@ -108,3 +108,66 @@ pub fn mfa_claims(sub: &str) -> Value {
 pub fn b64(bytes: &[u8]) -> String {
     B64URL.encode(bytes)
 }
+
+/// A JWKS endpoint over real TLS whose document can be changed (or broken) while it runs.
+pub struct JwksServer {
+    pub port: u16,
+    /// The document served; `None` answers 500.
+    pub document: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    pub async fn start(tls: std::sync::Arc<rustls::ServerConfig>, document: String) -> Self {
+        use http_body_util::Full;
+        use hyper::body::Bytes;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(document)));
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (doc, count) = (shared.clone(), hits.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (doc, count, acceptor) = (doc.clone(), count.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |_req: hyper::Request<hyper::body::Incoming>| {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let body = doc.lock().unwrap().clone();
+                            async move {
+                                let response = match body {
+                                    Some(b) => hyper::Response::new(Full::new(Bytes::from(b))),
+                                    None => hyper::Response::builder()
+                                        .status(500)
+                                        .body(Full::new(Bytes::new()))
+                                        .unwrap(),
+                                };
+                                Ok::<_, hyper::Error>(response)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        JwksServer {
+            port,
+            document: shared,
+            hits,
+        }
+    }
+
+    pub fn serve(&self, document: Option<String>) {
+        *self.document.lock().unwrap() = document;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
