@@ -9,7 +9,7 @@
 //! | [`tls`] | the TLS 1.3 provider, the reloading server certificate |
 //! | [`protocol`] | framing checks before routing (request smuggling shapes) |
 //! | [`route`] | the route table and default deny |
-//! | [`identity`] | who is asking (fails closed until token verification lands) |
+//! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
 //! | [`decision`] | `Decision`, reason codes, problem+json |
 //! | [`forward`] | what the upstream receives |

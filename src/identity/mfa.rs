@@ -35,7 +35,6 @@ pub const RFC_8176_FACTORS: &[(&str, FactorKind)] = &[
     ("iris", FactorKind::Inherence),
     ("retina", FactorKind::Inherence),
     ("vbm", FactorKind::Inherence),
-    ("geo", FactorKind::Possession),
 ];
 
 /// How the policy reads `amr` and `acr`.

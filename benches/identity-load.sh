@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# What identity costs on the request path, in CPU µs per request on the gateway's pinned core:
+# the same keep-alive GET through the gateway, once on an anonymous route and once on a route
+# that needs a verified ES256 token with MFA (served from the verified-token cache after the
+# first request). The load harness (../shared/tools/proxy-bench.sh) sends no Authorization
+# header, so identity is measured here, the same way: wrk on core 0, the gateway alone on core 1.
+#
+#   benches/identity-load.sh            # needs nginx (upstream) and wrk; 8 s per run
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${PHR_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/phr-gateway}
+[ -x "$bin" ] || (cd "$here" && cargo build --release --quiet)
+command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk" >&2; exit 1; }
+t=$(mktemp -d)
+chmod 755 "$t"   # nginx workers read the files
+trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$t/nginx.conf" -s stop 2>/dev/null; rm -rf "$t"' EXIT
+up=${PB_UPSTREAM_PORT:-21999}; gw=${PB_PORT:-21600}; demo=${PB_DEMO_PORT:-21700}
+
+# The demo makes certificates, a development issuer's JWKS and example tokens; keep them.
+"$bin" demo --state-dir "$t/demo" --listen 127.0.0.1:$demo --redirect 127.0.0.1:$((demo + 1)) \
+  --backend 127.0.0.1:$((demo + 2)) >/dev/null 2>&1 &
+for _ in $(seq 50); do [ -s "$t/demo/tokens/mfa.jwt" ] && break; sleep 0.1; done
+kill %1; wait %1 2>/dev/null || true
+token=$(cat "$t/demo/tokens/mfa.jwt")
+
+mkdir -p "$t/www/anon" && head -c 1024 /dev/zero | tr '\0' x > "$t/www/index.html"
+cp "$t/www/index.html" "$t/www/anon/index.html"
+cat > "$t/nginx.conf" <<NGINX
+worker_processes 1; daemon on; pid $t/nginx.pid; error_log $t/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$up; root $t/www; keepalive_requests 1000000; } }
+NGINX
+taskset -c 0 nginx -c "$t/nginx.conf"
+
+cat > "$t/policy.toml" <<TOML
+[gateway]
+node_id = "bench"
+worker_threads = 1
+drain_secs = 0
+shutdown_timeout_secs = 1
+[listeners]
+public = "127.0.0.1:$gw"
+[tls]
+certificate_chain = "$t/demo/certs/server.crt"
+private_key = "$t/demo/certs/server.key"
+watch_interval_secs = 0
+[audit]
+dir = "$t/audit"
+signing_key = "$t/audit.key"
+[[issuers]]
+id = "demo"
+issuer = "https://issuer.demo.phr-gateway.local"
+audiences = ["phr-demo"]
+algorithms = ["ES256"]
+jwks_file = "$t/demo/issuer/jwks.json"
+[upstreams.b]
+url = "http://127.0.0.1:$up"
+[[routes]]
+id = "anonymous"
+methods = ["GET"]
+path = "/anon/{*rest}"
+upstream = "b"
+category = "public"
+anonymous = true
+[[routes]]
+id = "token"
+methods = ["GET"]
+path = "/{*rest}"
+upstream = "b"
+category = "checkup"
+TOML
+PHR_LOG=warn taskset -c 1 "$bin" run --policy "$t/policy.toml" 2>"$t/gw.err" &
+pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$gw) 2>/dev/null && break; sleep 0.1; done
+ca="$t/demo/certs/ca.crt"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $token" "https://127.0.0.1:$gw/index.html")
+[ "$code" = 200 ] || { echo "token request answered $code, not 200" >&2; cat "$t/gw.err" >&2; exit 1; }
+
+run() { # name path [header]
+  local before after n
+  before=$(awk '{print $14+$15}' /proc/$pid/stat)
+  if [ -n "${3:-}" ]; then
+    taskset -c 0 wrk -t1 -c64 -d8s -H "$3" "https://127.0.0.1:$gw$2" > "$t/wrk.txt"
+  else
+    taskset -c 0 wrk -t1 -c64 -d8s "https://127.0.0.1:$gw$2" > "$t/wrk.txt"
+  fi
+  after=$(awk '{print $14+$15}' /proc/$pid/stat)
+  n=$(awk '/requests in/ {print $1}' "$t/wrk.txt")
+  non2xx=$(awk '/Non-2xx/ {print $5}' "$t/wrk.txt")
+  printf '%-28s %8s req  %6.1f µs/req  non-2xx: %s\n' "$1" "$n" "$(echo "($after - $before) * 10000 / $n" | bc -l)" "${non2xx:-0}"
+}
+run "anonymous route" /anon/index.html
+run "ES256 token, MFA, cached" /index.html "Authorization: Bearer $token"
