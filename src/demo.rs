@@ -157,7 +157,7 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     let _ = writeln!(s, "  curl -i --cacert {ca} {base}/fhir/Patient/p-001");
     let _ = writeln!(
         s,
-        "  curl -s --cacert {ca} '{base}/fhir/Observation?patient=p-001'"
+        "  curl -s --cacert {ca} '{base}/fhir/Immunization?patient=p-001'"
     );
     let tokens = display(&files.tokens);
     let _ = writeln!(

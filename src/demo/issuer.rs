@@ -67,7 +67,9 @@ impl DemoIssuer {
             let claims = json!({
                 "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "azp": "phr-demo-app",
                 "iat": now, "exp": now + 3600, "auth_time": auth_time, "amr": amr,
-                "sid": sid, "jti": format!("{sid}-{now}"), "scope": "patient/*.rs",
+                // Sessions are new at each demo start: a logout from an earlier run (kept in
+                // the state log) must not end this run's sessions.
+                "sid": format!("{sid}-{now}"), "jti": format!("{sid}-{now}"), "scope": "patient/*.rs",
             });
             let mut header = Header::new(Algorithm::ES256);
             header.kid = Some(KID.into());
@@ -100,4 +102,28 @@ pub fn write_tokens(dir: &Path, tokens: &[ExampleToken]) -> std::io::Result<()> 
         std::fs::write(dir.join(format!("{}.jwt", t.name)), &t.token)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(token: &str) -> String {
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(payload).unwrap_or_default()).unwrap_or_default();
+        claims["sid"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A logout in one demo run is kept in the state log; the next run's tokens must belong to
+    /// new sessions or they would be refused from the start.
+    #[test]
+    fn each_demo_start_mints_new_sessions() {
+        let issuer = DemoIssuer::generate().unwrap_or_else(|e| panic!("{e}"));
+        let first = issuer.examples(1_000).unwrap_or_default();
+        let later = issuer.examples(2_000).unwrap_or_default();
+        assert_eq!(first.len(), 3);
+        assert_ne!(sid(&first[0].token), sid(&later[0].token));
+        assert!(!sid(&first[0].token).is_empty());
+    }
 }
