@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What identity costs on the request path, in CPU µs per request on the gateway's pinned core:
-# the same keep-alive GET through the gateway, once on an anonymous route and once on a route
-# that needs a verified ES256 token with MFA (served from the verified-token cache after the
-# first request). The load harness (../shared/tools/proxy-bench.sh) sends no Authorization
+# the same keep-alive GET through the gateway on an anonymous route; on a route that needs a
+# verified ES256 token with MFA, one token for all requests (served from the verified-token
+# cache); and with a new token on every request (each verified: the uncached cost). The load harness (../shared/tools/proxy-bench.sh) sends no Authorization
 # header, so identity is measured here, the same way: wrk on core 0, the gateway alone on core 1.
 #
 #   benches/identity-load.sh            # needs nginx (upstream) and wrk; 8 s per run
@@ -13,18 +13,31 @@ bin=${PHR_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/phr-gateway}
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk" >&2; exit 1; }
 t=$(mktemp -d)
 chmod 755 "$t"   # nginx workers read the files
-trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$t/nginx.conf" -s stop 2>/dev/null; rm -rf "$t"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; nginx -c "$t/nginx.conf" -s stop 2>/dev/null; rm -rf "$t"' EXIT
 up=${PB_UPSTREAM_PORT:-21999}; gw=${PB_PORT:-21600}; demo=${PB_DEMO_PORT:-21700}
 
-# The demo makes certificates, a development issuer's JWKS and example tokens; keep them.
+# The demo makes development certificates; keep them.
 "$bin" demo --state-dir "$t/demo" --listen 127.0.0.1:$demo --redirect 127.0.0.1:$((demo + 1)) \
   --backend 127.0.0.1:$((demo + 2)) >/dev/null 2>&1 &
-for _ in $(seq 50); do [ -s "$t/demo/tokens/mfa.jwt" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -s "$t/demo/certs/server.key" ] && break; sleep 0.1; done
 kill %1; wait %1 2>/dev/null || true
-token=$(cat "$t/demo/tokens/mfa.jwt")
+# Distinct tokens (an issuer key and JWKS of their own): the first for the cached run, all of
+# them in turn for the uncached one.
+(cd "$here" && cargo run --release --quiet --example mint_tokens -- ${PB_TOKENS:-60000} "$t/tokens.txt" "$t/mint-jwks.json")
+token=$(head -n 1 "$t/tokens.txt")
+cat > "$t/rotate.lua" <<LUA
+local tokens = {}
+for line in io.lines("$t/tokens.txt") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/mint/index.html", { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
 
-mkdir -p "$t/www/anon" && head -c 1024 /dev/zero | tr '\0' x > "$t/www/index.html"
+mkdir -p "$t/www/anon" "$t/www/mint" && head -c 1024 /dev/zero | tr '\0' x > "$t/www/index.html"
 cp "$t/www/index.html" "$t/www/anon/index.html"
+cp "$t/www/index.html" "$t/www/mint/index.html"
 cat > "$t/nginx.conf" <<NGINX
 worker_processes 1; daemon on; pid $t/nginx.pid; error_log $t/nginx.err;
 events { worker_connections 1024; }
@@ -48,11 +61,13 @@ watch_interval_secs = 0
 dir = "$t/audit"
 signing_key = "$t/audit.key"
 [[issuers]]
-id = "demo"
+id = "minted"
 issuer = "https://issuer.demo.phr-gateway.local"
 audiences = ["phr-demo"]
 algorithms = ["ES256"]
-jwks_file = "$t/demo/issuer/jwks.json"
+jwks_file = "$t/mint-jwks.json"
+[identity]
+session_idle_secs = 3600
 [upstreams.b]
 url = "http://127.0.0.1:$up"
 [[routes]]
@@ -76,14 +91,14 @@ ca="$t/demo/certs/ca.crt"
 code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $token" "https://127.0.0.1:$gw/index.html")
 [ "$code" = 200 ] || { echo "token request answered $code, not 200" >&2; cat "$t/gw.err" >&2; exit 1; }
 
-run() { # name path [header]
+run() { # name path [header | lua:SCRIPT]
   local before after n
   before=$(awk '{print $14+$15}' /proc/$pid/stat)
-  if [ -n "${3:-}" ]; then
-    taskset -c 0 wrk -t1 -c64 -d8s -H "$3" "https://127.0.0.1:$gw$2" > "$t/wrk.txt"
-  else
-    taskset -c 0 wrk -t1 -c64 -d8s "https://127.0.0.1:$gw$2" > "$t/wrk.txt"
-  fi
+  case "${3:-}" in
+    "") taskset -c 0 wrk -t1 -c64 -d8s "https://127.0.0.1:$gw$2" > "$t/wrk.txt" ;;
+    lua:*) taskset -c 0 wrk -t1 -c64 -d8s -s "${3#lua:}" "https://127.0.0.1:$gw$2" > "$t/wrk.txt" ;;
+    *) taskset -c 0 wrk -t1 -c64 -d8s -H "$3" "https://127.0.0.1:$gw$2" > "$t/wrk.txt" ;;
+  esac
   after=$(awk '{print $14+$15}' /proc/$pid/stat)
   n=$(awk '/requests in/ {print $1}' "$t/wrk.txt")
   non2xx=$(awk '/Non-2xx/ {print $5}' "$t/wrk.txt")
@@ -91,3 +106,4 @@ run() { # name path [header]
 }
 run "anonymous route" /anon/index.html
 run "ES256 token, MFA, cached" /index.html "Authorization: Bearer $token"
+run "ES256, new token each time" /mint/index.html "lua:$t/rotate.lua"

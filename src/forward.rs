@@ -140,13 +140,8 @@ fn rewrite_identity(
         request.remove(name);
     }
     if let Some(principal) = principal {
-        for (name, value) in names.values(principal) {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                request.set(name, value);
-            }
+        for (name, value) in &principal.upstream_headers {
+            request.set(name.clone(), value.clone());
         }
     }
 }

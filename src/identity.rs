@@ -57,6 +57,10 @@ pub struct Principal {
     pub multi_factor: bool,
     /// `exp`.
     pub expires_at: i64,
+    /// `<issuer id>|<sid or jti>`: what the session registry knows the session by.
+    pub session_key: Option<String>,
+    /// The identity headers for the upstream, rendered once per token.
+    pub upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Names of the headers that carry the verified identity upstream. Client-sent headers with
@@ -103,25 +107,35 @@ impl IdentityHeaders {
         ]
     }
 
-    /// The headers to send upstream for a principal, as (name, value).
-    pub fn values<'p>(&'p self, p: &'p Principal) -> Vec<(&'p str, String)> {
-        let mut out = vec![
-            (self.subject.as_str(), p.subject.clone()),
-            (self.mfa.as_str(), p.multi_factor.to_string()),
+    /// The headers to send upstream for a principal, rendered once when its token is verified.
+    fn render(&self, p: &Principal) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let mut pairs: Vec<(&str, String)> = vec![
+            (&self.subject, p.subject.clone()),
+            (&self.mfa, p.multi_factor.to_string()),
         ];
         if let Some(client) = &p.client_id {
-            out.push((&self.client_id, client.clone()));
+            pairs.push((&self.client_id, client.clone()));
         }
         if !p.scopes.is_empty() {
-            out.push((&self.scopes, p.scopes.join(" ")));
+            pairs.push((&self.scopes, p.scopes.join(" ")));
         }
         if !p.roles.is_empty() {
-            out.push((&self.roles, p.roles.join(",")));
+            pairs.push((&self.roles, p.roles.join(",")));
         }
         if let Some(session) = &p.session {
-            out.push((&self.session, session.clone()));
+            pairs.push((&self.session, session.clone()));
         }
-        out
+        // Names were checked when the policy was compiled; a claim that is not a valid header
+        // value (control characters) is left out rather than sent mangled.
+        pairs
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    http::HeaderValue::from_str(&value).ok()?,
+                ))
+            })
+            .collect()
     }
 }
 
@@ -203,8 +217,12 @@ impl IdentityPlan {
         let generation = self.issuers[issuer].keys.generation();
         let c = verified.claims;
         let amr = c.amr.unwrap_or_default();
-        let principal = Arc::new(Principal {
-            issuer: self.issuers[verified.issuer].id.clone(),
+        let issuer_id = &self.issuers[verified.issuer].id;
+        let session = c.sid.or_else(|| c.jti.clone());
+        let mut principal = Principal {
+            issuer: issuer_id.clone(),
+            session_key: session.as_ref().map(|s| format!("{issuer_id}|{s}")),
+            upstream_headers: Vec::new(),
             multi_factor: self.mfa.is_multi_factor(&amr, c.acr.as_deref()),
             subject: c.sub,
             client_id: c.azp.or(c.client_id),
@@ -213,14 +231,16 @@ impl IdentityPlan {
                 .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
             roles: c.roles.unwrap_or_default(),
-            session: c.sid.or_else(|| c.jti.clone()),
+            session,
             token_id: c.jti,
             auth_time: c.auth_time,
             issued_at: c.iat,
             amr,
             acr: c.acr,
             expires_at: c.exp,
-        });
+        };
+        principal.upstream_headers = self.headers.render(&principal);
+        let principal = Arc::new(principal);
         self.cache
             .insert(key, (Arc::clone(&principal), issuer, generation));
         Ok(principal)

@@ -160,12 +160,30 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "unknown variant `ignore`, expected `fail_closed` or `degrade`",
         ),
         (
+            good.replace(
+                "[audit]",
+                "[[issuers]]\nid = \"a\"\nissuer = \"https://id\"\naudiences = [\"x\"]\nalgorithms = [\"ES256\"]\njwks_file = \"jwks.json\"\n\n[[issuers]]\nid = \"b\"\nissuer = \"https://id\"\naudiences = [\"x\"]\nalgorithms = [\"ES256\", \"HS256\"]\njwks_file = \"jwks.json\"\n\n[audit]",
+            ),
+            "\"HS256\"",
+            "algorithm `HS256` is not accepted; use RS256, PS256, ES256 or EdDSA (never none or HMAC)",
+        ),
+        (
+            good.replace(
+                "[audit]",
+                "[[issuers]]\nid = \"a\"\nissuer = \"https://id\"\naudiences = [\"x\"]\nalgorithms = [\"ES256\"]\njwks_file = \"jwks.json\"\n\n[[issuers]] # second\nid = \"b\"\nissuer = \"https://id\"\naudiences = [\"x\"]\nalgorithms = [\"ES256\"]\njwks_file = \"jwks.json\"\n\n[audit]",
+            ),
+            "# second",
+            "another issuer already has iss `https://id`",
+        ),
+        (
             good.replace("[audit]\ndir = \"audit\"\n", "[audit]\n"),
             "[audit]",
             "missing field `dir`",
         ),
     ];
     std::fs::write(dir.path().join("short.key"), "12345").expect("key");
+    let issuer = phr_gateway::demo::issuer::DemoIssuer::generate().expect("issuer");
+    std::fs::write(dir.path().join("jwks.json"), &issuer.jwks).expect("jwks");
     for (text, needle, message) in cases {
         let path = write_policy(dir.path(), &text);
         let out = check(&path);

@@ -60,6 +60,18 @@ impl DemoIssuer {
         })
     }
 
+    /// A multi-factor token for `subject`, valid for an hour from `now` (benchmarks mint many).
+    pub fn token(&self, subject: &str, now: i64) -> Result<String, IssuerError> {
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "azp": "phr-demo-app",
+            "iat": now, "exp": now + 3600, "auth_time": now, "amr": ["pwd", "otp"],
+            "sid": format!("{subject}-{now}"), "scope": "patient/*.rs",
+        });
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.into());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+    }
+
     /// Tokens valid for an hour from `now`: multi-factor, password only, and multi-factor
     /// but signed in an hour ago.
     pub fn examples(&self, now: i64) -> Result<Vec<ExampleToken>, IssuerError> {

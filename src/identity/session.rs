@@ -43,12 +43,6 @@ impl std::fmt::Debug for SessionRegistry {
     }
 }
 
-/// The key a principal's session is known by: `sid`, else the token id, else none (a token
-/// without either cannot be held to a session and is refused where sessions apply).
-fn session_key(p: &Principal) -> Option<String> {
-    p.session.as_ref().map(|s| format!("{}|{s}", p.issuer))
-}
-
 fn refusal(reason: Reason, detail: &str) -> Refusal {
     let mut r = Refusal::new(reason, detail);
     r.challenge = Some(format!(
@@ -93,29 +87,37 @@ impl SessionRegistry {
                 "every session of this user was revoked; sign in again",
             ));
         }
-        let Some(key) = session_key(p) else {
+        // A token with neither `sid` nor `jti` cannot be held to a session; revocation by
+        // subject still applies to it.
+        let Some(key) = p.session_key.as_deref() else {
             return Ok(());
         };
-        if state.ended.contains(&key) {
+        if state.ended.contains(key) {
             return Err(refusal(
                 Reason::IdentitySessionRevoked,
                 "this session has ended (logout, revocation or idle lock); sign in again",
             ));
         }
-        match state.last_seen.get(&key) {
-            Some(&last) if now.saturating_sub(last) > limits.idle_secs as i64 => {
-                state.last_seen.remove(&key);
-                state.ended.insert(key);
-                Err(refusal(
-                    Reason::IdentitySessionIdle,
-                    "the session was idle too long and is locked; sign in again",
-                ))
+        let idle = match state.last_seen.get_mut(key) {
+            Some(last) if now.saturating_sub(*last) > limits.idle_secs as i64 => true,
+            Some(last) => {
+                *last = now;
+                false
             }
-            _ => {
-                state.last_seen.insert(key, now);
-                Ok(())
+            None => {
+                state.last_seen.insert(key.to_owned(), now);
+                false
             }
+        };
+        if idle {
+            state.last_seen.remove(key);
+            state.ended.insert(key.to_owned());
+            return Err(refusal(
+                Reason::IdentitySessionIdle,
+                "the session was idle too long and is locked; sign in again",
+            ));
         }
+        Ok(())
     }
 
     /// Apply a revocation event (from the state log at start, or just written).
@@ -150,10 +152,12 @@ impl SessionRegistry {
 
     /// The event that ends a principal's own session (logout).
     pub fn logout_event(p: &Principal) -> Option<StateEvent> {
-        session_key(p).map(|session| StateEvent::SessionEnded {
-            session,
-            reason: "logout".into(),
-        })
+        p.session_key
+            .clone()
+            .map(|session| StateEvent::SessionEnded {
+                session,
+                reason: "logout".into(),
+            })
     }
 
     /// Replay revocations from the state log's events (as JSON values).
@@ -195,6 +199,8 @@ mod tests {
             acr: None,
             multi_factor: true,
             expires_at: auth_time + 3600,
+            session_key: Some(format!("idp|{sid}")),
+            upstream_headers: Vec::new(),
         }
     }
 

@@ -370,7 +370,7 @@ fn compile_identity(
         );
     }
     let mut issuers = Vec::new();
-    for spanned in &file.issuers {
+    for (n, spanned) in file.issuers.iter().enumerate() {
         let i = spanned.get_ref();
         let mut algorithms = Vec::new();
         for name in &i.algorithms {
@@ -385,6 +385,15 @@ fn compile_identity(
                     ),
                 ),
             }
+        }
+        if file.issuers[..n]
+            .iter()
+            .any(|earlier| earlier.get_ref().issuer == i.issuer)
+        {
+            diags.at(
+                spanned.span(),
+                format!("issuer `{}`: another issuer already has iss `{}`; a token could not tell them apart", i.id, i.issuer),
+            );
         }
         if i.algorithms.is_empty() || i.audiences.is_empty() {
             diags.at(
