@@ -60,8 +60,10 @@ impl SessionRegistry {
 
     /// Check a verified principal's session at `now` and note the activity.
     pub fn check(&self, p: &Principal, limits: SessionLimits, now: i64) -> Result<(), Refusal> {
-        let signed_in = p.auth_time.or(p.issued_at).unwrap_or(now);
-        if now.saturating_sub(signed_in) > limits.absolute_secs as i64 {
+        // A token that says neither when the user signed in nor when it was issued is held to
+        // its `exp` for the lifetime, and counts as signed in before any subject revocation.
+        let signed_in = p.auth_time.or(p.issued_at);
+        if signed_in.is_some_and(|t| now.saturating_sub(t) > limits.absolute_secs as i64) {
             return Err(refusal(
                 Reason::IdentitySessionExpired,
                 "the session has reached its absolute lifetime; sign in again",
@@ -80,7 +82,7 @@ impl SessionRegistry {
         if state
             .subjects
             .get(&p.subject)
-            .is_some_and(|&revoked_at| signed_in <= revoked_at)
+            .is_some_and(|&revoked_at| signed_in.is_none_or(|t| t <= revoked_at))
         {
             return Err(refusal(
                 Reason::IdentitySessionRevoked,
