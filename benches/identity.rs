@@ -13,7 +13,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use phr_gateway::identity::jwks::IssuerKeys;
 use phr_gateway::identity::keys::KeySet;
-use phr_gateway::identity::mfa::RFC_8176_FACTORS;
 use phr_gateway::identity::token::{self, Issuer, TokenRules};
 use phr_gateway::identity::{unix_now, IdentityHeaders, IdentityPlan, MfaRules};
 use serde_json::json;
@@ -95,14 +94,7 @@ fn verification(c: &mut Criterion) {
     let plan = IdentityPlan::new(
         vec![issuer()],
         RULES,
-        MfaRules {
-            factors: RFC_8176_FACTORS
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
-            mfa_acr: Vec::new(),
-            accept_mfa_amr: false,
-        },
+        MfaRules::rfc8176(),
         IdentityHeaders::default(),
     );
     let mut header = Header::new(Algorithm::ES256);

@@ -59,19 +59,13 @@ fn stop(gateway: &mut Gateway) {
 
 /// `phr-gateway audit verify` on the store with the pinned key; returns (success, output).
 fn audit_verify(dir: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
-        .args(["audit", "verify"])
-        .arg(dir.join("audit"))
-        .arg("--key")
-        .arg(dir.join("audit-signing.key.pub"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    cli(&[
+        &"audit",
+        &"verify",
+        &dir.join("audit"),
+        &"--key",
+        &dir.join("audit-signing.key.pub"),
+    ])
 }
 
 fn request_id(reply: &Reply) -> String {
@@ -423,7 +417,7 @@ async fn a_full_disk_in_degrade_mode_serves_and_counts_the_loss() {
     );
 }
 
-fn cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
+fn cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
         .args(args)
         .output()
@@ -455,31 +449,24 @@ async fn audit_commands_export_prove_and_catch_edits_r_ops_3() {
     stop(&mut gateway);
     let audit = dir.path().join("audit");
     let key = dir.path().join("audit-signing.key.pub");
-    let os = |s: &str| std::ffi::OsString::from(s);
 
     let export = dir.path().join("export.jsonl");
     let (ok, out) = cli(&[
-        &os("audit"),
-        &os("export"),
-        audit.as_os_str(),
-        &os("--since"),
-        &os("2000-01-01T00:00:00Z"),
-        &os("--until"),
-        &os("2100-01-01T00:00:00+09:00"),
-        &os("--out"),
-        export.as_os_str(),
-        &os("--key"),
-        key.as_os_str(),
+        &"audit",
+        &"export",
+        &audit,
+        &"--since",
+        &"2000-01-01T00:00:00Z",
+        &"--until",
+        &"2100-01-01T00:00:00+09:00",
+        &"--out",
+        &export,
+        &"--key",
+        &key,
     ]);
     assert!(ok, "{out}");
     assert!(out.contains("access: 20 records from record 0"), "{out}");
-    let (ok, out) = cli(&[
-        &os("audit"),
-        &os("verify"),
-        export.as_os_str(),
-        &os("--key"),
-        key.as_os_str(),
-    ]);
+    let (ok, out) = cli(&[&"audit", &"verify", &export, &"--key", &key]);
     assert!(ok && out.contains("ok: no changes"), "{out}");
     let text = std::fs::read_to_string(&export).unwrap();
     std::fs::write(
@@ -487,38 +474,18 @@ async fn audit_commands_export_prove_and_catch_edits_r_ops_3() {
         text.replacen("\"status\":200", "\"status\":204", 1),
     )
     .unwrap();
-    let (ok, out) = cli(&[
-        &os("audit"),
-        &os("verify"),
-        export.as_os_str(),
-        &os("--key"),
-        key.as_os_str(),
-    ]);
+    let (ok, out) = cli(&[&"audit", &"verify", &export, &"--key", &key]);
     assert!(
         !ok && out.contains("FINDING: access: Changed at record 0"),
         "{out}"
     );
 
     let proof = dir.path().join("proof.json");
-    let (ok, out) = cli(&[
-        &os("audit"),
-        &os("proof"),
-        audit.as_os_str(),
-        &os("--seq"),
-        &os("7"),
-        &os("--key"),
-        key.as_os_str(),
-    ]);
+    let (ok, out) = cli(&[&"audit", &"proof", &audit, &"--seq", &"7", &"--key", &key]);
     assert!(ok, "{out}");
     std::fs::write(&proof, &out).unwrap();
     let (ok, out) = cli(&[
-        &os("audit"),
-        &os("verify"),
-        audit.as_os_str(),
-        &os("--proof"),
-        proof.as_os_str(),
-        &os("--key"),
-        key.as_os_str(),
+        &"audit", &"verify", &audit, &"--proof", &proof, &"--key", &key,
     ]);
     assert!(
         ok && out.contains("record 7 of the access log is included"),
@@ -529,35 +496,23 @@ async fn audit_commands_export_prove_and_catch_edits_r_ops_3() {
         .replacen("\"seq\": 7", "\"seq\": 8", 1);
     std::fs::write(&proof, edited).unwrap();
     let (ok, out) = cli(&[
-        &os("audit"),
-        &os("verify"),
-        audit.as_os_str(),
-        &os("--proof"),
-        proof.as_os_str(),
-        &os("--key"),
-        key.as_os_str(),
+        &"audit", &"verify", &audit, &"--proof", &proof, &"--key", &key,
     ]);
     assert!(!ok && out.contains("FAILED"), "{out}");
 
     let (ok, out) = cli(&[
-        &os("audit"),
-        &os("proof"),
-        audit.as_os_str(),
-        &os("--consistency"),
-        &os("5"),
-        &os("--key"),
-        key.as_os_str(),
+        &"audit",
+        &"proof",
+        &audit,
+        &"--consistency",
+        &"5",
+        &"--key",
+        &key,
     ]);
     assert!(ok, "{out}");
     std::fs::write(&proof, &out).unwrap();
     let (ok, out) = cli(&[
-        &os("audit"),
-        &os("verify"),
-        audit.as_os_str(),
-        &os("--proof"),
-        proof.as_os_str(),
-        &os("--key"),
-        key.as_os_str(),
+        &"audit", &"verify", &audit, &"--proof", &proof, &"--key", &key,
     ]);
     assert!(ok && out.contains("size 5"), "{out}");
 

@@ -50,6 +50,18 @@ fn access_from(prefix: &str, i: u64, time: &str) -> AccessRecord {
     }
 }
 
+/// Append access records `range` (all at `time`) and wait for each to be written.
+fn append(sink: &AuditSink, range: std::ops::Range<u64>, time: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for i in range {
+            sink.record_access(access(i, time)).await.unwrap();
+        }
+    });
+}
+
 /// A closed store with `n` access records (times in minute `i / 100`) and a few state events.
 fn store_with(dir: &Path, n: u64, segment_max_bytes: u64) -> Verifier {
     store_from("req", dir, n, segment_max_bytes)
@@ -408,16 +420,7 @@ fn a_torn_last_record_is_cut_at_start_and_the_cut_recorded() {
         let signer = Signer::generate("test.example/gw").unwrap();
         let text = signer.to_text();
         let sink = AuditSink::open(config(dir.path(), signer, 1 << 20)).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            for i in 0..10 {
-                sink.record_access(access(i, "2026-11-25T10:00:00.000000Z"))
-                    .await
-                    .unwrap();
-            }
-        });
+        append(&sink, 0..10, "2026-11-25T10:00:00.000000Z");
         sink.close();
         text
     };
@@ -436,14 +439,7 @@ fn a_torn_last_record_is_cut_at_start_and_the_cut_recorded() {
         whole,
         "the torn bytes are cut, nothing else"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        sink.record_access(access(10, "2026-11-25T10:00:01.000000Z"))
-            .await
-            .unwrap();
-    });
+    append(&sink, 10..11, "2026-11-25T10:00:01.000000Z");
     sink.close();
     let state = lines_of(&segments(dir.path(), LogKind::State)[0]);
     assert!(
@@ -463,16 +459,7 @@ fn a_store_shorter_than_its_checkpoint_does_not_open() {
     let signer = Signer::generate("test.example/gw").unwrap();
     let text = signer.to_text();
     let sink = AuditSink::open(config(dir.path(), signer, 1 << 20)).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        for i in 0..20 {
-            sink.record_access(access(i, "2026-11-25T10:00:00.000000Z"))
-                .await
-                .unwrap();
-        }
-    });
+    append(&sink, 0..20, "2026-11-25T10:00:00.000000Z");
     sink.close();
     let segment = &segments(dir.path(), LogKind::Access)[0];
     write_lines(segment, &lines_of(segment)[..5]);

@@ -213,15 +213,24 @@ fn state_events(dir: &std::path::Path) -> Vec<serde_json::Value> {
     phr_gateway::audit::segment::read_records(&dir.join("audit/state")).unwrap()
 }
 
-/// Restart the gateway on the same directory and policy (a new port).
-fn restart(s: &mut Setup) {
+/// Stop the gateway (SIGTERM) and wait for it.
+fn stop(s: &mut Setup) {
     s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
     let _ = s.gateway.child.wait();
+}
+
+/// Start the gateway again on the same directory and policy (a new port).
+fn start_again(s: &mut Setup) {
     let port = free_port();
     let text = std::fs::read_to_string(s.dir.path().join("policy.toml")).unwrap();
     let old = format!("127.0.0.1:{}\"", s.gateway.port);
     let text = text.replace(&old, &format!("127.0.0.1:{port}\""));
     s.gateway = Gateway::start(s.dir.path(), &text, port);
+}
+
+fn restart(s: &mut Setup) {
+    stop(s);
+    start_again(s);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,8 +330,7 @@ async fn a_subject_revocation_written_while_stopped_holds_after_the_restart_r_au
             .status,
         200
     );
-    s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
-    let _ = s.gateway.child.wait();
+    stop(&mut s);
     // The admin action (its API comes with the admin listener): a durable state event.
     {
         let key = std::fs::read_to_string(s.dir.path().join("audit-signing.key")).unwrap();
@@ -351,13 +359,7 @@ async fn a_subject_revocation_written_while_stopped_holds_after_the_restart_r_au
             .await
             .unwrap();
     }
-    let port = free_port();
-    let text = std::fs::read_to_string(s.dir.path().join("policy.toml")).unwrap();
-    let text = text.replace(
-        &format!("127.0.0.1:{}\"", s.gateway.port),
-        &format!("127.0.0.1:{port}\""),
-    );
-    s.gateway = Gateway::start(s.dir.path(), &text, port);
+    start_again(&mut s);
     let refused = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
     assert_eq!(refused.json()["reason"], "identity.session_revoked");
     // Signing in again (a later auth_time) is the way back.

@@ -10,7 +10,6 @@ use jsonwebtoken::Algorithm;
 use phr_gateway::decision::Reason;
 use phr_gateway::identity::jwks::IssuerKeys;
 use phr_gateway::identity::keys::KeySet;
-use phr_gateway::identity::mfa::RFC_8176_FACTORS;
 use phr_gateway::identity::token::{self, Issuer, TokenError, TokenRules};
 use phr_gateway::identity::{self, IdentityHeaders, IdentityPlan, MfaRules, StepUp};
 use phr_gateway::policy::DataCategory;
@@ -358,14 +357,7 @@ fn plan() -> IdentityPlan {
     IdentityPlan::new(
         vec![issuer()],
         RULES,
-        MfaRules {
-            factors: RFC_8176_FACTORS
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
-            mfa_acr: Vec::new(),
-            accept_mfa_amr: false,
-        },
+        MfaRules::rfc8176(),
         IdentityHeaders::default(),
     )
 }

@@ -812,6 +812,41 @@ pub enum Proof {
     },
 }
 
+/// The latest checkpoint of a log and the records it covers: what every proof is made from.
+struct Covered {
+    note: String,
+    checkpoint: Checkpoint,
+    lines: Vec<Vec<u8>>,
+    leaves: Vec<Hash>,
+}
+
+fn covered_leaves(dir: &Path, log: LogKind, key: &Verifier) -> Result<Covered, VerifyError> {
+    let log_dir = dir.join(log.name());
+    let (note, checkpoint) = latest_checkpoint(&log_dir, log, key)?;
+    let lines = read_log(&log_dir)?;
+    if checkpoint.size as usize > lines.len() {
+        return Err(VerifyError::Invalid(format!(
+            "the {} log is shorter than its latest checkpoint (size {}); run audit verify",
+            log.name(),
+            checkpoint.size
+        )));
+    }
+    let leaves = lines[..checkpoint.size as usize]
+        .iter()
+        .map(|l| merkle::leaf_hash(l))
+        .collect();
+    Ok(Covered {
+        note,
+        checkpoint,
+        lines,
+        leaves,
+    })
+}
+
+fn encode_all(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| BASE64.encode(h)).collect()
+}
+
 /// An inclusion proof of record `seq` against the latest checkpoint.
 pub fn inclusion_proof(
     dir: &Path,
@@ -819,27 +854,23 @@ pub fn inclusion_proof(
     seq: u64,
     key: &Verifier,
 ) -> Result<Proof, VerifyError> {
-    let log_dir = dir.join(log.name());
-    let (note, checkpoint) = latest_checkpoint(&log_dir, log, key)?;
-    let lines = read_log(&log_dir)?;
-    if seq >= checkpoint.size || checkpoint.size as usize > lines.len() {
+    let Covered {
+        note,
+        checkpoint,
+        lines,
+        leaves,
+    } = covered_leaves(dir, log, key)?;
+    if seq >= checkpoint.size {
         return Err(VerifyError::Invalid(format!(
-            "record {seq} is not covered by the latest checkpoint (size {}); wait for the next one or run audit verify",
+            "record {seq} is not covered by the latest checkpoint (size {}); wait for the next one",
             checkpoint.size
         )));
     }
-    let leaves: Vec<Hash> = lines[..checkpoint.size as usize]
-        .iter()
-        .map(|l| merkle::leaf_hash(l))
-        .collect();
     Ok(Proof::Inclusion {
         log,
         seq,
         line: String::from_utf8_lossy(&lines[seq as usize]).into_owned(),
-        proof: merkle::inclusion_proof(&leaves, seq as usize)
-            .iter()
-            .map(|h| BASE64.encode(h))
-            .collect(),
+        proof: encode_all(&merkle::inclusion_proof(&leaves, seq as usize)),
         checkpoint: note,
     })
 }
@@ -851,27 +882,23 @@ pub fn consistency_proof(
     old_size: u64,
     key: &Verifier,
 ) -> Result<Proof, VerifyError> {
-    let log_dir = dir.join(log.name());
-    let (note, checkpoint) = latest_checkpoint(&log_dir, log, key)?;
-    let lines = read_log(&log_dir)?;
-    if old_size == 0 || old_size > checkpoint.size || checkpoint.size as usize > lines.len() {
+    let Covered {
+        note,
+        checkpoint,
+        leaves,
+        ..
+    } = covered_leaves(dir, log, key)?;
+    if old_size == 0 || old_size > checkpoint.size {
         return Err(VerifyError::Invalid(format!(
             "old size must be between 1 and the latest checkpoint's size {}",
             checkpoint.size
         )));
     }
-    let leaves: Vec<Hash> = lines[..checkpoint.size as usize]
-        .iter()
-        .map(|l| merkle::leaf_hash(l))
-        .collect();
     Ok(Proof::Consistency {
         log,
         old_size,
         old_root: BASE64.encode(merkle::root_of(&leaves[..old_size as usize])),
-        proof: merkle::consistency_proof(&leaves, old_size as usize)
-            .iter()
-            .map(|h| BASE64.encode(h))
-            .collect(),
+        proof: encode_all(&merkle::consistency_proof(&leaves, old_size as usize)),
         checkpoint: note,
     })
 }

@@ -49,6 +49,18 @@ pub struct MfaRules {
 }
 
 impl MfaRules {
+    /// The RFC 8176 table, no `acr` counted as MFA, bare `mfa` not believed.
+    pub fn rfc8176() -> Self {
+        MfaRules {
+            factors: RFC_8176_FACTORS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            mfa_acr: Vec::new(),
+            accept_mfa_amr: false,
+        }
+    }
+
     /// The factor kinds a token's evidence covers.
     pub fn kinds(&self, amr: &[String]) -> BTreeSet<FactorKind> {
         amr.iter()

@@ -358,7 +358,7 @@ fn compile_identity(
     base: &Path,
     diags: &mut Diagnostics<'_>,
 ) -> crate::identity::IdentityPlan {
-    use crate::identity::{jwks, keys, mfa, IdentityHeaders, Issuer, MfaRules, TokenRules};
+    use crate::identity::{jwks, keys, IdentityHeaders, Issuer, MfaRules, TokenRules};
     let section = &file.identity;
     if section.leeway_secs > 120 {
         diags.at(
@@ -452,11 +452,7 @@ fn compile_identity(
             keys,
         });
     }
-    let mut factors: std::collections::BTreeMap<String, crate::identity::FactorKind> =
-        mfa::RFC_8176_FACTORS
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect();
+    let mut factors = MfaRules::rfc8176().factors;
     factors.extend(section.amr.iter().map(|(k, v)| (k.clone(), *v)));
     let defaults = IdentityHeaders::default();
     let h = &section.headers;
