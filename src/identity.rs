@@ -125,14 +125,18 @@ impl IdentityHeaders {
         if let Some(session) = &p.session {
             pairs.push((&self.session, session.clone()));
         }
-        // Names were checked when the policy was compiled; a claim that is not a valid header
-        // value (control characters) is left out rather than sent mangled.
+        // Names were checked when the policy was compiled. Values are percent-encoded UTF-8
+        // where they hold anything but visible ASCII and spaces (a subject `山田`, a control
+        // character), so no claim is ever dropped or sent mangled: a backend that sees no
+        // subject header must never have been sent a verified request.
+        const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
         pairs
             .into_iter()
             .filter_map(|(name, value)| {
+                let encoded = percent_encoding::utf8_percent_encode(&value, ENCODE).to_string();
                 Some((
                     http::HeaderName::from_bytes(name.as_bytes()).ok()?,
-                    http::HeaderValue::from_str(&value).ok()?,
+                    http::HeaderValue::from_str(&encoded).ok()?,
                 ))
             })
             .collect()

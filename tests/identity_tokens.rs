@@ -548,3 +548,27 @@ fn wycheproof_jws_vectors_agree() {
     assert!(accepted > 0 && refused > 0);
     eprintln!("wycheproof: {accepted} accepted, {refused} refused, as expected");
 }
+
+#[test]
+fn identity_headers_carry_any_subject_losslessly() {
+    let k = keys();
+    let plan = plan();
+    let mut claims = mfa_claims("山田%花子");
+    claims["sub"] = json!("山田%花子\u{7}");
+    let principal = plan.principal(&k.es.sign(&claims), now()).unwrap();
+    let subject = principal
+        .upstream_headers
+        .iter()
+        .find(|(name, _)| name == "x-phr-subject")
+        .map(|(_, value)| value.to_str().unwrap().to_owned())
+        .expect("the subject header is never dropped");
+    assert_eq!(subject, "%E5%B1%B1%E7%94%B0%25%E8%8A%B1%E5%AD%90%07");
+    let decoded = percent_encoding::percent_decode_str(&subject)
+        .decode_utf8()
+        .unwrap();
+    assert_eq!(decoded, "山田%花子\u{7}");
+    assert!(principal
+        .upstream_headers
+        .iter()
+        .any(|(n, v)| n == "x-phr-scopes" && v == "openid patient/*.rs"));
+}
