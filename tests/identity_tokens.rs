@@ -572,3 +572,61 @@ fn identity_headers_carry_any_subject_losslessly() {
         .iter()
         .any(|(n, v)| n == "x-phr-scopes" && v == "openid patient/*.rs"));
 }
+
+/// `SessionRegistry::revoke` (what the admin API will call) writes the event durably to the
+/// state log before it applies it; a registry rebuilt from that log refuses the same token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_is_recorded_before_it_applies_and_replays_r_auth_3() {
+    use phr_gateway::audit::{AuditSink, Durability, OnFailure, Signer, StateEvent, StoreConfig};
+    use phr_gateway::identity::{SessionLimits, SessionRegistry};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = AuditSink::open(StoreConfig {
+        dir: dir.path().to_path_buf(),
+        node_id: std::sync::Arc::from("n"),
+        origin: "test/gw".into(),
+        signer: Signer::generate("test/gw").unwrap(),
+        checkpoint_every: 100,
+        checkpoint_interval: std::time::Duration::from_secs(60),
+        segment_max_bytes: 1 << 20,
+        sync_interval: std::time::Duration::from_millis(2),
+        access_durability: Durability::Batched,
+        on_failure: OnFailure::FailClosed,
+        queue_capacity: 16,
+    })
+    .unwrap();
+    let k = keys();
+    let plan = plan();
+    let principal = plan
+        .principal(&k.es.sign(&mfa_claims("judy")), now())
+        .unwrap();
+    let limits = SessionLimits {
+        idle_secs: 600,
+        absolute_secs: 3600,
+    };
+    let registry = SessionRegistry::default();
+    assert!(registry.check(&principal, limits, now()).is_ok());
+    let event = StateEvent::TokenRevoked {
+        token_id: principal.token_id.clone().unwrap(),
+        by: "test".into(),
+    };
+    let seq = registry.revoke(&sink, event).await.unwrap();
+    assert_eq!(
+        registry
+            .check(&principal, limits, now())
+            .unwrap_err()
+            .reason,
+        Reason::IdentitySessionRevoked
+    );
+    // On disk already (durable), and a new registry replays it.
+    let events = phr_gateway::audit::segment::read_records(&dir.path().join("state")).unwrap();
+    assert_eq!(events[seq as usize]["event"], "token_revoked");
+    let rebuilt = SessionRegistry::default();
+    assert_eq!(rebuilt.replay(&events), 1);
+    assert_eq!(
+        rebuilt.check(&principal, limits, now()).unwrap_err().reason,
+        Reason::IdentitySessionRevoked
+    );
+    tokio::task::spawn_blocking(move || sink.close())
+        .await
+        .unwrap();
+}
