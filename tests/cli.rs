@@ -176,6 +176,11 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "another issuer already has iss `https://id`",
         ),
         (
+            good.replace("[audit]", "[identity]\nleeway_secs = 600\n\n[audit]"),
+            "leeway_secs = 600",
+            "leeway_secs must be at most 120, not 600",
+        ),
+        (
             good.replace("[audit]\ndir = \"audit\"\n", "[audit]\n"),
             "[audit]",
             "missing field `dir`",

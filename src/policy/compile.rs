@@ -360,15 +360,6 @@ fn compile_identity(
 ) -> crate::identity::IdentityPlan {
     use crate::identity::{jwks, keys, IdentityHeaders, Issuer, MfaRules, TokenRules};
     let section = &file.identity;
-    if section.leeway_secs > 120 {
-        diags.at(
-            0..0,
-            format!(
-                "identity.leeway_secs must be at most 120, not {}",
-                section.leeway_secs
-            ),
-        );
-    }
     let mut issuers = Vec::new();
     for (n, spanned) in file.issuers.iter().enumerate() {
         let i = spanned.get_ref();
@@ -481,7 +472,7 @@ fn compile_identity(
         issuers,
         TokenRules {
             max_bytes: section.max_token_bytes,
-            leeway_secs: section.leeway_secs.min(120) as i64,
+            leeway_secs: section.leeway_secs as i64,
         },
         MfaRules {
             factors,

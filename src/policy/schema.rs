@@ -215,7 +215,8 @@ fn default_queue_capacity() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
     /// Clock skew allowed on `exp`, `nbf` and `iat` (0 to 120 seconds).
-    #[serde(default = "default_leeway_secs")]
+    #[serde(default = "default_leeway_secs", deserialize_with = "leeway_in_range")]
+    #[schemars(range(max = 120))]
     pub leeway_secs: u64,
     /// Largest token accepted, in bytes.
     #[serde(default = "default_max_token_bytes")]
@@ -292,6 +293,18 @@ impl Default for IdentitySection {
 
 fn default_leeway_secs() -> u64 {
     30
+}
+
+/// Checked while parsing, so the error carries the value's own line and column.
+fn leeway_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n <= 120 {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "leeway_secs must be at most 120, not {n}: a larger skew keeps expired tokens alive"
+        )))
+    }
 }
 fn default_max_token_bytes() -> usize {
     8192
