@@ -1,9 +1,13 @@
-//! Identity (R-AUTH-1, R-AUTH-2): who is asking, proven by a bearer token from an issuer the
-//! policy trusts, with the multi-factor and step-up evidence the route asks for.
+//! Identity (R-AUTH-1, R-AUTH-2, R-AUTH-3, R-AUTH-5): who is asking, proven by a bearer token
+//! from an issuer the policy trusts, with the multi-factor and step-up evidence the route asks
+//! for, in a session that is still alive, from an address that is not locked out.
 //!
 //! - [`keys`]: an issuer's JWKS, admitted key by key.
+//! - [`jwks`]: where the keys come from (file or https URL) and their refresh.
 //! - [`token`]: compact JWS verification and claim checks.
 //! - [`mfa`]: factor kinds from `amr`/`acr`, step-up (RFC 9470).
+//! - [`session`]: idle and absolute limits, logout, revocation (durable state events).
+//! - [`failures`]: failed attempts per client address.
 //!
 //! A route not declared `anonymous` needs a verified identity; without a trusted issuer in the
 //! policy every such request is refused (fail closed).
@@ -221,7 +225,7 @@ impl IdentityPlan {
         let generation = self.issuers[issuer].keys.generation();
         let c = verified.claims;
         let amr = c.amr.unwrap_or_default();
-        let issuer_id = &self.issuers[verified.issuer].id;
+        let issuer_id = &self.issuers[issuer].id;
         let session = c.sid.or_else(|| c.jti.clone());
         let mut principal = Principal {
             issuer: issuer_id.clone(),
