@@ -24,6 +24,7 @@
 //! | [`demo`] | the embedded-defaults demo and its sample backend |
 //! | [`pki`] | development certificates (rcgen) |
 //! | [`logging`] | structured logs |
+//! | [`metrics`] | the Prometheus registry (served by the admin listener when it lands) |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,6 +38,7 @@ pub mod harden;
 pub mod headers;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod pki;
 pub mod policy;

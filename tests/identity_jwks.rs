@@ -145,3 +145,40 @@ fn a_policy_whose_jwks_url_cannot_be_fetched_is_refused() {
         "{stderr}"
     );
 }
+
+/// A failed refresh keeps the keys and is counted in the metrics registry (served by the admin
+/// listener's /metrics), beside the key set's age.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_refresh_is_counted_and_the_keys_kept() {
+    use phr_gateway::identity::jwks::{IssuerKeys, JwksSource, JwksUrl};
+    use phr_gateway::identity::keys::KeySet;
+    let dead = free_port();
+    let url = JwksUrl::new(
+        &format!("https://localhost:{dead}/jwks.json"),
+        None,
+        Duration::from_secs(3600),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let set = KeySet::from_json(jwks(&[&TestKey::es256("k")]).as_bytes()).unwrap();
+    let keys = IssuerKeys::new(JwksSource::Url(url), set);
+    assert!(!keys.refresh_if_due("metrics-idp").await, "nothing due yet");
+    keys.unknown_kid();
+    assert!(
+        keys.refresh_if_due("metrics-idp").await,
+        "an unknown kid asks for a fetch"
+    );
+    assert_eq!(keys.current().len(), 1, "the last good keys stay");
+    let text = phr_gateway::metrics::metrics().unwrap().render();
+    assert!(
+        text.contains("phr_jwks_refresh_failures_total{issuer=\"metrics-idp\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("phr_jwks_age_seconds{issuer=\"metrics-idp\"}"),
+        "{text}"
+    );
+    // Within jwks_min_refetch_secs another unknown kid does not fetch again.
+    keys.unknown_kid();
+    assert!(!keys.refresh_if_due("metrics-idp").await);
+}

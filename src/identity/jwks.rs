@@ -286,8 +286,14 @@ impl IssuerKeys {
         scheduled || wanted
     }
 
-    /// Refresh if due. Returns whether a fetch was made.
+    /// Refresh if due (and keep the key-set age metric current). Returns whether a fetch was
+    /// made.
     pub async fn refresh_if_due(&self, issuer: &str) -> bool {
+        if let Some(m) = crate::metrics::metrics() {
+            m.jwks_age_seconds
+                .with_label_values(&[issuer])
+                .set(self.age().as_secs_f64());
+        }
         let JwksSource::Url(url) = &self.source else {
             return false;
         };
@@ -308,6 +314,9 @@ impl IssuerKeys {
             }
             Err(e) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(m) = crate::metrics::metrics() {
+                    m.jwks_refresh_failures.with_label_values(&[issuer]).inc();
+                }
                 tracing::error!(
                     issuer,
                     failures,
