@@ -144,6 +144,14 @@ impl ProxyHttp for Gateway {
         };
         if view.path == LOGOUT_PATH {
             ctx.snapshot = Some(Arc::clone(&snapshot));
+            // The gateway's own endpoint gets the same framing checks as every routed request.
+            if let Err(refusal) =
+                protocol::check_framing(view.headers, view.length_dropped_by_parser)
+            {
+                ctx.outcome = Outcome::Refused(refusal.reason);
+                self.respond_refusal(session, &refusal, ctx).await?;
+                return Ok(true);
+            }
             return self.logout(session, &snapshot, ctx).await;
         }
         let state = IdentityState {

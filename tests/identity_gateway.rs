@@ -272,6 +272,18 @@ async fn logout_ends_the_session_for_good_even_across_a_restart_r_auth_3() {
             .status,
         200
     );
+    // Logout is held to the same framing rules as any request (R-WAF-3).
+    let smuggled = format!(
+        "POST /.phr/session/logout HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, smuggled.as_bytes())
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("protocol.length_with_transfer_encoding"),
+        "{answer}"
+    );
     // Logout without a token, or with GET, is refused.
     let mut client = Client::open(s.gateway.port, h1(&s)).await.unwrap();
     assert_eq!(
