@@ -231,15 +231,59 @@ fn describe(s: &Snapshot) -> String {
     }
     let _ = writeln!(
         out,
-        "audit store {} (origin {}, checkpoint every {} records or {} s, access records {:?}, on failure {:?}{})",
+        "audit store {} (origin {}, checkpoint every {} records or {} s, access records {}, on failure {}{})",
         s.audit.dir.display(),
         s.audit.origin,
         s.audit.checkpoint_every,
         s.audit.checkpoint_interval.as_secs(),
-        s.audit.access_durability,
-        s.audit.on_failure,
+        match s.audit.access_durability {
+            phr_gateway::audit::Durability::Batched => "batched",
+            phr_gateway::audit::Durability::Durable => "durable",
+        },
+        match s.audit.on_failure {
+            phr_gateway::audit::OnFailure::FailClosed => "fail_closed",
+            phr_gateway::audit::OnFailure::Degrade => "degrade",
+        },
         if s.pseudonymiser.is_some() { ", subjects pseudonymised" } else { "" }
     );
+    for i in &s.identity.issuers {
+        let algorithms: Vec<&str> = i
+            .algorithms
+            .iter()
+            .map(|a| phr_gateway::identity::keys::algorithm_name(*a))
+            .collect();
+        let source = match &i.keys.source {
+            phr_gateway::identity::jwks::JwksSource::Url(u) => format!("{} (refreshed)", u.url),
+            phr_gateway::identity::jwks::JwksSource::File(p) => p.display().to_string(),
+            phr_gateway::identity::jwks::JwksSource::Fixed => "in memory".into(),
+        };
+        let _ = writeln!(
+            out,
+            "issuer {} = {} (aud {}; {}; {} keys from {})",
+            i.id,
+            i.issuer,
+            i.audiences.join(","),
+            algorithms.join(","),
+            i.keys.current().len(),
+            source
+        );
+    }
+    if s.identity.issuers.is_empty() {
+        let _ = writeln!(
+            out,
+            "no token issuer: every route that is not anonymous is refused (identity.missing)"
+        );
+    }
+    if s.identity.mfa.accept_mfa_amr {
+        let _ = writeln!(out, "WARNING: identity.accept_mfa_amr = true: amr \"mfa\" is believed without the factors (R-AUTH-2)");
+    }
+    for r in s.routes.routes().iter().filter(|r| !r.anonymous && !r.mfa) {
+        let _ = writeln!(
+            out,
+            "WARNING: route {} accepts a single authentication factor (mfa = false; R-AUTH-2)",
+            r.id
+        );
+    }
     if s.audit.on_failure == phr_gateway::audit::OnFailure::Degrade {
         let _ = writeln!(out, "WARNING: audit.on_audit_failure = \"degrade\": requests are served without their records while the store cannot write (R-LOG-1)");
     }
@@ -276,10 +320,30 @@ fn describe(s: &Snapshot) -> String {
             r.pattern,
             s.upstreams[r.upstream].name,
             r.category.as_str(),
-            if r.anonymous { "ANONYMOUS" } else { "required" }
+            identity_column(r)
         );
     }
     out
+}
+
+/// The route table's identity column: what a caller must show.
+fn identity_column(r: &phr_gateway::route::Route) -> String {
+    if r.anonymous {
+        return "ANONYMOUS".into();
+    }
+    let mut parts = vec![if r.mfa {
+        "token+MFA"
+    } else {
+        "token (single factor)"
+    }
+    .to_owned()];
+    if let Some(age) = r.step_up.max_age_secs {
+        parts.push(format!("sign-in <= {age}s"));
+    }
+    if !r.step_up.acr_values.is_empty() {
+        parts.push(format!("acr {}", r.step_up.acr_values.join("|")));
+    }
+    parts.join(", ")
 }
 
 fn explain(policy: &Path, requests: &Path) -> Result<ExitCode> {

@@ -43,7 +43,21 @@ fn check_prints_route_table_of_a_valid_policy() {
     assert!(stdout.contains("patient-read"), "{stdout}");
     assert!(stdout.contains("/fhir/Patient/{id}"), "{stdout}");
     assert!(stdout.contains("ANONYMOUS"), "{stdout}");
+    assert!(stdout.contains("token+MFA"), "{stdout}");
+    assert!(stdout.contains("no token issuer"), "{stdout}");
     assert!(!stdout.contains("WARNING"), "{stdout}");
+
+    // Weakened identity is said out loud too (R-AUTH-2).
+    let single = policy(&pki, 8443, 8081, "", "").replace(
+        "category = \"account\"",
+        "category = \"account\"\nmfa = false",
+    );
+    let out = check(&write_policy(dir.path(), &single));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("WARNING: route patient-read accepts a single authentication factor"),
+        "{stdout}"
+    );
 
     // Turning a protection off is said out loud (R-TLS-1).
     let path = write_policy(
