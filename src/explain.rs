@@ -43,6 +43,9 @@ pub struct Explanation {
     pub method: String,
     /// Path as given.
     pub path: String,
+    /// The gateway's own endpoint the path names, if any (answered by the gateway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<&'static str>,
     /// The matched route's id, if routing got that far.
     pub route: Option<String>,
     /// `allow` or `refuse`.
@@ -116,6 +119,7 @@ pub fn explain_one(
         id: request.id,
         method: request.method.clone(),
         path: request.path.clone(),
+        endpoint: evaluation.endpoint.map(|e| e.name()),
         route: evaluation.route.map(|r| r.id.to_string()),
         decision,
         reason: evaluation.decision.code(),

@@ -2,7 +2,7 @@
 //! request and the policy snapshot. The proxy and `phr-gateway explain` both call
 //! [`evaluate`], so a decision can always be explained without replaying the request.
 //!
-//! Order: protocol framing → route (default deny) → identity. Later steps (limits, access,
+//! Order: protocol framing → the gateway's own endpoints → route (default deny) → identity. Later steps (limits, access,
 //! inspection) slot in here.
 
 use http::{HeaderMap, Method};
@@ -28,9 +28,43 @@ pub struct RequestView<'a> {
     pub length_dropped_by_parser: bool,
 }
 
+/// The gateway's own endpoints under `/.phr/`: answered by the gateway, never forwarded. They
+/// sit after the framing checks and before routing, so every request passes the same first
+/// step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayEndpoint {
+    /// `POST /.phr/session/logout`: end the caller's own session (R-AUTH-3).
+    SessionLogout,
+}
+
+impl GatewayEndpoint {
+    /// Every endpoint.
+    pub const ALL: [GatewayEndpoint; 1] = [GatewayEndpoint::SessionLogout];
+
+    /// Its path (matched exactly: no dot-segment or encoding variant reaches it).
+    pub const fn path(self) -> &'static str {
+        match self {
+            GatewayEndpoint::SessionLogout => "/.phr/session/logout",
+        }
+    }
+
+    /// Its name in `explain` output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            GatewayEndpoint::SessionLogout => "session-logout",
+        }
+    }
+
+    fn find(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.path() == path)
+    }
+}
+
 /// The pipeline's answer.
 #[derive(Debug)]
 pub struct Evaluation<'s> {
+    /// One of the gateway's own endpoints, when the path names one.
+    pub endpoint: Option<GatewayEndpoint>,
     /// The matched route, when routing got that far.
     pub route: Option<&'s Route>,
     /// Its index in the snapshot's route table.
@@ -49,6 +83,7 @@ pub fn evaluate<'s>(
     now: i64,
 ) -> Evaluation<'s> {
     let refuse = |found: Option<(usize, &'s Route)>, refusal| Evaluation {
+        endpoint: None,
         route: found.map(|f| f.1),
         route_index: found.map(|f| f.0),
         principal: None,
@@ -57,6 +92,16 @@ pub fn evaluate<'s>(
     if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
     {
         return refuse(None, refusal);
+    }
+    if let Some(endpoint) = GatewayEndpoint::find(request.path) {
+        // The endpoint checks its own method and token: what it needs differs from a route's.
+        return Evaluation {
+            endpoint: Some(endpoint),
+            route: None,
+            route_index: None,
+            principal: None,
+            decision: Decision::Allow,
+        };
     }
     let (index, route) = match policy.routes.route(request.method, request.path) {
         Ok(found) => (found.index, found.route),
@@ -67,6 +112,7 @@ pub fn evaluate<'s>(
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
     Evaluation {
+        endpoint: None,
         route: Some(route),
         route_index: Some(index),
         principal,

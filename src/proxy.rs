@@ -22,7 +22,7 @@ use crate::forward::{self, Forwarding};
 use crate::harden;
 use crate::headers::{HeaderEdit, X_REQUEST_ID};
 use crate::identity::{self, FailureTracker, IdentityState, SessionRegistry};
-use crate::pipeline::{self, RequestView};
+use crate::pipeline::{self, GatewayEndpoint, RequestView};
 use crate::policy::{PolicyStore, Snapshot};
 use crate::protocol;
 use crate::route::Route;
@@ -47,9 +47,6 @@ impl Gateway {
         }
     }
 }
-
-/// The gateway's own endpoint for ending the caller's session (R-AUTH-3).
-pub const LOGOUT_PATH: &str = "/.phr/session/logout";
 
 /// The pingora error type that carries "the record could not be written" from
 /// `response_filter` to `fail_to_proxy`.
@@ -142,18 +139,6 @@ impl ProxyHttp for Gateway {
             headers: &header.headers,
             length_dropped_by_parser,
         };
-        if view.path == LOGOUT_PATH {
-            ctx.snapshot = Some(Arc::clone(&snapshot));
-            // The gateway's own endpoint gets the same framing checks as every routed request.
-            if let Err(refusal) =
-                protocol::check_framing(view.headers, view.length_dropped_by_parser)
-            {
-                ctx.outcome = Outcome::Refused(refusal.reason);
-                self.respond_refusal(session, &refusal, ctx).await?;
-                return Ok(true);
-            }
-            return self.logout(session, &snapshot, ctx).await;
-        }
         let state = IdentityState {
             sessions: Some(&self.sessions),
             failures: Some(&self.failures),
@@ -164,11 +149,15 @@ impl ProxyHttp for Gateway {
         };
         let evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
         let decision = evaluation.decision;
+        let endpoint = evaluation.endpoint;
         ctx.route = evaluation.route_index;
         ctx.principal = evaluation.principal;
-        ctx.snapshot = Some(snapshot);
+        ctx.snapshot = Some(Arc::clone(&snapshot));
         match decision {
-            Decision::Allow => Ok(false),
+            Decision::Allow => match endpoint {
+                None => Ok(false),
+                Some(GatewayEndpoint::SessionLogout) => self.logout(session, &snapshot, ctx).await,
+            },
             Decision::Refuse(refusal) => {
                 ctx.outcome = Outcome::Refused(refusal.reason);
                 self.respond_refusal(session, &refusal, ctx).await?;

@@ -266,6 +266,8 @@ fn explain_runs_the_proxy_pipeline_without_network() {
         r#"{"method":"GET","path":"/fhir/Patient/p-1"}"#,
         r#"{"method":"POST","path":"/anon/x","headers":[["content-length","3"],["transfer-encoding","chunked"]]}"#,
         r#"{"method":"GET","path":"/anon/%2e%2e/admin"}"#,
+        r#"{"method":"POST","path":"/.phr/session/logout"}"#,
+        r#"{"method":"POST","path":"/.phr/session/logout","headers":[["content-length","3"],["transfer-encoding","chunked"]]}"#,
         r#"not json"#,
     ]
     .join("\n");
@@ -296,6 +298,8 @@ fn explain_runs_the_proxy_pipeline_without_network() {
         ("refuse", "identity.missing", 401),
         ("refuse", "protocol.length_with_transfer_encoding", 400),
         ("refuse", "route.path_not_canonical", 400),
+        ("allow", "allow", 200),
+        ("refuse", "protocol.length_with_transfer_encoding", 400),
     ];
     for (line, (decision, reason, status)) in lines.iter().zip(expect) {
         assert_eq!(line["decision"], decision, "{line}");
@@ -305,8 +309,11 @@ fn explain_runs_the_proxy_pipeline_without_network() {
     assert_eq!(lines[0]["id"], "a");
     assert_eq!(lines[0]["route"], "anon");
     assert_eq!(lines[3]["route"], "patient-read");
-    assert_eq!(lines[6]["line"], 7);
-    assert!(lines[6]["error"].as_str().unwrap_or("").contains("line 7"));
+    // The gateway's own endpoint is named, and held to the framing checks first.
+    assert_eq!(lines[6]["endpoint"], "session-logout");
+    assert!(lines[7].get("endpoint").is_none(), "{}", lines[7]);
+    assert_eq!(lines[8]["line"], 9);
+    assert!(lines[8]["error"].as_str().unwrap_or("").contains("line 9"));
 }
 
 #[test]
