@@ -136,7 +136,12 @@ fn rewrite_identity(
         .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
         .map(|k| k.as_str().to_owned())
         .collect();
-    for name in prefixed.iter().map(String::as_str).chain(names.names()) {
+    // Configured names under the prefix went with the scan; only others need their own pass.
+    let configured = names
+        .names()
+        .into_iter()
+        .filter(|n| !n.starts_with(IDENTITY_PREFIX));
+    for name in prefixed.iter().map(String::as_str).chain(configured) {
         request.remove(name);
     }
     if let Some(principal) = principal {
@@ -179,6 +184,38 @@ mod tests {
                 principal: None,
             },
         );
+    }
+
+    /// A client can never pass itself off as verified: every `x-phr-*` header and every
+    /// configured identity header name it sends is removed, verified or not (R-AUTH-1).
+    #[test]
+    fn client_sent_identity_headers_never_reach_the_upstream() {
+        let names = IdentityHeaders {
+            subject: "x-user".into(),
+            ..IdentityHeaders::default()
+        };
+        let mut m = map(&[
+            ("x-user", "admin"),
+            ("x-phr-subject", "admin"),
+            ("x-phr-mfa", "true"),
+            ("X-PHR-Anything", "1"),
+            ("accept", "*/*"),
+        ]);
+        rewrite_request(
+            &mut m,
+            &Forwarding {
+                client_ip: None,
+                host: None,
+                request_id: &HeaderValue::from_static("req-1"),
+                default_host: "backend",
+                identity_headers: &names,
+                principal: None,
+            },
+        );
+        for gone in ["x-user", "x-phr-subject", "x-phr-mfa", "x-phr-anything"] {
+            assert!(m.get(gone).is_none(), "{gone} passed through");
+        }
+        assert_eq!(m["accept"], "*/*");
     }
 
     #[test]
