@@ -294,6 +294,20 @@ fn unknown_crit_duplicate_claims_and_oversized_tokens_are_refused() {
         TokenError::Malformed("a claim is given twice")
     );
 
+    // `alg` twice in the header: one reader might take ES256, another none.
+    let header = r#"{"alg":"ES256","kid":"es-1","alg":"none"}"#;
+    let message = format!(
+        "{}.{}",
+        b64(header.as_bytes()),
+        b64(mfa_claims("alice").to_string().as_bytes())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &k.es.encoding, Algorithm::ES256).unwrap();
+    assert_eq!(
+        verify(&format!("{message}.{signature}")).unwrap_err(),
+        TokenError::Malformed("header repeats a name")
+    );
+
     let mut claims = mfa_claims("alice");
     claims["padding"] = json!("x".repeat(9000));
     assert_eq!(

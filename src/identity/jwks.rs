@@ -328,3 +328,26 @@ impl IssuerKeys {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys fetched over plain HTTP could be swapped by anyone on the path.
+    #[test]
+    fn only_https_jwks_urls_are_accepted() {
+        let d = Duration::from_secs(1);
+        for url in [
+            "http://id.example/jwks.json",
+            "https:///jwks.json",
+            "file:///etc/jwks.json",
+            "not a url",
+        ] {
+            assert!(
+                matches!(JwksUrl::new(url, None, d, d), Err(JwksError::Url(_))),
+                "{url}"
+            );
+        }
+        assert!(JwksUrl::new("https://id.example/.well-known/jwks.json", None, d, d).is_ok());
+    }
+}

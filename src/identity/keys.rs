@@ -299,6 +299,11 @@ mod tests {
         assert!(matches!(KeySet::from_json(oct), Err(KeySetError::Empty)));
         let enc = br#"{"kty":"EC","crv":"P-256","use":"enc","x":"04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY","y":"UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw"}"#;
         assert!(KeySet::from_json(enc).is_err());
+        // A JWKS that publishes a private key is a leak; the key is not used at all.
+        let private = br#"{"kty":"EC","crv":"P-256","d":"AAAA","x":"04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY","y":"UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw"}"#;
+        assert!(KeySet::from_json(private).is_err());
+        let sign_only = br#"{"kty":"EC","crv":"P-256","key_ops":["sign"],"x":"04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY","y":"UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw"}"#;
+        assert!(KeySet::from_json(sign_only).is_err());
         let p384 = br#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#;
         assert!(KeySet::from_json(p384).is_err());
         let good = br#"{"kty":"EC","crv":"P-256","kid":"k1","x":"04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY","y":"UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw"}"#;
