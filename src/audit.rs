@@ -126,25 +126,25 @@ impl From<(String, std::io::Error)> for AuditError {
 fn publish_key(config: &StoreConfig) -> Result<(), AuditError> {
     let path = config.dir.join(verify::PUBLIC_KEY_FILE);
     let text = config.signer.verifier().to_text();
-    match std::fs::read_to_string(&path) {
-        Ok(existing) if existing.trim() == text => Ok(()),
-        Ok(existing) => {
-            tracing::warn!(old = existing.trim(), new = %text, "the checkpoint signing key changed; older checkpoints verify only with the old key");
-            crate::pki::write_file(&path, text.as_bytes(), false)
-                .map_err(|e| AuditError::Encode(e.to_string()))
+    let existing = std::fs::read_to_string(&path).ok();
+    match existing.as_deref().map(str::trim) {
+        Some(same) if same == text => return Ok(()),
+        Some(old) => {
+            tracing::warn!(old, new = %text, "the checkpoint signing key changed; older checkpoints verify only with the old key")
         }
-        Err(_) => crate::pki::write_file(&path, text.as_bytes(), false)
-            .map_err(|e| AuditError::Encode(e.to_string())),
+        None => {}
     }
+    crate::pki::write_file(&path, text.as_bytes(), false)
+        .map_err(|e| AuditError::from((path.display().to_string(), std::io::Error::other(e))))
 }
 
 /// State shared by the sinks and the writer.
 #[derive(Debug)]
 struct Shared {
     available: AtomicBool,
-    /// Records written, per log (access, state).
+    /// Records written, per log (by [`LogKind::index`]).
     appended: [AtomicU64; 2],
-    /// Size of the latest checkpoint, per log.
+    /// Size of the latest checkpoint, per log (by [`LogKind::index`]).
     checkpoints: [AtomicU64; 2],
     /// Access records that could not be written.
     lost: AtomicU64,
@@ -284,11 +284,13 @@ impl AuditSink {
     pub fn stats(&self) -> AuditStats {
         AuditStats {
             available: self.is_available(),
-            access_appended: self.shared.appended[0].load(Ordering::Relaxed),
-            state_appended: self.shared.appended[1].load(Ordering::Relaxed),
+            access_appended: self.shared.appended[LogKind::Access.index()].load(Ordering::Relaxed),
+            state_appended: self.shared.appended[LogKind::State.index()].load(Ordering::Relaxed),
             access_lost: self.shared.lost.load(Ordering::Relaxed),
-            access_checkpoint: self.shared.checkpoints[0].load(Ordering::Acquire),
-            state_checkpoint: self.shared.checkpoints[1].load(Ordering::Acquire),
+            access_checkpoint: self.shared.checkpoints[LogKind::Access.index()]
+                .load(Ordering::Acquire),
+            state_checkpoint: self.shared.checkpoints[LogKind::State.index()]
+                .load(Ordering::Acquire),
             queue_depth: self.capacity - self.queue.capacity(),
         }
     }

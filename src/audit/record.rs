@@ -52,6 +52,14 @@ impl LogKind {
         }
     }
 
+    /// Its position in per-log arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            LogKind::Access => 0,
+            LogKind::State => 1,
+        }
+    }
+
     /// Parse a log name.
     pub fn from_name(name: &str) -> Option<Self> {
         LogKind::ALL.into_iter().find(|l| l.name() == name)

@@ -20,8 +20,6 @@ use super::record::{self, AccessRecord, LogKind, StateEvent, GENESIS_CHAIN};
 use super::segment::{self, CheckpointRecord, SegmentWriter};
 use super::{AuditError, Durability, Shared, StoreConfig};
 
-/// How long the writer waits before trying a failed store again.
-const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Most records taken off the queue per group.
 const MAX_GROUP: usize = 4096;
 
@@ -346,7 +344,7 @@ impl Writer {
             .write_staged(self.config.segment_max_bytes)
             .and_then(|()| self.state.sync())
             .map_err(|e| AuditError::Unavailable(e.to_string()))?;
-        self.shared.appended[1].fetch_add(1, Ordering::Relaxed);
+        self.shared.appended[LogKind::State.index()].fetch_add(1, Ordering::Relaxed);
         Ok(seq)
     }
 
@@ -404,9 +402,6 @@ impl Writer {
     }
 
     fn next_wakeup(&self) -> Duration {
-        if self.outage.is_some() {
-            return RETRY_INTERVAL.min(self.config.checkpoint_interval);
-        }
         let mut wait = self.config.checkpoint_interval;
         if self.access.synced_seq != self.access.next_seq {
             wait = wait.min(
@@ -457,7 +452,8 @@ impl Writer {
         let failures_before = self.failures;
         match self.access.write_staged(segment_max) {
             Ok(()) => {
-                self.shared.appended[0].fetch_add(staged_access, Ordering::Relaxed);
+                self.shared.appended[LogKind::Access.index()]
+                    .fetch_add(staged_access, Ordering::Relaxed);
                 for (seq, ack) in written_access {
                     match (self.config.access_durability, ack) {
                         (Durability::Durable, Some(ack)) => self.waiting_access.push((seq, ack)),
@@ -534,7 +530,7 @@ impl Writer {
             let pending = log.next_seq > log.checkpointed;
             if (forced && pending) || log.checkpoint_due(&self.config) {
                 log.checkpoint(&self.config.signer)?;
-                self.shared.checkpoints[log_index(log.kind)]
+                self.shared.checkpoints[log.kind.index()]
                     .store(log.checkpointed, Ordering::Release);
             }
         }
@@ -578,12 +574,5 @@ impl Writer {
 fn reply(ack: Option<Ack>, result: Result<u64, AuditError>) {
     if let Some(ack) = ack {
         let _ = ack.send(result);
-    }
-}
-
-pub(super) fn log_index(kind: LogKind) -> usize {
-    match kind {
-        LogKind::Access => 0,
-        LogKind::State => 1,
     }
 }
