@@ -46,15 +46,25 @@ fn by_request_id(audit: &Path) -> HashMap<String, serde_json::Value> {
 
 /// SIGTERM and wait for the exit (the gateway checkpoints on the way out).
 fn stop(gateway: &mut Gateway) {
-    gateway.signal(Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if gateway.child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    gateway.stop_with(Signal::SIGTERM);
+}
+
+/// A gateway (default test policy) that has answered `n` GETs on the anonymous route.
+async fn gateway_after_gets(n: usize) -> (tempfile::TempDir, Gateway, Upstream) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let gateway = Gateway::start(dir.path(), &policy(&pki, port, upstream.port, "", ""), port);
+    let mut client = Client::open(port, h1(&pki)).await.unwrap();
+    for i in 0..n {
+        let reply = client
+            .send("GET", &format!("/anon/{i}"), &[], "")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
     }
-    panic!("gateway did not stop: {}", gateway.log());
+    (dir, gateway, upstream)
 }
 
 /// `phr-gateway audit verify` on the store with the pinned key; returns (success, output).
@@ -434,18 +444,7 @@ fn cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
 /// artefact is refused with exit 1 (R-LOG-2, R-OPS-3).
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_commands_export_prove_and_catch_edits_r_ops_3() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "server");
-    let upstream = Upstream::start().await;
-    let port = free_port();
-    let mut gateway = Gateway::start(dir.path(), &policy(&pki, port, upstream.port, "", ""), port);
-    let mut client = Client::open(port, h1(&pki)).await.unwrap();
-    for i in 0..20 {
-        client
-            .send("GET", &format!("/anon/{i}"), &[], "")
-            .await
-            .unwrap();
-    }
+    let (dir, mut gateway, _upstream) = gateway_after_gets(20).await;
     stop(&mut gateway);
     let audit = dir.path().join("audit");
     let key = dir.path().join("audit-signing.key.pub");
@@ -541,24 +540,8 @@ async fn audit_commands_export_prove_and_catch_edits_r_ops_3() {
 /// record, so nothing is left covered by the chain alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_still_ends_with_a_checkpoint_over_every_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "server");
-    let upstream = Upstream::start().await;
-    let port = free_port();
-    let mut gateway = Gateway::start(dir.path(), &policy(&pki, port, upstream.port, "", ""), port);
-    let mut client = Client::open(port, h1(&pki)).await.unwrap();
-    for i in 0..3 {
-        client
-            .send("GET", &format!("/anon/{i}"), &[], "")
-            .await
-            .unwrap();
-    }
-    gateway.signal(Signal::SIGINT);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while gateway.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (dir, mut gateway, _upstream) = gateway_after_gets(3).await;
+    gateway.stop_with(Signal::SIGINT);
     let (ok, out) = audit_verify(dir.path());
     assert!(ok, "{out}");
     assert!(

@@ -53,14 +53,8 @@ max_auth_age_secs = 300
 [identity]
 {identity}
 
-[[issuers]]
-id = "test-idp"
-issuer = "{ISSUER}"
-audiences = ["{AUDIENCE}"]
-algorithms = ["ES256"]
-jwks_file = "jwks.json"
 "#
-    );
+    ) + &issuer_toml("jwks_file = \"jwks.json\"");
     let text = policy_with_audit(&pki, port, upstream.port, "", audit_extra, &extra);
     let gateway = Gateway::start(dir.path(), &text, port);
     Setup {
@@ -74,6 +68,11 @@ jwks_file = "jwks.json"
 
 fn h1(s: &Setup) -> Arc<rustls::ClientConfig> {
     client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"])
+}
+
+/// GET a patient (a route that needs a token with MFA) with this `Authorization` value.
+async fn read_patient(s: &Setup, authorization: &str) -> Reply {
+    call(s, "/fhir/Patient/p-1", &[("authorization", authorization)]).await
 }
 
 async fn call(s: &Setup, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -183,8 +182,7 @@ async fn the_access_record_names_the_caller_pseudonymised_when_asked_r_log_5() {
     )
     .await;
     assert_eq!(reply.status, 200);
-    s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
-    let _ = s.gateway.child.wait();
+    stop(&mut s);
     let segment = s.dir.path().join("audit/access/00000000000000000000.jsonl");
     let log = std::fs::read_to_string(segment).unwrap();
     let record = log.lines().last().unwrap();
@@ -215,8 +213,7 @@ fn state_events(dir: &std::path::Path) -> Vec<serde_json::Value> {
 
 /// Stop the gateway (SIGTERM) and wait for it.
 fn stop(s: &mut Setup) {
-    s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
-    let _ = s.gateway.child.wait();
+    s.gateway.stop_with(nix::sys::signal::Signal::SIGTERM);
 }
 
 /// Start the gateway again on the same directory and policy (a new port).
@@ -238,15 +235,10 @@ async fn logout_ends_the_session_for_good_even_across_a_restart_r_auth_3() {
     let mut s = setup("").await;
     let token = s.key.sign(&mfa_claims("frank"));
     let auth = format!("Bearer {token}");
-    assert_eq!(
-        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(read_patient(&s, &auth).await.status, 200);
     let reply = post(&s, "/.phr/session/logout", &token).await;
     assert_eq!(reply.status, 204, "{reply:?}");
-    let after = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    let after = read_patient(&s, &auth).await;
     assert_eq!(
         (after.status, after.json()["reason"].as_str()),
         (401, Some("identity.session_revoked"))
@@ -256,7 +248,7 @@ async fn logout_ends_the_session_for_good_even_across_a_restart_r_auth_3() {
         .any(|e| e["event"] == "session_ended" && e["reason"] == "logout"));
 
     restart(&mut s);
-    let after_restart = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    let after_restart = read_patient(&s, &auth).await;
     assert_eq!(
         after_restart.json()["reason"],
         "identity.session_revoked",
@@ -266,12 +258,7 @@ async fn logout_ends_the_session_for_good_even_across_a_restart_r_auth_3() {
     let mut fresh = mfa_claims("frank");
     fresh["sid"] = json!("sid-frank-2");
     let auth = format!("Bearer {}", s.key.sign(&fresh));
-    assert_eq!(
-        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(read_patient(&s, &auth).await.status, 200);
     // Logout is held to the same framing rules as any request (R-WAF-3).
     let smuggled = format!(
         "POST /.phr/session/logout HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
@@ -314,20 +301,15 @@ async fn an_idle_session_is_locked_r_auth_3() {
     let s = setup_with_identity("session_idle_secs = 1").await;
     let token = s.key.sign(&mfa_claims("grace"));
     let auth = format!("Bearer {token}");
-    assert_eq!(
-        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(read_patient(&s, &auth).await.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    let idle = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    let idle = read_patient(&s, &auth).await;
     assert_eq!(
         (idle.status, idle.json()["reason"].as_str()),
         (401, Some("identity.session_idle"))
     );
     // It stays locked, even right away.
-    let again = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    let again = read_patient(&s, &auth).await;
     assert_eq!(again.json()["reason"], "identity.session_revoked");
 }
 
@@ -336,12 +318,7 @@ async fn a_subject_revocation_written_while_stopped_holds_after_the_restart_r_au
     let mut s = setup("").await;
     let token = s.key.sign(&mfa_claims("heidi"));
     let auth = format!("Bearer {token}");
-    assert_eq!(
-        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(read_patient(&s, &auth).await.status, 200);
     stop(&mut s);
     // The admin action (its API comes with the admin listener): a durable state event.
     {
@@ -372,7 +349,7 @@ async fn a_subject_revocation_written_while_stopped_holds_after_the_restart_r_au
             .unwrap();
     }
     start_again(&mut s);
-    let refused = call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)]).await;
+    let refused = read_patient(&s, &auth).await;
     assert_eq!(refused.json()["reason"], "identity.session_revoked");
     // Signing in again (a later auth_time) is the way back.
     let mut later = mfa_claims("heidi");
@@ -380,12 +357,7 @@ async fn a_subject_revocation_written_while_stopped_holds_after_the_restart_r_au
     later["sid"] = json!("sid-heidi-2");
     let auth = format!("Bearer {}", s.key.sign(&later));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(
-        call(&s, "/fhir/Patient/p-1", &[("authorization", &auth)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(read_patient(&s, &auth).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

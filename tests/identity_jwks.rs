@@ -20,24 +20,13 @@ async fn keys_follow_rotation_without_hammering_the_idp_and_survive_its_outage()
     let idp = JwksServer::start(upstream_tls(&idp_cert, None), jwks(&[&old])).await;
     let upstream = Upstream::start().await;
     let port = free_port();
-    let extra = format!(
-        r#"
-[identity]
-max_failures = 1000   # this test sends many bad tokens on purpose
-
-[[issuers]]
-id = "idp"
-issuer = "{ISSUER}"
-audiences = ["{AUDIENCE}"]
-algorithms = ["ES256"]
-jwks_url = "https://localhost:{}/jwks.json"
-jwks_ca = "{}"
-jwks_refresh_secs = 3600
-jwks_min_refetch_secs = 1
-"#,
-        idp.port,
-        pki.ca_path.display()
-    );
+    // This test sends many bad tokens on purpose: no lockout.
+    let extra = "\n[identity]\nmax_failures = 1000\n".to_owned()
+        + &issuer_toml(&format!(
+            "jwks_url = \"https://localhost:{}/jwks.json\"\njwks_ca = \"{}\"\njwks_refresh_secs = 3600\njwks_min_refetch_secs = 1",
+            idp.port,
+            pki.ca_path.display()
+        ));
     let gateway = Gateway::start(
         dir.path(),
         &policy(&pki, port, upstream.port, "", &extra),
@@ -128,9 +117,9 @@ fn a_policy_whose_jwks_url_cannot_be_fetched_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path(), "server");
     let dead = free_port();
-    let extra = format!(
-        "[[issuers]]\nid = \"idp\"\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\nalgorithms = [\"ES256\"]\njwks_url = \"https://localhost:{dead}/jwks.json\"\n"
-    );
+    let extra = issuer_toml(&format!(
+        "jwks_url = \"https://localhost:{dead}/jwks.json\""
+    ));
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, policy(&pki, free_port(), 9, "", &extra)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))

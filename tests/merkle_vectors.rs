@@ -109,7 +109,7 @@ fn verifier_agrees_with_every_vector() {
 }
 
 #[test]
-fn proofs_the_store_generates_verify_with_the_reference_verifier_shape() {
+fn the_rfc6962_test_tree_has_its_published_root() {
     // Trees built from the RFC 6962 test leaves: the roots the reference data names.
     let leaves: Vec<Vec<u8>> = vec![
         vec![],

@@ -81,6 +81,14 @@ impl TestKey {
     }
 }
 
+/// An `[[issuers]]` table for the test issuer (ES256); `keys` says where its keys come from
+/// (`jwks_file = ...` or `jwks_url = ...` and friends).
+pub fn issuer_toml(keys: &str) -> String {
+    format!(
+        "\n[[issuers]]\nid = \"test-idp\"\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\nalgorithms = [\"ES256\"]\n{keys}\n"
+    )
+}
+
 /// A JWKS document of these keys.
 pub fn jwks(keys: &[&TestKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string()

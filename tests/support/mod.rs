@@ -247,6 +247,19 @@ impl Gateway {
             .expect("kill");
     }
 
+    /// Send `signal` (SIGTERM: drain; SIGINT: quick) and wait up to 15 s for the exit.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) {
+        self.signal(signal);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not stop after {signal}: {}", self.log());
+    }
+
     /// Send SIGHUP and wait until the log shows the reload's outcome (ok or failed).
     pub fn reload(&self) {
         let before = self.log().matches("SIGHUP").count();
