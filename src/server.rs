@@ -212,23 +212,8 @@ impl Reloader {
     async fn reload_policy(&self) {
         let current = self.store.current();
         let running = current.version.clone();
-        // Every version is recorded before it is served; one that cannot be recorded is not
-        // put in service (R-LOG-4).
-        let prepared = match self.store.prepare_reload() {
-            Ok(next) => match self
-                .audit
-                .record_state(policy_loaded(&next, "reload", Some(&current)))
-                .await
-            {
-                Ok(_) => {
-                    self.store.install(Arc::clone(&next));
-                    Ok(next)
-                }
-                Err(e) => {
-                    tracing::error!(running = %running, "policy reload not applied: its version could not be recorded: {e}");
-                    return;
-                }
-            },
+        let next = match self.store.prepare_reload() {
+            Ok(next) => next,
             Err(e) => {
                 let event = StateEvent::PolicyRejected {
                     running: running.to_string(),
@@ -237,24 +222,26 @@ impl Reloader {
                 if let Err(audit) = self.audit.record_state(event).await {
                     tracing::error!("could not record the refused reload: {audit}");
                 }
-                Err(e)
-            }
-        };
-        match prepared {
-            Ok(next) => {
-                self.certificates.replace(
-                    Arc::clone(&next.tls.server_key),
-                    &next.tls.certificate_chain,
-                    &next.tls.private_key,
-                );
-                tracing::info!(version = %next.version, previous = %running, "policy reloaded");
-            }
-            Err(e) => {
                 tracing::error!(running = %running, "policy reload failed; keeping the running policy: {e}");
                 // The certificate may have been renewed even if the policy is broken.
                 self.reload_certificate(false);
+                return;
             }
+        };
+        // Every version is recorded before it is served; one that cannot be recorded is not
+        // put in service (R-LOG-4).
+        let event = policy_loaded(&next, "reload", Some(&current));
+        if let Err(e) = self.audit.record_state(event).await {
+            tracing::error!(running = %running, "policy reload not applied: its version could not be recorded: {e}");
+            return;
         }
+        self.store.install(Arc::clone(&next));
+        self.certificates.replace(
+            Arc::clone(&next.tls.server_key),
+            &next.tls.certificate_chain,
+            &next.tls.private_key,
+        );
+        tracing::info!(version = %next.version, previous = %running, "policy reloaded");
     }
 
     fn reload_certificate(&self, force: bool) {
