@@ -29,6 +29,7 @@ fn table() -> RouteTable {
                 anonymous: false,
                 mfa: true,
                 step_up: Default::default(),
+                allow_from: Default::default(),
             });
             assert!(added.is_ok(), "{added:?}");
         }

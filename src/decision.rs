@@ -54,6 +54,16 @@ pub enum Reason {
     IdentitySessionRevoked,
     /// Too many invalid tokens from this address; it waits out a cool-down (R-AUTH-5).
     IdentityTooManyFailures,
+    /// The client's network is on the deny list, or off an allow list (R-NET-1).
+    NetworkDenied,
+    /// A rate limit (per client, subject or route) is used up (R-NET-3).
+    RateLimited,
+    /// An operator placed an emergency stop: user routes answer 503 (R-NET-3).
+    GatewayStopped,
+    /// The gateway is in read-only mode: only GET and HEAD pass (R-NET-3).
+    GatewayReadOnly,
+    /// An operator stopped the use of this subject's data (R-AZ-7).
+    AccessSubjectStopped,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
     /// The audit store cannot write, and the policy fails closed: nothing is served without
@@ -87,6 +97,11 @@ impl Reason {
         Reason::IdentitySessionExpired,
         Reason::IdentitySessionRevoked,
         Reason::IdentityTooManyFailures,
+        Reason::NetworkDenied,
+        Reason::RateLimited,
+        Reason::GatewayStopped,
+        Reason::GatewayReadOnly,
+        Reason::AccessSubjectStopped,
         Reason::UpstreamUnavailable,
         Reason::AuditUnavailable,
         Reason::GatewayInternal,
@@ -116,6 +131,11 @@ impl Reason {
             Reason::IdentitySessionExpired => "identity.session_expired",
             Reason::IdentitySessionRevoked => "identity.session_revoked",
             Reason::IdentityTooManyFailures => "identity.too_many_failures",
+            Reason::NetworkDenied => "network.denied",
+            Reason::RateLimited => "limits.rate_limited",
+            Reason::GatewayStopped => "gateway.stopped",
+            Reason::GatewayReadOnly => "gateway.read_only",
+            Reason::AccessSubjectStopped => "access.subject_stopped",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -145,7 +165,9 @@ impl Reason {
             | Reason::IdentitySessionIdle
             | Reason::IdentitySessionExpired
             | Reason::IdentitySessionRevoked => 401,
-            Reason::IdentityTooManyFailures => 429,
+            Reason::IdentityTooManyFailures | Reason::RateLimited => 429,
+            Reason::NetworkDenied | Reason::AccessSubjectStopped => 403,
+            Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
             Reason::UpstreamUnavailable => 502,
             Reason::AuditUnavailable => 503,
             Reason::GatewayInternal => 500,
@@ -178,6 +200,11 @@ impl Reason {
             Reason::IdentitySessionExpired => "Session lifetime reached",
             Reason::IdentitySessionRevoked => "Session ended",
             Reason::IdentityTooManyFailures => "Too many failed sign-in attempts",
+            Reason::NetworkDenied => "Network not allowed",
+            Reason::RateLimited => "Too many requests",
+            Reason::GatewayStopped => "Service stopped for maintenance",
+            Reason::GatewayReadOnly => "Service is read-only for now",
+            Reason::AccessSubjectStopped => "Use of this data is stopped",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",
@@ -258,6 +285,8 @@ pub struct Refusal {
     pub challenge: Option<String>,
     /// Seconds to send as `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// For rate-limit refusals: the `RateLimit-Policy` and `RateLimit` headers.
+    pub rate_limit: Option<Box<crate::limits::RateLimitHeaders>>,
 }
 
 impl Refusal {
@@ -269,6 +298,7 @@ impl Refusal {
             allow: None,
             challenge: None,
             retry_after: None,
+            rate_limit: None,
         }
     }
 }

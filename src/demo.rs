@@ -22,6 +22,8 @@ pub const DEFAULT_PUBLIC: &str = "127.0.0.1:8443";
 pub const DEFAULT_REDIRECT: &str = "127.0.0.1:8080";
 /// The sample backend's listener, as written in `policies/demo.toml`.
 pub const DEFAULT_BACKEND: &str = "127.0.0.1:8081";
+/// The demo's admin listener, as written in `policies/demo.toml`.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9443";
 
 /// Where the demo runs.
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct DemoOptions {
     pub redirect: SocketAddr,
     /// Sample backend listener.
     pub backend: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
 }
 
 /// Why the demo could not be prepared.
@@ -84,6 +88,10 @@ pub fn demo_policy_text(opts: &DemoOptions) -> String {
             &format!("\"http://{DEFAULT_BACKEND}\""),
             &format!("\"http://{}\"", opts.backend),
         )
+        .replace(
+            &format!("\"{DEFAULT_ADMIN}\""),
+            &format!("\"{}\"", opts.admin),
+        )
 }
 
 /// Make the state folder, certificates (kept when they exist, so a trusted CA file stays
@@ -95,11 +103,19 @@ pub fn prepare(opts: &DemoOptions) -> Result<DemoFiles, DemoError> {
         source,
     })?;
     let ca_cert = certs.join("ca.crt");
-    if !certs.join("server.crt").exists() || !certs.join("server.key").exists() || !ca_cert.exists()
-    {
+    let made = [
+        "server.crt",
+        "server.key",
+        "admin.crt",
+        "admin.key",
+        "ca.crt",
+    ];
+    if made.iter().any(|name| !certs.join(name).exists()) {
         let ca = DevCa::new("phr-gateway demo CA")?;
         ca.issue_server(&["localhost", "127.0.0.1", "::1"])?
             .write(&certs, "server")?;
+        // The demo administrator's client certificate for the admin listener (mTLS).
+        ca.issue_client(DEMO_ADMIN)?.write(&certs, "admin")?;
         pki::write_file(&ca_cert, ca.cert_pem().as_bytes(), false)?;
     }
     let policy = opts.state_dir.join("policy.toml");
@@ -223,6 +239,22 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         "  echo '{{\"method\":\"GET\",\"path\":\"/admin\"}}' | phr-gateway explain --policy {} --requests -",
         display(&files.policy)
     );
+    let certs = display(&opts.state_dir.join("certs"));
+    let _ = writeln!(
+        s,
+        "  # the admin listener (mTLS as {DEMO_ADMIN}): status, emergency stop, back to normal"
+    );
+    let admin = format!(
+        "phr-gateway admin --url https://{} --ca {ca} --cert {certs}/admin.crt --key {certs}/admin.key",
+        opts.admin
+    );
+    let _ = writeln!(s, "  {admin} status");
+    let _ = writeln!(s, "  {admin} stop --retry-after 60   # users now get 503");
+    let _ = writeln!(s, "  {admin} resume");
+    let _ = writeln!(
+        s,
+        "  {admin} report              # compliance report (R-CMP-1)"
+    );
     let audit = display(&opts.state_dir.join("audit"));
     let key = display(&opts.state_dir.join("audit-signing.key.pub"));
     let _ = writeln!(
@@ -236,6 +268,9 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     );
     s
 }
+
+/// The demo administrator's name (and client certificate CN).
+pub const DEMO_ADMIN: &str = "demo-admin";
 
 fn display(p: &Path) -> String {
     p.display().to_string()
@@ -253,11 +288,15 @@ mod tests {
             public: addr(1001),
             redirect: addr(1002),
             backend: addr(1003),
+            admin: addr(1004),
         };
         let text = demo_policy_text(&opts);
         assert!(text.contains("\"127.0.0.1:1001\""));
         assert!(text.contains("\"127.0.0.1:1002\""));
         assert!(text.contains("\"http://127.0.0.1:1003\""));
-        assert!(!text.contains(DEFAULT_PUBLIC) && !text.contains(DEFAULT_BACKEND));
+        assert!(text.contains("\"127.0.0.1:1004\""));
+        for default in [DEFAULT_PUBLIC, DEFAULT_BACKEND, DEFAULT_ADMIN] {
+            assert!(!text.contains(default), "{default} left in the policy");
+        }
     }
 }

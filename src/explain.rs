@@ -107,7 +107,7 @@ pub fn explain_one(
     let evaluation = pipeline::evaluate(
         &view,
         policy,
-        crate::identity::IdentityState::default(),
+        pipeline::LiveState::default(),
         crate::identity::unix_now(),
     );
     let (decision, status, detail) = match &evaluation.decision {

@@ -65,6 +65,8 @@ pub struct Principal {
     pub session_key: Option<String>,
     /// The identity headers for the upstream, rendered once per token.
     pub upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `<issuer id>|<sub>`: the per-subject rate limiter's key, made once per token.
+    pub rate_key: Arc<str>,
 }
 
 /// Names of the headers that carry the verified identity upstream. Client-sent headers with
@@ -230,6 +232,7 @@ impl IdentityPlan {
         let mut principal = Principal {
             issuer: issuer_id.clone(),
             session_key: session.as_ref().map(|s| format!("{issuer_id}|{s}")),
+            rate_key: Arc::from(format!("{issuer_id}|{}", c.sub)),
             upstream_headers: Vec::new(),
             multi_factor: self.mfa.is_multi_factor(&amr, c.acr.as_deref()),
             subject: c.sub,

@@ -8,6 +8,9 @@
 //! | [`policy`] | the policy file, its validation, the compiled snapshot, reload |
 //! | [`tls`] | the TLS 1.3 provider, the reloading server certificate |
 //! | [`protocol`] | framing checks before routing (request smuggling shapes) |
+//! | [`net`] | the client's address (trusted proxies) and CIDR allow/deny rules |
+//! | [`controls`] | run-time operator controls: emergency stop, read-only, subject stops |
+//! | [`limits`] | rate limits per client, subject and route; connection limits and deadlines |
 //! | [`route`] | the route table and default deny |
 //! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
@@ -19,17 +22,21 @@
 //! | [`audit`] | the access and state logs: hash chain, signed Merkle checkpoints, verify |
 //! | [`proxy`] | the pingora glue |
 //! | [`server`] | listeners, reload on SIGHUP and certificate change |
+//! | [`admin`] | the admin listener (mTLS or admin tokens), its endpoints and CLI client |
+//! | [`report`] | the compliance report per requirement ID |
 //! | [`redirect`] | the plain listener that only redirects |
 //! | [`explain`] | dry runs of requests |
 //! | [`demo`] | the embedded-defaults demo and its sample backend |
 //! | [`pki`] | development certificates (rcgen) |
 //! | [`logging`] | structured logs |
-//! | [`metrics`] | the Prometheus registry (served by the admin listener when it lands) |
+//! | [`metrics`] | the Prometheus registry, served by the admin listener's `/metrics` |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod audit;
+pub mod controls;
 pub mod decision;
 pub mod demo;
 pub mod explain;
@@ -37,14 +44,17 @@ pub mod forward;
 pub mod harden;
 pub mod headers;
 pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod pipeline;
 pub mod pki;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;
 pub mod redirect;
+pub mod report;
 pub mod route;
 pub mod server;
 pub mod tls;

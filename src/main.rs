@@ -64,6 +64,9 @@ enum Command {
         /// The sample backend's listener.
         #[arg(long, default_value = demo::DEFAULT_BACKEND)]
         backend: SocketAddr,
+        /// The admin listener (mTLS with the demo administrator's certificate).
+        #[arg(long, default_value = demo::DEFAULT_ADMIN)]
+        admin: SocketAddr,
     },
     /// Print the JSON Schema of the policy file, for editors.
     Schema,
@@ -72,6 +75,98 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Say, per guideline requirement, whether the policy enforces it (R-CMP-1).
+    Report {
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// `md` (Japanese and English headings) or `json`.
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+    /// Call the admin listener of a running gateway (docs/operations.md).
+    Admin {
+        #[command(flatten)]
+        connection: AdminConnection,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminConnection {
+    /// The admin listener.
+    #[arg(long, env = "PHR_ADMIN_URL", default_value = "https://127.0.0.1:9443")]
+    url: String,
+    /// PEM CA that signs the listener's certificate (default: the system's roots).
+    #[arg(long, env = "PHR_ADMIN_CA")]
+    ca: Option<PathBuf>,
+    /// The administrator's client certificate chain (PEM).
+    #[arg(long, env = "PHR_ADMIN_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "PHR_ADMIN_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A file holding an admin token (instead of a client certificate).
+    #[arg(long, env = "PHR_ADMIN_TOKEN_FILE", conflicts_with = "cert")]
+    token_file: Option<PathBuf>,
+    /// The name to check in the listener's certificate (default: the URL's host).
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Policy, certificate, audit, JWKS, mode.
+    Status,
+    /// Reload the policy file.
+    Reload,
+    /// Emergency stop: every user route answers 503 with Retry-After.
+    Stop {
+        /// Seconds to send as Retry-After.
+        #[arg(long, default_value_t = 300)]
+        retry_after: u64,
+    },
+    /// Read-only mode: only GET and HEAD pass.
+    ReadOnly {
+        /// Seconds to send as Retry-After.
+        #[arg(long, default_value_t = 300)]
+        retry_after: u64,
+    },
+    /// Back to normal service.
+    Resume,
+    /// Stop the use of a subject's data (R-AZ-7).
+    SubjectStop {
+        /// The subject (`sub`).
+        subject: String,
+    },
+    /// Lift a subject stop.
+    SubjectResume {
+        /// The subject (`sub`).
+        subject: String,
+    },
+    /// Revoke a session, every session of a subject, or a token.
+    Revoke {
+        /// `<issuer id>|<sid>`.
+        #[arg(long, group = "target")]
+        session: Option<String>,
+        /// A subject: all their current sessions.
+        #[arg(long, group = "target")]
+        subject: Option<String>,
+        /// A token id (`jti`).
+        #[arg(long, group = "target")]
+        token_id: Option<String>,
+    },
+    /// The Prometheus metrics.
+    Metrics,
+    /// The compliance report of the running policy.
+    Report {
+        /// `md` or `json`.
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+    /// The health probes (no credential needed).
+    Health,
 }
 
 #[derive(Subcommand)]
@@ -142,14 +237,21 @@ fn main() -> ExitCode {
             listen,
             redirect,
             backend,
+            admin,
         } => run_demo(DemoOptions {
             state_dir,
             public: listen,
             redirect,
             backend,
+            admin,
         }),
         Command::Schema => print_schema(),
         Command::Audit { command } => audit(command),
+        Command::Report { policy, format } => report(&policy, &format),
+        Command::Admin {
+            connection,
+            command,
+        } => admin(connection, command),
     };
     match result {
         Ok(code) => code,
@@ -166,6 +268,110 @@ fn open_policy(path: &Path) -> Result<Arc<PolicyStore>> {
     let store = PolicyStore::open(path)?;
     tls::provider::install(store.current().tls.allow_tls12)?;
     Ok(Arc::new(store))
+}
+
+fn report(policy: &Path, format: &str) -> Result<ExitCode> {
+    let snapshot = policy::load(policy)?;
+    let report = phr_gateway::report::build(&snapshot, None);
+    let mut out = std::io::stdout().lock();
+    if format == "json" {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(report.to_markdown().as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn admin(connection: AdminConnection, command: AdminCommand) -> Result<ExitCode> {
+    use http::Method;
+    use serde_json::json;
+    let token = match &connection.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let client = phr_gateway::admin::client::AdminClient::new(
+        &connection.url,
+        connection.ca.as_deref(),
+        connection.cert.as_deref().zip(connection.key.as_deref()),
+        token,
+        connection.server_name.as_deref(),
+    )?;
+    let mode =
+        |mode: &str, retry_after: u64| Some(json!({"mode": mode, "retry_after_secs": retry_after}));
+    let calls: Vec<(Method, String, Option<serde_json::Value>)> = match command {
+        AdminCommand::Status => vec![(Method::GET, "/status".into(), None)],
+        AdminCommand::Reload => vec![(Method::POST, "/reload".into(), None)],
+        AdminCommand::Stop { retry_after } => {
+            vec![(Method::POST, "/mode".into(), mode("stopped", retry_after))]
+        }
+        AdminCommand::ReadOnly { retry_after } => {
+            vec![(Method::POST, "/mode".into(), mode("read-only", retry_after))]
+        }
+        AdminCommand::Resume => vec![(Method::POST, "/mode".into(), mode("normal", 0))],
+        AdminCommand::SubjectStop { subject } => vec![(
+            Method::POST,
+            "/subjects/stop".into(),
+            Some(json!({ "subject": subject })),
+        )],
+        AdminCommand::SubjectResume { subject } => vec![(
+            Method::POST,
+            "/subjects/resume".into(),
+            Some(json!({ "subject": subject })),
+        )],
+        AdminCommand::Revoke {
+            session,
+            subject,
+            token_id,
+        } => {
+            let body = match (session, subject, token_id) {
+                (Some(s), _, _) => json!({ "session": s }),
+                (_, Some(s), _) => json!({ "subject": s }),
+                (_, _, Some(t)) => json!({ "token_id": t }),
+                _ => anyhow::bail!("give --session, --subject or --token-id"),
+            };
+            vec![(Method::POST, "/revoke".into(), Some(body))]
+        }
+        AdminCommand::Metrics => vec![(Method::GET, "/metrics".into(), None)],
+        AdminCommand::Report { format } => {
+            let path = if format == "md" {
+                "/report?format=md"
+            } else {
+                "/report"
+            };
+            vec![(Method::GET, path.into(), None)]
+        }
+        AdminCommand::Health => vec![
+            (Method::GET, "/healthz".into(), None),
+            (Method::GET, "/readyz".into(), None),
+        ],
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut ok = true;
+    for (method, path, body) in calls {
+        let (status, text) = runtime.block_on(client.call(method, &path, body))?;
+        let mut out = std::io::stdout().lock();
+        write!(out, "{text}")?;
+        if !text.ends_with('\n') {
+            writeln!(out)?;
+        }
+        if !status.is_success() {
+            eprintln!("phr-gateway: the admin listener answered {status}");
+            ok = false;
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(policy: &Path) -> Result<ExitCode> {

@@ -2,15 +2,32 @@
 //! request and the policy snapshot. The proxy and `phr-gateway explain` both call
 //! [`evaluate`], so a decision can always be explained without replaying the request.
 //!
-//! Order: protocol framing → the gateway's own endpoints → route (default deny) → identity. Later steps (limits, access,
-//! inspection) slot in here.
+//! Order: protocol framing → network (R-NET-1) → mode (emergency stop, read-only) → per-client
+//! rate limit → the gateway's own endpoints → route (default deny) → the route's networks →
+//! identity → subject stop (R-AZ-7) → per-subject and per-route rate limits. The per-client
+//! limit sits before identity so that a flood is refused before any signature is checked.
+//! Later steps (access, inspection) slot in here.
 
 use http::{HeaderMap, Method};
 
+use crate::controls::Controls;
 use crate::decision::Decision;
+use crate::limits::RateLimits;
 use crate::policy::Snapshot;
 use crate::route::Route;
-use crate::{identity, protocol};
+use crate::{identity, net, protocol};
+
+/// What the steps keep between requests. `explain` runs without any of it: no sessions, no
+/// stops, and no rate limit is charged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiveState<'a> {
+    /// Sessions, failed attempts, and the client's address (from [`net::NetworkPlan`]).
+    pub identity: identity::IdentityState<'a>,
+    /// Mode and subject stops.
+    pub controls: Option<&'a Controls>,
+    /// The snapshot's rate limiters, when requests are to be charged.
+    pub rate_limits: Option<&'a RateLimits>,
+}
 
 /// What the steps may look at. Borrowed from pingora's request header in the proxy, built
 /// from a JSON line in `explain`.
@@ -79,7 +96,7 @@ pub struct Evaluation<'s> {
 pub fn evaluate<'s>(
     request: &RequestView<'_>,
     policy: &'s Snapshot,
-    state: identity::IdentityState<'_>,
+    state: LiveState<'_>,
     now: i64,
 ) -> Evaluation<'s> {
     let refuse = |found: Option<(usize, &'s Route)>, refusal| Evaluation {
@@ -93,7 +110,24 @@ pub fn evaluate<'s>(
     {
         return refuse(None, refusal);
     }
-    if let Some(endpoint) = GatewayEndpoint::find(request.path) {
+    let client = state.identity.client;
+    if let Err(refusal) = policy.network.check(client) {
+        return refuse(None, refusal);
+    }
+    let endpoint = GatewayEndpoint::find(request.path);
+    if let Some(controls) = state.controls {
+        // Logout only ends a session in the state log: read-only mode lets it through.
+        let writes_state_only = endpoint == Some(GatewayEndpoint::SessionLogout);
+        if let Err(refusal) = controls.check_mode(request.method, writes_state_only) {
+            return refuse(None, refusal);
+        }
+    }
+    if let (Some(limits), Some(client)) = (state.rate_limits, client) {
+        if let Err(refusal) = limits.check_client(client) {
+            return refuse(None, refusal);
+        }
+    }
+    if let Some(endpoint) = endpoint {
         // The endpoint checks its own method and token: what it needs differs from a route's.
         return Evaluation {
             endpoint: Some(endpoint),
@@ -107,10 +141,30 @@ pub fn evaluate<'s>(
         Ok(found) => (found.index, found.route),
         Err(refusal) => return refuse(None, refusal),
     };
-    let principal = match identity::identify(request.headers, route, &policy.identity, state, now) {
+    if let Err(refusal) = net::check_route(&route.allow_from, client) {
+        return refuse(Some((index, route)), refusal);
+    }
+    let principal = match identity::identify(
+        request.headers,
+        route,
+        &policy.identity,
+        state.identity,
+        now,
+    ) {
         Ok(principal) => principal,
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
+    if let (Some(controls), Some(p)) = (state.controls, &principal) {
+        if let Err(refusal) = controls.check_subject(&p.subject) {
+            return refuse(Some((index, route)), refusal);
+        }
+    }
+    if let Some(limits) = state.rate_limits {
+        let subject = principal.as_ref().map(|p| &p.rate_key);
+        if let Err(refusal) = limits.check_caller(subject, index) {
+            return refuse(Some((index, route)), refusal);
+        }
+    }
     Evaluation {
         endpoint: None,
         route: Some(route),

@@ -6,6 +6,7 @@
 //! error names the file, line and column, and what would be valid.
 
 pub mod compile;
+pub mod operate;
 pub mod schema;
 
 use std::fmt;
@@ -120,6 +121,15 @@ pub fn load(path: &Path) -> Result<Snapshot, PolicyError> {
 pub struct PolicyStore {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
+}
+
+impl fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("path", &self.path)
+            .field("version", &self.current.load().version)
+            .finish()
+    }
 }
 
 impl PolicyStore {

@@ -22,27 +22,25 @@ use crate::forward::{self, Forwarding};
 use crate::harden;
 use crate::headers::{HeaderEdit, X_REQUEST_ID};
 use crate::identity::{self, FailureTracker, IdentityState, SessionRegistry};
-use crate::pipeline::{self, GatewayEndpoint, RequestView};
-use crate::policy::{PolicyStore, Snapshot};
+use crate::pipeline::{self, GatewayEndpoint, LiveState, RequestView};
+use crate::policy::Snapshot;
 use crate::protocol;
 use crate::route::Route;
+use crate::server::Shared;
 
 /// The gateway's proxy logic.
 pub struct Gateway {
-    policy: Arc<PolicyStore>,
+    shared: Shared,
     audit: AuditSink,
-    sessions: Arc<SessionRegistry>,
     failures: FailureTracker,
 }
 
 impl Gateway {
-    /// A gateway serving the store's current policy, recording every request in `audit` and
-    /// holding sessions to `sessions`.
-    pub fn new(policy: Arc<PolicyStore>, audit: AuditSink, sessions: Arc<SessionRegistry>) -> Self {
+    /// A gateway serving the shared store's current policy and recording every request.
+    pub fn new(shared: Shared) -> Self {
         Gateway {
-            policy,
-            audit,
-            sessions,
+            audit: shared.audit.clone(),
+            shared,
             failures: FailureTracker::default(),
         }
     }
@@ -73,6 +71,14 @@ pub struct RequestContext {
     upstream_us: Option<u64>,
     /// Whether the access record was handed to the store.
     recorded: bool,
+    /// The connection's peer, while the request counts as in progress on it.
+    peer: Option<std::net::SocketAddr>,
+    /// The client's address as [`crate::net`] decided it (trusted proxies resolved).
+    client: Option<std::net::IpAddr>,
+    /// How long the request steps took.
+    decide_us: Option<u64>,
+    /// How long the request waited for its access record.
+    audit_us: Option<u64>,
 }
 
 impl RequestContext {
@@ -111,11 +117,24 @@ impl ProxyHttp for Gateway {
             upstream_sent: None,
             upstream_us: None,
             recorded: false,
+            peer: None,
+            client: None,
+            decide_us: None,
+            audit_us: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        let snapshot = self.policy.current();
+        let snapshot = self.shared.store.current();
+        ctx.peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        if let Some(peer) = ctx.peer {
+            // The head is in: the connection's header deadline no longer applies.
+            self.shared.connections.request_started(peer);
+        }
+        session.set_read_timeout(Some(snapshot.limits.connections.body_timeout));
+        ctx.client = snapshot
+            .network
+            .client_address(ctx.peer.map(|p| p.ip()), &session.req_header().headers);
         if self.audit.on_failure() == OnFailure::FailClosed && !self.audit.is_available() {
             // Known before anything reaches an upstream: refuse rather than serve unrecorded.
             ctx.snapshot = Some(snapshot);
@@ -139,15 +158,17 @@ impl ProxyHttp for Gateway {
             headers: &header.headers,
             length_dropped_by_parser,
         };
-        let state = IdentityState {
-            sessions: Some(&self.sessions),
-            failures: Some(&self.failures),
-            client: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+        let state = LiveState {
+            identity: IdentityState {
+                sessions: Some(&self.shared.sessions),
+                failures: Some(&self.failures),
+                client: ctx.client,
+            },
+            controls: Some(&self.shared.controls),
+            rate_limits: Some(&snapshot.limits.rates),
         };
         let evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
+        ctx.decide_us = Some(ctx.started.elapsed().as_micros() as u64);
         let decision = evaluation.decision;
         let endpoint = evaluation.endpoint;
         ctx.route = evaluation.route_index;
@@ -185,10 +206,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client_ip = ctx.client;
         let request = session.req_header();
         let host = request
             .headers
@@ -230,7 +248,13 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.to_str().ok()?.parse().ok());
         let record = access_record(session, ctx, upstream_response.status.as_u16(), bytes_out);
         ctx.recorded = true;
-        if let Err(e) = self.audit.record_access(record).await {
+        let waiting = Instant::now();
+        let written = self.audit.record_access(record).await;
+        ctx.audit_us = Some(waiting.elapsed().as_micros() as u64);
+        if let Err(e) = written {
+            if let Some(m) = crate::metrics::metrics() {
+                m.audit_write_failures.inc();
+            }
             tracing::error!(request_id = ctx.request_id(), "response withheld: {e}");
             return Error::e_explain(ErrorType::Custom(AUDIT_UNAVAILABLE), e.to_string());
         }
@@ -251,6 +275,13 @@ impl ProxyHttp for Gateway {
             };
         };
         ctx.outcome = Outcome::Refused(reason);
+        if reason == Reason::UpstreamUnavailable {
+            if let (Some(m), Some((snapshot, route))) = (crate::metrics::metrics(), ctx.routed()) {
+                m.upstream_errors
+                    .with_label_values(&[snapshot.upstream_of(route).name.as_str()])
+                    .inc();
+            }
+        }
         let detail = match reason {
             Reason::UpstreamUnavailable => "the backend could not be reached",
             Reason::ProtocolMalformedBody => "the request body could not be read as framed",
@@ -272,6 +303,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(peer) = ctx.peer.take() {
+            self.shared.connections.request_finished(peer);
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if !ctx.recorded {
             // Nothing was answered (the client left, or the answer could not be sent): the
@@ -280,6 +314,7 @@ impl ProxyHttp for Gateway {
             ctx.recorded = true;
             self.audit.record_access_detached(record);
         }
+        observe(ctx, status);
         tracing::debug!(
             request_id = ctx.request_id(),
             route = ctx.routed().map_or("-", |(_, r)| &*r.id),
@@ -340,7 +375,7 @@ impl Gateway {
                         Reason::IdentityInvalidToken,
                         "the token names no session (no sid or jti) to end",
                     )),
-                    Some(event) => match self.sessions.revoke(&self.audit, event).await {
+                    Some(event) => match self.shared.sessions.revoke(&self.audit, event).await {
                         Ok(_) => Ok(principal),
                         Err(e) => {
                             tracing::error!("logout not recorded, so not applied: {e}");
@@ -395,10 +430,55 @@ impl Gateway {
             ctx.recorded = true;
             // A refusal releases no data, so it is sent even when its record could not be
             // written (the store counts the loss).
-            let _ = self.audit.record_access(record).await;
+            if self.audit.record_access(record).await.is_err() {
+                if let Some(m) = crate::metrics::metrics() {
+                    m.audit_write_failures.inc();
+                }
+            }
         }
         write_refusal(session, refusal, ctx.request_id(), body).await
     }
+}
+
+/// Count the finished request and its phase times (R-OPS-1).
+fn observe(ctx: &RequestContext, status: u16) {
+    let Some(m) = crate::metrics::metrics() else {
+        return;
+    };
+    let route = ctx.routed().map_or("-", |(_, r)| &*r.id);
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    };
+    m.requests
+        .with_label_values(&[route, ctx.outcome.decision(), ctx.outcome.code(), class])
+        .inc();
+    let seconds = |us: u64| us as f64 / 1e6;
+    if let Some(us) = ctx.decide_us {
+        m.phase_seconds
+            .with_label_values(&["decide"])
+            .observe(seconds(us));
+    }
+    if let Some(us) = ctx.audit_us {
+        m.phase_seconds
+            .with_label_values(&["audit"])
+            .observe(seconds(us));
+    }
+    if let (Some(us), Some((snapshot, route))) = (ctx.upstream_us, ctx.routed()) {
+        m.phase_seconds
+            .with_label_values(&["upstream"])
+            .observe(seconds(us));
+        m.upstream_seconds
+            .with_label_values(&[snapshot.upstream_of(route).name.as_str()])
+            .observe(seconds(us));
+    }
+    m.phase_seconds
+        .with_label_values(&["total"])
+        .observe(ctx.started.elapsed().as_secs_f64());
 }
 
 /// The access record of a request, as far as it went (R-LOG-1, R-LOG-5).
@@ -413,10 +493,7 @@ fn access_record(
     AccessRecord {
         time: audit::record::format_time(ctx.arrived.into()),
         request_id: ctx.request_id().to_owned(),
-        client: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map_or_else(String::new, |a| a.ip().to_string()),
+        client: ctx.client.map_or_else(String::new, |ip| ip.to_string()),
         tls: session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
@@ -446,7 +523,7 @@ fn access_record(
 }
 
 /// The record's name for a TLS version as pingora reports it.
-fn tls_version_label(version: &str) -> Option<&'static str> {
+pub(crate) fn tls_version_label(version: &str) -> Option<&'static str> {
     if version.contains("1_3") || version.contains("1.3") {
         Some("TLSv1.3")
     } else if version.contains("1_2") || version.contains("1.2") {
@@ -476,6 +553,10 @@ async fn write_refusal(
             .as_deref()
             .unwrap_or("Bearer realm=\"phr-gateway\"");
         response.insert_header(WWW_AUTHENTICATE, challenge)?;
+    }
+    if let Some(limits) = &refusal.rate_limit {
+        response.insert_header("ratelimit-policy", limits.policy.as_str())?;
+        response.insert_header("ratelimit", limits.state.as_str())?;
     }
     match (refusal.retry_after, refusal.reason) {
         (Some(secs), _) => response.insert_header(http::header::RETRY_AFTER, secs)?,

@@ -33,6 +33,8 @@ pub struct Route {
     pub mfa: bool,
     /// Freshness or strength of sign-in the route asks for (RFC 9470).
     pub step_up: crate::identity::StepUp,
+    /// When not empty, only these networks may use the route (R-NET-1).
+    pub allow_from: crate::net::NetworkList,
 }
 
 struct PathEntry {
@@ -117,8 +119,7 @@ impl RouteTable {
                 reason: Reason::RouteMethodNotAllowed,
                 detail: format!("{method} is not declared for this path; allowed: {allow}"),
                 allow: Some(allow.to_owned()),
-                challenge: None,
-                retry_after: None,
+                ..Refusal::new(Reason::RouteMethodNotAllowed, "")
             }),
             Lookup::NotFound => Err(Refusal::new(
                 Reason::RouteNotFound,

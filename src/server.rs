@@ -1,5 +1,6 @@
 //! Assembles the running gateway: pingora server, public TLS listener, optional redirect
-//! listener, and the background task that reloads policy and certificates (R-OPS-2, R-TLS-2).
+//! listener, the admin listener, and the background tasks that reload policy and certificates
+//! (R-OPS-2, R-TLS-2), refresh JWKS and cut slow connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,9 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::audit::{AuditError, AuditSink, Signer, StateEvent, StoreConfig};
+use crate::controls::Controls;
 use crate::identity::SessionRegistry;
+use crate::limits::connections::{ConnectionAdmission, ConnectionTable};
 use crate::policy::{PolicyStore, Snapshot};
 use crate::proxy::Gateway;
 use crate::redirect::RedirectToHttps;
@@ -35,6 +38,115 @@ pub enum ServerError {
     /// The checkpoint signing key could not be loaded or made.
     #[error("audit signing key: {0}")]
     AuditKey(#[from] crate::audit::note::NoteError),
+    /// The admin listener could not be set up.
+    #[error("admin listener: {0}")]
+    Admin(#[from] crate::admin::AdminSetupError),
+    /// The admin listener's address could not be bound.
+    #[error("admin listener: cannot listen on {addr}: {source}")]
+    AdminBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What the running gateway's parts share: the policy, the audit store and the state that
+/// changes at run time. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// The policy in force.
+    pub store: Arc<PolicyStore>,
+    /// The audit store.
+    pub audit: AuditSink,
+    /// Sessions and revocations.
+    pub sessions: Arc<SessionRegistry>,
+    /// Mode and subject stops.
+    pub controls: Arc<Controls>,
+    /// Open client connections.
+    pub connections: Arc<ConnectionTable>,
+    /// The public certificate.
+    pub certificates: Arc<ReloadingCertResolver>,
+}
+
+impl Shared {
+    /// Reload the policy file (SIGHUP or the admin API): check it, record its version, put it
+    /// in service. On any failure the running policy stays, the refusal is recorded and the
+    /// error returned.
+    pub async fn reload_policy(&self, trigger: &'static str) -> Result<Arc<Snapshot>, String> {
+        let current = self.store.current();
+        let running = current.version.clone();
+        let count = |result: &str| {
+            if let Some(m) = crate::metrics::metrics() {
+                m.policy_reloads.with_label_values(&[result]).inc();
+            }
+        };
+        let next = match self.store.prepare_reload() {
+            Ok(next) => next,
+            Err(e) => {
+                count("failed");
+                let event = StateEvent::PolicyRejected {
+                    running: running.to_string(),
+                    error: e.to_string(),
+                };
+                if let Err(audit) = self.audit.record_state(event).await {
+                    tracing::error!("could not record the refused reload: {audit}");
+                }
+                tracing::error!(running = %running, "policy reload failed; keeping the running policy: {e}");
+                // The certificate may have been renewed even if the policy is broken.
+                self.reload_certificate(false);
+                return Err(e.to_string());
+            }
+        };
+        // Every version is recorded before it is served; one that cannot be recorded is not
+        // put in service (R-LOG-4).
+        let event = policy_loaded(&next, trigger, Some(&current));
+        if let Err(e) = self.audit.record_state(event).await {
+            count("failed");
+            tracing::error!(running = %running, "policy reload not applied: its version could not be recorded: {e}");
+            return Err(format!("the new version could not be recorded: {e}"));
+        }
+        self.store.install(Arc::clone(&next));
+        self.certificates.replace(
+            Arc::clone(&next.tls.server_key),
+            &next.tls.certificate_chain,
+            &next.tls.private_key,
+        );
+        count("ok");
+        tracing::info!(version = %next.version, previous = %running, "policy reloaded");
+        Ok(next)
+    }
+
+    /// Load the certificate files again if they changed (or always, with `force`).
+    pub fn reload_certificate(&self, force: bool) {
+        match self.certificates.reload(force) {
+            Ok(crate::tls::certificate::ReloadOutcome::Replaced) => {
+                tracing::info!("server certificate reloaded; new connections get the new one")
+            }
+            Ok(crate::tls::certificate::ReloadOutcome::Unchanged) => {}
+            Err(e) => tracing::error!(
+                "certificate reload failed; keeping the certificate in service: {e}"
+            ),
+        }
+    }
+
+    /// Readings of the state metrics mirror.
+    pub fn readings(&self) -> crate::metrics::Readings {
+        let snapshot = self.store.current();
+        crate::metrics::Readings {
+            audit: Some(self.audit.stats()),
+            certificate_expires_at: self.certificates.expires_at(),
+            active_sessions: self.sessions.active(),
+            stopped_subjects: self.controls.stopped_subjects(),
+            open_connections: self.connections.open(),
+            limiter_keys: snapshot.limits.rates.key_counts(),
+            policy_loaded_at: snapshot
+                .loaded_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            now: crate::identity::unix_now(),
+        }
+    }
 }
 
 /// A pingora server with the gateway's services added, ready for `run_forever`.
@@ -45,6 +157,8 @@ pub struct GatewayServer {
     pub certificates: Arc<ReloadingCertResolver>,
     /// The audit store every request and state change is recorded in.
     pub audit: AuditSink,
+    /// What the parts share.
+    pub shared: Shared,
 }
 
 impl GatewayServer {
@@ -107,13 +221,21 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let audit = open_audit(&snapshot)?;
     // The gateway does not serve under a policy whose version it could not record (R-LOG-4).
     audit.record_state_blocking(policy_loaded(&snapshot, "start", None))?;
-    // Revocations and logouts survive a restart: they are replayed from the state log.
+    // Revocations, logouts, stops and the mode survive a restart: they are replayed from the
+    // state log.
     let sessions = Arc::new(SessionRegistry::default());
+    let controls = Arc::new(Controls::default());
     let state_dir = snapshot.audit.dir.join(crate::audit::LogKind::State.name());
     let events = crate::audit::segment::read_records(&state_dir)
         .map_err(|e| AuditError::from((state_dir.display().to_string(), e)))?;
     let replayed = sessions.replay(&events);
-    tracing::info!(replayed, "session revocations replayed from the state log");
+    let controls_replayed = controls.replay(&events);
+    tracing::info!(
+        replayed,
+        controls_replayed,
+        mode = controls.mode().name(),
+        "session revocations and operator controls replayed from the state log"
+    );
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&snapshot));
     server.bootstrap();
 
@@ -122,19 +244,35 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         &snapshot.tls.certificate_chain,
         &snapshot.tls.private_key,
     ));
+    let shared = Shared {
+        store: Arc::clone(&store),
+        audit: audit.clone(),
+        sessions,
+        controls,
+        connections: Arc::new(ConnectionTable::default()),
+        certificates: Arc::clone(&certificates),
+    };
     let pingora_err = |what| move |source| ServerError::Pingora { what, source };
 
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(Arc::clone(&store), audit.clone(), sessions),
-        "phr-gateway public listener",
-    );
+    // The public listener: every connection is admitted (per-address limit) and tracked
+    // (deadlines) before its TLS handshake.
+    let mut listeners = pingora::listeners::Listeners::new();
+    listeners.set_pre_tls_callback(Arc::new(ConnectionAdmission {
+        table: Arc::clone(&shared.connections),
+        store: Arc::clone(&store),
+    }));
     // The resolver replaces pingora's file loading, which panics on a bad file and cannot
     // reload; the paths given here are never read.
-    let mut tls = TlsSettings::intermediate("", "").map_err(pingora_err("TLS listener"))?;
+    let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeCounter))
+        .map_err(pingora_err("TLS listener"))?;
     tls.set_cert_resolver(Arc::clone(&certificates) as _);
     tls.enable_h2();
-    public.add_tls_with_settings(&snapshot.listeners.public.to_string(), None, tls);
+    listeners.add_tls_with_settings(&snapshot.listeners.public.to_string(), None, tls);
+    let public = Service::with_listeners(
+        "phr-gateway public listener".to_owned(),
+        listeners,
+        pingora::proxy::http_proxy(&server.configuration, Gateway::new(shared.clone())),
+    );
     server.add_service(public);
 
     if let Some(addr) = snapshot.listeners.redirect {
@@ -149,6 +287,20 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         server.add_service(redirect);
     }
 
+    if let Some(plan) = &snapshot.admin {
+        let config = crate::admin::tls_config(plan, Arc::clone(&certificates))?;
+        // Bound now, so a taken address stops the start with a clear error.
+        let socket =
+            std::net::TcpListener::bind(plan.listen).map_err(|source| ServerError::AdminBind {
+                addr: plan.listen,
+                source,
+            })?;
+        server.add_service(background_service(
+            "admin listener",
+            crate::admin::api::AdminListener::new(shared.clone(), config, socket),
+        ));
+    }
+
     server.add_service(background_service(
         "JWKS refresher",
         JwksRefresher {
@@ -156,11 +308,15 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         },
     ));
     server.add_service(background_service(
+        "connection deadlines",
+        ConnectionSweeper {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "policy and certificate reloader",
         Reloader {
-            store,
-            certificates: Arc::clone(&certificates),
-            audit: audit.clone(),
+            shared: shared.clone(),
         },
     ));
 
@@ -176,6 +332,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         server,
         certificates,
         audit,
+        shared,
     })
 }
 
@@ -201,60 +358,59 @@ impl BackgroundService for JwksRefresher {
     }
 }
 
-/// Reloads the policy on SIGHUP and the certificate when its files change.
-struct Reloader {
-    store: Arc<PolicyStore>,
-    certificates: Arc<ReloadingCertResolver>,
-    audit: AuditSink,
+/// Counts completed client TLS handshakes by version.
+struct HandshakeCounter;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for HandshakeCounter {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let version = tls
+            .version()
+            .and_then(crate::proxy::tls_version_label)
+            .unwrap_or("other");
+        if let Some(m) = crate::metrics::metrics() {
+            m.tls_handshakes.with_label_values(&[version]).inc();
+        }
+        None
+    }
 }
 
-impl Reloader {
-    async fn reload_policy(&self) {
-        let current = self.store.current();
-        let running = current.version.clone();
-        let next = match self.store.prepare_reload() {
-            Ok(next) => next,
-            Err(e) => {
-                let event = StateEvent::PolicyRejected {
-                    running: running.to_string(),
-                    error: e.to_string(),
-                };
-                if let Err(audit) = self.audit.record_state(event).await {
-                    tracing::error!("could not record the refused reload: {audit}");
-                }
-                tracing::error!(running = %running, "policy reload failed; keeping the running policy: {e}");
-                // The certificate may have been renewed even if the policy is broken.
-                self.reload_certificate(false);
-                return;
-            }
-        };
-        // Every version is recorded before it is served; one that cannot be recorded is not
-        // put in service (R-LOG-4).
-        let event = policy_loaded(&next, "reload", Some(&current));
-        if let Err(e) = self.audit.record_state(event).await {
-            tracing::error!(running = %running, "policy reload not applied: its version could not be recorded: {e}");
-            return;
-        }
-        self.store.install(Arc::clone(&next));
-        self.certificates.replace(
-            Arc::clone(&next.tls.server_key),
-            &next.tls.certificate_chain,
-            &next.tls.private_key,
-        );
-        tracing::info!(version = %next.version, previous = %running, "policy reloaded");
-    }
+/// Cuts connections past their header or idle deadline (slowloris), four times a second.
+struct ConnectionSweeper {
+    shared: Shared,
+}
 
-    fn reload_certificate(&self, force: bool) {
-        match self.certificates.reload(force) {
-            Ok(crate::tls::certificate::ReloadOutcome::Replaced) => {
-                tracing::info!("server certificate reloaded; new connections get the new one")
+#[async_trait::async_trait]
+impl BackgroundService for ConnectionSweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
-            Ok(crate::tls::certificate::ReloadOutcome::Unchanged) => {}
-            Err(e) => tracing::error!(
-                "certificate reload failed; keeping the certificate in service: {e}"
-            ),
+            let snapshot = self.shared.store.current();
+            let cuts = self
+                .shared
+                .connections
+                .sweep(&snapshot.limits.connections, std::time::Instant::now());
+            if let Some(m) = crate::metrics::metrics() {
+                for reason in &cuts {
+                    m.connections_cut.with_label_values(&[reason.name()]).inc();
+                }
+            }
+            if !cuts.is_empty() {
+                tracing::debug!(count = cuts.len(), "slow or idle connections cut");
+            }
         }
     }
+}
+
+/// Reloads the policy on SIGHUP and the certificate when its files change.
+struct Reloader {
+    shared: Shared,
 }
 
 #[async_trait::async_trait]
@@ -269,15 +425,15 @@ impl BackgroundService for Reloader {
             }
         };
         loop {
-            let poll = self.store.current().tls.watch_interval;
+            let poll = self.shared.store.current().tls.watch_interval;
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     tracing::info!("SIGHUP: reloading policy");
-                    self.reload_policy().await;
+                    let _ = self.shared.reload_policy("reload").await;
                 }
                 _ = tokio::time::sleep(poll.unwrap_or(Duration::from_secs(3600))), if poll.is_some() => {
-                    self.reload_certificate(false);
+                    self.shared.reload_certificate(false);
                 }
             }
         }

@@ -233,10 +233,11 @@ fn shipped_policies_are_valid() {
             // The demo policy names certificates the demo makes: make them next to a copy.
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::create_dir_all(dir.path().join("certs")).expect("mkdir");
-            phr_gateway::pki::DevCa::new("ca")
-                .and_then(|ca| ca.issue_server(&["localhost"]))
+            let ca = phr_gateway::pki::DevCa::new("ca").expect("ca");
+            ca.issue_server(&["localhost"])
                 .and_then(|i| i.write(&dir.path().join("certs"), "server"))
                 .expect("certs");
+            std::fs::write(dir.path().join("certs/ca.crt"), ca.cert_pem()).expect("ca");
             // ... and the JWKS of the demo's development issuer.
             let issuer = phr_gateway::demo::issuer::DemoIssuer::generate().expect("issuer");
             std::fs::create_dir_all(dir.path().join("issuer")).expect("mkdir");
@@ -378,6 +379,7 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         .args(["demo", "--listen", &format!("127.0.0.1:{public}")])
         .args(["--redirect", &format!("127.0.0.1:{redirect}")])
         .args(["--backend", &format!("127.0.0.1:{backend}")])
+        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -450,4 +452,70 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         .await
         .expect("request");
     assert_eq!(reply.json()["reason"], "route.not_found");
+}
+
+/// `phr-gateway report --policy PATH --format FORMAT`.
+fn report(path: &std::path::Path, format: &str) -> std::process::Output {
+    bin()
+        .args(["report", "--format", format, "--policy"])
+        .arg(path)
+        .output()
+        .expect("run report")
+}
+
+#[test]
+fn report_covers_every_requirement_and_changes_when_tls12_is_enabled_r_cmp_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let status_of = |tls_extra: &str, id: &str| {
+        let path = write_policy(dir.path(), &policy(&pki, 8443, 8081, tls_extra, ""));
+        let out = report(&path, "json");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let items = json["items"].as_array().expect("items").clone();
+        // Every ID of the guideline list is assessed, once.
+        let listed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/report/requirements.toml"
+        ))
+        .expect("list");
+        assert_eq!(items.len(), listed.matches("\nid = ").count());
+        for item in &items {
+            assert_ne!(
+                item["missing"], "no assessment exists for this requirement",
+                "{} has no assessment",
+                item["id"]
+            );
+        }
+        let item = items.into_iter().find(|i| i["id"] == id).expect("item");
+        (item["status"].clone(), item["missing"].clone())
+    };
+    let (status, missing) = status_of("", "R-TLS-1");
+    assert_eq!(status, "enforced");
+    assert!(missing.is_null());
+    let (status, missing) = status_of("allow_tls12 = true", "R-TLS-1");
+    assert_eq!(status, "partial");
+    assert!(
+        missing
+            .as_str()
+            .unwrap_or("")
+            .contains("TLS 1.2 is enabled"),
+        "{missing}"
+    );
+    // Without an admin listener, admin accountability is not enforced.
+    assert_eq!(status_of("", "R-AUTH-4").0, "not_enforced");
+
+    // The Markdown form has Japanese and English headings.
+    let path = write_policy(dir.path(), &policy(&pki, 8443, 8081, "", ""));
+    let out = report(&path, "md");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# 自己点検結果 / Compliance report"),
+        "{text}"
+    );
+    assert!(text.contains("### R-TLS-1 — "), "{text}");
 }

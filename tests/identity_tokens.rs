@@ -386,6 +386,7 @@ fn route(mfa: bool, step_up: StepUp) -> Route {
         anonymous: false,
         mfa,
         step_up,
+        allow_from: Default::default(),
     }
 }
 

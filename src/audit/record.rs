@@ -246,6 +246,43 @@ pub enum StateEvent {
         /// Who asked.
         by: String,
     },
+    /// An administrator changed the gateway's mode (R-NET-3, R-LOG-4).
+    ModeChanged {
+        /// The new mode.
+        mode: crate::controls::Mode,
+        /// `Retry-After` sent to users while stopped or read-only.
+        retry_after_secs: u64,
+        /// The administrator.
+        by: String,
+    },
+    /// The use of a subject's data was stopped (R-AZ-7).
+    SubjectStopped {
+        /// The subject (`sub`).
+        subject: String,
+        /// The administrator.
+        by: String,
+    },
+    /// A subject stop was lifted.
+    SubjectResumed {
+        /// The subject (`sub`).
+        subject: String,
+        /// The administrator.
+        by: String,
+    },
+    /// A call on the admin listener, allowed or refused (R-AUTH-4, R-LOG-4). Calls that
+    /// change something also write the change's own event (with the same administrator).
+    AdminCall {
+        /// The administrator's name in the policy; `-` when no credential was recognised.
+        admin: String,
+        /// How they proved it: `certificate`, `token` or `none`.
+        credential: String,
+        /// `METHOD /path`.
+        action: String,
+        /// The HTTP status answered.
+        status: u16,
+        /// Why it was refused, or what it did.
+        outcome: String,
+    },
     /// The store could not write for a while; in `degrade` mode requests were served without
     /// their access records.
     AuditOutage {

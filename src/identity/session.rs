@@ -162,6 +162,11 @@ impl SessionRegistry {
             })
     }
 
+    /// Sessions seen and not ended.
+    pub fn active(&self) -> usize {
+        self.lock().last_seen.len()
+    }
+
     /// Replay revocations from the state log's events (as JSON values).
     pub fn replay<'a>(&self, events: impl IntoIterator<Item = &'a serde_json::Value>) -> usize {
         let mut applied = 0;
@@ -202,6 +207,7 @@ mod tests {
             multi_factor: true,
             expires_at: auth_time + 3600,
             session_key: Some(format!("idp|{sid}")),
+            rate_key: std::sync::Arc::from(format!("idp|{sub}")),
             upstream_headers: Vec::new(),
         }
     }

@@ -98,6 +98,8 @@ pub struct AuditPlan {
 pub struct Snapshot {
     /// SHA-256 of the file's bytes.
     pub version: PolicyVersion,
+    /// When it was compiled (loaded).
+    pub loaded_at: std::time::SystemTime,
     /// The file it was compiled from.
     pub source: PathBuf,
     /// Process-wide settings.
@@ -116,6 +118,12 @@ pub struct Snapshot {
     pub upstreams: Vec<Upstream>,
     /// The route table.
     pub routes: RouteTable,
+    /// Network rules and the client address (R-NET-1).
+    pub network: crate::net::NetworkPlan,
+    /// Rate, connection and time limits (R-NET-3).
+    pub limits: super::operate::LimitsPlan,
+    /// The admin listener and its administrators, when the policy has one (R-AUTH-4).
+    pub admin: Option<crate::admin::AdminPlan>,
 }
 
 impl Snapshot {
@@ -136,6 +144,10 @@ impl Snapshot {
         if self.audit != next.audit {
             return Some("audit");
         }
+        let admin_start = |s: &Snapshot| s.admin.as_ref().map(|a| (a.listen, a.client_ca.clone()));
+        if admin_start(self) != admin_start(next) {
+            return Some("admin.listen / admin.client_ca");
+        }
         None
     }
 
@@ -146,13 +158,13 @@ impl Snapshot {
 }
 
 /// Collects diagnostics with positions computed from byte offsets.
-struct Diagnostics<'a> {
+pub(super) struct Diagnostics<'a> {
     text: &'a str,
     list: Vec<Diagnostic>,
 }
 
 impl<'a> Diagnostics<'a> {
-    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = position(self.text, span.start);
         self.list.push(Diagnostic {
             line,
@@ -310,13 +322,25 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
             "the policy declares no [[routes]]; every request would be refused",
         );
     }
+    let mut route_rates = Vec::new();
     for section in &file.routes {
         if let Some(route) = compile_route(section.get_ref(), &upstream_names, &file, &mut diags) {
-            if let Err(message) = table.add(route) {
-                diags.at(section.get_ref().path.span(), message);
+            match table.add(route) {
+                Ok(()) => route_rates.push(section.get_ref().rate_limit.as_ref().and_then(|r| {
+                    super::operate::rate(r, section.span(), "route rate_limit", &mut diags)
+                })),
+                Err(message) => diags.at(section.get_ref().path.span(), message),
             }
         }
     }
+    let network = super::operate::network(&file, &mut diags);
+    let limits = super::operate::limits(&file, route_rates, &mut diags);
+    let issuer_ids: Vec<&str> = file
+        .issuers
+        .iter()
+        .map(|i| i.get_ref().id.as_str())
+        .collect();
+    let admin = super::operate::admin(&file, base, &issuer_ids, &mut diags);
 
     let server_key = match server_key {
         Some(key) if diags.list.is_empty() => key,
@@ -328,6 +352,7 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
     };
     Ok(Snapshot {
         version: PolicyVersion::of(bytes),
+        loaded_at: std::time::SystemTime::now(),
         source: path.to_path_buf(),
         gateway,
         listeners: Listeners {
@@ -350,6 +375,9 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
         pseudonymiser,
         upstreams,
         routes: table.build(),
+        network,
+        limits,
+        admin,
     })
 }
 
@@ -552,6 +580,7 @@ fn compile_route(
         );
     }
     let upstream = upstream?;
+    let allow_from = super::operate::networks(&section.allow_from, diags);
     ok.then(|| Route {
         id: Arc::from(id.as_str()),
         pattern: Arc::from(section.path.get_ref().as_str()),
@@ -564,6 +593,7 @@ fn compile_route(
             max_age_secs: section.max_auth_age_secs,
             acr_values: section.acr_values.clone(),
         },
+        allow_from,
     })
 }
 

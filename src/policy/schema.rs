@@ -37,6 +37,19 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Vec<IssuerSection>")]
     pub issuers: Vec<Spanned<IssuerSection>>,
+    /// Network rules: allow and deny lists, trusted proxies (R-NET-1).
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// Rate, connection and time limits (R-NET-3).
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// The admin listener (R-AUTH-4, R-NET-2). Without this table there is none.
+    pub admin: Option<AdminSection>,
+    /// The administrators, by name (R-AUTH-4). Removing a name removes its access at the next
+    /// reload.
+    #[serde(default)]
+    #[schemars(with = "Vec<AdminEntry>")]
+    pub admins: Vec<Spanned<AdminEntry>>,
     /// The route table. A request that matches no route is refused (default deny, R-AZ-1).
     #[serde(default)]
     #[schemars(with = "Vec<RouteSection>")]
@@ -434,6 +447,167 @@ pub struct RouteSection {
     /// Step-up: the token's `acr` must be one of these.
     #[serde(default)]
     pub acr_values: Vec<String>,
+    /// When not empty, only these networks may use the route (R-NET-1).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow_from: Vec<Spanned<String>>,
+    /// A limit for the route as a whole, all callers together (R-NET-3).
+    pub rate_limit: Option<RateSection>,
+}
+
+/// `[network]`: which networks may use the public listener (R-NET-1). Entries are CIDR
+/// networks (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// When not empty, only these networks are served.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<Spanned<String>>,
+    /// Always refused (deny wins over allow).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub deny: Vec<Spanned<String>>,
+    /// Load balancers or proxies in front of the gateway whose `X-Forwarded-For` is believed.
+    /// From any other peer the header is ignored.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// A rate: `requests` per `per_secs` seconds, `burst` of them back to back.
+#[derive(Debug, Deserialize, JsonSchema, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    /// Requests per window (at least 1).
+    #[schemars(range(min = 1))]
+    pub requests: u32,
+    /// The window in seconds (at least 1). Default 1.
+    #[serde(default = "default_per_secs")]
+    #[schemars(range(min = 1))]
+    pub per_secs: u64,
+    /// Requests allowed at once. Default: `requests`.
+    pub burst: Option<u32>,
+}
+
+fn default_per_secs() -> u64 {
+    1
+}
+
+/// `[limits]`: rate limits, connection limits and timeouts (R-NET-3).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Requests per client address (after trusted proxies are resolved).
+    #[schemars(with = "Option<RateSection>")]
+    pub per_client: Option<Spanned<RateSection>>,
+    /// Requests per verified subject.
+    #[schemars(with = "Option<RateSection>")]
+    pub per_subject: Option<Spanned<RateSection>>,
+    /// Keys each keyed limiter keeps at most; the least used are dropped beyond it.
+    #[serde(default = "default_max_keys")]
+    #[schemars(range(min = 1))]
+    pub max_keys: usize,
+    /// Open connections per client address; 0 for no limit. Trusted proxies are exempt.
+    #[serde(default = "default_connections_per_client")]
+    pub connections_per_client: u32,
+    /// Seconds from accept to a complete first request head (TLS handshake included).
+    #[serde(default = "default_header_timeout_secs")]
+    #[schemars(range(min = 1))]
+    pub header_timeout_secs: u64,
+    /// Seconds a client may stay silent while sending a request body.
+    #[serde(default = "default_body_timeout_secs")]
+    #[schemars(range(min = 1))]
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[serde(default = "default_idle_timeout_secs_limits")]
+    #[schemars(range(min = 1))]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            per_client: None,
+            per_subject: None,
+            max_keys: default_max_keys(),
+            connections_per_client: default_connections_per_client(),
+            header_timeout_secs: default_header_timeout_secs(),
+            body_timeout_secs: default_body_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs_limits(),
+        }
+    }
+}
+
+fn default_max_keys() -> usize {
+    1_000_000
+}
+fn default_connections_per_client() -> u32 {
+    256
+}
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+fn default_body_timeout_secs() -> u64 {
+    30
+}
+fn default_idle_timeout_secs_limits() -> u64 {
+    60
+}
+
+/// `[admin]`: the admin listener (R-AUTH-4, R-NET-2). It serves the public listener's
+/// certificate, TLS 1.3 only. `listen` and `client_ca` take effect at start; `allow`,
+/// `token_*` and the `[[admins]]` list at every reload.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Its address. Default `127.0.0.1:9443`.
+    #[serde(default = "default_admin_listen")]
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// PEM CA certificates that issue administrators' client certificates (mutual TLS).
+    #[schemars(with = "Option<PathBuf>")]
+    pub client_ca: Option<Spanned<PathBuf>>,
+    /// Id of an `[[issuers]]` entry whose tokens may carry admin rights.
+    #[schemars(with = "Option<String>")]
+    pub token_issuer: Option<Spanned<String>>,
+    /// The role (in the token's `roles`) an admin token must have. Default `phr-admin`.
+    #[serde(default = "default_admin_role")]
+    pub token_role: String,
+    /// Networks admin calls may come from. Default: loopback only.
+    #[serde(default = "default_admin_allow")]
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<Spanned<String>>,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9443))
+}
+fn default_admin_role() -> String {
+    "phr-admin".into()
+}
+fn default_admin_allow() -> Vec<Spanned<String>> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .map(|s| Spanned::new(0..0, (*s).to_owned()))
+        .collect()
+}
+
+/// `[[admins]]`: one named administrator and the credentials that prove it is them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminEntry {
+    /// The name recorded with every call they make.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// The subject common name (CN) of their client certificate, issued by `admin.client_ca`.
+    pub certificate_cn: Option<String>,
+    /// SHA-256 (hex) of their client certificate (DER), to pin one certificate.
+    #[schemars(with = "Option<String>")]
+    pub certificate_sha256: Option<Spanned<String>>,
+    /// The `sub` of their admin tokens (from `admin.token_issuer`, with `admin.token_role` and
+    /// multi-factor evidence).
+    pub token_subject: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -10,6 +10,7 @@ fn route(id: &str, methods: &[Method], pattern: &str) -> Route {
         anonymous: false,
         mfa: true,
         step_up: Default::default(),
+        allow_from: Default::default(),
     }
 }
 

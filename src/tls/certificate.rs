@@ -236,6 +236,18 @@ impl ReloadingCertResolver {
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
+
+    /// When the certificate in service expires (seconds since the epoch).
+    pub fn expires_at(&self) -> Option<i64> {
+        not_after(&self.current())
+    }
+}
+
+/// The `notAfter` of a certified key's end-entity certificate (seconds since the epoch).
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 impl ResolvesServerCert for ReloadingCertResolver {

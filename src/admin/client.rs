@@ -1,0 +1,158 @@
+//! The `phr-gateway admin ...` side: one HTTPS call to the admin listener with a client
+//! certificate or an admin token.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use rustls::pki_types::ServerName;
+
+/// Why an admin call could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminClientError {
+    /// The URL is not `https://host:port`.
+    #[error("admin URL `{0}` must look like https://127.0.0.1:9443")]
+    Url(String),
+    /// A certificate, key or CA file could not be used.
+    #[error("{0}")]
+    Material(String),
+    /// The connection or the call failed.
+    #[error("admin call to {url} failed: {detail}")]
+    Call {
+        /// The listener.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// How to reach and authenticate to the admin listener.
+pub struct AdminClient {
+    url: String,
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    /// A client for `url`. `ca` verifies the listener's certificate (default: the system's
+    /// roots); `identity` is a client certificate chain and key (PEM); `token` an admin token;
+    /// `server_name` overrides the name checked in the listener's certificate.
+    pub fn new(
+        url: &str,
+        ca: Option<&Path>,
+        identity: Option<(&Path, &Path)>,
+        token: Option<String>,
+        server_name: Option<&str>,
+    ) -> Result<Self, AdminClientError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| AdminClientError::Url(url.to_owned()))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(AdminClientError::Url(url.to_owned()));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| AdminClientError::Url(url.to_owned()))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(9443);
+        let material = |e: &dyn std::fmt::Display| AdminClientError::Material(e.to_string());
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(path) => {
+                let chain = crate::tls::certificate::load_chain(path).map_err(|e| material(&e))?;
+                roots.add_parsable_certificates(chain);
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs().map_err(|e| material(&e))?;
+                roots.add_parsable_certificates(native);
+            }
+        }
+        let provider = Arc::new(crate::tls::provider::gateway_provider(false));
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| material(&e))?
+            .with_root_certificates(roots);
+        let mut config = match identity {
+            Some((chain, key)) => {
+                let chain = crate::tls::certificate::load_chain(chain).map_err(|e| material(&e))?;
+                let key = crate::tls::certificate::load_key(key).map_err(|e| material(&e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| material(&e))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = server_name.unwrap_or(&host).to_owned();
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|_| AdminClientError::Material(format!("`{name}` is not a server name")))?;
+        Ok(AdminClient {
+            url: url.to_owned(),
+            host,
+            port,
+            server_name,
+            config: Arc::new(config),
+            token,
+        })
+    }
+
+    /// Make one call; returns the status and the body as text.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, String), AdminClientError> {
+        let fail = |detail: String| AdminClientError::Call {
+            url: self.url.clone(),
+            detail,
+        };
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.config))
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| fail(format!("TLS: {e}")))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        tokio::spawn(connection);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, format!("{}:{}", self.host, self.port));
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let payload = match body {
+            Some(value) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(payload))
+            .map_err(|e| fail(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), 16 * 1024 * 1024)
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}

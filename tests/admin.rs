@@ -1,0 +1,495 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! The admin listener (R-AUTH-4, R-NET-3, R-OPS-1) through the real gateway: mutual TLS with
+//! client certificates made at test time, admin tokens signed with a real key, every call in
+//! the state log, emergency stop and read-only mode seen by real user requests, and /metrics
+//! parsed as Prometheus text.
+
+mod support;
+
+use std::path::PathBuf;
+
+use http::{Method, StatusCode};
+use phr_gateway::admin::client::AdminClient;
+use rustls::version::TLS13;
+use serde_json::{json, Value};
+use support::issuer::*;
+use support::*;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    upstream: Upstream,
+    gateway: Gateway,
+    key: TestKey,
+    admin_port: u16,
+    /// The CA that issues administrators' certificates.
+    admin_ca: phr_gateway::pki::DevCa,
+    admin_ca_path: PathBuf,
+}
+
+fn admins_toml(with_alice: bool) -> String {
+    let alice = if with_alice {
+        "[[admins]]\nname = \"alice\"\ncertificate_cn = \"alice\"\n"
+    } else {
+        ""
+    };
+    format!("{alice}\n[[admins]]\nname = \"bob\"\ntoken_subject = \"bob-admin\"\n")
+}
+
+fn policy_text(
+    s_pki: &TestPki,
+    port: u16,
+    upstream: u16,
+    admin_port: u16,
+    ca: &str,
+    with_alice: bool,
+) -> String {
+    let extra = format!(
+        r#"
+[[routes]]
+id = "notes"
+methods = ["GET", "POST"]
+path = "/notes/{{id}}"
+upstream = "backend"
+category = "vitals"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+client_ca = "{ca}"
+token_issuer = "test-idp"
+token_role = "phr-admin"
+
+{admins}
+"#,
+        admins = admins_toml(with_alice)
+    ) + &issuer_toml("jwks_file = \"jwks.json\"");
+    policy(s_pki, port, upstream, "", &extra)
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let key = TestKey::es256("admin-test-1");
+    std::fs::write(dir.path().join("jwks.json"), jwks(&[&key])).unwrap();
+    let admin_ca = phr_gateway::pki::DevCa::new("admin test CA").unwrap();
+    let admin_ca_path = dir.path().join("admin-ca.crt");
+    std::fs::write(&admin_ca_path, admin_ca.cert_pem()).unwrap();
+    let upstream = Upstream::start().await;
+    let (port, admin_port) = (free_port(), free_port());
+    let text = policy_text(
+        &pki,
+        port,
+        upstream.port,
+        admin_port,
+        &admin_ca_path.display().to_string(),
+        true,
+    );
+    let mut gateway = Gateway::start(dir.path(), &text, port);
+    gateway.wait_ready(admin_port);
+    Setup {
+        dir,
+        pki,
+        upstream,
+        gateway,
+        key,
+        admin_port,
+        admin_ca,
+        admin_ca_path,
+    }
+}
+
+impl Setup {
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// An admin client with a client certificate of `cn` from `ca`.
+    fn with_certificate(&self, ca: &phr_gateway::pki::DevCa, cn: &str) -> AdminClient {
+        let (cert, key) = ca
+            .issue_client(cn)
+            .unwrap()
+            .write(self.dir.path(), &format!("client-{cn}"))
+            .unwrap();
+        AdminClient::new(
+            &self.url(),
+            Some(&self.pki.ca_path),
+            Some((&cert, &key)),
+            None,
+            Some("localhost"),
+        )
+        .unwrap()
+    }
+
+    fn with_token(&self, token: Option<String>) -> AdminClient {
+        AdminClient::new(
+            &self.url(),
+            Some(&self.pki.ca_path),
+            None,
+            token,
+            Some("localhost"),
+        )
+        .unwrap()
+    }
+
+    fn alice(&self) -> AdminClient {
+        self.with_certificate(&self.admin_ca, "alice")
+    }
+
+    fn state_events(&self) -> Vec<Value> {
+        phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/state")).unwrap()
+    }
+
+    async fn user(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        Client::open(self.gateway.port, config)
+            .await
+            .unwrap()
+            .send(method, path, headers, "")
+            .await
+            .unwrap()
+    }
+}
+
+async fn call(
+    client: &AdminClient,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String) {
+    client.call(method, path, body).await.unwrap()
+}
+
+fn admin_token(s: &Setup, sub: &str, roles: &[&str], mfa: bool) -> String {
+    let mut claims = mfa_claims(sub);
+    claims["roles"] = json!(roles);
+    if !mfa {
+        claims["amr"] = json!(["pwd"]);
+    }
+    s.key.sign(&claims)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_are_named_and_everyone_else_is_refused_and_recorded_r_auth_4() {
+    let s = setup().await;
+    // Health probes need no credential.
+    let anonymous = s.with_token(None);
+    assert_eq!(
+        call(&anonymous, Method::GET, "/healthz", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&anonymous, Method::GET, "/readyz", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&anonymous, Method::GET, "/status", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // alice by certificate.
+    let (status, body) = call(&s.alice(), Method::GET, "/status", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let status_json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status_json["mode"], "normal");
+    assert!(status_json["policy"]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(
+        status_json["tls"]["certificate_expires_in_secs"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+
+    // A certificate from the right CA that names nobody.
+    let (status, _) = call(
+        &s.with_certificate(&s.admin_ca, "mallory"),
+        Method::GET,
+        "/status",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A certificate from another CA does not even complete the handshake.
+    let stranger_ca = phr_gateway::pki::DevCa::new("stranger CA").unwrap();
+    let stranger = s.with_certificate(&stranger_ca, "alice");
+    assert!(stranger.call(Method::GET, "/status", None).await.is_err());
+
+    // Tokens: a user token, an admin role without MFA, a non-admin subject, then bob.
+    let user = admin_token(&s, "patient-1", &["patient"], true);
+    let no_mfa = admin_token(&s, "bob-admin", &["phr-admin"], false);
+    let not_named = admin_token(&s, "eve", &["phr-admin"], true);
+    for token in [user, no_mfa, not_named] {
+        let (status, body) = call(&s.with_token(Some(token)), Method::GET, "/status", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let bob = s.with_token(Some(admin_token(&s, "bob-admin", &["phr-admin"], true)));
+    assert_eq!(
+        call(&bob, Method::GET, "/status", None).await.0,
+        StatusCode::OK
+    );
+
+    // Every call but the probes is in the state log, with the admin's name or `-`.
+    let calls: Vec<(String, u64)> = s
+        .state_events()
+        .iter()
+        .filter(|e| e["event"] == "admin_call")
+        .map(|e| {
+            (
+                e["admin"].as_str().unwrap().to_owned(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("-".to_owned(), 401),
+            ("alice".to_owned(), 200),
+            ("-".to_owned(), 403),
+            ("-".to_owned(), 403),
+            ("-".to_owned(), 403),
+            ("-".to_owned(), 403),
+            ("bob".to_owned(), 200),
+        ],
+    );
+
+    // Removing alice from the policy removes her access at the next reload.
+    let text = policy_text(
+        &s.pki,
+        s.gateway.port,
+        s.upstream.port,
+        s.admin_port,
+        &s.admin_ca_path.display().to_string(),
+        false,
+    );
+    std::fs::write(&s.gateway.policy_path, text).unwrap();
+    let (status, body) = call(&bob, Method::POST, "/reload", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        call(&s.alice(), Method::GET, "/status", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emergency_stop_and_read_only_take_effect_at_once_and_are_audited_r_net_3() {
+    let s = setup().await;
+    let alice = s.alice();
+    assert_eq!(s.user("POST", "/anon/a", &[]).await.status, 200);
+
+    let (status, body) = call(
+        &alice,
+        Method::POST,
+        "/mode",
+        Some(json!({"mode": "stopped", "retry_after_secs": 120})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stopped = s.user("GET", "/anon/a", &[]).await;
+    assert_eq!(stopped.status, 503, "{stopped:?}");
+    assert_eq!(stopped.json()["reason"], "gateway.stopped");
+    assert_eq!(stopped.headers["retry-after"], "120");
+    // Health stays up while stopped.
+    assert_eq!(
+        call(&alice, Method::GET, "/healthz", None).await.0,
+        StatusCode::OK
+    );
+
+    call(
+        &alice,
+        Method::POST,
+        "/mode",
+        Some(json!({"mode": "read-only"})),
+    )
+    .await;
+    assert_eq!(s.user("GET", "/anon/a", &[]).await.status, 200);
+    let write = s.user("POST", "/anon/a", &[]).await;
+    assert_eq!(write.status, 503);
+    assert_eq!(write.json()["reason"], "gateway.read_only");
+
+    call(
+        &alice,
+        Method::POST,
+        "/mode",
+        Some(json!({"mode": "normal"})),
+    )
+    .await;
+    assert_eq!(s.user("POST", "/anon/a", &[]).await.status, 200);
+
+    let modes: Vec<(String, String)> = s
+        .state_events()
+        .iter()
+        .filter(|e| e["event"] == "mode_changed")
+        .map(|e| {
+            (
+                e["mode"].as_str().unwrap().to_owned(),
+                e["by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let by_alice = |m: &str| (m.to_owned(), "alice".to_owned());
+    assert_eq!(
+        modes,
+        [
+            by_alice("stopped"),
+            by_alice("read-only"),
+            by_alice("normal")
+        ]
+    );
+    // The stop survives a restart: it is replayed from the state log.
+    call(
+        &alice,
+        Method::POST,
+        "/mode",
+        Some(json!({"mode": "stopped"})),
+    )
+    .await;
+    let text = std::fs::read_to_string(&s.gateway.policy_path).unwrap();
+    let Setup {
+        gateway,
+        pki,
+        dir,
+        admin_port,
+        ..
+    } = s;
+    let port = gateway.port;
+    drop(gateway);
+    let mut restarted = Gateway::start(dir.path(), &text, port);
+    restarted.wait_ready(admin_port);
+    let config = client_config(&pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+    let reply = get(port, config, "/anon/a", &[]).await.unwrap();
+    assert_eq!(reply.status, 503, "the stop did not survive a restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subject_stop_revocation_metrics_and_report() {
+    let s = setup().await;
+    let alice = s.alice();
+    let token = s.key.sign(&mfa_claims("patient-7"));
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str())];
+    assert_eq!(s.user("GET", "/notes/1", &headers).await.status, 200);
+
+    // Subject stop (R-AZ-7) and resume.
+    call(
+        &alice,
+        Method::POST,
+        "/subjects/stop",
+        Some(json!({"subject": "patient-7"})),
+    )
+    .await;
+    let stopped = s.user("GET", "/notes/1", &headers).await;
+    assert_eq!(stopped.status, 403);
+    assert_eq!(stopped.json()["reason"], "access.subject_stopped");
+    call(
+        &alice,
+        Method::POST,
+        "/subjects/resume",
+        Some(json!({"subject": "patient-7"})),
+    )
+    .await;
+    assert_eq!(s.user("GET", "/notes/1", &headers).await.status, 200);
+
+    // Revoking the subject's sessions ends this token's session.
+    let (status, body) = call(
+        &alice,
+        Method::POST,
+        "/revoke",
+        Some(json!({"subject": "patient-7"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let revoked = s.user("GET", "/notes/1", &headers).await;
+    assert_eq!(revoked.status, 401);
+    assert_eq!(revoked.json()["reason"], "identity.session_revoked");
+    let (status, _) = call(
+        &alice,
+        Method::POST,
+        "/revoke",
+        Some(json!({"subject": "a", "token_id": "b"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // /metrics parses as Prometheus text and counts the refused requests by reason.
+    let (status, text) = call(&alice, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let refused = |reason: &str| {
+        scrape
+            .samples
+            .iter()
+            .filter(|m| m.metric == "phr_requests_total" && m.labels.get("reason") == Some(reason))
+            .map(|m| match m.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    assert_eq!(refused("access.subject_stopped"), 1.0, "{text}");
+    assert_eq!(refused("identity.session_revoked"), 1.0);
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|m| m.metric == "phr_tls_handshakes_total"
+            && m.labels.get("version") == Some("TLSv1.3")));
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|m| m.metric == "phr_audit_queue_depth"));
+    assert!(
+        !text.contains("patient-7") && !text.contains("127.0.0.1"),
+        "a subject or an address leaked into a metric label"
+    );
+
+    // The report of the running policy.
+    let (status, body) = call(&alice, Method::GET, "/report", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let item = |id: &str| {
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(item("R-AUTH-4")["status"], "enforced");
+    assert_eq!(item("R-TLS-1")["status"], "enforced");
+
+    // The CLI makes the same calls.
+    let (cert, key) = s
+        .admin_ca
+        .issue_client("alice")
+        .unwrap()
+        .write(s.dir.path(), "cli-alice")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
+        .args([
+            "admin",
+            "--url",
+            &s.url(),
+            "--server-name",
+            "localhost",
+            "--ca",
+        ])
+        .arg(&s.pki.ca_path)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["mode"], "normal");
+}
