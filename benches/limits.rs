@@ -1,7 +1,8 @@
 //! Rate-limit check cost (issue: operate): one per-client check with 1,000,000 live keys in the
-//! limiter, the key hit on each iteration drawn from all of them (so the cache's memory is
-//! touched as in a flood), and one check of a hot key. Goal: under 200 ns per check.
-//! docs/performance.md has the figures.
+//! limiter, the key hit on each iteration drawn from all of them in a scattered order (every
+//! check misses the CPU caches, as in a flood of addresses), and one check of a hot key. The
+//! rate is high enough that every check is allowed: the cost measured is the check, not the
+//! refusal's response. Goal: under 200 ns per check. docs/performance.md has the figures.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -18,12 +19,12 @@ fn address(i: u32) -> IpAddr {
 
 fn bench(c: &mut Criterion) {
     let rate = Rate {
-        requests: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+        requests: NonZeroU32::new(u32::MAX).unwrap_or(NonZeroU32::MIN),
         per_secs: 1,
-        burst: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+        burst: NonZeroU32::new(u32::MAX).unwrap_or(NonZeroU32::MIN),
     };
-    // Room for every key, so none is evicted while measuring.
-    let limits = RateLimits::new(Some(rate), None, Vec::new(), 1_100_000);
+    // The policy's default bound (1,000,000): some keys collide out as they would in service.
+    let limits = RateLimits::new(Some(rate), None, Vec::new(), 1_000_000);
     for i in 0..LIVE_KEYS {
         let _ = limits.check_client(address(i));
     }
@@ -33,11 +34,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             // A multiplicative step walks all keys in a scattered order.
             i = i.wrapping_add(2_654_435_761) % LIVE_KEYS;
-            black_box(limits.check_client(black_box(address(i))).is_ok())
+            assert!(limits.check_client(black_box(address(i))).is_ok());
         })
     });
     group.bench_function("check_client, hot key", |b| {
-        b.iter(|| black_box(limits.check_client(black_box(address(7))).is_ok()))
+        b.iter(|| assert!(limits.check_client(black_box(address(7))).is_ok()))
     });
     group.finish();
     let (clients, _) = limits.key_counts();

@@ -9,9 +9,13 @@
 #            hardening on, and the audit store (every policy has one: each request's record
 #            is written before its response is released): what the core gateway costs.
 #   full     everything on the request path that exists today. Steps add themselves here as
-#            they land (identity, access, inspection), so the whole cost is measured the same
-#            way. Today "full" adds a realistic table of 1,000 declared routes in front of the
-#            catch-all.
+#            they land (access, inspection), so the whole cost is measured the same way. Today
+#            "full" adds a realistic table of 1,000 declared routes in front of the catch-all,
+#            network rules (a 64-entry deny list, a trusted proxy, a per-route allow list) and
+#            rate limits per client and per route, set high enough never to refuse the
+#            benchmark (the check is the cost). Identity has its own load script
+#            (benches/identity-load.sh: a token per request needs a token-minting client).
+#            Connection tracking (limits and deadlines) and metrics are on in every mode.
 # PB_AUDIT_DURABILITY (default "batched") sets audit.access_durability; "durable" syncs each
 # access record (group commit) before its response is released.
 # One worker thread: the harness pins the gateway to one core.
@@ -55,6 +59,12 @@ route() {
     "$1" "$3" "$2" >> "$policy"
 }
 if [ "$mode" = full ]; then
+  {
+    printf '\n[network]\ntrusted_proxies = ["10.255.0.1"]\ndeny = ['
+    for i in $(seq 0 63); do printf '"198.18.%d.0/24", ' "$i"; done
+    printf '"2001:db8:dead::/48"]\n'
+    printf '\n[limits]\nper_client = { requests = 10000000, per_secs = 1 }\nper_subject = { requests = 10000000, per_secs = 1 }\n'
+  } >> "$policy"
   n=0
   for i in $(seq 0 249); do
     for shape in "/fhir/Type$i/{id}" "/fhir/Type$i" "/fhir/Type$i/{id}/_history" "/fhir/Type$i/{id}/Observation"; do
@@ -66,6 +76,9 @@ fi
 # `{*rest}` needs at least one character, so "/" has its own route.
 all='["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]'
 route everything '/{*rest}' "$all"
+if [ "$mode" = full ]; then
+  printf 'allow_from = ["127.0.0.0/8", "::1/128"]\nrate_limit = { requests = 10000000, per_secs = 1 }\n' >> "$policy"
+fi
 route root / "$all"
 export PHR_LOG=${PHR_LOG:-warn}
 exec "$bin" run --policy "$policy"

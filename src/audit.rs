@@ -156,9 +156,9 @@ struct Shared {
 pub struct AuditStats {
     /// Whether the store is writing.
     pub available: bool,
-    /// Access records written since start.
+    /// Records in the access log (its head: the next record's seq).
     pub access_appended: u64,
-    /// State events written since start.
+    /// Records in the state log.
     pub state_appended: u64,
     /// Access records lost (`degrade` mode, or refused requests while unavailable).
     pub access_lost: u64,

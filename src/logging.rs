@@ -1,7 +1,8 @@
 //! Structured logs (tracing): JSON when stderr is not a terminal, text when it is.
 //!
 //! pingora logs every failed client TLS handshake at ERROR. A scanner makes thousands a
-//! second, so those lines pass at most once per second, with a count of what was held back.
+//! second, so those lines pass at most once per second, with a count of what was held back;
+//! each is counted in `phr_tls_handshake_failures_total`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,12 @@ impl<S> Filter<S> for ListenerErrorLimit {
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         if meta.target() != HANDSHAKE_TARGET {
             return true;
+        }
+        // Every one is counted, whether its line passes or not (R-OPS-1).
+        if *meta.level() == tracing::Level::ERROR {
+            if let Some(m) = crate::metrics::metrics() {
+                m.tls_handshake_failures.inc();
+            }
         }
         allow_listener_error(
             SystemTime::now()

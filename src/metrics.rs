@@ -59,7 +59,7 @@ pub struct Metrics {
     pub audit_queue_depth: IntGauge,
     /// Whether the audit store is writing (1) or not (0).
     pub audit_available: IntGauge,
-    /// Records written, per log.
+    /// Records in each log (its head).
     pub audit_records: IntGaugeVec,
     /// Records covered by the latest signed checkpoint, per log.
     pub audit_checkpoint_size: IntGaugeVec,
@@ -217,7 +217,7 @@ impl Metrics {
             )?,
             audit_records: gauge(
                 "audit_records",
-                "Records written since start, per log",
+                "Records in the log (its head), per log",
                 &["log"],
             )?,
             audit_checkpoint_size: gauge(

@@ -360,7 +360,7 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
             vec![
                 format!("audit.dir = {}", s.audit.dir.display()),
                 format!(
-                    "access records written: {}",
+                    "access records in the log: {}",
                     live.and_then(|r| r.audit)
                         .map_or("-".into(), |a| a.access_appended.to_string())
                 ),
@@ -373,7 +373,7 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
         "R-LOG-4" => met(
             "every policy version, refused reload and admin call is a state-log event",
             vec![format!(
-                "state events written: {}",
+                "state events in the log: {}",
                 live.and_then(|r| r.audit)
                     .map_or("-".into(), |a| a.state_appended.to_string())
             )],

@@ -471,3 +471,27 @@ fn a_store_shorter_than_its_checkpoint_does_not_open() {
     .unwrap_err();
     assert!(err.to_string().contains("checkpoint covers 20"), "{err}");
 }
+
+#[test]
+fn after_a_restart_the_counters_are_the_logs_heads_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::generate("test.example/gw").unwrap();
+    let text = signer.to_text();
+    let sink = AuditSink::open(config(dir.path(), signer, 1 << 20)).unwrap();
+    append(&sink, 0..25, "2026-11-25T10:00:00.000000Z");
+    sink.close();
+    // Reopened, nothing new written yet: status and the checkpoint-lag alert see the whole
+    // log, and the final checkpoint of the last stop covers all of it.
+    let sink = AuditSink::open(config(
+        dir.path(),
+        Signer::from_text(&text).unwrap(),
+        1 << 20,
+    ))
+    .unwrap();
+    let stats = sink.stats();
+    assert_eq!(stats.access_appended, 25);
+    assert_eq!(stats.access_checkpoint, 25);
+    append(&sink, 25..27, "2026-11-25T10:00:01.000000Z");
+    assert_eq!(sink.stats().access_appended, 27);
+    sink.close();
+}

@@ -317,6 +317,12 @@ impl Writer {
             format!("{}/state", config.origin),
             &mut cuts,
         )?;
+        // The counters start at the logs' sizes, so they are each log's head, not a count
+        // since start (what status and the checkpoint-lag alert compare).
+        for log in [&access, &state] {
+            shared.appended[log.kind.index()].store(log.next_seq, Ordering::Relaxed);
+            shared.checkpoints[log.kind.index()].store(log.checkpointed, Ordering::Release);
+        }
         let mut writer = Writer {
             config,
             shared,
