@@ -495,3 +495,25 @@ fn after_a_restart_the_counters_are_the_logs_heads_and_checkpoints() {
     assert_eq!(sink.stats().access_appended, 27);
     sink.close();
 }
+
+#[test]
+fn state_events_written_by_the_writer_thread_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = AuditSink::open(config(
+        dir.path(),
+        Signer::generate("test.example/gw").unwrap(),
+        1 << 20,
+    ))
+    .unwrap();
+    for v in 0..3 {
+        sink.record_state_blocking(StateEvent::PolicyLoaded {
+            version: format!("v{v}"),
+            source: "policy.toml".into(),
+            trigger: "start".into(),
+            previous: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(sink.stats().state_appended, 3);
+    sink.close();
+}

@@ -503,6 +503,8 @@ impl Writer {
         if !self.waiting_state.is_empty() {
             match self.state.sync() {
                 Ok(()) => {
+                    self.shared.appended[LogKind::State.index()]
+                        .store(self.state.next_seq, Ordering::Relaxed);
                     for (seq, ack) in self.waiting_state.drain(..) {
                         let _ = ack.send(Ok(seq));
                     }
