@@ -62,6 +62,19 @@ fn append(sink: &AuditSink, range: std::ops::Range<u64>, time: &str) {
     });
 }
 
+/// Record `n` policy versions in the state log.
+fn record_policy_versions(sink: &AuditSink, n: u64) {
+    for v in 0..n {
+        sink.record_state_blocking(StateEvent::PolicyLoaded {
+            version: format!("v{v}"),
+            source: "policy.toml".into(),
+            trigger: "start".into(),
+            previous: None,
+        })
+        .unwrap();
+    }
+}
+
 /// A closed store with `n` access records (times in minute `i / 100`) and a few state events.
 fn store_with(dir: &Path, n: u64, segment_max_bytes: u64) -> Verifier {
     store_from("req", dir, n, segment_max_bytes)
@@ -83,15 +96,7 @@ fn store_from(prefix: &str, dir: &Path, n: u64, segment_max_bytes: u64) -> Verif
                 .unwrap();
         }
     });
-    for v in 0..3 {
-        sink.record_state_blocking(StateEvent::PolicyLoaded {
-            version: format!("v{v}"),
-            source: "policy.toml".into(),
-            trigger: "start".into(),
-            previous: None,
-        })
-        .unwrap();
-    }
+    record_policy_versions(&sink, 3);
     sink.close();
     verifier
 }
@@ -505,15 +510,7 @@ fn state_events_written_by_the_writer_thread_are_counted() {
         1 << 20,
     ))
     .unwrap();
-    for v in 0..3 {
-        sink.record_state_blocking(StateEvent::PolicyLoaded {
-            version: format!("v{v}"),
-            source: "policy.toml".into(),
-            trigger: "start".into(),
-            previous: None,
-        })
-        .unwrap();
-    }
+    record_policy_versions(&sink, 3);
     assert_eq!(sink.stats().state_appended, 3);
     sink.close();
 }
