@@ -30,6 +30,7 @@ fn table() -> RouteTable {
                 mfa: true,
                 step_up: Default::default(),
                 allow_from: Default::default(),
+                access: Default::default(),
             });
             assert!(added.is_ok(), "{added:?}");
         }

@@ -64,6 +64,12 @@ pub enum Reason {
     GatewayReadOnly,
     /// An operator stopped the use of this subject's data (R-AZ-7).
     AccessSubjectStopped,
+    /// The token lacks a scope the route requires (R-AZ-1).
+    AccessScopeMissing,
+    /// The token carries none of the roles the route requires (R-AZ-1).
+    AccessRoleMissing,
+    /// The request is for another subject's data than the caller's own (R-AZ-1).
+    AccessSubjectMismatch,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
     /// The audit store cannot write, and the policy fails closed: nothing is served without
@@ -102,6 +108,9 @@ impl Reason {
         Reason::GatewayStopped,
         Reason::GatewayReadOnly,
         Reason::AccessSubjectStopped,
+        Reason::AccessScopeMissing,
+        Reason::AccessRoleMissing,
+        Reason::AccessSubjectMismatch,
         Reason::UpstreamUnavailable,
         Reason::AuditUnavailable,
         Reason::GatewayInternal,
@@ -136,6 +145,9 @@ impl Reason {
             Reason::GatewayStopped => "gateway.stopped",
             Reason::GatewayReadOnly => "gateway.read_only",
             Reason::AccessSubjectStopped => "access.subject_stopped",
+            Reason::AccessScopeMissing => "access.scope_missing",
+            Reason::AccessRoleMissing => "access.role_missing",
+            Reason::AccessSubjectMismatch => "access.subject_mismatch",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -166,7 +178,11 @@ impl Reason {
             | Reason::IdentitySessionExpired
             | Reason::IdentitySessionRevoked => 401,
             Reason::IdentityTooManyFailures | Reason::RateLimited => 429,
-            Reason::NetworkDenied | Reason::AccessSubjectStopped => 403,
+            Reason::NetworkDenied
+            | Reason::AccessSubjectStopped
+            | Reason::AccessScopeMissing
+            | Reason::AccessRoleMissing
+            | Reason::AccessSubjectMismatch => 403,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
             Reason::UpstreamUnavailable => 502,
             Reason::AuditUnavailable => 503,
@@ -205,6 +221,9 @@ impl Reason {
             Reason::GatewayStopped => "Service stopped for maintenance",
             Reason::GatewayReadOnly => "Service is read-only for now",
             Reason::AccessSubjectStopped => "Use of this data is stopped",
+            Reason::AccessScopeMissing => "Insufficient scope",
+            Reason::AccessRoleMissing => "Role required",
+            Reason::AccessSubjectMismatch => "Not this subject's data",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",

@@ -195,6 +195,14 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\" '{base}/fhir/Observation?patient=p-001'"
     );
+    let _ = writeln!(
+        s,
+        "  #   the same token for another patient's data: 403 access.subject_mismatch"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\" '{base}/fhir/Observation?patient=p-002'"
+    );
     let _ = writeln!(s, "  #   password-only.jwt: 401 identity.mfa_required");
     let _ = writeln!(
         s,

@@ -67,6 +67,11 @@ pub struct Principal {
     pub upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `<issuer id>|<sub>`: the per-subject rate limiter's key, made once per token.
     pub rate_key: Arc<str>,
+    /// The patient the token is for: its `patient` claim, else the id of a `fhirUser` that is a
+    /// `Patient/<id>`.
+    pub patient: Option<String>,
+    /// `scope`, parsed once per token (malformed and granular SMART scopes grant nothing).
+    pub granted_scopes: Vec<crate::access::scope::Scope>,
 }
 
 /// Names of the headers that carry the verified identity upstream. Client-sent headers with
@@ -233,6 +238,13 @@ impl IdentityPlan {
             issuer: issuer_id.clone(),
             session_key: session.as_ref().map(|s| format!("{issuer_id}|{s}")),
             rate_key: Arc::from(format!("{issuer_id}|{}", c.sub)),
+            patient: c.patient.clone().or_else(|| {
+                c.fhir_user
+                    .as_deref()
+                    .and_then(|u| u.rsplit_once("Patient/").map(|(_, id)| id.to_owned()))
+                    .filter(|id| !id.is_empty() && !id.contains('/'))
+            }),
+            granted_scopes: Vec::new(),
             upstream_headers: Vec::new(),
             multi_factor: self.mfa.is_multi_factor(&amr, c.acr.as_deref()),
             subject: c.sub,
@@ -251,6 +263,7 @@ impl IdentityPlan {
             expires_at: c.exp,
         };
         principal.upstream_headers = self.headers.render(&principal);
+        principal.granted_scopes = crate::access::scope::granted(&principal.scopes);
         let principal = Arc::new(principal);
         self.cache
             .insert(key, (Arc::clone(&principal), issuer, generation));

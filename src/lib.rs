@@ -13,6 +13,7 @@
 //! | [`limits`] | rate limits per client, subject and route; connection limits and deadlines |
 //! | [`route`] | the route table and default deny |
 //! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
+//! | [`access`] | what the caller may do: scopes (SMART on FHIR), roles, whose data it is |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
 //! | [`decision`] | `Decision`, reason codes, problem+json |
 //! | [`forward`] | what the upstream receives |
@@ -34,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod controls;

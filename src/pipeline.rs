@@ -4,7 +4,8 @@
 //!
 //! Order: protocol framing → network (R-NET-1) → mode (emergency stop, read-only) → per-client
 //! rate limit → the gateway's own endpoints → route (default deny) → the route's networks →
-//! identity → subject stop (R-AZ-7) → per-subject and per-route rate limits. The per-client
+//! identity → access: scopes, roles, whose data (R-AZ-1) → subject stop of the caller and of the
+//! data subject (R-AZ-7) → per-subject and per-route rate limits. The per-client
 //! limit sits before identity so that a flood is refused before any signature is checked.
 //! Later steps (access, inspection) slot in here.
 
@@ -15,7 +16,7 @@ use crate::decision::Decision;
 use crate::limits::RateLimits;
 use crate::policy::Snapshot;
 use crate::route::Route;
-use crate::{identity, net, protocol};
+use crate::{access, identity, net, protocol};
 
 /// What the steps keep between requests. `explain` runs without any of it: no sessions, no
 /// stops, and no rate limit is charged.
@@ -137,10 +138,11 @@ pub fn evaluate<'s>(
             decision: Decision::Allow,
         };
     }
-    let (index, route) = match policy.routes.route(request.method, request.path) {
-        Ok(found) => (found.index, found.route),
+    let found = match policy.routes.route(request.method, request.path) {
+        Ok(found) => found,
         Err(refusal) => return refuse(None, refusal),
     };
+    let (index, route) = (found.index, found.route);
     if let Err(refusal) = net::check_route(&route.allow_from, client) {
         return refuse(Some((index, route)), refusal);
     }
@@ -154,9 +156,31 @@ pub fn evaluate<'s>(
         Ok(principal) => principal,
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
-    if let (Some(controls), Some(p)) = (state.controls, &principal) {
-        if let Err(refusal) = controls.check_subject(&p.subject) {
-            return refuse(Some((index, route)), refusal);
+    if let Some(p) = &principal {
+        // Path parameters are collected only for a route that finds its subject there.
+        let params: Vec<(&str, &str)> = match &route.access.subject {
+            Some(access::SubjectSource::Path(_)) => found.params.iter().collect(),
+            _ => Vec::new(),
+        };
+        let request = access::AccessRequest {
+            params: &params,
+            query: request.query,
+        };
+        let data_subject = match access::check(&route.access, p, &request) {
+            Ok(subject) => subject,
+            Err(refusal) => return refuse(Some((index, route)), refusal),
+        };
+        if let Some(controls) = state.controls {
+            // A stopped subject is refused as the caller and as the data asked for (R-AZ-7).
+            let stopped = controls
+                .check_subject(&p.subject)
+                .and_then(|()| match &data_subject {
+                    Some(s) => controls.check_subject(s),
+                    None => Ok(()),
+                });
+            if let Err(refusal) = stopped {
+                return refuse(Some((index, route)), refusal);
+            }
         }
     }
     if let Some(limits) = state.rate_limits {

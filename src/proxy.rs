@@ -553,6 +553,9 @@ async fn write_refusal(
             .as_deref()
             .unwrap_or("Bearer realm=\"phr-gateway\"");
         response.insert_header(WWW_AUTHENTICATE, challenge)?;
+    } else if let Some(challenge) = &refusal.challenge {
+        // 403 insufficient_scope (RFC 6750 §3.1).
+        response.insert_header(WWW_AUTHENTICATE, challenge.as_str())?;
     }
     if let Some(limits) = &refusal.rate_limit {
         response.insert_header("ratelimit-policy", limits.policy.as_str())?;

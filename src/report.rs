@@ -330,17 +330,36 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 format!("identity.lockout_secs = {}", s.identity.failures.lockout_secs),
             ],
         ),
-        "R-AZ-1" => Assessment {
-            status: Status::Partial,
-            how: "default-deny route table; every route names its data category".into(),
-            missing: Some("per-route scopes and roles are not checked yet".into()),
-            evidence: vec![format!("routes: {}", routes.len())],
-        },
+        "R-AZ-1" => {
+            let open: Vec<&str> = routes
+                .iter()
+                .filter(|r| !r.anonymous && r.category.is_health() && r.access.is_empty())
+                .map(|r| &*r.id)
+                .collect();
+            unless_missing(
+                "default-deny route table, a data category per route; scopes (SMART on FHIR), roles and the data subject per route",
+                if open.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![format!(
+                        "health-data routes with no scopes, roles or subject: {}",
+                        open.join(", ")
+                    )]
+                },
+                vec![
+                    format!("routes: {}", routes.len()),
+                    format!(
+                        "routes with scopes, roles or a subject: {}",
+                        routes.iter().filter(|r| !r.access.is_empty()).count()
+                    ),
+                ],
+            )
+        }
         "R-AZ-7" => Assessment {
             status: Status::Partial,
-            how: "an administrator can stop a subject; the subject's own requests are refused".into(),
+            how: "an administrator can stop a subject; the subject's requests, and requests for the subject's data on routes that declare `subject`, are refused".into(),
             missing: Some(
-                "other callers' requests for the stopped subject's data are not matched yet".into(),
+                "routes without `subject` cannot tell whose data they serve; consent-based third-party access is not built yet".into(),
             ),
             evidence: vec![format!(
                 "stopped subjects: {}",

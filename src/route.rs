@@ -35,6 +35,8 @@ pub struct Route {
     pub step_up: crate::identity::StepUp,
     /// When not empty, only these networks may use the route (R-NET-1).
     pub allow_from: crate::net::NetworkList,
+    /// Scopes, roles and the data subject (R-AZ-1).
+    pub access: crate::access::RouteAccess,
 }
 
 struct PathEntry {

@@ -430,6 +430,16 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     .await
     .expect("request");
     assert_eq!(reply.status, 200, "{reply:?}");
+    // The same patient's token for another patient's data (R-AZ-1).
+    let reply = get(
+        public,
+        config.clone(),
+        "/fhir/Observation?patient=p-002",
+        &[("authorization", &token("mfa"))],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.json()["reason"], "access.subject_mismatch");
     let reply = get(
         public,
         config.clone(),

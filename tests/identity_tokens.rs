@@ -387,6 +387,7 @@ fn route(mfa: bool, step_up: StepUp) -> Route {
         mfa,
         step_up,
         allow_from: Default::default(),
+        access: Default::default(),
     }
 }
 

@@ -208,6 +208,8 @@ mod tests {
             expires_at: auth_time + 3600,
             session_key: Some(format!("idp|{sid}")),
             rate_key: std::sync::Arc::from(format!("idp|{sub}")),
+            patient: None,
+            granted_scopes: Vec::new(),
             upstream_headers: Vec::new(),
         }
     }

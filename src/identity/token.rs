@@ -147,6 +147,12 @@ pub struct Claims {
     /// Authentication context class.
     #[serde(default)]
     pub acr: Option<String>,
+    /// SMART on FHIR launch context: the patient the token is for.
+    #[serde(default)]
+    pub patient: Option<String>,
+    /// SMART on FHIR / OpenID: the user's FHIR resource, e.g. `Patient/123`.
+    #[serde(default, rename = "fhirUser")]
+    pub fhir_user: Option<String>,
 }
 
 impl Claims {

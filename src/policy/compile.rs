@@ -581,6 +581,8 @@ fn compile_route(
     }
     let upstream = upstream?;
     let allow_from = super::operate::networks(&section.allow_from, diags);
+    let access = compile_access(section, diags);
+    ok &= access.is_some();
     ok.then(|| Route {
         id: Arc::from(id.as_str()),
         pattern: Arc::from(section.path.get_ref().as_str()),
@@ -594,7 +596,63 @@ fn compile_route(
             acr_values: section.acr_values.clone(),
         },
         allow_from,
+        access: access.unwrap_or_default(),
     })
+}
+
+/// A route's scopes, roles and data subject; `None` after a diagnostic.
+fn compile_access(
+    section: &RouteSection,
+    diags: &mut Diagnostics<'_>,
+) -> Option<crate::access::RouteAccess> {
+    use crate::access::{scope::Scope, RouteAccess, SubjectSource};
+    let mut ok = true;
+    let mut scopes = Vec::new();
+    for text in &section.scopes {
+        match Scope::parse(text.get_ref()) {
+            Ok(scope) => scopes.push(scope),
+            Err(e) => {
+                diags.at(text.span(), e.to_string());
+                ok = false;
+            }
+        }
+    }
+    let subject = section.subject.as_ref().and_then(|text| {
+        let parsed = SubjectSource::parse(text.get_ref());
+        let known = match &parsed {
+            Some(SubjectSource::Path(name)) => section
+                .path
+                .get_ref()
+                .split('/')
+                .any(|seg| seg == format!("{{{name}}}")),
+            Some(_) => true,
+            None => false,
+        };
+        if !known {
+            diags.at(
+                text.span(),
+                format!(
+                    "subject `{}` must be `self`, `query:NAME`, or `path:NAME` naming a `{{NAME}}` segment of the path",
+                    text.get_ref()
+                ),
+            );
+            ok = false;
+        }
+        parsed
+    });
+    let access = RouteAccess {
+        scopes,
+        roles: section.roles.clone(),
+        subject,
+    };
+    if section.anonymous && !access.is_empty() {
+        diags.at(
+            section.id.span(),
+            "an anonymous route has no caller to hold scopes, roles or a subject",
+        );
+        ok = false;
+    }
+    ok.then_some(access)
 }
 
 const ROUTABLE_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];

@@ -453,6 +453,18 @@ pub struct RouteSection {
     pub allow_from: Vec<Spanned<String>>,
     /// A limit for the route as a whole, all callers together (R-NET-3).
     pub rate_limit: Option<RateSection>,
+    /// Scopes the token must hold, each covered by a granted scope: plain strings, or SMART
+    /// on FHIR scopes such as `patient/Observation.rs` (R-AZ-1).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub scopes: Vec<Spanned<String>>,
+    /// Roles (in the token's `roles`), any one of which the caller must have.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Where the request's data subject is: `self`, `path:NAME` (a parameter of `path`) or
+    /// `query:NAME` (e.g. `query:patient`). The caller may then reach only its own data.
+    #[schemars(with = "Option<String>")]
+    pub subject: Option<Spanned<String>>,
 }
 
 /// `[network]`: which networks may use the public listener (R-NET-1). Entries are CIDR
@@ -634,6 +646,17 @@ pub enum DataCategory {
 }
 
 impl DataCategory {
+    /// Whether it is health data (the guideline's 健診等情報 and related records).
+    pub const fn is_health(self) -> bool {
+        matches!(
+            self,
+            DataCategory::Checkup
+                | DataCategory::Medication
+                | DataCategory::Vaccination
+                | DataCategory::Vitals
+        )
+    }
+
     /// The name used in the policy file and in records.
     pub const fn as_str(self) -> &'static str {
         match self {

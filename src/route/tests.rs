@@ -11,6 +11,7 @@ fn route(id: &str, methods: &[Method], pattern: &str) -> Route {
         mfa: true,
         step_up: Default::default(),
         allow_from: Default::default(),
+        access: Default::default(),
     }
 }
 

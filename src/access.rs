@@ -1,0 +1,223 @@
+//! Access (R-AZ-1, R-AZ-7): after identity, what the verified caller may do on the route — the
+//! scopes it must hold (plain or SMART on FHIR, [`scope`]), the roles (any one of them), and
+//! whose data it is: a route that names where the data subject is found (a path parameter, a
+//! query parameter, or `self`) is served only when that subject is the caller's own (the
+//! token's `patient` claim, else `fhirUser` `Patient/<id>`, else `sub`), and never for a
+//! subject whose data use is stopped.
+//!
+//! Third-party access to another subject's data under a recorded consent (R-AZ-4), purposes
+//! (R-AZ-2) and the consent ledger are not built yet: until they are, a route that names its
+//! data subject serves only that subject.
+
+pub mod scope;
+
+use std::borrow::Cow;
+
+use crate::decision::{Reason, Refusal};
+use crate::identity::Principal;
+use scope::Scope;
+
+/// Where a route finds the data subject of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubjectSource {
+    /// The caller is the subject.
+    Caller,
+    /// A named path parameter, e.g. `id` in `/fhir/Patient/{id}`.
+    Path(String),
+    /// A query parameter, e.g. FHIR's `patient` (`patient=123` or `patient=Patient/123`).
+    Query(String),
+}
+
+impl SubjectSource {
+    /// Parse `self`, `path:NAME` or `query:NAME`.
+    pub fn parse(text: &str) -> Option<SubjectSource> {
+        match text.split_once(':') {
+            None if text == "self" => Some(SubjectSource::Caller),
+            Some(("path", name)) if !name.is_empty() => Some(SubjectSource::Path(name.to_owned())),
+            Some(("query", name)) if !name.is_empty() => {
+                Some(SubjectSource::Query(name.to_owned()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A route's access requirements.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteAccess {
+    /// Every one must be covered by a scope the token grants.
+    pub scopes: Vec<Scope>,
+    /// The token must carry at least one (none: no role needed).
+    pub roles: Vec<String>,
+    /// Where the data subject is; `None`: the route serves no one subject's data.
+    pub subject: Option<SubjectSource>,
+}
+
+impl RouteAccess {
+    /// Whether the route asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty() && self.roles.is_empty() && self.subject.is_none()
+    }
+}
+
+/// What the access step looks at in a request.
+pub struct AccessRequest<'a> {
+    /// The route's path parameters.
+    pub params: &'a [(&'a str, &'a str)],
+    /// The query string.
+    pub query: Option<&'a str>,
+}
+
+/// The caller's own data subject id: `patient`, else `fhirUser` `Patient/<id>`, else `sub`.
+pub fn own_subject(p: &Principal) -> &str {
+    p.patient.as_deref().unwrap_or(&p.subject)
+}
+
+/// Check a route's access requirements for a verified caller. Returns the request's data
+/// subject, when the route names one, for the subject-stop check.
+pub fn check<'r>(
+    access: &RouteAccess,
+    principal: &Principal,
+    request: &AccessRequest<'r>,
+) -> Result<Option<Cow<'r, str>>, Refusal> {
+    let missing: Vec<String> = access
+        .scopes
+        .iter()
+        .filter(|wanted| !principal.granted_scopes.iter().any(|g| g.covers(wanted)))
+        .map(display)
+        .collect();
+    if !missing.is_empty() {
+        let mut refusal = Refusal::new(
+            Reason::AccessScopeMissing,
+            format!("the token lacks the scope(s): {}", missing.join(" ")),
+        );
+        refusal.challenge = Some(format!(
+            "Bearer realm=\"phr-gateway\", error=\"insufficient_scope\", scope=\"{}\"",
+            missing.join(" ")
+        ));
+        return Err(refusal);
+    }
+    if !access.roles.is_empty() && !access.roles.iter().any(|r| principal.roles.contains(r)) {
+        return Err(Refusal::new(
+            Reason::AccessRoleMissing,
+            format!(
+                "the route needs one of the roles: {}",
+                access.roles.join(", ")
+            ),
+        ));
+    }
+    let Some(source) = &access.subject else {
+        return Ok(None);
+    };
+    let subject: Option<Cow<'r, str>> = match source {
+        SubjectSource::Caller => return Ok(Some(Cow::Owned(own_subject(principal).to_owned()))),
+        SubjectSource::Path(name) => request
+            .params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Cow::Borrowed(*v)),
+        SubjectSource::Query(name) => query_subject(request.query, name),
+    };
+    let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
+    match subject {
+        None => mismatch("the request does not name whose data it is for"),
+        Some(s) if s == own_subject(principal) => Ok(Some(s)),
+        // Never echo the requested subject: the caller learns nothing about other subjects.
+        Some(_) => mismatch("the token may only reach its own subject's data here"),
+    }
+}
+
+fn display(scope: &Scope) -> String {
+    match scope {
+        Scope::Plain(s) => s.clone(),
+        Scope::Smart(s) => {
+            let context = match s.context {
+                scope::Context::Patient => "patient",
+                scope::Context::User => "user",
+                scope::Context::System => "system",
+            };
+            let letters: String = ['c', 'r', 'u', 'd', 's']
+                .iter()
+                .zip([1u8, 2, 4, 8, 16])
+                .filter(|(_, bit)| s.letters & bit != 0)
+                .map(|(c, _)| *c)
+                .collect();
+            format!(
+                "{context}/{}.{letters}",
+                s.resource.as_deref().unwrap_or("*")
+            )
+        }
+    }
+}
+
+/// The subject a query parameter names: `name=123` or `name=Patient/123`; a parameter given
+/// twice with different values names no one subject (refused).
+fn query_subject<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
+    let mut found: Option<Cow<'q, str>> = None;
+    for pair in query?.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_encoding::percent_decode_str(key)
+            .decode_utf8()
+            .ok()?
+            != name
+        {
+            continue;
+        }
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .ok()?;
+        let value = match value {
+            Cow::Borrowed(v) => Cow::Borrowed(v.strip_prefix("Patient/").unwrap_or(v)),
+            Cow::Owned(v) => Cow::Owned(v.strip_prefix("Patient/").unwrap_or(&v).to_owned()),
+        };
+        match &found {
+            Some(previous) if *previous != value => return None,
+            _ => found = Some(value),
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_sources_parse() {
+        assert_eq!(SubjectSource::parse("self"), Some(SubjectSource::Caller));
+        assert_eq!(
+            SubjectSource::parse("path:id"),
+            Some(SubjectSource::Path("id".into()))
+        );
+        assert_eq!(
+            SubjectSource::parse("query:patient"),
+            Some(SubjectSource::Query("patient".into()))
+        );
+        for bad in ["path:", "header:x", "me", ""] {
+            assert_eq!(SubjectSource::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_subjects_are_read_strictly() {
+        assert_eq!(
+            query_subject(Some("patient=p-1"), "patient").as_deref(),
+            Some("p-1")
+        );
+        assert_eq!(
+            query_subject(Some("a=1&patient=Patient%2Fp-1"), "patient").as_deref(),
+            Some("p-1")
+        );
+        assert_eq!(
+            query_subject(Some("patient=p-1&patient=p-1"), "patient").as_deref(),
+            Some("p-1")
+        );
+        // Two different subjects in one request: neither.
+        assert_eq!(
+            query_subject(Some("patient=p-1&patient=p-2"), "patient"),
+            None
+        );
+        assert_eq!(query_subject(Some("subject=p-1"), "patient"), None);
+        assert_eq!(query_subject(None, "patient"), None);
+    }
+}
