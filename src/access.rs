@@ -5,13 +5,18 @@
 //! token's `patient` claim, else `fhirUser` `Patient/<id>`, else `sub`), and never for a
 //! subject whose data use is stopped.
 //!
-//! Third-party access to another subject's data under a recorded consent (R-AZ-4), purposes
-//! (R-AZ-2) and the consent ledger are not built yet: until they are, a route that names its
-//! data subject serves only that subject.
+//! A route that lists purposes (R-AZ-2) is served only when the request states one of them
+//! (header `PHR-Purpose` by default), from the policy's catalogue, and, when the token lists
+//! the purposes it was issued for, one of those too.
+//!
+//! Third-party access to another subject's data under a recorded consent (R-AZ-4) and the
+//! consent ledger are not built yet: until they are, a route that names its data subject
+//! serves only that subject.
 
 pub mod scope;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::decision::{Reason, Refusal};
 use crate::identity::Principal;
@@ -51,12 +56,83 @@ pub struct RouteAccess {
     pub roles: Vec<String>,
     /// Where the data subject is; `None`: the route serves no one subject's data.
     pub subject: Option<SubjectSource>,
+    /// The purposes the route serves; a request must state one (none: no purpose asked).
+    pub purposes: Vec<Arc<str>>,
+}
+
+/// One purpose of the policy's catalogue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Purpose {
+    /// Its id.
+    pub id: Arc<str>,
+    /// Japanese description.
+    pub ja: String,
+    /// English description.
+    pub en: String,
+}
+
+/// The policy's access settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessSettings {
+    /// The header a request states its purpose in.
+    pub purpose_header: http::HeaderName,
+    /// The purpose catalogue.
+    pub purposes: Vec<Purpose>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            purpose_header: http::HeaderName::from_static("phr-purpose"),
+            purposes: Vec::new(),
+        }
+    }
+}
+
+/// The purpose a request states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatedPurpose<'a> {
+    /// No purpose header.
+    None,
+    /// One.
+    One(&'a str),
+    /// More than one, or not text: no one purpose.
+    Unclear,
+}
+
+impl<'a> StatedPurpose<'a> {
+    /// The purpose stated in `headers` under `name`.
+    pub fn of(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Self {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => StatedPurpose::None,
+            (Some(v), None) => match v.to_str() {
+                Ok(text) if !text.trim().is_empty() && !text.contains(',') => {
+                    StatedPurpose::One(text.trim())
+                }
+                _ => StatedPurpose::Unclear,
+            },
+            _ => StatedPurpose::Unclear,
+        }
+    }
+}
+
+/// What the access step allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Granted<'r> {
+    /// The request's data subject, when the route names one.
+    pub subject: Option<Cow<'r, str>>,
+    /// The purpose the request stated, when the route asks for one.
+    pub purpose: Option<Arc<str>>,
 }
 
 impl RouteAccess {
     /// Whether the route asks for nothing.
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty() && self.roles.is_empty() && self.subject.is_none()
+        self.scopes.is_empty()
+            && self.roles.is_empty()
+            && self.subject.is_none()
+            && self.purposes.is_empty()
     }
 }
 
@@ -66,6 +142,10 @@ pub struct AccessRequest<'a> {
     pub params: &'a [(&'a str, &'a str)],
     /// The query string.
     pub query: Option<&'a str>,
+    /// The purpose the request states.
+    pub purpose: StatedPurpose<'a>,
+    /// The header it is stated in (for messages).
+    pub purpose_header: &'a str,
 }
 
 /// The caller's own data subject id: `patient`, else `fhirUser` `Patient/<id>`, else `sub`.
@@ -74,12 +154,12 @@ pub fn own_subject(p: &Principal) -> &str {
 }
 
 /// Check a route's access requirements for a verified caller. Returns the request's data
-/// subject, when the route names one, for the subject-stop check.
+/// subject (for the subject-stop check) and its purpose (for the record).
 pub fn check<'r>(
     access: &RouteAccess,
     principal: &Principal,
     request: &AccessRequest<'r>,
-) -> Result<Option<Cow<'r, str>>, Refusal> {
+) -> Result<Granted<'r>, Refusal> {
     let missing: Vec<String> = access
         .scopes
         .iter()
@@ -106,11 +186,21 @@ pub fn check<'r>(
             ),
         ));
     }
+    let purpose = check_purpose(access, principal, request)?;
     let Some(source) = &access.subject else {
-        return Ok(None);
+        return Ok(Granted {
+            subject: None,
+            purpose,
+        });
+    };
+    let granted = |subject| Granted {
+        subject,
+        purpose: purpose.clone(),
     };
     let subject: Option<Cow<'r, str>> = match source {
-        SubjectSource::Caller => return Ok(Some(Cow::Owned(own_subject(principal).to_owned()))),
+        SubjectSource::Caller => {
+            return Ok(granted(Some(Cow::Owned(own_subject(principal).to_owned()))))
+        }
         SubjectSource::Path(name) => request
             .params
             .iter()
@@ -121,10 +211,61 @@ pub fn check<'r>(
     let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
     match subject {
         None => mismatch("the request does not name whose data it is for"),
-        Some(s) if s == own_subject(principal) => Ok(Some(s)),
+        Some(s) if s == own_subject(principal) => Ok(granted(Some(s))),
         // Never echo the requested subject: the caller learns nothing about other subjects.
         Some(_) => mismatch("the token may only reach its own subject's data here"),
     }
+}
+
+/// The purpose check (R-AZ-2): one stated purpose, served by the route, and, when the token
+/// lists its purposes, issued for it.
+fn check_purpose(
+    access: &RouteAccess,
+    principal: &Principal,
+    request: &AccessRequest<'_>,
+) -> Result<Option<Arc<str>>, Refusal> {
+    if access.purposes.is_empty() {
+        return Ok(None);
+    }
+    let served = || {
+        access
+            .purposes
+            .iter()
+            .map(|p| &**p)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let refuse = |detail: String| Err(Refusal::new(Reason::AccessPurposeNotAllowed, detail));
+    let stated = match request.purpose {
+        StatedPurpose::One(p) => p,
+        StatedPurpose::None => {
+            return refuse(format!(
+                "state the purpose of use in the {} header: one of {}",
+                request.purpose_header,
+                served()
+            ))
+        }
+        StatedPurpose::Unclear => {
+            return refuse(format!(
+                "state exactly one purpose of use in the {} header",
+                request.purpose_header
+            ))
+        }
+    };
+    let Some(purpose) = access.purposes.iter().find(|p| &***p == stated) else {
+        return refuse(format!(
+            "this route does not serve the purpose `{stated}`; it serves: {}",
+            served()
+        ));
+    };
+    if let Some(issued) = &principal.purposes {
+        if !issued.iter().any(|p| p == stated) {
+            return refuse(format!(
+                "the token was not issued for the purpose `{stated}`"
+            ));
+        }
+    }
+    Ok(Some(Arc::clone(purpose)))
 }
 
 fn display(scope: &Scope) -> String {

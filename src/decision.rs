@@ -70,6 +70,9 @@ pub enum Reason {
     AccessRoleMissing,
     /// The request is for another subject's data than the caller's own (R-AZ-1).
     AccessSubjectMismatch,
+    /// The stated purpose is missing, not one the route serves, or not one the token was
+    /// issued for (R-AZ-2).
+    AccessPurposeNotAllowed,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
     /// The audit store cannot write, and the policy fails closed: nothing is served without
@@ -111,6 +114,7 @@ impl Reason {
         Reason::AccessScopeMissing,
         Reason::AccessRoleMissing,
         Reason::AccessSubjectMismatch,
+        Reason::AccessPurposeNotAllowed,
         Reason::UpstreamUnavailable,
         Reason::AuditUnavailable,
         Reason::GatewayInternal,
@@ -148,6 +152,7 @@ impl Reason {
             Reason::AccessScopeMissing => "access.scope_missing",
             Reason::AccessRoleMissing => "access.role_missing",
             Reason::AccessSubjectMismatch => "access.subject_mismatch",
+            Reason::AccessPurposeNotAllowed => "access.purpose_not_allowed",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -182,7 +187,8 @@ impl Reason {
             | Reason::AccessSubjectStopped
             | Reason::AccessScopeMissing
             | Reason::AccessRoleMissing
-            | Reason::AccessSubjectMismatch => 403,
+            | Reason::AccessSubjectMismatch
+            | Reason::AccessPurposeNotAllowed => 403,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
             Reason::UpstreamUnavailable => 502,
             Reason::AuditUnavailable => 503,
@@ -224,6 +230,7 @@ impl Reason {
             Reason::AccessScopeMissing => "Insufficient scope",
             Reason::AccessRoleMissing => "Role required",
             Reason::AccessSubjectMismatch => "Not this subject's data",
+            Reason::AccessPurposeNotAllowed => "Purpose of use not allowed",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",

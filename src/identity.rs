@@ -72,6 +72,10 @@ pub struct Principal {
     pub patient: Option<String>,
     /// `scope`, parsed once per token (malformed and granular SMART scopes grant nothing).
     pub granted_scopes: Vec<crate::access::scope::Scope>,
+    /// The purposes the token was issued for, from the claim `access.purpose_claim` names
+    /// (an array or a space-separated string); `None` when the policy names no claim or the
+    /// token lacks it.
+    pub purposes: Option<Vec<String>>,
 }
 
 /// Names of the headers that carry the verified identity upstream. Client-sent headers with
@@ -168,6 +172,8 @@ pub struct IdentityPlan {
     pub sessions: SessionLimits,
     /// Failed-attempt limits (R-AUTH-5).
     pub failures: FailureLimits,
+    /// The claim that lists the purposes a token was issued for (R-AZ-2).
+    pub purpose_claim: Option<String>,
     /// Verified tokens by SHA-256 of the token, so the signature is checked once per token,
     /// with the issuer and the generation of its key set they were verified under.
     cache: quick_cache::sync::Cache<[u8; 32], (Arc<Principal>, usize, u64)>,
@@ -207,6 +213,7 @@ impl IdentityPlan {
                 window_secs: 60,
                 lockout_secs: 300,
             },
+            purpose_claim: None,
             cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
     }
@@ -245,6 +252,11 @@ impl IdentityPlan {
                     .filter(|id| !id.is_empty() && !id.contains('/'))
             }),
             granted_scopes: Vec::new(),
+            purposes: self
+                .purpose_claim
+                .as_deref()
+                .and_then(|name| c.other.get(name))
+                .and_then(purposes_of),
             upstream_headers: Vec::new(),
             multi_factor: self.mfa.is_multi_factor(&amr, c.acr.as_deref()),
             subject: c.sub,
@@ -412,6 +424,22 @@ fn require_evidence(
         ));
     }
     Ok(())
+}
+
+/// A purposes claim: an array of strings or one space-separated string.
+fn purposes_of(value: &serde_json::Value) -> Option<Vec<String>> {
+    match value {
+        serde_json::Value::String(s) => {
+            Some(s.split_ascii_whitespace().map(str::to_owned).collect())
+        }
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// Seconds since the epoch, for token times.

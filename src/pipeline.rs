@@ -89,6 +89,8 @@ pub struct Evaluation<'s> {
     pub route_index: Option<usize>,
     /// The verified caller, for routes that need one.
     pub principal: Option<std::sync::Arc<identity::Principal>>,
+    /// The purpose of use the request stated and the route accepted (R-AZ-2).
+    pub purpose: Option<std::sync::Arc<str>>,
     /// Allow, or the refusal.
     pub decision: Decision,
 }
@@ -105,6 +107,7 @@ pub fn evaluate<'s>(
         route: found.map(|f| f.1),
         route_index: found.map(|f| f.0),
         principal: None,
+        purpose: None,
         decision: Decision::Refuse(refusal),
     };
     if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
@@ -135,6 +138,7 @@ pub fn evaluate<'s>(
             route: None,
             route_index: None,
             principal: None,
+            purpose: None,
             decision: Decision::Allow,
         };
     }
@@ -156,20 +160,26 @@ pub fn evaluate<'s>(
         Ok(principal) => principal,
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
+    let mut purpose = None;
     if let Some(p) = &principal {
         // Path parameters are collected only for a route that finds its subject there.
         let params: Vec<(&str, &str)> = match &route.access.subject {
             Some(access::SubjectSource::Path(_)) => found.params.iter().collect(),
             _ => Vec::new(),
         };
+        let header = &policy.access.purpose_header;
         let request = access::AccessRequest {
             params: &params,
             query: request.query,
+            purpose: access::StatedPurpose::of(request.headers, header),
+            purpose_header: header.as_str(),
         };
-        let data_subject = match access::check(&route.access, p, &request) {
-            Ok(subject) => subject,
+        let granted = match access::check(&route.access, p, &request) {
+            Ok(granted) => granted,
             Err(refusal) => return refuse(Some((index, route)), refusal),
         };
+        purpose = granted.purpose.clone();
+        let data_subject = granted.subject;
         if let Some(controls) = state.controls {
             // A stopped subject is refused as the caller and as the data asked for (R-AZ-7).
             let stopped = controls
@@ -194,6 +204,7 @@ pub fn evaluate<'s>(
         route: Some(route),
         route_index: Some(index),
         principal,
+        purpose,
         decision: Decision::Allow,
     }
 }

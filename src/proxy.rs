@@ -61,6 +61,8 @@ pub struct RequestContext {
     route: Option<usize>,
     /// The verified caller, when the route needed one.
     principal: Option<Arc<crate::identity::Principal>>,
+    /// The purpose of use the route accepted.
+    purpose: Option<Arc<str>>,
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
@@ -111,6 +113,7 @@ impl ProxyHttp for Gateway {
             snapshot: None,
             route: None,
             principal: None,
+            purpose: None,
             outcome: Outcome::Forwarded,
             started: Instant::now(),
             arrived: SystemTime::now(),
@@ -173,6 +176,7 @@ impl ProxyHttp for Gateway {
         let endpoint = evaluation.endpoint;
         ctx.route = evaluation.route_index;
         ctx.principal = evaluation.principal;
+        ctx.purpose = evaluation.purpose;
         ctx.snapshot = Some(Arc::clone(&snapshot));
         match decision {
             Decision::Allow => match endpoint {
@@ -509,7 +513,7 @@ fn access_record(
         method: request.method.as_str().to_owned(),
         route: routed.map(|(_, r)| Arc::clone(&r.id)),
         template: routed.map(|(_, r)| Arc::clone(&r.pattern)),
-        purpose: None,
+        purpose: ctx.purpose.as_deref().map(str::to_owned),
         category: routed.map(|(_, r)| r.category.as_str()),
         decision: ctx.outcome.decision(),
         reason: ctx.outcome.reason(),

@@ -366,8 +366,32 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 live.map_or("-".into(), |r| r.stopped_subjects.to_string())
             )],
         },
-        "R-AZ-2" | "R-AZ-3" | "R-AZ-4" | "R-AZ-5" | "R-AZ-6" | "R-AZ-8" | "R-LOG-3" => {
-            not_built("purposes, the consent ledger and third-party provision are not built yet")
+        "R-AZ-2" => {
+            let with: Vec<&str> = routes
+                .iter()
+                .filter(|r| !r.access.purposes.is_empty())
+                .map(|r| &*r.id)
+                .collect();
+            Assessment {
+                status: if with.is_empty() {
+                    Status::NotEnforced
+                } else {
+                    Status::Partial
+                },
+                how: "routes list the purposes they serve; a request states one (checked against the token's purposes when it lists them) and it is recorded".into(),
+                missing: Some(if with.is_empty() {
+                    "no route lists purposes; purposes the user consented to are not checked yet (consent ledger)".into()
+                } else {
+                    "purposes the user consented to are not checked yet (consent ledger)".into()
+                }),
+                evidence: vec![
+                    format!("purposes in the catalogue: {}", s.access.purposes.len()),
+                    format!("routes with purposes: {}", with.len()),
+                ],
+            }
+        }
+        "R-AZ-3" | "R-AZ-4" | "R-AZ-5" | "R-AZ-6" | "R-AZ-8" | "R-LOG-3" => {
+            not_built("the consent ledger and third-party provision are not built yet")
         }
         "R-LOG-1" => unless_missing(
             "an access record for every request, written before the response is released",

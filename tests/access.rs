@@ -36,6 +36,33 @@ upstream = "backend"
 category = "vitals"
 roles = ["patient", "caregiver"]
 subject = "path:pid"
+
+[[routes]]
+id = "vitals"
+methods = ["GET"]
+path = "/vitals/{id}"
+upstream = "backend"
+category = "vitals"
+subject = "path:id"
+purposes = ["self-management", "treatment"]
+
+[access]
+purpose_claim = "phr_purposes"
+
+[[purposes]]
+id = "self-management"
+ja = "本人による健康管理"
+en = "The person's own health management"
+
+[[purposes]]
+id = "treatment"
+ja = "診療"
+en = "Treatment by a clinician"
+
+[[purposes]]
+id = "research"
+ja = "研究"
+en = "Research"
 "#;
 
 async fn setup() -> Setup {
@@ -67,11 +94,15 @@ impl Setup {
     }
 
     async fn get(&self, path: &str, token: &str) -> Reply {
+        self.get_with(path, token, &[]).await
+    }
+
+    async fn get_with(&self, path: &str, token: &str, headers: &[(&str, &str)]) -> Reply {
         let auth = format!("Bearer {token}");
         let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
-        get(self.gateway.port, config, path, &[("authorization", &auth)])
-            .await
-            .unwrap()
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        get(self.gateway.port, config, path, &all).await.unwrap()
     }
 }
 
@@ -170,6 +201,63 @@ async fn roles_and_a_path_subject_r_az_1() {
     assert_eq!(s.upstream.requests().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stated_purpose_must_be_served_by_the_route_and_issued_to_the_token_r_az_2() {
+    let s = setup().await;
+    let token = s.token("p-1", json!({}));
+    let reason = |r: &Reply| r.json()["reason"].as_str().unwrap_or("").to_owned();
+    // No purpose, one the route does not serve, two at once: refused.
+    let none = s.get("/vitals/p-1", &token).await;
+    assert_eq!(
+        (none.status, reason(&none)),
+        (403, "access.purpose_not_allowed".into())
+    );
+    assert!(none.body.contains("phr-purpose"), "{}", none.body);
+    let research = s
+        .get_with("/vitals/p-1", &token, &[("phr-purpose", "research")])
+        .await;
+    assert_eq!(reason(&research), "access.purpose_not_allowed");
+    let two = s
+        .get_with(
+            "/vitals/p-1",
+            &token,
+            &[("phr-purpose", "treatment, research")],
+        )
+        .await;
+    assert_eq!(reason(&two), "access.purpose_not_allowed");
+    // Served, and recorded with the request.
+    let ok = s
+        .get_with("/vitals/p-1", &token, &[("phr-purpose", "self-management")])
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let records =
+        phr_gateway::audit::segment::read_records(&s.gateway.dir.join("audit/access")).unwrap();
+    let purposes: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["purpose"].as_str())
+        .collect();
+    assert_eq!(purposes, ["self-management"]);
+    // A token issued for other purposes cannot state this one.
+    let for_treatment = s.token("p-1", json!({"phr_purposes": ["treatment"]}));
+    let r = s
+        .get_with(
+            "/vitals/p-1",
+            &for_treatment,
+            &[("phr-purpose", "self-management")],
+        )
+        .await;
+    assert_eq!(reason(&r), "access.purpose_not_allowed");
+    let r = s
+        .get_with(
+            "/vitals/p-1",
+            &for_treatment,
+            &[("phr-purpose", "treatment")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.upstream.requests().len(), 2);
+}
+
 #[test]
 fn access_keys_are_checked_when_the_policy_loads() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,6 +269,10 @@ fn access_keys_are_checked_when_the_policy_loads() {
         ),
         ("subject = \"path:nope\"", "subject `path:nope` must be"),
         ("subject = \"header:x\"", "subject `header:x` must be"),
+        (
+            "purposes = [\"marketing\"]",
+            "purpose `marketing` is not in the [[purposes]] catalogue",
+        ),
     ] {
         let extra = format!(
             "\n[[routes]]\nid = \"r\"\nmethods = [\"GET\"]\npath = \"/r/{{id}}\"\nupstream = \"backend\"\ncategory = \"checkup\"\n{route_keys}\n"

@@ -210,6 +210,7 @@ mod tests {
             rate_key: std::sync::Arc::from(format!("idp|{sub}")),
             patient: None,
             granted_scopes: Vec::new(),
+            purposes: None,
             upstream_headers: Vec::new(),
         }
     }

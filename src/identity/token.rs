@@ -153,6 +153,9 @@ pub struct Claims {
     /// SMART on FHIR / OpenID: the user's FHIR resource, e.g. `Patient/123`.
     #[serde(default, rename = "fhirUser")]
     pub fhir_user: Option<String>,
+    /// Every other claim (the policy may name one that lists the token's purposes).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Claims {

@@ -124,6 +124,8 @@ pub struct Snapshot {
     pub limits: super::operate::LimitsPlan,
     /// The admin listener and its administrators, when the policy has one (R-AUTH-4).
     pub admin: Option<crate::admin::AdminPlan>,
+    /// The purpose catalogue and how requests state a purpose (R-AZ-2).
+    pub access: crate::access::AccessSettings,
 }
 
 impl Snapshot {
@@ -333,6 +335,7 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
             }
         }
     }
+    let access = compile_access_settings(&file, &mut diags);
     let network = super::operate::network(&file, &mut diags);
     let limits = super::operate::limits(&file, route_rates, &mut diags);
     let issuer_ids: Vec<&str> = file
@@ -378,6 +381,7 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
         network,
         limits,
         admin,
+        access,
     })
 }
 
@@ -509,6 +513,7 @@ fn compile_identity(
         },
         headers,
     );
+    plan.purpose_claim = file.access.purpose_claim.clone();
     plan.sessions = crate::identity::SessionLimits {
         idle_secs: section.session_idle_secs,
         absolute_secs: section.session_absolute_secs,
@@ -581,7 +586,7 @@ fn compile_route(
     }
     let upstream = upstream?;
     let allow_from = super::operate::networks(&section.allow_from, diags);
-    let access = compile_access(section, diags);
+    let access = compile_access(section, file, diags);
     ok &= access.is_some();
     ok.then(|| Route {
         id: Arc::from(id.as_str()),
@@ -600,13 +605,89 @@ fn compile_route(
     })
 }
 
+/// The purpose catalogue and the purpose header (R-AZ-2).
+fn compile_access_settings(
+    file: &PolicyFile,
+    diags: &mut Diagnostics<'_>,
+) -> crate::access::AccessSettings {
+    use crate::access::{AccessSettings, Purpose};
+    let mut purposes: Vec<Purpose> = Vec::new();
+    for entry in &file.purposes {
+        let p = entry.get_ref();
+        let id = p.id.get_ref();
+        let valid = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid || purposes.iter().any(|q| &*q.id == id) {
+            diags.at(
+                p.id.span(),
+                format!("purpose id `{id}` must be unique and use only letters, digits, `-`, `_` and `.`"),
+            );
+            continue;
+        }
+        purposes.push(Purpose {
+            id: Arc::from(id.as_str()),
+            ja: p.ja.clone(),
+            en: p.en.clone(),
+        });
+    }
+    let purpose_header = match http::HeaderName::from_bytes(file.access.purpose_header.as_bytes()) {
+        Ok(name) => name,
+        Err(_) => {
+            diags.at(
+                0..0,
+                format!(
+                    "access.purpose_header `{}` is not a header name",
+                    file.access.purpose_header
+                ),
+            );
+            AccessSettings::default().purpose_header
+        }
+    };
+    AccessSettings {
+        purpose_header,
+        purposes,
+    }
+}
+
 /// A route's scopes, roles and data subject; `None` after a diagnostic.
 fn compile_access(
     section: &RouteSection,
+    file: &PolicyFile,
     diags: &mut Diagnostics<'_>,
 ) -> Option<crate::access::RouteAccess> {
     use crate::access::{scope::Scope, RouteAccess, SubjectSource};
     let mut ok = true;
+    let mut purposes = Vec::new();
+    for id in &section.purposes {
+        if file
+            .purposes
+            .iter()
+            .any(|p| p.get_ref().id.get_ref() == id.get_ref())
+        {
+            purposes.push(Arc::from(id.get_ref().as_str()));
+        } else {
+            let known: Vec<&str> = file
+                .purposes
+                .iter()
+                .map(|p| p.get_ref().id.get_ref().as_str())
+                .collect();
+            diags.at(
+                id.span(),
+                format!(
+                    "purpose `{}` is not in the [[purposes]] catalogue; declared: {}",
+                    id.get_ref(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+            ok = false;
+        }
+    }
     let mut scopes = Vec::new();
     for text in &section.scopes {
         match Scope::parse(text.get_ref()) {
@@ -644,6 +725,7 @@ fn compile_access(
         scopes,
         roles: section.roles.clone(),
         subject,
+        purposes,
     };
     if section.anonymous && !access.is_empty() {
         diags.at(

@@ -50,6 +50,13 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Vec<AdminEntry>")]
     pub admins: Vec<Spanned<AdminEntry>>,
+    /// How requests state their purpose (R-AZ-2).
+    #[serde(default)]
+    pub access: AccessSection,
+    /// The purpose catalogue (R-AZ-2): every purpose a route may serve.
+    #[serde(default)]
+    #[schemars(with = "Vec<PurposeSection>")]
+    pub purposes: Vec<Spanned<PurposeSection>>,
     /// The route table. A request that matches no route is refused (default deny, R-AZ-1).
     #[serde(default)]
     #[schemars(with = "Vec<RouteSection>")]
@@ -465,6 +472,11 @@ pub struct RouteSection {
     /// `query:NAME` (e.g. `query:patient`). The caller may then reach only its own data.
     #[schemars(with = "Option<String>")]
     pub subject: Option<Spanned<String>>,
+    /// The purposes the route serves (ids of `[[purposes]]`); a request must state one of them
+    /// (R-AZ-2).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub purposes: Vec<Spanned<String>>,
 }
 
 /// `[network]`: which networks may use the public listener (R-NET-1). Entries are CIDR
@@ -620,6 +632,44 @@ pub struct AdminEntry {
     /// The `sub` of their admin tokens (from `admin.token_issuer`, with `admin.token_role` and
     /// multi-factor evidence).
     pub token_subject: Option<String>,
+}
+
+/// `[access]`: how a request states its purpose.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// The request header that states the purpose. Default `PHR-Purpose`.
+    #[serde(default = "default_purpose_header")]
+    pub purpose_header: String,
+    /// A token claim listing the purposes the token was issued for (array or space-separated
+    /// string). When set and present, the stated purpose must be one of them.
+    pub purpose_claim: Option<String>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            purpose_header: default_purpose_header(),
+            purpose_claim: None,
+        }
+    }
+}
+
+fn default_purpose_header() -> String {
+    "PHR-Purpose".into()
+}
+
+/// `[[purposes]]`: one purpose of use, described for the people whose data it concerns.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeSection {
+    /// Its id (what requests state and routes list).
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// Japanese description.
+    pub ja: String,
+    /// English description.
+    pub en: String,
 }
 
 fn default_true() -> bool {
