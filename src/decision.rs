@@ -73,6 +73,12 @@ pub enum Reason {
     /// The stated purpose is missing, not one the route serves, or not one the token was
     /// issued for (R-AZ-2).
     AccessPurposeNotAllowed,
+    /// Health data is sent in without the data subject's acquisition consent (R-AZ-3).
+    AccessConsentRequired,
+    /// A consent call's body or path is not valid.
+    ConsentInvalidRequest,
+    /// No live consent of the caller has that id.
+    ConsentNotFound,
     /// The upstream could not be reached or its TLS identity did not verify (R-TLS-4).
     UpstreamUnavailable,
     /// The audit store cannot write, and the policy fails closed: nothing is served without
@@ -115,6 +121,9 @@ impl Reason {
         Reason::AccessRoleMissing,
         Reason::AccessSubjectMismatch,
         Reason::AccessPurposeNotAllowed,
+        Reason::AccessConsentRequired,
+        Reason::ConsentInvalidRequest,
+        Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
         Reason::AuditUnavailable,
         Reason::GatewayInternal,
@@ -153,6 +162,9 @@ impl Reason {
             Reason::AccessRoleMissing => "access.role_missing",
             Reason::AccessSubjectMismatch => "access.subject_mismatch",
             Reason::AccessPurposeNotAllowed => "access.purpose_not_allowed",
+            Reason::AccessConsentRequired => "access.consent_required",
+            Reason::ConsentInvalidRequest => "consent.invalid_request",
+            Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
             Reason::AuditUnavailable => "audit.unavailable",
             Reason::GatewayInternal => "gateway.internal",
@@ -188,7 +200,10 @@ impl Reason {
             | Reason::AccessScopeMissing
             | Reason::AccessRoleMissing
             | Reason::AccessSubjectMismatch
-            | Reason::AccessPurposeNotAllowed => 403,
+            | Reason::AccessPurposeNotAllowed
+            | Reason::AccessConsentRequired => 403,
+            Reason::ConsentInvalidRequest => 400,
+            Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
             Reason::UpstreamUnavailable => 502,
             Reason::AuditUnavailable => 503,
@@ -231,6 +246,9 @@ impl Reason {
             Reason::AccessRoleMissing => "Role required",
             Reason::AccessSubjectMismatch => "Not this subject's data",
             Reason::AccessPurposeNotAllowed => "Purpose of use not allowed",
+            Reason::AccessConsentRequired => "Consent required",
+            Reason::ConsentInvalidRequest => "Invalid consent request",
+            Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::AuditUnavailable => "Audit trail unavailable",
             Reason::GatewayInternal => "Gateway error",

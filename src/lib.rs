@@ -13,7 +13,8 @@
 //! | [`limits`] | rate limits per client, subject and route; connection limits and deadlines |
 //! | [`route`] | the route table and default deny |
 //! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
-//! | [`access`] | what the caller may do: scopes (SMART on FHIR), roles, whose data it is |
+//! | [`access`] | what the caller may do: scopes (SMART on FHIR), roles, whose data it is, purposes |
+//! | [`consent`] | the consent ledger: acquisition consents, withdrawal, history |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
 //! | [`decision`] | `Decision`, reason codes, problem+json |
 //! | [`forward`] | what the upstream receives |
@@ -38,6 +39,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod consent;
 pub mod controls;
 pub mod decision;
 pub mod demo;

@@ -92,6 +92,8 @@ pub struct Readings {
     pub active_sessions: usize,
     /// Subjects stopped.
     pub stopped_subjects: usize,
+    /// Live consents in the ledger.
+    pub live_consents: usize,
     /// Open client connections.
     pub open_connections: usize,
     /// Keys in the per-client and per-subject limiters.

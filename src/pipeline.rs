@@ -28,6 +28,8 @@ pub struct LiveState<'a> {
     pub controls: Option<&'a Controls>,
     /// The snapshot's rate limiters, when requests are to be charged.
     pub rate_limits: Option<&'a RateLimits>,
+    /// The consent ledger.
+    pub consents: Option<&'a crate::consent::ConsentLedger>,
 }
 
 /// What the steps may look at. Borrowed from pingora's request header in the proxy, built
@@ -53,16 +55,28 @@ pub struct RequestView<'a> {
 pub enum GatewayEndpoint {
     /// `POST /.phr/session/logout`: end the caller's own session (R-AUTH-3).
     SessionLogout,
+    /// `GET` / `POST /.phr/consents`: the caller's consents and history, or a new consent
+    /// (R-AZ-3, R-AZ-5).
+    Consents,
+    /// `POST /.phr/consents/{id}/withdraw` (R-AZ-6).
+    ConsentWithdraw,
 }
 
 impl GatewayEndpoint {
     /// Every endpoint.
-    pub const ALL: [GatewayEndpoint; 1] = [GatewayEndpoint::SessionLogout];
+    pub const ALL: [GatewayEndpoint; 3] = [
+        GatewayEndpoint::SessionLogout,
+        GatewayEndpoint::Consents,
+        GatewayEndpoint::ConsentWithdraw,
+    ];
 
-    /// Its path (matched exactly: no dot-segment or encoding variant reaches it).
+    /// Its path (matched exactly, `{id}` one segment of letters, digits and `-`: no
+    /// dot-segment or encoding variant reaches it).
     pub const fn path(self) -> &'static str {
         match self {
             GatewayEndpoint::SessionLogout => "/.phr/session/logout",
+            GatewayEndpoint::Consents => "/.phr/consents",
+            GatewayEndpoint::ConsentWithdraw => "/.phr/consents/{id}/withdraw",
         }
     }
 
@@ -70,12 +84,30 @@ impl GatewayEndpoint {
     pub const fn name(self) -> &'static str {
         match self {
             GatewayEndpoint::SessionLogout => "session-logout",
+            GatewayEndpoint::Consents => "consents",
+            GatewayEndpoint::ConsentWithdraw => "consent-withdraw",
         }
     }
 
+    /// Whether it only writes the state log (read-only mode lets it through).
+    pub const fn writes_state_only(self) -> bool {
+        true
+    }
+
     fn find(path: &str) -> Option<Self> {
+        if let Some(id) = path
+            .strip_prefix("/.phr/consents/")
+            .and_then(|rest| rest.strip_suffix("/withdraw"))
+        {
+            return consent_id_is_plain(id).then_some(GatewayEndpoint::ConsentWithdraw);
+        }
         Self::ALL.into_iter().find(|e| e.path() == path)
     }
+}
+
+/// A consent id in a path: a UUID's letters, digits and hyphens.
+pub fn consent_id_is_plain(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// The pipeline's answer.
@@ -120,8 +152,8 @@ pub fn evaluate<'s>(
     }
     let endpoint = GatewayEndpoint::find(request.path);
     if let Some(controls) = state.controls {
-        // Logout only ends a session in the state log: read-only mode lets it through.
-        let writes_state_only = endpoint == Some(GatewayEndpoint::SessionLogout);
+        // The gateway's endpoints only write the state log: read-only mode lets them through.
+        let writes_state_only = endpoint.is_some_and(GatewayEndpoint::writes_state_only);
         if let Err(refusal) = controls.check_mode(request.method, writes_state_only) {
             return refuse(None, refusal);
         }
@@ -161,6 +193,7 @@ pub fn evaluate<'s>(
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
     let mut purpose = None;
+    let request_method = request.method;
     if let Some(p) = &principal {
         // Path parameters are collected only for a route that finds its subject there.
         let params: Vec<(&str, &str)> = match &route.access.subject {
@@ -189,6 +222,18 @@ pub fn evaluate<'s>(
                     None => Ok(()),
                 });
             if let Err(refusal) = stopped {
+                return refuse(Some((index, route)), refusal);
+            }
+        }
+        // Health data sent in needs the data subject's acquisition consent (R-AZ-3).
+        let ingests = matches!(*request_method, Method::POST | Method::PUT | Method::PATCH);
+        if let (Some(ledger), true) = (state.consents, ingests && route.category.is_health()) {
+            let subject = data_subject
+                .as_deref()
+                .unwrap_or_else(|| access::own_subject(p));
+            if let Err(refusal) =
+                ledger.check_acquisition(subject, route.category, purpose.as_deref())
+            {
                 return refuse(Some((index, route)), refusal);
             }
         }

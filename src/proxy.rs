@@ -169,6 +169,7 @@ impl ProxyHttp for Gateway {
             },
             controls: Some(&self.shared.controls),
             rate_limits: Some(&snapshot.limits.rates),
+            consents: Some(&self.shared.consents),
         };
         let evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
         ctx.decide_us = Some(ctx.started.elapsed().as_micros() as u64);
@@ -182,6 +183,7 @@ impl ProxyHttp for Gateway {
             Decision::Allow => match endpoint {
                 None => Ok(false),
                 Some(GatewayEndpoint::SessionLogout) => self.logout(session, &snapshot, ctx).await,
+                Some(endpoint) => self.consents(session, &snapshot, endpoint, ctx).await,
             },
             Decision::Refuse(refusal) => {
                 ctx.outcome = Outcome::Refused(refusal.reason);
@@ -413,6 +415,171 @@ impl Gateway {
         Ok(true)
     }
 
+    /// `/.phr/consents` (R-AZ-3, R-AZ-5, R-AZ-6): the verified caller's own consents. `GET`
+    /// lists current consents and history; `POST` gives one; `POST .../{id}/withdraw` withdraws
+    /// one. Changes are durable before the answer. docs/api/consents.yaml describes it.
+    async fn consents(
+        &self,
+        session: &mut Session,
+        snapshot: &Snapshot,
+        endpoint: GatewayEndpoint,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
+        let outcome = self.consent_call(session, snapshot, endpoint, ctx).await;
+        match outcome {
+            Ok((status, body)) => {
+                let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
+                let mut response = ResponseHeader::build(status, Some(4))?;
+                response.insert_header(CONTENT_TYPE, "application/json")?;
+                response.insert_header(CONTENT_LENGTH, body.len())?;
+                response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+                response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                harden::harden(&mut response);
+                let record = access_record(session, ctx, status, Some(body.len() as u64));
+                ctx.recorded = true;
+                if self.audit.record_access(record).await.is_err() {
+                    if let Some(m) = crate::metrics::metrics() {
+                        m.audit_write_failures.inc();
+                    }
+                }
+                session
+                    .write_response_header(Box::new(response), false)
+                    .await?;
+                session
+                    .write_response_body(Some(Bytes::from(body)), true)
+                    .await?;
+            }
+            Err(refusal) => {
+                ctx.outcome = Outcome::Refused(refusal.reason);
+                self.respond_refusal(session, &refusal, ctx).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn consent_call(
+        &self,
+        session: &mut Session,
+        snapshot: &Snapshot,
+        endpoint: GatewayEndpoint,
+        ctx: &mut RequestContext,
+    ) -> std::result::Result<(u16, serde_json::Value), Refusal> {
+        use crate::consent::{ConsentError, ConsentKind};
+        let invalid = |detail: String| Refusal::new(Reason::ConsentInvalidRequest, detail);
+        let now = identity::unix_now();
+        let request = session.req_header();
+        let method = request.method.clone();
+        let path = request.uri.path().to_owned();
+        let principal = identity::verified_principal(&request.headers, &snapshot.identity, now)?;
+        self.shared
+            .sessions
+            .check(&principal, snapshot.identity.sessions, now)?;
+        if !principal.multi_factor {
+            return Err(Refusal::new(
+                Reason::IdentityMfaRequired,
+                "consents need a multi-factor sign-in",
+            ));
+        }
+        ctx.principal = Some(Arc::clone(&principal));
+        let subject = crate::access::own_subject(&principal).to_owned();
+        let audit_failed = |e: ConsentError| match e {
+            ConsentError::NotFound => Refusal::new(
+                Reason::ConsentNotFound,
+                "no live consent of yours has this id",
+            ),
+            ConsentError::Audit(e) => {
+                tracing::error!("consent change not recorded, so not applied: {e}");
+                Refusal::new(
+                    Reason::AuditUnavailable,
+                    "the change could not be recorded; nothing changed, try again",
+                )
+            }
+        };
+        match (endpoint, method) {
+            (GatewayEndpoint::Consents, http::Method::GET) => {
+                let all = self.shared.consents.of(&subject);
+                let current: Vec<_> = all.iter().filter(|c| c.withdrawn_at.is_none()).collect();
+                Ok((
+                    200,
+                    serde_json::json!({ "subject": subject, "current": current, "history": all }),
+                ))
+            }
+            (GatewayEndpoint::Consents, http::Method::POST) => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Grant {
+                    kind: ConsentKind,
+                    categories: Vec<crate::policy::DataCategory>,
+                    purpose: String,
+                }
+                let body = read_small_body(session).await.map_err(invalid)?;
+                let grant: Grant = serde_json::from_slice(&body)
+                    .map_err(|e| invalid(format!("request body: {e}")))?;
+                if grant.categories.is_empty() || grant.categories.iter().any(|c| !c.is_health()) {
+                    return Err(invalid(
+                        "categories must name health data: checkup, medication, vaccination, vitals"
+                            .into(),
+                    ));
+                }
+                if !snapshot
+                    .access
+                    .purposes
+                    .iter()
+                    .any(|p| *p.id == grant.purpose)
+                {
+                    return Err(invalid(format!(
+                        "purpose `{}` is not one of this service's: {}",
+                        grant.purpose,
+                        snapshot
+                            .access
+                            .purposes
+                            .iter()
+                            .map(|p| &*p.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                let id = self
+                    .shared
+                    .consents
+                    .grant(
+                        &self.audit,
+                        &subject,
+                        grant.kind,
+                        grant.categories,
+                        grant.purpose,
+                    )
+                    .await
+                    .map_err(audit_failed)?;
+                Ok((201, serde_json::json!({ "consent": id })))
+            }
+            (GatewayEndpoint::ConsentWithdraw, http::Method::POST) => {
+                let id = path
+                    .strip_prefix("/.phr/consents/")
+                    .and_then(|rest| rest.strip_suffix("/withdraw"))
+                    .unwrap_or_default()
+                    .to_owned();
+                self.shared
+                    .consents
+                    .withdraw(&self.audit, &subject, &id)
+                    .await
+                    .map_err(audit_failed)?;
+                Ok((200, serde_json::json!({ "consent": id, "withdrawn": true })))
+            }
+            (endpoint, _) => {
+                let mut refusal = Refusal::new(
+                    Reason::RouteMethodNotAllowed,
+                    "method not allowed on this endpoint",
+                );
+                refusal.allow = Some(match endpoint {
+                    GatewayEndpoint::Consents => "GET, POST".into(),
+                    _ => "POST".into(),
+                });
+                Err(refusal)
+            }
+        }
+    }
+
     /// Answer a refused request with its problem+json body, after its record is written. The
     /// one place a [`Refusal`] becomes a response.
     async fn respond_refusal(
@@ -483,6 +650,23 @@ fn observe(ctx: &RequestContext, status: u16) {
     m.phase_seconds
         .with_label_values(&["total"])
         .observe(ctx.started.elapsed().as_secs_f64());
+}
+
+/// Read a request body of at most 64 KiB (the gateway's own JSON endpoints).
+async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, String> {
+    const MAX: usize = 64 * 1024;
+    let mut body = Vec::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| format!("request body: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX {
+            return Err(format!("request body larger than {MAX} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The access record of a request, as far as it went (R-LOG-1, R-LOG-5).

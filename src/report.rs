@@ -390,8 +390,38 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 ],
             }
         }
-        "R-AZ-3" | "R-AZ-4" | "R-AZ-5" | "R-AZ-6" | "R-AZ-8" | "R-LOG-3" => {
-            not_built("the consent ledger and third-party provision are not built yet")
+        "R-AZ-3" => {
+            let ingesting = routes
+                .iter()
+                .filter(|r| {
+                    r.category.is_health()
+                        && !r.anonymous
+                        && r.methods.iter().any(|m| {
+                            matches!(*m, http::Method::POST | http::Method::PUT | http::Method::PATCH)
+                        })
+                })
+                .count();
+            met(
+                "health data sent in (POST/PUT/PATCH on a health category) needs the data subject's live acquisition consent",
+                vec![
+                    format!("routes that take health data in: {ingesting}"),
+                    format!(
+                        "live consents: {}",
+                        live.map_or("-".into(), |r| r.live_consents.to_string())
+                    ),
+                ],
+            )
+        }
+        "R-AZ-5" => met(
+            "GET /.phr/consents lists the subject's current consents and full history",
+            vec!["docs/api/consents.yaml".into()],
+        ),
+        "R-AZ-6" => met(
+            "POST /.phr/consents/{id}/withdraw, effective on the next request",
+            vec!["docs/api/consents.yaml".into()],
+        ),
+        "R-AZ-4" | "R-AZ-8" | "R-LOG-3" => {
+            not_built("third-party provision, recipients and provision records are not built yet")
         }
         "R-LOG-1" => unless_missing(
             "an access record for every request, written before the response is released",

@@ -63,6 +63,8 @@ pub struct Shared {
     pub sessions: Arc<SessionRegistry>,
     /// Mode and subject stops.
     pub controls: Arc<Controls>,
+    /// The consent ledger.
+    pub consents: Arc<crate::consent::ConsentLedger>,
     /// Open client connections.
     pub connections: Arc<ConnectionTable>,
     /// The public certificate.
@@ -138,6 +140,7 @@ impl Shared {
             certificate_expires_at: self.certificates.expires_at(),
             active_sessions: self.sessions.active(),
             stopped_subjects: self.controls.stopped_subjects(),
+            live_consents: self.consents.live_count(),
             open_connections: self.connections.open(),
             limiter_keys: snapshot.limits.rates.key_counts(),
             policy_loaded_at: snapshot
@@ -230,9 +233,12 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         .map_err(|e| AuditError::from((state_dir.display().to_string(), e)))?;
     let replayed = sessions.replay(&events);
     let controls_replayed = controls.replay(&events);
+    let consents = Arc::new(crate::consent::ConsentLedger::default());
+    let consents_replayed = consents.replay(&events);
     tracing::info!(
         replayed,
         controls_replayed,
+        consents_replayed,
         mode = controls.mode().name(),
         "session revocations and operator controls replayed from the state log"
     );
@@ -249,6 +255,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         audit: audit.clone(),
         sessions,
         controls,
+        consents,
         connections: Arc::new(ConnectionTable::default()),
         certificates: Arc::clone(&certificates),
     };

@@ -283,6 +283,26 @@ pub enum StateEvent {
         /// Why it was refused, or what it did.
         outcome: String,
     },
+    /// A subject gave a consent (R-AZ-3, R-AZ-5).
+    ConsentGranted {
+        /// The consent's id.
+        consent: String,
+        /// The subject who gave it.
+        subject: String,
+        /// What it allows.
+        kind: crate::consent::ConsentKind,
+        /// The data categories it covers.
+        categories: Vec<crate::policy::DataCategory>,
+        /// The purpose it was given for.
+        purpose: String,
+    },
+    /// A subject withdrew a consent (R-AZ-6).
+    ConsentWithdrawn {
+        /// The consent's id.
+        consent: String,
+        /// The subject.
+        subject: String,
+    },
     /// The store could not write for a while; in `degrade` mode requests were served without
     /// their access records.
     AuditOutage {

@@ -1,0 +1,197 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! The consent ledger through the real gateway: acquisition consent needed to send health data
+//! in (R-AZ-3), the subject's consents and history (R-AZ-5), withdrawal effective on the next
+//! request (R-AZ-6), and the ledger replayed from the state log after a restart.
+
+mod support;
+
+use rustls::version::TLS13;
+use serde_json::{json, Value};
+use support::issuer::*;
+use support::*;
+
+const EXTRA: &str = r#"
+[[routes]]
+id = "vitals-write"
+methods = ["GET", "POST"]
+path = "/vitals/{id}"
+upstream = "backend"
+category = "vitals"
+subject = "path:id"
+purposes = ["self-management"]
+
+[[purposes]]
+id = "self-management"
+ja = "本人による健康管理"
+en = "The person's own health management"
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    upstream: Upstream,
+    gateway: Gateway,
+    key: TestKey,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let key = TestKey::es256("consent-test-1");
+    std::fs::write(dir.path().join("jwks.json"), jwks(&[&key])).unwrap();
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let extra = EXTRA.to_owned() + &issuer_toml("jwks_file = \"jwks.json\"");
+    let text = policy(&pki, port, upstream.port, "", &extra);
+    let gateway = Gateway::start(dir.path(), &text, port);
+    Setup {
+        dir,
+        pki,
+        upstream,
+        gateway,
+        key,
+    }
+}
+
+impl Setup {
+    fn token(&self, patient: &str, mfa: bool) -> String {
+        let mut claims = mfa_claims(&format!("user-{patient}"));
+        claims["patient"] = json!(patient);
+        if !mfa {
+            claims["amr"] = json!(["pwd"]);
+        }
+        self.key.sign(&claims)
+    }
+
+    async fn call(&self, method: &str, path: &str, token: &str, body: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        let mut client = Client::open(self.gateway.port, config).await.unwrap();
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("phr-purpose", "self-management"),
+            ("content-type", "application/json"),
+        ];
+        client.send(method, path, &headers, body).await.unwrap()
+    }
+
+    async fn grant(&self, token: &str) -> String {
+        let body =
+            json!({"kind": "acquisition", "categories": ["vitals"], "purpose": "self-management"});
+        let reply = self
+            .call("POST", "/.phr/consents", token, &body.to_string())
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.json()["consent"].as_str().unwrap().to_owned()
+    }
+
+    fn state_events(&self) -> Vec<Value> {
+        phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/state")).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_data_goes_in_only_with_a_live_consent_and_withdrawal_is_immediate_r_az_3_r_az_6() {
+    let s = setup().await;
+    let alice = s.token("p-1", true);
+    let refused = s.call("POST", "/vitals/p-1", &alice, "{\"bp\":120}").await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.json()["reason"], "access.consent_required");
+    assert!(
+        s.upstream.requests().is_empty(),
+        "refused data reached the upstream"
+    );
+    // Reads need no acquisition consent.
+    assert_eq!(s.call("GET", "/vitals/p-1", &alice, "").await.status, 200);
+
+    let id = s.grant(&alice).await;
+    assert_eq!(
+        s.call("POST", "/vitals/p-1", &alice, "{\"bp\":121}")
+            .await
+            .status,
+        200
+    );
+
+    // Withdrawal: one call, effective on the very next request.
+    let reply = s
+        .call("POST", &format!("/.phr/consents/{id}/withdraw"), &alice, "")
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let refused = s.call("POST", "/vitals/p-1", &alice, "{\"bp\":122}").await;
+    assert_eq!(refused.json()["reason"], "access.consent_required");
+    assert_eq!(s.upstream.requests().len(), 2);
+
+    // The subject sees current consents and the whole history (R-AZ-5).
+    let list = s.call("GET", "/.phr/consents", &alice, "").await.json();
+    assert_eq!(list["current"].as_array().unwrap().len(), 0);
+    let history = list["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["id"], id.as_str());
+    assert_eq!(history[0]["categories"], json!(["vitals"]));
+    assert!(history[0]["withdrawn_at"].is_string());
+
+    // Both changes are durable state events naming the subject.
+    let events: Vec<String> = s
+        .state_events()
+        .iter()
+        .filter(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("consent_"))
+        })
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["subject"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(events, ["consent_granted p-1", "consent_withdrawn p-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_calls_are_checked_and_survive_a_restart_r_az_5() {
+    let mut s = setup().await;
+    let alice = s.token("p-1", true);
+    let bob = s.token("p-2", true);
+    let bad = |categories: Value, purpose: &str| {
+        json!({"kind": "acquisition", "categories": categories, "purpose": purpose}).to_string()
+    };
+    for body in [
+        bad(json!(["account"]), "self-management"),
+        bad(json!([]), "self-management"),
+        bad(json!(["vitals"]), "marketing"),
+        "{\"kind\":\"acquisition\"}".to_owned(),
+        "not json".to_owned(),
+    ] {
+        let reply = s.call("POST", "/.phr/consents", &alice, &body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json()["reason"], "consent.invalid_request");
+    }
+    let id = s.grant(&alice).await;
+    // Another subject cannot withdraw it, nor see it; an unknown id is not found.
+    let reply = s
+        .call("POST", &format!("/.phr/consents/{id}/withdraw"), &bob, "")
+        .await;
+    assert_eq!(reply.json()["reason"], "consent.not_found");
+    let theirs = s.call("GET", "/.phr/consents", &bob, "").await.json();
+    assert_eq!(theirs["history"].as_array().unwrap().len(), 0);
+    // Consents need a multi-factor sign-in.
+    let weak = s.token("p-1", false);
+    let reply = s.call("GET", "/.phr/consents", &weak, "").await;
+    assert_eq!(reply.json()["reason"], "identity.mfa_required");
+
+    // Restart: the ledger is replayed from the state log.
+    s.gateway.stop_with(nix::sys::signal::Signal::SIGTERM);
+    let text = std::fs::read_to_string(&s.gateway.policy_path).unwrap();
+    s.gateway = Gateway::start(s.dir.path(), &text, s.gateway.port);
+    assert_eq!(
+        s.call("POST", "/vitals/p-1", &alice, "{\"bp\":120}")
+            .await
+            .status,
+        200
+    );
+    let list = s.call("GET", "/.phr/consents", &alice, "").await.json();
+    assert_eq!(list["current"][0]["id"], id.as_str());
+}
