@@ -43,13 +43,21 @@ pub struct Consent {
     pub withdrawn_at: Option<String>,
 }
 
+/// Live acquisition consents of one subject for one category and purpose.
+struct Live {
+    category: DataCategory,
+    purpose: String,
+    /// How many live consents say so (withdrawing one of two leaves the other).
+    count: u32,
+}
+
 #[derive(Default)]
 struct Ledger {
     /// Every consent of each subject, in the order given (the history).
     by_subject: HashMap<String, Vec<Consent>>,
-    /// Live acquisition consents per (subject, category, purpose) and per (subject, category).
-    live: HashMap<(String, DataCategory, String), u32>,
-    live_any_purpose: HashMap<(String, DataCategory), u32>,
+    /// Each subject's live (category, purpose) pairs: a hash lookup by the borrowed subject,
+    /// then a scan of a handful of entries.
+    live: HashMap<String, Vec<Live>>,
 }
 
 /// The ledger of every subject's consents.
@@ -93,16 +101,10 @@ impl ConsentLedger {
         category: DataCategory,
         purpose: Option<&str>,
     ) -> bool {
-        let ledger = self.read();
-        // Keys are looked up by owned tuples; the allocation is two short strings per check.
-        match purpose {
-            Some(p) => ledger
-                .live
-                .contains_key(&(subject.to_owned(), category, p.to_owned())),
-            None => ledger
-                .live_any_purpose
-                .contains_key(&(subject.to_owned(), category)),
-        }
+        self.read().live.get(subject).is_some_and(|live| {
+            live.iter()
+                .any(|l| l.category == category && purpose.is_none_or(|p| l.purpose == p))
+        })
     }
 
     /// The check on a request that takes health data in: refuse without a live acquisition
@@ -142,7 +144,11 @@ impl ConsentLedger {
 
     /// Live consents in the ledger (all subjects).
     pub fn live_count(&self) -> usize {
-        self.read().live.values().map(|n| *n as usize).sum()
+        self.read()
+            .live
+            .values()
+            .flat_map(|l| l.iter().map(|e| e.count as usize))
+            .sum()
     }
 
     /// Give a consent: recorded durably, then applied. Returns its id.
@@ -205,15 +211,19 @@ impl ConsentLedger {
                 categories,
                 purpose,
             } => {
+                let live = ledger.live.entry(subject.clone()).or_default();
                 for category in categories {
-                    *ledger
-                        .live
-                        .entry((subject.clone(), *category, purpose.clone()))
-                        .or_insert(0) += 1;
-                    *ledger
-                        .live_any_purpose
-                        .entry((subject.clone(), *category))
-                        .or_insert(0) += 1;
+                    match live
+                        .iter_mut()
+                        .find(|l| l.category == *category && &l.purpose == purpose)
+                    {
+                        Some(l) => l.count += 1,
+                        None => live.push(Live {
+                            category: *category,
+                            purpose: purpose.clone(),
+                            count: 1,
+                        }),
+                    }
                 }
                 ledger
                     .by_subject
@@ -239,45 +249,41 @@ impl ConsentLedger {
                 };
                 entry.withdrawn_at = Some(time.to_owned());
                 let (categories, purpose) = (entry.categories.clone(), entry.purpose.clone());
-                for category in categories {
-                    decrement(
-                        &mut ledger.live,
-                        (subject.clone(), category, purpose.clone()),
-                    );
-                    decrement(&mut ledger.live_any_purpose, (subject.clone(), category));
+                if let Some(live) = ledger.live.get_mut(subject) {
+                    for category in categories {
+                        if let Some(l) = live
+                            .iter_mut()
+                            .find(|l| l.category == category && l.purpose == purpose)
+                        {
+                            l.count = l.count.saturating_sub(1);
+                        }
+                    }
+                    live.retain(|l| l.count > 0);
+                    if live.is_empty() {
+                        ledger.live.remove(subject);
+                    }
                 }
             }
             _ => {}
         }
     }
 
-    /// Replay consent events from the state log (JSON values with their envelope's `time`).
-    pub fn replay<'a>(&self, events: impl IntoIterator<Item = &'a serde_json::Value>) -> usize {
+    /// Replay consent events from the state log (`audit::segment::read_replayed_state`).
+    pub fn replay<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
+    ) -> usize {
         let mut applied = 0;
-        for value in events {
-            let is_consent = matches!(
-                value.get("event").and_then(|e| e.as_str()),
-                Some("consent_granted" | "consent_withdrawn")
-            );
-            if !is_consent {
-                continue;
-            }
-            if let Ok(event) = serde_json::from_value::<StateEvent>(value.clone()) {
-                let time = value.get("time").and_then(|t| t.as_str()).unwrap_or("");
-                self.apply(&event, time);
+        for record in records {
+            if matches!(
+                record.event,
+                StateEvent::ConsentGranted { .. } | StateEvent::ConsentWithdrawn { .. }
+            ) {
+                self.apply(&record.event, &record.time);
                 applied += 1;
             }
         }
         applied
-    }
-}
-
-fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
-    if let Some(n) = map.get_mut(&key) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(&key);
-        }
     }
 }
 

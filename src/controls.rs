@@ -167,19 +167,21 @@ impl Controls {
         }
     }
 
-    /// Replay control events from the state log (as JSON values); returns how many applied.
-    pub fn replay<'a>(&self, events: impl IntoIterator<Item = &'a serde_json::Value>) -> usize {
+    /// Replay control events from the state log (`audit::segment::read_replayed_state`);
+    /// returns how many applied.
+    pub fn replay<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
+    ) -> usize {
         let mut applied = 0;
-        for value in events {
-            let is_control = matches!(
-                value.get("event").and_then(|e| e.as_str()),
-                Some("mode_changed" | "subject_stopped" | "subject_resumed")
-            );
-            if !is_control {
-                continue;
-            }
-            if let Ok(event) = serde_json::from_value::<StateEvent>(value.clone()) {
-                self.apply(&event);
+        for record in records {
+            if matches!(
+                record.event,
+                StateEvent::ModeChanged { .. }
+                    | StateEvent::SubjectStopped { .. }
+                    | StateEvent::SubjectResumed { .. }
+            ) {
+                self.apply(&record.event);
                 applied += 1;
             }
         }
@@ -247,10 +249,13 @@ mod tests {
         controls.apply(&resume);
         assert!(controls.check_subject("patient-1").is_ok());
 
-        // Replayed from JSON as the state log holds it.
-        let log: Vec<serde_json::Value> = [stop, mode_event(Mode::ReadOnly)]
-            .iter()
-            .map(|e| serde_json::to_value(e).unwrap_or_default())
+        // Replayed as start-up reads the state log.
+        let log: Vec<crate::audit::segment::StateRecord> = [stop, mode_event(Mode::ReadOnly)]
+            .into_iter()
+            .map(|event| crate::audit::segment::StateRecord {
+                time: "t".into(),
+                event,
+            })
             .collect();
         let fresh = Controls::default();
         assert_eq!(fresh.replay(&log), 2);

@@ -229,7 +229,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let sessions = Arc::new(SessionRegistry::default());
     let controls = Arc::new(Controls::default());
     let state_dir = snapshot.audit.dir.join(crate::audit::LogKind::State.name());
-    let events = crate::audit::segment::read_records(&state_dir)
+    let events = crate::audit::segment::read_replayed_state(&state_dir)
         .map_err(|e| AuditError::from((state_dir.display().to_string(), e)))?;
     let replayed = sessions.replay(&events);
     let controls_replayed = controls.replay(&events);

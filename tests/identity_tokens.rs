@@ -636,8 +636,10 @@ async fn a_revocation_is_recorded_before_it_applies_and_replays_r_auth_3() {
     // On disk already (durable), and a new registry replays it.
     let events = phr_gateway::audit::segment::read_records(&dir.path().join("state")).unwrap();
     assert_eq!(events[seq as usize]["event"], "token_revoked");
+    let replayed =
+        phr_gateway::audit::segment::read_replayed_state(&dir.path().join("state")).unwrap();
     let rebuilt = SessionRegistry::default();
-    assert_eq!(rebuilt.replay(&events), 1);
+    assert_eq!(rebuilt.replay(&replayed), 1);
     assert_eq!(
         rebuilt.check(&principal, limits, now()).unwrap_err().reason,
         Reason::IdentitySessionRevoked

@@ -119,6 +119,58 @@ pub fn read_checkpoints(dir: &Path) -> io::Result<Vec<CheckpointRecord>> {
 /// for replaying the state log at start.
 pub fn read_records(dir: &Path) -> io::Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
+    for_each_record(dir, |record| {
+        out.push(serde_json::from_slice(record).map_err(io::Error::other)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A state event with the time its envelope gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateRecord {
+    /// RFC 3339 time of the record.
+    pub time: String,
+    /// The event.
+    pub event: super::StateEvent,
+}
+
+/// The state events start-up replays (revocations, controls, consents), typed, from a state log
+/// directory. Every other event is skipped after reading only its name and time: start-up
+/// reads the whole state log, most of it policy versions and admin calls.
+pub fn read_replayed_state(dir: &Path) -> io::Result<Vec<StateRecord>> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        event: &'a str,
+        #[serde(borrow)]
+        time: &'a str,
+    }
+    const REPLAYED: &[&str] = &[
+        "session_ended",
+        "subject_revoked",
+        "token_revoked",
+        "mode_changed",
+        "subject_stopped",
+        "subject_resumed",
+        "consent_granted",
+        "consent_withdrawn",
+    ];
+    let mut out = Vec::new();
+    for_each_record(dir, |record| {
+        let head: Head<'_> = serde_json::from_slice(record).map_err(io::Error::other)?;
+        if REPLAYED.contains(&head.event) {
+            let time = head.time.to_owned();
+            let event = serde_json::from_slice(record).map_err(io::Error::other)?;
+            out.push(StateRecord { time, event });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Call `f` with the record bytes of every complete line of every segment, in order.
+fn for_each_record(dir: &Path, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
     for (_, path) in list_segments(dir)? {
         let bytes = std::fs::read(&path)?;
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -132,10 +184,10 @@ pub fn read_records(dir: &Path) -> io::Result<Vec<serde_json::Value>> {
                     format!("{}: unreadable record", path.display()),
                 )
             })?;
-            out.push(serde_json::from_slice(record.record).map_err(io::Error::other)?);
+            f(record.record)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// An append-only segment file being written.

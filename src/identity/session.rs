@@ -167,20 +167,21 @@ impl SessionRegistry {
         self.lock().last_seen.len()
     }
 
-    /// Replay revocations from the state log's events (as JSON values).
-    pub fn replay<'a>(&self, events: impl IntoIterator<Item = &'a serde_json::Value>) -> usize {
+    /// Replay revocations from the state log (`audit::segment::read_replayed_state`).
+    pub fn replay<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
+    ) -> usize {
         let mut applied = 0;
-        for value in events {
-            if let Ok(event) = serde_json::from_value::<StateEvent>(value.clone()) {
-                if matches!(
-                    event,
-                    StateEvent::SessionEnded { .. }
-                        | StateEvent::SubjectRevoked { .. }
-                        | StateEvent::TokenRevoked { .. }
-                ) {
-                    self.apply(&event);
-                    applied += 1;
-                }
+        for record in records {
+            if matches!(
+                record.event,
+                StateEvent::SessionEnded { .. }
+                    | StateEvent::SubjectRevoked { .. }
+                    | StateEvent::TokenRevoked { .. }
+            ) {
+                self.apply(&record.event);
+                applied += 1;
             }
         }
         applied
