@@ -273,17 +273,16 @@ impl ConsentLedger {
         &self,
         records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
     ) -> usize {
-        let mut applied = 0;
-        for record in records {
-            if matches!(
-                record.event,
-                StateEvent::ConsentGranted { .. } | StateEvent::ConsentWithdrawn { .. }
-            ) {
-                self.apply(&record.event, &record.time);
-                applied += 1;
-            }
-        }
-        applied
+        crate::audit::segment::replay_matching(
+            records,
+            |e| {
+                matches!(
+                    e,
+                    StateEvent::ConsentGranted { .. } | StateEvent::ConsentWithdrawn { .. }
+                )
+            },
+            |r| self.apply(&r.event, &r.time),
+        )
     }
 }
 

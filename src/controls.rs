@@ -173,19 +173,18 @@ impl Controls {
         &self,
         records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
     ) -> usize {
-        let mut applied = 0;
-        for record in records {
-            if matches!(
-                record.event,
-                StateEvent::ModeChanged { .. }
-                    | StateEvent::SubjectStopped { .. }
-                    | StateEvent::SubjectResumed { .. }
-            ) {
-                self.apply(&record.event);
-                applied += 1;
-            }
-        }
-        applied
+        crate::audit::segment::replay_matching(
+            records,
+            |e| {
+                matches!(
+                    e,
+                    StateEvent::ModeChanged { .. }
+                        | StateEvent::SubjectStopped { .. }
+                        | StateEvent::SubjectResumed { .. }
+                )
+            },
+            |r| self.apply(&r.event),
+        )
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashSet<String>> {

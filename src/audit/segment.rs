@@ -169,6 +169,21 @@ pub fn read_replayed_state(dir: &Path) -> io::Result<Vec<StateRecord>> {
     Ok(out)
 }
 
+/// Apply to `apply` the records whose event `wanted` selects; returns how many. The one loop
+/// behind every replayer's `replay` (sessions, controls, consents).
+pub fn replay_matching<'a>(
+    records: impl IntoIterator<Item = &'a StateRecord>,
+    wanted: impl Fn(&super::StateEvent) -> bool,
+    mut apply: impl FnMut(&StateRecord),
+) -> usize {
+    let mut applied = 0;
+    for record in records.into_iter().filter(|r| wanted(&r.event)) {
+        apply(record);
+        applied += 1;
+    }
+    applied
+}
+
 /// Call `f` with the record bytes of every complete line of every segment, in order.
 fn for_each_record(dir: &Path, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
     for (_, path) in list_segments(dir)? {

@@ -172,19 +172,18 @@ impl SessionRegistry {
         &self,
         records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
     ) -> usize {
-        let mut applied = 0;
-        for record in records {
-            if matches!(
-                record.event,
-                StateEvent::SessionEnded { .. }
-                    | StateEvent::SubjectRevoked { .. }
-                    | StateEvent::TokenRevoked { .. }
-            ) {
-                self.apply(&record.event);
-                applied += 1;
-            }
-        }
-        applied
+        crate::audit::segment::replay_matching(
+            records,
+            |e| {
+                matches!(
+                    e,
+                    StateEvent::SessionEnded { .. }
+                        | StateEvent::SubjectRevoked { .. }
+                        | StateEvent::TokenRevoked { .. }
+                )
+            },
+            |r| self.apply(&r.event),
+        )
     }
 }
 
