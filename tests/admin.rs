@@ -493,3 +493,26 @@ async fn subject_stop_revocation_metrics_and_report() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["mode"], "normal");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_from_outside_the_admin_networks_is_refused_r_net_2() {
+    let s = setup().await;
+    // Narrow the admin networks to one this test's loopback client is not in, then reload.
+    let text = std::fs::read_to_string(&s.gateway.policy_path)
+        .unwrap()
+        .replace(
+            "token_role = \"phr-admin\"",
+            "token_role = \"phr-admin\"\nallow = [\"10.0.0.0/8\"]",
+        );
+    std::fs::write(&s.gateway.policy_path, text).unwrap();
+    let (status, body) = call(&s.alice(), Method::POST, "/reload", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(&s.alice(), Method::GET, "/status", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("network"), "{body}");
+    // The probes still answer: load balancers need them.
+    assert_eq!(
+        call(&s.alice(), Method::GET, "/healthz", None).await.0,
+        StatusCode::OK
+    );
+}
