@@ -33,6 +33,8 @@ fn event(i: u64) -> StateEvent {
         kind: ConsentKind::Acquisition,
         categories: vec![DataCategory::Vitals],
         purpose: "self-management".into(),
+        recipient: None,
+        country: None,
     }
 }
 

@@ -9,9 +9,11 @@
 //! (header `PHR-Purpose` by default), from the policy's catalogue, and, when the token lists
 //! the purposes it was issued for, one of those too.
 //!
-//! Third-party access to another subject's data under a recorded consent (R-AZ-4) and the
-//! consent ledger are not built yet: until they are, a route that names its data subject
-//! serves only that subject.
+//! A token issued to a registered recipient's application (its `azp` / `client_id` is one of
+//! the recipient's `clients`) is a third party's: on a route that names its data subject it is
+//! served only while the recipient's compliance confirmation holds (R-AZ-8), for a stated
+//! purpose, and — checked by the pipeline against [`crate::consent`] — under the subject's live
+//! provision consent (R-AZ-4). Any other token reaches only its own subject's data.
 
 pub mod scope;
 
@@ -71,6 +73,36 @@ pub struct Purpose {
     pub en: String,
 }
 
+/// A registered third party that may receive subjects' data under their provision consent
+/// (R-AZ-4), while its compliance confirmation holds (R-AZ-8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// Its id.
+    pub id: Arc<str>,
+    /// Its name, as shown to subjects.
+    pub name: String,
+    /// The token client ids its applications sign in with.
+    pub clients: Vec<String>,
+    /// Its country (ISO 3166-1 alpha-2).
+    pub country: Arc<str>,
+    /// Whether that is not the service's own country: consents must then name it.
+    pub abroad: bool,
+    /// The day its compliance was last confirmed.
+    pub confirmed_on: time::Date,
+    /// The last day the confirmation holds (`confirmed_on + recheck_days`).
+    pub confirmed_through: time::Date,
+    /// Seconds since the epoch from which provision is refused (the day after
+    /// `confirmed_through`, 00:00 UTC).
+    pub expires_at: i64,
+}
+
+impl Recipient {
+    /// Whether its confirmation has lapsed at `now` (seconds since the epoch).
+    pub fn expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+}
+
 /// The policy's access settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessSettings {
@@ -78,6 +110,12 @@ pub struct AccessSettings {
     pub purpose_header: http::HeaderName,
     /// The purpose catalogue.
     pub purposes: Vec<Purpose>,
+    /// The registered recipients (R-AZ-4, R-AZ-8).
+    pub recipients: Vec<Arc<Recipient>>,
+    /// The service's own country.
+    pub home_country: Arc<str>,
+    /// Whether a subject stop also refuses the subject's own reads (R-AZ-7).
+    pub stop_refuses_own_reads: bool,
 }
 
 impl Default for AccessSettings {
@@ -85,7 +123,25 @@ impl Default for AccessSettings {
         AccessSettings {
             purpose_header: http::HeaderName::from_static("phr-purpose"),
             purposes: Vec::new(),
+            recipients: Vec::new(),
+            home_country: Arc::from("JP"),
+            stop_refuses_own_reads: true,
         }
+    }
+}
+
+impl AccessSettings {
+    /// The recipient whose application a token was issued to, if any.
+    pub fn recipient_of(&self, principal: &Principal) -> Option<&Arc<Recipient>> {
+        let client = principal.client_id.as_deref()?;
+        self.recipients
+            .iter()
+            .find(|r| r.clients.iter().any(|c| c == client))
+    }
+
+    /// A recipient by id.
+    pub fn recipient(&self, id: &str) -> Option<&Arc<Recipient>> {
+        self.recipients.iter().find(|r| &*r.id == id)
     }
 }
 
@@ -124,6 +180,9 @@ pub struct Granted<'r> {
     pub subject: Option<Cow<'r, str>>,
     /// The purpose the request stated, when the route asks for one.
     pub purpose: Option<Arc<str>>,
+    /// The registered recipient asking for the subject's data: the request is a provision,
+    /// to be checked against the subject's consents and recorded before release.
+    pub recipient: Option<Arc<Recipient>>,
 }
 
 impl RouteAccess {
@@ -144,8 +203,10 @@ pub struct AccessRequest<'a> {
     pub query: Option<&'a str>,
     /// The purpose the request states.
     pub purpose: StatedPurpose<'a>,
-    /// The header it is stated in (for messages).
-    pub purpose_header: &'a str,
+    /// The policy's access settings (purpose header, recipients).
+    pub settings: &'a AccessSettings,
+    /// Seconds since the epoch.
+    pub now: i64,
 }
 
 /// The caller's own data subject id: `patient`, else `fhirUser` `Patient/<id>`, else `sub`.
@@ -187,34 +248,67 @@ pub fn check<'r>(
         ));
     }
     let purpose = check_purpose(access, principal, request)?;
-    let Some(source) = &access.subject else {
-        return Ok(Granted {
-            subject: None,
-            purpose,
-        });
-    };
-    let granted = |subject| Granted {
-        subject,
-        purpose: purpose.clone(),
-    };
-    let subject: Option<Cow<'r, str>> = match source {
-        SubjectSource::Caller => {
-            return Ok(granted(Some(Cow::Owned(own_subject(principal).to_owned()))))
+    let recipient = request.settings.recipient_of(principal);
+    let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
+    let subject: Option<Cow<'r, str>> = match (&access.subject, recipient) {
+        (None, _) => None,
+        (Some(SubjectSource::Caller), None) => {
+            Some(Cow::Owned(own_subject(principal).to_owned()))
         }
-        SubjectSource::Path(name) => request
+        (Some(SubjectSource::Caller), Some(_)) => {
+            return mismatch(
+                "a recipient's application reaches a subject's data only on routes that name the subject",
+            )
+        }
+        (Some(SubjectSource::Path(name)), _) => request
             .params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| Cow::Borrowed(*v)),
-        SubjectSource::Query(name) => query_subject(request.query, name),
+        (Some(SubjectSource::Query(name)), _) => match query_subject(request.query, name) {
+            Some(s) => Some(s),
+            None => return mismatch("the request does not name whose data it is for"),
+        },
     };
-    let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
-    match subject {
-        None => mismatch("the request does not name whose data it is for"),
-        Some(s) if s == own_subject(principal) => Ok(granted(Some(s))),
-        // Never echo the requested subject: the caller learns nothing about other subjects.
-        Some(_) => mismatch("the token may only reach its own subject's data here"),
+    if access.subject.is_some() && subject.is_none() {
+        return mismatch("the request does not name whose data it is for");
     }
+    let Some(recipient) = recipient.filter(|_| subject.is_some()) else {
+        // The caller's own data, or a route that serves no one subject's data.
+        return match subject {
+            Some(s) if s != own_subject(principal) => {
+                // Never echo the requested subject: the caller learns nothing about others.
+                mismatch("the token may only reach its own subject's data here")
+            }
+            subject => Ok(Granted {
+                subject,
+                purpose,
+                recipient: None,
+            }),
+        };
+    };
+    // A registered recipient's application: a third party, whatever subject claims its token
+    // carries (an EHR launch may put a `patient` in it). R-AZ-4, R-AZ-8.
+    if purpose.is_none() {
+        return Err(Refusal::new(
+            Reason::AccessPurposeNotAllowed,
+            "a recipient must state its purpose of use, and this route serves none",
+        ));
+    }
+    if recipient.expired(request.now) {
+        return Err(Refusal::new(
+            Reason::AccessRecipientUnconfirmed,
+            format!(
+                "the compliance confirmation of the recipient `{}` held through {}; no data is provided until it is confirmed again",
+                recipient.id, recipient.confirmed_through
+            ),
+        ));
+    }
+    Ok(Granted {
+        subject,
+        purpose,
+        recipient: Some(Arc::clone(recipient)),
+    })
 }
 
 /// The purpose check (R-AZ-2): one stated purpose, served by the route, and, when the token
@@ -241,14 +335,14 @@ fn check_purpose(
         StatedPurpose::None => {
             return refuse(format!(
                 "state the purpose of use in the {} header: one of {}",
-                request.purpose_header,
+                request.settings.purpose_header,
                 served()
             ))
         }
         StatedPurpose::Unclear => {
             return refuse(format!(
                 "state exactly one purpose of use in the {} header",
-                request.purpose_header
+                request.settings.purpose_header
             ))
         }
     };

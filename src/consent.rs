@@ -1,12 +1,18 @@
-//! The consent ledger (R-AZ-3, R-AZ-5, R-AZ-6): consents as state events in the audit store's
+//! The consent ledger (R-AZ-3 … R-AZ-6, R-LOG-3): consents as state events in the audit store's
 //! state log — written durably before the API answers, replayed at start — projected in memory
 //! for constant-time checks per request.
 //!
-//! Built so far: acquisition consents (subject × data categories × purpose), their withdrawal,
-//! and the subject's view of current consents and full history (`/.phr/consents`, served by the
+//! Acquisition consents (subject × data categories × purpose), their withdrawal, and the
+//! subject's view of current consents and full history (`/.phr/consents`, served by the
 //! proxy). Routes that take health data in (POST, PUT, PATCH on a health category) need the data
 //! subject's live acquisition consent for the category (and the stated purpose, when the route
-//! lists purposes). Provision consents and provision records (R-AZ-4, R-LOG-3) are not built yet.
+//! lists purposes).
+//!
+//! Provision consents (R-AZ-4) name a registered recipient, a purpose and categories (and the
+//! recipient's country when it is abroad); a recipient's read is served only under one, and data
+//! a recipient sends in needs the acquisition consent above. Every release to a recipient and
+//! every receipt from one is first recorded durably as a `third_party_record` state event
+//! (R-LOG-3); the subject reads those records at `/.phr/provisions`.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
@@ -23,6 +29,23 @@ use crate::policy::DataCategory;
 pub enum ConsentKind {
     /// Acquisition of health data (R-AZ-3).
     Acquisition,
+    /// Provision of data to a named recipient (R-AZ-4).
+    Provision,
+}
+
+/// What a subject agrees to: the body of a grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentTerms {
+    /// What it allows.
+    pub kind: ConsentKind,
+    /// The data categories it covers.
+    pub categories: Vec<DataCategory>,
+    /// The purpose it is given for.
+    pub purpose: String,
+    /// For a provision consent: the recipient's id.
+    pub recipient: Option<String>,
+    /// For a provision consent to a recipient abroad: its country, named in the consent.
+    pub country: Option<String>,
 }
 
 /// One consent, as the subject sees it.
@@ -36,6 +59,12 @@ pub struct Consent {
     pub categories: Vec<DataCategory>,
     /// The purpose it was given for.
     pub purpose: String,
+    /// The recipient, for a provision consent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The recipient's country, when it is abroad.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
     /// When it was given (RFC 3339).
     pub granted_at: String,
     /// When it was withdrawn, if it was.
@@ -43,10 +72,51 @@ pub struct Consent {
     pub withdrawn_at: Option<String>,
 }
 
-/// Live acquisition consents of one subject for one category and purpose.
-struct Live {
+/// Which way a subject's data went between the service and a recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Released to the recipient (a read): needs the subject's provision consent.
+    Provided,
+    /// Sent in by the recipient (a write): needs the subject's acquisition consent.
+    Received,
+}
+
+/// One release of a subject's data to a recipient, or one receipt from it (R-LOG-3), as the
+/// subject sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProvisionRecord {
+    /// When it happened (RFC 3339).
+    pub time: String,
+    /// Provided to the recipient, or received from it.
+    pub direction: Direction,
+    /// The recipient's id.
+    pub recipient: String,
+    /// The data categories released.
+    pub categories: Vec<DataCategory>,
+    /// The purpose the recipient stated.
+    pub purpose: String,
+    /// The request's id, to match the access record.
+    pub request_id: String,
+    /// The route it was released on.
+    pub route: String,
+    /// The status released with it.
+    pub status: u16,
+}
+
+/// What a live consent says, for one category: the key a request is checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Terms {
+    kind: ConsentKind,
     category: DataCategory,
     purpose: String,
+    recipient: Option<String>,
+    country: Option<String>,
+}
+
+/// Live consents of one subject with the same terms.
+struct Live {
+    terms: Terms,
     /// How many live consents say so (withdrawing one of two leaves the other).
     count: u32,
 }
@@ -55,12 +125,14 @@ struct Live {
 struct Ledger {
     /// Every consent of each subject, in the order given (the history).
     by_subject: HashMap<String, Vec<Consent>>,
-    /// Each subject's live (category, purpose) pairs: a hash lookup by the borrowed subject,
-    /// then a scan of a handful of entries.
+    /// Each subject's live terms: a hash lookup by the borrowed subject, then a scan of a
+    /// handful of entries.
     live: HashMap<String, Vec<Live>>,
+    /// Each subject's provision records, in order (R-LOG-3).
+    provisions: HashMap<String, Vec<ProvisionRecord>>,
 }
 
-/// The ledger of every subject's consents.
+/// The ledger of every subject's consents and of the data provided under them.
 #[derive(Default)]
 pub struct ConsentLedger {
     ledger: RwLock<Ledger>,
@@ -83,6 +155,22 @@ pub enum ConsentError {
     Audit(#[from] AuditError),
 }
 
+/// The exchange with a recipient a request asks for: a provision is checked against the
+/// ledger; either direction is recorded before the response is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provision {
+    /// Provided (a read) or received (a write).
+    pub direction: Direction,
+    /// The recipient.
+    pub recipient: std::sync::Arc<crate::access::Recipient>,
+    /// The data subject.
+    pub subject: String,
+    /// The route's data category.
+    pub category: DataCategory,
+    /// The purpose the recipient stated.
+    pub purpose: std::sync::Arc<str>,
+}
+
 impl ConsentLedger {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Ledger> {
         // Updates are whole-entry inserts and counter changes: a poisoned ledger stays usable.
@@ -93,6 +181,13 @@ impl ConsentLedger {
         self.ledger.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn any_live(&self, subject: &str, matches: impl Fn(&Terms) -> bool) -> bool {
+        self.read()
+            .live
+            .get(subject)
+            .is_some_and(|live| live.iter().any(|l| matches(&l.terms)))
+    }
+
     /// Whether `subject` has a live acquisition consent for `category` and `purpose` (any
     /// purpose when `None`).
     pub fn allows_acquisition(
@@ -101,9 +196,10 @@ impl ConsentLedger {
         category: DataCategory,
         purpose: Option<&str>,
     ) -> bool {
-        self.read().live.get(subject).is_some_and(|live| {
-            live.iter()
-                .any(|l| l.category == category && purpose.is_none_or(|p| l.purpose == p))
+        self.any_live(subject, |t| {
+            t.kind == ConsentKind::Acquisition
+                && t.category == category
+                && purpose.is_none_or(|p| t.purpose == p)
         })
     }
 
@@ -133,10 +229,51 @@ impl ConsentLedger {
         ))
     }
 
+    /// The check on a recipient's request (R-AZ-4): the data subject's live provision consent
+    /// for this recipient, purpose and category — naming the recipient's country when it is
+    /// abroad.
+    pub fn check_provision(&self, provision: &Provision) -> Result<(), Refusal> {
+        let recipient = &provision.recipient;
+        let country = recipient.abroad.then(|| &*recipient.country);
+        let allowed = self.any_live(&provision.subject, |t| {
+            t.kind == ConsentKind::Provision
+                && t.category == provision.category
+                && t.purpose == *provision.purpose
+                && t.recipient.as_deref() == Some(&*recipient.id)
+                && (country.is_none() || t.country.as_deref() == country)
+        });
+        if allowed {
+            return Ok(());
+        }
+        // Says what is missing, never whether the subject exists or has other consents.
+        Err(Refusal::new(
+            Reason::AccessProvisionConsentRequired,
+            format!(
+                "no provision consent of the data subject for the recipient `{}`, the purpose `{}` and `{}` data{}",
+                recipient.id,
+                provision.purpose,
+                provision.category.as_str(),
+                match country {
+                    Some(c) => format!(" naming the country `{c}`"),
+                    None => String::new(),
+                }
+            ),
+        ))
+    }
+
     /// A subject's consents, current and past, in the order given.
     pub fn of(&self, subject: &str) -> Vec<Consent> {
         self.read()
             .by_subject
+            .get(subject)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The records of a subject's data provided to recipients, in order (R-LOG-3).
+    pub fn provisions_of(&self, subject: &str) -> Vec<ProvisionRecord> {
+        self.read()
+            .provisions
             .get(subject)
             .cloned()
             .unwrap_or_default()
@@ -156,22 +293,19 @@ impl ConsentLedger {
         &self,
         audit: &AuditSink,
         subject: &str,
-        kind: ConsentKind,
-        categories: Vec<DataCategory>,
-        purpose: String,
+        terms: ConsentTerms,
     ) -> Result<String, ConsentError> {
+        let id = uuid::Uuid::now_v7().to_string();
         let event = StateEvent::ConsentGranted {
-            consent: uuid::Uuid::now_v7().to_string(),
+            consent: id.clone(),
             subject: subject.to_owned(),
-            kind,
-            categories,
-            purpose,
+            kind: terms.kind,
+            categories: terms.categories,
+            purpose: terms.purpose,
+            recipient: terms.recipient,
+            country: terms.country,
         };
         audit.record_state(event.clone()).await?;
-        let id = match &event {
-            StateEvent::ConsentGranted { consent, .. } => consent.clone(),
-            _ => String::new(),
-        };
         self.apply(&event, &crate::audit::record::now_rfc3339());
         Ok(id)
     }
@@ -200,7 +334,33 @@ impl ConsentLedger {
         Ok(())
     }
 
-    /// Apply a consent event recorded at `time`.
+    /// Record that `provision`'s data is being released (or was received) for `request_id` on
+    /// `route` with `status` (R-LOG-3). Durable when this returns `Ok`; on `Err` the response
+    /// must not be released.
+    pub async fn record_provision(
+        &self,
+        audit: &AuditSink,
+        provision: &Provision,
+        request_id: &str,
+        route: &str,
+        status: u16,
+    ) -> Result<(), ConsentError> {
+        let event = StateEvent::ThirdPartyRecord {
+            direction: provision.direction,
+            subject: provision.subject.clone(),
+            recipient: provision.recipient.id.to_string(),
+            categories: vec![provision.category],
+            purpose: provision.purpose.to_string(),
+            request_id: request_id.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        audit.record_state(event.clone()).await?;
+        self.apply(&event, &crate::audit::record::now_rfc3339());
+        Ok(())
+    }
+
+    /// Apply a consent or provision event recorded at `time`.
     pub fn apply(&self, event: &StateEvent, time: &str) {
         let mut ledger = self.write();
         match event {
@@ -210,19 +370,21 @@ impl ConsentLedger {
                 kind,
                 categories,
                 purpose,
+                recipient,
+                country,
             } => {
                 let live = ledger.live.entry(subject.clone()).or_default();
                 for category in categories {
-                    match live
-                        .iter_mut()
-                        .find(|l| l.category == *category && &l.purpose == purpose)
-                    {
+                    let terms = Terms {
+                        kind: *kind,
+                        category: *category,
+                        purpose: purpose.clone(),
+                        recipient: recipient.clone(),
+                        country: country.clone(),
+                    };
+                    match live.iter_mut().find(|l| l.terms == terms) {
                         Some(l) => l.count += 1,
-                        None => live.push(Live {
-                            category: *category,
-                            purpose: purpose.clone(),
-                            count: 1,
-                        }),
+                        None => live.push(Live { terms, count: 1 }),
                     }
                 }
                 ledger
@@ -234,6 +396,8 @@ impl ConsentLedger {
                         kind: *kind,
                         categories: categories.clone(),
                         purpose: purpose.clone(),
+                        recipient: recipient.clone(),
+                        country: country.clone(),
                         granted_at: time.to_owned(),
                         withdrawn_at: None,
                     });
@@ -248,13 +412,20 @@ impl ConsentLedger {
                     return;
                 };
                 entry.withdrawn_at = Some(time.to_owned());
-                let (categories, purpose) = (entry.categories.clone(), entry.purpose.clone());
+                let withdrawn: Vec<Terms> = entry
+                    .categories
+                    .iter()
+                    .map(|category| Terms {
+                        kind: entry.kind,
+                        category: *category,
+                        purpose: entry.purpose.clone(),
+                        recipient: entry.recipient.clone(),
+                        country: entry.country.clone(),
+                    })
+                    .collect();
                 if let Some(live) = ledger.live.get_mut(subject) {
-                    for category in categories {
-                        if let Some(l) = live
-                            .iter_mut()
-                            .find(|l| l.category == category && l.purpose == purpose)
-                        {
+                    for terms in withdrawn {
+                        if let Some(l) = live.iter_mut().find(|l| l.terms == terms) {
                             l.count = l.count.saturating_sub(1);
                         }
                     }
@@ -264,11 +435,37 @@ impl ConsentLedger {
                     }
                 }
             }
+            StateEvent::ThirdPartyRecord {
+                direction,
+                subject,
+                recipient,
+                categories,
+                purpose,
+                request_id,
+                route,
+                status,
+            } => {
+                ledger
+                    .provisions
+                    .entry(subject.clone())
+                    .or_default()
+                    .push(ProvisionRecord {
+                        time: time.to_owned(),
+                        direction: *direction,
+                        recipient: recipient.clone(),
+                        categories: categories.clone(),
+                        purpose: purpose.clone(),
+                        request_id: request_id.clone(),
+                        route: route.clone(),
+                        status: *status,
+                    });
+            }
             _ => {}
         }
     }
 
-    /// Replay consent events from the state log (`audit::segment::read_replayed_state`).
+    /// Replay consent and provision events from the state log
+    /// (`audit::segment::read_replayed_state`).
     pub fn replay<'a>(
         &self,
         records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
@@ -278,7 +475,9 @@ impl ConsentLedger {
             |e| {
                 matches!(
                     e,
-                    StateEvent::ConsentGranted { .. } | StateEvent::ConsentWithdrawn { .. }
+                    StateEvent::ConsentGranted { .. }
+                        | StateEvent::ConsentWithdrawn { .. }
+                        | StateEvent::ThirdPartyRecord { .. }
                 )
             },
             |r| self.apply(&r.event, &r.time),
@@ -297,6 +496,8 @@ mod tests {
             kind: ConsentKind::Acquisition,
             categories: vec![DataCategory::Vitals, DataCategory::Checkup],
             purpose: purpose.into(),
+            recipient: None,
+            country: None,
         }
     }
 

@@ -75,6 +75,11 @@ pub enum Reason {
     AccessPurposeNotAllowed,
     /// Health data is sent in without the data subject's acquisition consent (R-AZ-3).
     AccessConsentRequired,
+    /// A registered recipient asks for a subject's data without the subject's live provision
+    /// consent for that recipient, purpose and category (R-AZ-4).
+    AccessProvisionConsentRequired,
+    /// A registered recipient's compliance confirmation has expired (R-AZ-8).
+    AccessRecipientUnconfirmed,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -122,6 +127,8 @@ impl Reason {
         Reason::AccessSubjectMismatch,
         Reason::AccessPurposeNotAllowed,
         Reason::AccessConsentRequired,
+        Reason::AccessProvisionConsentRequired,
+        Reason::AccessRecipientUnconfirmed,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -163,6 +170,8 @@ impl Reason {
             Reason::AccessSubjectMismatch => "access.subject_mismatch",
             Reason::AccessPurposeNotAllowed => "access.purpose_not_allowed",
             Reason::AccessConsentRequired => "access.consent_required",
+            Reason::AccessProvisionConsentRequired => "access.provision_consent_required",
+            Reason::AccessRecipientUnconfirmed => "access.recipient_unconfirmed",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -201,7 +210,9 @@ impl Reason {
             | Reason::AccessRoleMissing
             | Reason::AccessSubjectMismatch
             | Reason::AccessPurposeNotAllowed
-            | Reason::AccessConsentRequired => 403,
+            | Reason::AccessConsentRequired
+            | Reason::AccessProvisionConsentRequired
+            | Reason::AccessRecipientUnconfirmed => 403,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -247,6 +258,8 @@ impl Reason {
             Reason::AccessSubjectMismatch => "Not this subject's data",
             Reason::AccessPurposeNotAllowed => "Purpose of use not allowed",
             Reason::AccessConsentRequired => "Consent required",
+            Reason::AccessProvisionConsentRequired => "Provision consent required",
+            Reason::AccessRecipientUnconfirmed => "Recipient's compliance confirmation expired",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",

@@ -60,14 +60,18 @@ pub enum GatewayEndpoint {
     Consents,
     /// `POST /.phr/consents/{id}/withdraw` (R-AZ-6).
     ConsentWithdraw,
+    /// `GET /.phr/provisions`: the records of the caller's data provided to recipients
+    /// (R-LOG-3).
+    Provisions,
 }
 
 impl GatewayEndpoint {
     /// Every endpoint.
-    pub const ALL: [GatewayEndpoint; 3] = [
+    pub const ALL: [GatewayEndpoint; 4] = [
         GatewayEndpoint::SessionLogout,
         GatewayEndpoint::Consents,
         GatewayEndpoint::ConsentWithdraw,
+        GatewayEndpoint::Provisions,
     ];
 
     /// Its path (matched exactly, `{id}` one segment of letters, digits and `-`: no
@@ -77,6 +81,7 @@ impl GatewayEndpoint {
             GatewayEndpoint::SessionLogout => "/.phr/session/logout",
             GatewayEndpoint::Consents => "/.phr/consents",
             GatewayEndpoint::ConsentWithdraw => "/.phr/consents/{id}/withdraw",
+            GatewayEndpoint::Provisions => "/.phr/provisions",
         }
     }
 
@@ -86,10 +91,11 @@ impl GatewayEndpoint {
             GatewayEndpoint::SessionLogout => "session-logout",
             GatewayEndpoint::Consents => "consents",
             GatewayEndpoint::ConsentWithdraw => "consent-withdraw",
+            GatewayEndpoint::Provisions => "provisions",
         }
     }
 
-    /// Whether it only writes the state log (read-only mode lets it through).
+    /// Whether it only writes the state log, or reads (read-only mode lets it through).
     pub const fn writes_state_only(self) -> bool {
         true
     }
@@ -123,6 +129,9 @@ pub struct Evaluation<'s> {
     pub principal: Option<std::sync::Arc<identity::Principal>>,
     /// The purpose of use the request stated and the route accepted (R-AZ-2).
     pub purpose: Option<std::sync::Arc<str>>,
+    /// A release of the data subject's data to a registered recipient, allowed under the
+    /// subject's provision consent: the proxy records it before the response leaves (R-LOG-3).
+    pub provision: Option<crate::consent::Provision>,
     /// Allow, or the refusal.
     pub decision: Decision,
 }
@@ -140,6 +149,7 @@ pub fn evaluate<'s>(
         route_index: found.map(|f| f.0),
         principal: None,
         purpose: None,
+        provision: None,
         decision: Decision::Refuse(refusal),
     };
     if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
@@ -171,6 +181,7 @@ pub fn evaluate<'s>(
             route_index: None,
             principal: None,
             purpose: None,
+            provision: None,
             decision: Decision::Allow,
         };
     }
@@ -193,49 +204,11 @@ pub fn evaluate<'s>(
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
     let mut purpose = None;
-    let request_method = request.method;
+    let mut provision = None;
     if let Some(p) = &principal {
-        // Path parameters are collected only for a route that finds its subject there.
-        let params: Vec<(&str, &str)> = match &route.access.subject {
-            Some(access::SubjectSource::Path(_)) => found.params.iter().collect(),
-            _ => Vec::new(),
-        };
-        let header = &policy.access.purpose_header;
-        let request = access::AccessRequest {
-            params: &params,
-            query: request.query,
-            purpose: access::StatedPurpose::of(request.headers, header),
-            purpose_header: header.as_str(),
-        };
-        let granted = match access::check(&route.access, p, &request) {
-            Ok(granted) => granted,
+        match check_access(request, policy, state, route, &found.params, p, now) {
+            Ok((stated, provided)) => (purpose, provision) = (stated, provided),
             Err(refusal) => return refuse(Some((index, route)), refusal),
-        };
-        purpose = granted.purpose.clone();
-        let data_subject = granted.subject;
-        if let Some(controls) = state.controls {
-            // A stopped subject is refused as the caller and as the data asked for (R-AZ-7).
-            let stopped = controls
-                .check_subject(&p.subject)
-                .and_then(|()| match &data_subject {
-                    Some(s) => controls.check_subject(s),
-                    None => Ok(()),
-                });
-            if let Err(refusal) = stopped {
-                return refuse(Some((index, route)), refusal);
-            }
-        }
-        // Health data sent in needs the data subject's acquisition consent (R-AZ-3).
-        let ingests = matches!(*request_method, Method::POST | Method::PUT | Method::PATCH);
-        if let (Some(ledger), true) = (state.consents, ingests && route.category.is_health()) {
-            let subject = data_subject
-                .as_deref()
-                .unwrap_or_else(|| access::own_subject(p));
-            if let Err(refusal) =
-                ledger.check_acquisition(subject, route.category, purpose.as_deref())
-            {
-                return refuse(Some((index, route)), refusal);
-            }
         }
     }
     if let Some(limits) = state.rate_limits {
@@ -250,6 +223,95 @@ pub fn evaluate<'s>(
         route_index: Some(index),
         principal,
         purpose,
+        provision,
         decision: Decision::Allow,
     }
+}
+
+/// The access steps for a verified caller: scopes, roles, purpose and whose data (R-AZ-1,
+/// R-AZ-2), subject stops (R-AZ-7), acquisition consent (R-AZ-3) and, for a registered
+/// recipient, provision consent (R-AZ-4). Returns the accepted purpose and the provision to
+/// record.
+fn check_access(
+    request: &RequestView<'_>,
+    policy: &Snapshot,
+    state: LiveState<'_>,
+    route: &Route,
+    params: &matchit::Params<'_, '_>,
+    p: &identity::Principal,
+    now: i64,
+) -> Result<
+    (
+        Option<std::sync::Arc<str>>,
+        Option<crate::consent::Provision>,
+    ),
+    crate::decision::Refusal,
+> {
+    // Path parameters are collected only for a route that finds its subject there.
+    let params: Vec<(&str, &str)> = match &route.access.subject {
+        Some(access::SubjectSource::Path(_)) => params.iter().collect(),
+        _ => Vec::new(),
+    };
+    let settings = &policy.access;
+    let access_request = access::AccessRequest {
+        params: &params,
+        query: request.query,
+        purpose: access::StatedPurpose::of(request.headers, &settings.purpose_header),
+        settings,
+        now,
+    };
+    let granted = access::check(&route.access, p, &access_request)?;
+    let data_subject = granted.subject.as_deref();
+    if let Some(controls) = state.controls {
+        // A stopped subject is refused as the caller and as the data asked for (R-AZ-7),
+        // unless the policy lets subjects still read their own data.
+        let own_read = !settings.stop_refuses_own_reads
+            && granted.recipient.is_none()
+            && matches!(*request.method, Method::GET | Method::HEAD);
+        if !own_read {
+            controls.check_subject(&p.subject)?;
+            if let Some(s) = data_subject {
+                controls.check_subject(s)?;
+            }
+        }
+    }
+    let Some(ledger) = state.consents else {
+        return Ok((granted.purpose, None));
+    };
+    // Health data sent in needs the data subject's acquisition consent (R-AZ-3).
+    let ingests = matches!(*request.method, Method::POST | Method::PUT | Method::PATCH);
+    let subject = data_subject.unwrap_or_else(|| access::own_subject(p));
+    if ingests && route.category.is_health() {
+        ledger.check_acquisition(subject, route.category, granted.purpose.as_deref())?;
+    }
+    let provision = match (&granted.recipient, &granted.purpose) {
+        (Some(recipient), Some(purpose)) => {
+            use crate::consent::Direction;
+            let direction = match *request.method {
+                // Data sent in by a recipient is a receipt: the acquisition consent checked
+                // above covers it, and it is recorded like a provision (R-LOG-3).
+                Method::POST | Method::PUT | Method::PATCH => Direction::Received,
+                Method::DELETE => {
+                    return Err(crate::decision::Refusal::new(
+                        crate::decision::Reason::AccessSubjectMismatch,
+                        "a recipient may read or send in a subject's data, never delete it",
+                    ))
+                }
+                _ => Direction::Provided,
+            };
+            let provision = crate::consent::Provision {
+                direction,
+                recipient: std::sync::Arc::clone(recipient),
+                subject: subject.to_owned(),
+                category: route.category,
+                purpose: std::sync::Arc::clone(purpose),
+            };
+            if direction == Direction::Provided {
+                ledger.check_provision(&provision)?;
+            }
+            Some(provision)
+        }
+        _ => None,
+    };
+    Ok((granted.purpose, provision))
 }

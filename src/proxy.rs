@@ -63,6 +63,9 @@ pub struct RequestContext {
     principal: Option<Arc<crate::identity::Principal>>,
     /// The purpose of use the route accepted.
     purpose: Option<Arc<str>>,
+    /// The release to a registered recipient this request asks for, recorded before the
+    /// response leaves (R-LOG-3).
+    provision: Option<crate::consent::Provision>,
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
@@ -114,6 +117,7 @@ impl ProxyHttp for Gateway {
             route: None,
             principal: None,
             purpose: None,
+            provision: None,
             outcome: Outcome::Forwarded,
             started: Instant::now(),
             arrived: SystemTime::now(),
@@ -178,7 +182,19 @@ impl ProxyHttp for Gateway {
         ctx.route = evaluation.route_index;
         ctx.principal = evaluation.principal;
         ctx.purpose = evaluation.purpose;
+        ctx.provision = evaluation.provision;
         ctx.snapshot = Some(Arc::clone(&snapshot));
+        if ctx.provision.is_some() && !self.audit.is_available() {
+            // A provision is never released unrecorded, in `degrade` mode too (R-LOG-3): known
+            // now, refused before the upstream is asked.
+            let refusal = Refusal::new(
+                Reason::AuditUnavailable,
+                "the provision record cannot be written; no data is provided without it",
+            );
+            ctx.outcome = Outcome::Refused(refusal.reason);
+            self.respond_refusal(session, &refusal, ctx).await?;
+            return Ok(true);
+        }
         match decision {
             Decision::Allow => match endpoint {
                 None => Ok(false),
@@ -246,6 +262,20 @@ impl ProxyHttp for Gateway {
         harden::harden(upstream_response);
         upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
         ctx.upstream_us = ctx.upstream_sent.map(|t| t.elapsed().as_micros() as u64);
+        if let Some(provision) = &ctx.provision {
+            // The subject's data leaves only once its release is on disk (R-LOG-3).
+            let route = ctx.routed().map_or("-", |(_, r)| &*r.id);
+            let status = upstream_response.status.as_u16();
+            let recorded = self
+                .shared
+                .consents
+                .record_provision(&self.audit, provision, ctx.request_id(), route, status)
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!(request_id = ctx.request_id(), "provision withheld: {e}");
+                return Error::e_explain(ErrorType::Custom(AUDIT_UNAVAILABLE), e.to_string());
+            }
+        }
         // The record is written before the response head is released: a client never holds
         // data whose record could still be lost (R-LOG-1). The body's size is the declared one.
         let bytes_out = upstream_response
@@ -464,7 +494,7 @@ impl Gateway {
         endpoint: GatewayEndpoint,
         ctx: &mut RequestContext,
     ) -> std::result::Result<(u16, serde_json::Value), Refusal> {
-        use crate::consent::{ConsentError, ConsentKind};
+        use crate::consent::ConsentError;
         let invalid = |detail: String| Refusal::new(Reason::ConsentInvalidRequest, detail);
         let now = identity::unix_now();
         let request = session.req_header();
@@ -481,6 +511,13 @@ impl Gateway {
             ));
         }
         ctx.principal = Some(Arc::clone(&principal));
+        if snapshot.access.recipient_of(&principal).is_some() {
+            // A recipient's token may carry a patient context; it still never acts as the subject.
+            return Err(Refusal::new(
+                Reason::AccessSubjectMismatch,
+                "consents and provision records are the subject's own: a recipient's application cannot use them",
+            ));
+        }
         let subject = crate::access::own_subject(&principal).to_owned();
         let audit_failed = |e: ConsentError| match e {
             ConsentError::NotFound => Refusal::new(
@@ -504,51 +541,20 @@ impl Gateway {
                     serde_json::json!({ "subject": subject, "current": current, "history": all }),
                 ))
             }
+            (GatewayEndpoint::Provisions, http::Method::GET) => {
+                let provisions = self.shared.consents.provisions_of(&subject);
+                Ok((
+                    200,
+                    serde_json::json!({ "subject": subject, "provisions": provisions }),
+                ))
+            }
             (GatewayEndpoint::Consents, http::Method::POST) => {
-                #[derive(serde::Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Grant {
-                    kind: ConsentKind,
-                    categories: Vec<crate::policy::DataCategory>,
-                    purpose: String,
-                }
                 let body = read_small_body(session).await.map_err(invalid)?;
-                let grant: Grant = serde_json::from_slice(&body)
-                    .map_err(|e| invalid(format!("request body: {e}")))?;
-                if grant.categories.is_empty() || grant.categories.iter().any(|c| !c.is_health()) {
-                    return Err(invalid(
-                        "categories must name health data: checkup, medication, vaccination, vitals"
-                            .into(),
-                    ));
-                }
-                if !snapshot
-                    .access
-                    .purposes
-                    .iter()
-                    .any(|p| *p.id == grant.purpose)
-                {
-                    return Err(invalid(format!(
-                        "purpose `{}` is not one of this service's: {}",
-                        grant.purpose,
-                        snapshot
-                            .access
-                            .purposes
-                            .iter()
-                            .map(|p| &*p.id)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
+                let terms = consent_terms(&body, &snapshot.access).map_err(invalid)?;
                 let id = self
                     .shared
                     .consents
-                    .grant(
-                        &self.audit,
-                        &subject,
-                        grant.kind,
-                        grant.categories,
-                        grant.purpose,
-                    )
+                    .grant(&self.audit, &subject, terms)
                     .await
                     .map_err(audit_failed)?;
                 Ok((201, serde_json::json!({ "consent": id })))
@@ -573,6 +579,7 @@ impl Gateway {
                 );
                 refusal.allow = Some(match endpoint {
                     GatewayEndpoint::Consents => "GET, POST".into(),
+                    GatewayEndpoint::Provisions => "GET".into(),
                     _ => "POST".into(),
                 });
                 Err(refusal)
@@ -609,6 +616,93 @@ impl Gateway {
         }
         write_refusal(session, refusal, ctx.request_id(), body).await
     }
+}
+
+/// A grant's body, checked against the policy: acquisition consents name health categories
+/// (R-AZ-3); provision consents name a registered recipient, and its country when it is abroad
+/// (R-AZ-4); every purpose is one of the catalogue's.
+fn consent_terms(
+    body: &[u8],
+    settings: &crate::access::AccessSettings,
+) -> std::result::Result<crate::consent::ConsentTerms, String> {
+    use crate::consent::{ConsentKind, ConsentTerms};
+    use crate::policy::DataCategory;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Grant {
+        kind: ConsentKind,
+        categories: Vec<DataCategory>,
+        purpose: String,
+        recipient: Option<String>,
+        country: Option<String>,
+    }
+    let grant: Grant = serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    if !settings.purposes.iter().any(|p| *p.id == grant.purpose) {
+        let known: Vec<&str> = settings.purposes.iter().map(|p| &*p.id).collect();
+        return Err(format!(
+            "purpose `{}` is not one of this service's: {}",
+            grant.purpose,
+            known.join(", ")
+        ));
+    }
+    let country = match grant.kind {
+        ConsentKind::Acquisition => {
+            if grant.categories.is_empty() || grant.categories.iter().any(|c| !c.is_health()) {
+                return Err(
+                    "categories must name health data: checkup, medication, vaccination, vitals"
+                        .into(),
+                );
+            }
+            if grant.recipient.is_some() || grant.country.is_some() {
+                return Err("an acquisition consent names no recipient or country".into());
+            }
+            None
+        }
+        ConsentKind::Provision => {
+            if grant.categories.is_empty() || grant.categories.contains(&DataCategory::Public) {
+                return Err("categories must name the data provided: checkup, medication, vaccination, vitals, account".into());
+            }
+            let Some(recipient) = grant
+                .recipient
+                .as_deref()
+                .and_then(|r| settings.recipient(r))
+            else {
+                let known: Vec<&str> = settings.recipients.iter().map(|r| &*r.id).collect();
+                return Err(format!(
+                    "a provision consent names a registered recipient: {}",
+                    if known.is_empty() {
+                        "none is registered".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            };
+            let named = grant.country.as_deref().map(str::to_ascii_uppercase);
+            match (recipient.abroad, named) {
+                (true, Some(c)) if *c == *recipient.country => Some(c),
+                (true, _) => {
+                    return Err(format!(
+                        "the recipient `{}` is abroad, in `{}`: the consent must name that country (R-AZ-4)",
+                        recipient.id, recipient.country
+                    ))
+                }
+                (false, Some(c)) if *c != *recipient.country => {
+                    return Err(format!(
+                        "the recipient `{}` is in `{}`, not `{c}`",
+                        recipient.id, recipient.country
+                    ))
+                }
+                (false, _) => None,
+            }
+        }
+    };
+    Ok(ConsentTerms {
+        kind: grant.kind,
+        categories: grant.categories,
+        purpose: grant.purpose,
+        recipient: grant.recipient,
+        country,
+    })
 }
 
 /// Count the finished request and its phase times (R-OPS-1).

@@ -357,9 +357,16 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
         }
         "R-AZ-7" => Assessment {
             status: Status::Partial,
-            how: "an administrator can stop a subject; the subject's requests, and requests for the subject's data on routes that declare `subject`, are refused".into(),
+            how: format!(
+                "an administrator can stop a subject; the subject's requests, and requests for the subject's data on routes that declare `subject` (recipients' too), are refused{}",
+                if s.access.stop_refuses_own_reads {
+                    ""
+                } else {
+                    "; the subject's own reads are exempt (access.stop_refuses_own_reads = false)"
+                }
+            ),
             missing: Some(
-                "routes without `subject` cannot tell whose data they serve; consent-based third-party access is not built yet".into(),
+                "routes without `subject` cannot tell whose data they serve: a stop reaches them only through the caller".into(),
             ),
             evidence: vec![format!(
                 "stopped subjects: {}",
@@ -378,11 +385,11 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 } else {
                     Status::Partial
                 },
-                how: "routes list the purposes they serve; a request states one (checked against the token's purposes when it lists them) and it is recorded".into(),
+                how: "routes list the purposes they serve; a request states one (checked against the token's purposes when it lists them) and it is recorded; data taken in needs the subject's acquisition consent for that purpose, data provided to a recipient a provision consent for it".into(),
                 missing: Some(if with.is_empty() {
-                    "no route lists purposes; purposes the user consented to are not checked yet (consent ledger)".into()
+                    "no route lists purposes".into()
                 } else {
-                    "purposes the user consented to are not checked yet (consent ledger)".into()
+                    "the subject's own reads are not checked against a consented purpose: the subject is the user".into()
                 }),
                 evidence: vec![
                     format!("purposes in the catalogue: {}", s.access.purposes.len()),
@@ -420,9 +427,55 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
             "POST /.phr/consents/{id}/withdraw, effective on the next request",
             vec!["docs/api/consents.yaml".into()],
         ),
-        "R-AZ-4" | "R-AZ-8" | "R-LOG-3" => {
-            not_built("third-party provision, recipients and provision records are not built yet")
+        "R-AZ-4" => met(
+            "a registered recipient's application reaches a subject's data only under the subject's live provision consent for that recipient, purpose and category, naming the country when the recipient is abroad; any other token reaches only its own subject's data",
+            vec![
+                format!("recipients: {}", s.access.recipients.len()),
+                format!(
+                    "recipients abroad: {}",
+                    s.access.recipients.iter().filter(|r| r.abroad).count()
+                ),
+            ],
+        ),
+        "R-AZ-8" => {
+            let now = crate::identity::unix_now();
+            let lapsed: Vec<String> = s
+                .access
+                .recipients
+                .iter()
+                .filter(|r| r.expired(now))
+                .map(|r| format!("{} (held through {})", r.id, r.confirmed_through))
+                .collect();
+            let evidence = s
+                .access
+                .recipients
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}: confirmed {}, holds through {}",
+                        r.id, r.confirmed_on, r.confirmed_through
+                    )
+                })
+                .collect();
+            let how = "recipients are registered with the date their compliance was confirmed and a re-check interval; provision to a recipient whose confirmation lapsed is refused";
+            if lapsed.is_empty() {
+                met(how, evidence)
+            } else {
+                Assessment {
+                    status: Status::Operator,
+                    how: how.into(),
+                    missing: Some(format!(
+                        "re-confirm, or remove: {}; provision to them is refused meanwhile",
+                        lapsed.join(", ")
+                    )),
+                    evidence,
+                }
+            }
         }
+        "R-LOG-3" => met(
+            "each release to a recipient, and each receipt from one, is a durable `third_party_record` state event written before the response leaves (refused with 503 when it cannot be written); the subject lists them at GET /.phr/provisions",
+            vec!["docs/api/consents.yaml".into()],
+        ),
         "R-LOG-1" => unless_missing(
             "an access record for every request, written before the response is released",
             if s.audit.on_failure == OnFailure::Degrade {

@@ -516,3 +516,40 @@ async fn an_admin_from_outside_the_admin_networks_is_refused_r_net_2() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subject_stop_covers_own_reads_unless_the_policy_exempts_them_r_az_7() {
+    let s = setup().await;
+    let alice = s.alice();
+    let token = s.key.sign(&mfa_claims("patient-8"));
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str())];
+    call(
+        &alice,
+        Method::POST,
+        "/subjects/stop",
+        Some(json!({"subject": "patient-8"})),
+    )
+    .await;
+    // Default: the stop refuses everything about the subject, their own reads too.
+    let reason = |r: Reply| (r.status, r.json()["reason"].as_str().map(str::to_owned));
+    let stopped = Some("access.subject_stopped".to_owned());
+    assert_eq!(
+        reason(s.user("GET", "/notes/1", &headers).await),
+        (403, stopped.clone())
+    );
+
+    // The operator exempts own reads: the subject reads, but still writes nothing.
+    let text = std::fs::read_to_string(&s.gateway.policy_path).unwrap();
+    std::fs::write(
+        &s.gateway.policy_path,
+        format!("{text}\n[access]\nstop_refuses_own_reads = false\n"),
+    )
+    .unwrap();
+    s.gateway.reload();
+    assert_eq!(s.user("GET", "/notes/1", &headers).await.status, 200);
+    assert_eq!(
+        reason(s.user("POST", "/notes/1", &headers).await),
+        (403, stopped)
+    );
+}

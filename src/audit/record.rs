@@ -295,6 +295,32 @@ pub enum StateEvent {
         categories: Vec<crate::policy::DataCategory>,
         /// The purpose it was given for.
         purpose: String,
+        /// For a provision consent: the recipient's id (R-AZ-4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipient: Option<String>,
+        /// For a provision consent to a recipient abroad: the country the subject agreed to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        country: Option<String>,
+    },
+    /// A subject's data was released to a registered recipient, or received from one
+    /// (R-LOG-3): written durably before the response leaves the gateway.
+    ThirdPartyRecord {
+        /// `provided` or `received`.
+        direction: crate::consent::Direction,
+        /// The data subject.
+        subject: String,
+        /// The recipient's id.
+        recipient: String,
+        /// The data categories released.
+        categories: Vec<crate::policy::DataCategory>,
+        /// The purpose the recipient stated.
+        purpose: String,
+        /// The request's id (its access record has the same).
+        request_id: String,
+        /// The route's id.
+        route: String,
+        /// The status released with the data.
+        status: u16,
     },
     /// A subject withdrew a consent (R-AZ-6).
     ConsentWithdrawn {

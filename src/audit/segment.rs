@@ -155,6 +155,7 @@ pub fn read_replayed_state(dir: &Path) -> io::Result<Vec<StateRecord>> {
         "subject_resumed",
         "consent_granted",
         "consent_withdrawn",
+        "third_party_record",
     ];
     let mut out = Vec::new();
     for_each_record(dir, |record| {

@@ -645,10 +645,110 @@ fn compile_access_settings(
             AccessSettings::default().purpose_header
         }
     };
+    let home_country = file.access.home_country.to_ascii_uppercase();
+    if !is_country_code(&home_country) {
+        diags.at(
+            0..0,
+            format!(
+                "access.home_country `{}` is not an ISO 3166-1 alpha-2 code",
+                file.access.home_country
+            ),
+        );
+    }
+    let recipients = compile_recipients(file, &home_country, diags);
     AccessSettings {
         purpose_header,
         purposes,
+        recipients,
+        home_country: Arc::from(home_country.as_str()),
+        stop_refuses_own_reads: file.access.stop_refuses_own_reads,
     }
+}
+
+fn is_country_code(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// The registered recipients (R-AZ-4, R-AZ-8): unique ids, clients that belong to one
+/// recipient only, a country code, and a confirmation date.
+fn compile_recipients(
+    file: &PolicyFile,
+    home_country: &str,
+    diags: &mut Diagnostics<'_>,
+) -> Vec<Arc<crate::access::Recipient>> {
+    let mut recipients: Vec<Arc<crate::access::Recipient>> = Vec::new();
+    for entry in &file.recipients {
+        let r = entry.get_ref();
+        let id = r.id.get_ref();
+        let valid = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid || recipients.iter().any(|q| &*q.id == id) {
+            diags.at(
+                r.id.span(),
+                format!("recipient id `{id}` must be unique and use only letters, digits, `-`, `_` and `.`"),
+            );
+            continue;
+        }
+        let clients = r.clients.get_ref();
+        let taken = clients
+            .iter()
+            .find(|c| c.is_empty() || recipients.iter().any(|q| q.clients.contains(c)));
+        if clients.is_empty() || taken.is_some() {
+            diags.at(
+                r.clients.span(),
+                format!(
+                    "recipient `{id}` needs client ids of its own; `{}` is empty or already another recipient's",
+                    taken.map_or("", String::as_str)
+                ),
+            );
+            continue;
+        }
+        let country = r
+            .country
+            .as_deref()
+            .unwrap_or(home_country)
+            .to_ascii_uppercase();
+        if !is_country_code(&country) {
+            diags.at(
+                entry.span(),
+                format!("recipient `{id}`: country `{country}` is not an ISO 3166-1 alpha-2 code"),
+            );
+            continue;
+        }
+        let datetime = r.compliance_confirmed.get_ref();
+        let confirmed_on = match (datetime.date, datetime.time, datetime.offset) {
+            (Some(d), None, None) => time::Month::try_from(d.month)
+                .ok()
+                .and_then(|m| time::Date::from_calendar_date(i32::from(d.year), m, d.day).ok()),
+            _ => None,
+        };
+        let Some(confirmed_on) = confirmed_on else {
+            diags.at(
+                r.compliance_confirmed.span(),
+                "compliance_confirmed must be a date, e.g. 2026-04-01",
+            );
+            continue;
+        };
+        let confirmed_through = confirmed_on
+            .checked_add(time::Duration::days(i64::from(r.recheck_days)))
+            .unwrap_or(time::Date::MAX);
+        let expires_at = confirmed_through
+            .next_day()
+            .map_or(i64::MAX, |d| d.midnight().assume_utc().unix_timestamp());
+        recipients.push(Arc::new(crate::access::Recipient {
+            id: Arc::from(id.as_str()),
+            name: r.name.clone(),
+            clients: clients.clone(),
+            abroad: country != home_country,
+            country: Arc::from(country.as_str()),
+            confirmed_on,
+            confirmed_through,
+            expires_at,
+        }));
+    }
+    recipients
 }
 
 /// A route's scopes, roles and data subject; `None` after a diagnostic.

@@ -57,6 +57,10 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Vec<PurposeSection>")]
     pub purposes: Vec<Spanned<PurposeSection>>,
+    /// Third parties the subject may consent to provide data to (R-AZ-4, R-AZ-8).
+    #[serde(default)]
+    #[schemars(with = "Vec<RecipientSection>")]
+    pub recipients: Vec<Spanned<RecipientSection>>,
     /// The route table. A request that matches no route is refused (default deny, R-AZ-1).
     #[serde(default)]
     #[schemars(with = "Vec<RouteSection>")]
@@ -644,6 +648,14 @@ pub struct AccessSection {
     /// A token claim listing the purposes the token was issued for (array or space-separated
     /// string). When set and present, the stated purpose must be one of them.
     pub purpose_claim: Option<String>,
+    /// The country the service operates in (ISO 3166-1 alpha-2). A recipient elsewhere is
+    /// abroad: consent to provide to it must name its country (R-AZ-4). Default `JP`.
+    #[serde(default = "default_home_country")]
+    pub home_country: String,
+    /// Whether a subject stop (R-AZ-7) also refuses the subject's own reads (GET, HEAD of their
+    /// own data). Default `true`: a stop refuses everything about the subject.
+    #[serde(default = "default_true")]
+    pub stop_refuses_own_reads: bool,
 }
 
 impl Default for AccessSection {
@@ -651,8 +663,40 @@ impl Default for AccessSection {
         AccessSection {
             purpose_header: default_purpose_header(),
             purpose_claim: None,
+            home_country: default_home_country(),
+            stop_refuses_own_reads: true,
         }
     }
+}
+
+fn default_home_country() -> String {
+    "JP".into()
+}
+
+/// `[[recipients]]`: a third party (another PHR provider, a clinic, an insurer) that may receive
+/// a subject's data under the subject's provision consent (R-AZ-4), while its compliance with the
+/// guideline is confirmed (R-AZ-8).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientSection {
+    /// Its id (what provision consents name).
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// Its name, as shown to the subject.
+    pub name: String,
+    /// The token client ids (`azp` or `client_id`) its applications sign in with. A token from
+    /// one of these clients is always a third party's, whatever subject claims it carries.
+    #[schemars(with = "Vec<String>")]
+    pub clients: Spanned<Vec<String>>,
+    /// Where it is (ISO 3166-1 alpha-2). Default: `access.home_country`.
+    pub country: Option<String>,
+    /// The day its compliance with the guideline was last confirmed (a TOML date, e.g.
+    /// `2026-04-01`).
+    #[schemars(with = "String")]
+    pub compliance_confirmed: Spanned<toml::value::Datetime>,
+    /// How many days a confirmation holds: provision is refused from the day after
+    /// `compliance_confirmed + recheck_days` (UTC).
+    pub recheck_days: u32,
 }
 
 fn default_purpose_header() -> String {
