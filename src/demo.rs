@@ -73,9 +73,20 @@ pub struct DemoFiles {
     pub jwks: String,
 }
 
-/// The demo policy with the listener and backend addresses of `opts`.
+/// The clinic's confirmation line in `policies/demo.toml`, given today's date at each start so
+/// that the demo's registered clinic never lapses.
+const CLINIC_CONFIRMED: &str =
+    "compliance_confirmed = 2026-11-01   # demo: replaced by today's date";
+
+/// The demo policy with the listener and backend addresses of `opts`, and the clinic confirmed
+/// today.
 pub fn demo_policy_text(opts: &DemoOptions) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
     DEMO_POLICY
+        .replace(
+            CLINIC_CONFIRMED,
+            &format!("compliance_confirmed = {today}   # written by `phr-gateway demo`"),
+        )
         .replace(
             &format!("\"{DEFAULT_PUBLIC}\""),
             &format!("\"{}\"", opts.public),
@@ -190,10 +201,15 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         opts.backend
     );
     let _ = writeln!(s, "  # example tokens in {tokens}/:");
-    let _ = writeln!(s, "  #   mfa.jwt (password + one-time code): allowed");
+    let patient = format!("-H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\"");
+    let own = "-H 'PHR-Purpose: self-management'";
     let _ = writeln!(
         s,
-        "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\" '{base}/fhir/Observation?patient=p-001'"
+        "  #   mfa.jwt (password + one-time code), stating its purpose (R-AZ-2): allowed"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s --cacert {ca} {patient} {own} '{base}/fhir/Observation?patient=p-001'"
     );
     let _ = writeln!(
         s,
@@ -201,12 +217,12 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     );
     let _ = writeln!(
         s,
-        "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/mfa.jwt)\" '{base}/fhir/Observation?patient=p-002'"
+        "  curl -i --cacert {ca} {patient} {own} '{base}/fhir/Observation?patient=p-002'"
     );
     let _ = writeln!(s, "  #   password-only.jwt: 401 identity.mfa_required");
     let _ = writeln!(
         s,
-        "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/password-only.jwt)\" '{base}/fhir/Observation?patient=p-001'"
+        "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/password-only.jwt)\" {own} '{base}/fhir/Observation?patient=p-001'"
     );
     let _ = writeln!(
         s,
@@ -216,6 +232,7 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -i --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/old-sign-in.jwt)\" '{base}/fhir/MedicationStatement?patient=p-001'"
     );
+    third_party_walkthrough(&mut s, &ca, &base, &tokens, &patient);
     let _ = writeln!(s, "  #   log out, then the same token is refused");
     let _ = writeln!(
         s,
@@ -277,6 +294,39 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     s
 }
 
+/// The third-party part of the walkthrough (R-AZ-4, R-AZ-6, R-AZ-8, R-LOG-3): the clinic is
+/// refused, the patient consents, the clinic reads and the release is recorded, the patient
+/// reads the record and withdraws, the clinic is refused again; the lapsed insurer is refused.
+fn third_party_walkthrough(s: &mut String, ca: &str, base: &str, tokens: &str, patient: &str) {
+    let clinic = format!(
+        "curl -s -w '\\n' --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/clinic.jwt)\" -H 'PHR-Purpose: treatment' '{base}/fhir/Observation?patient=p-001'"
+    );
+    let json = "-H 'Content-Type: application/json'";
+    let lines = [
+        "# third parties: clinic.jwt is a doctor at the registered clinic (launched for p-001)".to_owned(),
+        "#   no consent of p-001 yet: 403 access.provision_consent_required".to_owned(),
+        clinic.clone(),
+        "#   p-001 consents to provide checkup data to the clinic for treatment: 201 and its id".to_owned(),
+        format!(
+            "CONSENT=$(curl -s --cacert {ca} {patient} {json} -d '{{\"kind\":\"provision\",\"recipient\":\"sakura-clinic\",\"purpose\":\"treatment\",\"categories\":[\"checkup\"]}}' {base}/.phr/consents | sed -n 's/.*\"consent\": *\"\\([^\"]*\\)\".*/\\1/p'); echo $CONSENT"
+        ),
+        "#   the clinic now gets the data; the release was recorded before it left (R-LOG-3)".to_owned(),
+        clinic.clone(),
+        "#   p-001 reads who received their data".to_owned(),
+        format!("curl -s -w '\\n' --cacert {ca} {patient} {base}/.phr/provisions"),
+        "#   p-001 withdraws with one call; the clinic's next request is refused (R-AZ-6)".to_owned(),
+        format!("curl -s -w '\\n' --cacert {ca} {patient} -X POST {base}/.phr/consents/$CONSENT/withdraw"),
+        clinic,
+        "#   the insurer's compliance confirmation lapsed: 403 access.recipient_unconfirmed (R-AZ-8)".to_owned(),
+        format!(
+            "curl -s -w '\\n' --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/insurer.jwt)\" -H 'PHR-Purpose: insurance' '{base}/fhir/Observation?patient=p-001'"
+        ),
+    ];
+    for line in lines {
+        let _ = writeln!(s, "  {line}");
+    }
+}
+
 /// The demo administrator's name (and client certificate CN).
 pub const DEMO_ADMIN: &str = "demo-admin";
 
@@ -303,8 +353,15 @@ mod tests {
         assert!(text.contains("\"127.0.0.1:1002\""));
         assert!(text.contains("\"http://127.0.0.1:1003\""));
         assert!(text.contains("\"127.0.0.1:1004\""));
-        for default in [DEFAULT_PUBLIC, DEFAULT_BACKEND, DEFAULT_ADMIN] {
+        for default in [
+            DEFAULT_PUBLIC,
+            DEFAULT_BACKEND,
+            DEFAULT_ADMIN,
+            CLINIC_CONFIRMED,
+        ] {
             assert!(!text.contains(default), "{default} left in the policy");
         }
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        assert!(text.contains(&format!("compliance_confirmed = {today}")));
     }
 }

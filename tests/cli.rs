@@ -421,11 +421,12 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         format!("Bearer {t}")
     };
     let observations = "/fhir/Observation?patient=p-001";
+    let own = ("phr-purpose", "self-management");
     let reply = get(
         public,
         config.clone(),
         observations,
-        &[("authorization", &token("mfa"))],
+        &[("authorization", &token("mfa")), own],
     )
     .await
     .expect("request");
@@ -435,16 +436,17 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         public,
         config.clone(),
         "/fhir/Observation?patient=p-002",
-        &[("authorization", &token("mfa"))],
+        &[("authorization", &token("mfa")), own],
     )
     .await
     .expect("request");
     assert_eq!(reply.json()["reason"], "access.subject_mismatch");
+    demo_third_parties(public, config.clone(), &token).await;
     let reply = get(
         public,
         config.clone(),
         observations,
-        &[("authorization", &token("password-only"))],
+        &[("authorization", &token("password-only")), own],
     )
     .await
     .expect("request");
@@ -465,6 +467,85 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
 }
 
 /// `phr-gateway report --policy PATH --format FORMAT`.
+/// The demo's third-party walkthrough (R-AZ-4, R-AZ-6, R-AZ-8, R-LOG-3), as printed.
+async fn demo_third_parties(
+    public: u16,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    token: &dyn Fn(&str) -> String,
+) {
+    let clinic_reads = || async {
+        let reply = get(
+            public,
+            config.clone(),
+            "/fhir/Observation?patient=p-001",
+            &[
+                ("authorization", &token("clinic")),
+                ("phr-purpose", "treatment"),
+            ],
+        )
+        .await
+        .expect("request");
+        (reply.status, reply.json()["reason"].clone())
+    };
+    assert_eq!(
+        clinic_reads().await,
+        (403, "access.provision_consent_required".into())
+    );
+    let patient = token("mfa");
+    let mut client = Client::open(public, config.clone()).await.expect("connect");
+    let body = r#"{"kind":"provision","recipient":"sakura-clinic","purpose":"treatment","categories":["checkup"]}"#;
+    let json = ("content-type", "application/json");
+    let granted = client
+        .send(
+            "POST",
+            "/.phr/consents",
+            &[("authorization", &patient), json],
+            body,
+        )
+        .await
+        .expect("grant");
+    assert_eq!(granted.status, 201, "{granted:?}");
+    let consent = granted.json()["consent"].as_str().expect("id").to_owned();
+    assert_eq!(clinic_reads().await.0, 200);
+    let records = client
+        .send(
+            "GET",
+            "/.phr/provisions",
+            &[("authorization", &patient)],
+            "",
+        )
+        .await
+        .expect("provisions")
+        .json();
+    assert_eq!(records["provisions"][0]["recipient"], "sakura-clinic");
+    let withdrawn = client
+        .send(
+            "POST",
+            &format!("/.phr/consents/{consent}/withdraw"),
+            &[("authorization", &patient)],
+            "",
+        )
+        .await
+        .expect("withdraw");
+    assert_eq!(withdrawn.status, 200);
+    assert_eq!(
+        clinic_reads().await,
+        (403, "access.provision_consent_required".into())
+    );
+    let insurer = get(
+        public,
+        config,
+        "/fhir/Observation?patient=p-001",
+        &[
+            ("authorization", &token("insurer")),
+            ("phr-purpose", "insurance"),
+        ],
+    )
+    .await
+    .expect("request");
+    assert_eq!(insurer.json()["reason"], "access.recipient_unconfirmed");
+}
+
 fn report(path: &std::path::Path, format: &str) -> std::process::Output {
     bin()
         .args(["report", "--format", format, "--policy"])

@@ -72,39 +72,83 @@ impl DemoIssuer {
         Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
     }
 
-    /// Tokens valid for an hour from `now`: multi-factor, password only, and multi-factor
-    /// but signed in an hour ago.
+    /// Tokens valid for an hour from `now`: the patient's own (multi-factor, password only,
+    /// multi-factor but signed in an hour ago) and two recipients' (a clinic, a lapsed insurer).
     pub fn examples(&self, now: i64) -> Result<Vec<ExampleToken>, IssuerError> {
-        let token = |sub: &str, amr: &[&str], auth_time: i64, sid: &str| {
-            let claims = json!({
-                "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "azp": "phr-demo-app",
-                "iat": now, "exp": now + 3600, "auth_time": auth_time, "amr": amr,
-                // Sessions are new at each demo start: a logout from an earlier run (kept in
-                // the state log) must not end this run's sessions.
-                "sid": format!("{sid}-{now}"), "jti": format!("{sid}-{now}"), "scope": "patient/*.rs",
-            });
-            let mut header = Header::new(Algorithm::ES256);
-            header.kid = Some(KID.into());
-            jsonwebtoken::encode(&header, &claims, &self.key)
+        let app = |amr: &'static [&'static str], auth_time: i64, sid: &'static str| Sign {
+            sub: "p-001",
+            client: "phr-demo-app",
+            patient: None,
+            amr,
+            auth_time,
+            sid,
         };
-        Ok(vec![
-            ExampleToken {
-                name: "mfa",
-                shows: "password + one-time code: allowed (routes need MFA)",
-                token: token("p-001", &["pwd", "otp"], now, "demo-mfa")?,
-            },
-            ExampleToken {
-                name: "password-only",
-                shows: "password only: 401 identity.mfa_required",
-                token: token("p-001", &["pwd"], now, "demo-pwd")?,
-            },
-            ExampleToken {
-                name: "old-sign-in",
-                shows: "MFA an hour ago: 401 identity.step_up_required on the medication route",
-                token: token("p-001", &["pwd", "otp"], now - 3600, "demo-old")?,
-            },
-        ])
+        // A recipient's EHR launched for patient p-001: the launch context does not make it
+        // the patient (R-AZ-4).
+        let recipient = |sub: &'static str, client: &'static str, sid: &'static str| Sign {
+            sub,
+            client,
+            patient: Some("p-001"),
+            amr: &["pwd", "otp"],
+            auth_time: now,
+            sid,
+        };
+        let examples = [
+            ("mfa", "password + one-time code: allowed (routes need MFA)", app(&["pwd", "otp"], now, "demo-mfa")),
+            ("password-only", "password only: 401 identity.mfa_required", app(&["pwd"], now, "demo-pwd")),
+            (
+                "old-sign-in",
+                "MFA an hour ago: 401 identity.step_up_required on the medication route",
+                app(&["pwd", "otp"], now - 3600, "demo-old"),
+            ),
+            (
+                "clinic",
+                "a doctor at the registered clinic: data only under the patient's provision consent",
+                recipient("dr-sato", "sakura-clinic-ehr", "demo-clinic"),
+            ),
+            (
+                "insurer",
+                "the insurer whose compliance confirmation lapsed: 403 access.recipient_unconfirmed",
+                recipient("underwriter-1", "kenko-insurance-app", "demo-insurer"),
+            ),
+        ];
+        examples
+            .into_iter()
+            .map(|(name, shows, sign)| {
+                Ok(ExampleToken {
+                    name,
+                    shows,
+                    token: self.sign(&sign, now)?,
+                })
+            })
+            .collect()
     }
+
+    fn sign(&self, t: &Sign, now: i64) -> Result<String, IssuerError> {
+        let mut claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": t.sub, "azp": t.client,
+            "iat": now, "exp": now + 3600, "auth_time": t.auth_time, "amr": t.amr,
+            // Sessions are new at each demo start: a logout from an earlier run (kept in
+            // the state log) must not end this run's sessions.
+            "sid": format!("{}-{now}", t.sid), "jti": format!("{}-{now}", t.sid), "scope": "patient/*.rs",
+        });
+        if let Some(patient) = t.patient {
+            claims["patient"] = json!(patient);
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.into());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+    }
+}
+
+/// What one example token says.
+struct Sign {
+    sub: &'static str,
+    client: &'static str,
+    patient: Option<&'static str>,
+    amr: &'static [&'static str],
+    auth_time: i64,
+    sid: &'static str,
 }
 
 /// Write each example token to `<dir>/<name>.jwt`.
@@ -134,7 +178,7 @@ mod tests {
         let issuer = DemoIssuer::generate().unwrap_or_else(|e| panic!("{e}"));
         let first = issuer.examples(1_000).unwrap_or_default();
         let later = issuer.examples(2_000).unwrap_or_default();
-        assert_eq!(first.len(), 3);
+        assert_eq!(first.len(), 5);
         assert_ne!(sid(&first[0].token), sid(&later[0].token));
         assert!(!sid(&first[0].token).is_empty());
     }
