@@ -15,6 +15,7 @@
 //! purpose, and — checked by the pipeline against [`crate::consent`] — under the subject's live
 //! provision consent (R-AZ-4). Any other token reaches only its own subject's data.
 
+pub mod fhir;
 pub mod scope;
 
 use std::borrow::Cow;
@@ -60,6 +61,8 @@ pub struct RouteAccess {
     pub subject: Option<SubjectSource>,
     /// The purposes the route serves; a request must state one (none: no purpose asked).
     pub purposes: Vec<Arc<str>>,
+    /// A FHIR route: scopes and the data subject are derived from each request ([`fhir`]).
+    pub fhir: Option<fhir::FhirRoute>,
 }
 
 /// One purpose of the policy's catalogue.
@@ -183,6 +186,11 @@ pub struct Granted<'r> {
     /// The registered recipient asking for the subject's data: the request is a provision,
     /// to be checked against the subject's consents and recorded before release.
     pub recipient: Option<Arc<Recipient>>,
+    /// A FHIR batch or transaction, or a create or update: the body decides the subject
+    /// (`pipeline::check_bundle`).
+    pub bundle: bool,
+    /// For a single create or update, the request as the one entry to check with its body.
+    pub single: Option<fhir::BundleEntry>,
 }
 
 impl RouteAccess {
@@ -192,11 +200,16 @@ impl RouteAccess {
             && self.roles.is_empty()
             && self.subject.is_none()
             && self.purposes.is_empty()
+            && self.fhir.is_none()
     }
 }
 
 /// What the access step looks at in a request.
 pub struct AccessRequest<'a> {
+    /// The method.
+    pub method: &'a http::Method,
+    /// The path, without the query.
+    pub path: &'a str,
     /// The route's path parameters.
     pub params: &'a [(&'a str, &'a str)],
     /// The query string.
@@ -250,6 +263,37 @@ pub fn check<'r>(
     let purpose = check_purpose(access, principal, request)?;
     let recipient = request.settings.recipient_of(principal);
     let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
+    if let Some(route) = &access.fhir {
+        let rest = route.rest(request.path).ok_or_else(|| {
+            Refusal::new(
+                Reason::AccessFhirUnsupported,
+                format!("the path is not under the route's FHIR base {}", route.base),
+            )
+        })?;
+        let derived = fhir::derive(request.method, rest, request.query)?;
+        if derived.bundle || derived.reads_body {
+            // The scopes are checked now; the patient once the body is read.
+            fhir_scopes(&derived, principal)?;
+            let single = derived.reads_body.then(|| fhir::BundleEntry {
+                method: request.method.clone(),
+                path: rest.to_owned(),
+                query: request.query.map(str::to_owned),
+                resource_patient: None,
+            });
+            return Ok(Granted {
+                subject: None,
+                purpose,
+                recipient: recipient.cloned(),
+                bundle: true,
+                single,
+            });
+        }
+        let subject = fhir_subject(&derived, principal)?;
+        if recipient.is_some() && subject.is_none() && !derived.needs.is_empty() {
+            return mismatch("a recipient's request must name the patient whose data it reads");
+        }
+        return whose_data(subject, purpose, recipient, principal, request.now);
+    }
     let subject: Option<Cow<'r, str>> = match (&access.subject, recipient) {
         (None, _) => None,
         (Some(SubjectSource::Caller), None) => {
@@ -273,6 +317,19 @@ pub fn check<'r>(
     if access.subject.is_some() && subject.is_none() {
         return mismatch("the request does not name whose data it is for");
     }
+    whose_data(subject, purpose, recipient, principal, request.now)
+}
+
+/// The data subject decided: the caller's own data, or a registered recipient's request for a
+/// subject's data (R-AZ-4, R-AZ-8).
+pub fn whose_data<'r>(
+    subject: Option<Cow<'r, str>>,
+    purpose: Option<Arc<str>>,
+    recipient: Option<&Arc<Recipient>>,
+    principal: &Principal,
+    now: i64,
+) -> Result<Granted<'r>, Refusal> {
+    let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
     let Some(recipient) = recipient.filter(|_| subject.is_some()) else {
         // The caller's own data, or a route that serves no one subject's data.
         return match subject {
@@ -284,6 +341,8 @@ pub fn check<'r>(
                 subject,
                 purpose,
                 recipient: None,
+                bundle: false,
+                single: None,
             }),
         };
     };
@@ -295,7 +354,7 @@ pub fn check<'r>(
             "a recipient must state its purpose of use, and this route serves none",
         ));
     }
-    if recipient.expired(request.now) {
+    if recipient.expired(now) {
         return Err(Refusal::new(
             Reason::AccessRecipientUnconfirmed,
             format!(
@@ -308,7 +367,79 @@ pub fn check<'r>(
         subject,
         purpose,
         recipient: Some(Arc::clone(recipient)),
+        bundle: false,
+        single: None,
     })
+}
+
+/// The scopes a derived FHIR request needs, and its data subject (SMART on FHIR v2): every
+/// [`fhir::Need`] must be covered by a granted scope; when only `patient/` scopes cover it, the
+/// request is bound to the token's patient ([`own_subject`]) — the patient it names must be that one, and a
+/// search or create that names none is refused. Returns the request's data subject.
+pub fn fhir_subject<'r>(
+    derived: &fhir::FhirRequest<'r>,
+    principal: &Principal,
+) -> Result<Option<Cow<'r, str>>, Refusal> {
+    let bound = fhir_scopes(derived, principal)?;
+    if !bound {
+        return Ok(derived.patient.clone());
+    }
+    let mismatch = |detail: &str| Err(Refusal::new(Reason::AccessSubjectMismatch, detail));
+    let own = own_subject(principal);
+    match &derived.patient {
+        Some(p) if p == own => Ok(Some(p.clone())),
+        Some(_) => mismatch("the token's patient/ scopes reach only its own patient's data"),
+        None if derived.type_level => mismatch(
+            "with patient/ scopes a search, create or conditional change must name the patient (patient=, subject=, the Patient compartment, or the resource's subject)",
+        ),
+        None => Ok(Some(Cow::Owned(own.to_owned()))),
+    }
+}
+
+/// Whether the token's scopes cover every need of a derived FHIR request; `Ok(true)` when only
+/// `patient/` scopes cover some need (the request is bound to the token's patient).
+fn fhir_scopes(derived: &fhir::FhirRequest<'_>, principal: &Principal) -> Result<bool, Refusal> {
+    let mut bound = false;
+    let mut missing = Vec::new();
+    for need in &derived.needs {
+        let covering = principal.granted_scopes.iter().filter_map(|g| match g {
+            Scope::Smart(g)
+                if (g.resource.is_none() || g.resource.as_deref() == need.resource.as_deref())
+                    && g.letters & need.letters == need.letters =>
+            {
+                Some(g.context)
+            }
+            _ => None,
+        });
+        let (mut any, mut unbound) = (false, false);
+        for context in covering {
+            any = true;
+            unbound |= context != scope::Context::Patient;
+        }
+        if !any {
+            missing.push(display(&Scope::Smart(scope::SmartScope {
+                context: scope::Context::Patient,
+                resource: need.resource.as_deref().map(str::to_owned),
+                letters: need.letters,
+            })));
+        }
+        bound |= any && !unbound;
+    }
+    if !missing.is_empty() {
+        let mut refusal = Refusal::new(
+            Reason::AccessScopeMissing,
+            format!(
+                "the token lacks a scope for: {} (or the same on user/)",
+                missing.join(" ")
+            ),
+        );
+        refusal.challenge = Some(format!(
+            "Bearer realm=\"phr-gateway\", error=\"insufficient_scope\", scope=\"{}\"",
+            missing.join(" ")
+        ));
+        return Err(refusal);
+    }
+    Ok(bound)
 }
 
 /// The purpose check (R-AZ-2): one stated purpose, served by the route, and, when the token

@@ -80,6 +80,11 @@ pub enum Reason {
     AccessProvisionConsentRequired,
     /// A registered recipient's compliance confirmation has expired (R-AZ-8).
     AccessRecipientUnconfirmed,
+    /// On a FHIR route: an interaction the gateway cannot map to resource type, letter and
+    /// patient (an operation, a whole-system search, a malformed Bundle).
+    AccessFhirUnsupported,
+    /// A request body the gateway must read whole (a FHIR Bundle) is larger than it reads.
+    ProtocolBodyTooLarge,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -129,6 +134,8 @@ impl Reason {
         Reason::AccessConsentRequired,
         Reason::AccessProvisionConsentRequired,
         Reason::AccessRecipientUnconfirmed,
+        Reason::AccessFhirUnsupported,
+        Reason::ProtocolBodyTooLarge,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -172,6 +179,8 @@ impl Reason {
             Reason::AccessConsentRequired => "access.consent_required",
             Reason::AccessProvisionConsentRequired => "access.provision_consent_required",
             Reason::AccessRecipientUnconfirmed => "access.recipient_unconfirmed",
+            Reason::AccessFhirUnsupported => "access.fhir_unsupported",
+            Reason::ProtocolBodyTooLarge => "protocol.body_too_large",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -212,7 +221,9 @@ impl Reason {
             | Reason::AccessPurposeNotAllowed
             | Reason::AccessConsentRequired
             | Reason::AccessProvisionConsentRequired
-            | Reason::AccessRecipientUnconfirmed => 403,
+            | Reason::AccessRecipientUnconfirmed
+            | Reason::AccessFhirUnsupported => 403,
+            Reason::ProtocolBodyTooLarge => 413,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -260,6 +271,8 @@ impl Reason {
             Reason::AccessConsentRequired => "Consent required",
             Reason::AccessProvisionConsentRequired => "Provision consent required",
             Reason::AccessRecipientUnconfirmed => "Recipient's compliance confirmation expired",
+            Reason::AccessFhirUnsupported => "FHIR interaction the gateway cannot authorise",
+            Reason::ProtocolBodyTooLarge => "Request body too large",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",

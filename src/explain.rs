@@ -111,6 +111,11 @@ pub fn explain_one(
         crate::identity::unix_now(),
     );
     let (decision, status, detail) = match &evaluation.decision {
+        Decision::Allow if evaluation.bundle.is_some() => (
+            "allow",
+            200,
+            Some("allowed so far: the body (a Bundle, or the resource created or updated) decides the patient, and is not read here".to_owned()),
+        ),
         Decision::Allow => ("allow", 200, None),
         Decision::Refuse(r) => ("refuse", r.reason.status(), Some(r.detail.clone())),
     };

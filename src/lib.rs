@@ -13,8 +13,8 @@
 //! | [`limits`] | rate limits per client, subject and route; connection limits and deadlines |
 //! | [`route`] | the route table and default deny |
 //! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
-//! | [`access`] | what the caller may do: scopes (SMART on FHIR), roles, whose data it is, purposes |
-//! | [`consent`] | the consent ledger: acquisition consents, withdrawal, history |
+//! | [`access`] | what the caller may do: scopes (SMART on FHIR, derived on FHIR routes), roles, whose data it is, purposes, recipients |
+//! | [`consent`] | the consent ledger: acquisition and provision consents, withdrawal, history, third-party records |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
 //! | [`decision`] | `Decision`, reason codes, problem+json |
 //! | [`forward`] | what the upstream receives |

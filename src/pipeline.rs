@@ -12,7 +12,7 @@
 use http::{HeaderMap, Method};
 
 use crate::controls::Controls;
-use crate::decision::Decision;
+use crate::decision::{Decision, Refusal};
 use crate::limits::RateLimits;
 use crate::policy::Snapshot;
 use crate::route::Route;
@@ -132,6 +132,9 @@ pub struct Evaluation<'s> {
     /// A release of the data subject's data to a registered recipient, allowed under the
     /// subject's provision consent: the proxy records it before the response leaves (R-LOG-3).
     pub provision: Option<crate::consent::Provision>,
+    /// A FHIR batch or transaction allowed so far: the proxy reads its body and finishes the
+    /// check with [`check_bundle`].
+    pub bundle: Option<PendingBundle>,
     /// Allow, or the refusal.
     pub decision: Decision,
 }
@@ -150,6 +153,7 @@ pub fn evaluate<'s>(
         principal: None,
         purpose: None,
         provision: None,
+        bundle: None,
         decision: Decision::Refuse(refusal),
     };
     if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
@@ -182,6 +186,7 @@ pub fn evaluate<'s>(
             principal: None,
             purpose: None,
             provision: None,
+            bundle: None,
             decision: Decision::Allow,
         };
     }
@@ -203,11 +208,14 @@ pub fn evaluate<'s>(
         Ok(principal) => principal,
         Err(refusal) => return refuse(Some((index, route)), refusal),
     };
-    let mut purpose = None;
-    let mut provision = None;
+    let mut outcome = AccessOutcome {
+        purpose: None,
+        provision: None,
+        bundle: None,
+    };
     if let Some(p) = &principal {
         match check_access(request, policy, state, route, &found.params, p, now) {
-            Ok((stated, provided)) => (purpose, provision) = (stated, provided),
+            Ok(checked) => outcome = checked,
             Err(refusal) => return refuse(Some((index, route)), refusal),
         }
     }
@@ -222,16 +230,16 @@ pub fn evaluate<'s>(
         route: Some(route),
         route_index: Some(index),
         principal,
-        purpose,
-        provision,
+        purpose: outcome.purpose,
+        provision: outcome.provision,
+        bundle: outcome.bundle,
         decision: Decision::Allow,
     }
 }
 
 /// The access steps for a verified caller: scopes, roles, purpose and whose data (R-AZ-1,
 /// R-AZ-2), subject stops (R-AZ-7), acquisition consent (R-AZ-3) and, for a registered
-/// recipient, provision consent (R-AZ-4). Returns the accepted purpose and the provision to
-/// record.
+/// recipient, provision consent (R-AZ-4). Returns what the evaluation carries on.
 fn check_access(
     request: &RequestView<'_>,
     policy: &Snapshot,
@@ -240,13 +248,7 @@ fn check_access(
     params: &matchit::Params<'_, '_>,
     p: &identity::Principal,
     now: i64,
-) -> Result<
-    (
-        Option<std::sync::Arc<str>>,
-        Option<crate::consent::Provision>,
-    ),
-    crate::decision::Refusal,
-> {
+) -> Result<AccessOutcome, Refusal> {
     // Path parameters are collected only for a route that finds its subject there.
     let params: Vec<(&str, &str)> = match &route.access.subject {
         Some(access::SubjectSource::Path(_)) => params.iter().collect(),
@@ -254,6 +256,8 @@ fn check_access(
     };
     let settings = &policy.access;
     let access_request = access::AccessRequest {
+        method: request.method,
+        path: request.path,
         params: &params,
         query: request.query,
         purpose: access::StatedPurpose::of(request.headers, &settings.purpose_header),
@@ -261,13 +265,111 @@ fn check_access(
         now,
     };
     let granted = access::check(&route.access, p, &access_request)?;
-    let data_subject = granted.subject.as_deref();
+    if granted.bundle {
+        // The entries decide; the proxy reads the body and calls [`check_bundle`].
+        return Ok(AccessOutcome {
+            purpose: granted.purpose,
+            provision: None,
+            bundle: Some(PendingBundle {
+                recipient: granted.recipient,
+                single: granted.single,
+            }),
+        });
+    }
+    let ops = Operations::of(request.method);
+    let provision = check_data(
+        state,
+        policy,
+        route,
+        p,
+        granted.subject.as_deref(),
+        granted.purpose.as_ref(),
+        granted.recipient.as_ref(),
+        ops,
+    )?;
+    Ok(AccessOutcome {
+        purpose: granted.purpose,
+        provision,
+        bundle: None,
+    })
+}
+
+/// What the access steps hand on to the proxy.
+struct AccessOutcome {
+    purpose: Option<std::sync::Arc<str>>,
+    provision: Option<crate::consent::Provision>,
+    bundle: Option<PendingBundle>,
+}
+
+/// A FHIR batch or transaction, or a create or update, allowed so far: its body decides the
+/// rest.
+#[derive(Clone, Debug)]
+pub struct PendingBundle {
+    /// The registered recipient asking, if it is one.
+    pub recipient: Option<std::sync::Arc<crate::access::Recipient>>,
+    /// For a create or update, the request as the one entry (its body is the resource).
+    pub single: Option<crate::access::fhir::BundleEntry>,
+}
+
+/// What a request (or a Bundle's entries together) does with the subject's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Operations {
+    /// Reads or searches.
+    pub reads: bool,
+    /// Creates or updates: data taken in.
+    pub writes: bool,
+    /// Deletes.
+    pub deletes: bool,
+}
+
+impl Operations {
+    /// What one method does.
+    pub fn of(method: &Method) -> Self {
+        match *method {
+            Method::POST | Method::PUT | Method::PATCH => Operations {
+                writes: true,
+                ..Default::default()
+            },
+            Method::DELETE => Operations {
+                deletes: true,
+                ..Default::default()
+            },
+            _ => Operations {
+                reads: true,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn and(self, other: Operations) -> Self {
+        Operations {
+            reads: self.reads || other.reads,
+            writes: self.writes || other.writes,
+            deletes: self.deletes || other.deletes,
+        }
+    }
+}
+
+/// The checks on the data subject once it is known: subject stops (R-AZ-7), acquisition
+/// consent for data taken in (R-AZ-3), and for a recipient provision consent for data read
+/// (R-AZ-4). Returns the exchange with the recipient to record (R-LOG-3).
+#[allow(clippy::too_many_arguments)]
+fn check_data(
+    state: LiveState<'_>,
+    policy: &Snapshot,
+    route: &Route,
+    p: &identity::Principal,
+    data_subject: Option<&str>,
+    purpose: Option<&std::sync::Arc<str>>,
+    recipient: Option<&std::sync::Arc<crate::access::Recipient>>,
+    ops: Operations,
+) -> Result<Option<crate::consent::Provision>, Refusal> {
     if let Some(controls) = state.controls {
         // A stopped subject is refused as the caller and as the data asked for (R-AZ-7),
         // unless the policy lets subjects still read their own data.
-        let own_read = !settings.stop_refuses_own_reads
-            && granted.recipient.is_none()
-            && matches!(*request.method, Method::GET | Method::HEAD);
+        let own_read = !policy.access.stop_refuses_own_reads
+            && recipient.is_none()
+            && ops == Operations::of(&Method::GET);
         if !own_read {
             controls.check_subject(&p.subject)?;
             if let Some(s) = data_subject {
@@ -276,42 +378,127 @@ fn check_access(
         }
     }
     let Some(ledger) = state.consents else {
-        return Ok((granted.purpose, None));
+        return Ok(None);
     };
     // Health data sent in needs the data subject's acquisition consent (R-AZ-3).
-    let ingests = matches!(*request.method, Method::POST | Method::PUT | Method::PATCH);
     let subject = data_subject.unwrap_or_else(|| access::own_subject(p));
-    if ingests && route.category.is_health() {
-        ledger.check_acquisition(subject, route.category, granted.purpose.as_deref())?;
+    if ops.writes && route.category.is_health() {
+        ledger.check_acquisition(subject, route.category, purpose.map(|p| &**p))?;
     }
-    let provision = match (&granted.recipient, &granted.purpose) {
-        (Some(recipient), Some(purpose)) => {
-            use crate::consent::Direction;
-            let direction = match *request.method {
-                // Data sent in by a recipient is a receipt: the acquisition consent checked
-                // above covers it, and it is recorded like a provision (R-LOG-3).
-                Method::POST | Method::PUT | Method::PATCH => Direction::Received,
-                Method::DELETE => {
-                    return Err(crate::decision::Refusal::new(
-                        crate::decision::Reason::AccessSubjectMismatch,
-                        "a recipient may read or send in a subject's data, never delete it",
-                    ))
-                }
-                _ => Direction::Provided,
-            };
-            let provision = crate::consent::Provision {
-                direction,
-                recipient: std::sync::Arc::clone(recipient),
-                subject: subject.to_owned(),
-                category: route.category,
-                purpose: std::sync::Arc::clone(purpose),
-            };
-            if direction == Direction::Provided {
-                ledger.check_provision(&provision)?;
-            }
-            Some(provision)
-        }
-        _ => None,
+    let (Some(recipient), Some(purpose)) = (recipient, purpose) else {
+        return Ok(None);
     };
-    Ok((granted.purpose, provision))
+    use crate::consent::Direction;
+    if ops.deletes {
+        return Err(Refusal::new(
+            crate::decision::Reason::AccessSubjectMismatch,
+            "a recipient may read or send in a subject's data, never delete it",
+        ));
+    }
+    let provision = crate::consent::Provision {
+        // Data sent in by a recipient is a receipt: the acquisition consent checked above
+        // covers it, and it is recorded like a provision (R-LOG-3).
+        direction: if ops.reads {
+            Direction::Provided
+        } else {
+            Direction::Received
+        },
+        recipient: std::sync::Arc::clone(recipient),
+        subject: subject.to_owned(),
+        category: route.category,
+        purpose: std::sync::Arc::clone(purpose),
+    };
+    if ops.reads {
+        ledger.check_provision(&provision)?;
+    }
+    Ok(Some(provision))
+}
+
+/// The second half of a FHIR batch, transaction, create or update's access check, once its
+/// body is read:
+/// every entry is derived and checked as a request of its own would be (scopes, patient
+/// binding), every entry must concern the same patient, and that patient's stops and consents
+/// are checked for what the entries do together. Returns the exchange to record.
+pub fn check_bundle(
+    body: &[u8],
+    policy: &Snapshot,
+    state: LiveState<'_>,
+    route: &Route,
+    p: &identity::Principal,
+    purpose: Option<&std::sync::Arc<str>>,
+    pending: &PendingBundle,
+) -> Result<Option<crate::consent::Provision>, Refusal> {
+    use crate::access::fhir;
+    let entries = match &pending.single {
+        None => fhir::bundle_entries(body)?,
+        Some(entry) => vec![fhir::single_entry(
+            &entry.method,
+            &entry.path,
+            entry.query.as_deref(),
+            body,
+        )?],
+    };
+    let mut subject: Option<String> = None;
+    let mut ops = Operations::default();
+    let mut same = |found: Option<&str>| -> Result<(), Refusal> {
+        match (found, &subject) {
+            (Some(f), Some(s)) if f != s => Err(Refusal::new(
+                crate::decision::Reason::AccessSubjectMismatch,
+                "every entry of a Bundle must concern the same patient",
+            )),
+            (Some(f), None) => {
+                subject = Some(f.to_owned());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let at = |mut r: Refusal| {
+            r.detail = format!("entry {i}: {}", r.detail);
+            r
+        };
+        let mut derived =
+            fhir::derive(&entry.method, &entry.path, entry.query.as_deref()).map_err(at)?;
+        if derived.patient.is_none() {
+            // A create names its patient in the resource.
+            derived.patient = entry
+                .resource_patient
+                .as_deref()
+                .map(std::borrow::Cow::Borrowed);
+        }
+        if derived.bundle {
+            return Err(at(Refusal::new(
+                crate::decision::Reason::AccessFhirUnsupported,
+                "a Bundle inside a Bundle",
+            )));
+        }
+        let entry_subject = access::fhir_subject(&derived, p).map_err(at)?;
+        same(entry_subject.as_deref()).map_err(at)?;
+        same(entry.resource_patient.as_deref()).map_err(at)?;
+        if pending.recipient.is_some() && entry_subject.is_none() && !derived.needs.is_empty() {
+            return Err(at(Refusal::new(
+                crate::decision::Reason::AccessSubjectMismatch,
+                "a recipient's request must name the patient whose data it reads",
+            )));
+        }
+        ops = ops.and(Operations::of(&entry.method));
+    }
+    let granted = access::whose_data(
+        subject.as_deref().map(std::borrow::Cow::Borrowed),
+        purpose.cloned(),
+        pending.recipient.as_ref(),
+        p,
+        identity::unix_now(),
+    )?;
+    check_data(
+        state,
+        policy,
+        route,
+        p,
+        granted.subject.as_deref(),
+        granted.purpose.as_ref(),
+        granted.recipient.as_ref(),
+        ops,
+    )
 }

@@ -175,15 +175,23 @@ impl ProxyHttp for Gateway {
             rate_limits: Some(&snapshot.limits.rates),
             consents: Some(&self.shared.consents),
         };
-        let evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
+        let mut evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
         ctx.decide_us = Some(ctx.started.elapsed().as_micros() as u64);
-        let decision = evaluation.decision;
+        let decision = std::mem::replace(&mut evaluation.decision, Decision::Allow);
         let endpoint = evaluation.endpoint;
         ctx.route = evaluation.route_index;
         ctx.principal = evaluation.principal;
         ctx.purpose = evaluation.purpose;
         ctx.provision = evaluation.provision;
         ctx.snapshot = Some(Arc::clone(&snapshot));
+        if let (Decision::Allow, Some(pending)) = (&decision, &evaluation.bundle) {
+            let checked = self.check_bundle(session, &snapshot, pending, ctx).await;
+            if let Err(refusal) = checked {
+                ctx.outcome = Outcome::Refused(refusal.reason);
+                self.respond_refusal(session, &refusal, ctx).await?;
+                return Ok(true);
+            }
+        }
         if ctx.provision.is_some() && !self.audit.is_available() {
             // A provision is never released unrecorded, in `degrade` mode too (R-LOG-3): known
             // now, refused before the upstream is asked.
@@ -443,6 +451,74 @@ impl Gateway {
             }
         }
         Ok(true)
+    }
+
+    /// Finish a FHIR batch or transaction's access check with its body (R-AZ-1, R-AZ-4): read
+    /// it whole — into pingora's retry buffer, which then forwards it unchanged — and check
+    /// every entry. A body larger than that buffer is refused with 413.
+    async fn check_bundle(
+        &self,
+        session: &mut Session,
+        snapshot: &Snapshot,
+        pending: &pipeline::PendingBundle,
+        ctx: &mut RequestContext,
+    ) -> std::result::Result<(), Refusal> {
+        // pingora's retry buffer holds 64 KiB; a larger body could not be forwarded after it
+        // has been read.
+        const MAX: usize = 64 * 1024;
+        let (Some((_, route)), Some(principal)) = (ctx.routed(), ctx.principal.clone()) else {
+            return Ok(());
+        };
+        let declared = session
+            .req_header()
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let too_large = || {
+            Refusal::new(
+                Reason::ProtocolBodyTooLarge,
+                format!("a Bundle is read whole before it is forwarded: at most {MAX} bytes"),
+            )
+        };
+        if declared.is_some_and(|n| n > MAX) {
+            return Err(too_large());
+        }
+        session.enable_retry_buffering();
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > MAX => return Err(too_large()),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(Refusal::new(
+                        Reason::ProtocolMalformedBody,
+                        "the Bundle could not be read as framed",
+                    ))
+                }
+            }
+        }
+        let state = LiveState {
+            identity: IdentityState {
+                sessions: Some(&self.shared.sessions),
+                failures: Some(&self.failures),
+                client: ctx.client,
+            },
+            controls: Some(&self.shared.controls),
+            rate_limits: None,
+            consents: Some(&self.shared.consents),
+        };
+        let provision = pipeline::check_bundle(
+            &body,
+            snapshot,
+            state,
+            route,
+            &principal,
+            ctx.purpose.as_ref(),
+            pending,
+        )?;
+        ctx.provision = provision;
+        Ok(())
     }
 
     /// `/.phr/consents` (R-AZ-3, R-AZ-5, R-AZ-6): the verified caller's own consents. `GET`

@@ -337,7 +337,7 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 .map(|r| &*r.id)
                 .collect();
             unless_missing(
-                "default-deny route table, a data category per route; scopes (SMART on FHIR), roles and the data subject per route",
+                "default-deny route table, a data category per route; scopes (SMART on FHIR), roles and the data subject per route, or derived per request on `fhir` routes (interaction, type, patient; Bundles entry by entry)",
                 if open.is_empty() {
                     Vec::new()
                 } else {

@@ -273,6 +273,7 @@ fn access_keys_are_checked_when_the_policy_loads() {
             "purposes = [\"marketing\"]",
             "purpose `marketing` is not in the [[purposes]] catalogue",
         ),
+        ("fhir = \"/fhir\"", "fhir `/fhir` must be the literal start"),
     ] {
         let extra = format!(
             "\n[[routes]]\nid = \"r\"\nmethods = [\"GET\"]\npath = \"/r/{{id}}\"\nupstream = \"backend\"\ncategory = \"checkup\"\n{route_keys}\n"

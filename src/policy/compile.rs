@@ -821,11 +821,32 @@ fn compile_access(
         }
         parsed
     });
+    let fhir = section.fhir.as_ref().and_then(|base| {
+        let text = base.get_ref().trim_end_matches('/');
+        let valid = (text.is_empty() || text.starts_with('/'))
+            && section.path.get_ref().starts_with(text)
+            && !text.contains(['{', '}']);
+        if !valid || section.subject.is_some() {
+            diags.at(
+                base.span(),
+                format!(
+                    "fhir `{}` must be the literal start of the route's path (e.g. \"/fhir\" for \"/fhir/{{*rest}}\"), on a route without `subject` (the FHIR request names its patient)",
+                    base.get_ref()
+                ),
+            );
+            ok = false;
+            return None;
+        }
+        Some(crate::access::fhir::FhirRoute {
+            base: text.to_owned(),
+        })
+    });
     let access = RouteAccess {
         scopes,
         roles: section.roles.clone(),
         subject,
         purposes,
+        fhir,
     };
     if section.anonymous && !access.is_empty() {
         diags.at(

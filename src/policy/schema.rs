@@ -481,6 +481,11 @@ pub struct RouteSection {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub purposes: Vec<Spanned<String>>,
+    /// A FHIR route: the FHIR base path (e.g. `/fhir`, with `path = "/fhir/{*rest}"`). The
+    /// SMART scope and the patient each request needs are derived from its method, path and
+    /// query (and a Bundle's entries), instead of `subject`.
+    #[schemars(with = "Option<String>")]
+    pub fhir: Option<Spanned<String>>,
 }
 
 /// `[network]`: which networks may use the public listener (R-NET-1). Entries are CIDR

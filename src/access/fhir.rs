@@ -1,0 +1,584 @@
+//! FHIR-derived access (R-AZ-1): on a route marked `fhir = "<base>"`, what a request needs is
+//! derived from its method, path and query, not listed by hand.
+//!
+//! (method, path) gives the interaction letter, the resource type and the patient compartment:
+//! `GET /Observation?patient=p-1` is a search (`s`) on `Observation` for `p-1`; `PUT
+//! /Patient/p-1` an update (`u`) of `Patient` `p-1`. `_include`, `_revinclude` and `_has`
+//! reach other types, each needing its own letter; `GET /Patient/{id}/$everything` reaches every
+//! type. A batch or transaction (`POST` to the base) is checked entry by entry from its body.
+//! Anything the gateway cannot map to (type, letter, patient) — other operations, whole-system
+//! searches, modifiers on the patient parameter — is refused rather than guessed.
+
+use std::borrow::Cow;
+
+use http::Method;
+
+use super::scope::letters;
+use crate::decision::{Reason, Refusal};
+
+/// A route's FHIR settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FhirRoute {
+    /// The FHIR base path (`/fhir`): the part of the path before the resource type.
+    pub base: String,
+}
+
+/// One thing a request reaches: interaction letters on a resource type, or on every type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Need<'a> {
+    /// The resource type; `None`: every type.
+    pub resource: Option<Cow<'a, str>>,
+    /// The SMART interaction letters needed (`scope::letters`).
+    pub letters: u8,
+}
+
+/// What a FHIR request does, as far as access is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FhirRequest<'a> {
+    /// What it reaches.
+    pub needs: Vec<Need<'a>>,
+    /// The patient it names: the compartment, a `Patient` id, or `patient=` / `subject=` /
+    /// `_id` (on `Patient`).
+    pub patient: Option<Cow<'a, str>>,
+    /// Whether it can reach many resources at once (search, history, create, conditional
+    /// update or delete): a patient-bound token must then name its patient.
+    pub type_level: bool,
+    /// A batch or transaction Bundle: its entries, in the body, decide.
+    pub bundle: bool,
+    /// A create or update: the resource in the body names its patient.
+    pub reads_body: bool,
+}
+
+fn unsupported(detail: String) -> Refusal {
+    Refusal::new(Reason::AccessFhirUnsupported, detail)
+}
+
+/// A resource type name: an ASCII capital, then letters and digits.
+fn is_type(segment: &str) -> bool {
+    let mut chars = segment.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+fn need(resource: &str, letters: u8) -> Need<'_> {
+    Need {
+        resource: Some(Cow::Borrowed(resource)),
+        letters,
+    }
+}
+
+impl FhirRoute {
+    /// The part of `path` after the base (`""` for the base itself), or `None` when `path` is
+    /// not under it.
+    pub fn rest<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(self.base.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+/// Derive what `method` on `rest` (the path after the base) with `query` reaches.
+pub fn derive<'a>(
+    method: &Method,
+    rest: &'a str,
+    query: Option<&'a str>,
+) -> Result<FhirRequest<'a>, Refusal> {
+    use letters::*;
+    let trimmed = rest.trim_start_matches('/');
+    let segments: Vec<&str> = if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.split('/').collect()
+    };
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let mut request = FhirRequest::default();
+    let mut path_patient: Option<&str> = None;
+    match (segments.as_slice(), read) {
+        ([], false) if *method == Method::POST => {
+            request.bundle = true;
+            return Ok(request);
+        }
+        (["metadata"], true) => return Ok(request),
+        ([t], _) if is_type(t) => {
+            let letters = match *method {
+                Method::GET | Method::HEAD => SEARCH,
+                Method::POST => CREATE,
+                // A conditional update may create.
+                Method::PUT | Method::PATCH => CREATE | UPDATE,
+                Method::DELETE => DELETE,
+                _ => return Err(unsupported(format!("{method} on a resource type"))),
+            };
+            request.needs.push(need(t, letters));
+            request.type_level = true;
+            request.reads_body = !read && *method != Method::DELETE;
+        }
+        ([t, "_search"], false) if is_type(t) && *method == Method::POST => {
+            request.needs.push(need(t, SEARCH));
+            request.type_level = true;
+        }
+        ([t, "_history"], true) if is_type(t) => {
+            request.needs.push(need(t, SEARCH));
+            request.type_level = true;
+        }
+        ([t, id], _) if is_type(t) && !id.starts_with(['$', '_']) => {
+            let letters = match *method {
+                Method::GET | Method::HEAD => READ,
+                Method::PUT | Method::PATCH => UPDATE,
+                Method::DELETE => DELETE,
+                _ => return Err(unsupported(format!("{method} on a resource instance"))),
+            };
+            request.needs.push(need(t, letters));
+            request.reads_body = matches!(*method, Method::PUT | Method::PATCH);
+            if *t == "Patient" {
+                path_patient = Some(id);
+            }
+        }
+        ([t, id, "_history"] | [t, id, "_history", _], true)
+            if is_type(t) && !id.starts_with(['$', '_']) =>
+        {
+            request.needs.push(need(t, READ));
+            if *t == "Patient" {
+                path_patient = Some(id);
+            }
+        }
+        (["Patient", id, "$everything"], true) if !id.starts_with(['$', '_']) => {
+            request.needs.push(Need {
+                resource: None,
+                letters: READ | SEARCH,
+            });
+            path_patient = Some(id);
+        }
+        (["Patient", id, t], true) if !id.starts_with(['$', '_']) && (is_type(t) || *t == "*") => {
+            request.needs.push(Need {
+                resource: (*t != "*").then_some(Cow::Borrowed(*t)),
+                letters: SEARCH,
+            });
+            path_patient = Some(id);
+            request.type_level = true;
+        }
+        _ => {
+            return Err(unsupported(format!(
+                "the gateway cannot tell what {method} {} reaches (operations, whole-system interactions and other shapes are refused)",
+                if rest.is_empty() { "/" } else { rest }
+            )))
+        }
+    }
+    let searched = request.needs.first().and_then(|n| n.resource.clone());
+    let query_patient = read_query(query, searched.as_deref(), &mut request)?;
+    request.patient = match (path_patient, query_patient) {
+        (Some(p), Some(q)) if p != q => return Err(two_patients()),
+        (Some(p), _) => Some(Cow::Borrowed(p)),
+        (None, q) => q,
+    };
+    Ok(request)
+}
+
+fn two_patients() -> Refusal {
+    Refusal::new(
+        Reason::AccessSubjectMismatch,
+        "the request names more than one patient",
+    )
+}
+
+/// The patient a reference names: `p-1`, `Patient/p-1` or `https://…/Patient/p-1`; `None`
+/// for a reference to anything else.
+pub fn patient_of_reference(value: &str) -> Option<&str> {
+    let id = match value.rfind("Patient/") {
+        Some(at) if at == 0 || value[..at].ends_with('/') => &value[at + "Patient/".len()..],
+        Some(_) => return None,
+        None if !value.contains('/') => value,
+        None => return None,
+    };
+    (!id.is_empty() && !id.contains(['/', ','])).then_some(id)
+}
+
+/// Read the search parameters that matter for access: the patient (`patient`, `subject`, and
+/// `_id` on `Patient`) and what `_include`, `_revinclude` and `_has` reach.
+fn read_query<'a>(
+    query: Option<&'a str>,
+    searched: Option<&str>,
+    request: &mut FhirRequest<'a>,
+) -> Result<Option<Cow<'a, str>>, Refusal> {
+    let mut patient: Option<Cow<'a, str>> = None;
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &'a str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map_err(|_| unsupported("a search parameter is not UTF-8".into()))
+        };
+        let key = decode(key)?;
+        let value = decode(value)?;
+        let (name, modifier) = match key.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (&*key, None),
+        };
+        let names_patient = match name {
+            "patient" | "subject" => true,
+            "_id" => searched == Some("Patient"),
+            _ => false,
+        };
+        if names_patient {
+            if !matches!(modifier, None | Some("Patient")) {
+                return Err(unsupported(format!(
+                    "the modifier `{name}:{}` is not supported on the patient parameter",
+                    modifier.unwrap_or_default()
+                )));
+            }
+            let Some(id) = patient_of_reference(&value) else {
+                // Another type's reference, or several patients (`p-1,p-2`).
+                return Err(Refusal::new(
+                    Reason::AccessSubjectMismatch,
+                    format!("`{name}` must name one patient"),
+                ));
+            };
+            let id = match &value {
+                Cow::Borrowed(v) => {
+                    let v: &'a str = v;
+                    Cow::Borrowed(&v[v.len() - id.len()..])
+                }
+                Cow::Owned(_) => Cow::Owned(id.to_owned()),
+            };
+            match &patient {
+                Some(p) if *p != id => return Err(two_patients()),
+                _ => patient = Some(id),
+            }
+            continue;
+        }
+        match name {
+            "_include" | "_revinclude" => {
+                request.needs.push(included(name, &value)?);
+            }
+            "_has" => {
+                // _has:Type:reference:parameter=value — resources of Type are searched.
+                let target = key.split(':').nth(1).unwrap_or_default();
+                if !is_type(target) {
+                    return Err(unsupported(format!("`{key}` names no resource type")));
+                }
+                request.needs.push(Need {
+                    resource: Some(Cow::Owned(target.to_owned())),
+                    letters: letters::SEARCH,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(patient)
+}
+
+/// What `_include=Source:param[:Target]` or `_revinclude=Source:param[:Target]` returns.
+fn included(name: &str, value: &str) -> Result<Need<'static>, Refusal> {
+    let parts: Vec<&str> = value.split(':').collect();
+    let every = Need {
+        resource: None,
+        letters: letters::READ,
+    };
+    let resource = match (name, parts.as_slice()) {
+        (_, ["*"]) => return Ok(every),
+        // Included resources are the targets; without a target, any referenced type.
+        ("_include", [source, _]) if is_type(source) => return Ok(every),
+        ("_include", [source, _, target]) if is_type(source) && is_type(target) => *target,
+        // Reverse-included resources are of the source type.
+        ("_revinclude", [source, _] | [source, _, _]) if is_type(source) => *source,
+        _ => return Err(unsupported(format!("`{name}={value}` is not understood"))),
+    };
+    Ok(Need {
+        resource: Some(Cow::Owned(resource.to_owned())),
+        letters: letters::READ,
+    })
+}
+
+/// One entry of a batch or transaction Bundle, as access sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleEntry {
+    /// `entry.request.method`.
+    pub method: Method,
+    /// The path part of `entry.request.url`, with a leading `/`.
+    pub path: String,
+    /// Its query part.
+    pub query: Option<String>,
+    /// The patient `entry.resource` refers to (`subject` or `patient`), or is (`Patient.id`).
+    pub resource_patient: Option<String>,
+}
+
+/// The most entries a Bundle may have.
+pub const MAX_BUNDLE_ENTRIES: usize = 1000;
+
+/// Read a batch or transaction Bundle's entries.
+pub fn bundle_entries(body: &[u8]) -> Result<Vec<BundleEntry>, Refusal> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Bundle {
+        resource_type: String,
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        entry: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        request: Option<EntryRequest>,
+        resource: Option<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct EntryRequest {
+        method: String,
+        url: String,
+    }
+    let invalid = |detail: String| Refusal::new(Reason::AccessFhirUnsupported, detail);
+    let bundle: Bundle = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("the Bundle is not valid: {e}")))?;
+    if bundle.resource_type != "Bundle" || !matches!(&*bundle.kind, "batch" | "transaction") {
+        return Err(invalid(
+            "a POST to the FHIR base must be a batch or transaction Bundle".into(),
+        ));
+    }
+    if bundle.entry.len() > MAX_BUNDLE_ENTRIES {
+        return Err(invalid(format!(
+            "a Bundle may have at most {MAX_BUNDLE_ENTRIES} entries"
+        )));
+    }
+    bundle
+        .entry
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let request = entry
+                .request
+                .ok_or_else(|| invalid(format!("entry {i} has no request")))?;
+            let method = match request.method.as_str() {
+                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" => {
+                    Method::from_bytes(request.method.as_bytes())
+                        .map_err(|_| invalid(format!("entry {i}: method")))?
+                }
+                other => return Err(invalid(format!("entry {i}: method `{other}`"))),
+            };
+            // A relative URL (`Observation?patient=p-1`); an absolute one is refused: the
+            // gateway cannot tell which server it names.
+            if request.url.contains("://") || request.url.starts_with('/') {
+                return Err(invalid(format!(
+                    "entry {i}: the url must be relative to the base"
+                )));
+            }
+            let (path, query) = match request.url.split_once('?') {
+                Some((p, q)) => (format!("/{p}"), Some(q.to_owned())),
+                None => (format!("/{}", request.url), None),
+            };
+            Ok(BundleEntry {
+                method,
+                path,
+                query,
+                resource_patient: entry.resource.as_ref().and_then(resource_patient),
+            })
+        })
+        .collect()
+}
+
+/// A single create or update as a one-entry batch: the resource in `body` names its patient.
+/// A JSON Patch (an array) names none.
+pub fn single_entry(
+    method: &Method,
+    rest: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<BundleEntry, Refusal> {
+    let resource: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        unsupported(format!(
+            "the gateway reads FHIR JSON bodies only (application/fhir+json): {e}"
+        ))
+    })?;
+    Ok(BundleEntry {
+        method: method.clone(),
+        path: rest.to_owned(),
+        query: query.map(str::to_owned),
+        resource_patient: resource_patient(&resource),
+    })
+}
+
+/// The patient a resource is about: a `Patient`'s id, else its `subject` or `patient`
+/// reference.
+fn resource_patient(resource: &serde_json::Value) -> Option<String> {
+    if resource["resourceType"] == "Patient" {
+        return resource["id"].as_str().map(str::to_owned);
+    }
+    ["subject", "patient"].iter().find_map(|field| {
+        let reference = resource[*field]["reference"].as_str()?;
+        // A reference to a non-patient (a Group) names no patient: keep it visible as itself.
+        Some(
+            patient_of_reference(reference)
+                .unwrap_or(reference)
+                .to_owned(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use letters::*;
+
+    /// (resource type or every type, letters).
+    type Needs = Vec<(Option<String>, u8)>;
+
+    fn needs(method: Method, rest: &str, query: Option<&str>) -> Needs {
+        derive(&method, rest, query)
+            .unwrap_or_else(|r| panic!("{rest}: {}", r.detail))
+            .needs
+            .into_iter()
+            .map(|n| (n.resource.map(|r| r.into_owned()), n.letters))
+            .collect()
+    }
+
+    fn t(name: &str, letters: u8) -> (Option<String>, u8) {
+        (Some(name.to_owned()), letters)
+    }
+
+    #[test]
+    fn interactions_come_from_method_and_path() {
+        let cases: &[(Method, &str, Option<&str>, Needs)] = &[
+            (Method::GET, "/Observation", Some("patient=p-1"), vec![t("Observation", SEARCH)]),
+            (Method::GET, "/Observation/o-1", None, vec![t("Observation", READ)]),
+            (Method::GET, "/Observation/o-1/_history/2", None, vec![t("Observation", READ)]),
+            (Method::GET, "/Observation/_history", None, vec![t("Observation", SEARCH)]),
+            (Method::POST, "/Observation", None, vec![t("Observation", CREATE)]),
+            (Method::POST, "/Observation/_search", None, vec![t("Observation", SEARCH)]),
+            (Method::PUT, "/Observation/o-1", None, vec![t("Observation", UPDATE)]),
+            (Method::PATCH, "/Observation/o-1", None, vec![t("Observation", UPDATE)]),
+            (Method::PUT, "/Observation", Some("identifier=x"), vec![t("Observation", CREATE | UPDATE)]),
+            (Method::DELETE, "/Observation/o-1", None, vec![t("Observation", DELETE)]),
+            (Method::GET, "/Patient/p-1/Observation", None, vec![t("Observation", SEARCH)]),
+            (Method::GET, "/Patient/p-1/$everything", None, vec![(None, READ | SEARCH)]),
+            (Method::GET, "/metadata", None, vec![]),
+            (
+                Method::GET,
+                "/Observation",
+                Some("patient=p-1&_include=Observation:performer:Practitioner&_revinclude=Provenance:target"),
+                vec![t("Observation", SEARCH), t("Practitioner", READ), t("Provenance", READ)],
+            ),
+            (
+                Method::GET,
+                "/Observation",
+                Some("patient=p-1&_include=Observation:subject"),
+                vec![t("Observation", SEARCH), (None, READ)],
+            ),
+            (
+                Method::GET,
+                "/Patient",
+                Some("_has:Observation:patient:code=1234"),
+                vec![t("Patient", SEARCH), t("Observation", SEARCH)],
+            ),
+        ];
+        for (method, rest, query, expected) in cases {
+            assert_eq!(
+                &needs(method.clone(), rest, *query),
+                expected,
+                "{method} {rest} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_patient_comes_from_the_path_or_the_search_parameters() {
+        let patient = |method: Method, rest: &str, query: Option<&str>| {
+            derive(&method, rest, query).map(|r| r.patient.map(|p| p.into_owned()))
+        };
+        let some = |p: &str| Ok(Some(p.to_owned()));
+        assert_eq!(patient(Method::GET, "/Patient/p-1", None), some("p-1"));
+        assert_eq!(
+            patient(Method::GET, "/Patient/p-1/Observation", None),
+            some("p-1")
+        );
+        assert_eq!(
+            patient(Method::GET, "/Observation", Some("patient=p-1")),
+            some("p-1")
+        );
+        assert_eq!(
+            patient(
+                Method::GET,
+                "/Observation",
+                Some("subject=Patient%2Fp-1&code=x")
+            ),
+            some("p-1")
+        );
+        assert_eq!(
+            patient(
+                Method::GET,
+                "/Observation",
+                Some("subject:Patient=https://h/fhir/Patient/p-1")
+            ),
+            some("p-1")
+        );
+        assert_eq!(
+            patient(Method::GET, "/Patient", Some("_id=p-1")),
+            some("p-1")
+        );
+        assert_eq!(
+            patient(Method::GET, "/Observation", Some("_id=o-1")),
+            Ok(None)
+        );
+        assert_eq!(patient(Method::GET, "/Observation/o-1", None), Ok(None));
+        // Two patients, several at once, another type, or an unsupported modifier: refused.
+        for (rest, query) in [
+            ("/Observation", "patient=p-1&subject=p-2"),
+            ("/Observation", "patient=p-1,p-2"),
+            ("/Observation", "subject=Group/g-1"),
+            ("/Observation", "patient:missing=true"),
+            ("/Patient/p-1/Observation", "patient=p-2"),
+        ] {
+            assert!(
+                patient(Method::GET, rest, Some(query)).is_err(),
+                "{rest}?{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_mapped_is_refused() {
+        for (method, rest, query) in [
+            (Method::GET, "", None),
+            (Method::GET, "/Observation/$lastn", None),
+            (Method::POST, "/Observation/o-1/$validate", None),
+            (Method::GET, "/observation", None),
+            (Method::GET, "/Patient/p-1/Observation/o-1/extra", None),
+            (Method::GET, "/Observation", Some("_include=bad")),
+            (Method::GET, "/Observation", Some("_has:lower:x:y=1")),
+            (Method::OPTIONS, "/Observation", None),
+        ] {
+            let refused = derive(&method, rest, query).err();
+            assert!(refused.is_some(), "{method} {rest} {query:?}");
+        }
+        assert!(derive(&Method::POST, "", None).unwrap_or_default().bundle);
+    }
+
+    #[test]
+    fn bundles_are_read_entry_by_entry() {
+        let body = serde_json::json!({
+            "resourceType": "Bundle", "type": "transaction",
+            "entry": [
+                {"request": {"method": "POST", "url": "Observation"},
+                 "resource": {"resourceType": "Observation", "subject": {"reference": "Patient/p-1"}}},
+                {"request": {"method": "GET", "url": "MedicationStatement?patient=p-1"}},
+                {"request": {"method": "PUT", "url": "Patient/p-1"},
+                 "resource": {"resourceType": "Patient", "id": "p-1"}}
+            ]
+        });
+        let entries = bundle_entries(body.to_string().as_bytes()).unwrap_or_default();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].resource_patient.as_deref(), Some("p-1"));
+        assert_eq!(entries[1].query.as_deref(), Some("patient=p-1"));
+        assert_eq!(entries[2].path, "/Patient/p-1");
+        for bad in [
+            serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": []}),
+            serde_json::json!({"resourceType": "Observation"}),
+            serde_json::json!({"resourceType": "Bundle", "type": "batch",
+                "entry": [{"request": {"method": "GET", "url": "https://other/fhir/Patient/p-2"}}]}),
+            serde_json::json!({"resourceType": "Bundle", "type": "batch",
+                "entry": [{"request": {"method": "TRACE", "url": "Patient"}}]}),
+            serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [{}]}),
+        ] {
+            assert!(bundle_entries(bad.to_string().as_bytes()).is_err(), "{bad}");
+        }
+    }
+}
