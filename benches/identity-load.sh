@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# What identity costs on the request path, in CPU µs per request on the gateway's pinned core:
-# the same keep-alive GET through the gateway on an anonymous route; on a route that needs a
-# verified ES256 token with MFA, one token for all requests (served from the verified-token
-# cache); and with a new token on every request (each verified: the uncached cost). The load harness (../shared/tools/proxy-bench.sh) sends no Authorization
+# What identity and access cost on the request path, in CPU µs per request on the gateway's
+# pinned core: the same keep-alive GET through the gateway on an anonymous route; on a route
+# that needs a verified ES256 token with MFA, one token for all requests (served from the
+# verified-token cache); with a new token on every request (each verified: the uncached cost);
+# on a FHIR route (scope, patient and purpose derived and checked: the subject's own read); and
+# a registered recipient's read of the same (provision consent checked, and a durable
+# third-party record written before each response is released). The load harness (../shared/tools/proxy-bench.sh) sends no Authorization
 # header, so identity is measured here, the same way: wrk on core 0, the gateway alone on core 1.
 #
 #   benches/identity-load.sh            # needs nginx (upstream) and wrk; 8 s per run
@@ -23,8 +26,15 @@ for _ in $(seq 50); do [ -s "$t/demo/certs/server.key" ] && break; sleep 0.1; do
 kill %1; wait %1 2>/dev/null || true
 # Distinct tokens (an issuer key and JWKS of their own): the first for the cached run, all of
 # them in turn for the uncached one.
-(cd "$here" && cargo run --release --quiet --example mint_tokens -- ${PB_TOKENS:-60000} "$t/tokens.txt" "$t/mint-jwks.json")
+(cd "$here" && cargo run --release --quiet --example mint_tokens -- ${PB_TOKENS:-60000} "$t/tokens.txt" "$t/mint-jwks.json" "$t/clinic.txt")
 token=$(head -n 1 "$t/tokens.txt")
+clinic=$(cat "$t/clinic.txt")
+# header script NAME TOKEN PURPOSE: a wrk script sending both headers.
+headers() {
+  printf 'wrk.headers["Authorization"] = "Bearer %s"\nwrk.headers["PHR-Purpose"] = "%s"\n' "$2" "$3" > "$t/$1.lua"
+}
+headers own "$token" self-management
+headers clinic "$clinic" treatment
 cat > "$t/rotate.lua" <<LUA
 local tokens = {}
 for line in io.lines("$t/tokens.txt") do tokens[#tokens + 1] = line end
@@ -35,9 +45,10 @@ request = function()
 end
 LUA
 
-mkdir -p "$t/www/anon" "$t/www/mint" && head -c 1024 /dev/zero | tr '\0' x > "$t/www/index.html"
+mkdir -p "$t/www/anon" "$t/www/mint" "$t/www/fhir" && head -c 1024 /dev/zero | tr '\0' x > "$t/www/index.html"
 cp "$t/www/index.html" "$t/www/anon/index.html"
 cp "$t/www/index.html" "$t/www/mint/index.html"
+cp "$t/www/index.html" "$t/www/fhir/Observation"
 cat > "$t/nginx.conf" <<NGINX
 worker_processes 1; daemon on; pid $t/nginx.pid; error_log $t/nginx.err;
 events { worker_connections 1024; }
@@ -78,6 +89,28 @@ upstream = "b"
 category = "public"
 anonymous = true
 [[routes]]
+id = "fhir"
+methods = ["GET"]
+path = "/fhir/{*rest}"
+upstream = "b"
+category = "checkup"
+fhir = "/fhir"
+purposes = ["self-management", "treatment"]
+[[purposes]]
+id = "self-management"
+ja = "本人による健康管理"
+en = "Own health management"
+[[purposes]]
+id = "treatment"
+ja = "診療"
+en = "Treatment"
+[[recipients]]
+id = "bench-clinic"
+name = "Bench clinic"
+clients = ["bench-clinic"]
+compliance_confirmed = $(date -u +%F)
+recheck_days = 30
+[[routes]]
 id = "token"
 methods = ["GET"]
 path = "/{*rest}"
@@ -90,6 +123,20 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$gw) 2>/dev/null && break; sl
 ca="$t/demo/certs/ca.crt"
 code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $token" "https://127.0.0.1:$gw/index.html")
 [ "$code" = 200 ] || { echo "token request answered $code, not 200" >&2; cat "$t/gw.err" >&2; exit 1; }
+
+# bench-0 consents to provide checkup data to the clinic for treatment.
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $token" \
+  -H 'Content-Type: application/json' \
+  -d '{"kind":"provision","recipient":"bench-clinic","purpose":"treatment","categories":["checkup"]}' \
+  "https://127.0.0.1:$gw/.phr/consents")
+[ "$code" = 201 ] || { echo "provision consent answered $code, not 201" >&2; exit 1; }
+for who in own clinic; do
+  bearer=$token; purpose=self-management
+  [ $who = clinic ] && bearer=$clinic && purpose=treatment
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $bearer" \
+    -H "PHR-Purpose: $purpose" "https://127.0.0.1:$gw/fhir/Observation?patient=bench-0")
+  [ "$code" = 200 ] || { echo "$who FHIR read answered $code, not 200" >&2; cat "$t/gw.err" >&2; exit 1; }
+done
 
 run() { # name path [header | lua:SCRIPT]
   local before after n
@@ -107,3 +154,6 @@ run() { # name path [header | lua:SCRIPT]
 run "anonymous route" /anon/index.html
 run "ES256 token, MFA, cached" /index.html "Authorization: Bearer $token"
 run "ES256, new token each time" /mint/index.html "lua:$t/rotate.lua"
+run "FHIR read, own data" "/fhir/Observation?patient=bench-0" "lua:$t/own.lua"
+run "FHIR read, recipient" "/fhir/Observation?patient=bench-0" "lua:$t/clinic.lua"
+echo "third-party records written: $(cat "$t"/audit/state/*.jsonl | grep -c third_party_record)"

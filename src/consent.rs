@@ -360,9 +360,42 @@ impl ConsentLedger {
         Ok(())
     }
 
-    /// Apply a consent or provision event recorded at `time`.
+    /// Apply a consent or third-party event recorded at `time`.
     pub fn apply(&self, event: &StateEvent, time: &str) {
+        self.write().apply(event.clone(), time.to_owned());
+    }
+
+    /// Replay consent and third-party events from the state log
+    /// (`audit::segment::read_replayed_state`), taking them over: start-up's last replay, so
+    /// that a million events move into the ledger instead of being copied (one lock, maps
+    /// sized once).
+    pub fn replay(&self, records: Vec<crate::audit::segment::StateRecord>) -> usize {
+        let ours = |e: &StateEvent| {
+            matches!(
+                e,
+                StateEvent::ConsentGranted { .. }
+                    | StateEvent::ConsentWithdrawn { .. }
+                    | StateEvent::ThirdPartyRecord { .. }
+            )
+        };
+        let grants = records
+            .iter()
+            .filter(|r| matches!(r.event, StateEvent::ConsentGranted { .. }))
+            .count();
         let mut ledger = self.write();
+        ledger.by_subject.reserve(grants);
+        ledger.live.reserve(grants);
+        let mut applied = 0;
+        for record in records.into_iter().filter(|r| ours(&r.event)) {
+            ledger.apply(record.event, record.time);
+            applied += 1;
+        }
+        applied
+    }
+}
+
+impl Ledger {
+    fn apply(&mut self, event: StateEvent, time: String) {
         match event {
             StateEvent::ConsentGranted {
                 consent,
@@ -373,10 +406,13 @@ impl ConsentLedger {
                 recipient,
                 country,
             } => {
-                let live = ledger.live.entry(subject.clone()).or_default();
-                for category in categories {
+                let live = match self.live.get_mut(&subject) {
+                    Some(live) => live,
+                    None => self.live.entry(subject.clone()).or_default(),
+                };
+                for category in &categories {
                     let terms = Terms {
-                        kind: *kind,
+                        kind,
                         category: *category,
                         purpose: purpose.clone(),
                         recipient: recipient.clone(),
@@ -387,31 +423,27 @@ impl ConsentLedger {
                         None => live.push(Live { terms, count: 1 }),
                     }
                 }
-                ledger
-                    .by_subject
-                    .entry(subject.clone())
-                    .or_default()
-                    .push(Consent {
-                        id: consent.clone(),
-                        kind: *kind,
-                        categories: categories.clone(),
-                        purpose: purpose.clone(),
-                        recipient: recipient.clone(),
-                        country: country.clone(),
-                        granted_at: time.to_owned(),
-                        withdrawn_at: None,
-                    });
+                self.by_subject.entry(subject).or_default().push(Consent {
+                    id: consent,
+                    kind,
+                    categories,
+                    purpose,
+                    recipient,
+                    country,
+                    granted_at: time,
+                    withdrawn_at: None,
+                });
             }
             StateEvent::ConsentWithdrawn { consent, subject } => {
-                let Some(entry) = ledger
+                let Some(entry) = self
                     .by_subject
-                    .get_mut(subject)
-                    .and_then(|list| list.iter_mut().find(|c| &c.id == consent))
+                    .get_mut(&subject)
+                    .and_then(|list| list.iter_mut().find(|c| c.id == consent))
                     .filter(|c| c.withdrawn_at.is_none())
                 else {
                     return;
                 };
-                entry.withdrawn_at = Some(time.to_owned());
+                entry.withdrawn_at = Some(time);
                 let withdrawn: Vec<Terms> = entry
                     .categories
                     .iter()
@@ -423,7 +455,7 @@ impl ConsentLedger {
                         country: entry.country.clone(),
                     })
                     .collect();
-                if let Some(live) = ledger.live.get_mut(subject) {
+                if let Some(live) = self.live.get_mut(&subject) {
                     for terms in withdrawn {
                         if let Some(l) = live.iter_mut().find(|l| l.terms == terms) {
                             l.count = l.count.saturating_sub(1);
@@ -431,7 +463,7 @@ impl ConsentLedger {
                     }
                     live.retain(|l| l.count > 0);
                     if live.is_empty() {
-                        ledger.live.remove(subject);
+                        self.live.remove(&subject);
                     }
                 }
             }
@@ -445,43 +477,22 @@ impl ConsentLedger {
                 route,
                 status,
             } => {
-                ledger
-                    .provisions
-                    .entry(subject.clone())
+                self.provisions
+                    .entry(subject)
                     .or_default()
                     .push(ProvisionRecord {
-                        time: time.to_owned(),
-                        direction: *direction,
-                        recipient: recipient.clone(),
-                        categories: categories.clone(),
-                        purpose: purpose.clone(),
-                        request_id: request_id.clone(),
-                        route: route.clone(),
-                        status: *status,
+                        time,
+                        direction,
+                        recipient,
+                        categories,
+                        purpose,
+                        request_id,
+                        route,
+                        status,
                     });
             }
             _ => {}
         }
-    }
-
-    /// Replay consent and provision events from the state log
-    /// (`audit::segment::read_replayed_state`).
-    pub fn replay<'a>(
-        &self,
-        records: impl IntoIterator<Item = &'a crate::audit::segment::StateRecord>,
-    ) -> usize {
-        crate::audit::segment::replay_matching(
-            records,
-            |e| {
-                matches!(
-                    e,
-                    StateEvent::ConsentGranted { .. }
-                        | StateEvent::ConsentWithdrawn { .. }
-                        | StateEvent::ThirdPartyRecord { .. }
-                )
-            },
-            |r| self.apply(&r.event, &r.time),
-        )
     }
 }
 

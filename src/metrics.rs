@@ -65,6 +65,9 @@ pub struct Metrics {
     pub audit_checkpoint_size: IntGaugeVec,
     /// Access-record writes that failed as seen by requests.
     pub audit_write_failures: IntCounter,
+    /// Responses released to registered recipients, or data received from them, after their
+    /// durable third-party record (R-LOG-3), per recipient and direction.
+    pub third_party_records: IntCounterVec,
     /// Access records lost (`degrade` mode, or a full queue).
     pub audit_records_lost: IntGauge,
     /// Policy reloads by result (`ok`, `failed`).
@@ -230,6 +233,11 @@ impl Metrics {
             audit_write_failures: single_counter(
                 "audit_write_failures_total",
                 "Access-record writes that failed",
+            )?,
+            third_party_records: counter(
+                "third_party_records_total",
+                "Exchanges with registered recipients recorded before release (R-LOG-3)",
+                &["recipient", "direction"],
             )?,
             audit_records_lost: single_gauge(
                 "audit_records_lost",

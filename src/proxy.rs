@@ -283,6 +283,15 @@ impl ProxyHttp for Gateway {
                 tracing::error!(request_id = ctx.request_id(), "provision withheld: {e}");
                 return Error::e_explain(ErrorType::Custom(AUDIT_UNAVAILABLE), e.to_string());
             }
+            if let Some(m) = crate::metrics::metrics() {
+                let direction = match provision.direction {
+                    crate::consent::Direction::Provided => "provided",
+                    crate::consent::Direction::Received => "received",
+                };
+                m.third_party_records
+                    .with_label_values(&[&*provision.recipient.id, direction])
+                    .inc();
+            }
         }
         // The record is written before the response head is released: a client never holds
         // data whose record could still be lost (R-LOG-1). The body's size is the declared one.

@@ -234,7 +234,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let replayed = sessions.replay(&events);
     let controls_replayed = controls.replay(&events);
     let consents = Arc::new(crate::consent::ConsentLedger::default());
-    let consents_replayed = consents.replay(&events);
+    let consents_replayed = consents.replay(events);
     tracing::info!(
         replayed,
         controls_replayed,

@@ -137,8 +137,44 @@ pub struct StateRecord {
 
 /// The state events start-up replays (revocations, controls, consents), typed, from a state log
 /// directory. Every other event is skipped after reading only its name and time: start-up
-/// reads the whole state log, most of it policy versions and admin calls.
+/// reads the whole state log, most of it policy versions and admin calls. The records are
+/// parsed on every core (in order-preserving chunks): parsing, not applying, is most of a
+/// replay.
 pub fn read_replayed_state(dir: &Path) -> io::Result<Vec<StateRecord>> {
+    // Below this many records one thread is quicker than starting more.
+    const PARALLEL_FROM: usize = 20_000;
+    let mut files = Vec::new();
+    for (_, path) in list_segments(dir)? {
+        let bytes = std::fs::read(&path)?;
+        files.push((path, bytes));
+    }
+    let mut records = Vec::new();
+    for (path, bytes) in &files {
+        records.extend(complete_records(path, bytes)?);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || records.len() < PARALLEL_FROM {
+        return parse_replayed(&records);
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || parse_replayed(part)))
+            .collect();
+        let mut out = Vec::new();
+        for part in parts {
+            out.extend(
+                part.join()
+                    .map_err(|_| io::Error::other("replay thread panicked"))??,
+            );
+        }
+        Ok(out)
+    })
+}
+
+/// The replayed events among `records`, in order.
+fn parse_replayed(records: &[&[u8]]) -> io::Result<Vec<StateRecord>> {
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(borrow)]
@@ -158,15 +194,14 @@ pub fn read_replayed_state(dir: &Path) -> io::Result<Vec<StateRecord>> {
         "third_party_record",
     ];
     let mut out = Vec::new();
-    for_each_record(dir, |record| {
+    for record in records {
         let head: Head<'_> = serde_json::from_slice(record).map_err(io::Error::other)?;
         if REPLAYED.contains(&head.event) {
             let time = head.time.to_owned();
             let event = serde_json::from_slice(record).map_err(io::Error::other)?;
             out.push(StateRecord { time, event });
         }
-        Ok(())
-    })?;
+    }
     Ok(out)
 }
 
@@ -189,21 +224,30 @@ pub fn replay_matching<'a>(
 fn for_each_record(dir: &Path, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
     for (_, path) in list_segments(dir)? {
         let bytes = std::fs::read(&path)?;
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        for line in bytes[..complete]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-        {
-            let record = super::record::parse_line(line).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: unreadable record", path.display()),
-                )
-            })?;
-            f(record.record)?;
+        for record in complete_records(&path, &bytes)? {
+            f(record)?;
         }
     }
     Ok(())
+}
+
+/// The record bytes of every complete line of one segment's `bytes`, in order.
+fn complete_records<'b>(path: &Path, bytes: &'b [u8]) -> io::Result<Vec<&'b [u8]>> {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            super::record::parse_line(line)
+                .map(|l| l.record)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: unreadable record", path.display()),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// An append-only segment file being written.

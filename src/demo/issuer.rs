@@ -72,6 +72,28 @@ impl DemoIssuer {
         Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
     }
 
+    /// A multi-factor token of a recipient's application `client` for `subject`, launched for
+    /// `patient`, valid for an hour from `now` (the access benchmark's third party).
+    pub fn recipient_token(
+        &self,
+        subject: &'static str,
+        client: &'static str,
+        patient: &'static str,
+        now: i64,
+    ) -> Result<String, IssuerError> {
+        self.sign(
+            &Sign {
+                sub: subject,
+                client,
+                patient: Some(patient),
+                amr: &["pwd", "otp"],
+                auth_time: now,
+                sid: subject,
+            },
+            now,
+        )
+    }
+
     /// Tokens valid for an hour from `now`: the patient's own (multi-factor, password only,
     /// multi-factor but signed in an hour ago) and two recipients' (a clinic, a lapsed insurer).
     pub fn examples(&self, now: i64) -> Result<Vec<ExampleToken>, IssuerError> {
