@@ -44,6 +44,25 @@ impl Gateway {
             failures: FailureTracker::default(),
         }
     }
+
+    /// What the request steps keep between requests, for a client at `client`; rate limits
+    /// are charged only when given.
+    fn live_state<'a>(
+        &'a self,
+        client: Option<std::net::IpAddr>,
+        rate_limits: Option<&'a crate::limits::RateLimits>,
+    ) -> LiveState<'a> {
+        LiveState {
+            identity: IdentityState {
+                sessions: Some(&self.shared.sessions),
+                failures: Some(&self.failures),
+                client,
+            },
+            controls: Some(&self.shared.controls),
+            rate_limits,
+            consents: Some(&self.shared.consents),
+        }
+    }
 }
 
 /// The pingora error type that carries "the record could not be written" from
@@ -165,16 +184,7 @@ impl ProxyHttp for Gateway {
             headers: &header.headers,
             length_dropped_by_parser,
         };
-        let state = LiveState {
-            identity: IdentityState {
-                sessions: Some(&self.shared.sessions),
-                failures: Some(&self.failures),
-                client: ctx.client,
-            },
-            controls: Some(&self.shared.controls),
-            rate_limits: Some(&snapshot.limits.rates),
-            consents: Some(&self.shared.consents),
-        };
+        let state = self.live_state(ctx.client, Some(&snapshot.limits.rates));
         let mut evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
         ctx.decide_us = Some(ctx.started.elapsed().as_micros() as u64);
         let decision = std::mem::replace(&mut evaluation.decision, Decision::Allow);
@@ -507,16 +517,8 @@ impl Gateway {
                 }
             }
         }
-        let state = LiveState {
-            identity: IdentityState {
-                sessions: Some(&self.shared.sessions),
-                failures: Some(&self.failures),
-                client: ctx.client,
-            },
-            controls: Some(&self.shared.controls),
-            rate_limits: None,
-            consents: Some(&self.shared.consents),
-        };
+        // The request's limits were charged when it was first decided.
+        let state = self.live_state(ctx.client, None);
         let provision = pipeline::check_bundle(
             &body,
             snapshot,

@@ -279,16 +279,7 @@ fn access_keys_are_checked_when_the_policy_loads() {
             "\n[[routes]]\nid = \"r\"\nmethods = [\"GET\"]\npath = \"/r/{{id}}\"\nupstream = \"backend\"\ncategory = \"checkup\"\n{route_keys}\n"
         );
         let text = policy(&pki, 8443, 8081, "", &extra);
-        std::fs::write(dir.path().join("policy.toml"), &text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
-            .args(["check", "--policy"])
-            .arg(dir.path().join("policy.toml"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted {route_keys}");
         let line = text.lines().position(|l| l == route_keys).unwrap() + 1;
-        assert!(stderr.contains(&format!("policy.toml:{line}:")), "{stderr}");
-        assert!(stderr.contains(message), "{stderr}");
+        assert_policy_error(dir.path(), &text, line, message);
     }
 }

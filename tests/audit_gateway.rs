@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -260,46 +260,6 @@ async fn a_killed_gateway_keeps_the_record_of_every_answered_request() {
     stop(&mut gateway);
     let (ok, out) = audit_verify(dir.path());
     assert!(ok, "{out}");
-}
-
-/// A tmpfs mounted over the store, and unmounted however the test ends.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    /// `None` (and a message) when this process may not mount: run as root to test this.
-    fn mount(path: &Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(SmallDisk(path.to_path_buf())),
-            _ => {
-                eprintln!(
-                    "skipped: cannot mount a tmpfs at {} (needs root; CI runs as root)",
-                    path.display()
-                );
-                None
-            }
-        }
-    }
-
-    /// Fill the disk: write a filler file until the write fails.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let filler = self.0.join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        while file.write_all(&chunk).is_ok() {}
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 async fn full_disk_run(

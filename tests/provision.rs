@@ -406,50 +406,10 @@ async fn consents_and_provision_records_survive_a_restart() {
     assert_eq!(ids[0], request_id(&released));
 }
 
-/// A tmpfs mounted over the audit store, unmounted however the test ends.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(path: &std::path::Path) -> Option<Self> {
-        std::fs::create_dir_all(path).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!(
-                "skipped: cannot mount a tmpfs at {} (needs root; CI runs as root)",
-                path.display()
-            );
-        }
-        mounted.then(|| SmallDisk(path.to_path_buf()))
-    }
-
-    fn fill(&self) -> std::path::PathBuf {
-        use std::io::Write;
-        let filler = self.0.join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        while file.write_all(&chunk).is_ok() {}
-        let _ = file.write_all(&[0u8]);
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_data_is_released_when_its_provision_record_cannot_be_written_r_log_3() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("audit")) else {
+    let Some(disk) = SmallDisk::mount(&dir.path().join("audit"), "1m") else {
         return;
     };
     // `degrade`: ordinary requests go on without their access records; a provision never does.
@@ -541,17 +501,8 @@ fn recipients_are_checked_when_the_policy_loads_r_az_8() {
             .collect::<Vec<_>>()
             .join("\n");
         let text = policy(&pki, 8443, 8081, "", &format!("\n{clinic}\n{second}\n"));
-        std::fs::write(dir.path().join("policy.toml"), &text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
-            .args(["check", "--policy"])
-            .arg(dir.path().join("policy.toml"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted {entry}");
         let lines: Vec<&str> = text.lines().collect();
         let line = lines.iter().rposition(|l| *l == bad_line).unwrap() + 1;
-        assert!(stderr.contains(&format!("policy.toml:{line}:")), "{stderr}");
-        assert!(stderr.contains(message), "{stderr}");
+        assert_policy_error(dir.path(), &text, line, message);
     }
 }

@@ -494,3 +494,58 @@ category = "account"
         key = pki.key_path.display(),
     )
 }
+
+/// A tmpfs mounted over the store, and unmounted however the test ends.
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` (and a message) when this process may not mount: run as root to test this.
+    pub fn mount(path: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(SmallDisk(path.to_path_buf())),
+            _ => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs at {} (needs root; CI runs as root)",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Fill the disk: write a filler file until the write fails.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Run `phr-gateway check` on `text` (written to `dir/policy.toml`) and assert that it fails
+/// naming `line` (1-based) of the file and saying `message`.
+pub fn assert_policy_error(dir: &Path, text: &str, line: usize, message: &str) {
+    std::fs::write(dir.join("policy.toml"), text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
+        .args(["check", "--policy"])
+        .arg(dir.join("policy.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted: {message}");
+    assert!(stderr.contains(&format!("policy.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+}
