@@ -31,6 +31,7 @@ fn table() -> RouteTable {
                 step_up: Default::default(),
                 allow_from: Default::default(),
                 access: Default::default(),
+                inspect: Default::default(),
             });
             assert!(added.is_ok(), "{added:?}");
         }

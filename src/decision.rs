@@ -85,6 +85,8 @@ pub enum Reason {
     AccessFhirUnsupported,
     /// A request body the gateway must read whole (a FHIR Bundle) is larger than it reads.
     ProtocolBodyTooLarge,
+    /// Input inspection found an attack in the request (R-WAF-1).
+    InspectBlocked,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -136,6 +138,7 @@ impl Reason {
         Reason::AccessRecipientUnconfirmed,
         Reason::AccessFhirUnsupported,
         Reason::ProtocolBodyTooLarge,
+        Reason::InspectBlocked,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -181,6 +184,7 @@ impl Reason {
             Reason::AccessRecipientUnconfirmed => "access.recipient_unconfirmed",
             Reason::AccessFhirUnsupported => "access.fhir_unsupported",
             Reason::ProtocolBodyTooLarge => "protocol.body_too_large",
+            Reason::InspectBlocked => "inspect.blocked",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -224,6 +228,7 @@ impl Reason {
             | Reason::AccessRecipientUnconfirmed
             | Reason::AccessFhirUnsupported => 403,
             Reason::ProtocolBodyTooLarge => 413,
+            Reason::InspectBlocked => 403,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -273,6 +278,7 @@ impl Reason {
             Reason::AccessRecipientUnconfirmed => "Recipient's compliance confirmation expired",
             Reason::AccessFhirUnsupported => "FHIR interaction the gateway cannot authorise",
             Reason::ProtocolBodyTooLarge => "Request body too large",
+            Reason::InspectBlocked => "Request refused by input inspection",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",

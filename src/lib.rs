@@ -14,6 +14,7 @@
 //! | [`route`] | the route table and default deny |
 //! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
 //! | [`access`] | what the caller may do: scopes (SMART on FHIR, derived on FHIR routes), roles, whose data it is, purposes, recipients |
+//! | [`inspect`] | input inspection (無害化): normalisation, detectors, the corpus evaluation |
 //! | [`consent`] | the consent ledger: acquisition and provision consents, withdrawal, history, third-party records |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
 //! | [`decision`] | `Decision`, reason codes, problem+json |
@@ -48,6 +49,7 @@ pub mod forward;
 pub mod harden;
 pub mod headers;
 pub mod identity;
+pub mod inspect;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Input inspection tools (docs/inspect.md).
+    Inspect {
+        #[command(subcommand)]
+        command: InspectCommand,
+    },
     /// Say, per guideline requirement, whether the policy enforces it (R-CMP-1).
     Report {
         /// The policy file.
@@ -170,6 +175,24 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum InspectCommand {
+    /// Run corpora of request cases (JSON lines, ../shared/corpora/README.md's format) through
+    /// the inspection the proxy runs, with the default settings a new operator gets; print
+    /// true/false positives and negatives per class and the throughput.
+    Eval {
+        /// `md` (a table) or `json` (`{"total": {...}, "classes": {...}, "mb_per_s": ...}`).
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+        /// Also list (up to 50 of each) the missed attacks and refused legitimate cases.
+        #[arg(long)]
+        show_misses: bool,
+        /// The corpus files.
+        #[arg(required = true)]
+        corpora: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Verify a store directory or an export file: every chain link, every checkpoint signature
     /// and root. Prints every finding with its location; exit 1 on any.
@@ -247,6 +270,14 @@ fn main() -> ExitCode {
         }),
         Command::Schema => print_schema(),
         Command::Audit { command } => audit(command),
+        Command::Inspect {
+            command:
+                InspectCommand::Eval {
+                    format,
+                    show_misses,
+                    corpora,
+                },
+        } => inspect_eval(&corpora, &format, show_misses),
         Command::Report { policy, format } => report(&policy, &format),
         Command::Admin {
             connection,
@@ -260,6 +291,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `phr-gateway inspect eval`.
+fn inspect_eval(corpora: &[PathBuf], format: &str, show_misses: bool) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let mut readers: Vec<Box<dyn std::io::BufRead>> = Vec::new();
+    for path in corpora {
+        let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        readers.push(Box::new(std::io::BufReader::new(file)));
+    }
+    let report = phr_gateway::inspect::eval::run(&mut readers).context("reading the corpora")?;
+    if format == "json" {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", phr_gateway::inspect::eval::table(&report));
+    }
+    if show_misses {
+        for line in &report.examples {
+            eprintln!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Load the policy and install the TLS provider it asks for, before pingora exists: the

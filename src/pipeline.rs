@@ -4,10 +4,12 @@
 //!
 //! Order: protocol framing → network (R-NET-1) → mode (emergency stop, read-only) → per-client
 //! rate limit → the gateway's own endpoints → route (default deny) → the route's networks →
-//! identity → access: scopes, roles, whose data (R-AZ-1) → subject stop of the caller and of the
-//! data subject (R-AZ-7) → per-subject and per-route rate limits. The per-client
-//! limit sits before identity so that a flood is refused before any signature is checked.
-//! Later steps (access, inspection) slot in here.
+//! input inspection of the head (R-WAF-1) → identity → access: scopes, roles, whose data
+//! (R-AZ-1) → subject stop of the caller and of the data subject (R-AZ-7) → per-subject and
+//! per-route rate limits. The per-client limit and inspection sit before identity so that a
+//! flood or a scanner is refused before any signature is checked. A body (a FHIR Bundle, an
+//! inspected upload) is checked by the proxy once read: [`check_bundle`] and
+//! [`crate::inspect::inspect_body_of`].
 
 use http::{HeaderMap, Method};
 
@@ -135,6 +137,12 @@ pub struct Evaluation<'s> {
     /// A FHIR batch or transaction allowed so far: the proxy reads its body and finishes the
     /// check with [`check_bundle`].
     pub bundle: Option<PendingBundle>,
+    /// What input inspection found in the head (R-WAF-1): the refusal's cause in `block`
+    /// mode, the record's rule ids in `detect` mode.
+    pub findings: Vec<crate::inspect::Finding>,
+    /// Whether the route inspects bodies and the request has one: the proxy reads it whole
+    /// before forwarding and inspects it.
+    pub inspect_body: bool,
     /// Allow, or the refusal.
     pub decision: Decision,
 }
@@ -154,6 +162,8 @@ pub fn evaluate<'s>(
         purpose: None,
         provision: None,
         bundle: None,
+        findings: Vec::new(),
+        inspect_body: false,
         decision: Decision::Refuse(refusal),
     };
     if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
@@ -187,6 +197,8 @@ pub fn evaluate<'s>(
             purpose: None,
             provision: None,
             bundle: None,
+            findings: Vec::new(),
+            inspect_body: false,
             decision: Decision::Allow,
         };
     }
@@ -197,6 +209,23 @@ pub fn evaluate<'s>(
     let (index, route) = (found.index, found.route);
     if let Err(refusal) = net::check_route(&route.allow_from, client) {
         return refuse(Some((index, route)), refusal);
+    }
+    // Input inspection of the head, before any signature is checked (R-WAF-1).
+    let mut findings = Vec::new();
+    if route.inspect.is_on() {
+        findings = route
+            .inspect
+            .keep(crate::inspect::inspect(&crate::inspect::Target {
+                path: request.path,
+                query: request.query,
+                headers: request.headers,
+                body: None,
+            }));
+        if let (crate::inspect::Mode::Block, Some(first)) = (route.inspect.mode, findings.first()) {
+            let mut evaluation = refuse(Some((index, route)), crate::inspect::refusal(first));
+            evaluation.findings = findings;
+            return evaluation;
+        }
     }
     let principal = match identity::identify(
         request.headers,
@@ -233,8 +262,19 @@ pub fn evaluate<'s>(
         purpose: outcome.purpose,
         provision: outcome.provision,
         bundle: outcome.bundle,
+        findings,
+        inspect_body: route.inspect.is_on() && has_body(request.headers),
         decision: Decision::Allow,
     }
+}
+
+/// Whether a request carries a body (a length above zero, or chunked).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// The access steps for a verified caller: scopes, roles, purpose and whose data (R-AZ-1,

@@ -85,6 +85,8 @@ pub struct RequestContext {
     /// The release to a registered recipient this request asks for, recorded before the
     /// response leaves (R-LOG-3).
     provision: Option<crate::consent::Provision>,
+    /// What input inspection found (R-WAF-1): rule ids for the record.
+    findings: Vec<crate::inspect::Finding>,
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
@@ -137,6 +139,7 @@ impl ProxyHttp for Gateway {
             principal: None,
             purpose: None,
             provision: None,
+            findings: Vec::new(),
             outcome: Outcome::Forwarded,
             started: Instant::now(),
             arrived: SystemTime::now(),
@@ -194,8 +197,13 @@ impl ProxyHttp for Gateway {
         ctx.purpose = evaluation.purpose;
         ctx.provision = evaluation.provision;
         ctx.snapshot = Some(Arc::clone(&snapshot));
-        if let (Decision::Allow, Some(pending)) = (&decision, &evaluation.bundle) {
-            let checked = self.check_bundle(session, &snapshot, pending, ctx).await;
+        ctx.findings = std::mem::take(&mut evaluation.findings);
+        if matches!(decision, Decision::Allow)
+            && (evaluation.bundle.is_some() || evaluation.inspect_body)
+        {
+            let checked = self
+                .check_body(session, &snapshot, evaluation.bundle.as_ref(), ctx)
+                .await;
             if let Err(refusal) = checked {
                 ctx.outcome = Outcome::Refused(refusal.reason);
                 self.respond_refusal(session, &refusal, ctx).await?;
@@ -472,20 +480,21 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Finish a FHIR batch or transaction's access check with its body (R-AZ-1, R-AZ-4): read
-    /// it whole — into pingora's retry buffer, which then forwards it unchanged — and check
-    /// every entry. A body larger than that buffer is refused with 413.
-    async fn check_bundle(
+    /// Read a body whole before anything is forwarded — into pingora's retry buffer, which then
+    /// forwards it unchanged — and check it: a FHIR Bundle, create or update entry by entry
+    /// (R-AZ-1, R-AZ-4), and input inspection (R-WAF-1). A body larger than that buffer is
+    /// refused with 413.
+    async fn check_body(
         &self,
         session: &mut Session,
         snapshot: &Snapshot,
-        pending: &pipeline::PendingBundle,
+        pending: Option<&pipeline::PendingBundle>,
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), Refusal> {
         // pingora's retry buffer holds 64 KiB; a larger body could not be forwarded after it
         // has been read.
         const MAX: usize = 64 * 1024;
-        let (Some((_, route)), Some(principal)) = (ctx.routed(), ctx.principal.clone()) else {
+        let Some(route) = ctx.route.map(|i| &snapshot.routes.routes()[i]) else {
             return Ok(());
         };
         let declared = session
@@ -496,7 +505,9 @@ impl Gateway {
         let too_large = || {
             Refusal::new(
                 Reason::ProtocolBodyTooLarge,
-                format!("a Bundle is read whole before it is forwarded: at most {MAX} bytes"),
+                format!(
+                    "this route reads a body whole before it is forwarded: at most {MAX} bytes"
+                ),
             )
         };
         if declared.is_some_and(|n| n > MAX) {
@@ -512,11 +523,27 @@ impl Gateway {
                 Err(_) => {
                     return Err(Refusal::new(
                         Reason::ProtocolMalformedBody,
-                        "the Bundle could not be read as framed",
+                        "the body could not be read as framed",
                     ))
                 }
             }
         }
+        if route.inspect.is_on() {
+            let found = route.inspect.keep(crate::inspect::inspect_body_of(
+                &body,
+                &session.req_header().headers,
+            ));
+            let blocked = route.inspect.mode == crate::inspect::Mode::Block;
+            if let (true, Some(first)) = (blocked, found.first()) {
+                let refusal = crate::inspect::refusal(first);
+                ctx.findings.extend(found);
+                return Err(refusal);
+            }
+            ctx.findings.extend(found);
+        }
+        let (Some(pending), Some(principal)) = (pending, ctx.principal.clone()) else {
+            return Ok(());
+        };
         // The request's limits were charged when it was first decided.
         let state = self.live_state(ctx.client, None);
         let provision = pipeline::check_bundle(
@@ -798,6 +825,18 @@ fn observe(ctx: &RequestContext, status: u16) {
         return;
     };
     let route = ctx.routed().map_or("-", |(_, r)| &*r.id);
+    if !ctx.findings.is_empty() {
+        // Blocked findings are those of a request inspection refused; the rest were recorded.
+        let action = match ctx.outcome {
+            Outcome::Refused(Reason::InspectBlocked) => "block",
+            _ => "detect",
+        };
+        for finding in &ctx.findings {
+            m.inspection_hits
+                .with_label_values(&[finding.hit.class.name(), action])
+                .inc();
+        }
+    }
     let class = match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
@@ -887,7 +926,7 @@ fn access_record(
         bytes_out,
         upstream_us: ctx.upstream_us,
         total_us: ctx.started.elapsed().as_micros() as u64,
-        rules: Vec::new(),
+        rules: ctx.findings.iter().map(|f| f.hit.rule.to_owned()).collect(),
     }
 }
 

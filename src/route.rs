@@ -37,6 +37,8 @@ pub struct Route {
     pub allow_from: crate::net::NetworkList,
     /// Scopes, roles and the data subject (R-AZ-1).
     pub access: crate::access::RouteAccess,
+    /// Input inspection (R-WAF-1).
+    pub inspect: crate::inspect::RouteInspection,
 }
 
 struct PathEntry {

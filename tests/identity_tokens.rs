@@ -388,6 +388,7 @@ fn route(mfa: bool, step_up: StepUp) -> Route {
         step_up,
         allow_from: Default::default(),
         access: Default::default(),
+        inspect: Default::default(),
     }
 }
 

@@ -602,7 +602,33 @@ fn compile_route(
         },
         allow_from,
         access: access.unwrap_or_default(),
+        inspect: compile_inspection(section, diags),
     })
+}
+
+/// A route's inspection mode and exclusions: every exclusion names a known rule or class.
+fn compile_inspection(
+    section: &RouteSection,
+    diags: &mut Diagnostics<'_>,
+) -> crate::inspect::RouteInspection {
+    let mut exclude = Vec::new();
+    for entry in &section.inspect_exclude {
+        let text = entry.get_ref();
+        if crate::inspect::is_rule_or_class(text) {
+            exclude.push(text.clone());
+        } else {
+            diags.at(
+                entry.span(),
+                format!(
+                    "`{text}` is not an inspection rule id or class (docs/inspect.md lists them)"
+                ),
+            );
+        }
+    }
+    crate::inspect::RouteInspection {
+        mode: section.inspect,
+        exclude,
+    }
 }
 
 /// The purpose catalogue and the purpose header (R-AZ-2).

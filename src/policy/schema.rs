@@ -486,6 +486,15 @@ pub struct RouteSection {
     /// query (and a Bundle's entries), instead of `subject`.
     #[schemars(with = "Option<String>")]
     pub fhir: Option<Spanned<String>>,
+    /// Input inspection (R-WAF-1): `block` (default), `detect` (forward and record the rule
+    /// ids) or `off`. See docs/inspect.md.
+    #[serde(default)]
+    pub inspect: crate::inspect::Mode,
+    /// Rule ids (`sqli-100`) or classes (`ssrf`) not applied on this route: the false positives
+    /// an operator meets, excluded where they occur (CRS-style exclusions).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub inspect_exclude: Vec<Spanned<String>>,
 }
 
 /// `[network]`: which networks may use the public listener (R-NET-1). Entries are CIDR

@@ -12,6 +12,7 @@ fn route(id: &str, methods: &[Method], pattern: &str) -> Route {
         step_up: Default::default(),
         allow_from: Default::default(),
         access: Default::default(),
+        inspect: Default::default(),
     }
 }
 

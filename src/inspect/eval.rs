@@ -1,0 +1,227 @@
+//! `phr-gateway inspect eval`: corpora of HTTP request cases (`../shared/corpora/README.md`'s
+//! format) through the same inspection the proxy runs — the framing checks and
+//! [`super::inspect`] — with no network. Per class: true and false positives and negatives;
+//! and throughput. A case counts as detected when it would be refused.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// One case of a corpus.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    /// Its id.
+    pub id: String,
+    /// Its attack class, or `benign`.
+    pub class: String,
+    /// `block` or `allow`.
+    pub expect: String,
+    /// The method (not inspected: routing checks it).
+    #[serde(default)]
+    pub method: String,
+    /// The request target, query included.
+    pub path: String,
+    /// `[name, value]` pairs.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Option<String>,
+    /// Whether `body` is base64.
+    #[serde(default)]
+    pub body_base64: bool,
+}
+
+/// Counts for one class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Attacks detected.
+    pub tp: u64,
+    /// Attacks missed.
+    #[serde(rename = "fn")]
+    pub missed: u64,
+    /// Legitimate requests refused.
+    pub fp: u64,
+    /// Legitimate requests passed.
+    pub tn: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.tp += other.tp;
+        self.missed += other.missed;
+        self.fp += other.fp;
+        self.tn += other.tn;
+    }
+}
+
+/// The evaluation's result.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// All classes together.
+    pub total: Counts,
+    /// Per class (`benign` holds the legitimate cases).
+    pub classes: BTreeMap<String, Counts>,
+    /// Inspection throughput over the cases' bytes, in MB/s.
+    pub mb_per_s: f64,
+    /// Cases that could not be built into a request (counted nowhere else).
+    pub unreadable: u64,
+    /// Ids of missed attacks and refused legitimate cases (the first 50 of each).
+    #[serde(skip)]
+    pub examples: Vec<String>,
+}
+
+/// Whether inspection (and framing) would refuse this case. `None` when the case cannot be
+/// made into a request (a header name or value no HTTP library accepts).
+pub fn refused(case: &Case) -> Option<bool> {
+    verdict(case).map(|v| v.is_some())
+}
+
+/// Why inspection (and framing) would refuse this case: the rule id, or `None` when it passes.
+/// `None` outside when the case cannot be made into a request.
+pub fn verdict(case: &Case) -> Option<Option<&'static str>> {
+    let (path, query) = match case.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (case.path.as_str(), None),
+    };
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &case.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+        // A value with CR or LF cannot be sent as one header: a client or proxy splits or
+        // refuses it. The case is an attack either way; the gateway's parser refuses it.
+        let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) else {
+            return Some(Some("protocol-header"));
+        };
+        headers.append(name, value);
+    }
+    if let Err(refusal) = crate::protocol::check_framing(&headers, false) {
+        return Some(Some(refusal.reason.code()));
+    }
+    // Routing serves these methods only (`policy::compile`): any other is refused before
+    // inspection.
+    const ROUTABLE: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    if !ROUTABLE.contains(&case.method.as_str()) {
+        return Some(Some("protocol-method"));
+    }
+    let body = match (&case.body, case.body_base64) {
+        (Some(b), true) => Some(base64::engine::general_purpose::STANDARD.decode(b).ok()?),
+        (Some(b), false) => Some(b.as_bytes().to_vec()),
+        (None, _) => None,
+    };
+    let target = super::Target {
+        path,
+        query,
+        headers: &headers,
+        body: body.as_deref(),
+    };
+    Some(super::inspect(&target).first().map(|f| f.hit.rule))
+}
+
+/// Run every case of `corpora` (JSON lines).
+pub fn run(corpora: &mut [Box<dyn BufRead>]) -> std::io::Result<Report> {
+    let mut report = Report::default();
+    let mut bytes = 0usize;
+    let mut spent = Duration::ZERO;
+    let mut missed_examples = 0;
+    let mut fp_examples = 0;
+    for corpus in corpora.iter_mut() {
+        for line in corpus.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(case) = serde_json::from_str::<Case>(&line) else {
+                report.unreadable += 1;
+                continue;
+            };
+            bytes += case.path.len()
+                + case.body.as_ref().map_or(0, String::len)
+                + case
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>();
+            let started = Instant::now();
+            let Some(rule) = verdict(&case) else {
+                report.unreadable += 1;
+                continue;
+            };
+            let refused = rule.is_some();
+            spent += started.elapsed();
+            let attack = case.expect == "block";
+            let counts = match (attack, refused) {
+                (true, true) => Counts {
+                    tp: 1,
+                    ..Counts::default()
+                },
+                (true, false) => Counts {
+                    missed: 1,
+                    ..Counts::default()
+                },
+                (false, true) => Counts {
+                    fp: 1,
+                    ..Counts::default()
+                },
+                (false, false) => Counts {
+                    tn: 1,
+                    ..Counts::default()
+                },
+            };
+            if counts.missed == 1 && missed_examples < 50 {
+                missed_examples += 1;
+                report.examples.push(format!("missed {}", case.id));
+            }
+            if counts.fp == 1 && fp_examples < 400 {
+                fp_examples += 1;
+                report
+                    .examples
+                    .push(format!("refused {} {}", case.id, rule.unwrap_or("-")));
+            }
+            report.total.add(counts);
+            report.classes.entry(case.class).or_default().add(counts);
+        }
+    }
+    report.mb_per_s = bytes as f64 / 1e6 / spent.as_secs_f64().max(1e-9);
+    Ok(report)
+}
+
+/// The report as a table.
+pub fn table(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| class | tp | fn | fp | tn | detected | legitimate refused |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let pct = |a: u64, b: u64| {
+        if a + b == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}%", 100.0 * a as f64 / (a + b) as f64)
+        }
+    };
+    let mut row = |name: &str, c: &Counts| {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            c.tp,
+            c.missed,
+            c.fp,
+            c.tn,
+            pct(c.tp, c.missed),
+            pct(c.fp, c.tn)
+        );
+    };
+    for (class, counts) in &report.classes {
+        row(class, counts);
+    }
+    row("total", &report.total);
+    let _ = writeln!(out, "\ninspection throughput: {:.1} MB/s", report.mb_per_s);
+    if report.unreadable > 0 {
+        let _ = writeln!(out, "cases that are not requests: {}", report.unreadable);
+    }
+    out
+}

