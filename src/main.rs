@@ -183,7 +183,8 @@ enum InspectCommand {
         /// `md` (a table) or `json` (`{"total": {...}, "classes": {...}, "mb_per_s": ...}`).
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
-        /// Also list (up to 50 of each) the missed attacks and refused legitimate cases.
+        /// Also list (up to 5,000 of each) the missed attacks, and the refused legitimate cases
+        /// with the rule that refused each.
         #[arg(long)]
         show_misses: bool,
         /// The corpus files.

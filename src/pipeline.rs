@@ -140,8 +140,8 @@ pub struct Evaluation<'s> {
     /// What input inspection found in the head (R-WAF-1): the refusal's cause in `block`
     /// mode, the record's rule ids in `detect` mode.
     pub findings: Vec<crate::inspect::Finding>,
-    /// Whether the route inspects bodies and the request has one: the proxy reads it whole
-    /// before forwarding and inspects it.
+    /// Whether the route inspects bodies: when the request has one (which only the connection
+    /// knows: an HTTP/2 body needs no length), the proxy reads it whole and inspects it.
     pub inspect_body: bool,
     /// Allow, or the refusal.
     pub decision: Decision,
@@ -263,18 +263,9 @@ pub fn evaluate<'s>(
         provision: outcome.provision,
         bundle: outcome.bundle,
         findings,
-        inspect_body: route.inspect.is_on() && has_body(request.headers),
+        inspect_body: route.inspect.is_on(),
         decision: Decision::Allow,
     }
-}
-
-/// Whether a request carries a body (a length above zero, or chunked).
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
 }
 
 /// The access steps for a verified caller: scopes, roles, purpose and whose data (R-AZ-1,

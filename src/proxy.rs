@@ -198,9 +198,9 @@ impl ProxyHttp for Gateway {
         ctx.provision = evaluation.provision;
         ctx.snapshot = Some(Arc::clone(&snapshot));
         ctx.findings = std::mem::take(&mut evaluation.findings);
-        if matches!(decision, Decision::Allow)
-            && (evaluation.bundle.is_some() || evaluation.inspect_body)
-        {
+        // An HTTP/2 body needs no Content-Length: the connection says whether one follows.
+        let inspect_body = evaluation.inspect_body && !session.as_downstream_mut().is_body_empty();
+        if matches!(decision, Decision::Allow) && (evaluation.bundle.is_some() || inspect_body) {
             let checked = self
                 .check_body(session, &snapshot, evaluation.bundle.as_ref(), ctx)
                 .await;

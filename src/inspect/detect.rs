@@ -103,6 +103,7 @@ pub const CLASSES: &[Class] = &[
 
 /// The ids of the rules that are not patterns in the tables below.
 const CODE_RULES: &[&str] = &[
+    "java-130",
     "sqli-100",
     "xss-100",
     "xss-120",
@@ -190,6 +191,24 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"/bin/(?:ba|z|k|c|da)?sh\b|\bcmd(?:\.exe)?\s*/c\b|\bpowershell(?:\.exe)?\s+-|\(\s*\)\s*\{[^}]*;\s*\}",
     },
     Rule {
+        id: "rce-140",
+        class: Class::Rce,
+        // cmd.exe's loop: `for /l %a in (1,1,2) do …`.
+        pattern: r"\bfor\s+(?:/[a-z]\s+)*(?:[a-z]:\S*\s+)?%%?\S{1,20}\s+in\s*\([^)]*\)\s*do\b",
+    },
+    Rule {
+        id: "rce-150",
+        class: Class::Rce,
+        // Shell globs that spell a path without its name: `/bi[n]/bash`, `/etc/[p]asswd`.
+        pattern: r"(?:^|[\s=;|&])/[a-z0-9_./*-]*\[[^\]\s]{0,7}[a-z?*!^-][^\]\s]{0,7}\][a-z0-9_./?*-]*",
+    },
+    Rule {
+        id: "rce-160",
+        class: Class::Rce,
+        // Shell expansions: `${cmd}`, `${PATH#…}`, `$(( … ))`, process substitution `<(cmd)`.
+        pattern: r"\$\{[a-z_][a-z0-9_]*(?:(?:[#%/^,~]|:-)[^}]*)?\}|\$\(\(|[<>]\(\s*[a-z]",
+    },
+    Rule {
         id: "ssti-100",
         class: Class::Ssti,
         pattern: r"\{\{[^}]*(?:\d\s*[*+/-]\s*\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
@@ -248,6 +267,12 @@ const VALUE_RULES: &[Rule] = &[
         id: "session-100",
         class: Class::SessionFixation,
         pattern: r#"\.cookie\b[^=]{0,40}=|set-cookie\s*:|http-equiv\s*=\s*['"]?set-cookie"#,
+    },
+    Rule {
+        id: "java-120",
+        class: Class::Java,
+        // Gadget classes of Java deserialization chains (commons-collections and friends).
+        pattern: r"clonetransformer|forclosure|instantiatefactory|instantiatetransformer|invokertransformer|prototypeclonefactory|prototypeserializationfactory|whileclosure|xmldecoder|com\.sun\.|org\.apache\.commons\.collections|sun\.misc\.|\bbsh\.",
     },
     Rule {
         id: "nosql-100",
@@ -348,6 +373,12 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if let Some(hit) = jndi(&n.folded) {
         return Some(hit);
     }
+    if java_base64(&n.decoded) {
+        return Some(Hit {
+            rule: "java-130",
+            class: Class::Java,
+        });
+    }
     if urls_are_fetched {
         if let Some(hit) = ssrf(&n.folded) {
             return Some(hit);
@@ -386,6 +417,57 @@ fn libinjection_sqli(decoded: &str) -> bool {
         .any(|b| matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'(' | b')' | b'#'))
         || bytes.windows(2).any(|w| w == b"--" || w == b"/*");
     breaks_out && libinjectionrs::detect_sqli(bytes).is_injection()
+}
+
+/// Java gadget and reflection words hidden in base64 (a serialized payload in a parameter):
+/// each word's base64 form at the three byte alignments a surrounding text can give it,
+/// matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md).
+fn java_base64(decoded: &str) -> bool {
+    static WORDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+        std::sync::LazyLock::new(|| {
+            const WORDS: &[&str] = &[
+                "runtime",
+                "processbuilder",
+                "clonetransformer",
+                "forclosure",
+                "instantiatefactory",
+                "instantiatetransformer",
+                "invokertransformer",
+                "prototypeclonefactory",
+                "prototypeserializationfactory",
+                "whileclosure",
+                "getproperty",
+                "filewriter",
+                "xmldecoder",
+            ];
+            let mut patterns = Vec::new();
+            for word in WORDS {
+                let mut capital = word.to_string();
+                capital[..1].make_ascii_uppercase();
+                for form in [word.to_string(), capital] {
+                    patterns.extend(base64_shifts(form.as_bytes()));
+                }
+            }
+            aho_corasick::AhoCorasick::new(patterns).ok()
+        });
+    decoded.len() >= 8 && WORDS.as_ref().is_some_and(|words| words.is_match(decoded))
+}
+
+/// The base64 characters that encode `word` alone, at each of the three byte offsets it can
+/// start at in a longer text.
+fn base64_shifts(word: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    (0..3)
+        .map(|offset| {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(word);
+            let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes);
+            // Characters whose six bits all come from the word.
+            let first = (8 * offset).div_ceil(6);
+            let last = (8 * (offset + word.len())) / 6;
+            encoded[first..last.min(encoded.len())].to_owned()
+        })
+        .collect()
 }
 
 /// JNDI lookups, after unwrapping the lookups Log4j itself expands inside them
@@ -589,6 +671,8 @@ mod tests {
             ("{{ config.items() }}", "ssti"),
             ("<?php system('id'); ?>", "php"),
             ("java.lang.Runtime.getRuntime()", "java"),
+            ("cnVudGltZQ", "java"),
+            ("x=rO0ABXNyADJzdW4ucmVmbGVjdC5hbm5vdGF0aW9u", "java"),
             (
                 "%{#context['xwork.MethodAccessor.denyMethodExecution']=false}",
                 "java",
