@@ -160,22 +160,28 @@ fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
 /// Verdicts on header values seen before: a client sends the same `User-Agent` on every
 /// request, and libinjection's word lookup is most of an uncached header's cost. Keyed by the
 /// whole value (no hash collision can pass an attack as a benign value seen before); values
-/// over 512 bytes are not kept.
-fn header_hit(raw: &[u8]) -> Option<Hit> {
+/// over 512 bytes are not kept. `Referer` and `Origin` name pages, never addresses a backend
+/// fetches: an internal host there is not SSRF (a staff portal on `http://10.0.0.5/`).
+fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
     static SEEN: std::sync::LazyLock<quick_cache::sync::Cache<Box<[u8]>, Option<Hit>>> =
         std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(16_384));
     if plain(raw) {
         return None;
     }
+    let fetched = !matches!(name.as_str(), "referer" | "origin");
+    let verdict = |raw: &[u8]| detect::value_with(&normalise(raw, Plus::Literal), fetched);
     if raw.len() > 512 {
-        return value_hit(raw, Plus::Literal);
+        return verdict(raw);
     }
-    if let Some(verdict) = SEEN.get(raw) {
-        return verdict;
+    let mut key = Vec::with_capacity(raw.len() + 1);
+    key.push(u8::from(fetched));
+    key.extend_from_slice(raw);
+    if let Some(found) = SEEN.get(key.as_slice()) {
+        return found;
     }
-    let verdict = value_hit(raw, Plus::Literal);
-    SEEN.insert(raw.into(), verdict);
-    verdict
+    let found = verdict(raw);
+    SEEN.insert(key.into_boxed_slice(), found);
+    found
 }
 
 struct Findings(Vec<Finding>);
@@ -258,7 +264,7 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
         if SKIPPED_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        if found.add(header_hit(value.as_bytes()), Place::Header) {
+        if found.add(header_hit(name, value.as_bytes()), Place::Header) {
             return;
         }
     }
@@ -555,6 +561,20 @@ mod tests {
             ),
             ["xxe-100"]
         );
+    }
+
+    #[test]
+    fn a_page_address_is_not_a_fetched_url() {
+        let from_intranet = [
+            ("referer", "http://10.0.0.5/portal?id=1"),
+            ("origin", "http://localhost:3000"),
+        ];
+        assert!(findings("/x", None, &from_intranet, None).is_empty());
+        let fetched = [("x-callback-url", "http://169.254.169.254/latest/meta-data/")];
+        assert_eq!(findings("/x", None, &fetched, None), ["ssrf-100"]);
+        // Other attacks in a Referer are still found.
+        let xss = [("referer", "http://e.example/?q=<script>alert(1)</script>")];
+        assert_eq!(findings("/x", None, &xss, None), ["xss-110"]);
     }
 
     #[test]
