@@ -246,6 +246,14 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -i --cacert {ca} {base}/fhir/Patient/p-001/_history"
     );
+    let _ = writeln!(
+        s,
+        "  # refused 403 inspect.blocked: input inspection (無害化) finds script in the query"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} '{base}/fhir/Patient/p-001?q=%3Cscript%3Ealert(1)%3C/script%3E'"
+    );
     let _ = writeln!(s, "  # refused 405 route.method_not_allowed");
     let _ = writeln!(
         s,

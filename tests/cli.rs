@@ -460,6 +460,15 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     .await
     .expect("request");
     assert_eq!(reply.json()["reason"], "identity.step_up_required");
+    let reply = get(
+        public,
+        config.clone(),
+        "/fhir/Patient/p-001?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        &[],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.json()["reason"], "inspect.blocked");
     let reply = get(public, config, "/fhir/Patient/p-001/_history", &[])
         .await
         .expect("request");
