@@ -87,6 +87,14 @@ pub enum Reason {
     ProtocolBodyTooLarge,
     /// Input inspection found an attack in the request (R-WAF-1).
     InspectBlocked,
+    /// The request target is longer than `limits.max_uri_bytes` (R-WAF-3).
+    ProtocolUriTooLong,
+    /// More query parameters than `limits.max_query_params` (R-WAF-3).
+    ProtocolTooManyParameters,
+    /// More header fields than `limits.max_headers` (R-WAF-3).
+    ProtocolTooManyHeaders,
+    /// Header fields larger than `limits.max_header_bytes` together (R-WAF-3).
+    ProtocolHeadersTooLarge,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -139,6 +147,10 @@ impl Reason {
         Reason::AccessFhirUnsupported,
         Reason::ProtocolBodyTooLarge,
         Reason::InspectBlocked,
+        Reason::ProtocolUriTooLong,
+        Reason::ProtocolTooManyParameters,
+        Reason::ProtocolTooManyHeaders,
+        Reason::ProtocolHeadersTooLarge,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -185,6 +197,10 @@ impl Reason {
             Reason::AccessFhirUnsupported => "access.fhir_unsupported",
             Reason::ProtocolBodyTooLarge => "protocol.body_too_large",
             Reason::InspectBlocked => "inspect.blocked",
+            Reason::ProtocolUriTooLong => "protocol.uri_too_long",
+            Reason::ProtocolTooManyParameters => "protocol.too_many_parameters",
+            Reason::ProtocolTooManyHeaders => "protocol.too_many_headers",
+            Reason::ProtocolHeadersTooLarge => "protocol.headers_too_large",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -229,6 +245,9 @@ impl Reason {
             | Reason::AccessFhirUnsupported => 403,
             Reason::ProtocolBodyTooLarge => 413,
             Reason::InspectBlocked => 403,
+            Reason::ProtocolUriTooLong => 414,
+            Reason::ProtocolTooManyParameters => 400,
+            Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -279,6 +298,10 @@ impl Reason {
             Reason::AccessFhirUnsupported => "FHIR interaction the gateway cannot authorise",
             Reason::ProtocolBodyTooLarge => "Request body too large",
             Reason::InspectBlocked => "Request refused by input inspection",
+            Reason::ProtocolUriTooLong => "Request target too long",
+            Reason::ProtocolTooManyParameters => "Too many query parameters",
+            Reason::ProtocolTooManyHeaders => "Too many header fields",
+            Reason::ProtocolHeadersTooLarge => "Header fields too large",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",

@@ -170,6 +170,14 @@ pub fn evaluate<'s>(
     {
         return refuse(None, refusal);
     }
+    if let Err(refusal) = protocol::check_size(
+        request.path,
+        request.query,
+        request.headers,
+        &policy.limits.request,
+    ) {
+        return refuse(None, refusal);
+    }
     let client = state.identity.client;
     if let Err(refusal) = policy.network.check(client) {
         return refuse(None, refusal);

@@ -10,6 +10,77 @@ use http::HeaderMap;
 
 use crate::decision::{Reason, Refusal};
 
+/// Bounds on a request's head (R-WAF-3): what a backend's parser would otherwise be asked to
+/// swallow, and what inspection would otherwise scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Longest request target (path and query), bytes.
+    pub uri_bytes: usize,
+    /// Most query parameters.
+    pub query_params: usize,
+    /// Most header fields.
+    pub headers: usize,
+    /// Most bytes of header names and values together.
+    pub header_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            uri_bytes: 8192,
+            query_params: 256,
+            headers: 100,
+            header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Refuse a request head beyond `limits`, each bound with its own reason.
+pub fn check_size(
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    limits: &RequestLimits,
+) -> Result<(), Refusal> {
+    let uri = path.len() + query.map_or(0, |q| q.len() + 1);
+    if uri > limits.uri_bytes {
+        return Err(Refusal::new(
+            Reason::ProtocolUriTooLong,
+            format!(
+                "the request target is longer than {} bytes",
+                limits.uri_bytes
+            ),
+        ));
+    }
+    let params = query.map_or(0, |q| q.split('&').filter(|p| !p.is_empty()).count());
+    if params > limits.query_params {
+        return Err(Refusal::new(
+            Reason::ProtocolTooManyParameters,
+            format!("more than {} query parameters", limits.query_params),
+        ));
+    }
+    if headers.len() > limits.headers {
+        return Err(Refusal::new(
+            Reason::ProtocolTooManyHeaders,
+            format!("more than {} header fields", limits.headers),
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if bytes > limits.header_bytes {
+        return Err(Refusal::new(
+            Reason::ProtocolHeadersTooLarge,
+            format!(
+                "the header fields are larger than {} bytes",
+                limits.header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Check the body framing headers of a request. `length_dropped_by_parser` says that the
 /// HTTP/1 parser saw a `Content-Length` beside `Transfer-Encoding` and removed it before the
 /// headers reached us (pingora does, following RFC 9112 §6.3); the gateway refuses such a

@@ -551,8 +551,8 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
         }
         "R-WAF-3" => Assessment {
             status: Status::Partial,
-            how: "request smuggling shapes and non-canonical paths are refused; bodies read whole are bounded (64 KiB, 413)".into(),
-            missing: Some("header count, URI length, argument count and JSON depth limits are not built yet".into()),
+            how: "request smuggling shapes and non-canonical paths are refused; URI length, query parameter count, header count and header bytes are bounded (414/400/431); bodies read whole are bounded (64 KiB, 413)".into(),
+            missing: Some("a JSON depth limit of its own (serde's 128 levels apply)".into()),
             evidence: Vec::new(),
         },
         "R-NET-1" => {

@@ -333,3 +333,50 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
     assert_eq!(fhir_report["total"]["fp"], 0, "{fhir_report}");
     assert!(fhir_report["total"]["tn"].as_u64().unwrap() >= 900);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_heads_are_refused_each_with_its_own_code_r_waf_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let limits = "\n[limits]\nmax_uri_bytes = 200\nmax_query_params = 5\nmax_headers = 12\nmax_header_bytes = 2000\n";
+    let text = policy(&pki, port, upstream.port, "", &format!("{limits}{EXTRA}"));
+    let gateway = Gateway::start(dir.path(), &text, port);
+    let s = Setup {
+        dir,
+        pki,
+        upstream,
+        gateway,
+    };
+    let long = format!("/records/{}", "a".repeat(200));
+    let params = "/records/x?a=1&b=2&c=3&d=4&e=5&f=6";
+    let many: Vec<(String, String)> = (0..12).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let big = "b".repeat(2000);
+    for (path, headers, status, reason) in [
+        (long.as_str(), vec![], 414, "protocol.uri_too_long"),
+        (params, vec![], 400, "protocol.too_many_parameters"),
+        ("/records/x", many, 431, "protocol.too_many_headers"),
+        (
+            "/records/x",
+            vec![("x-big", big.as_str())],
+            431,
+            "protocol.headers_too_large",
+        ),
+    ] {
+        let reply = s.send("GET", path, &headers, "").await;
+        assert_eq!(reply.status, status, "{path}: {reply:?}");
+        assert_eq!(reply.json()["reason"], reason);
+    }
+    assert!(s.upstream.requests().is_empty());
+    // At the limits, served.
+    let at = format!("/records/{}", "a".repeat(150));
+    assert_eq!(s.send("GET", &at, &[], "").await.status, 200);
+    assert_eq!(
+        s.send("GET", "/records/x?a=1&b=2&c=3&d=4&e=5", &[], "")
+            .await
+            .status,
+        200
+    );
+}

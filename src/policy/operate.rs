@@ -29,6 +29,8 @@ pub struct LimitsPlan {
     pub routes_limited: usize,
     /// The key bound of each keyed limiter.
     pub max_keys: usize,
+    /// Bounds on a request's head (R-WAF-3).
+    pub request: crate::protocol::RequestLimits,
 }
 
 /// A list of networks from the policy; each bad entry is a diagnostic at its position.
@@ -103,6 +105,12 @@ pub(super) fn limits(
     }
     LimitsPlan {
         rates: RateLimits::new(per_client, per_subject, route_rates, section.max_keys),
+        request: crate::protocol::RequestLimits {
+            uri_bytes: section.max_uri_bytes,
+            query_params: section.max_query_params,
+            headers: section.max_headers,
+            header_bytes: section.max_header_bytes,
+        },
         connections: ConnectionPlan {
             per_client: section.connections_per_client,
             header_timeout: Duration::from_secs(section.header_timeout_secs),

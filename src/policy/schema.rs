@@ -565,6 +565,24 @@ pub struct LimitsSection {
     #[serde(default = "default_idle_timeout_secs_limits")]
     #[schemars(range(min = 1))]
     pub idle_timeout_secs: u64,
+    /// Longest request target (path and query) in bytes; longer is `414 protocol.uri_too_long`
+    /// (R-WAF-3).
+    #[serde(default = "default_max_uri_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_uri_bytes: usize,
+    /// Most query parameters; more is `400 protocol.too_many_parameters`.
+    #[serde(default = "default_max_query_params")]
+    #[schemars(range(min = 1))]
+    pub max_query_params: usize,
+    /// Most request header fields; more is `431 protocol.too_many_headers`.
+    #[serde(default = "default_max_headers")]
+    #[schemars(range(min = 1))]
+    pub max_headers: usize,
+    /// Most bytes of request header names and values together; more is
+    /// `431 protocol.headers_too_large`.
+    #[serde(default = "default_max_header_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_header_bytes: usize,
 }
 
 impl Default for LimitsSection {
@@ -577,8 +595,28 @@ impl Default for LimitsSection {
             header_timeout_secs: default_header_timeout_secs(),
             body_timeout_secs: default_body_timeout_secs(),
             idle_timeout_secs: default_idle_timeout_secs_limits(),
+            max_uri_bytes: default_max_uri_bytes(),
+            max_query_params: default_max_query_params(),
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
+}
+
+fn default_max_uri_bytes() -> usize {
+    8192
+}
+
+fn default_max_query_params() -> usize {
+    256
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_header_bytes() -> usize {
+    32 * 1024
 }
 
 fn default_max_keys() -> usize {
