@@ -114,6 +114,19 @@ struct Terms {
     country: Option<String>,
 }
 
+impl Consent {
+    /// What it allows, category by category: the keys of the live index.
+    fn terms(&self) -> impl Iterator<Item = Terms> + '_ {
+        self.categories.iter().map(|category| Terms {
+            kind: self.kind,
+            category: *category,
+            purpose: self.purpose.clone(),
+            recipient: self.recipient.clone(),
+            country: self.country.clone(),
+        })
+    }
+}
+
 /// Live consents of one subject with the same terms.
 struct Live {
     terms: Terms,
@@ -406,24 +419,7 @@ impl Ledger {
                 recipient,
                 country,
             } => {
-                let live = match self.live.get_mut(&subject) {
-                    Some(live) => live,
-                    None => self.live.entry(subject.clone()).or_default(),
-                };
-                for category in &categories {
-                    let terms = Terms {
-                        kind,
-                        category: *category,
-                        purpose: purpose.clone(),
-                        recipient: recipient.clone(),
-                        country: country.clone(),
-                    };
-                    match live.iter_mut().find(|l| l.terms == terms) {
-                        Some(l) => l.count += 1,
-                        None => live.push(Live { terms, count: 1 }),
-                    }
-                }
-                self.by_subject.entry(subject).or_default().push(Consent {
+                let given = Consent {
                     id: consent,
                     kind,
                     categories,
@@ -432,7 +428,18 @@ impl Ledger {
                     country,
                     granted_at: time,
                     withdrawn_at: None,
-                });
+                };
+                let live = match self.live.get_mut(&subject) {
+                    Some(live) => live,
+                    None => self.live.entry(subject.clone()).or_default(),
+                };
+                for terms in given.terms() {
+                    match live.iter_mut().find(|l| l.terms == terms) {
+                        Some(l) => l.count += 1,
+                        None => live.push(Live { terms, count: 1 }),
+                    }
+                }
+                self.by_subject.entry(subject).or_default().push(given);
             }
             StateEvent::ConsentWithdrawn { consent, subject } => {
                 let Some(entry) = self
@@ -444,17 +451,7 @@ impl Ledger {
                     return;
                 };
                 entry.withdrawn_at = Some(time);
-                let withdrawn: Vec<Terms> = entry
-                    .categories
-                    .iter()
-                    .map(|category| Terms {
-                        kind: entry.kind,
-                        category: *category,
-                        purpose: entry.purpose.clone(),
-                        recipient: entry.recipient.clone(),
-                        country: entry.country.clone(),
-                    })
-                    .collect();
+                let withdrawn: Vec<Terms> = entry.terms().collect();
                 if let Some(live) = self.live.get_mut(&subject) {
                     for terms in withdrawn {
                         if let Some(l) = live.iter_mut().find(|l| l.terms == terms) {

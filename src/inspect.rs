@@ -163,24 +163,25 @@ fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
 /// over 512 bytes are not kept. `Referer` and `Origin` name pages, never addresses a backend
 /// fetches: an internal host there is not SSRF (a staff portal on `http://10.0.0.5/`).
 fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
-    static SEEN: std::sync::LazyLock<quick_cache::sync::Cache<Box<[u8]>, Option<Hit>>> =
-        std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(16_384));
+    type Verdicts = quick_cache::sync::Cache<Box<[u8]>, Option<Hit>>;
+    // One table per SSRF setting, so that a hit is a lookup by the borrowed value.
+    static FETCHED: std::sync::LazyLock<Verdicts> =
+        std::sync::LazyLock::new(|| Verdicts::new(16_384));
+    static PAGES: std::sync::LazyLock<Verdicts> = std::sync::LazyLock::new(|| Verdicts::new(4_096));
     if plain(raw) {
         return None;
     }
     let fetched = !matches!(name.as_str(), "referer" | "origin");
-    let verdict = |raw: &[u8]| detect::value_with(&normalise(raw, Plus::Literal), fetched);
+    let verdict = || detect::value_with(&normalise(raw, Plus::Literal), fetched);
     if raw.len() > 512 {
-        return verdict(raw);
+        return verdict();
     }
-    let mut key = Vec::with_capacity(raw.len() + 1);
-    key.push(u8::from(fetched));
-    key.extend_from_slice(raw);
-    if let Some(found) = SEEN.get(key.as_slice()) {
+    let seen = if fetched { &FETCHED } else { &PAGES };
+    if let Some(found) = seen.get(raw) {
         return found;
     }
-    let found = verdict(raw);
-    SEEN.insert(key.into_boxed_slice(), found);
+    let found = verdict();
+    seen.insert(raw.into(), found);
     found
 }
 

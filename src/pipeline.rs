@@ -316,16 +316,7 @@ fn check_access(
         });
     }
     let ops = Operations::of(request.method);
-    let provision = check_data(
-        state,
-        policy,
-        route,
-        p,
-        granted.subject.as_deref(),
-        granted.purpose.as_ref(),
-        granted.recipient.as_ref(),
-        ops,
-    )?;
+    let provision = check_data(state, policy, route, p, &granted, ops)?;
     Ok(AccessOutcome {
         purpose: granted.purpose,
         provision,
@@ -392,17 +383,16 @@ impl Operations {
 /// The checks on the data subject once it is known: subject stops (R-AZ-7), acquisition
 /// consent for data taken in (R-AZ-3), and for a recipient provision consent for data read
 /// (R-AZ-4). Returns the exchange with the recipient to record (R-LOG-3).
-#[allow(clippy::too_many_arguments)]
 fn check_data(
     state: LiveState<'_>,
     policy: &Snapshot,
     route: &Route,
     p: &identity::Principal,
-    data_subject: Option<&str>,
-    purpose: Option<&std::sync::Arc<str>>,
-    recipient: Option<&std::sync::Arc<crate::access::Recipient>>,
+    granted: &access::Granted<'_>,
     ops: Operations,
 ) -> Result<Option<crate::consent::Provision>, Refusal> {
+    let data_subject = granted.subject.as_deref();
+    let (purpose, recipient) = (granted.purpose.as_ref(), granted.recipient.as_ref());
     if let Some(controls) = state.controls {
         // A stopped subject is refused as the caller and as the data asked for (R-AZ-7),
         // unless the policy lets subjects still read their own data.
@@ -530,14 +520,5 @@ pub fn check_bundle(
         p,
         identity::unix_now(),
     )?;
-    check_data(
-        state,
-        policy,
-        route,
-        p,
-        granted.subject.as_deref(),
-        granted.purpose.as_ref(),
-        granted.recipient.as_ref(),
-        ops,
-    )
+    check_data(state, policy, route, p, &granted, ops)
 }

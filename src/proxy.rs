@@ -514,20 +514,16 @@ impl Gateway {
             return Err(too_large());
         }
         session.enable_retry_buffering();
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() > MAX => return Err(too_large()),
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(Refusal::new(
-                        Reason::ProtocolMalformedBody,
-                        "the body could not be read as framed",
-                    ))
-                }
+        let body = match read_body(session, MAX).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Err(too_large()),
+            Err(BodyError::Unreadable(_)) => {
+                return Err(Refusal::new(
+                    Reason::ProtocolMalformedBody,
+                    "the body could not be read as framed",
+                ))
             }
-        }
+        };
         if route.inspect.is_on() {
             let found = route.inspect.keep(crate::inspect::inspect_body_of(
                 &body,
@@ -663,7 +659,9 @@ impl Gateway {
                 ))
             }
             (GatewayEndpoint::Consents, http::Method::POST) => {
-                let body = read_small_body(session).await.map_err(invalid)?;
+                let body = read_body(session, 64 * 1024)
+                    .await
+                    .map_err(|e| invalid(e.to_string()))?;
                 let terms = consent_terms(&body, &snapshot.access).map_err(invalid)?;
                 let id = self
                     .shared
@@ -872,17 +870,34 @@ fn observe(ctx: &RequestContext, status: u16) {
         .observe(ctx.started.elapsed().as_secs_f64());
 }
 
-/// Read a request body of at most 64 KiB (the gateway's own JSON endpoints).
-async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, String> {
-    const MAX: usize = 64 * 1024;
+/// Why a body could not be read whole.
+enum BodyError {
+    /// Larger than the bound.
+    TooLarge,
+    /// The body broke its framing, or the client went away.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("request body too large"),
+            BodyError::Unreadable(e) => write!(f, "request body: {e}"),
+        }
+    }
+}
+
+/// Read a request body whole, at most `max` bytes: the one loop behind the gateway's own
+/// endpoints and the bodies checked before forwarding.
+async fn read_body(session: &mut Session, max: usize) -> std::result::Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     while let Some(chunk) = session
         .read_request_body()
         .await
-        .map_err(|e| format!("request body: {e}"))?
+        .map_err(|e| BodyError::Unreadable(e.to_string()))?
     {
-        if body.len() + chunk.len() > MAX {
-            return Err(format!("request body larger than {MAX} bytes"));
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

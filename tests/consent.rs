@@ -19,11 +19,6 @@ upstream = "backend"
 category = "vitals"
 subject = "path:id"
 purposes = ["self-management"]
-
-[[purposes]]
-id = "self-management"
-ja = "本人による健康管理"
-en = "The person's own health management"
 "#;
 
 struct Setup {
@@ -41,7 +36,7 @@ async fn setup() -> Setup {
     std::fs::write(dir.path().join("jwks.json"), jwks(&[&key])).unwrap();
     let upstream = Upstream::start().await;
     let port = free_port();
-    let extra = EXTRA.to_owned() + &issuer_toml("jwks_file = \"jwks.json\"");
+    let extra = EXTRA.to_owned() + PURPOSES_TOML + &issuer_toml("jwks_file = \"jwks.json\"");
     let text = policy(&pki, port, upstream.port, "", &extra);
     let gateway = Gateway::start(dir.path(), &text, port);
     Setup {

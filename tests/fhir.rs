@@ -31,16 +31,6 @@ category = "checkup"
 fhir = "/api/fhir"
 purposes = ["self-management", "treatment"]
 
-[[purposes]]
-id = "self-management"
-ja = "本人による健康管理"
-en = "The person's own health management"
-
-[[purposes]]
-id = "treatment"
-ja = "診療"
-en = "Medical treatment"
-
 [[recipients]]
 id = "clinic"
 name = "Clinic"
@@ -66,7 +56,9 @@ async fn setup() -> Setup {
     let upstream = Upstream::start().await;
     let port = free_port();
     let recent = (time::OffsetDateTime::now_utc().date() - time::Duration::days(1)).to_string();
-    let extra = EXTRA.replace("{recent}", &recent) + &issuer_toml("jwks_file = \"jwks.json\"");
+    let extra = EXTRA.replace("{recent}", &recent)
+        + PURPOSES_TOML
+        + &issuer_toml("jwks_file = \"jwks.json\"");
     let gateway = Gateway::start(
         dir.path(),
         &policy(&pki, port, upstream.port, "", &extra),

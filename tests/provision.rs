@@ -34,16 +34,6 @@ category = "checkup"
 subject = "path:id"
 purposes = ["treatment"]
 
-[[purposes]]
-id = "treatment"
-ja = "診療"
-en = "Medical treatment"
-
-[[purposes]]
-id = "self-management"
-ja = "本人による健康管理"
-en = "The person's own health management"
-
 [[recipients]]
 id = "sakura-clinic"
 name = "さくら内科クリニック"
@@ -77,7 +67,9 @@ struct Setup {
 
 fn policy_text(pki: &TestPki, port: u16, upstream: u16, audit: &str) -> String {
     let recent = (time::OffsetDateTime::now_utc().date() - time::Duration::days(30)).to_string();
-    let extra = EXTRA.replace("{recent}", &recent) + &issuer_toml("jwks_file = \"jwks.json\"");
+    let extra = EXTRA.replace("{recent}", &recent)
+        + PURPOSES_TOML
+        + &issuer_toml("jwks_file = \"jwks.json\"");
     policy_with_audit(pki, port, upstream, "", audit, &extra)
 }
 

@@ -73,12 +73,6 @@ pub struct Report {
     pub examples: Vec<String>,
 }
 
-/// Whether inspection (and framing) would refuse this case. `None` when the case cannot be
-/// made into a request (a header name or value no HTTP library accepts).
-pub fn refused(case: &Case) -> Option<bool> {
-    verdict(case).map(|v| v.is_some())
-}
-
 /// Why inspection (and framing) would refuse this case: the rule id, or `None` when it passes.
 /// `None` outside when the case cannot be made into a request.
 pub fn verdict(case: &Case) -> Option<Option<&'static str>> {

@@ -428,6 +428,19 @@ pub async fn raw_exchange(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The purpose catalogue the access tests share (R-AZ-2): append it to a policy's extra text.
+pub const PURPOSES_TOML: &str = r#"
+[[purposes]]
+id = "self-management"
+ja = "本人による健康管理"
+en = "The person's own health management"
+
+[[purposes]]
+id = "treatment"
+ja = "診療"
+en = "Medical treatment"
+"#;
+
 /// A policy with one plain upstream and a few routes; `extra` is appended (more routes,
 /// upstream settings) and `tls_extra` goes into the [tls] table.
 pub fn policy(
