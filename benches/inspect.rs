@@ -1,6 +1,8 @@
 //! Input inspection (issue: inspect): the head of a typical FHIR read, and JSON bodies of a few
-//! kilobytes, through `inspect::inspect` as the proxy calls it. docs/performance.md and
-//! docs/inspect.md have the figures.
+//! kilobytes, through `inspect::inspect` as the proxy calls it; the same Bundle through
+//! `check_body` on a route that neutralises every note (R-WAF-4); a JPEG and a PDF disarmed
+//! (R-WAF-2); and the raw-head scan every HTTP/1 request gets (R-WAF-3). docs/performance.md
+//! and docs/inspect.md have the figures.
 
 // A benchmark whose set-up fails has nothing to measure: it stops loudly.
 #![allow(clippy::expect_used)]
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
-use phr_gateway::inspect::{inspect, Target};
+use phr_gateway::inspect::{check_body, disarm, inspect, Mode, RouteInspection, Target};
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -75,7 +77,103 @@ fn bench(c: &mut Criterion) {
             assert!(found.is_empty());
         })
     });
+    let neutralising = RouteInspection {
+        mode: Mode::Neutralise,
+        neutralise: vec!["entry.resource.note.text".into()],
+        ..RouteInspection::default()
+    };
+    let marked = bundle.replace("体調は良好", "<b>体調は良好</b>");
+    group.throughput(Throughput::Bytes(marked.len() as u64));
+    group.bench_function(
+        format!(
+            "FHIR Bundle body, 12 notes neutralised, {} bytes",
+            marked.len()
+        ),
+        |b| {
+            b.iter(|| {
+                let checked = check_body(black_box(marked.as_bytes()), &json, &neutralising);
+                assert_eq!(checked.changes.len(), 1);
+            })
+        },
+    );
+    let files = RouteInspection {
+        files: disarm::Accepted(vec!["image/jpeg".into(), "application/pdf".into()]),
+        ..RouteInspection::default()
+    };
+    let jpeg = jpeg_with_exif();
+    group.throughput(Throughput::Bytes(jpeg.len() as u64));
+    group.bench_function(format!("JPEG disarmed (EXIF), {} bytes", jpeg.len()), |b| {
+        b.iter(|| {
+            let done =
+                disarm::disarm("image/jpeg", black_box(&jpeg), &files.files).expect("disarmed");
+            assert!(done.content.is_some());
+        })
+    });
+    let pdf = pdf_with_javascript();
+    group.throughput(Throughput::Bytes(pdf.len() as u64));
+    group.bench_function(
+        format!("PDF disarmed (OpenAction), {} bytes", pdf.len()),
+        |b| {
+            b.iter(|| {
+                let done = disarm::disarm("application/pdf", black_box(&pdf), &files.files)
+                    .expect("disarmed");
+                assert!(done.content.is_some());
+            })
+        },
+    );
+    let raw = b"GET /fhir/Observation?patient=p-001 HTTP/1.1\r\nHost: phr.example.test\r\nUser-Agent: phr-app/1.4 (iOS 17.5)\r\nAccept: application/fhir+json\r\nAuthorization: Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJwLTAwMSJ9.c2ln\r\nPHR-Purpose: self-management\r\n\r\n";
+    group.throughput(Throughput::Bytes(raw.len() as u64));
+    group.bench_function("raw HTTP/1 head scan (bare LF, dropped length)", |b| {
+        b.iter(|| {
+            let flaws = phr_gateway::protocol::RawHead::of(black_box(raw), false);
+            assert!(!flaws.bare_line_feed);
+        })
+    });
     group.finish();
+}
+
+/// A 64×64 photo with an EXIF block, as a phone sends it.
+fn jpeg_with_exif() -> Vec<u8> {
+    let pixels: Vec<u8> = (0..64 * 64 * 3).map(|i| (i % 251) as u8).collect();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 85);
+    encoder
+        .add_app_segment(1, [b"Exif\0\0".as_slice(), &[0u8; 2048]].concat())
+        .expect("exif");
+    encoder
+        .encode(&pixels, 64, 64, jpeg_encoder::ColorType::Rgb)
+        .expect("encode");
+    out
+}
+
+/// A one-page PDF that runs JavaScript when opened.
+fn pdf_with_javascript() -> Vec<u8> {
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.7");
+    let pages = doc.new_object_id();
+    let content = doc.add_object(Stream::new(
+        dictionary! {},
+        b"BT /F1 12 Tf 72 720 Td (HbA1c 5.6%) Tj ET".repeat(50),
+    ));
+    let page = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages, "Contents" => content,
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+    });
+    doc.objects.insert(
+        pages,
+        Object::Dictionary(
+            dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 },
+        ),
+    );
+    let script = doc.add_object(
+        dictionary! { "S" => "JavaScript", "JS" => Object::string_literal("app.alert(1)") },
+    );
+    let catalog = doc
+        .add_object(dictionary! { "Type" => "Catalog", "Pages" => pages, "OpenAction" => script });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("pdf");
+    out
 }
 
 criterion_group! {

@@ -87,6 +87,15 @@ pub enum Reason {
     ProtocolBodyTooLarge,
     /// Input inspection found an attack in the request (R-WAF-1).
     InspectBlocked,
+    /// An uploaded file the route does not accept, an archive, or a file that is not what its
+    /// declared type says (R-WAF-2).
+    InspectFileRefused,
+    /// An uploaded file that could not be taken apart and rebuilt (R-WAF-2).
+    InspectFileUnrebuildable,
+    /// A JSON body nested deeper than `limits.max_json_depth` (R-WAF-3).
+    ProtocolJsonTooDeep,
+    /// A line of the request head ended in a bare LF (R-WAF-3).
+    ProtocolBareLineFeed,
     /// The request target is longer than `limits.max_uri_bytes` (R-WAF-3).
     ProtocolUriTooLong,
     /// More query parameters than `limits.max_query_params` (R-WAF-3).
@@ -147,6 +156,10 @@ impl Reason {
         Reason::AccessFhirUnsupported,
         Reason::ProtocolBodyTooLarge,
         Reason::InspectBlocked,
+        Reason::InspectFileRefused,
+        Reason::InspectFileUnrebuildable,
+        Reason::ProtocolJsonTooDeep,
+        Reason::ProtocolBareLineFeed,
         Reason::ProtocolUriTooLong,
         Reason::ProtocolTooManyParameters,
         Reason::ProtocolTooManyHeaders,
@@ -197,6 +210,10 @@ impl Reason {
             Reason::AccessFhirUnsupported => "access.fhir_unsupported",
             Reason::ProtocolBodyTooLarge => "protocol.body_too_large",
             Reason::InspectBlocked => "inspect.blocked",
+            Reason::InspectFileRefused => "inspect.file_refused",
+            Reason::InspectFileUnrebuildable => "inspect.file_unrebuildable",
+            Reason::ProtocolJsonTooDeep => "protocol.json_too_deep",
+            Reason::ProtocolBareLineFeed => "protocol.bare_line_feed",
             Reason::ProtocolUriTooLong => "protocol.uri_too_long",
             Reason::ProtocolTooManyParameters => "protocol.too_many_parameters",
             Reason::ProtocolTooManyHeaders => "protocol.too_many_headers",
@@ -245,6 +262,9 @@ impl Reason {
             | Reason::AccessFhirUnsupported => 403,
             Reason::ProtocolBodyTooLarge => 413,
             Reason::InspectBlocked => 403,
+            Reason::InspectFileRefused => 415,
+            Reason::InspectFileUnrebuildable => 422,
+            Reason::ProtocolJsonTooDeep | Reason::ProtocolBareLineFeed => 400,
             Reason::ProtocolUriTooLong => 414,
             Reason::ProtocolTooManyParameters => 400,
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
@@ -298,6 +318,10 @@ impl Reason {
             Reason::AccessFhirUnsupported => "FHIR interaction the gateway cannot authorise",
             Reason::ProtocolBodyTooLarge => "Request body too large",
             Reason::InspectBlocked => "Request refused by input inspection",
+            Reason::InspectFileRefused => "Uploaded file not accepted",
+            Reason::InspectFileUnrebuildable => "Uploaded file could not be rebuilt",
+            Reason::ProtocolJsonTooDeep => "JSON body nested too deeply",
+            Reason::ProtocolBareLineFeed => "Request head line ends without CR",
             Reason::ProtocolUriTooLong => "Request target too long",
             Reason::ProtocolTooManyParameters => "Too many query parameters",
             Reason::ProtocolTooManyHeaders => "Too many header fields",
@@ -320,6 +344,7 @@ impl Reason {
                 | Reason::ProtocolInvalidContentLength
                 | Reason::ProtocolUnsupportedTransferEncoding
                 | Reason::ProtocolMalformedBody
+                | Reason::ProtocolBareLineFeed
                 | Reason::ProtocolRequestTimeout
         )
     }

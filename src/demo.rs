@@ -254,6 +254,22 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -i --cacert {ca} '{base}/fhir/Patient/p-001?q=%3Cscript%3Ealert(1)%3C/script%3E'"
     );
+    let _ = writeln!(
+        s,
+        "  # sending a reading in needs the patient's acquisition consent (R-AZ-3); then its note's"
+    );
+    let _ = writeln!(
+        s,
+        "  # markup is neutralised (無害化, R-WAF-4): it reaches the backend as text; see PHR-Neutralised"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -w '\\n' --cacert {ca} {patient} -H 'Content-Type: application/json' --data '{ACQUISITION_EXAMPLE}' {base}/.phr/consents"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -i --cacert {ca} {patient} {own} -H 'Content-Type: application/fhir+json' --data '{NEUTRALISED_EXAMPLE}' {base}/fhir/Observation"
+    );
     let _ = writeln!(s, "  # refused 405 route.method_not_allowed");
     let _ = writeln!(
         s,
@@ -305,6 +321,13 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
 /// The third-party part of the walkthrough (R-AZ-4, R-AZ-6, R-AZ-8, R-LOG-3): the clinic is
 /// refused, the patient consents, the clinic reads and the release is recorded, the patient
 /// reads the record and withdraws, the clinic is refused again; the lapsed insurer is refused.
+/// The acquisition consent the walkthrough gives before it sends a reading in.
+pub const ACQUISITION_EXAMPLE: &str =
+    r#"{"kind":"acquisition","categories":["checkup"],"purpose":"self-management"}"#;
+
+/// The resource the walkthrough posts: a reading whose note carries markup.
+pub const NEUTRALISED_EXAMPLE: &str = r#"{"resourceType":"Observation","status":"final","code":{"text":"血圧"},"subject":{"reference":"Patient/p-001"},"valueString":"118/76 mmHg","note":[{"text":"<img src=x onerror=alert(1)> 朝食後"}]}"#;
+
 fn third_party_walkthrough(s: &mut String, ca: &str, base: &str, tokens: &str, patient: &str) {
     let clinic = format!(
         "curl -s -w '\\n' --cacert {ca} -H \"Authorization: Bearer $(cat {tokens}/clinic.jwt)\" -H 'PHR-Purpose: treatment' '{base}/fhir/Observation?patient=p-001'"

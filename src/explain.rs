@@ -102,7 +102,7 @@ pub fn explain_one(
         path,
         query,
         headers: &headers,
-        length_dropped_by_parser: false,
+        raw_head: crate::protocol::RawHead::default(),
     };
     let evaluation = pipeline::evaluate(
         &view,

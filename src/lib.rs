@@ -14,7 +14,7 @@
 //! | [`route`] | the route table and default deny |
 //! | [`identity`] | who is asking: bearer tokens, issuers' keys, MFA, step-up, sessions, lockout |
 //! | [`access`] | what the caller may do: scopes (SMART on FHIR, derived on FHIR routes), roles, whose data it is, purposes, recipients |
-//! | [`inspect`] | input inspection (無害化): normalisation, detectors, the corpus evaluation |
+//! | [`inspect`] | input inspection (無害化): normalisation, detectors, neutralising named fields, file disarm, the corpus evaluation |
 //! | [`consent`] | the consent ledger: acquisition and provision consents, withdrawal, history, third-party records |
 //! | [`pipeline`] | the request steps in order, shared by the proxy and `explain` |
 //! | [`decision`] | `Decision`, reason codes, problem+json |

@@ -187,6 +187,11 @@ enum InspectCommand {
         /// with the rule that refused each.
         #[arg(long)]
         show_misses: bool,
+        /// Inspect each case with the settings of the route it matches in this policy (mode,
+        /// exclusions, neutralised fields, files) and the policy's limits; without it, the
+        /// defaults a new operator's route gets.
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// The corpus files.
         #[arg(required = true)]
         corpora: Vec<PathBuf>,
@@ -276,9 +281,10 @@ fn main() -> ExitCode {
                 InspectCommand::Eval {
                     format,
                     show_misses,
+                    policy,
                     corpora,
                 },
-        } => inspect_eval(&corpora, &format, show_misses),
+        } => inspect_eval(&corpora, &format, show_misses, policy.as_deref()),
         Command::Report { policy, format } => report(&policy, &format),
         Command::Admin {
             connection,
@@ -295,14 +301,21 @@ fn main() -> ExitCode {
 }
 
 /// `phr-gateway inspect eval`.
-fn inspect_eval(corpora: &[PathBuf], format: &str, show_misses: bool) -> anyhow::Result<ExitCode> {
+fn inspect_eval(
+    corpora: &[PathBuf],
+    format: &str,
+    show_misses: bool,
+    policy: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
+    let snapshot = policy.map(policy::load).transpose()?;
     let mut readers: Vec<Box<dyn std::io::BufRead>> = Vec::new();
     for path in corpora {
         let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
         readers.push(Box::new(std::io::BufReader::new(file)));
     }
-    let report = phr_gateway::inspect::eval::run(&mut readers).context("reading the corpora")?;
+    let report = phr_gateway::inspect::eval::run(&mut readers, snapshot.as_ref())
+        .context("reading the corpora")?;
     if format == "json" {
         println!("{}", serde_json::to_string(&report)?);
     } else {

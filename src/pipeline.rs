@@ -9,7 +9,7 @@
 //! per-route rate limits. The per-client limit and inspection sit before identity so that a
 //! flood or a scanner is refused before any signature is checked. A body (a FHIR Bundle, an
 //! inspected upload) is checked by the proxy once read: [`check_bundle`] and
-//! [`crate::inspect::inspect_body_of`].
+//! [`crate::inspect::check_body`].
 
 use http::{HeaderMap, Method};
 
@@ -46,8 +46,8 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     /// The request headers.
     pub headers: &'a HeaderMap,
-    /// The HTTP/1 parser removed a `Content-Length` sent beside `Transfer-Encoding`.
-    pub length_dropped_by_parser: bool,
+    /// What the raw HTTP/1 head showed that the parsed headers no longer do.
+    pub raw_head: protocol::RawHead,
 }
 
 /// The gateway's own endpoints under `/.phr/`: answered by the gateway, never forwarded. They
@@ -166,8 +166,7 @@ pub fn evaluate<'s>(
         inspect_body: false,
         decision: Decision::Refuse(refusal),
     };
-    if let Err(refusal) = protocol::check_framing(request.headers, request.length_dropped_by_parser)
-    {
+    if let Err(refusal) = protocol::check_framing(request.headers, request.raw_head) {
         return refuse(None, refusal);
     }
     if let Err(refusal) = protocol::check_size(
@@ -229,7 +228,7 @@ pub fn evaluate<'s>(
                 headers: request.headers,
                 body: None,
             }));
-        if let (crate::inspect::Mode::Block, Some(first)) = (route.inspect.mode, findings.first()) {
+        if let Some(first) = route.inspect.refusing(&findings) {
             let mut evaluation = refuse(Some((index, route)), crate::inspect::refusal(first));
             evaluation.findings = findings;
             return evaluation;

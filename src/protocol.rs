@@ -22,6 +22,8 @@ pub struct RequestLimits {
     pub headers: usize,
     /// Most bytes of header names and values together.
     pub header_bytes: usize,
+    /// Deepest nesting of a JSON body.
+    pub json_depth: usize,
 }
 
 impl Default for RequestLimits {
@@ -31,6 +33,7 @@ impl Default for RequestLimits {
             query_params: 256,
             headers: 100,
             header_bytes: 32 * 1024,
+            json_depth: 64,
         }
     }
 }
@@ -81,15 +84,99 @@ pub fn check_size(
     Ok(())
 }
 
-/// Check the body framing headers of a request. `length_dropped_by_parser` says that the
-/// HTTP/1 parser saw a `Content-Length` beside `Transfer-Encoding` and removed it before the
-/// headers reached us (pingora does, following RFC 9112 §6.3); the gateway refuses such a
-/// request instead, since a backend or a proxy in between may have read it the other way.
-pub fn check_framing(headers: &HeaderMap, length_dropped_by_parser: bool) -> Result<(), Refusal> {
-    if length_dropped_by_parser {
+/// Refuse a JSON body nested deeper than `limits.json_depth` (R-WAF-3): a parser's stack is
+/// a backend's too, and serde's own bound (128) would only make the body unreadable, not
+/// refused. Counted on the bytes, strings skipped, before anything parses it.
+pub fn check_json_depth(
+    body: &[u8],
+    headers: &HeaderMap,
+    limits: &RequestLimits,
+) -> Option<Refusal> {
+    let media = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())?;
+    if media != "application/json" && !media.ends_with("+json") {
+        return None;
+    }
+    (json_depth(body) > limits.json_depth).then(|| {
+        Refusal::new(
+            Reason::ProtocolJsonTooDeep,
+            format!(
+                "the JSON body nests arrays and objects deeper than {} levels",
+                limits.json_depth
+            ),
+        )
+    })
+}
+
+/// The deepest nesting of arrays and objects in `json` (strings, and what they escape,
+/// skipped).
+pub fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// What the raw bytes of an HTTP/1 head showed that its parsed headers no longer do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawHead {
+    /// The parser saw a `Content-Length` beside `Transfer-Encoding` and removed it before the
+    /// headers reached us (pingora does, following RFC 9112 §6.3).
+    pub length_dropped: bool,
+    /// A line ended in a bare LF (no CR before it), which pingora's parser accepts.
+    pub bare_line_feed: bool,
+}
+
+impl RawHead {
+    /// Read an HTTP/1 head as received.
+    pub fn of(head: &[u8], has_transfer_encoding: bool) -> RawHead {
+        RawHead {
+            length_dropped: has_transfer_encoding && raw_head_has_content_length(head),
+            bare_line_feed: memchr::memchr_iter(b'\n', head)
+                .any(|at| at == 0 || head[at - 1] != b'\r'),
+        }
+    }
+}
+
+/// Check the body framing of a request: its headers, and what its raw head showed. The gateway
+/// refuses what a proxy in front or a backend behind may read another way (R-WAF-3): a
+/// `Content-Length` beside `Transfer-Encoding` (even one the parser dropped), and a head whose
+/// lines end in a bare LF (a proxy that splits only on CRLF reads such a line, and the header
+/// it hides, as part of the previous header's value).
+pub fn check_framing(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
+    if raw.length_dropped {
         return Err(Refusal::new(
             Reason::ProtocolLengthWithTransferEncoding,
             "Content-Length and Transfer-Encoding must not be sent together",
+        ));
+    }
+    if raw.bare_line_feed {
+        return Err(Refusal::new(
+            Reason::ProtocolBareLineFeed,
+            "a line of the request head ends in LF without CR",
         ));
     }
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
@@ -171,8 +258,26 @@ mod tests {
         map
     }
 
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(br#"{"a":[1,{"b":"[[[{{"}],"c":"\\\"[["}"#), 3);
+        assert_eq!(json_depth(b"12"), 0);
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        let json = headers(&[("content-type", b"application/fhir+json")]);
+        let limits = RequestLimits::default();
+        assert_eq!(
+            check_json_depth(deep.as_bytes(), &json, &limits).map(|r| r.reason),
+            Some(Reason::ProtocolJsonTooDeep)
+        );
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(check_json_depth(ok.as_bytes(), &json, &limits).is_none());
+        // Not JSON: not counted.
+        let text = headers(&[("content-type", b"text/plain")]);
+        assert!(check_json_depth(deep.as_bytes(), &text, &limits).is_none());
+    }
+
     fn reason(pairs: &[(&str, &[u8])]) -> Option<Reason> {
-        check_framing(&headers(pairs), false)
+        check_framing(&headers(pairs), RawHead::default())
             .err()
             .map(|r| r.reason)
     }
@@ -186,9 +291,15 @@ mod tests {
             b"POST /content-length: HTTP/1.1\r\nX-A: content-length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
         assert_eq!(
-            check_framing(&HeaderMap::new(), true)
-                .err()
-                .map(|r| r.reason),
+            check_framing(
+                &HeaderMap::new(),
+                RawHead {
+                    length_dropped: true,
+                    ..RawHead::default()
+                }
+            )
+            .err()
+            .map(|r| r.reason),
             Some(Reason::ProtocolLengthWithTransferEncoding)
         );
     }

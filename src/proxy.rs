@@ -87,6 +87,11 @@ pub struct RequestContext {
     provision: Option<crate::consent::Provision>,
     /// What input inspection found (R-WAF-1): rule ids for the record.
     findings: Vec<crate::inspect::Finding>,
+    /// The body forwarded instead of the client's: named fields neutralised (R-WAF-4), files
+    /// disarmed (R-WAF-2).
+    rewritten: Option<Bytes>,
+    /// What that rewrite changed, for the record and the `PHR-Neutralised` headers.
+    changes: Vec<String>,
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
@@ -140,6 +145,8 @@ impl ProxyHttp for Gateway {
             purpose: None,
             provision: None,
             findings: Vec::new(),
+            rewritten: None,
+            changes: Vec::new(),
             outcome: Outcome::Forwarded,
             started: Instant::now(),
             arrived: SystemTime::now(),
@@ -177,15 +184,20 @@ impl ProxyHttp for Gateway {
         }
         let downstream = session.as_downstream();
         let header = downstream.req_header();
-        let length_dropped_by_parser = !downstream.is_http2()
-            && header.headers.contains_key(TRANSFER_ENCODING)
-            && protocol::raw_head_has_content_length(&downstream.to_h1_raw());
+        let raw_head = if downstream.is_http2() {
+            protocol::RawHead::default()
+        } else {
+            protocol::RawHead::of(
+                &downstream.to_h1_raw(),
+                header.headers.contains_key(TRANSFER_ENCODING),
+            )
+        };
         let view = RequestView {
             method: &header.method,
             path: header.uri.path(),
             query: header.uri.query(),
             headers: &header.headers,
-            length_dropped_by_parser,
+            raw_head,
         };
         let state = self.live_state(ctx.client, Some(&snapshot.limits.rates));
         let mut evaluation = pipeline::evaluate(&view, &snapshot, state, identity::unix_now());
@@ -275,7 +287,31 @@ impl ProxyHttp for Gateway {
                 principal: ctx.principal.as_deref(),
             },
         );
+        if let Some(body) = &ctx.rewritten {
+            // The body that goes is the rewritten one (request_body_filter), with its length.
+            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.insert_header(CONTENT_LENGTH, body.len())?;
+        }
+        if let Some(changed) = changed_fields(&ctx.changes) {
+            // A value is never changed silently (R-WAF-4): the backend is told which.
+            upstream_request.insert_header(PHR_NEUTRALISED, changed)?;
+        }
         ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // The body was read whole (check_body) and is replayed from pingora's retry buffer in
+        // one piece: it is swapped for the rewritten one.
+        if ctx.rewritten.is_some() && body.is_some() {
+            *body = ctx.rewritten.take();
+        }
         Ok(())
     }
 
@@ -287,6 +323,10 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         harden::harden(upstream_response);
         upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
+        if let Some(changed) = changed_fields(&ctx.changes) {
+            // ... and so is the client whose value it was.
+            upstream_response.insert_header(PHR_NEUTRALISED, changed)?;
+        }
         ctx.upstream_us = ctx.upstream_sent.map(|t| t.elapsed().as_micros() as u64);
         if let Some(provision) = &ctx.provision {
             // The subject's data leaves only once its release is on disk (R-LOG-3).
@@ -525,17 +565,19 @@ impl Gateway {
             }
         };
         if route.inspect.is_on() {
-            let found = route.inspect.keep(crate::inspect::inspect_body_of(
-                &body,
-                &session.req_header().headers,
-            ));
-            let blocked = route.inspect.mode == crate::inspect::Mode::Block;
-            if let (true, Some(first)) = (blocked, found.first()) {
-                let refusal = crate::inspect::refusal(first);
-                ctx.findings.extend(found);
+            let headers = &session.req_header().headers;
+            if let Some(refusal) =
+                protocol::check_json_depth(&body, headers, &snapshot.limits.request)
+            {
                 return Err(refusal);
             }
-            ctx.findings.extend(found);
+            let checked = crate::inspect::check_body(&body, headers, &route.inspect);
+            ctx.findings.extend(checked.findings);
+            ctx.changes = checked.changes;
+            if let Some(refusal) = checked.refusal {
+                return Err(refusal);
+            }
+            ctx.rewritten = checked.rewritten.map(Bytes::from);
         }
         let (Some(pending), Some(principal)) = (pending, ctx.principal.clone()) else {
             return Ok(());
@@ -870,6 +912,29 @@ fn observe(ctx: &RequestContext, status: u16) {
         .observe(ctx.started.elapsed().as_secs_f64());
 }
 
+/// The header naming the body fields the gateway rewrote (R-WAF-4) or the files it disarmed
+/// (R-WAF-2), sent to the upstream with the request and to the client with the response.
+const PHR_NEUTRALISED: &str = "PHR-Neutralised";
+
+/// The changed fields, as a header value (`note.text, upload`), when anything changed.
+fn changed_fields(changes: &[String]) -> Option<String> {
+    let mut fields: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| {
+            let rest = c
+                .strip_prefix("neutralised:")
+                .or_else(|| c.strip_prefix("disarmed:"))?;
+            Some(if c.starts_with("disarmed:") {
+                rest.split(':').next().unwrap_or(rest)
+            } else {
+                rest
+            })
+        })
+        .collect();
+    fields.dedup();
+    (!fields.is_empty()).then(|| fields.join(", "))
+}
+
 /// Why a body could not be read whole.
 enum BodyError {
     /// Larger than the bound.
@@ -942,6 +1007,7 @@ fn access_record(
         upstream_us: ctx.upstream_us,
         total_us: ctx.started.elapsed().as_micros() as u64,
         rules: ctx.findings.iter().map(|f| f.hit.rule.to_owned()).collect(),
+        changes: ctx.changes.clone(),
     }
 }
 

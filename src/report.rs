@@ -520,7 +520,7 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 match r.inspect.mode {
                     crate::inspect::Mode::Off => off.push(&*r.id),
                     crate::inspect::Mode::Detect => detect.push(&*r.id),
-                    crate::inspect::Mode::Block => {}
+                    crate::inspect::Mode::Block | crate::inspect::Mode::Neutralise => {}
                 }
             }
             let mut missing = vec![
@@ -546,15 +546,56 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 )],
             }
         }
-        "R-WAF-2" | "R-WAF-4" => {
-            not_built("file disarm and the neutralise mode are not built yet")
+        "R-WAF-2" => {
+            let accepting: Vec<&str> = routes
+                .iter()
+                .filter(|r| r.inspect.files.any())
+                .map(|r| &*r.id)
+                .collect();
+            unless_missing(
+                "uploads are refused unless the route lists their type; PDFs lose JavaScript, actions, embedded files and XFA, JPEG/PNG their metadata, and are rebuilt; archives and files that are not their declared type are refused; what was removed is recorded",
+                vec!["uploads over 64 KiB are refused (413), not disarmed".into()],
+                vec![format!(
+                    "routes accepting files: {}",
+                    if accepting.is_empty() {
+                        "none (every upload is refused)".to_owned()
+                    } else {
+                        accepting.join(", ")
+                    }
+                )],
+            )
         }
-        "R-WAF-3" => Assessment {
-            status: Status::Partial,
-            how: "request smuggling shapes and non-canonical paths are refused; URI length, query parameter count, header count and header bytes are bounded (414/400/431); bodies read whole are bounded (64 KiB, 413)".into(),
-            missing: Some("a JSON depth limit of its own (serde's 128 levels apply)".into()),
-            evidence: Vec::new(),
-        },
+        "R-WAF-4" => {
+            let neutralising: Vec<String> = routes
+                .iter()
+                .filter(|r| r.inspect.mode == crate::inspect::Mode::Neutralise)
+                .map(|r| format!("{} ({})", r.id, r.inspect.neutralise.join(", ")))
+                .collect();
+            unless_missing(
+                "named body fields are rewritten by fixed rules (HTML entities; FHIR narratives cleaned to FHIR's XHTML), recorded in the access record and announced in PHR-Neutralised; everything else is blocked",
+                Vec::new(),
+                vec![format!(
+                    "routes neutralising: {}",
+                    if neutralising.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        neutralising.join("; ")
+                    }
+                )],
+            )
+        }
+        "R-WAF-3" => unless_missing(
+            "request smuggling shapes (CL+TE, duplicate or non-numeric lengths, transfer codings other than chunked, bare LF) and non-canonical paths are refused; URI length, query parameter count, header count and bytes, and JSON depth are bounded (414/400/431/400); bodies read whole are bounded (64 KiB, 413)",
+            Vec::new(),
+            vec![format!(
+                "limits: uri {} B, {} parameters, {} headers, {} header bytes, JSON depth {}",
+                s.limits.request.uri_bytes,
+                s.limits.request.query_params,
+                s.limits.request.headers,
+                s.limits.request.header_bytes,
+                s.limits.request.json_depth
+            )],
+        ),
         "R-NET-1" => {
             let route_lists = routes.iter().filter(|r| !r.allow_from.is_empty()).count();
             let any = !s.network.allow.is_empty() || !s.network.deny.is_empty() || route_lists > 0;

@@ -469,6 +469,43 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     .await
     .expect("request");
     assert_eq!(reply.json()["reason"], "inspect.blocked");
+    // The printed neutralise example (R-WAF-4): after the acquisition consent, the note arrives
+    // as text, and says so.
+    let mut client = Client::open(public, config.clone()).await.expect("connect");
+    let granted = client
+        .send(
+            "POST",
+            "/.phr/consents",
+            &[
+                ("authorization", &token("mfa")),
+                ("content-type", "application/json"),
+            ],
+            phr_gateway::demo::ACQUISITION_EXAMPLE,
+        )
+        .await
+        .expect("consent");
+    assert_eq!(granted.status, 201, "{granted:?}");
+    let reply = client
+        .send(
+            "POST",
+            "/fhir/Observation",
+            &[
+                ("authorization", &token("mfa")),
+                own,
+                ("content-type", "application/fhir+json"),
+            ],
+            phr_gateway::demo::NEUTRALISED_EXAMPLE,
+        )
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "note.text");
+    let created = reply.json();
+    assert_eq!(
+        created["note"][0]["text"],
+        "&lt;img src=x onerror=alert(1)&gt; 朝食後"
+    );
+    assert_eq!(created["valueString"], "118/76 mmHg");
     let reply = get(public, config, "/fhir/Patient/p-001/_history", &[])
         .await
         .expect("request");

@@ -380,3 +380,99 @@ async fn oversized_heads_are_refused_each_with_its_own_code_r_waf_3() {
         200
     );
 }
+
+/// Smuggling shapes sent as raw bytes over TLS (R-WAF-3): what pingora's parser refuses
+/// itself (a 400 without a problem body), what the gateway refuses after it (with its code),
+/// and the legal spellings of chunked framing that must still pass. Nothing refused reaches
+/// the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
+    let s = setup().await;
+    const HEAD: &str = "POST /records/x HTTP/1.1\r\nHost: localhost\r\n";
+    // (what follows the Host line, the reason code when the gateway's own, else pingora's)
+    let refused: &[(&str, Option<&str>)] = &[
+        ("Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", None),
+        ("Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", None),
+        ("Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", None),
+        (
+            "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            Some("protocol.unsupported_transfer_encoding"),
+        ),
+        (
+            "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+            Some("protocol.malformed_body"),
+        ),
+        (
+            "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+            Some("protocol.malformed_body"),
+        ),
+        (
+            "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nhello\r\n0\r\n\r\n",
+            Some("protocol.malformed_body"),
+        ),
+        (
+            "Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n",
+            Some("protocol.malformed_body"),
+        ),
+        (
+            "Transfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n",
+            Some("protocol.malformed_body"),
+        ),
+        // A bare LF hides a header from a proxy that splits lines only on CRLF.
+        (
+            "X-A: a\nContent-Length: 5\r\n\r\nhello",
+            Some("protocol.bare_line_feed"),
+        ),
+        (
+            "X-B: b\rContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+            None,
+        ),
+        ("Content-Length: 0x5\r\n\r\nhello", None),
+        (
+            "Content-Length: 5, 5\r\n\r\nhello",
+            Some("protocol.duplicate_content_length"),
+        ),
+        (" Content-Length: 5\r\n\r\nhello", None),
+    ];
+    let mut cases: Vec<(String, Option<&str>)> = refused
+        .iter()
+        .map(|(rest, reason)| (format!("{HEAD}{rest}"), *reason))
+        .collect();
+    cases.push((
+        "POST /records/x HTTP/1.1\nHost: localhost\nContent-Length: 5\n\nhello".into(),
+        Some("protocol.bare_line_feed"),
+    ));
+    cases.push((
+        "POST /records/x HTTP/1.0\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+        None,
+    ));
+    for (raw, reason) in &cases {
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+            .await
+            .expect("exchange");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?}: {answer}");
+        if let Some(reason) = reason {
+            assert!(
+                answer.contains(&format!("\"reason\":\"{reason}\"")),
+                "{raw:?}: {answer}"
+            );
+        }
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a smuggling shape reached the upstream"
+    );
+    // Optional whitespace, case and chunk extensions are legal: forwarded, body intact.
+    for rest in [
+        "Transfer-Encoding: chunked \r\n",
+        "Transfer-Encoding:\tchunked\r\n",
+        "Transfer-Encoding: Chunked\r\n",
+    ] {
+        let raw = format!("{HEAD}{rest}Connection: close\r\n\r\n5 ;ext=1\r\nhello\r\n0\r\n\r\n");
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+            .await
+            .expect("exchange");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{raw:?}: {answer}");
+        assert!(answer.ends_with("upstream-ok /records/x 5"), "{answer}");
+    }
+}

@@ -299,7 +299,7 @@ fn is_valid_subtree(start: u64, end: u64) -> bool {
     start < end
         && (end - start)
             .checked_next_power_of_two()
-            .is_some_and(|width| start % width == 0)
+            .is_some_and(|width| start.is_multiple_of(width))
 }
 
 /// Does `proof` show that the leaf with hash `leaf` is at `index` in the tree of `size`

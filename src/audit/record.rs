@@ -110,6 +110,10 @@ pub struct AccessRecord {
     pub total_us: u64,
     /// Inspection rules that fired.
     pub rules: Vec<String>,
+    /// What the gateway changed in the request body before forwarding it: neutralised fields
+    /// (`neutralised:note.text`, R-WAF-4) and what was removed from uploaded files
+    /// (`disarmed:upload:pdf:JavaScript`, R-WAF-2).
+    pub changes: Vec<String>,
 }
 
 /// The access record as stored. Fields are declared in key order so that serde writes
@@ -121,6 +125,8 @@ struct AccessBody<'a> {
     bytes_out: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    changes: &'a [String],
     client: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
@@ -159,6 +165,7 @@ impl AccessRecord {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             category: self.category,
+            changes: &self.changes,
             client: &self.client,
             client_id: self.client_id.as_deref(),
             decision: self.decision,
@@ -488,6 +495,7 @@ mod tests {
             upstream_us: Some(900),
             total_us: 1200,
             rules: vec!["sqli-1".into()],
+            changes: vec!["neutralised:note.text".into()],
         }
     }
 

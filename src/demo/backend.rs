@@ -122,11 +122,29 @@ fn outcome(status: StatusCode, text: &str) -> (StatusCode, Value) {
 impl ServeHttp for DemoBackend {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        let (status, body) = self.answer(
-            request.method.as_str(),
-            request.uri.path(),
-            request.uri.query(),
-        );
+        let create =
+            request.method == http::Method::POST && request.uri.path() == "/fhir/Observation";
+        let (status, body) = if create {
+            // A create is answered with the resource as it arrived (not stored), so that the
+            // demo shows what the gateway forwarded.
+            let mut received = Vec::new();
+            while let Ok(Some(chunk)) = session.read_request_body().await {
+                received.extend_from_slice(&chunk);
+            }
+            match serde_json::from_slice::<Value>(&received) {
+                Ok(mut resource) => {
+                    resource["id"] = json!("obs-new");
+                    (StatusCode::CREATED, resource)
+                }
+                Err(_) => outcome(StatusCode::BAD_REQUEST, "not a JSON resource"),
+            }
+        } else {
+            self.answer(
+                request.method.as_str(),
+                request.uri.path(),
+                request.uri.query(),
+            )
+        };
         let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
         Response::builder()
             .status(status)

@@ -51,6 +51,9 @@ pub enum Class {
     Nodejs,
     /// Session fixation: setting a cookie or a session id from the request.
     SessionFixation,
+    /// Multipart parts a backend would decode differently (another charset, a transfer
+    /// encoding).
+    Multipart,
 }
 
 impl Class {
@@ -75,6 +78,7 @@ impl Class {
             Class::Protocol => "protocol",
             Class::Nodejs => "nodejs",
             Class::SessionFixation => "session-fixation",
+            Class::Multipart => "multipart",
         }
     }
 }
@@ -99,6 +103,7 @@ pub const CLASSES: &[Class] = &[
     Class::Protocol,
     Class::Nodejs,
     Class::SessionFixation,
+    Class::Multipart,
 ];
 
 /// The ids of the rules that are not patterns in the tables below.
@@ -112,6 +117,8 @@ const CODE_RULES: &[&str] = &[
     "encoding-100",
     "encoding-110",
     "xxe-100",
+    "multipart-100",
+    "multipart-110",
 ];
 
 /// Every rule id.
@@ -514,9 +521,13 @@ fn ssrf(folded: &str) -> Option<Hit> {
     let mut from = 0;
     while let Some(at) = folded[from..].find(':').map(|i| i + from) {
         from = at + 1;
+        // The scheme starts after the last character that cannot be in one (which may be
+        // more than one byte long).
         let scheme_start = folded[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let scheme = &folded[scheme_start..at];
         if scheme.is_empty() || scheme.len() > 16 || !bytes[scheme_start].is_ascii_alphabetic() {
             continue;
@@ -644,6 +655,14 @@ mod tests {
                 .build();
             assert!(built.is_ok(), "{}: {built:?}", rule.id);
         }
+    }
+
+    /// Found by the `normalise` fuzz target: a multi-byte character just before a `:` made
+    /// the SSRF scan slice inside it and panic.
+    #[test]
+    fn a_multibyte_character_before_a_colon_is_no_panic() {
+        assert_eq!(hit("2)E\u{0703}:"), None);
+        assert_eq!(hit("血圧:http://10.0.0.1/"), Some("ssrf"));
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! `phr-gateway inspect eval`: corpora of HTTP request cases (`../shared/corpora/README.md`'s
-//! format) through the same inspection the proxy runs — the framing checks and
-//! [`super::inspect`] — with no network. Per class: true and false positives and negatives;
-//! and throughput. A case counts as detected when it would be refused.
+//! format) through the same inspection the proxy runs — the framing and size checks, the
+//! head's [`super::inspect`] and the body's [`super::check_body`] — with no network. Per
+//! class: true and false positives and negatives; and throughput. A case counts as detected
+//! when it would be refused, or a field of it neutralised.
+//!
+//! Without a policy every case is inspected with the settings a new operator's route gets
+//! (`block`, no exclusions, no files). With one, a case its routes match is inspected with
+//! that route's settings (mode, exclusions, neutralised fields, files) and the policy's
+//! `[limits]`; a case no route matches keeps the defaults, since routing — not inspection —
+//! would refuse it.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -73,9 +80,13 @@ pub struct Report {
     pub examples: Vec<String>,
 }
 
-/// Why inspection (and framing) would refuse this case: the rule id, or `None` when it passes.
-/// `None` outside when the case cannot be made into a request.
-pub fn verdict(case: &Case) -> Option<Option<&'static str>> {
+/// Why inspection (and framing) would refuse this case — the rule id or reason code — or
+/// neutralise it (`neutralised`); `None` when it passes. `None` outside when the case cannot
+/// be made into a request.
+pub fn verdict(
+    case: &Case,
+    policy: Option<&crate::policy::Snapshot>,
+) -> Option<Option<&'static str>> {
     let (path, query) = match case.path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (case.path.as_str(), None),
@@ -90,7 +101,14 @@ pub fn verdict(case: &Case) -> Option<Option<&'static str>> {
         };
         headers.append(name, value);
     }
-    if let Err(refusal) = crate::protocol::check_framing(&headers, false) {
+    if let Err(refusal) =
+        crate::protocol::check_framing(&headers, crate::protocol::RawHead::default())
+    {
+        return Some(Some(refusal.reason.code()));
+    }
+    let defaults = crate::protocol::RequestLimits::default();
+    let limits = policy.map_or(&defaults, |p| &p.limits.request);
+    if let Err(refusal) = crate::protocol::check_size(path, query, &headers, limits) {
         return Some(Some(refusal.reason.code()));
     }
     // Routing serves these methods only (`policy::compile`): any other is refused before
@@ -104,17 +122,60 @@ pub fn verdict(case: &Case) -> Option<Option<&'static str>> {
         (Some(b), false) => Some(b.as_bytes().to_vec()),
         (None, _) => None,
     };
+    let default_route = super::RouteInspection::default();
+    let route = policy
+        .and_then(|p| {
+            let method = http::Method::from_bytes(case.method.as_bytes()).ok()?;
+            match p.routes.lookup(&method, path) {
+                crate::route::Lookup::Found(m) => Some(&m.route.inspect),
+                _ => None,
+            }
+        })
+        .unwrap_or(&default_route);
+    if !route.is_on() {
+        return Some(None);
+    }
     let target = super::Target {
         path,
         query,
         headers: &headers,
-        body: body.as_deref(),
+        body: None,
     };
-    Some(super::inspect(&target).first().map(|f| f.hit.rule))
+    let head = route.keep(super::inspect(&target));
+    if let Some(first) = route.refusing(&head) {
+        return Some(Some(first.hit.rule));
+    }
+    let Some(body) = body.filter(|b| !b.is_empty()) else {
+        return Some(None);
+    };
+    if let Some(refusal) = crate::protocol::check_json_depth(&body, &headers, limits) {
+        return Some(Some(refusal.reason.code()));
+    }
+    let checked = super::check_body(&body, &headers, route);
+    if let Some(refusal) = checked.refusal {
+        let rule = checked
+            .findings
+            .iter()
+            .find(|f| !route.neutralises(f))
+            .filter(|_| refusal.reason == crate::decision::Reason::InspectBlocked)
+            .map_or(refusal.reason.code(), |f| f.hit.rule);
+        return Some(Some(rule));
+    }
+    // A finding in a neutralised field was rewritten away: detected.
+    Some(
+        checked
+            .findings
+            .iter()
+            .any(|f| route.neutralises(f))
+            .then_some("neutralised"),
+    )
 }
 
-/// Run every case of `corpora` (JSON lines).
-pub fn run(corpora: &mut [Box<dyn BufRead>]) -> std::io::Result<Report> {
+/// Run every case of `corpora` (JSON lines), with `policy`'s routes when one is given.
+pub fn run(
+    corpora: &mut [Box<dyn BufRead>],
+    policy: Option<&crate::policy::Snapshot>,
+) -> std::io::Result<Report> {
     let mut report = Report::default();
     let mut bytes = 0usize;
     let mut spent = Duration::ZERO;
@@ -138,7 +199,7 @@ pub fn run(corpora: &mut [Box<dyn BufRead>]) -> std::io::Result<Report> {
                     .map(|(n, v)| n.len() + v.len())
                     .sum::<usize>();
             let started = Instant::now();
-            let Some(rule) = verdict(&case) else {
+            let Some(rule) = verdict(&case, policy) else {
                 report.unreadable += 1;
                 continue;
             };

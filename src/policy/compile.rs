@@ -606,28 +606,84 @@ fn compile_route(
     })
 }
 
-/// A route's inspection mode and exclusions: every exclusion names a known rule or class.
+/// A route's inspection: its mode; exclusions that name a known rule or class and a place;
+/// neutralised fields only with `neutralise` mode (and then at least one); accepted files as
+/// media types, never archives, never with inspection off.
 fn compile_inspection(
     section: &RouteSection,
     diags: &mut Diagnostics<'_>,
 ) -> crate::inspect::RouteInspection {
+    use crate::inspect::{disarm, Exclusion, Mode};
+    let mode = section
+        .inspect
+        .as_ref()
+        .map_or(Mode::default(), |m| *m.get_ref());
     let mut exclude = Vec::new();
     for entry in &section.inspect_exclude {
-        let text = entry.get_ref();
-        if crate::inspect::is_rule_or_class(text) {
-            exclude.push(text.clone());
-        } else {
+        match Exclusion::parse(entry.get_ref()) {
+            Ok(exclusion) => exclude.push(exclusion),
+            Err(message) => diags.at(entry.span(), message),
+        }
+    }
+    let neutralise: Vec<String> = section
+        .neutralise
+        .iter()
+        .map(|f| f.get_ref().clone())
+        .collect();
+    match (mode, section.neutralise.first()) {
+        (Mode::Neutralise, None) => diags.at(
+            section.inspect.as_ref().map_or(0..0, |m| m.span()),
+            "`inspect = \"neutralise\"` needs the fields to rewrite: `neutralise = [\"note.text\"]`",
+        ),
+        (Mode::Neutralise, Some(_)) => {
+            for field in &section.neutralise {
+                if field.get_ref().trim().is_empty() || field.get_ref().contains(char::is_whitespace) {
+                    diags.at(field.span(), "a field is a dotted path (`note.text`) or a form field name, without spaces");
+                }
+            }
+        }
+        (_, Some(first)) => diags.at(
+            first.span(),
+            "`neutralise` fields are rewritten only with `inspect = \"neutralise\"`",
+        ),
+        (_, None) => {}
+    }
+    let mut files = Vec::new();
+    for entry in &section.files {
+        let media = entry.get_ref().trim().to_ascii_lowercase();
+        let valid = media.split_once('/').is_some_and(|(t, s)| {
+            !t.is_empty() && !s.is_empty() && !media.contains([';', ' ', '*'])
+        });
+        if !valid {
             diags.at(
                 entry.span(),
                 format!(
-                    "`{text}` is not an inspection rule id or class (docs/inspect.md lists them)"
+                    "`{}` is not a media type (`application/pdf`, `image/jpeg`)",
+                    entry.get_ref()
                 ),
+            );
+        } else if disarm::ARCHIVE_TYPES.contains(&media.as_str()) {
+            diags.at(
+                entry.span(),
+                format!("`{media}` is an archive: archives are never accepted (R-WAF-2, docs/inspect.md)"),
+            );
+        } else {
+            files.push(media);
+        }
+    }
+    if mode == Mode::Off {
+        if let Some(first) = section.files.first() {
+            diags.at(
+                first.span(),
+                "files are disarmed by inspection: a route with `files` cannot have `inspect = \"off\"`",
             );
         }
     }
     crate::inspect::RouteInspection {
-        mode: section.inspect,
+        mode,
         exclude,
+        neutralise,
+        files: disarm::Accepted(files),
     }
 }
 

@@ -110,6 +110,7 @@ pub(super) fn limits(
             query_params: section.max_query_params,
             headers: section.max_headers,
             header_bytes: section.max_header_bytes,
+            json_depth: section.max_json_depth,
         },
         connections: ConnectionPlan {
             per_client: section.connections_per_client,

@@ -487,14 +487,31 @@ pub struct RouteSection {
     #[schemars(with = "Option<String>")]
     pub fhir: Option<Spanned<String>>,
     /// Input inspection (R-WAF-1): `block` (default), `detect` (forward and record the rule
-    /// ids) or `off`. See docs/inspect.md.
+    /// ids), `neutralise` (rewrite the fields `neutralise` names, block the rest; R-WAF-4) or
+    /// `off`. See docs/inspect.md.
     #[serde(default)]
-    pub inspect: crate::inspect::Mode,
-    /// Rule ids (`sqli-100`) or classes (`ssrf`) not applied on this route: the false positives
-    /// an operator meets, excluded where they occur (CRS-style exclusions).
+    #[schemars(with = "Option<crate::inspect::Mode>")]
+    pub inspect: Option<Spanned<crate::inspect::Mode>>,
+    /// Rule ids (`sqli-100`) or classes (`ssrf`) not applied on this route, everywhere or in one
+    /// field (`xss@body:note.text`, `sqli@query:q`, `lfi@path`): the false positives an
+    /// operator meets, excluded where they occur (CRS-style exclusions).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub inspect_exclude: Vec<Spanned<String>>,
+    /// With `inspect = "neutralise"`: the body fields whose HTML special characters are
+    /// rewritten as entities — JSON dotted paths with array levels skipped (`note.text`), form
+    /// and multipart field names. A FHIR narrative (`text.div`) is cleaned to FHIR's XHTML
+    /// instead, when it breaks the narrative rules.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub neutralise: Vec<Spanned<String>>,
+    /// The files this route accepts as uploads (R-WAF-2), by media type: raw bodies or
+    /// multipart parts with a file name. `application/pdf`, `image/jpeg`, `image/png` are
+    /// taken apart and rebuilt; XML is inspected; other listed types pass unchanged; archives
+    /// are never accepted. Every other upload is refused (`415 inspect.file_refused`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub files: Vec<Spanned<String>>,
 }
 
 /// `[network]`: which networks may use the public listener (R-NET-1). Entries are CIDR
@@ -583,6 +600,11 @@ pub struct LimitsSection {
     #[serde(default = "default_max_header_bytes")]
     #[schemars(range(min = 1))]
     pub max_header_bytes: usize,
+    /// Deepest nesting of arrays and objects in a JSON body an inspected route reads; deeper
+    /// is `400 protocol.json_too_deep`. FHIR resources nest a dozen levels at most.
+    #[serde(default = "default_max_json_depth")]
+    #[schemars(range(min = 1, max = 128))]
+    pub max_json_depth: usize,
 }
 
 impl Default for LimitsSection {
@@ -599,6 +621,7 @@ impl Default for LimitsSection {
             max_query_params: default_max_query_params(),
             max_headers: default_max_headers(),
             max_header_bytes: default_max_header_bytes(),
+            max_json_depth: default_max_json_depth(),
         }
     }
 }
@@ -617,6 +640,10 @@ fn default_max_headers() -> usize {
 
 fn default_max_header_bytes() -> usize {
     32 * 1024
+}
+
+fn default_max_json_depth() -> usize {
+    64
 }
 
 fn default_max_keys() -> usize {

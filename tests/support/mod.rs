@@ -66,6 +66,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: http::HeaderMap,
+    pub body: Bytes,
 }
 
 /// A real HTTP/1.1 upstream on loopback that records what reaches it.
@@ -121,6 +122,7 @@ impl Upstream {
                                     method: parts.method.to_string(),
                                     path: parts.uri.to_string(),
                                     headers: parts.headers.clone(),
+                                    body: body.clone(),
                                 });
                             }
                             let reply = format!("upstream-ok {} {}", parts.uri.path(), body.len());
@@ -360,6 +362,17 @@ impl Client {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Result<Reply, BoxError> {
+        self.send_bytes(method, path, headers, body.as_bytes().to_vec())
+            .await
+    }
+
+    pub async fn send_bytes(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, BoxError> {
         let h2 = matches!(self, Client::H2(_));
         let uri = if h2 {
             format!("https://localhost{path}")
@@ -373,7 +386,7 @@ impl Client {
         for (n, v) in headers {
             builder = builder.header(*n, *v);
         }
-        let request = builder.body(Full::new(Bytes::from(body.to_owned())))?;
+        let request = builder.body(Full::new(Bytes::from(body)))?;
         // Wait until the connection can take the next request: after a response, hyper's
         // connection task may not have finished with it yet. A closed connection errors here.
         let response = match self {

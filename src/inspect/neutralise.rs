@@ -1,0 +1,350 @@
+//! Neutralising named fields (R-WAF-4, 無害化 by fixed rules): on a route with
+//! `inspect = "neutralise"`, the body fields it names (`neutralise = ["note.text"]`) have the
+//! characters that mean something to HTML and SQL rewritten as HTML entities, whatever they
+//! hold: `&` `<` `>` `"` `'` become `&amp;` `&lt;` `&gt;` `&quot;` `&#x27;`. A FHIR narrative
+//! (`text.div`) is XHTML by design: it is left alone unless it breaks the narrative rules, and
+//! then cleaned with ammonia to FHIR's allowed elements and attributes.
+//!
+//! The rewrite is never silent: the proxy records the fields in the access record and tells
+//! both the upstream and the client (`PHR-Neutralised`). JSON keeps its key order and every
+//! value outside the named fields as sent (struson reads and writes it as a stream).
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use struson::reader::{JsonReader, JsonStreamReader, ReaderSettings, ValueType};
+use struson::writer::{JsonStreamWriter, JsonWriter};
+
+/// A body whose named fields were rewritten.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Neutralised {
+    /// The new body.
+    pub body: Vec<u8>,
+    /// The fields that changed (dotted paths or form names), in order.
+    pub fields: Vec<String>,
+}
+
+/// Why a body could not be rewritten.
+#[derive(Debug, thiserror::Error)]
+#[error("the body could not be rewritten: {0}")]
+pub struct Unrewritable(String);
+
+/// The fixed rule: HTML's special characters as entities.
+pub fn entities(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['&', '<', '>', '"', '\'']) {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len() + 16);
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// A FHIR narrative cleaned to FHIR's XHTML subset (elements and attributes of R4's
+/// narrative rules, http/https/mailto links only), when it breaks those rules.
+fn narrative(xhtml: &str) -> Option<String> {
+    static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+        let mut b = ammonia::Builder::new();
+        b.tags(
+            [
+                "a",
+                "abbr",
+                "acronym",
+                "b",
+                "big",
+                "blockquote",
+                "br",
+                "caption",
+                "cite",
+                "code",
+                "col",
+                "colgroup",
+                "dd",
+                "dfn",
+                "div",
+                "dl",
+                "dt",
+                "em",
+                "h1",
+                "h2",
+                "h3",
+                "h4",
+                "h5",
+                "h6",
+                "hr",
+                "i",
+                "img",
+                "li",
+                "ol",
+                "p",
+                "pre",
+                "q",
+                "samp",
+                "small",
+                "span",
+                "strong",
+                "sub",
+                "sup",
+                "table",
+                "tbody",
+                "td",
+                "tfoot",
+                "th",
+                "thead",
+                "tr",
+                "tt",
+                "ul",
+                "var",
+            ]
+            .into(),
+        )
+        .generic_attributes(["class", "style", "id", "lang", "title", "dir"].into())
+        .add_tag_attributes("div", ["xmlns"])
+        .add_tag_attributes("a", ["href", "name"])
+        .add_tag_attributes("img", ["src", "alt", "width", "height"])
+        .add_tag_attributes("td", ["colspan", "rowspan"])
+        .add_tag_attributes("th", ["colspan", "rowspan", "scope"])
+        .url_schemes(["http", "https", "mailto"].into())
+        .link_rel(None);
+        b
+    });
+    super::narrative(xhtml)?;
+    // ammonia writes HTML; a narrative is XHTML: void elements close themselves.
+    let cleaned = CLEANER.clean(xhtml).to_string();
+    static VOID: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"<(br|hr|img|col)((?:\s[^>]*)?)>").unwrap_or_else(|_| unreachable!())
+    });
+    Some(VOID.replace_all(&cleaned, "<$1$2/>").into_owned())
+}
+
+/// The rewritten value of the field at `path`, when it changes.
+fn rewrite(path: &str, value: &str) -> Option<String> {
+    if path == "text.div" || path.ends_with(".text.div") {
+        return narrative(value);
+    }
+    match entities(value) {
+        std::borrow::Cow::Owned(changed) => Some(changed),
+        std::borrow::Cow::Borrowed(_) => None,
+    }
+}
+
+/// A JSON body with the string values at `fields` rewritten; `None` when none changed.
+/// Array levels are not part of a path (`note.text` is every note's text).
+pub fn json(body: &[u8], fields: &[String]) -> Result<Option<Neutralised>, Unrewritable> {
+    let mut reader = JsonStreamReader::new_custom(
+        body,
+        ReaderSettings {
+            // The body was parsed for inspection already; keep what serde_json allowed.
+            max_nesting_depth: Some(128),
+            ..ReaderSettings::default()
+        },
+    );
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut writer = JsonStreamWriter::new(&mut out);
+    let mut changed = BTreeSet::new();
+    copy(
+        &mut reader,
+        &mut writer,
+        &mut Vec::new(),
+        fields,
+        &mut changed,
+    )
+    .map_err(|e| Unrewritable(e.to_string()))?;
+    reader
+        .consume_trailing_whitespace()
+        .map_err(|e| Unrewritable(e.to_string()))?;
+    writer
+        .finish_document()
+        .map_err(|e| Unrewritable(e.to_string()))?;
+    Ok((!changed.is_empty()).then(|| Neutralised {
+        body: out,
+        fields: changed.into_iter().collect(),
+    }))
+}
+
+type CopyError = Box<dyn std::error::Error>;
+
+fn copy(
+    reader: &mut JsonStreamReader<&[u8]>,
+    writer: &mut JsonStreamWriter<&mut Vec<u8>>,
+    path: &mut Vec<String>,
+    fields: &[String],
+    changed: &mut BTreeSet<String>,
+) -> Result<(), CopyError> {
+    match reader.peek()? {
+        ValueType::Object => {
+            reader.begin_object()?;
+            writer.begin_object()?;
+            while reader.has_next()? {
+                let name = reader.next_name_owned()?;
+                writer.name(&name)?;
+                path.push(name);
+                copy(reader, writer, path, fields, changed)?;
+                path.pop();
+            }
+            reader.end_object()?;
+            writer.end_object()?;
+        }
+        ValueType::Array => {
+            reader.begin_array()?;
+            writer.begin_array()?;
+            while reader.has_next()? {
+                copy(reader, writer, path, fields, changed)?;
+            }
+            reader.end_array()?;
+            writer.end_array()?;
+        }
+        ValueType::String => {
+            let value = reader.next_str()?;
+            // The path is joined only where its last key ends a named field.
+            let last = path.last().map_or("", String::as_str);
+            let maybe = fields.iter().any(|f| {
+                f.strip_suffix(last)
+                    .is_some_and(|head| head.is_empty() || head.ends_with('.'))
+            });
+            let field = if maybe { path.join(".") } else { String::new() };
+            match (maybe && fields.contains(&field))
+                .then(|| rewrite(&field, value))
+                .flatten()
+            {
+                Some(new) => {
+                    writer.string_value(&new)?;
+                    changed.insert(field);
+                }
+                None => writer.string_value(value)?,
+            }
+        }
+        ValueType::Number => {
+            let number = reader.next_number_as_str()?;
+            writer.number_value_from_string(number)?;
+        }
+        ValueType::Boolean => {
+            let value = reader.next_bool()?;
+            writer.bool_value(value)?;
+        }
+        ValueType::Null => {
+            reader.next_null()?;
+            writer.null_value()?;
+        }
+    }
+    Ok(())
+}
+
+/// Characters a form value keeps unencoded (`application/x-www-form-urlencoded`).
+const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+fn form_decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// An urlencoded form with the values of `fields` rewritten; other pairs stay as sent.
+pub fn form(body: &[u8], fields: &[String]) -> Option<Neutralised> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut changed = BTreeSet::new();
+    let pairs: Vec<String> = text
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = form_decode(name);
+            if !fields.contains(&decoded) {
+                return pair.to_owned();
+            }
+            match rewrite(&decoded, &form_decode(value)) {
+                Some(new) => {
+                    changed.insert(decoded);
+                    let encoded: String =
+                        percent_encoding::utf8_percent_encode(&new, FORM).collect();
+                    format!("{name}={}", encoded.replace("%20", "+"))
+                }
+                None => pair.to_owned(),
+            }
+        })
+        .collect();
+    (!changed.is_empty()).then(|| Neutralised {
+        body: pairs.join("&").into_bytes(),
+        fields: changed.into_iter().collect(),
+    })
+}
+
+/// A multipart text part's new content, when `name` is a neutralised field and it changes.
+pub fn part(name: &str, content: &[u8], fields: &[String]) -> Option<Vec<u8>> {
+    if !fields.iter().any(|f| f == name) {
+        return None;
+    }
+    rewrite(name, std::str::from_utf8(content).ok()?).map(String::into_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_the_named_json_fields_change_and_order_is_kept() {
+        let body = br#"{"resourceType":"Observation","note":[{"text":"<b>x</b> & 'y'"},{"text":"ok"}],"valueString":"<i>kept</i>","z":1.50,"a":[true,null]}"#;
+        let out = json(body, &fields(&["note.text"]))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("nothing neutralised"));
+        assert_eq!(out.fields, ["note.text"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.body),
+            r#"{"resourceType":"Observation","note":[{"text":"&lt;b&gt;x&lt;/b&gt; &amp; &#x27;y&#x27;"},{"text":"ok"}],"valueString":"<i>kept</i>","z":1.50,"a":[true,null]}"#
+        );
+        // Nothing special in the field: nothing changes, nothing is recorded.
+        assert!(matches!(
+            json(
+                br#"{"note":[{"text":"118/76 mmHg"}]}"#,
+                &fields(&["note.text"])
+            ),
+            Ok(None)
+        ));
+        assert!(json(b"{not json", &fields(&["note"])).is_err());
+    }
+
+    #[test]
+    fn a_narrative_is_cleaned_only_when_it_breaks_the_rules() {
+        let ok = r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>血圧 118/76<br/></p></div>"#;
+        assert_eq!(rewrite("text.div", ok), None);
+        let bad = r#"<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="x()">血圧<br/></p><script>alert(1)</script><a href="javascript:alert(1)">a</a></div>"#;
+        let cleaned = rewrite("text.div", bad).unwrap_or_default();
+        assert_eq!(
+            cleaned,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>血圧<br/></p><a>a</a></div>"#
+        );
+        assert_eq!(super::super::narrative(&cleaned), None);
+    }
+
+    #[test]
+    fn form_fields_are_rewritten_and_reencoded() {
+        let out = form(
+            b"comment=%3Cscript%3Ex%3C%2Fscript%3E+hi&other=%3Cb%3E",
+            &fields(&["comment"]),
+        )
+        .unwrap_or_else(|| panic!("nothing neutralised"));
+        assert_eq!(out.fields, ["comment"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.body),
+            "comment=%26lt%3Bscript%26gt%3Bx%26lt%3B%2Fscript%26gt%3B+hi&other=%3Cb%3E"
+        );
+        assert_eq!(form(b"comment=fine", &fields(&["comment"])), None);
+    }
+}

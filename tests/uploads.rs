@@ -1,0 +1,395 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! File 無害化 through the real gateway (R-WAF-2): a PDF carrying JavaScript, an open action
+//! and an embedded file reaches the upstream without them and still parses; a JPEG's EXIF and
+//! a PNG's text chunks are gone and both images still decode; what was removed is in the
+//! access record and the `PHR-Neutralised` header. Uploads the route does not accept, files
+//! that are not what they claim, archives and unparsable PDFs are refused and never
+//! forwarded.
+
+mod support;
+
+use lopdf::{dictionary, Document, Object, Stream};
+use rustls::version::TLS13;
+use support::*;
+
+const EXTRA: &str = r#"
+[[routes]]
+id = "uploads"
+methods = ["POST", "PUT"]
+path = "/uploads/{*rest}"
+upstream = "backend"
+category = "public"
+anonymous = true
+files = ["application/pdf", "image/jpeg", "image/png", "text/csv"]
+
+[[routes]]
+id = "notes"
+methods = ["POST"]
+path = "/notes/{*rest}"
+upstream = "backend"
+category = "public"
+anonymous = true
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    upstream: Upstream,
+    gateway: Gateway,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let gateway = Gateway::start(
+        dir.path(),
+        &policy(&pki, port, upstream.port, "", EXTRA),
+        port,
+    );
+    Setup {
+        dir,
+        pki,
+        upstream,
+        gateway,
+    }
+}
+
+impl Setup {
+    async fn send(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        let mut client = Client::open(self.gateway.port, config).await.unwrap();
+        client
+            .send_bytes("POST", path, &[("content-type", content_type)], body)
+            .await
+            .unwrap()
+    }
+
+    fn record(&self, reply: &Reply) -> serde_json::Value {
+        let id = reply.headers["x-request-id"].to_str().unwrap();
+        for _ in 0..50 {
+            let records =
+                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
+                    .unwrap();
+            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id) {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no record for {id}");
+    }
+
+    fn forwarded(&self, path: &str) -> Seen {
+        self.upstream
+            .requests()
+            .into_iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("{path} did not reach the upstream"))
+    }
+}
+
+/// A one-page PDF that runs JavaScript when opened, carries an embedded file and a page action.
+fn hostile_pdf() -> Vec<u8> {
+    let mut doc = Document::with_version("1.7");
+    let pages_id = doc.new_object_id();
+    let content = doc.add_object(Stream::new(
+        dictionary! {},
+        b"BT /F1 12 Tf 72 720 Td (HbA1c 5.6%) Tj ET".to_vec(),
+    ));
+    let script = doc.add_object(dictionary! {
+        "S" => "JavaScript",
+        "JS" => Object::string_literal("app.alert('pwned')"),
+    });
+    let page = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content,
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        "AA" => dictionary! { "O" => script },
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => vec![page.into()],
+            "Count" => 1,
+        }),
+    );
+    let payload = doc.add_object(Stream::new(
+        dictionary! { "Type" => "EmbeddedFile" },
+        b"MZ not really an exe".to_vec(),
+    ));
+    let catalog = doc.add_object(dictionary! {
+        "Type" => "Catalog",
+        "Pages" => pages_id,
+        "OpenAction" => script,
+        "Names" => dictionary! {
+            "JavaScript" => dictionary! { "Names" => vec![Object::string_literal("a"), script.into()] },
+            "EmbeddedFiles" => dictionary! { "Names" => vec![Object::string_literal("x.exe"), dictionary! { "EF" => dictionary! { "F" => payload } }.into()] },
+        },
+    });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+/// Every dictionary key anywhere in a parsed PDF.
+fn pdf_keys(doc: &Document) -> Vec<String> {
+    fn walk(object: &Object, keys: &mut Vec<String>) {
+        match object {
+            Object::Dictionary(d) => {
+                for (k, v) in d.iter() {
+                    keys.push(String::from_utf8_lossy(k).into_owned());
+                    walk(v, keys);
+                }
+            }
+            Object::Stream(s) => walk(&Object::Dictionary(s.dict.clone()), keys),
+            Object::Array(items) => items.iter().for_each(|i| walk(i, keys)),
+            _ => {}
+        }
+    }
+    let mut keys = Vec::new();
+    for object in doc.objects.values() {
+        walk(object, &mut keys);
+    }
+    keys
+}
+
+fn multipart(parts: &[(&str, Option<&str>, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "phr-test-boundary-7MA4YWxk";
+    let mut body = Vec::new();
+    for (name, filename, content_type, content) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let file = filename.map_or(String::new(), |f| format!("; filename=\"{f}\""));
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"{file}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pdf_loses_its_javascript_and_embedded_files_and_still_parses_r_waf_2() {
+    let s = setup().await;
+    let pdf = hostile_pdf();
+    assert!(pdf_keys(&Document::load_mem(&pdf).unwrap()).contains(&"OpenAction".to_owned()));
+    let (content_type, body) = multipart(&[
+        ("comment", None, "text/plain", "健診結果".as_bytes()),
+        ("report", Some("checkup.pdf"), "application/pdf", &pdf),
+    ]);
+    let reply = s.send("/uploads/a", &content_type, body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "report");
+
+    let seen = s.forwarded("/uploads/a");
+    assert_eq!(seen.headers["phr-neutralised"], "report");
+    let boundary = phr_gateway::inspect::multipart::boundary(&content_type).unwrap();
+    let parts = phr_gateway::inspect::multipart::parse(&seen.body, boundary)
+        .unwrap()
+        .parts;
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        parts[0].content,
+        "健診結果".as_bytes(),
+        "a text part is untouched"
+    );
+    assert_eq!(
+        seen.headers["content-length"].to_str().unwrap(),
+        seen.body.len().to_string()
+    );
+    let rebuilt = Document::load_mem(parts[1].content).expect("the rebuilt PDF parses");
+    assert_eq!(rebuilt.get_pages().len(), 1, "the page is still there");
+    let keys = pdf_keys(&rebuilt);
+    for gone in ["JavaScript", "JS", "OpenAction", "AA", "EmbeddedFiles"] {
+        assert!(
+            !keys.contains(&gone.to_owned()),
+            "{gone} survived: {keys:?}"
+        );
+    }
+    let page = rebuilt.get_pages().into_values().next().unwrap();
+    let text = rebuilt.get_page_content(page);
+    assert!(String::from_utf8_lossy(&text).contains("HbA1c 5.6%"));
+
+    let record = s.record(&reply);
+    let changes: Vec<&str> = record["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for removed in [
+        "disarmed:report:pdf:JavaScript",
+        "disarmed:report:pdf:OpenAction",
+        "disarmed:report:pdf:EmbeddedFiles",
+        "disarmed:report:pdf:AA",
+    ] {
+        assert!(changes.contains(&removed), "{record}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jpeg_loses_its_exif_and_a_png_its_text_and_both_still_decode_r_waf_2() {
+    use img_parts::{ImageEXIF, ImageICC};
+    let s = setup().await;
+    let pixels: Vec<u8> = (0..16 * 16 * 3).map(|i| (i % 251) as u8).collect();
+    let mut jpeg = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 90);
+    encoder
+        .add_app_segment(1, b"Exif\0\0MM\0*\0\0\0\x08\0\0GPS 35.68N 139.76E".to_vec())
+        .unwrap();
+    encoder
+        .add_app_segment(13, b"Photoshop 3.0\0patient name".to_vec())
+        .unwrap();
+    encoder
+        .encode(&pixels, 16, 16, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    // A second file glued after the image's end.
+    jpeg.extend_from_slice(b"<?php system($_GET['c']); ?>");
+    let parsed = img_parts::jpeg::Jpeg::from_bytes(jpeg.clone().into()).unwrap();
+    assert!(parsed.exif().is_some());
+
+    let reply = s.send("/uploads/photo", "image/jpeg", jpeg).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = s.forwarded("/uploads/photo");
+    let cleaned = img_parts::jpeg::Jpeg::from_bytes(seen.body.clone()).unwrap();
+    assert!(cleaned.exif().is_none(), "EXIF survived");
+    assert!(cleaned.icc_profile().is_none());
+    assert!(
+        !seen.body.windows(5).any(|w| w == b"<?php"),
+        "the glued-on file survived"
+    );
+    let mut decoder = jpeg_decoder::Decoder::new(&seen.body[..]);
+    let decoded = decoder.decode().expect("the rebuilt JPEG decodes");
+    assert_eq!(decoded.len(), 16 * 16 * 3);
+    let record = s.record(&reply);
+    let changes = record["changes"].to_string();
+    for removed in [
+        "disarmed:body:jpeg:exif",
+        "disarmed:body:jpeg:iptc",
+        "disarmed:body:jpeg:trailing-data",
+    ] {
+        assert!(changes.contains(removed), "{record}");
+    }
+
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, 4, 4);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder
+            .add_text_chunk("Comment".into(), "patient: Yamada Taro".into())
+            .unwrap();
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[200u8; 4 * 4 * 3]).unwrap();
+    }
+    let reply = s.send("/uploads/scan", "image/png", png).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = s.forwarded("/uploads/scan");
+    assert!(!seen.body.windows(4).any(|w| w == b"tEXt"), "text survived");
+    let decoder = png::Decoder::new(std::io::Cursor::new(seen.body.to_vec()));
+    let mut reader = decoder.read_info().expect("the rebuilt PNG decodes");
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    assert_eq!(&buf[..3], &[200, 200, 200]);
+    assert!(s.record(&reply)["changes"]
+        .to_string()
+        .contains("disarmed:body:png:tEXt"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_not_accepted_or_not_what_they_claim_are_refused_r_waf_2() {
+    let s = setup().await;
+    let (zip_type, zip_part) = multipart(&[(
+        "f",
+        Some("r.pdf"),
+        "application/pdf",
+        b"PK\x03\x04\x14\0\0\0\x08\0",
+    )]);
+    let (elsewhere_type, elsewhere) = multipart(&[("f", Some("a.png"), "image/png", b"\x89PNG")]);
+    // (path, content type, body, status, reason)
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "/uploads/1",
+            "image/gif",
+            b"GIF89a....".to_vec(),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/uploads/2",
+            "image/jpeg",
+            b"<?php system($_GET['c']); ?>".to_vec(),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/uploads/3",
+            &zip_type,
+            zip_part,
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/uploads/4",
+            "application/pdf",
+            b"%PDF-1.7\nnot a pdf at all".to_vec(),
+            422,
+            "inspect.file_unrebuildable",
+        ),
+        (
+            "/uploads/5",
+            "application/octet-stream",
+            b"\x7fELF\x02\x01".to_vec(),
+            415,
+            "inspect.file_refused",
+        ),
+        // A route without `files` accepts none.
+        (
+            "/notes/1",
+            &elsewhere_type,
+            elsewhere,
+            415,
+            "inspect.file_refused",
+        ),
+    ];
+    for (path, content_type, body, status, reason) in cases {
+        let reply = s.send(path, content_type, body).await;
+        assert_eq!(reply.status, status, "{path}: {reply:?}");
+        assert_eq!(reply.json()["reason"], reason, "{path}");
+        assert_eq!(s.record(&reply)["reason"], reason);
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a refused upload reached the upstream"
+    );
+    // A listed type the gateway does not rebuild passes unchanged.
+    let reply = s
+        .send("/uploads/6", "text/csv", b"a,b\n1,2\n".to_vec())
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(&s.forwarded("/uploads/6").body[..], b"a,b\n1,2\n");
+}
+
+#[test]
+fn archives_and_files_without_inspection_are_policy_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "server");
+    for (bad, expected) in [
+        (
+            "files = [\"application/zip\"]",
+            "`application/zip` is an archive",
+        ),
+        ("files = [\"pdf\"]", "`pdf` is not a media type"),
+    ] {
+        let extra = format!(
+            "\n[[routes]]\nid = \"r\"\nmethods = [\"POST\"]\npath = \"/r\"\nupstream = \"backend\"\ncategory = \"public\"\nanonymous = true\n{bad}\n"
+        );
+        let text = policy(&pki, 8443, 8081, "", &extra);
+        let line = text.lines().position(|l| l == bad).unwrap() + 1;
+        assert_policy_error(dir.path(), &text, line, expected);
+    }
+}
