@@ -594,6 +594,21 @@ pub fn inspect(target: &Target<'_>) -> Vec<Finding> {
 }
 
 fn inspect_head(target: &Target<'_>, found: &mut Findings) {
+    // The whole path, for rules that need its slashes (`/.git/`, `/proc/...`); a path of
+    // plain segments (most of a FHIR API's) cannot match one.
+    let plain_path = target
+        .path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/');
+    if !plain_path
+        && found.add(
+            detect::path(&normalise(target.path.as_bytes(), Plus::Literal)),
+            Place::Path,
+            whole,
+        )
+    {
+        return;
+    }
     for segment in target.path.split('/').filter(|s| !s.is_empty()) {
         if found.add(
             value_hit(segment.as_bytes(), Plus::Literal),

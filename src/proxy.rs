@@ -292,6 +292,8 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
             upstream_request.insert_header(CONTENT_LENGTH, body.len())?;
         }
+        // Only the gateway says what it changed: a client's own claim never reaches the backend.
+        upstream_request.remove_header(PHR_NEUTRALISED);
         if let Some(changed) = changed_fields(&ctx.changes) {
             // A value is never changed silently (R-WAF-4): the backend is told which.
             upstream_request.insert_header(PHR_NEUTRALISED, changed)?;
@@ -323,6 +325,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         harden::harden(upstream_response);
         upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
+        upstream_response.remove_header(PHR_NEUTRALISED);
         if let Some(changed) = changed_fields(&ctx.changes) {
             // ... and so is the client whose value it was.
             upstream_response.insert_header(PHR_NEUTRALISED, changed)?;

@@ -322,6 +322,18 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
     assert!(rate("sqli") >= 0.96, "{}", report["classes"]["sqli"]);
     assert!(rate("xss") >= 0.93, "{}", report["classes"]["xss"]);
     assert!(rate("jndi") >= 0.80, "{}", report["classes"]["jndi"]);
+    for (class, floor) in [
+        ("lfi", 0.85),
+        ("ssrf", 0.85),
+        ("rce", 0.55),
+        ("multipart", 0.95),
+    ] {
+        assert!(
+            rate(class) >= floor,
+            "{class}: {}",
+            report["classes"][class]
+        );
+    }
 
     // Zero false positives on the FHIR benign set: a PHR gateway must pass a patient's record.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_phr-gateway"))

@@ -140,11 +140,30 @@ async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
     );
 
     // Nothing special in the named fields: forwarded byte for byte, nothing recorded.
+    // A client's own `PHR-Neutralised` claim does not reach the backend.
     let plain = r#"{"note": [{"text": "118/76 mmHg, 朝食後"}]}"#;
-    let reply = s.send("PUT", "/diary/3", "application/json", plain).await;
+    let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+    let mut client = Client::open(s.gateway.port, config).await.unwrap();
+    let reply = client
+        .send(
+            "PUT",
+            "/diary/3",
+            &[
+                ("content-type", "application/json"),
+                ("phr-neutralised", "note.text"),
+            ],
+            plain,
+        )
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     assert!(reply.headers.get("phr-neutralised").is_none());
-    assert_eq!(&s.forwarded("/diary/3").body[..], plain.as_bytes());
+    let seen = s.forwarded("/diary/3");
+    assert_eq!(&seen.body[..], plain.as_bytes());
+    assert!(
+        seen.headers.get("phr-neutralised").is_none(),
+        "a spoofed claim was forwarded"
+    );
     assert!(s.record(&reply).get("changes").is_none());
 }
 

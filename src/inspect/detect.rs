@@ -128,6 +128,7 @@ pub static RULE_IDS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLoc
         .copied()
         .chain(VALUE_RULES.iter().map(|r| r.id))
         .chain(NAME_RULES.iter().map(|r| r.id))
+        .chain(PATH_RULES.iter().map(|r| r.id))
         .collect()
 });
 
@@ -201,7 +202,29 @@ const VALUE_RULES: &[Rule] = &[
         id: "rce-140",
         class: Class::Rce,
         // cmd.exe's loop: `for /l %a in (1,1,2) do …`.
-        pattern: r"\bfor\s+(?:/[a-z]\s+)*(?:[a-z]:\S*\s+)?%%?\S{1,20}\s+in\s*\([^)]*\)\s*do\b",
+        pattern: r"\bfor\s+(?:/[a-z]\s+)*(?:[a-z]:\S*\s+|\x22[^\x22]*\x22\s+)?%%?\S{1,20}\s+in\s*\(",
+    },
+    Rule {
+        id: "rce-141",
+        class: Class::Rce,
+        // cmd.exe's conditional, at the start of a value or after `&`: `IF EXIST f CMD`,
+        // `if /i a==b`, `IF %ERRORLEVEL% EQU 2 goto x`, `if "%1"==""`.
+        pattern: r"(?:^|&)\s*if(?:\s+|/)(?:/i\s+)?(?:not\s+)?(?:exist\s|errorlevel\s|defined\s|cmdextversion\s|%|\[|\(|\{|\x22|[^\s=]+\s*={2,3}|\S+\s+(?:equ|neq|lss|leq|gtr|geq)\s)",
+    },
+    Rule {
+        id: "rce-105",
+        class: Class::Rce,
+        // Programs whose names are no word of English or Japanese romaji (debuggers, package
+        // managers, tracing and network tools, configuration tools), at the start of a value
+        // or after a shell separator, followed by what a shell reads next.
+        pattern: r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:ansible(?:-[a-z]+)?|chef-[a-z]+|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?)(?:\s|$|[;|&<>`'\x22)])",
+    },
+    Rule {
+        id: "rce-106",
+        class: Class::Rce,
+        // Programs with shell escapes or short names that are also words, only after a shell
+        // separator.
+        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:vim?|nvim|nano|emacs|perf|rmt(?:-[a-z]+)?|docker|lua|deno|npm|mutt)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-150",
@@ -322,9 +345,18 @@ const NAME_RULES: &[Rule] = &[
     },
 ];
 
+/// Pattern rules over a whole request path (segments are values too; these need the
+/// slashes between them).
+const PATH_RULES: &[Rule] = &[Rule {
+    id: "lfi-130",
+    class: Class::Lfi,
+    pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@fs/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old)(?:\.(?:zip|gz|tar|7z))?$",
+}];
+
 struct Compiled {
     values: RegexSet,
     names: RegexSet,
+    paths: RegexSet,
 }
 
 fn compiled() -> &'static Compiled {
@@ -343,6 +375,7 @@ fn compiled() -> &'static Compiled {
         Compiled {
             values: set(VALUE_RULES),
             names: set(NAME_RULES),
+            paths: set(PATH_RULES),
         }
     })
 }
@@ -403,6 +436,11 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
 /// The first rule that fires on a name (query parameter, JSON key, cookie name).
 pub fn name(n: &Normalised) -> Option<Hit> {
     first(&compiled().names, NAME_RULES, &n.folded)
+}
+
+/// Rules over a whole request path, normalised.
+pub fn path(n: &Normalised) -> Option<Hit> {
+    first(&compiled().paths, PATH_RULES, &n.folded)
 }
 
 fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
@@ -516,6 +554,12 @@ fn jndi(folded: &str) -> Option<Hit> {
 /// A URL value whose host is loopback, private, link-local, unspecified or a cloud metadata
 /// name (R-WAF-1, SSRF).
 fn ssrf(folded: &str) -> Option<Hit> {
+    if schemeless_internal(folded) {
+        return Some(Hit {
+            rule: "ssrf-100",
+            class: Class::Ssrf,
+        });
+    }
     // Every `scheme:` or `scheme://` in the value: URLs hide inside other text.
     let bytes = folded.as_bytes();
     let mut from = 0;
@@ -565,21 +609,18 @@ fn internal_host(rest: &str) -> bool {
     if host.is_empty() {
         return false;
     }
+    // URL parsers map the ideographic full stop to `.` in host names (IDNA).
+    let dotted;
+    let host = if host.contains('。') {
+        dotted = host.replace('。', ".");
+        dotted.as_str()
+    } else {
+        host
+    };
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => is_internal(ip),
         Err(_) => {
-            const METADATA: &[&str] = &[
-                "localhost",
-                "metadata",
-                "metadata.google.internal",
-                "metadata.packet.net",
-                "metadata.azure.com",
-                "instance-data",
-                "instance-data.ec2.internal",
-            ];
-            METADATA.contains(&host)
-                || host.ends_with(".localhost")
-                || host.ends_with(".internal")
+            internal_name(host)
                 // 0x7f.1, 2130706433, 017700000001: numeric forms a resolver accepts.
                 || host
                     .split('.')
@@ -589,6 +630,47 @@ fn internal_host(rest: &str) -> bool {
                     && numeric_host_is_internal(host)
         }
     }
+}
+
+/// A host name that names the machine itself, its containers' host, a cluster's services or a
+/// cloud's metadata service.
+fn internal_name(host: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "localhost",
+        "localhost4",
+        "localhost6",
+        "localhost.localdomain",
+        "localhost4.localdomain4",
+        "localhost6.localdomain6",
+        "ip6-localhost",
+        "ipv6-localhost",
+        "ip6-loopback",
+        "localtest.me",
+        "lvh.me",
+        "metadata",
+        "metadata.google.internal",
+        "metadata.packet.net",
+        "metadata.azure.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+    ];
+    NAMES.contains(&host)
+        || host.ends_with(".localhost")
+        || host.ends_with(".internal")
+        || host.ends_with(".localtest.me")
+        || host.ends_with(".svc.cluster.local")
+        || host.ends_with(".cluster.local")
+}
+
+/// A value that starts with an internal host name and a path or port, without a scheme
+/// (`localhost/admin`, `host.docker.internal:2375/`): what a backend that prepends
+/// `http://` fetches. Names only: a number before a slash is a value (`118/76`).
+fn schemeless_internal(folded: &str) -> bool {
+    let Some(end) = folded.find(['/', ':']) else {
+        return false;
+    };
+    let host = &folded[..end];
+    internal_name(host) && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// A host in the numeric forms `inet_aton` accepts (`2130706433`, `0x7f.1`, `0177.0.0.1`).
@@ -606,7 +688,8 @@ fn numeric_host_is_internal(host: &str) -> bool {
         })
         .collect();
     let value = match parts.as_slice() {
-        [a] => *a,
+        // A lone number past 32 bits wraps in some parsers (`7147006462` is 169.254.169.254).
+        [a] => *a & 0xffff_ffff,
         [a, b] => (a << 24) | b,
         [a, b, c] => (a << 24) | (b << 16) | c,
         [a, b, c, d] => (a << 24) | (b << 16) | (c << 8) | d,
@@ -703,10 +786,48 @@ mod tests {
             ("http://127.0.0.1:8080/admin", "ssrf"),
             ("http://[::1]/", "ssrf"),
             ("http://2130706433/", "ssrf"),
+            ("http://7147006462/", "ssrf"),
+            ("strace who", "rce"),
+            ("time; ansible-playbook site.yml", "rce"),
+            ("pip3 install something", "rce"),
+            (";vim -c:\\!pwd", "rce"),
+            ("IF NOT EXIST C:\\x CMD", "rce"),
+            ("if /i a==b foo", "rce"),
+            ("for /f \"tokens=*\" %G in ('dir /b') do echo %G", "rce"),
+            ("http://169。254。169。254/", "ssrf"),
+            ("localhost/admin", "ssrf"),
+            ("host.docker.internal:2375/containers", "ssrf"),
+            ("kubernetes.default.svc.cluster.local/api", "ssrf"),
             ("%C0%AE%C0%AE%C0%AF", "encoding"),
         ];
         for (raw, class) in cases {
             assert_eq!(hit(raw), Some(*class), "{raw}");
+        }
+    }
+
+    #[test]
+    fn whole_paths_are_held_to_the_path_rules() {
+        let path_hit = |p: &str| path(&normalise(p.as_bytes(), Plus::Literal)).map(|h| h.rule);
+        for attack in [
+            "/api/.claude/settings.json",
+            "/x/.cursor/mcp.json",
+            "/get/proc/interrupts",
+            "/@fs/etc/passwd",
+            "/wp-content/debug.log",
+            "/backup.sql.zip",
+            "/.cursorignore",
+        ] {
+            assert_eq!(path_hit(attack), Some("lfi-130"), "{attack}");
+        }
+        for fine in [
+            "/fhir/Observation/o-1",
+            "/fhir/Patient/p-001/$everything",
+            "/fhir/Binary/scan.v2.json",
+            "/fhir/.well-known/smart-configuration",
+            "/.phr/consents",
+            "/fhir/DocumentReference/process-notes",
+        ] {
+            assert_eq!(path_hit(fine), None, "{fine}");
         }
     }
 
@@ -729,6 +850,17 @@ mod tests {
             "Bearer abc.def.ghi",
             "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
             "{\"resourceType\": \"Observation\"}",
+            "118/76 mmHg",
+            "10.5/12",
+            "LL VIEW",
+            "At least 100 beats per minute",
+            "Axel Smith",
+            "Apt is gated; call when you get here",
+            "lymph node; biopsy planned",
+            "last dose at 8pm; next at 8am",
+            "if the pain persists, call",
+            "localhost",
+            "report.sql is attached",
         ] {
             assert_eq!(hit(raw), None, "{raw}");
         }
