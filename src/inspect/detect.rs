@@ -249,6 +249,20 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"<\?(?:php|=)|\b(?:system|exec|shell_exec|passthru|popen|proc_open|eval|assert|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include|include_once|require|require_once|unserialize|str_rot13|gzinflate)\s*\(",
     },
     Rule {
+        id: "php-130",
+        class: Class::Php,
+        // PHP functions a request has no business naming, called — names with no meaning
+        // in prose (`file(`, `mail(`, `copy(` are left out) — comments allowed before `(`.
+        pattern: r"(?:gzinflate|gzuncompress|gzdecode|str_rot13|base64_decode|convert_uudecode)\s*\(|\b(?:zlib_decode|bzdecompress|convert_uudecode|hex2bin|file_exists|is_file|is_dir|is_readable|is_writable|is_writeable|fileperms|fileowner|filesize|fpassthru|fread|fgets|fwrite|fputs|glob|scandir|opendir|readdir|unlink|rmdir|mkdir|chmod|chown|chgrp|symlink|readlink|tempnam|tmpfile|move_uploaded_file|highlight_file|show_source|parse_ini_file|php_uname|phpversion|getenv|putenv|ini_set|ini_get|ini_restore|ini_alter|set_time_limit|ignore_user_abort|error_reporting|get_current_user|getmypid|getmyuid|gethostbyname|gethostbynamel|gethostname|fsockopen|pfsockopen|stream_socket_client|stream_get_contents|socket_create|curl_init|curl_exec|curl_multi_exec|setcookie|session_start|parse_str|array_map|array_filter|array_walk|array_walk_recursive|usort|uasort|uksort|func_get_args|assert_options|ob_start|register_shutdown_function|register_tick_function|pcntl_exec|pcntl_fork|posix_kill|posix_setuid|posix_getpwuid|posix_uname|escapeshellarg|escapeshellcmd|proc_nice|proc_terminate|proc_get_status|apache_child_terminate|get_defined_vars|get_defined_functions|function_exists|method_exists|class_exists|substr|strrev|str_replace|preg_match|preg_replace_callback|var_dump|print_r|var_export|serialize|mb_ereg_replace|mb_eregi_replace|simplexml_load_string|libxml_disable_entity_loader|ftp_connect|ssh2_connect|ssh2_exec|mysql_query|mysqli_query|pg_query|ldap_connect|exif_read_data|imagecreatefromstring|xmlrpc_decode|yaml_parse|zend_[a-z_]+|runkit_[a-z_]+|dl)\s*(?:/\*.*?\*/\s*)*\(",
+    },
+    Rule {
+        id: "php-140",
+        class: Class::Php,
+        // A variable or an array element called as a function (`$__['o'](5)`, `${x}()`), or
+        // a dangerous function's name in parentheses called (`(system)('ls')`).
+        pattern: r"\$(?:[a-z_]\w*|\{[^}]{1,40}\})(?:\s*\[[^\]]{0,40}\])+\s*(?:/\*.*?\*/\s*)*\(|\$\{[^}]{1,40}\}\s*\(|\(\s*(?:/\*.*?\*/\s*)*(?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|create_function|call_user_func)\s*(?:/\*.*?\*/\s*)*\)\s*\(",
+    },
+    Rule {
         id: "php-110",
         class: Class::Php,
         pattern: r#"\b[oa]:\d+:(?:"[^"]*"|\{)|\$_(?:get|post|request|cookie|server|files|env)\b"#,
@@ -790,6 +804,10 @@ mod tests {
             ("strace who", "rce"),
             ("time; ansible-playbook site.yml", "rce"),
             ("pip3 install something", "rce"),
+            ("FOOGzInFlAtE()", "php"),
+            ("file_ExistS (\n\n)", "php"),
+            ("$__['o'](5)", "php"),
+            ("(/* comment */system)(ls/* comment */);", "php"),
             (";vim -c:\\!pwd", "rce"),
             ("IF NOT EXIST C:\\x CMD", "rce"),
             ("if /i a==b foo", "rce"),
@@ -859,6 +877,9 @@ mod tests {
             "lymph node; biopsy planned",
             "last dose at 8pm; next at 8am",
             "if the pain persists, call",
+            "see the attached file(s)",
+            "blood pressure (left)(sitting)",
+            "cost $5 [approx] (est.)",
             "localhost",
             "report.sql is attached",
         ] {
