@@ -9,7 +9,6 @@ mod support;
 
 use std::path::PathBuf;
 
-use rustls::version::TLS13;
 use support::*;
 
 const EXTRA: &str = r#"
@@ -40,53 +39,8 @@ anonymous = true
 inspect_exclude = ["sqli"]
 "#;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: TestPki,
-    upstream: Upstream,
-    gateway: Gateway,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "server");
-    let upstream = Upstream::start().await;
-    let port = free_port();
-    let gateway = Gateway::start(
-        dir.path(),
-        &policy(&pki, port, upstream.port, "", EXTRA),
-        port,
-    );
-    Setup {
-        dir,
-        pki,
-        upstream,
-        gateway,
-    }
-}
-
-impl Setup {
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
-        let mut client = Client::open(self.gateway.port, config).await.unwrap();
-        client.send(method, path, headers, body).await.unwrap()
-    }
-
-    fn record(&self, reply: &Reply) -> serde_json::Value {
-        let id = reply.headers["x-request-id"].to_str().unwrap();
-        // Records are written before the answer; the batch may still be in the writer's buffer
-        // for a moment on a slow machine.
-        for _ in 0..50 {
-            let records =
-                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
-                    .unwrap();
-            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id) {
-                return r;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("no record for {id}");
-    }
+async fn setup() -> Harness {
+    Harness::start(EXTRA).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -349,19 +303,8 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_heads_are_refused_each_with_its_own_code_r_waf_3() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "server");
-    let upstream = Upstream::start().await;
-    let port = free_port();
     let limits = "\n[limits]\nmax_uri_bytes = 200\nmax_query_params = 5\nmax_headers = 12\nmax_header_bytes = 2000\n";
-    let text = policy(&pki, port, upstream.port, "", &format!("{limits}{EXTRA}"));
-    let gateway = Gateway::start(dir.path(), &text, port);
-    let s = Setup {
-        dir,
-        pki,
-        upstream,
-        gateway,
-    };
+    let s = Harness::start(&format!("{limits}{EXTRA}")).await;
     let long = format!("/records/{}", "a".repeat(200));
     let params = "/records/x?a=1&b=2&c=3&d=4&e=5&f=6";
     let many: Vec<(String, String)> = (0..12).map(|i| (format!("x-h{i}"), "v".into())).collect();

@@ -8,7 +8,6 @@
 
 mod support;
 
-use rustls::version::TLS13;
 use support::*;
 
 const EXTRA: &str = r#"
@@ -32,73 +31,25 @@ anonymous = true
 inspect_exclude = ["xss@body:bio", "sqli@query:q"]
 "#;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: TestPki,
-    upstream: Upstream,
-    gateway: Gateway,
+async fn setup() -> Harness {
+    Harness::start(EXTRA).await
 }
 
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "server");
-    let upstream = Upstream::start().await;
-    let port = free_port();
-    let gateway = Gateway::start(
-        dir.path(),
-        &policy(&pki, port, upstream.port, "", EXTRA),
-        port,
-    );
-    Setup {
-        dir,
-        pki,
-        upstream,
-        gateway,
-    }
-}
-
-impl Setup {
-    async fn send(&self, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
-        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
-        let mut client = Client::open(self.gateway.port, config).await.unwrap();
-        let headers: &[(&str, &str)] = if content_type.is_empty() {
-            &[]
-        } else {
-            &[("content-type", content_type)]
-        };
-        client.send(method, path, headers, body).await.unwrap()
-    }
-
-    fn record(&self, reply: &Reply) -> serde_json::Value {
-        let id = reply.headers["x-request-id"].to_str().unwrap();
-        for _ in 0..50 {
-            let records =
-                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
-                    .unwrap();
-            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id) {
-                return r;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("no record for {id}");
-    }
-
-    fn forwarded(&self, path: &str) -> Seen {
-        self.upstream
-            .requests()
-            .into_iter()
-            .find(|r| r.path == path)
-            .unwrap_or_else(|| panic!("{path} did not reach the upstream"))
-    }
+/// One request with a body of `content_type` (none when empty).
+async fn send(s: &Harness, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
+    let headers: &[(&str, &str)] = if content_type.is_empty() {
+        &[]
+    } else {
+        &[("content-type", content_type)]
+    };
+    s.send(method, path, headers, body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
     let s = setup().await;
     let body = r#"{"resourceType":"Observation","note":[{"text":"<script>alert('x')</script> 血糖 < 100"},{"text":"ok"}],"valueQuantity":{"value":5.60,"unit":"%"},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p onmouseover=\"steal()\">HbA1c<br/></p><script>x()</script></div>"}}"#;
-    let reply = s
-        .send("POST", "/diary/1", "application/fhir+json", body)
-        .await;
+    let reply = send(&s, "POST", "/diary/1", "application/fhir+json", body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.headers["phr-neutralised"], "note.text, text.div");
     let seen = s.forwarded("/diary/1");
@@ -125,14 +76,14 @@ async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
     );
 
     // A form field, by name.
-    let reply = s
-        .send(
-            "POST",
-            "/diary/2",
-            "application/x-www-form-urlencoded",
-            "comment=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E&mood=good",
-        )
-        .await;
+    let reply = send(
+        &s,
+        "POST",
+        "/diary/2",
+        "application/x-www-form-urlencoded",
+        "comment=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E&mood=good",
+    )
+    .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(
         &s.forwarded("/diary/2").body[..],
@@ -142,9 +93,9 @@ async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
     // Nothing special in the named fields: forwarded byte for byte, nothing recorded.
     // A client's own `PHR-Neutralised` claim does not reach the backend.
     let plain = r#"{"note": [{"text": "118/76 mmHg, 朝食後"}]}"#;
-    let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
-    let mut client = Client::open(s.gateway.port, config).await.unwrap();
-    let reply = client
+    let reply = s
+        .client()
+        .await
         .send(
             "PUT",
             "/diary/3",
@@ -180,19 +131,19 @@ async fn an_attack_outside_the_named_fields_is_refused_r_waf_4() {
             "comment=hi&mood=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
         ),
     ] {
-        let reply = s.send("POST", "/diary/4", content_type, body).await;
+        let reply = send(&s, "POST", "/diary/4", content_type, body).await;
         assert_eq!(reply.status, 403, "{body}: {reply:?}");
         assert_eq!(reply.json()["reason"], "inspect.blocked");
     }
     // And in the head: only body fields are neutralised.
-    let reply = s
-        .send(
-            "POST",
-            "/diary/4?x=%3Cscript%3Ealert(1)%3C/script%3E",
-            "",
-            "",
-        )
-        .await;
+    let reply = send(
+        &s,
+        "POST",
+        "/diary/4?x=%3Cscript%3Ealert(1)%3C/script%3E",
+        "",
+        "",
+    )
+    .await;
     assert_eq!(reply.status, 403);
     assert!(s.upstream.requests().is_empty(), "an attack was forwarded");
 }
@@ -201,31 +152,34 @@ async fn an_attack_outside_the_named_fields_is_refused_r_waf_4() {
 async fn an_exclusion_lifts_a_rule_in_one_field_only() {
     let s = setup().await;
     let json = "application/json";
-    let ok = s
-        .send(
-            "POST",
-            "/profile/me",
-            json,
-            r#"{"bio":"I write <script> tutorials"}"#,
-        )
-        .await;
+    let ok = send(
+        &s,
+        "POST",
+        "/profile/me",
+        json,
+        r#"{"bio":"I write <script> tutorials"}"#,
+    )
+    .await;
     assert_eq!(ok.status, 200, "{ok:?}");
-    let refused = s
-        .send(
-            "POST",
-            "/profile/me",
-            json,
-            r#"{"name":"<script>alert(1)</script>"}"#,
-        )
-        .await;
+    let refused = send(
+        &s,
+        "POST",
+        "/profile/me",
+        json,
+        r#"{"name":"<script>alert(1)</script>"}"#,
+    )
+    .await;
     assert_eq!(refused.json()["reason"], "inspect.blocked");
-    let ok = s
-        .send("GET", "/profile/x?q=1%27%20OR%20%271%27%3D%271", "", "")
-        .await;
+    let ok = send(&s, "GET", "/profile/x?q=1%27%20OR%20%271%27%3D%271", "", "").await;
     assert_eq!(ok.status, 200, "{ok:?}");
-    let refused = s
-        .send("GET", "/profile/x?other=1%27%20OR%20%271%27%3D%271", "", "")
-        .await;
+    let refused = send(
+        &s,
+        "GET",
+        "/profile/x?other=1%27%20OR%20%271%27%3D%271",
+        "",
+        "",
+    )
+    .await;
     assert_eq!(refused.json()["reason"], "inspect.blocked");
 }
 

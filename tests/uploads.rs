@@ -9,7 +9,6 @@
 mod support;
 
 use lopdf::{dictionary, Document, Object, Stream};
-use rustls::version::TLS13;
 use support::*;
 
 const EXTRA: &str = r#"
@@ -31,62 +30,17 @@ category = "public"
 anonymous = true
 "#;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: TestPki,
-    upstream: Upstream,
-    gateway: Gateway,
+async fn setup() -> Harness {
+    Harness::start(EXTRA).await
 }
 
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "server");
-    let upstream = Upstream::start().await;
-    let port = free_port();
-    let gateway = Gateway::start(
-        dir.path(),
-        &policy(&pki, port, upstream.port, "", EXTRA),
-        port,
-    );
-    Setup {
-        dir,
-        pki,
-        upstream,
-        gateway,
-    }
-}
-
-impl Setup {
-    async fn send(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
-        let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
-        let mut client = Client::open(self.gateway.port, config).await.unwrap();
-        client
-            .send_bytes("POST", path, &[("content-type", content_type)], body)
-            .await
-            .unwrap()
-    }
-
-    fn record(&self, reply: &Reply) -> serde_json::Value {
-        let id = reply.headers["x-request-id"].to_str().unwrap();
-        for _ in 0..50 {
-            let records =
-                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
-                    .unwrap();
-            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id) {
-                return r;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("no record for {id}");
-    }
-
-    fn forwarded(&self, path: &str) -> Seen {
-        self.upstream
-            .requests()
-            .into_iter()
-            .find(|r| r.path == path)
-            .unwrap_or_else(|| panic!("{path} did not reach the upstream"))
-    }
+/// One POST of `body` as `content_type`.
+async fn send(s: &Harness, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    s.client()
+        .await
+        .send_bytes("POST", path, &[("content-type", content_type)], body)
+        .await
+        .unwrap()
 }
 
 /// A one-page PDF that runs JavaScript when opened, carries an embedded file and a page action.
@@ -182,7 +136,7 @@ async fn a_pdf_loses_its_javascript_and_embedded_files_and_still_parses_r_waf_2(
         ("comment", None, "text/plain", "健診結果".as_bytes()),
         ("report", Some("checkup.pdf"), "application/pdf", &pdf),
     ]);
-    let reply = s.send("/uploads/a", &content_type, body).await;
+    let reply = send(&s, "/uploads/a", &content_type, body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.headers["phr-neutralised"], "report");
 
@@ -253,7 +207,7 @@ async fn a_jpeg_loses_its_exif_and_a_png_its_text_and_both_still_decode_r_waf_2(
     let parsed = img_parts::jpeg::Jpeg::from_bytes(jpeg.clone().into()).unwrap();
     assert!(parsed.exif().is_some());
 
-    let reply = s.send("/uploads/photo", "image/jpeg", jpeg).await;
+    let reply = send(&s, "/uploads/photo", "image/jpeg", jpeg).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let seen = s.forwarded("/uploads/photo");
     let cleaned = img_parts::jpeg::Jpeg::from_bytes(seen.body.clone()).unwrap();
@@ -286,7 +240,7 @@ async fn a_jpeg_loses_its_exif_and_a_png_its_text_and_both_still_decode_r_waf_2(
         let mut writer = encoder.write_header().unwrap();
         writer.write_image_data(&[200u8; 4 * 4 * 3]).unwrap();
     }
-    let reply = s.send("/uploads/scan", "image/png", png).await;
+    let reply = send(&s, "/uploads/scan", "image/png", png).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let seen = s.forwarded("/uploads/scan");
     assert!(!seen.body.windows(4).any(|w| w == b"tEXt"), "text survived");
@@ -357,7 +311,7 @@ async fn uploads_not_accepted_or_not_what_they_claim_are_refused_r_waf_2() {
         ),
     ];
     for (path, content_type, body, status, reason) in cases {
-        let reply = s.send(path, content_type, body).await;
+        let reply = send(&s, path, content_type, body).await;
         assert_eq!(reply.status, status, "{path}: {reply:?}");
         assert_eq!(reply.json()["reason"], reason, "{path}");
         assert_eq!(s.record(&reply)["reason"], reason);
@@ -367,9 +321,7 @@ async fn uploads_not_accepted_or_not_what_they_claim_are_refused_r_waf_2() {
         "a refused upload reached the upstream"
     );
     // A listed type the gateway does not rebuild passes unchanged.
-    let reply = s
-        .send("/uploads/6", "text/csv", b"a,b\n1,2\n".to_vec())
-        .await;
+    let reply = send(&s, "/uploads/6", "text/csv", b"a,b\n1,2\n".to_vec()).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(&s.forwarded("/uploads/6").body[..], b"a,b\n1,2\n");
 }

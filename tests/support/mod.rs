@@ -22,6 +22,83 @@ pub mod issuer;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The gateway in front of a recording upstream, with `extra` (routes) appended to the test
+/// policy: the set-up the inspection tests share.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub pki: TestPki,
+    pub upstream: Upstream,
+    pub gateway: Gateway,
+}
+
+impl Harness {
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = TestPki::new(dir.path(), "server");
+        let upstream = Upstream::start().await;
+        let port = free_port();
+        let gateway = Gateway::start(
+            dir.path(),
+            &policy(&pki, port, upstream.port, "", extra),
+            port,
+        );
+        Harness {
+            dir,
+            pki,
+            upstream,
+            gateway,
+        }
+    }
+
+    /// A new HTTP/1.1 connection over TLS 1.3.
+    pub async fn client(&self) -> Client {
+        let config = client_config(&self.pki.ca_der, &[&rustls::version::TLS13], &[b"http/1.1"]);
+        Client::open(self.gateway.port, config)
+            .await
+            .expect("connect")
+    }
+
+    /// One request on a new connection.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        self.client()
+            .await
+            .send(method, path, headers, body)
+            .await
+            .expect("request")
+    }
+
+    /// The access record of `reply`. Records are written before the answer; the batch may
+    /// still be in the writer's buffer for a moment on a slow machine.
+    pub fn record(&self, reply: &Reply) -> serde_json::Value {
+        let id = reply.headers["x-request-id"].to_str().expect("request id");
+        for _ in 0..50 {
+            let records =
+                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
+                    .expect("records");
+            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id) {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no record for {id}");
+    }
+
+    /// What the upstream received for `path`.
+    pub fn forwarded(&self, path: &str) -> Seen {
+        self.upstream
+            .requests()
+            .into_iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("{path} did not reach the upstream"))
+    }
+}
+
 /// A free loopback port (bound, then released for the gateway to take).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
