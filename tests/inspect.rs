@@ -337,6 +337,25 @@ async fn oversized_heads_are_refused_each_with_its_own_code_r_waf_3() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_body_nested_too_deep_is_refused_r_waf_3() {
+    let s = Harness::start(&format!("\n[limits]\nmax_json_depth = 8\n{EXTRA}")).await;
+    let json = [("content-type", "application/fhir+json")];
+    let deep = format!("{}1{}", "[".repeat(9), "]".repeat(9));
+    let reply = s.send("POST", "/records/deep", &json, &deep).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "protocol.json_too_deep");
+    assert_eq!(s.record(&reply)["reason"], "protocol.json_too_deep");
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a deep body was forwarded"
+    );
+    // At the limit, and brackets inside strings, pass.
+    let ok = format!("{}\"[[[[[[[[[[\"{}", "[".repeat(8), "]".repeat(8));
+    let reply = s.send("POST", "/records/ok", &json, &ok).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
 /// Smuggling shapes sent as raw bytes over TLS (R-WAF-3): what pingora's parser refuses
 /// itself (a 400 without a problem body), what the gateway refuses after it (with its code),
 /// and the legal spellings of chunked framing that must still pass. Nothing refused reaches
