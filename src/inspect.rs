@@ -629,7 +629,9 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             let (name, value) = cookie.trim().split_once('=').unwrap_or((cookie.trim(), ""));
             let n = normalise(name.as_bytes(), Plus::Literal);
             let field = || name.to_owned();
-            if found.add(detect::name(&n), Place::Cookie, field)
+            // A session id belongs in a cookie: only elsewhere is it fixation.
+            let cookie_name_hit = detect::name(&n).filter(|h| h.rule != "session-110");
+            if found.add(cookie_name_hit, Place::Cookie, field)
                 || found.add(
                     value_hit(name.as_bytes(), Plus::Literal),
                     Place::Cookie,
@@ -943,6 +945,21 @@ mod tests {
         );
         assert!(check("Content-Type: text/plain; charset=UTF-8\r\n", "血圧 118/76").is_empty());
         assert!(check("Content-Type: text/plain; charset=windows-1252\r\n", "ok").is_empty());
+    }
+
+    #[test]
+    fn a_session_id_is_fixation_in_the_query_not_in_a_cookie() {
+        assert_eq!(
+            findings("/login", Some("jsessionid=74B0CB41"), &[], None),
+            ["session-110"]
+        );
+        assert!(findings(
+            "/x",
+            None,
+            &[("cookie", "PHPSESSID=secret; theme=dark")],
+            None
+        )
+        .is_empty());
     }
 
     #[test]

@@ -305,7 +305,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "nodejs-100",
         class: Class::Nodejs,
-        pattern: r#"_\$\$nd_func\$\$_|__js_function|\bfunction\s*\(\s*\)\s*\{|\bnew\s+function\s*\(|this\.constructor\.constructor|module\.exports\s*=|\brequire\s*\(\s*['"`]|child_process|process\.mainmodule|\bxyqktkrfrlvoqyqk|\beval\s*\("#,
+        pattern: r#"\bprocess\.(?:env|binding|dlopen|kill|exit|mainmodule)\b|\bwhile\s*\(\s*(?:!+\s*(?:0|``|''|\[\]|\{\})|true|1|infinity|this|\[\]|\{\}|``)\s*\)|_\$\$nd_func\$\$_|__js_function|\bfunction\s*\(\s*\)\s*\{|\bnew\s+function\s*\(|this\.constructor\.constructor|module\.exports\s*=|\brequire\s*\(\s*['"`]|child_process|process\.mainmodule|\bxyqktkrfrlvoqyqk|\beval\s*\("#,
     },
     Rule {
         id: "session-100",
@@ -350,7 +350,7 @@ const NAME_RULES: &[Rule] = &[
     Rule {
         id: "session-110",
         class: Class::SessionFixation,
-        pattern: r"^(?:jsessionid|phpsessid|asp\.net_sessionid|aspsessionid[a-z]*|cfid|cftoken)$",
+        pattern: r"^(?:jsessionid|phpsessid|phpsession|asp\.net_sessionid|aspsessionid[a-z]*|cfid|cftoken|sessionid|session_id|sessid|laravel_session|ci_session|cakephp|symfony|connect\.sid|meteor_login_token|shiny-token|(?:__(?:host|secure)-)?next-auth\.session-token|_session_id|rack\.session|express:sess)$",
     },
     Rule {
         id: "crlf-110",
@@ -805,6 +805,8 @@ mod tests {
             ("time; ansible-playbook site.yml", "rce"),
             ("pip3 install something", "rce"),
             ("FOOGzInFlAtE()", "php"),
+            ("#{process.binding(foo).spawn(foo2)}", "nodejs"),
+            ("while(!0);", "nodejs"),
             ("file_ExistS (\n\n)", "php"),
             ("$__['o'](5)", "php"),
             ("(/* comment */system)(ls/* comment */);", "php"),
@@ -820,6 +822,22 @@ mod tests {
         ];
         for (raw, class) in cases {
             assert_eq!(hit(raw), Some(*class), "{raw}");
+        }
+    }
+
+    #[test]
+    fn session_ids_as_parameter_names_are_found() {
+        let name_hit = |n: &str| name(&normalise(n.as_bytes(), Plus::Space)).map(|h| h.rule);
+        for id in [
+            "JSESSIONID",
+            "laravel_session",
+            "__Host-next-auth.session-token",
+            "sessionid",
+        ] {
+            assert_eq!(name_hit(id), Some("session-110"), "{id}");
+        }
+        for fine in ["session", "patient", "session_date", "sid"] {
+            assert_eq!(name_hit(fine), None, "{fine}");
         }
     }
 
@@ -878,6 +896,8 @@ mod tests {
             "last dose at 8pm; next at 8am",
             "if the pain persists, call",
             "see the attached file(s)",
+            "breath held while (1 min)",
+            "the process went well",
             "blood pressure (left)(sitting)",
             "cost $5 [approx] (est.)",
             "localhost",
