@@ -153,10 +153,9 @@ pub fn verdict(
     }
     let checked = super::check_body(&body, &headers, route);
     if let Some(refusal) = checked.refusal {
-        let rule = checked
-            .findings
-            .iter()
-            .find(|f| !route.neutralises(f))
+        // The refusing rule when inspection refused; else the reason (a file, a framing).
+        let rule = route
+            .refusing(&checked.findings)
             .filter(|_| refusal.reason == crate::decision::Reason::InspectBlocked)
             .map_or(refusal.reason.code(), |f| f.hit.rule);
         return Some(Some(rule));
