@@ -346,7 +346,9 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
         "[tls]",
         &format!("redirect = \"127.0.0.1:{redirect}\"\n\n[tls]"),
     );
-    let _gateway = Gateway::start(dir.path(), &text, port);
+    let mut gateway = Gateway::start(dir.path(), &text, port);
+    // The public listener being up says nothing of the redirect listener's: wait for it too.
+    gateway.wait_ready(redirect);
     for method in ["GET", "POST"] {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
             .await
