@@ -146,6 +146,12 @@ impl RouteInspection {
         self.mode != Mode::Off
     }
 
+    /// Whether this route may forward a body other than the client's: named fields
+    /// neutralised, files disarmed.
+    pub fn may_rewrite(&self) -> bool {
+        self.is_on() && (self.mode == Mode::Neutralise || self.files.any())
+    }
+
     /// The findings this route does not exclude.
     pub fn keep(&self, findings: Vec<Finding>) -> Vec<Finding> {
         if self.exclude.is_empty() {

@@ -24,6 +24,8 @@ pub struct RequestLimits {
     pub header_bytes: usize,
     /// Deepest nesting of a JSON body.
     pub json_depth: usize,
+    /// Largest body read whole before it is forwarded.
+    pub body_bytes: usize,
 }
 
 impl Default for RequestLimits {
@@ -34,6 +36,7 @@ impl Default for RequestLimits {
             headers: 100,
             header_bytes: 32 * 1024,
             json_depth: 64,
+            body_bytes: 1024 * 1024,
         }
     }
 }

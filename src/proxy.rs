@@ -69,6 +69,32 @@ impl Gateway {
 /// `response_filter` to `fail_to_proxy`.
 const AUDIT_UNAVAILABLE: &str = "AuditUnavailable";
 
+/// The pingora error type that says "the held body was refused: see `late_refusal`".
+const BODY_REFUSED: &str = "BodyRefused";
+
+/// A body longer than pingora's retry buffer, held back while it arrives (see `check_body`).
+struct HeldBody {
+    bytes: Vec<u8>,
+    /// `limits.max_body_bytes` when the request began.
+    max: usize,
+    /// The Bundle or resource whose entries the body decides.
+    pending: Option<pipeline::PendingBundle>,
+    /// Whether the route may forward another body than the client's (neutralise, disarm).
+    may_rewrite: bool,
+}
+
+fn body_too_large(max: usize, declared: Option<usize>) -> Refusal {
+    let detail = match declared {
+        Some(n) => format!(
+            "this route reads a body whole before it is forwarded: at most {max} bytes, not {n}"
+        ),
+        None => format!(
+            "this route reads a body whole before it is forwarded: at most {max} bytes (a body without Content-Length: at most 64 KiB)"
+        ),
+    };
+    Refusal::new(Reason::ProtocolBodyTooLarge, detail)
+}
+
 /// Per-request state, carried across phases.
 pub struct RequestContext {
     /// The gateway's id for this request (UUIDv7: sortable by time), sent to the client and
@@ -92,6 +118,10 @@ pub struct RequestContext {
     rewritten: Option<Bytes>,
     /// What that rewrite changed, for the record and the `PHR-Neutralised` headers.
     changes: Vec<String>,
+    /// A body too long to read before forwarding, held back until it has passed.
+    held: Option<HeldBody>,
+    /// Why the held body was refused, for `fail_to_proxy`.
+    late_refusal: Option<Refusal>,
     /// How the request ended.
     pub outcome: Outcome,
     started: Instant,
@@ -146,6 +176,8 @@ impl ProxyHttp for Gateway {
             provision: None,
             findings: Vec::new(),
             rewritten: None,
+            held: None,
+            late_refusal: None,
             changes: Vec::new(),
             outcome: Outcome::Forwarded,
             started: Instant::now(),
@@ -214,7 +246,7 @@ impl ProxyHttp for Gateway {
         let inspect_body = evaluation.inspect_body && !session.as_downstream_mut().is_body_empty();
         if matches!(decision, Decision::Allow) && (evaluation.bundle.is_some() || inspect_body) {
             let checked = self
-                .check_body(session, &snapshot, evaluation.bundle.as_ref(), ctx)
+                .check_body(session, &snapshot, evaluation.bundle.take(), ctx)
                 .await;
             if let Err(refusal) = checked {
                 ctx.outcome = Outcome::Refused(refusal.reason);
@@ -291,6 +323,9 @@ impl ProxyHttp for Gateway {
             // The body that goes is the rewritten one (request_body_filter), with its length.
             upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
             upstream_request.insert_header(CONTENT_LENGTH, body.len())?;
+        } else if ctx.held.as_ref().is_some_and(|h| h.may_rewrite) {
+            // A held body may yet be rewritten to another length: pingora frames it chunked.
+            upstream_request.remove_header(&CONTENT_LENGTH);
         }
         // Only the gateway says what it changed: a client's own claim never reaches the backend.
         upstream_request.remove_header(PHR_NEUTRALISED);
@@ -304,11 +339,26 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let Some(mut held) = ctx.held.take() {
+            let checked = self.hold_body(session, &mut held, body, end_of_stream, ctx);
+            if let Err(refusal) = checked {
+                // fail_to_proxy answers with it; the upstream connection is dropped.
+                ctx.late_refusal = Some(refusal);
+                return Err(Error::explain(
+                    ErrorType::Custom(BODY_REFUSED),
+                    "a held body was refused",
+                ));
+            }
+            if !end_of_stream {
+                ctx.held = Some(held);
+            }
+            return Ok(());
+        }
         // The body was read whole (check_body) and is replayed from pingora's retry buffer in
         // one piece: it is swapped for the rewritten one.
         if ctx.rewritten.is_some() && body.is_some() {
@@ -381,6 +431,17 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if let Some(refusal) = ctx.late_refusal.take() {
+            // A held body failed its checks: none of it went upstream.
+            ctx.outcome = Outcome::Refused(refusal.reason);
+            if let Err(write) = self.respond_refusal(session, &refusal, ctx).await {
+                tracing::debug!(error = %write, "could not send refusal");
+            }
+            return FailToProxy {
+                error_code: refusal.reason.status(),
+                can_reuse_downstream: false,
+            };
+        }
         let Some(reason) = failure_reason(e) else {
             ctx.outcome = Outcome::ConnectionLost;
             return FailToProxy {
@@ -523,43 +584,47 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Read a body whole before anything is forwarded — into pingora's retry buffer, which then
-    /// forwards it unchanged — and check it: a FHIR Bundle, create or update entry by entry
-    /// (R-AZ-1, R-AZ-4), and input inspection (R-WAF-1). A body larger than that buffer is
-    /// refused with 413.
+    /// Read a body whole before any of it is forwarded, and check it: a FHIR Bundle, create or
+    /// update entry by entry (R-AZ-1, R-AZ-4), and input inspection (R-WAF-1/2/4). A body of
+    /// declared length up to 64 KiB, or of no declared length, is read here, before the
+    /// upstream is asked, into pingora's retry buffer, which then forwards it. A longer one,
+    /// up to `limits.max_body_bytes`, is held back by `request_body_filter` instead: the head
+    /// goes to the upstream while it arrives, its bytes only once all of it has passed.
     async fn check_body(
         &self,
         session: &mut Session,
         snapshot: &Snapshot,
-        pending: Option<&pipeline::PendingBundle>,
+        pending: Option<pipeline::PendingBundle>,
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), Refusal> {
-        // pingora's retry buffer holds 64 KiB; a larger body could not be forwarded after it
-        // has been read.
-        const MAX: usize = 64 * 1024;
+        // pingora's retry buffer: a longer body could not be forwarded after it had been read.
+        const RETRY_BUFFER: usize = 64 * 1024;
         let Some(route) = ctx.route.map(|i| &snapshot.routes.routes()[i]) else {
             return Ok(());
         };
+        let max = snapshot.limits.request.body_bytes;
         let declared = session
             .req_header()
             .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        let too_large = || {
-            Refusal::new(
-                Reason::ProtocolBodyTooLarge,
-                format!(
-                    "this route reads a body whole before it is forwarded: at most {MAX} bytes"
-                ),
-            )
-        };
-        if declared.is_some_and(|n| n > MAX) {
-            return Err(too_large());
+        match declared {
+            Some(n) if n > max => return Err(body_too_large(max, declared)),
+            Some(n) if n > RETRY_BUFFER => {
+                ctx.held = Some(HeldBody {
+                    bytes: Vec::with_capacity(n),
+                    max,
+                    pending,
+                    may_rewrite: route.inspect.may_rewrite(),
+                });
+                return Ok(());
+            }
+            _ => {}
         }
         session.enable_retry_buffering();
-        let body = match read_body(session, MAX).await {
+        let body = match read_body(session, max.min(RETRY_BUFFER)).await {
             Ok(body) => body,
-            Err(BodyError::TooLarge) => return Err(too_large()),
+            Err(BodyError::TooLarge) => return Err(body_too_large(max.min(RETRY_BUFFER), None)),
             Err(BodyError::Unreadable(_)) => {
                 return Err(Refusal::new(
                     Reason::ProtocolMalformedBody,
@@ -567,14 +632,28 @@ impl Gateway {
                 ))
             }
         };
+        let headers = &session.req_header().headers;
+        self.check_whole_body(&body, headers, snapshot, route, pending.as_ref(), ctx)
+    }
+
+    /// The checks of a body read whole, wherever it was read: its rewrite, findings and
+    /// provision go in `ctx`.
+    fn check_whole_body(
+        &self,
+        body: &[u8],
+        headers: &http::HeaderMap,
+        snapshot: &Snapshot,
+        route: &Route,
+        pending: Option<&pipeline::PendingBundle>,
+        ctx: &mut RequestContext,
+    ) -> std::result::Result<(), Refusal> {
         if route.inspect.is_on() {
-            let headers = &session.req_header().headers;
             if let Some(refusal) =
-                protocol::check_json_depth(&body, headers, &snapshot.limits.request)
+                protocol::check_json_depth(body, headers, &snapshot.limits.request)
             {
                 return Err(refusal);
             }
-            let checked = crate::inspect::check_body(&body, headers, &route.inspect);
+            let checked = crate::inspect::check_body(body, headers, &route.inspect);
             ctx.findings.extend(checked.findings);
             ctx.changes = checked.changes;
             if let Some(refusal) = checked.refusal {
@@ -587,8 +666,8 @@ impl Gateway {
         };
         // The request's limits were charged when it was first decided.
         let state = self.live_state(ctx.client, None);
-        let provision = pipeline::check_bundle(
-            &body,
+        ctx.provision = pipeline::check_bundle(
+            body,
             snapshot,
             state,
             route,
@@ -596,7 +675,53 @@ impl Gateway {
             ctx.purpose.as_ref(),
             pending,
         )?;
-        ctx.provision = provision;
+        Ok(())
+    }
+
+    /// One piece of a held body (see `check_body`): kept back until the last one, then the
+    /// whole is checked and goes on in one piece, or the request is refused with none of it
+    /// forwarded.
+    fn hold_body(
+        &self,
+        session: &Session,
+        held: &mut HeldBody,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> std::result::Result<(), Refusal> {
+        if let Some(piece) = body.take() {
+            if held.bytes.len() + piece.len() > held.max {
+                return Err(body_too_large(held.max, None));
+            }
+            held.bytes.extend_from_slice(&piece);
+        }
+        if !end_of_stream {
+            // An empty piece is forwarded as nothing; `None` would end the upstream body.
+            *body = Some(Bytes::new());
+            return Ok(());
+        }
+        let snapshot = ctx
+            .snapshot
+            .clone()
+            .ok_or_else(|| Refusal::new(Reason::GatewayInternal, "the request lost its policy"))?;
+        let route = ctx
+            .route
+            .map(|i| &snapshot.routes.routes()[i])
+            .ok_or_else(|| Refusal::new(Reason::GatewayInternal, "the request lost its route"))?;
+        let headers = &session.req_header().headers;
+        self.check_whole_body(
+            &held.bytes,
+            headers,
+            &snapshot,
+            route,
+            held.pending.as_ref(),
+            ctx,
+        )?;
+        *body = Some(
+            ctx.rewritten
+                .take()
+                .unwrap_or_else(|| Bytes::from(std::mem::take(&mut held.bytes))),
+        );
         Ok(())
     }
 

@@ -554,7 +554,7 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 .collect();
             unless_missing(
                 "uploads are refused unless the route lists their type; PDFs lose JavaScript, actions, embedded files and XFA, JPEG/PNG their metadata, and are rebuilt; archives and files that are not their declared type are refused; what was removed is recorded",
-                vec!["uploads over 64 KiB are refused (413), not disarmed".into()],
+                Vec::new(),
                 vec![format!(
                     "routes accepting files: {}",
                     if accepting.is_empty() {
@@ -585,15 +585,16 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
             )
         }
         "R-WAF-3" => unless_missing(
-            "request smuggling shapes (CL+TE, duplicate or non-numeric lengths, transfer codings other than chunked, bare LF) and non-canonical paths are refused; URI length, query parameter count, header count and bytes, and JSON depth are bounded (414/400/431/400); bodies read whole are bounded (64 KiB, 413)",
+            "request smuggling shapes (CL+TE, duplicate or non-numeric lengths, transfer codings other than chunked, bare LF) and non-canonical paths are refused; URI length, query parameter count, header count and bytes, and JSON depth are bounded (414/400/431/400); bodies read whole are bounded (limits.max_body_bytes, 413)",
             Vec::new(),
             vec![format!(
-                "limits: uri {} B, {} parameters, {} headers, {} header bytes, JSON depth {}",
+                "limits: uri {} B, {} parameters, {} headers, {} header bytes, JSON depth {}, body read whole {} B",
                 s.limits.request.uri_bytes,
                 s.limits.request.query_params,
                 s.limits.request.headers,
                 s.limits.request.header_bytes,
-                s.limits.request.json_depth
+                s.limits.request.json_depth,
+                s.limits.request.body_bytes
             )],
         ),
         "R-NET-1" => {

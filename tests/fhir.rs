@@ -386,13 +386,25 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
     }
     assert_eq!(s.upstream.requests().len(), seen);
 
-    // A Bundle is read whole before it is forwarded: larger than that is 413.
-    let big: Vec<Value> = (0..2000)
-        .map(|i| get_entry(&format!("Observation?patient=p-1&code={i:040}")))
-        .collect();
-    let reply = s
-        .call("POST", "/api/fhir", &token, &bundle("batch", big))
-        .await;
+    // A Bundle longer than pingora's 64 KiB retry buffer is held back and checked whole: its
+    // entry count refuses it with none of it forwarded.
+    let entries = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| get_entry(&format!("Observation?patient=p-1&code={i:040}")))
+            .collect()
+    };
+    let long = bundle("batch", entries(2000));
+    assert!(long.len() > 64 * 1024);
+    let reply = s.call("POST", "/api/fhir", &token, &long).await;
+    assert_eq!(reason(&reply), "access.fhir_unsupported", "{reply:?}");
+    assert!(reply.body.contains("at most 1000 entries"), "{reply:?}");
+    assert!(s.upstream.requests()[seen..]
+        .iter()
+        .all(|r| r.body.is_empty()));
+    // Beyond limits.max_body_bytes (1 MiB by default): 413 before anything is forwarded.
+    let huge = bundle("batch", entries(12_000));
+    assert!(huge.len() > 1024 * 1024);
+    let reply = s.call("POST", "/api/fhir", &token, &huge).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     assert_eq!(reason(&reply), "protocol.body_too_large");
 }

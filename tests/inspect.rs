@@ -201,8 +201,8 @@ async fn detect_mode_forwards_and_records_and_exclusions_lift_one_class() {
     assert_eq!(sql.status, 200, "{sql:?}");
     let xss = s.send("GET", "/search/x?q=%3Cscript%3E", &[], "").await;
     assert_eq!(xss.json()["reason"], "inspect.blocked");
-    // A body the gateway reads whole is bounded.
-    let big = format!("{{\"note\": \"{}\"}}", "a".repeat(70 * 1024));
+    // A body the gateway reads whole is bounded (limits.max_body_bytes, 1 MiB by default).
+    let big = format!("{{\"note\": \"{}\"}}", "a".repeat(1024 * 1024));
     let reply = s
         .send(
             "POST",

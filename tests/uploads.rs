@@ -4,7 +4,9 @@
 //! a PNG's text chunks are gone and both images still decode; what was removed is in the
 //! access record and the `PHR-Neutralised` header. Uploads the route does not accept, files
 //! that are not what they claim, archives and unparsable PDFs are refused and never
-//! forwarded.
+//! forwarded. Bodies longer than pingora's 64 KiB retry buffer are held back by the gateway
+//! until all of them has passed: disarmed and forwarded whole, or refused with none of their
+//! bytes forwarded; beyond `limits.max_body_bytes`, 413.
 
 mod support;
 
@@ -28,6 +30,9 @@ path = "/notes/{*rest}"
 upstream = "backend"
 category = "public"
 anonymous = true
+
+[limits]
+max_body_bytes = 400000
 "#;
 
 async fn setup() -> Harness {
@@ -86,6 +91,19 @@ fn hostile_pdf() -> Vec<u8> {
     doc.trailer.set("Root", catalog);
     let mut out = Vec::new();
     doc.save_to(&mut out).unwrap();
+    out
+}
+
+/// [`hostile_pdf`] grown past pingora's 64 KiB retry buffer by a long page text.
+fn long_hostile_pdf() -> Vec<u8> {
+    let mut doc = Document::load_mem(&hostile_pdf()).unwrap();
+    let filler: String = (0..4000)
+        .map(|i| format!("BT /F1 9 Tf 72 {} Td (line {i:05}) Tj ET\n", 700 - i % 600))
+        .collect();
+    doc.add_object(Stream::new(dictionary! {}, filler.into_bytes()));
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    assert!(out.len() > 100 * 1024, "{} bytes", out.len());
     out
 }
 
@@ -344,4 +362,117 @@ fn archives_and_files_without_inspection_are_policy_errors() {
         let line = text.lines().position(|l| l == bad).unwrap() + 1;
         assert_policy_error(dir.path(), &text, line, expected);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pdf_longer_than_the_retry_buffer_is_held_disarmed_and_forwarded_whole_r_waf_2() {
+    let s = setup().await;
+    let pdf = long_hostile_pdf();
+    let reply = send(&s, "/uploads/long", "application/pdf", pdf.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "body");
+
+    let seen = s.forwarded("/uploads/long");
+    // The rebuilt file's length was not known when the head went: framed chunked.
+    assert_eq!(seen.headers["transfer-encoding"], "chunked");
+    assert!(seen.headers.get("content-length").is_none());
+    let rebuilt = Document::load_mem(&seen.body).expect("the rebuilt PDF parses");
+    assert_eq!(rebuilt.get_pages().len(), 1);
+    let keys = pdf_keys(&rebuilt);
+    for gone in ["JavaScript", "JS", "OpenAction", "AA", "EmbeddedFiles"] {
+        assert!(!keys.contains(&gone.to_owned()), "{gone} survived");
+    }
+    assert!(
+        seen.body.len() > 64 * 1024,
+        "the whole file went: {} bytes",
+        seen.body.len()
+    );
+    let record = s.record(&reply);
+    assert!(record["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "disarmed:body:pdf:OpenAction"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attack_at_the_end_of_a_long_body_is_refused_with_none_of_it_forwarded_r_waf_1() {
+    let s = setup().await;
+    // 200 KiB of a patient's notes, the script in the last piece pingora reads.
+    let note = "朝食後に血圧を測定。".repeat(7000);
+    let body = format!(
+        r#"{{"resourceType":"Observation","note":[{{"text":"{note}"}},{{"text":"<script>alert(1)</script>"}}]}}"#
+    );
+    assert!(body.len() > 200 * 1024);
+    let reply = send(
+        &s,
+        "/notes/long",
+        "application/fhir+json",
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "inspect.blocked");
+    let record = s.record(&reply);
+    assert_eq!(record["reason"], "inspect.blocked");
+    assert!(
+        record["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("xss-")),
+        "{record}"
+    );
+    // The head may have gone (the connection is dropped after it); the body never did.
+    for seen in s.upstream.requests() {
+        assert!(
+            seen.body.is_empty(),
+            "{} body bytes reached the upstream",
+            seen.body.len()
+        );
+    }
+
+    // The same length without the script passes whole, its length kept (nothing to rewrite).
+    let body = format!(r#"{{"resourceType":"Observation","note":[{{"text":"{note}"}}]}}"#);
+    let reply = send(
+        &s,
+        "/notes/clean",
+        "application/fhir+json",
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = s.forwarded("/notes/clean");
+    assert_eq!(seen.body, body.as_bytes());
+    assert_eq!(
+        seen.headers["content-length"].to_str().unwrap(),
+        body.len().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_max_body_bytes_or_a_long_chunked_one_is_413_and_not_forwarded_r_waf_3() {
+    let s = setup().await;
+    let reply = send(&s, "/notes/huge", "text/plain", vec![b'a'; 400_001]).await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "protocol.body_too_large");
+    assert_eq!(s.record(&reply)["reason"], "protocol.body_too_large");
+
+    // Without a declared length the body is read before forwarding: 64 KiB at most.
+    let mut raw = String::from(
+        "POST /notes/chunked HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    for _ in 0..3 {
+        raw.push_str(&format!("8000\r\n{}\r\n", "b".repeat(0x8000)));
+    }
+    raw.push_str("0\r\n\r\n");
+    let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("protocol.body_too_large"), "{answer}");
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a refused body reached the upstream"
+    );
 }

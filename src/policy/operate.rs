@@ -14,6 +14,9 @@ use crate::limits::connections::ConnectionPlan;
 use crate::limits::{Rate, RateLimits};
 use crate::net::{self, NetworkList, NetworkPlan};
 
+/// The largest `limits.max_body_bytes` a policy may set.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
 /// The compiled limits of a snapshot.
 #[derive(Debug)]
 pub struct LimitsPlan {
@@ -98,10 +101,18 @@ pub(super) fn limits(
         (section.body_timeout_secs, "body_timeout_secs"),
         (section.idle_timeout_secs, "idle_timeout_secs"),
         (section.max_keys as u64, "max_keys"),
+        (section.max_body_bytes as u64, "max_body_bytes"),
     ] {
         if value == 0 {
             diags.at(0..0, format!("limits.{name} must be at least 1"));
         }
+    }
+    if section.max_body_bytes > MAX_BODY_BYTES {
+        // Every request on a body-reading route may hold this much memory at once.
+        diags.at(
+            0..0,
+            format!("limits.max_body_bytes must be at most {MAX_BODY_BYTES} (256 MiB)"),
+        );
     }
     LimitsPlan {
         rates: RateLimits::new(per_client, per_subject, route_rates, section.max_keys),
@@ -111,6 +122,7 @@ pub(super) fn limits(
             headers: section.max_headers,
             header_bytes: section.max_header_bytes,
             json_depth: section.max_json_depth,
+            body_bytes: section.max_body_bytes,
         },
         connections: ConnectionPlan {
             per_client: section.connections_per_client,

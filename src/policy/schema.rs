@@ -605,6 +605,13 @@ pub struct LimitsSection {
     #[serde(default = "default_max_json_depth")]
     #[schemars(range(min = 1, max = 128))]
     pub max_json_depth: usize,
+    /// Largest request body, in bytes, a route that reads bodies whole (inspection, file
+    /// disarm, FHIR Bundle checks) accepts; larger is `413 protocol.body_too_large`. Each such
+    /// request holds its body in memory until it has passed. A body without a declared
+    /// length (chunked) is bounded by 64 KiB whatever this says (docs/inspect.md).
+    #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 1, max = 268435456))]
+    pub max_body_bytes: usize,
 }
 
 impl Default for LimitsSection {
@@ -622,6 +629,7 @@ impl Default for LimitsSection {
             max_headers: default_max_headers(),
             max_header_bytes: default_max_header_bytes(),
             max_json_depth: default_max_json_depth(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
@@ -644,6 +652,10 @@ fn default_max_header_bytes() -> usize {
 
 fn default_max_json_depth() -> usize {
     64
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
 }
 
 fn default_max_keys() -> usize {
