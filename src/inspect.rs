@@ -13,9 +13,13 @@
 pub mod detect;
 pub mod disarm;
 pub mod eval;
+mod json;
 pub mod multipart;
 pub mod neutralise;
 pub mod normalise;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use http::HeaderMap;
 
@@ -251,32 +255,73 @@ fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
     detect::value(&normalise(raw, plus))
 }
 
-/// Verdicts on header values seen before: a client sends the same `User-Agent` on every
-/// request, and libinjection's word lookup is most of an uncached header's cost. Keyed by the
-/// whole value (no hash collision can pass an attack as a benign value seen before); values
-/// over 512 bytes are not kept. `Referer` and `Origin` name pages, never addresses a backend
-/// fetches: an internal host there is not SSRF (a staff portal on `http://10.0.0.5/`).
+/// Verdicts on values seen before, keyed by the whole value (no hash collision can pass an
+/// attack as a benign value seen before): a client sends the same `User-Agent` on every
+/// request, and FHIR documents the same keys, code systems and units in every resource.
+/// One table per worker thread (no lock on the request path); values longer than `longest`
+/// are not kept (a note is seldom sent twice), and a full table starts again empty, so that
+/// memory stays bounded whatever a client sends.
+struct Verdicts {
+    seen: HashMap<Box<[u8]>, Option<Hit>, foldhash::fast::RandomState>,
+    entries: usize,
+    longest: usize,
+}
+
+impl Verdicts {
+    fn new(entries: usize, longest: usize) -> Self {
+        Verdicts {
+            seen: HashMap::default(),
+            entries,
+            longest,
+        }
+    }
+
+    /// The verdict on `raw` from `table`, made by `verdict` when it is not there.
+    fn get_or(
+        table: &'static std::thread::LocalKey<std::cell::RefCell<Verdicts>>,
+        raw: &[u8],
+        verdict: impl FnOnce() -> Option<Hit>,
+    ) -> Option<Hit> {
+        let known = table.with_borrow(|t| {
+            if raw.len() > t.longest {
+                None
+            } else {
+                Some(t.seen.get(raw).copied())
+            }
+        });
+        match known {
+            None => verdict(),
+            Some(Some(found)) => found,
+            Some(None) => {
+                let found = verdict();
+                table.with_borrow_mut(|t| {
+                    if t.seen.len() >= t.entries {
+                        t.seen.clear();
+                    }
+                    t.seen.insert(raw.into(), found);
+                });
+                found
+            }
+        }
+    }
+}
+
+/// A header's verdict. `Referer` and `Origin` name pages, never addresses a backend fetches:
+/// an internal host there is not SSRF (a staff portal on `http://10.0.0.5/`).
 fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
-    type Verdicts = quick_cache::sync::Cache<Box<[u8]>, Option<Hit>>;
     // One table per SSRF setting, so that a hit is a lookup by the borrowed value.
-    static FETCHED: std::sync::LazyLock<Verdicts> =
-        std::sync::LazyLock::new(|| Verdicts::new(16_384));
-    static PAGES: std::sync::LazyLock<Verdicts> = std::sync::LazyLock::new(|| Verdicts::new(4_096));
+    thread_local! {
+        static FETCHED: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 512));
+        static PAGES: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
+    }
     if plain(raw) {
         return None;
     }
     let fetched = !matches!(name.as_str(), "referer" | "origin");
-    let verdict = || detect::value_with(&normalise(raw, Plus::Literal), fetched);
-    if raw.len() > 512 {
-        return verdict();
-    }
-    let seen = if fetched { &FETCHED } else { &PAGES };
-    if let Some(found) = seen.get(raw) {
-        return found;
-    }
-    let found = verdict();
-    seen.insert(raw.into(), found);
-    found
+    let table = if fetched { &FETCHED } else { &PAGES };
+    Verdicts::get_or(table, raw, || {
+        detect::value_with(&normalise(raw, Plus::Literal), fetched)
+    })
 }
 
 struct Findings(Vec<Finding>);
@@ -686,13 +731,12 @@ fn pairs(text: &str, place: Place, found: &mut Findings) -> bool {
 /// Inspect a body that is not a file or multipart (those [`check_body`] takes apart).
 fn inspect_body(body: &[u8], kind: &BodyKind, found: &mut Findings) {
     match kind {
-        BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(json) => {
-                walk_json(&json, &mut Vec::new(), found);
+        BodyKind::Json => {
+            if json::inspect(body, found).is_err() {
+                // Not JSON after all: inspected as text too.
+                text_body(body, found);
             }
-            // Not JSON after all: inspected as text.
-            Err(_) => text_body(body, found),
-        },
+        }
         BodyKind::Xml => xml_body(body, found),
         BodyKind::Form => {
             pairs(&String::from_utf8_lossy(body), Place::Body, found);
@@ -758,82 +802,39 @@ fn xml_body(body: &[u8], found: &mut Findings) {
     }
 }
 
-/// Whether a JSON key names a URL the backend may fetch (a webhook, a callback), where an
-/// internal address is SSRF; other URLs in a FHIR document are identifiers and references.
-fn fetched_url_key(key: Option<&str>) -> bool {
-    key.is_some_and(|k| {
-        let k = k.to_ascii_lowercase();
-        [
-            "endpoint", "callback", "webhook", "redirect", "notify", "fetch", "download", "proxy",
-        ]
-        .iter()
-        .any(|w| k.contains(w))
-    })
-}
-
-/// Keys and string values of a JSON document; `path` holds the keys leading to `value`
-/// (array levels skipped, as FHIRPath names fields: `note.text`).
-fn walk_json<'j>(
-    value: &'j serde_json::Value,
-    path: &mut Vec<&'j str>,
-    found: &mut Findings,
-) -> bool {
-    let field = |path: &[&str]| path.join(".");
-    match value {
-        serde_json::Value::String(text) if plain(text.as_bytes()) => false,
-        serde_json::Value::String(text) => {
-            let n = normalise(text.as_bytes(), Plus::Literal);
-            let fetched = fetched_url_key(path.last().copied());
-            found.add(detect::value_with(&n, fetched), Place::Body, || field(path))
-        }
-        serde_json::Value::Array(items) => items.iter().any(|v| walk_json(v, path, found)),
-        serde_json::Value::Object(map) => map.iter().any(|(key, v)| {
-            let n = normalise(key.as_bytes(), Plus::Literal);
-            path.push(key);
-            let full = match (
-                path.len() >= 2 && path[path.len() - 2] == "text",
-                key.as_str(),
-                v,
-            ) {
-                _ if found.add(detect::name(&n), Place::Body, || field(path)) => true,
-                // A FHIR narrative: XHTML by design, held to the narrative rules.
-                (true, "div", serde_json::Value::String(xhtml)) => {
-                    found.add(narrative(xhtml), Place::Body, || field(path))
-                }
-                _ => walk_json(v, path, found),
-            };
-            path.pop();
-            full
-        }),
-        _ => false,
-    }
-}
-
 /// FHIR's narrative rules (R4 `txt-1`, `txt-2`): no scripts, event attributes, `javascript:`
 /// URLs or active elements in `text.div`.
 pub(crate) fn narrative(xhtml: &str) -> Option<Hit> {
-    let n = normalise(xhtml.as_bytes(), Plus::Literal);
+    let n = normalise::normalise_str(xhtml, Plus::Literal);
     let folded = &n.folded;
-    let active = [
-        "<script",
-        "<iframe",
-        "<object",
-        "<embed",
-        "<form",
-        "<style",
-        "<link",
-        "<meta",
-        "<base",
-        "javascript:",
-        "vbscript:",
-        "data:text/html",
-    ];
+    // Looked for in one pass, not one per word.
+    static ACTIVE: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::new([
+                "<script",
+                "<iframe",
+                "<object",
+                "<embed",
+                "<form",
+                "<style",
+                "<link",
+                "<meta",
+                "<base",
+                "javascript:",
+                "vbscript:",
+                "data:text/html",
+            ])
+            .ok()
+        });
+    // The automaton is built from constants (unit-tested); failing that, every narrative is
+    // refused rather than none.
+    let active = ACTIVE.as_ref().is_none_or(|words| words.is_match(folded));
     let event = folded.match_indices(" on").any(|(at, _)| {
         let rest = &folded[at + 3..];
         let name_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         name_len >= 3 && rest[name_len..].trim_start().starts_with('=')
     });
-    (event || active.iter().any(|a| folded.contains(a))).then_some(Hit {
+    (event || active).then_some(Hit {
         rule: "xss-120",
         class: Class::Xss,
     })

@@ -118,20 +118,24 @@ pub fn check_json_depth(
 /// skipped).
 pub fn json_depth(json: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                // A string's end is found a word at a time, not a byte at a time.
+                loop {
+                    let Some(at) = json.get(i..).and_then(|s| memchr::memchr2(b'"', b'\\', s))
+                    else {
+                        return deepest;
+                    };
+                    let quote = json[i + at] == b'"';
+                    i += at + if quote { 1 } else { 2 };
+                    if quote {
+                        break;
+                    }
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -265,6 +269,9 @@ mod tests {
     fn json_depth_counts_nesting_outside_strings() {
         assert_eq!(json_depth(br#"{"a":[1,{"b":"[[[{{"}],"c":"\\\"[["}"#), 3);
         assert_eq!(json_depth(b"12"), 0);
+        // Cut off inside a string, after an escape: counted so far, no panic.
+        assert_eq!(json_depth(b"[{\"ab\\"), 2);
+        assert_eq!(json_depth(b"[\"ab"), 1);
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
         let json = headers(&[("content-type", b"application/fhir+json")]);
         let limits = RequestLimits::default();

@@ -458,6 +458,11 @@ pub fn path(n: &Normalised) -> Option<Hit> {
 }
 
 fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
+    // Most values match nothing: an early-stopping search says so without the overlapping
+    // one that names every rule.
+    if !set.is_match(text.as_bytes()) {
+        return None;
+    }
     let matched = set.matches(text.as_bytes());
     matched.iter().next().map(|i| Hit {
         rule: rules[i].id,
@@ -482,7 +487,8 @@ fn libinjection_sqli(decoded: &str) -> bool {
 /// each word's base64 form at the three byte alignments a surrounding text can give it,
 /// matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md).
 fn java_base64(decoded: &str) -> bool {
-    static WORDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    // The automaton, and the fewest base64 characters in a row any pattern needs.
+    static WORDS: std::sync::LazyLock<Option<(aho_corasick::AhoCorasick, usize)>> =
         std::sync::LazyLock::new(|| {
             const WORDS: &[&str] = &[
                 "runtime",
@@ -507,9 +513,24 @@ fn java_base64(decoded: &str) -> bool {
                     patterns.extend(base64_shifts(form.as_bytes()));
                 }
             }
-            aho_corasick::AhoCorasick::new(patterns).ok()
+            let shortest = patterns.iter().map(String::len).min().unwrap_or(1);
+            Some((aho_corasick::AhoCorasick::new(patterns).ok()?, shortest))
         });
-    decoded.len() >= 8 && WORDS.as_ref().is_some_and(|words| words.is_match(decoded))
+    let Some((words, shortest)) = WORDS.as_ref() else {
+        return false;
+    };
+    // Most values (text with spaces, Japanese, identifiers) have no run of base64 characters
+    // as long as a pattern and skip the automaton.
+    let mut run = 0;
+    let long_run = decoded.bytes().any(|b| {
+        run = if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            run + 1
+        } else {
+            0
+        };
+        run >= *shortest
+    });
+    long_run && words.is_match(decoded)
 }
 
 /// The base64 characters that encode `word` alone, at each of the three byte offsets it can

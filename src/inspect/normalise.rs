@@ -46,6 +46,19 @@ const MAX_ROUNDS: usize = 3;
 
 /// Normalise one value.
 pub fn normalise(raw: &[u8], plus: Plus) -> Normalised {
+    if let Some(quiet) = std::str::from_utf8(raw).ok().and_then(|t| quiet(t, plus)) {
+        return quiet;
+    }
+    decode(raw, plus)
+}
+
+/// Normalise one value known to be UTF-8 (a JSON string): its bytes are not checked again.
+pub fn normalise_str(text: &str, plus: Plus) -> Normalised {
+    quiet(text, plus).unwrap_or_else(|| decode(text.as_bytes(), plus))
+}
+
+/// Everything normalisation does, for a value [`quiet`] could not pass.
+fn decode(raw: &[u8], plus: Plus) -> Normalised {
     let mut signals = Signals::default();
     let mut bytes: Cow<'_, [u8]> = Cow::Borrowed(raw);
     if plus == Plus::Space && bytes.contains(&b'+') {
@@ -57,6 +70,9 @@ pub fn normalise(raw: &[u8], plus: Plus) -> Normalised {
         );
     }
     for round in 0..MAX_ROUNDS {
+        if memchr::memchr(b'%', &bytes).is_none() {
+            break;
+        }
         if let Some(unescaped) = percent_u(&bytes) {
             // IIS's `%uXXXX`: a backend that reads it sees the character.
             bytes = Cow::Owned(unescaped);
@@ -93,34 +109,127 @@ pub fn normalise(raw: &[u8], plus: Plus) -> Normalised {
         }
         text = decoded.into_owned();
     }
-    let needs_nfkc = !text.is_ascii();
+    let stable = kana_or_kanji_or_ascii;
+    let needs_nfkc = !text.is_ascii() && !text.chars().all(stable);
+    let has_controls = text.chars().any(char::is_control);
+    if !needs_nfkc && !has_controls {
+        // Nothing to fold or remove.
+        return Normalised {
+            folded: fold(&text),
+            decoded: text,
+            signals,
+        };
+    }
     let mut decoded = String::with_capacity(text.len());
-    let mut push = |c: char| {
-        if c == '\0' {
-            // Removed: a NUL inside a keyword (`sel%00ect`) must not hide it.
-            signals.nul = true;
-        } else if !c.is_control() || matches!(c, '\n' | '\r' | '\t') {
-            decoded.push(c);
+    // Character by character only where a control character may be among them.
+    let keep = |decoded: &mut String, signals: &mut Signals, run: &str| {
+        if has_controls {
+            run.chars().for_each(|c| keep_char(decoded, signals, c));
         } else {
-            // Other controls separate tokens for an HTML parser (`src=x\x0conerror=`).
-            decoded.push(' ');
+            decoded.push_str(run);
         }
     };
     if needs_nfkc {
-        text.nfkc().for_each(&mut push);
+        // Only the runs around other characters go through NFKC, each from the ASCII, kana
+        // or kanji character before it (a combining mark composes with it: か + ゙ is が) to
+        // the next such character, which composes with nothing before it. The result is what
+        // NFKC makes of the whole, and Japanese text keeps clear of the Unicode tables.
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(|c: char| !stable(c)) {
+            let start = rest[..at].char_indices().last().map_or(0, |(i, _)| i);
+            keep(&mut decoded, &mut signals, &rest[..start]);
+            let end = rest[at..].find(stable).map_or(rest.len(), |e| at + e);
+            rest[start..end]
+                .nfkc()
+                .for_each(|c| keep_char(&mut decoded, &mut signals, c));
+            rest = &rest[end..];
+        }
+        keep(&mut decoded, &mut signals, rest);
     } else {
-        text.chars().for_each(&mut push);
+        keep(&mut decoded, &mut signals, &text);
     }
-    let folded = decoded
-        .chars()
-        .map(|c| if c == '\\' { '/' } else { c })
-        .flat_map(char::to_lowercase)
-        .collect();
     Normalised {
+        folded: fold(&decoded),
         decoded,
-        folded,
         signals,
     }
+}
+
+/// NUL is removed (a NUL inside a keyword, `sel%00ect`, must not hide it); other control
+/// characters but line ends and tabs become spaces (they separate tokens for an HTML parser:
+/// `src=x\x0conerror=`).
+fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
+    if c == '\0' {
+        signals.nul = true;
+    } else if !c.is_control() || matches!(c, '\n' | '\r' | '\t') {
+        decoded.push(c);
+    } else {
+        decoded.push(' ');
+    }
+}
+
+/// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
+/// is NFKC already): for them normalising is folding case, found in one pass over the bytes.
+fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
+    let escapes = |b: u8| b == b'%' || b == b'&' || (b == b'+' && plus == Plus::Space);
+    if text.bytes().any(|b| b < 0x20 || b == 0x7f || escapes(b)) {
+        return None;
+    }
+    // Anything else goes to `decode`, which sends only what needs it through NFKC.
+    (text.is_ascii() || text.chars().all(kana_or_kanji_or_ascii)).then(|| {
+        // Nothing for NFKC to fold, no case beyond ASCII's.
+        let mut folded = text.to_ascii_lowercase();
+        if folded.contains('\\') {
+            folded = folded.replace('\\', "/");
+        }
+        Normalised {
+            decoded: text.to_owned(),
+            folded,
+            signals: Signals::default(),
+        }
+    })
+}
+
+fn kana_or_kanji_or_ascii(c: char) -> bool {
+    c.is_ascii() || kana_or_kanji(c)
+}
+
+/// Characters of Japanese text that NFKC leaves as they are, that compose with nothing
+/// before them and that have no case: ideographic punctuation and brackets, hiragana,
+/// katakana (not the half-width forms, nor the lone sound marks), CJK unified ideographs.
+/// A value made of these and ASCII needs no Unicode tables at all.
+fn kana_or_kanji(c: char) -> bool {
+    matches!(c,
+        '\u{3001}'..='\u{3003}'
+        | '\u{3005}'..='\u{3007}'
+        | '\u{3008}'..='\u{3011}'
+        | '\u{3041}'..='\u{3096}'
+        | '\u{309D}'..='\u{309E}'
+        | '\u{30A1}'..='\u{30FA}'
+        | '\u{30FC}'..='\u{30FE}'
+        | '\u{4E00}'..='\u{9FFF}')
+}
+
+/// Lower-cased, backslashes as slashes.
+fn fold(decoded: &str) -> String {
+    if decoded.is_ascii() {
+        let mut folded = decoded.to_ascii_lowercase();
+        if folded.contains('\\') {
+            folded = folded.replace('\\', "/");
+        }
+        return folded;
+    }
+    let mut folded = String::with_capacity(decoded.len());
+    for c in decoded.chars() {
+        match c {
+            '\\' => folded.push('/'),
+            c if c.is_ascii() => folded.push(c.to_ascii_lowercase()),
+            // No case: no table to look up.
+            c if kana_or_kanji(c) => folded.push(c),
+            c => folded.extend(c.to_lowercase()),
+        }
+    }
+    folded
 }
 
 /// `%uXXXX` escapes decoded, or `None` when there are none.
@@ -213,6 +322,69 @@ fn has_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kana_and_kanji_are_what_nfkc_and_lower_casing_leave_alone() {
+        let mut checked = 0;
+        for c in (0x3000..=0x9FFF)
+            .filter_map(char::from_u32)
+            .filter(|&c| kana_or_kanji(c))
+        {
+            let one = c.to_string();
+            assert_eq!(
+                one.nfkc().collect::<String>(),
+                one,
+                "{c:?} {:04X}",
+                c as u32
+            );
+            assert_eq!(one.to_lowercase(), one, "{c:?}");
+            assert!(!c.is_control());
+            // Nothing composes with it from behind (it is a starter), nor it with a kana.
+            let pair = format!("か{c}");
+            assert_eq!(pair.nfkc().collect::<String>(), pair, "{c:?}");
+            checked += 1;
+        }
+        assert!(checked > 20_000);
+        // The sound marks and half-width kana are not among them: NFKC changes them.
+        for c in ['\u{309B}', '\u{3099}', 'ｶ', '㍿', '（'] {
+            assert!(!kana_or_kanji(c), "{c:?}");
+        }
+        // Runs NFKC folds, between and around runs it leaves alone: the same as the whole
+        // through NFKC.
+        for text in [
+            "（安静時）118/76",
+            "ｶﾀｶﾅ＜ｓｃｒｉｐｔ＞です",
+            "か\u{3099}が",
+            "e\u{301}t\u{e9} ㍿ 血圧",
+            "ﬁ<b>①</b>",
+        ] {
+            let n = normalise(text.as_bytes(), Plus::Literal);
+            assert_eq!(n.decoded, text.nfkc().collect::<String>(), "{text}");
+        }
+        // And over many mixtures of what composes, decomposes and stays.
+        let pool: Vec<char> =
+            "aZ1 <>か血ー。ｶﾞ\u{3099}\u{309A}\u{301}\u{308}eÅ\u{1100}\u{1161}\u{11A8}가＜①ﬁ㍿ﾟ"
+                .chars()
+                .collect();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            let text: String = (0..8)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    pool[(seed >> 33) as usize % pool.len()]
+                })
+                .collect();
+            let n = normalise(text.as_bytes(), Plus::Literal);
+            assert_eq!(n.decoded, text.nfkc().collect::<String>(), "{text:?}");
+        }
+        let n = normalise("血圧ＯＫ".as_bytes(), Plus::Literal);
+        assert_eq!(n.folded, "血圧ok");
+        let n = normalise("朝食後 DROP\\x".as_bytes(), Plus::Literal);
+        assert_eq!(
+            (n.decoded.as_str(), n.folded.as_str()),
+            ("朝食後 DROP\\x", "朝食後 drop/x")
+        );
+    }
 
     #[test]
     fn encodings_fold_to_what_a_backend_sees() {

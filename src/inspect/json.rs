@@ -1,0 +1,298 @@
+//! A JSON body's keys and strings, inspected as the parser reads them (R-WAF-1).
+//!
+//! The document is never built as a tree: each key and string goes to the detectors as
+//! serde_json hands it over, borrowed from the body when it holds no escape, so a body costs
+//! one parse and no allocation per value. Keys are seen in document order, duplicates too
+//! (a tree keeps only the last of a duplicated key, which a backend may read otherwise).
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::normalise::{normalise_str, Plus};
+use super::{detect, narrative, plain, Findings, Place, Verdicts};
+
+/// Inspect `body` as JSON. `Err` when it is not JSON (what was found before the syntax error
+/// is kept); inspection stops early, successfully, once the findings are full.
+pub(super) fn inspect(body: &[u8], found: &mut Findings) -> Result<(), serde_json::Error> {
+    let mut walk = Walk {
+        found,
+        path: KeyPath::default(),
+        full: false,
+    };
+    let mut parser = serde_json::Deserializer::from_slice(body);
+    let read = Node(&mut walk)
+        .deserialize(&mut parser)
+        .and_then(|()| parser.end());
+    match read {
+        Err(_) if walk.full => Ok(()),
+        other => other,
+    }
+}
+
+struct Walk<'f> {
+    found: &'f mut Findings,
+    path: KeyPath,
+    /// The findings are full: the parse is stopped by an error that is not one.
+    full: bool,
+}
+
+impl Walk<'_> {
+    fn key(&mut self, key: &str) {
+        thread_local! {
+            static KEYS: RefCell<Verdicts> = RefCell::new(Verdicts::new(8_192, 64));
+        }
+        self.path.push(key);
+        let hit = Verdicts::get_or(&KEYS, key.as_bytes(), || {
+            detect::name(&normalise_str(key, Plus::Literal))
+        });
+        let path = &self.path;
+        self.full = self.found.add(hit, Place::Body, || path.field());
+    }
+
+    fn string(&mut self, text: &str) {
+        let hit = if self.path.last() == Some("div") && self.path.parent() == Some("text") {
+            // A FHIR narrative: XHTML by design, held to the narrative rules.
+            narrative(text)
+        } else if plain(text.as_bytes()) {
+            None
+        } else if fetched_url_key(self.path.last()) {
+            detect::value_with(&normalise_str(text, Plus::Literal), true)
+        } else {
+            // Code systems, units, dates, display names: the same in every resource.
+            thread_local! {
+                static VALUES: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 128));
+            }
+            Verdicts::get_or(&VALUES, text.as_bytes(), || {
+                detect::value_with(&normalise_str(text, Plus::Literal), false)
+            })
+        };
+        let path = &self.path;
+        self.full = self.found.add(hit, Place::Body, || path.field());
+    }
+
+    fn stop<E: de::Error>(&self) -> Result<(), E> {
+        if self.full {
+            Err(E::custom("findings full"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The keys leading to the value being read, array levels skipped, as FHIRPath names fields
+/// (`note.text`): one buffer, not a string per level.
+#[derive(Default)]
+struct KeyPath {
+    dotted: String,
+    /// Where each key starts in `dotted`.
+    starts: Vec<usize>,
+}
+
+impl KeyPath {
+    fn push(&mut self, key: &str) {
+        if !self.starts.is_empty() {
+            self.dotted.push('.');
+        }
+        self.starts.push(self.dotted.len());
+        self.dotted.push_str(key);
+    }
+
+    fn pop(&mut self) {
+        if let Some(start) = self.starts.pop() {
+            self.dotted.truncate(start.saturating_sub(1));
+        }
+    }
+
+    fn last(&self) -> Option<&str> {
+        self.starts.last().map(|&s| &self.dotted[s..])
+    }
+
+    fn parent(&self) -> Option<&str> {
+        let [.., parent, last] = self.starts[..] else {
+            return None;
+        };
+        Some(&self.dotted[parent..last - 1])
+    }
+
+    fn field(&self) -> String {
+        self.dotted.clone()
+    }
+}
+
+/// Whether a JSON key names a URL the backend may fetch (a webhook, a callback), where an
+/// internal address is SSRF; other URLs in a FHIR document are identifiers and references.
+fn fetched_url_key(key: Option<&str>) -> bool {
+    static WORDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build([
+                    "endpoint", "callback", "webhook", "redirect", "notify", "fetch", "download",
+                    "proxy",
+                ])
+                .ok()
+        });
+    // Built from constants (unit-tested); failing that, every key is taken as one.
+    key.is_some_and(|k| WORDS.as_ref().is_none_or(|w| w.is_match(k)))
+}
+
+/// Any value: strings are inspected, containers walked, the rest skipped.
+struct Node<'w, 'f>(&'w mut Walk<'f>);
+
+impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, parser: D) -> Result<(), D::Error> {
+        parser.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+        self.0.string(text);
+        self.0.stop()
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while items.next_element_seed(Node(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Key(&mut *self.0))?.is_some() {
+            let value = map.next_value_seed(Node(&mut *self.0));
+            self.0.path.pop();
+            value?;
+        }
+        Ok(())
+    }
+}
+
+/// An object's key: inspected as a name, and entered into the path.
+struct Key<'w, 'f>(&'w mut Walk<'f>);
+
+impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, parser: D) -> Result<(), D::Error> {
+        parser.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
+        self.0.key(key);
+        self.0.stop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(body: &str) -> Vec<(String, &'static str)> {
+        let mut found = Findings(Vec::new());
+        inspect(body.as_bytes(), &mut found).expect("json");
+        found.0.into_iter().map(|f| (f.field, f.hit.rule)).collect()
+    }
+
+    #[test]
+    fn findings_name_their_dotted_field_without_array_levels() {
+        let found = fields(
+            r#"{"entry":[{"resource":{"note":[{"text":"<script>alert(1)</script>"}]}}],"id":"a"}"#,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "entry.resource.note.text");
+        assert!(found[0].1.starts_with("xss-"), "{found:?}");
+        // Keys are names: a prototype-pollution key is found where it stands.
+        let found = fields(r#"{"a":{"__proto__":{"admin":true}}}"#);
+        assert_eq!(found[0].0, "a.__proto__", "{found:?}");
+    }
+
+    #[test]
+    fn an_internal_address_is_ssrf_only_where_a_key_says_it_is_fetched() {
+        assert!(fetched_url_key(Some("webhookUrl")));
+        assert!(fetched_url_key(Some("CallBack")));
+        assert!(!fetched_url_key(Some("system")));
+        assert!(!fetched_url_key(None));
+        assert_eq!(
+            fields(r#"{"notifyEndpoint":"http://169.254.169.254/latest"}"#).len(),
+            1
+        );
+        assert!(fields(r#"{"system":"http://10.0.0.5/codes"}"#).is_empty());
+    }
+
+    #[test]
+    fn a_duplicated_key_is_inspected_every_time_it_appears() {
+        // A tree keeps only the last `q`; a backend may read the first.
+        let found = fields(r#"{"q":"1' or '1'='1","q":"fine"}"#);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "q");
+    }
+
+    #[test]
+    fn a_narrative_is_held_to_narrative_rules_not_generic_xss() {
+        let ok = r#"{"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>血圧 <b>118/76</b></p></div>"}}"#;
+        assert!(fields(ok).is_empty());
+        let bad = r#"{"text":{"div":"<div><img src=x onerror=alert(1)/></div>"}}"#;
+        assert_eq!(fields(bad)[0].0, "text.div");
+        // `div` elsewhere is an ordinary value.
+        assert!(!fields(r#"{"div":"<b>x</b><script>alert(1)</script>"}"#).is_empty());
+    }
+
+    #[test]
+    fn escaped_strings_and_non_json_are_handled() {
+        assert_eq!(
+            fields(r#"{"k":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#)[0].0,
+            "k"
+        );
+        let mut found = Findings(Vec::new());
+        assert!(inspect(b"{\"a\": ", &mut found).is_err());
+        assert!(inspect(b"{\"a\": 1} trailing", &mut found).is_err());
+    }
+
+    #[test]
+    fn the_walk_stops_when_the_findings_are_full() {
+        let many: Vec<String> = (0..40)
+            .map(|i| format!(r#""k{i}":"<script>alert({i})</script>""#))
+            .collect();
+        let body = format!("{{{}}}", many.join(","));
+        let mut found = Findings(Vec::new());
+        assert!(inspect(body.as_bytes(), &mut found).is_ok());
+        assert_eq!(found.0.len(), super::super::MAX_FINDINGS);
+    }
+}
