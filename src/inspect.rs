@@ -698,6 +698,17 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             }
         }
     }
+    for agent in target.headers.get_all(http::header::USER_AGENT) {
+        thread_local! {
+            static AGENTS: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
+        }
+        let hit = Verdicts::get_or(&AGENTS, agent.as_bytes(), || {
+            detect::scanner(agent.as_bytes())
+        });
+        if found.add(hit, Place::Header, || "user-agent".to_owned()) {
+            return;
+        }
+    }
     for (name, value) in target.headers {
         if SKIPPED_HEADERS.contains(&name.as_str()) {
             continue;

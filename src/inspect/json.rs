@@ -254,6 +254,11 @@ mod tests {
             1
         );
         assert!(fields(r#"{"system":"http://10.0.0.5/codes"}"#).is_empty());
+        // FHIR identifiers are URLs, `ftp://` ones too (an IHE code system): not fetched.
+        assert!(
+            fields(r#"{"url":"ftp://ftp.ihe.net/TF_Implementation_Material/fhir"}"#).is_empty()
+        );
+        assert_eq!(fields(r#"{"callbackUrl":"ftp://203.0.113.9/x"}"#).len(), 1);
     }
 
     #[test]
