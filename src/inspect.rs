@@ -955,7 +955,8 @@ mod tests {
                 "Content-Type: text/plain; charset=utf-7\r\n",
                 "+ADw-script+AD4-"
             ),
-            ["multipart-100"]
+            // The charset, and the UTF-7 spelling of `<` itself.
+            ["multipart-100", "xss-132"]
         );
         assert_eq!(
             check("Content-Transfer-Encoding: base64\r\n", "PHNjcmlwdD4="),

