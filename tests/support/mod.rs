@@ -99,6 +99,14 @@ impl Harness {
     }
 }
 
+/// The rule ids an access record names.
+pub fn rules(record: &serde_json::Value) -> Vec<&str> {
+    record["rules"]
+        .as_array()
+        .map(|rules| rules.iter().filter_map(|r| r.as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// A free loopback port (bound, then released for the gateway to take).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
