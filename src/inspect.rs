@@ -645,19 +645,13 @@ pub fn inspect(target: &Target<'_>) -> Vec<Finding> {
 }
 
 fn inspect_head(target: &Target<'_>, found: &mut Findings) {
-    // The whole path, for rules that need its slashes (`/.git/`, `/proc/...`); a path of
-    // plain segments (most of a FHIR API's) cannot match one.
-    let plain_path = target
-        .path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/');
-    if !plain_path
-        && found.add(
-            detect::path(&normalise(target.path.as_bytes(), Plus::Literal)),
-            Place::Path,
-            whole,
-        )
-    {
+    // The whole path, for rules that need its slashes (`/.git/`, `/proc/...`). Plain paths
+    // too: `/get/proc/interrupts` is letters and slashes only.
+    if found.add(
+        detect::path(&normalise(target.path.as_bytes(), Plus::Literal)),
+        Place::Path,
+        whole,
+    ) {
         return;
     }
     for segment in target.path.split('/').filter(|s| !s.is_empty()) {
@@ -882,6 +876,11 @@ mod tests {
     #[test]
     fn every_place_is_inspected() {
         let json = [("content-type", "application/fhir+json")];
+        // A path of letters and slashes only is still held to the path rules.
+        assert_eq!(
+            findings("/get/proc/interrupts", None, &[], None),
+            ["lfi-130"]
+        );
         assert_eq!(
             findings("/x/..%2f..%2fetc%2fpasswd", None, &[], None),
             ["lfi-100"]

@@ -281,7 +281,8 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
     assert!(rate("xss") >= 0.96, "{}", report["classes"]["xss"]);
     assert!(rate("jndi") >= 0.95, "{}", report["classes"]["jndi"]);
     for (class, floor) in [
-        ("lfi", 0.85),
+        ("lfi", 0.93),
+        ("prototype-pollution", 0.90),
         ("ssrf", 0.95),
         ("rfi", 0.70),
         ("ldapi", 0.95),

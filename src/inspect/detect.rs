@@ -415,7 +415,7 @@ const NAME_RULES: &[Rule] = &[
     Rule {
         id: "proto-110",
         class: Class::PrototypePollution,
-        pattern: r"__proto__|^constructor$|constructor\s*(?:\.|\[)\s*prototype|^prototype$",
+        pattern: r"__proto__|^constructor$|constructor\s*\]?\s*(?:\.|\[)\s*prototype|^prototype$",
     },
     Rule {
         id: "session-110",
@@ -451,7 +451,7 @@ const PATH_RULES: &[Rule] = &[
     Rule {
         id: "lfi-130",
         class: Class::Lfi,
-        pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@fs/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old)(?:\.(?:zip|gz|tar|7z))?$",
+        pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|junie|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@(?:fs|id)/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old)(?:\.(?:zip|gz|tar|7z))?$",
     },
     Rule {
         id: "rfi-140",
@@ -1015,6 +1015,7 @@ mod tests {
             ("email__iendswith", "orm-110"),
             ("data__has_key", "orm-110"),
             ("session=value)(uid=*", "ldapi-110"),
+            ("a[constructor][prototype]", "proto-110"),
             ("mosConfig_absolute_path", "rfi-130"),
             ("_CONF[path]", "rfi-130"),
         ] {
@@ -1082,6 +1083,9 @@ mod tests {
             "/wp-content/debug.log",
             "/backup.sql.zip",
             "/.cursorignore",
+            "/.junie/guidelines.md",
+            "/@id/__x00__",
+            "/get/sys/class",
         ] {
             assert_eq!(path_hit(attack), Some("lfi-130"), "{attack}");
         }
