@@ -75,8 +75,6 @@ const BODY_REFUSED: &str = "BodyRefused";
 /// A body longer than pingora's retry buffer, held back while it arrives (see `check_body`).
 struct HeldBody {
     bytes: Vec<u8>,
-    /// `limits.max_body_bytes` when the request began.
-    max: usize,
     /// The Bundle or resource whose entries the body decides.
     pending: Option<pipeline::PendingBundle>,
     /// Whether the route may forward another body than the client's (neutralise, disarm).
@@ -431,48 +429,45 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        if let Some(refusal) = ctx.late_refusal.take() {
+        let refusal = match ctx.late_refusal.take() {
             // A held body failed its checks: none of it went upstream.
-            ctx.outcome = Outcome::Refused(refusal.reason);
-            if let Err(write) = self.respond_refusal(session, &refusal, ctx).await {
-                tracing::debug!(error = %write, "could not send refusal");
+            Some(refusal) => refusal,
+            None => {
+                let Some(reason) = failure_reason(e) else {
+                    ctx.outcome = Outcome::ConnectionLost;
+                    return FailToProxy {
+                        error_code: 0,
+                        can_reuse_downstream: false,
+                    };
+                };
+                if reason == Reason::UpstreamUnavailable {
+                    if let (Some(m), Some((snapshot, route))) =
+                        (crate::metrics::metrics(), ctx.routed())
+                    {
+                        m.upstream_errors
+                            .with_label_values(&[snapshot.upstream_of(route).name.as_str()])
+                            .inc();
+                    }
+                }
+                let detail = match reason {
+                    Reason::UpstreamUnavailable => "the backend could not be reached",
+                    Reason::ProtocolMalformedBody => "the request body could not be read as framed",
+                    Reason::ProtocolRequestTimeout => "the request did not arrive in time",
+                    Reason::AuditUnavailable => {
+                        "the audit trail cannot be written; nothing is served without its record"
+                    }
+                    _ => "the gateway could not complete the request",
+                };
+                Refusal::new(reason, detail)
             }
-            return FailToProxy {
-                error_code: refusal.reason.status(),
-                can_reuse_downstream: false,
-            };
-        }
-        let Some(reason) = failure_reason(e) else {
-            ctx.outcome = Outcome::ConnectionLost;
-            return FailToProxy {
-                error_code: 0,
-                can_reuse_downstream: false,
-            };
         };
-        ctx.outcome = Outcome::Refused(reason);
-        if reason == Reason::UpstreamUnavailable {
-            if let (Some(m), Some((snapshot, route))) = (crate::metrics::metrics(), ctx.routed()) {
-                m.upstream_errors
-                    .with_label_values(&[snapshot.upstream_of(route).name.as_str()])
-                    .inc();
-            }
-        }
-        let detail = match reason {
-            Reason::UpstreamUnavailable => "the backend could not be reached",
-            Reason::ProtocolMalformedBody => "the request body could not be read as framed",
-            Reason::ProtocolRequestTimeout => "the request did not arrive in time",
-            Reason::AuditUnavailable => {
-                "the audit trail cannot be written; nothing is served without its record"
-            }
-            _ => "the gateway could not complete the request",
-        };
-        let refusal = Refusal::new(reason, detail);
+        ctx.outcome = Outcome::Refused(refusal.reason);
         if let Err(write) = self.respond_refusal(session, &refusal, ctx).await {
             // Typically the answer had already started (the upstream answered first).
             tracing::debug!(error = %write, "could not send error response");
         }
         FailToProxy {
-            error_code: reason.status(),
+            error_code: refusal.reason.status(),
             can_reuse_downstream: false,
         }
     }
@@ -613,7 +608,6 @@ impl Gateway {
             Some(n) if n > RETRY_BUFFER => {
                 ctx.held = Some(HeldBody {
                     bytes: Vec::with_capacity(n),
-                    max,
                     pending,
                     may_rewrite: route.inspect.may_rewrite(),
                 });
@@ -689,9 +683,15 @@ impl Gateway {
         end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), Refusal> {
+        // The request's own snapshot, start to end: its bound, then its checks.
+        let snapshot = ctx
+            .snapshot
+            .clone()
+            .ok_or_else(|| Refusal::new(Reason::GatewayInternal, "the request lost its policy"))?;
         if let Some(piece) = body.take() {
-            if held.bytes.len() + piece.len() > held.max {
-                return Err(body_too_large(held.max, None));
+            let max = snapshot.limits.request.body_bytes;
+            if held.bytes.len() + piece.len() > max {
+                return Err(body_too_large(max, None));
             }
             held.bytes.extend_from_slice(&piece);
         }
@@ -700,10 +700,6 @@ impl Gateway {
             *body = Some(Bytes::new());
             return Ok(());
         }
-        let snapshot = ctx
-            .snapshot
-            .clone()
-            .ok_or_else(|| Refusal::new(Reason::GatewayInternal, "the request lost its policy"))?;
         let route = ctx
             .route
             .map(|i| &snapshot.routes.routes()[i])
