@@ -176,17 +176,11 @@ fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
         return None;
     }
     // Anything else goes to `decode`, which sends only what needs it through NFKC.
-    (text.is_ascii() || text.chars().all(kana_or_kanji_or_ascii)).then(|| {
-        // Nothing for NFKC to fold, no case beyond ASCII's.
-        let mut folded = text.to_ascii_lowercase();
-        if folded.contains('\\') {
-            folded = folded.replace('\\', "/");
-        }
-        Normalised {
-            decoded: text.to_owned(),
-            folded,
-            signals: Signals::default(),
-        }
+    // Nothing for NFKC to fold, no case beyond ASCII's.
+    (text.is_ascii() || text.chars().all(kana_or_kanji_or_ascii)).then(|| Normalised {
+        decoded: text.to_owned(),
+        folded: fold_ascii(text),
+        signals: Signals::default(),
     })
 }
 
@@ -210,14 +204,20 @@ fn kana_or_kanji(c: char) -> bool {
         | '\u{4E00}'..='\u{9FFF}')
 }
 
+/// [`fold`] for text whose only cased characters are ASCII.
+fn fold_ascii(text: &str) -> String {
+    let folded = text.to_ascii_lowercase();
+    if folded.contains('\\') {
+        folded.replace('\\', "/")
+    } else {
+        folded
+    }
+}
+
 /// Lower-cased, backslashes as slashes.
 fn fold(decoded: &str) -> String {
     if decoded.is_ascii() {
-        let mut folded = decoded.to_ascii_lowercase();
-        if folded.contains('\\') {
-            folded = folded.replace('\\', "/");
-        }
-        return folded;
+        return fold_ascii(decoded);
     }
     let mut folded = String::with_capacity(decoded.len());
     for c in decoded.chars() {
