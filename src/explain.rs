@@ -2,9 +2,14 @@
 //! pipeline the proxy uses, with no network, and say what the gateway would do and why.
 //!
 //! The input format is the corpora's (`method`, `path` with query, `headers` as
-//! `[name, value]` pairs, `body`); extra fields such as `id` are carried to the output.
+//! `[name, value]` pairs, `body`, `body_base64`); extra fields such as `id` are carried to
+//! the output. A body goes through the proxy's own body step ([`pipeline::check_body`]):
+//! inspection, file disarm, neutralising and a FHIR Bundle's entries. What `explain` has no
+//! view of: sessions, stops, rate limits and the consent ledger (it runs without state).
 
 use std::io::{BufRead, Write};
+
+use base64::Engine as _;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
@@ -26,9 +31,12 @@ pub struct ExplainRequest {
     /// Header pairs.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
-    /// Body (not yet inspected by any step).
+    /// Body, checked as the proxy checks it on routes that read bodies.
     #[serde(default)]
     pub body: Option<String>,
+    /// Whether `body` is base64 (for bytes that are not UTF-8: an uploaded file).
+    #[serde(default)]
+    pub body_base64: bool,
 }
 
 /// What the gateway would do with one request.
@@ -57,6 +65,14 @@ pub struct Explanation {
     /// What was wrong, for refusals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Input inspection's rule ids (R-WAF-1), as the access record lists them: the refusing
+    /// rule in `block` mode, what was seen in `detect` mode.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<&'static str>,
+    /// What the gateway would change in the body before forwarding it (R-WAF-2, R-WAF-4):
+    /// `neutralised:note.text`, `disarmed:body:pdf:JavaScript`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 /// Why a line could not be explained.
@@ -104,17 +120,51 @@ pub fn explain_one(
         headers: &headers,
         raw_head: crate::protocol::RawHead::default(),
     };
-    let evaluation = pipeline::evaluate(
+    let body = match (request.body, request.body_base64) {
+        (Some(b), true) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b.as_bytes())
+                .map_err(|e| parse_err(format!("body_base64: {e}")))?,
+        ),
+        (Some(b), false) => Some(b.into_bytes()),
+        (None, _) => None,
+    }
+    .filter(|b| !b.is_empty());
+    let mut evaluation = pipeline::evaluate(
         &view,
         policy,
         pipeline::LiveState::default(),
         crate::identity::unix_now(),
     );
+    let mut rules: Vec<&'static str> = evaluation.findings.iter().map(|f| f.hit.rule).collect();
+    let mut changes = Vec::new();
+    let reads_body = evaluation.inspect_body || evaluation.bundle.is_some();
+    let mut unread_bundle = evaluation.bundle.is_some();
+    if let (Decision::Allow, Some(route), Some(body), true) =
+        (&evaluation.decision, evaluation.route, &body, reads_body)
+    {
+        let outcome = pipeline::check_body(
+            body,
+            &headers,
+            policy,
+            pipeline::LiveState::default(),
+            route,
+            evaluation.principal.as_deref(),
+            evaluation.purpose.as_ref(),
+            evaluation.bundle.as_ref(),
+        );
+        unread_bundle = false;
+        rules.extend(outcome.findings.iter().map(|f| f.hit.rule));
+        changes = outcome.changes;
+        if let Some(refusal) = outcome.refusal {
+            evaluation.decision = Decision::Refuse(refusal);
+        }
+    }
     let (decision, status, detail) = match &evaluation.decision {
-        Decision::Allow if evaluation.bundle.is_some() => (
+        Decision::Allow if unread_bundle => (
             "allow",
             200,
-            Some("allowed so far: the body (a Bundle, or the resource created or updated) decides the patient, and is not read here".to_owned()),
+            Some("allowed so far: the body (a Bundle, or the resource created or updated) decides the patient, and the line has none".to_owned()),
         ),
         Decision::Allow => ("allow", 200, None),
         Decision::Refuse(r) => ("refuse", r.reason.status(), Some(r.detail.clone())),
@@ -130,6 +180,8 @@ pub fn explain_one(
         reason: evaluation.decision.code(),
         status,
         detail,
+        rules,
+        changes,
     })
 }
 

@@ -8,8 +8,7 @@
 //! (R-AZ-1) → subject stop of the caller and of the data subject (R-AZ-7) → per-subject and
 //! per-route rate limits. The per-client limit and inspection sit before identity so that a
 //! flood or a scanner is refused before any signature is checked. A body (a FHIR Bundle, an
-//! inspected upload) is checked by the proxy once read: [`check_bundle`] and
-//! [`crate::inspect::check_body`].
+//! inspected upload) is checked once read, by the proxy or from `explain`'s line: [`check_body`].
 
 use http::{HeaderMap, Method};
 
@@ -520,4 +519,78 @@ pub fn check_bundle(
         identity::unix_now(),
     )?;
     check_data(state, policy, route, p, &granted, ops)
+}
+
+/// What the checks of a whole body found: the proxy forwards `rewritten` when there is one
+/// and records the rest; `explain` prints it.
+#[derive(Debug, Default)]
+pub struct BodyOutcome {
+    /// Input inspection's findings the route keeps (R-WAF-1), on refusal too.
+    pub findings: Vec<crate::inspect::Finding>,
+    /// What was changed: `neutralised:note.text`, `disarmed:upload:pdf:JavaScript`.
+    pub changes: Vec<String>,
+    /// The body to forward instead of the client's (neutralised fields, disarmed files).
+    pub rewritten: Option<Vec<u8>>,
+    /// The release or receipt the Bundle's entries make (R-LOG-3).
+    pub provision: Option<crate::consent::Provision>,
+    /// Why the request is refused, when it is.
+    pub refusal: Option<Refusal>,
+}
+
+/// The request's body step, once the body is read whole (the proxy reads it; `explain` has
+/// it in the line): the route's bound on its size, the JSON depth, input inspection, file
+/// disarm and neutralising (R-WAF-1/2/4), then a pending FHIR Bundle, create or update entry
+/// by entry (R-AZ-1, R-AZ-4) for the `principal` the head was decided for.
+#[allow(clippy::too_many_arguments)]
+pub fn check_body(
+    body: &[u8],
+    headers: &HeaderMap,
+    policy: &Snapshot,
+    state: LiveState<'_>,
+    route: &Route,
+    principal: Option<&identity::Principal>,
+    purpose: Option<&std::sync::Arc<str>>,
+    pending: Option<&PendingBundle>,
+) -> BodyOutcome {
+    let mut outcome = BodyOutcome::default();
+    let max = policy.limits.request.body_bytes;
+    if body.len() > max {
+        outcome.refusal = Some(body_too_large(max, Some(body.len())));
+        return outcome;
+    }
+    if route.inspect.is_on() {
+        if let Some(refusal) = protocol::check_json_depth(body, headers, &policy.limits.request) {
+            outcome.refusal = Some(refusal);
+            return outcome;
+        }
+        let checked = crate::inspect::check_body(body, headers, &route.inspect);
+        outcome.findings = checked.findings;
+        outcome.changes = checked.changes;
+        outcome.rewritten = checked.rewritten;
+        if checked.refusal.is_some() {
+            outcome.refusal = checked.refusal;
+            return outcome;
+        }
+    }
+    if let (Some(pending), Some(principal)) = (pending, principal) {
+        match check_bundle(body, policy, state, route, principal, purpose, pending) {
+            Ok(provision) => outcome.provision = provision,
+            Err(refusal) => outcome.refusal = Some(refusal),
+        }
+    }
+    outcome
+}
+
+/// The refusal of a body longer than the route reads whole: `declared` is its length when
+/// known.
+pub fn body_too_large(max: usize, declared: Option<usize>) -> Refusal {
+    let detail = match declared {
+        Some(n) => format!(
+            "this route reads a body whole before it is forwarded: at most {max} bytes, not {n}"
+        ),
+        None => format!(
+            "this route reads a body whole before it is forwarded: at most {max} bytes (a body without Content-Length: at most 64 KiB)"
+        ),
+    };
+    Refusal::new(crate::decision::Reason::ProtocolBodyTooLarge, detail)
 }

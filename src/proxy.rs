@@ -81,18 +81,6 @@ struct HeldBody {
     may_rewrite: bool,
 }
 
-fn body_too_large(max: usize, declared: Option<usize>) -> Refusal {
-    let detail = match declared {
-        Some(n) => format!(
-            "this route reads a body whole before it is forwarded: at most {max} bytes, not {n}"
-        ),
-        None => format!(
-            "this route reads a body whole before it is forwarded: at most {max} bytes (a body without Content-Length: at most 64 KiB)"
-        ),
-    };
-    Refusal::new(Reason::ProtocolBodyTooLarge, detail)
-}
-
 /// Per-request state, carried across phases.
 pub struct RequestContext {
     /// The gateway's id for this request (UUIDv7: sortable by time), sent to the client and
@@ -604,7 +592,7 @@ impl Gateway {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         match declared {
-            Some(n) if n > max => return Err(body_too_large(max, declared)),
+            Some(n) if n > max => return Err(pipeline::body_too_large(max, declared)),
             Some(n) if n > RETRY_BUFFER => {
                 ctx.held = Some(HeldBody {
                     bytes: Vec::with_capacity(n),
@@ -618,7 +606,9 @@ impl Gateway {
         session.enable_retry_buffering();
         let body = match read_body(session, max.min(RETRY_BUFFER)).await {
             Ok(body) => body,
-            Err(BodyError::TooLarge) => return Err(body_too_large(max.min(RETRY_BUFFER), None)),
+            Err(BodyError::TooLarge) => {
+                return Err(pipeline::body_too_large(max.min(RETRY_BUFFER), None))
+            }
             Err(BodyError::Unreadable(_)) => {
                 return Err(Refusal::new(
                     Reason::ProtocolMalformedBody,
@@ -641,34 +631,28 @@ impl Gateway {
         pending: Option<&pipeline::PendingBundle>,
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), Refusal> {
-        if route.inspect.is_on() {
-            if let Some(refusal) =
-                protocol::check_json_depth(body, headers, &snapshot.limits.request)
-            {
-                return Err(refusal);
-            }
-            let checked = crate::inspect::check_body(body, headers, &route.inspect);
-            ctx.findings.extend(checked.findings);
-            ctx.changes = checked.changes;
-            if let Some(refusal) = checked.refusal {
-                return Err(refusal);
-            }
-            ctx.rewritten = checked.rewritten.map(Bytes::from);
-        }
-        let (Some(pending), Some(principal)) = (pending, ctx.principal.clone()) else {
-            return Ok(());
-        };
         // The request's limits were charged when it was first decided.
         let state = self.live_state(ctx.client, None);
-        ctx.provision = pipeline::check_bundle(
+        let outcome = pipeline::check_body(
             body,
+            headers,
             snapshot,
             state,
             route,
-            &principal,
+            ctx.principal.as_deref(),
             ctx.purpose.as_ref(),
             pending,
-        )?;
+        );
+        ctx.findings.extend(outcome.findings);
+        ctx.changes = outcome.changes;
+        if let Some(refusal) = outcome.refusal {
+            return Err(refusal);
+        }
+        ctx.rewritten = outcome.rewritten.map(Bytes::from);
+        if pending.is_some() {
+            // The entries decide the exchange the head could not.
+            ctx.provision = outcome.provision;
+        }
         Ok(())
     }
 
@@ -691,7 +675,7 @@ impl Gateway {
         if let Some(piece) = body.take() {
             let max = snapshot.limits.request.body_bytes;
             if held.bytes.len() + piece.len() > max {
-                return Err(body_too_large(max, None));
+                return Err(pipeline::body_too_large(max, None));
             }
             held.bytes.extend_from_slice(&piece);
         }

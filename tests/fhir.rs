@@ -42,7 +42,7 @@ recheck_days = 365
 struct Setup {
     pki: TestPki,
     upstream: Upstream,
-    _gateway: Gateway,
+    gateway: Gateway,
     port: u16,
     key: TestKey,
     _dir: tempfile::TempDir,
@@ -67,7 +67,7 @@ async fn setup() -> Setup {
     Setup {
         pki,
         upstream,
-        _gateway: gateway,
+        gateway,
         port,
         key,
         _dir: dir,
@@ -407,6 +407,64 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
     let reply = s.call("POST", "/api/fhir", &token, &huge).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     assert_eq!(reason(&reply), "protocol.body_too_large");
+}
+
+/// `explain` reads a Bundle's or a create's body as the proxy does: entry by entry, for the
+/// token's patient; without a body it says the body still decides.
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_decides_a_bundle_from_its_body() {
+    let s = setup().await;
+    let token = s.token("p-1", "patient/Observation.crs patient/Patient.r");
+    let request = |path: &str, body: Option<String>| {
+        json!({
+            "method": "POST",
+            "path": path,
+            "headers": [
+                ["authorization", format!("Bearer {token}")],
+                ["phr-purpose", "self-management"],
+                ["content-type", "application/fhir+json"],
+            ],
+            "body": body,
+        })
+    };
+    let reads = bundle(
+        "batch",
+        vec![
+            get_entry("Observation?patient=p-1"),
+            get_entry("Patient/p-1"),
+        ],
+    );
+    let mixed = bundle(
+        "batch",
+        vec![
+            get_entry("Observation?patient=p-1"),
+            get_entry("Patient/p-2"),
+        ],
+    );
+    let other = post_observation("p-2")["resource"].to_string();
+    let out = explain(
+        &s.gateway.policy_path,
+        &[
+            request("/api/fhir", Some(reads)),
+            request("/api/fhir", Some(mixed)),
+            request("/api/fhir/Observation", Some(other)),
+            request("/api/fhir", None),
+        ],
+    );
+    assert_eq!(out[0]["reason"], "allow", "{}", out[0]);
+    assert!(out[0].get("detail").is_none(), "{}", out[0]);
+    assert_eq!(out[1]["reason"], "access.subject_mismatch", "{}", out[1]);
+    assert!(out[1]["detail"].as_str().unwrap().starts_with("entry 1:"));
+    assert_eq!(out[2]["reason"], "access.subject_mismatch", "{}", out[2]);
+    assert_eq!(out[3]["reason"], "allow");
+    assert!(
+        out[3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("decides the patient"),
+        "{}",
+        out[3]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

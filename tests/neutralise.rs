@@ -183,6 +183,105 @@ async fn an_exclusion_lifts_a_rule_in_one_field_only() {
     assert_eq!(refused.json()["reason"], "inspect.blocked");
 }
 
+/// `explain` runs a body through the proxy's own body step: for each body, the proxy's
+/// answer and record and explain's line agree on decision, reason, rules and changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_judges_bodies_as_the_proxy_does() {
+    let s = setup().await;
+    let cases = [
+        // Neutralised in a named field: allowed, the change named.
+        (
+            "/diary/10",
+            "application/json",
+            r#"{"note":[{"text":"<script>alert(1)</script>"}]}"#,
+        ),
+        // An attack outside the named fields: refused.
+        (
+            "/diary/11",
+            "application/json",
+            r#"{"note":[{"text":"fine"}],"valueString":"1' OR '1'='1' --"}"#,
+        ),
+        // Excluded in one field, refused in another.
+        (
+            "/profile/me",
+            "application/json",
+            r#"{"bio":"I write <script> tutorials"}"#,
+        ),
+        (
+            "/profile/me",
+            "application/json",
+            r#"{"name":"<script>alert(1)</script>"}"#,
+        ),
+        // Deeper than the JSON depth limit.
+        ("/profile/deep", "application/json", &"[".repeat(200)),
+        // A plain note: nothing to say.
+        (
+            "/diary/12",
+            "application/json",
+            r#"{"note":[{"text":"118/76 mmHg, 朝食後"}]}"#,
+        ),
+    ];
+    let mut requests = Vec::new();
+    for (path, content_type, body) in cases {
+        let reply = send(&s, "POST", path, content_type, body).await;
+        let record = s.record(&reply);
+        requests.push(serde_json::json!({
+            "method": "POST",
+            "path": path,
+            "headers": [["content-type", content_type]],
+            "body": body,
+        }));
+        let explained = &explain(&s.gateway.policy_path, &requests)[requests.len() - 1];
+        assert_eq!(
+            explained["status"], reply.status,
+            "{path} {body}: {explained}"
+        );
+        let recorded = record["reason"].as_str().unwrap_or("allow");
+        assert_eq!(explained["reason"], recorded, "{body}: {explained}");
+        assert_eq!(
+            explained
+                .get("rules")
+                .cloned()
+                .unwrap_or(serde_json::json!([])),
+            record
+                .get("rules")
+                .cloned()
+                .unwrap_or(serde_json::json!([])),
+            "{body}"
+        );
+        assert_eq!(
+            explained
+                .get("changes")
+                .cloned()
+                .unwrap_or(serde_json::json!([])),
+            record
+                .get("changes")
+                .cloned()
+                .unwrap_or(serde_json::json!([])),
+            "{body}"
+        );
+    }
+    // The verdicts themselves, so that agreeing on nothing cannot pass.
+    let all = explain(&s.gateway.policy_path, &requests);
+    let reasons: Vec<_> = all.iter().map(|e| e["reason"].clone()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "allow",
+            "inspect.blocked",
+            "allow",
+            "inspect.blocked",
+            "protocol.json_too_deep",
+            "allow"
+        ]
+    );
+    assert_eq!(
+        all[0]["changes"],
+        serde_json::json!(["neutralised:note.text"])
+    );
+    assert!(all[1]["rules"].to_string().contains("sqli"), "{}", all[1]);
+}
+
 #[test]
 fn neutralise_settings_are_checked_at_load() {
     let dir = tempfile::tempdir().unwrap();

@@ -202,6 +202,30 @@ async fn a_pdf_loses_its_javascript_and_embedded_files_and_still_parses_r_waf_2(
     ] {
         assert!(changes.contains(&removed), "{record}");
     }
+
+    // `explain` disarms the same upload, given as base64, and names the same changes; a file
+    // that is not what it claims is refused there too.
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let request = |content_type: &str, bytes: &[u8]| {
+        serde_json::json!({
+            "method": "POST", "path": "/uploads/a",
+            "headers": [["content-type", content_type]],
+            "body": b64(bytes), "body_base64": true,
+        })
+    };
+    let (_, again) = multipart(&[
+        ("comment", None, "text/plain", "健診結果".as_bytes()),
+        ("report", Some("checkup.pdf"), "application/pdf", &pdf),
+    ]);
+    let out = explain(
+        &s.gateway.policy_path,
+        &[request(&content_type, &again), request("image/png", &pdf)],
+    );
+    assert_eq!(out[0]["reason"], "allow", "{}", out[0]);
+    assert_eq!(out[0]["changes"], record["changes"]);
+    assert_eq!(out[1]["decision"], "refuse", "{}", out[1]);
+    assert_eq!(out[1]["status"], 415, "{}", out[1]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
