@@ -237,8 +237,8 @@ pub struct Target<'a> {
 }
 
 /// Whether a raw value is an identifier, a date or a number (letters, digits, `-`, single `_`;
-/// short): no detector can fire on it, so it is not normalised at all. Most values of a PHR
-/// API are such (`p-001`, `2026-04-10`, `self-management`).
+/// short): only [`detect::plain_value`] can fire on it, so it is not normalised at all. Most
+/// values of a PHR API are such (`p-001`, `2026-04-10`, `self-management`).
 fn plain(raw: &[u8]) -> bool {
     raw.len() <= 128
         && raw
@@ -250,7 +250,7 @@ fn plain(raw: &[u8]) -> bool {
 /// Inspect one value: nothing for a plain one, else normalised and run through the detectors.
 fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
     if plain(raw) {
-        return None;
+        return detect::plain_value(raw);
     }
     detect::value(&normalise(raw, plus))
 }
@@ -306,6 +306,13 @@ impl Verdicts {
     }
 }
 
+/// Whether a header names an uploaded file (`X-Filename`, `X_Filename`, `X-File-Name`, as
+/// upload handlers read them).
+fn names_a_file(name: &http::HeaderName) -> bool {
+    let name = name.as_str();
+    name.contains("filename") || name.contains("file-name") || name.contains("file_name")
+}
+
 /// A header's verdict. `Referer` and `Origin` name pages, never addresses a backend fetches:
 /// an internal host there is not SSRF (a staff portal on `http://10.0.0.5/`).
 fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
@@ -315,7 +322,7 @@ fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
         static PAGES: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
     }
     if plain(raw) {
-        return None;
+        return detect::plain_value(raw);
     }
     let fetched = !matches!(name.as_str(), "referer" | "origin");
     let table = if fetched { &FETCHED } else { &PAGES };
@@ -543,7 +550,8 @@ fn multipart_part(
     found.add(part_framing(part), Place::Body, field);
     if let Some(filename) = &part.filename {
         found.add(
-            detect::value(&normalise(filename.as_bytes(), Plus::Literal)),
+            detect::file_name(filename)
+                .or_else(|| detect::value(&normalise(filename.as_bytes(), Plus::Literal))),
             Place::Body,
             field,
         );
@@ -707,9 +715,16 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
         if SKIPPED_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        if found.add(header_hit(name, value.as_bytes()), Place::Header, || {
-            name.as_str().to_owned()
-        }) {
+        let hit = if names_a_file(name) {
+            // `X-Filename`: the name an upload is to be stored under.
+            std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(detect::file_name)
+                .or_else(|| header_hit(name, value.as_bytes()))
+        } else {
+            header_hit(name, value.as_bytes())
+        };
+        if found.add(hit, Place::Header, || name.as_str().to_owned()) {
             return;
         }
     }
@@ -871,6 +886,37 @@ mod tests {
         .iter()
         .map(|f| f.hit.rule)
         .collect()
+    }
+
+    /// Where the names of CRS's ARGS_NAMES are: a JSON key is a value too, a plain value may
+    /// be base64 hiding a gadget, an upload's name may be a script (R-WAF-1).
+    #[test]
+    fn keys_plain_values_and_upload_names_are_inspected() {
+        let json = [("content-type", "application/json")];
+        let body = |b: &str| findings("/x", None, &json, Some(b));
+        assert_eq!(body(r#"{"java.io.File": "test"}"#), ["java-100"]);
+        assert_eq!(
+            body(r#"{"ProcessBuilder.evil.invokertransformer": "x"}"#),
+            ["java-100"]
+        );
+        assert_eq!(body(r#"{"test": "cnVudGltZQ"}"#), ["java-130"]);
+        assert_eq!(body(r#"{"rO0ABQ": "test"}"#), ["java-130"]);
+        assert_eq!(findings("/x", Some("test=KztAAU"), &[], None), ["java-130"]);
+        assert_eq!(
+            findings("/x", None, &[("x-filename", "a.php..")], None),
+            ["php-150"]
+        );
+        assert_eq!(
+            findings("/x", None, &[("x_filename", "shell. jsp")], None),
+            ["java-140"]
+        );
+        // The same places, ordinary: FHIR keys, ids, a file's name.
+        assert!(body(
+            r#"{"resourceType": "Observation", "id": "f001", "valueQuantity": {"value": 5.6}}"#
+        )
+        .is_empty());
+        assert!(findings("/x", Some("id=8f14e45fceea167a5a36dedd4bea2543"), &[], None).is_empty());
+        assert!(findings("/x", None, &[("x-filename", "checkup-2026.pdf")], None).is_empty());
     }
 
     #[test]

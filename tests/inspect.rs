@@ -281,18 +281,19 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
     assert!(rate("xss") >= 0.96, "{}", report["classes"]["xss"]);
     assert!(rate("jndi") >= 0.95, "{}", report["classes"]["jndi"]);
     for (class, floor) in [
-        ("lfi", 0.93),
-        ("prototype-pollution", 0.90),
+        ("lfi", 0.95),
+        ("prototype-pollution", 0.95),
         ("ssrf", 0.95),
         ("rfi", 0.70),
         ("ldapi", 0.95),
         ("orm-injection", 0.95),
         ("scanner", 0.95),
-        ("rce", 0.55),
-        ("php", 0.45),
-        ("nodejs", 0.45),
-        ("session-fixation", 0.65),
+        ("java", 0.95),
+        ("nodejs", 0.95),
+        ("session-fixation", 0.95),
         ("multipart", 0.95),
+        ("php", 0.80),
+        ("rce", 0.63),
     ] {
         assert!(
             rate(class) >= floor,

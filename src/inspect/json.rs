@@ -44,8 +44,16 @@ impl Walk<'_> {
             static KEYS: RefCell<Verdicts> = RefCell::new(Verdicts::new(8_192, 64));
         }
         self.path.push(key);
+        // A key is a name, and a value a lenient backend may read (CRS's ARGS_NAMES).
         let hit = Verdicts::get_or(&KEYS, key.as_bytes(), || {
-            detect::name(&normalise_str(key, Plus::Literal))
+            let n = normalise_str(key, Plus::Literal);
+            detect::name(&n).or_else(|| {
+                if plain(key.as_bytes()) {
+                    detect::plain_value(key.as_bytes())
+                } else {
+                    detect::value_with(&n, false)
+                }
+            })
         });
         let path = &self.path;
         self.full = self.found.add(hit, Place::Body, || path.field());
@@ -56,7 +64,7 @@ impl Walk<'_> {
             // A FHIR narrative: XHTML by design, held to the narrative rules.
             narrative(text)
         } else if plain(text.as_bytes()) {
-            None
+            detect::plain_value(text.as_bytes())
         } else if fetched_url_key(self.path.last()) {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
         } else {

@@ -3,7 +3,8 @@
 //!
 //! Percent-decoding is repeated (at most three rounds; a value that still decodes after the
 //! first round was encoded twice, itself a signal), `+` is a space where forms say so, HTML
-//! entities are decoded, Unicode is folded with NFKC (`＜ｓｃｒｉｐｔ＞` becomes `<script>`), NUL and
+//! entities and JavaScript/Java `\uXXXX` escapes (what a script engine or a Java
+//! properties reader makes of `c\u006fnsole`) are decoded, Unicode is folded with NFKC (`＜ｓｃｒｉｐｔ＞` becomes `<script>`), NUL and
 //! other control characters are noted and removed, backslashes become slashes, and the
 //! result is lower-cased. Invalid UTF-8 after decoding is reported, not repaired.
 
@@ -99,6 +100,9 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     // Entities: `&lt;script&gt;`, `&#x3c;`, `&#106` without its `;` (browsers read it), and
     // their double forms (`&amp;lt;`).
     let mut text = numeric_entities(&text).unwrap_or_else(|| text.into_owned());
+    if let Some(unescaped) = unicode_escapes(&text) {
+        text = unescaped;
+    }
     for _ in 0..2 {
         if !text.contains('&') {
             break;
@@ -155,6 +159,36 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     }
 }
 
+/// `\uXXXX` escapes decoded, when there is one: the text a JavaScript or Java string literal
+/// spelled that way holds. A surrogate or a character that is not one stays as written.
+fn unicode_escapes(text: &str) -> Option<String> {
+    // No backslash, no escape (the usual case): found without a substring search.
+    memchr::memchr(b'\\', text.as_bytes())?;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find("\\u") {
+        out.push_str(&rest[..at]);
+        let escaped = rest
+            .get(at + 2..at + 6)
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| char::from_u32(u32::from_str_radix(hex, 16).ok()?));
+        match escaped {
+            Some(c) => {
+                out.push(c);
+                changed = true;
+                rest = &rest[at + 6..];
+            }
+            None => {
+                out.push_str("\\u");
+                rest = &rest[at + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
 /// NUL is removed (a NUL inside a keyword, `sel%00ect`, must not hide it); other control
 /// characters but line ends and tabs become spaces (they separate tokens for an HTML parser:
 /// `src=x\x0conerror=`).
@@ -171,7 +205,8 @@ fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
 /// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
 /// is NFKC already): for them normalising is folding case, found in one pass over the bytes.
 fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
-    let escapes = |b: u8| b == b'%' || b == b'&' || (b == b'+' && plus == Plus::Space);
+    let escapes =
+        |b: u8| b == b'%' || b == b'&' || b == b'\\' || (b == b'+' && plus == Plus::Space);
     if text.bytes().any(|b| b < 0x20 || b == 0x7f || escapes(b)) {
         return None;
     }
@@ -322,6 +357,18 @@ fn has_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unicode_escapes_are_decoded_as_a_script_engine_would() {
+        let folded = |raw: &str| normalise(raw.as_bytes(), Plus::Literal).folded;
+        assert_eq!(folded("c\\u006fnsole"), "console");
+        assert_eq!(folded("__\\u0070\\u0072oto__"), "__proto__");
+        assert_eq!(folded("%5Cu003Cscript"), "<script");
+        // Not an escape: kept as written (backslashes fold to slashes).
+        assert_eq!(folded("C:\\u-file"), "c:/u-file");
+        assert_eq!(folded("\\ud800x"), "/ud800x");
+        assert_eq!(folded("\\u00"), "/u00");
+    }
 
     #[test]
     fn kana_and_kanji_are_what_nfkc_and_lower_casing_leave_alone() {
