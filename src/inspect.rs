@@ -594,21 +594,10 @@ fn multipart_part(
 /// and the gateway's inspection read UTF-8 — an operator who must take them excludes
 /// `multipart-100` on that field.
 fn part_framing(part: &multipart::Part<'_>) -> Option<Hit> {
-    const ASCII_COMPATIBLE: &[&str] = &[
-        "utf-8",
-        "utf8",
-        "us-ascii",
-        "ascii",
-        "iso-8859-",
-        "iso8859-",
-        "latin",
-        "windows-125",
-        "cp125",
-    ];
     let head = String::from_utf8_lossy(part.head).to_ascii_lowercase();
     let other_charset = |charset: &str| {
         let charset = charset.trim().trim_matches('"');
-        !charset.is_empty() && !ASCII_COMPATIBLE.iter().any(|c| charset.starts_with(c))
+        !charset.is_empty() && !detect::ascii_compatible(charset)
     };
     let declared = head
         .lines()
@@ -711,7 +700,20 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             return;
         }
     }
+    let pdf = target
+        .path
+        .as_bytes()
+        .rsplit(|&b| b == b'.')
+        .next()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(b"pdf"));
     for (name, value) in target.headers {
+        if found.add(
+            detect::header(name.as_str(), value.as_bytes(), pdf),
+            Place::Header,
+            || name.as_str().to_owned(),
+        ) {
+            return;
+        }
         if SKIPPED_HEADERS.contains(&name.as_str()) {
             continue;
         }
@@ -738,9 +740,14 @@ fn pairs(text: &str, place: Place, found: &mut Findings) -> bool {
         let n = normalise(name.as_bytes(), Plus::Space);
         // The field as a backend reads it: the decoded name.
         let field = || n.decoded.clone();
+        let override_hit = || {
+            let v = normalise(value.as_bytes(), Plus::Space);
+            detect::method_override(&n.folded, &v.folded)
+        };
         if found.add(detect::name(&n), place, field)
             || found.add(value_hit(name.as_bytes(), Plus::Space), place, field)
             || found.add(value_hit(value.as_bytes(), Plus::Space), place, field)
+            || (n.folded == "_method" && found.add(override_hit(), place, field))
         {
             return true;
         }

@@ -134,6 +134,13 @@ const CODE_RULES: &[&str] = &[
     "multipart-110",
     "scanner-100",
     "rfi-110",
+    "protocol-100",
+    "protocol-101",
+    "protocol-110",
+    "protocol-120",
+    "protocol-130",
+    "protocol-150",
+    "protocol-160",
 ];
 
 /// Every rule id.
@@ -431,6 +438,14 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Crlf,
         pattern: r"[\r\n]\s*(?:[a-z0-9-]+\s*:|<)",
     },
+    Rule {
+        id: "protocol-140",
+        class: Class::Protocol,
+        // A request line inside a value (`GET http://x/ HTTP/1.1`, after a line break or
+        // not): a request smuggled to a backend that splits on it; Apache mod_proxy's
+        // `unix:…|http://` socket target (CVE-2021-40438).
+        pattern: r"\b(?:get|post|head|put|delete|options|trace|connect|patch|propfind)\s+(?:/|https?://|\*)\S*\s+http/\d|\bunix:[^|\s]*\|",
+    },
 ];
 
 /// A filter closed and another opened: `)(uid=*`, `)(|`, `)!(sn=*`, `)&(cn=`. Spaces only
@@ -488,7 +503,13 @@ const PATH_RULES: &[Rule] = &[
     Rule {
         id: "lfi-130",
         class: Class::Lfi,
-        pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|junie|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@(?:fs|id)/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old)(?:\.(?:zip|gz|tar|7z))?$",
+        pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|junie|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@(?:fs|id)/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old|db|rdb|sqlite3?|mdb|pem|p12|pfx|kdbx)(?:\.(?:zip|gz|tar|7z))?$",
+    },
+    Rule {
+        id: "protocol-150",
+        class: Class::Protocol,
+        // A line break in the path: a backend that logs or forwards it splits the request.
+        pattern: r"[\r\n]",
     },
     Rule {
         id: "rfi-140",
@@ -639,6 +660,104 @@ pub fn plain_value(raw: &[u8]) -> Option<Hit> {
         return None;
     }
     base64_words(std::str::from_utf8(raw).ok()?)
+}
+
+/// Request headers that make a backend do what the gateway did not check, or that it cannot
+/// inspect through: a method override (`protocol-101`: the gateway authorised another
+/// method), WebDAV, partial-content and proxy headers a PHR API has no use for, a compressed
+/// body the inspection would read as bytes, Next.js's internal `x-middleware-subrequest`
+/// (`protocol-110`), a body in a charset that does not keep ASCII as ASCII (`protocol-120`),
+/// or a boundary on a type that is not multipart, and a `Range` of more than five ranges, 63 for a PDF (`protocol-130`, the "Apache killer"); a cookie header with
+/// RFC 2109 `$Version` attributes (`protocol-160`).
+pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
+    let hit = |rule| {
+        Some(Hit {
+            rule,
+            class: Class::Protocol,
+        })
+    };
+    // Only the value of a named few is read: every request's other headers pass by name.
+    let text = || String::from_utf8_lossy(value.trim_ascii()).into_owned();
+    match name {
+        "x-http-method-override" | "x-http-method" | "x-method-override" => hit("protocol-101"),
+        "request-range" | "lock-token" | "if" | "proxy" | "x-middleware-subrequest" => {
+            hit("protocol-110")
+        }
+        "content-encoding" if !value.trim_ascii().eq_ignore_ascii_case(b"identity") => {
+            hit("protocol-110")
+        }
+        "content-type" if value.contains(&b';') => {
+            let value = text();
+            let params = || value.split(';').skip(1).filter_map(|p| p.split_once('='));
+            let charset = params()
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+                .map(|(_, v)| v.trim().trim_matches(['"', '\'']));
+            // A boundary on a type that is not multipart: a parser that trusts it reads
+            // the body as another type than the gateway did.
+            let stray_boundary = !value.to_ascii_lowercase().starts_with("multipart/")
+                && params().any(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"));
+            match charset {
+                Some(c) if !ascii_compatible(c) => hit("protocol-120"),
+                _ if stray_boundary => hit("protocol-120"),
+                _ => None,
+            }
+        }
+        // A PDF viewer reads a linearised file in many ranges (CRS 920202's allowance).
+        "range" if value.split(|&b| b == b',').count() > if path_is_pdf { 63 } else { 5 } => {
+            hit("protocol-130")
+        }
+        // RFC 2109's `$Version` attributes: backends parse such a cookie header otherwise.
+        "cookie" if value.trim_ascii_start().starts_with(b"$Version") => hit("protocol-160"),
+        _ => None,
+    }
+}
+
+/// A method override (`_method=DELETE` as Rails, Laravel and Express's method-override read
+/// it, `protocol-100`): the backend would run another method than the one the gateway routed
+/// and authorised. `GET` and `POST`, and words that are no method, change nothing.
+pub fn method_override(name: &str, value: &str) -> Option<Hit> {
+    const OVERRIDDEN: &[&str] = &[
+        "put",
+        "patch",
+        "delete",
+        "head",
+        "options",
+        "trace",
+        "connect",
+        "propfind",
+        "proppatch",
+        "mkcol",
+        "copy",
+        "move",
+        "lock",
+        "unlock",
+        "search",
+    ];
+    (name == "_method" && OVERRIDDEN.contains(&value.trim())).then_some(Hit {
+        rule: "protocol-100",
+        class: Class::Protocol,
+    })
+}
+
+/// Whether a charset keeps ASCII as ASCII for every backend: UTF-8, ASCII, ISO-8859-n and the
+/// Windows single-byte code pages. UTF-7 (`+ADw-` is `<`), UTF-16/32, EBCDIC (`ibm037`),
+/// ISO-2022 escapes, Shift_JIS and EUC-JP (second bytes `\`, `|`) do not, nor does a name no
+/// decoder knows (`garbage`, `UTF-80`).
+pub fn ascii_compatible(charset: &str) -> bool {
+    let c = charset.trim().trim_matches('"').to_ascii_lowercase();
+    let numbered = |prefix: &str, range: std::ops::RangeInclusive<u32>| {
+        c.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| range.contains(&n))
+    };
+    matches!(
+        c.as_str(),
+        "utf-8" | "utf8" | "us-ascii" | "ascii" | "latin1" | "latin-1"
+    ) || numbered("iso-8859-", 1..=16)
+        || numbered("iso8859-", 1..=16)
+        || numbered("iso_8859-", 1..=16)
+        || numbered("windows-", 1250..=1258)
+        || numbered("cp", 1250..=1258)
 }
 
 /// Rules over an uploaded file's name (a multipart part's `filename`, an `X-Filename`
@@ -1065,6 +1184,9 @@ mod tests {
     fn attacks_are_found_in_every_class() {
         let cases: &[(&str, &str)] = &[
             ("1' OR '1'='1", "sqli"),
+            ("aaa%0aGET+/+HTTP/1.1", "protocol"),
+            ("GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.2", "protocol"),
+            ("unix:AAAAAAAAA|http://coreruleset.org/", "protocol"),
             ("console.info(1)", "nodejs"),
             ("c\\u006fnsole.info(1)", "nodejs"),
             ("process[\"env\"]", "nodejs"),
@@ -1318,6 +1440,95 @@ mod tests {
     }
 
     #[test]
+    fn headers_that_reach_past_the_gateway_are_found() {
+        let rule = |n: &str, v: &str| header(n, v.as_bytes(), false).map(|h| h.rule);
+        for (name, value, expected) in [
+            ("x-http-method-override", "DELETE", "protocol-101"),
+            ("x-method-override", "PUT", "protocol-101"),
+            ("request-range", "bytes=0-1023", "protocol-110"),
+            ("lock-token", "<opaquelocktoken:1>", "protocol-110"),
+            ("x-middleware-subrequest", "middleware", "protocol-110"),
+            ("content-encoding", "deflate", "protocol-110"),
+            (
+                "content-type",
+                "text/plain; charset=garbage",
+                "protocol-120",
+            ),
+            (
+                "content-type",
+                "application/json; charset=\"UTF-80\"",
+                "protocol-120",
+            ),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded;charset=utf-7",
+                "protocol-120",
+            ),
+            (
+                "range",
+                "bytes=1-10,11-20,21-30,31-40,41-50,51-60",
+                "protocol-130",
+            ),
+            (
+                "cookie",
+                "$Version=1; session=\"a; PHPSESSID=b\"",
+                "protocol-160",
+            ),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded;boundary=\"application/json\"",
+                "protocol-120",
+            ),
+        ] {
+            assert_eq!(rule(name, value), Some(expected), "{name}: {value}");
+        }
+        for (name, value) in [
+            ("content-encoding", "identity"),
+            ("content-type", "application/fhir+json; charset=utf-8"),
+            ("content-type", "text/plain; charset=ISO-8859-1"),
+            ("content-type", "text/plain; charset=windows-1252"),
+            ("content-type", "application/json"),
+            ("range", "bytes=0-1023,2048-4095"),
+            ("range", "0-1"),
+            ("content-range", "bytes 4096-8192/8192"),
+            ("cookie", "session=abc; theme=dark"),
+            ("content-type", "multipart/form-data; boundary=xyz"),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset='utf-8'",
+            ),
+            ("if-match", "W/\"3\""),
+            ("x-request-id", "01a2"),
+        ] {
+            assert_eq!(rule(name, value), None, "{name}: {value}");
+        }
+        let crlf_path = normalise(b"/foo%0Abar", Plus::Literal);
+        assert_eq!(path(&crlf_path).map(|h| h.rule), Some("protocol-150"));
+        let six = "bytes=1-2,3-4,5-6,7-8,9-10,11-12";
+        assert_eq!(
+            header("range", six.as_bytes(), true),
+            None,
+            "a PDF viewer's ranges"
+        );
+        let overridden = |n: &str, v: &str| method_override(n, v).map(|h| h.rule);
+        assert_eq!(overridden("_method", "delete"), Some("protocol-100"));
+        assert_eq!(overridden("_method", "put"), Some("protocol-100"));
+        for (n, v) in [
+            ("_method", "post"),
+            ("_method", "x-delete"),
+            ("_method", ""),
+            ("method", "delete"),
+        ] {
+            assert_eq!(overridden(n, v), None, "{n}={v}");
+        }
+        assert_eq!(
+            path(&normalise(b"/get/dump.rdb", Plus::Literal)).map(|h| h.rule),
+            Some("lfi-130")
+        );
+        assert_eq!(path(&normalise(b"/fhir/Binary/b-1", Plus::Literal)), None);
+    }
+
+    #[test]
     fn upload_names_that_a_server_would_run_are_found() {
         let name_hit = |n: &str| file_name(n).map(|h| h.rule);
         for (attack, rule) in [
@@ -1376,6 +1587,8 @@ mod tests {
             "if the pain persists, call",
             "see the attached file(s)",
             "breath held while (1 min)",
+            "get the http/2 client",
+            "post office box 12",
             "while(!true);",
             "the console. Log in again",
             "&lt;? should not trigger",
