@@ -983,6 +983,30 @@ mod tests {
         );
     }
 
+    /// An upload's name is held to the file-name rules in a multipart part as in an
+    /// `X-Filename` header (R-WAF-2): a script refused, a report passed.
+    #[test]
+    fn multipart_file_names_a_server_would_run_are_found() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("multipart/form-data; boundary=b"),
+        );
+        let rules = |filename: &str| {
+            let body = format!(
+                "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+            );
+            check_body(body.as_bytes(), &headers, &RouteInspection::default())
+                .findings
+                .iter()
+                .map(|f| f.hit.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rules("shell.php5"), ["php-150"]);
+        assert_eq!(rules("index.jspx.."), ["java-140"]);
+        assert!(rules("checkup-notes.txt").is_empty());
+    }
+
     #[test]
     fn multipart_parts_read_otherwise_than_inspected_are_found() {
         let route = RouteInspection::default();
