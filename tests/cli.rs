@@ -272,26 +272,8 @@ fn explain_runs_the_proxy_pipeline_without_network() {
         r#"not json"#,
     ]
     .join("\n");
-    let mut child = bin()
-        .args(["explain", "--policy"])
-        .arg(&path)
-        .args(["--requests", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a bad line must make the exit status 1"
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let (status, lines) = explain_text(&path, &input);
+    assert_eq!(status, Some(1), "a bad line must make the exit status 1");
     let expect = [
         ("allow", "allow", 200),
         ("refuse", "route.not_found", 404),
