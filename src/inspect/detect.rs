@@ -677,7 +677,8 @@ pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
         })
     };
     // Only the value of a named few is read: every request's other headers pass by name.
-    let text = || String::from_utf8_lossy(value.trim_ascii()).into_owned();
+    // (Borrowed, not copied: a JSON body's `Content-Type` carries a charset on most writes.)
+    let text = || String::from_utf8_lossy(value.trim_ascii());
     match name {
         "x-http-method-override" | "x-http-method" | "x-method-override" => hit("protocol-101"),
         "request-range" | "lock-token" | "if" | "proxy" | "x-middleware-subrequest" => {
@@ -694,8 +695,11 @@ pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
                 .map(|(_, v)| v.trim().trim_matches(['"', '\'']));
             // A boundary on a type that is not multipart: a parser that trusts it reads
             // the body as another type than the gateway did.
-            let stray_boundary = !value.to_ascii_lowercase().starts_with("multipart/")
-                && params().any(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"));
+            let multipart = value
+                .get(..10)
+                .is_some_and(|t| t.eq_ignore_ascii_case("multipart/"));
+            let stray_boundary =
+                !multipart && params().any(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"));
             match charset {
                 Some(c) if !ascii_compatible(c) => hit("protocol-120"),
                 _ if stray_boundary => hit("protocol-120"),
@@ -744,16 +748,18 @@ pub fn method_override(name: &str, value: &str) -> Option<Hit> {
 /// ISO-2022 escapes, Shift_JIS and EUC-JP (second bytes `\`, `|`) do not, nor does a name no
 /// decoder knows (`garbage`, `UTF-80`).
 pub fn ascii_compatible(charset: &str) -> bool {
-    let c = charset.trim().trim_matches('"').to_ascii_lowercase();
+    let c = charset.trim().trim_matches('"');
     let numbered = |prefix: &str, range: std::ops::RangeInclusive<u32>| {
-        c.strip_prefix(prefix)
-            .and_then(|n| n.parse::<u32>().ok())
+        c.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            .then(|| c[prefix.len()..].parse::<u32>().ok())
+            .flatten()
             .is_some_and(|n| range.contains(&n))
     };
-    matches!(
-        c.as_str(),
-        "utf-8" | "utf8" | "us-ascii" | "ascii" | "latin1" | "latin-1"
-    ) || numbered("iso-8859-", 1..=16)
+    ["utf-8", "utf8", "us-ascii", "ascii", "latin1", "latin-1"]
+        .iter()
+        .any(|name| c.eq_ignore_ascii_case(name))
+        || numbered("iso-8859-", 1..=16)
         || numbered("iso8859-", 1..=16)
         || numbered("iso_8859-", 1..=16)
         || numbered("windows-", 1250..=1258)
