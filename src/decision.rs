@@ -104,6 +104,10 @@ pub enum Reason {
     ProtocolTooManyHeaders,
     /// Header fields larger than `limits.max_header_bytes` together (R-WAF-3).
     ProtocolHeadersTooLarge,
+    /// A `GET` or `HEAD` that declares a body (R-WAF-3).
+    ProtocolBodyNotAllowed,
+    /// A `Host` that is no host name or address, or more than one (R-WAF-3).
+    ProtocolInvalidHost,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -164,6 +168,8 @@ impl Reason {
         Reason::ProtocolTooManyParameters,
         Reason::ProtocolTooManyHeaders,
         Reason::ProtocolHeadersTooLarge,
+        Reason::ProtocolBodyNotAllowed,
+        Reason::ProtocolInvalidHost,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -218,6 +224,8 @@ impl Reason {
             Reason::ProtocolTooManyParameters => "protocol.too_many_parameters",
             Reason::ProtocolTooManyHeaders => "protocol.too_many_headers",
             Reason::ProtocolHeadersTooLarge => "protocol.headers_too_large",
+            Reason::ProtocolBodyNotAllowed => "protocol.body_not_allowed",
+            Reason::ProtocolInvalidHost => "protocol.invalid_host",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -266,7 +274,9 @@ impl Reason {
             Reason::InspectFileUnrebuildable => 422,
             Reason::ProtocolJsonTooDeep | Reason::ProtocolBareLineFeed => 400,
             Reason::ProtocolUriTooLong => 414,
-            Reason::ProtocolTooManyParameters => 400,
+            Reason::ProtocolTooManyParameters
+            | Reason::ProtocolBodyNotAllowed
+            | Reason::ProtocolInvalidHost => 400,
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
@@ -326,6 +336,8 @@ impl Reason {
             Reason::ProtocolTooManyParameters => "Too many query parameters",
             Reason::ProtocolTooManyHeaders => "Too many header fields",
             Reason::ProtocolHeadersTooLarge => "Header fields too large",
+            Reason::ProtocolBodyNotAllowed => "A GET or HEAD request carries no body",
+            Reason::ProtocolInvalidHost => "Invalid Host",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",

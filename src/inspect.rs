@@ -252,7 +252,12 @@ fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
     if plain(raw) {
         return detect::plain_value(raw);
     }
-    detect::value(&normalise(raw, plus))
+    let n = normalise(raw, plus);
+    // `+` as a space marks the form-encoded places: a query and an urlencoded body.
+    detect::value(&n).or_else(|| match plus {
+        Plus::Space => detect::form_encoding(&n.signals),
+        Plus::Literal => None,
+    })
 }
 
 /// Verdicts on values seen before, keyed by the whole value (no hash collision can pass an
@@ -592,8 +597,22 @@ fn multipart_part(
 /// ISO-8859 and Windows single-byte code pages pass. Shift_JIS and EUC-JP do not: their
 /// second bytes can be `\` or `|` to a backend reading bytes (the "0x5C problem"), and FHIR
 /// and the gateway's inspection read UTF-8 — an operator who must take them excludes
-/// `multipart-100` on that field.
+/// `multipart-100` on that field. Names that split their own header: `multipart-120`.
 fn part_framing(part: &multipart::Part<'_>) -> Option<Hit> {
+    // A quote, `;`, `=` or `\` in a part's name or file name ends or splits the
+    // `Content-Disposition` parameter for a parser that unquotes otherwise
+    // (`filename="a\".php"`); browsers escape them, and no control character belongs there
+    // (`multipart-120`). An apostrophe is a name's own (`Taro's checkup.pdf`).
+    let splits = |text: &str| {
+        text.chars()
+            .any(|c| matches!(c, '"' | ';' | '=' | '\\') || c.is_control())
+    };
+    if part.name.as_deref().is_some_and(splits) || part.filename.as_deref().is_some_and(splits) {
+        return Some(Hit {
+            rule: "multipart-120",
+            class: Class::Multipart,
+        });
+    }
     let head = String::from_utf8_lossy(part.head).to_ascii_lowercase();
     let other_charset = |charset: &str| {
         let charset = charset.trim().trim_matches('"');
@@ -926,6 +945,78 @@ mod tests {
         assert!(findings("/x", None, &[("x-filename", "checkup-2026.pdf")], None).is_empty());
     }
 
+    /// Escapes no encoder writes are refused where a form decoder reads them (a query, an
+    /// urlencoded body), and left alone in JSON, where `%` is text (R-WAF-1, CRS 920220,
+    /// 920240, 920260, 920540, 920271).
+    #[test]
+    fn escapes_no_encoder_writes_are_refused_in_forms_only() {
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let json = [("content-type", "application/fhir+json")];
+        assert_eq!(
+            findings("/x", Some("param=%1G"), &[], None),
+            ["encoding-130"]
+        );
+        assert_eq!(
+            findings("/x", None, &form, Some("x=new %w20$")),
+            ["encoding-130"]
+        );
+        assert_eq!(
+            findings("/x", Some("q=foo%uFF01"), &[], None),
+            ["encoding-140"]
+        );
+        assert_eq!(
+            findings("/x", None, &form, Some("testarg=%5Cu0061lert")),
+            ["encoding-150"]
+        );
+        assert_eq!(
+            findings("/x", Some("test=test1%03"), &[], None),
+            ["encoding-120"]
+        );
+        assert_eq!(
+            findings("/x", None, &[("cookie", "hi%13=bye")], None),
+            ["encoding-120"]
+        );
+        assert_eq!(
+            findings("/x", None, &json, Some(r#"{"note": "bell\u0007"}"#)),
+            ["encoding-120"]
+        );
+        // Ordinary: a percent sign, a Japanese escape and a line break in JSON text, encoded
+        // percent signs and Japanese in a query.
+        assert!(findings(
+            "/x",
+            None,
+            &json,
+            Some(r#"{"note": "HbA1c 6.5% \u8840\u7cd6\nline two"}"#)
+        )
+        .is_empty());
+        assert!(findings("/x", Some("note=6.5%25&name=%E5%B1%B1%E7%94%B0"), &[], None).is_empty());
+    }
+
+    /// A part's name or file name that splits its own `Content-Disposition` (CRS 920120).
+    #[test]
+    fn multipart_names_that_split_their_header_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("multipart/form-data; boundary=b"),
+        );
+        let part = |disposition: &str| {
+            let body = format!(
+                "--b\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+            );
+            check_body(body.as_bytes(), &headers, &RouteInspection::default())
+                .findings
+                .iter()
+                .map(|f| f.hit.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(part(r#"name="f"; filename="te;st.txt""#), ["multipart-120"]);
+        assert_eq!(part(r#"name="f"; filename="file=.txt""#), ["multipart-120"]);
+        assert_eq!(part(r#"name="fi=le"; filename="test""#), ["multipart-120"]);
+        assert!(part(r#"name="f"; filename="Taro's checkup 2026.pdf.txt""#).is_empty());
+        assert!(part(r#"name="note""#).is_empty());
+    }
+
     #[test]
     fn every_place_is_inspected() {
         let json = [("content-type", "application/fhir+json")];
@@ -934,6 +1025,14 @@ mod tests {
             findings("/get/proc/interrupts", None, &[], None),
             ["lfi-130"]
         );
+        // An editor's backup copy (CRS 920500); FHIR ids hold no `~`.
+        assert_eq!(findings("/index.php~", None, &[], None), ["lfi-140"]);
+        assert_eq!(
+            findings("/index.php~/foo/bar/", None, &[], None),
+            ["lfi-140"]
+        );
+        assert!(findings("/fhir/Patient/p-1~", None, &[], None).len() == 1);
+        assert!(findings("/fhir/Patient/example~x", None, &[], None).is_empty());
         assert_eq!(
             findings("/x/..%2f..%2fetc%2fpasswd", None, &[], None),
             ["lfi-100"]

@@ -165,7 +165,10 @@ pub fn evaluate<'s>(
         inspect_body: false,
         decision: Decision::Refuse(refusal),
     };
-    if let Err(refusal) = protocol::check_framing(request.headers, request.raw_head) {
+    if let Err(refusal) = protocol::check_framing(request.headers, request.raw_head)
+        .and_then(|()| protocol::check_body_allowed(request.method, request.headers))
+        .and_then(|()| protocol::check_host(request.headers))
+    {
         return refuse(None, refusal);
     }
     if let Err(refusal) = protocol::check_size(

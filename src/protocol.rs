@@ -240,6 +240,76 @@ pub fn check_framing(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Refuse a body on `GET` or `HEAD` (R-WAF-3): a backend that ignores such a body reads it as
+/// the next request on the connection (a "CL.0" desync), while the gateway judged it as this
+/// request's. A declared length of zero is no body.
+pub fn check_body_allowed(method: &http::Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return Ok(());
+    }
+    let declares_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes().iter().any(|&b| b != b'0'));
+    if declares_body {
+        return Err(Refusal::new(
+            Reason::ProtocolBodyNotAllowed,
+            format!("a {method} request carries no body"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a `Host` that is not one host name or address with an optional port, or more than
+/// one `Host` (RFC 9112 section 3.2 asks for 400): a backend or a virtual-host router would
+/// pick another host than the gateway saw. A name is letters, digits, `.`, `-` and `_`; an
+/// IPv6 address is in brackets. An HTTP/2 request names its authority in the request line and
+/// may send no `Host` at all.
+pub fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return match headers.contains_key(http::header::HOST) {
+            true => Err(Refusal::new(
+                Reason::ProtocolInvalidHost,
+                "more than one Host header",
+            )),
+            false => Ok(()),
+        };
+    };
+    if valid_authority(host.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            Reason::ProtocolInvalidHost,
+            "Host must be a host name or address, with an optional port",
+        ))
+    }
+}
+
+fn valid_authority(authority: &[u8]) -> bool {
+    let (host, port) = match authority.iter().rposition(|&b| b == b':' || b == b']') {
+        Some(at) if authority[at] == b':' => (&authority[..at], Some(&authority[at + 1..])),
+        _ => (authority, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let host_ok = match host {
+        [b'[', address @ .., b']'] => {
+            !address.is_empty()
+                && address
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        _ => {
+            !host.is_empty()
+                && host
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        }
+    };
+    port_ok && host_ok
+}
+
 /// Whether a raw HTTP/1 request head (request line and headers) has a `Content-Length` line.
 /// Only called when `Transfer-Encoding` is present, so the scan is off the common path.
 pub fn raw_head_has_content_length(head: &[u8]) -> bool {
@@ -311,6 +381,85 @@ mod tests {
             .err()
             .map(|r| r.reason),
             Some(Reason::ProtocolLengthWithTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn a_body_on_get_or_head_is_refused_r_waf_3() {
+        let refused = |method: http::Method, pairs: &[(&str, &[u8])]| {
+            check_body_allowed(&method, &headers(pairs))
+                .err()
+                .map(|r| r.reason)
+        };
+        let body = Some(Reason::ProtocolBodyNotAllowed);
+        assert_eq!(
+            refused(http::Method::GET, &[("content-length", b"7")]),
+            body
+        );
+        assert_eq!(
+            refused(http::Method::HEAD, &[("content-length", b"1")]),
+            body
+        );
+        assert_eq!(
+            refused(http::Method::GET, &[("transfer-encoding", b"chunked")]),
+            body
+        );
+        assert_eq!(
+            refused(http::Method::GET, &[("content-length", b"0")]),
+            None
+        );
+        assert_eq!(
+            refused(http::Method::GET, &[("content-length", b"00")]),
+            None
+        );
+        assert_eq!(refused(http::Method::GET, &[]), None);
+        assert_eq!(
+            refused(http::Method::POST, &[("content-length", b"7")]),
+            None
+        );
+        assert_eq!(
+            refused(http::Method::DELETE, &[("content-length", b"7")]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_host_that_is_no_authority_is_refused_r_waf_3() {
+        let host = |pairs: &[(&str, &[u8])]| check_host(&headers(pairs)).err().map(|r| r.reason);
+        for good in [
+            &b"phr.example.test"[..],
+            b"localhost:8443",
+            b"127.0.0.1",
+            b"[::1]:8443",
+            b"[2001:db8::1]",
+            b"api_internal.local",
+        ] {
+            assert_eq!(host(&[("host", good)]), None, "{good:?}");
+        }
+        assert_eq!(host(&[]), None, "HTTP/2 names its authority elsewhere");
+        for bad in [
+            &b""[..],
+            b"localhost%00",
+            b"localhost%1F",
+            b"%00",
+            b"evil.test@phr.example.test",
+            b"a b",
+            b"phr.example.test:",
+            b"phr.example.test:99999x",
+            b"[::1",
+            b"[]",
+            b"phr.example.test/admin",
+        ] {
+            assert_eq!(
+                host(&[("host", bad)]),
+                Some(Reason::ProtocolInvalidHost),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            host(&[("host", b"a.test"), ("host", b"b.test")]),
+            Some(Reason::ProtocolInvalidHost),
+            "two hosts"
         );
     }
 

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
-use super::normalise::Normalised;
+use super::normalise::{Normalised, Signals};
 
 /// An attack class, as rules, records and the evaluation tool name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -129,9 +129,14 @@ const CODE_RULES: &[&str] = &[
     "ssrf-100",
     "encoding-100",
     "encoding-110",
+    "encoding-120",
+    "encoding-130",
+    "encoding-140",
+    "encoding-150",
     "xxe-100",
     "multipart-100",
     "multipart-110",
+    "multipart-120",
     "scanner-100",
     "rfi-110",
     "protocol-100",
@@ -141,6 +146,9 @@ const CODE_RULES: &[&str] = &[
     "protocol-130",
     "protocol-150",
     "protocol-160",
+    "protocol-170",
+    "protocol-180",
+    "protocol-190",
 ];
 
 /// Every rule id.
@@ -149,6 +157,7 @@ pub static RULE_IDS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLoc
         .iter()
         .copied()
         .chain(VALUE_RULES.iter().map(|r| r.id))
+        .chain(CALL_RULES.iter().map(|r| r.id))
         .chain(NAME_RULES.iter().map(|r| r.id))
         .chain(PATH_RULES.iter().map(|r| r.id))
         .chain(FILE_NAME_RULES.iter().map(|r| r.id))
@@ -202,7 +211,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "rfi-100",
         class: Class::Rfi,
-        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.zlib|ogg|ssh2(?:\.[a-z]+)?|rar|gopher|dict|jar|netdoc|local_file)://|\bjar:(?:file|https?|ftp):",
+        pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.(?:zlib|bzip2)|ogg|ssh2(?:\.[a-z]+)?|rar|gopher|dict|jar|netdoc|local_file)://|\bjar:(?:file|https?|ftp):|^data:text/plain(?:[;,]|$)",
     },
     Rule {
         id: "jndi-110",
@@ -309,18 +318,19 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"<\?(?:php|=)|\b(?:system|exec|shell_exec|passthru|popen|proc_open|eval|assert|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include|include_once|require|require_once|unserialize|str_rot13|gzinflate)\s*(?:/\*.*?\*/\s*)*\(",
     },
     Rule {
-        id: "php-130",
+        id: "php-200",
         class: Class::Php,
-        // PHP functions a request has no business naming, called — names with no meaning
-        // in prose (`file(`, `mail(`, `copy(` are left out) — comments allowed before `(`.
-        pattern: r"(?:gzinflate|gzuncompress|gzdecode|str_rot13|base64_decode|convert_uudecode)\s*\(|\b(?:zlib_decode|bzdecompress|convert_uudecode|hex2bin|file_exists|is_file|is_dir|is_readable|is_writable|is_writeable|fileperms|fileowner|filesize|fpassthru|fread|fgets|fwrite|fputs|glob|scandir|opendir|readdir|unlink|rmdir|mkdir|chmod|chown|chgrp|symlink|readlink|tempnam|tmpfile|move_uploaded_file|highlight_file|show_source|parse_ini_file|php_uname|phpversion|getenv|putenv|ini_set|ini_get|ini_restore|ini_alter|set_time_limit|ignore_user_abort|error_reporting|get_current_user|getmypid|getmyuid|gethostbyname|gethostbynamel|gethostname|fsockopen|pfsockopen|stream_socket_client|stream_get_contents|socket_create|curl_init|curl_exec|curl_multi_exec|setcookie|session_start|parse_str|array_map|array_filter|array_walk|array_walk_recursive|usort|uasort|uksort|func_get_args|assert_options|ob_start|register_shutdown_function|register_tick_function|pcntl_exec|pcntl_fork|posix_kill|posix_setuid|posix_getpwuid|posix_uname|escapeshellarg|escapeshellcmd|proc_nice|proc_terminate|proc_get_status|apache_child_terminate|get_defined_vars|get_defined_functions|function_exists|method_exists|class_exists|substr|strrev|str_replace|preg_match|preg_replace_callback|var_dump|print_r|var_export|serialize|mb_ereg_replace|mb_eregi_replace|simplexml_load_string|libxml_disable_entity_loader|ftp_connect|ssh2_connect|ssh2_exec|mysql_query|mysqli_query|pg_query|ldap_connect|exif_read_data|imagecreatefromstring|xmlrpc_decode|yaml_parse|zend_[a-z_]+|runkit_[a-z_]+|dl)\s*(?:/\*.*?\*/\s*)*\(",
+        // A php.ini directive set (`allow_url_include=1`, `opcache.jit…=50`), as a request
+        // does to a CGI PHP through `-d` or `PHP_VALUE`: at the start of a value or after a
+        // space or `;` (a form's `&session_token=` is a parameter, not a directive).
+        pattern: r"(?:^|[\s;])(?:(?:opcache|session|mbstring|pcre|zend|xdebug|mysqli|pdo_mysql|phar|assert|cgi|fastcgi|suhosin|mail|sqlite3|ldap|openssl|curl|date|filter|iconv|intl|soap|xmlrpc)\.[a-z0-9_.]+|sys_temp_dir|realpath_cache_(?:size|ttl)|unserialize_(?:max_depth|callback_func)|allow_url_(?:include|fopen)|auto_(?:prepend|append)_file|disable_(?:functions|classes)|open_basedir|memory_limit|max_execution_time|max_input_time|extension(?:_dir)?|engine|precision|smtp|smtp_port|sendmail_(?:path|from)|display_(?:errors|startup_errors)|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|file_uploads|upload_tmp_dir|upload_max_filesize|post_max_size|safe_mode|register_globals|expose_php|output_buffering|doc_root|user_dir|enable_dl|user_ini\.filename|variables_order|request_order|default_charset|serialize_precision)\s*=",
     },
     Rule {
         id: "php-140",
         class: Class::Php,
         // A variable or an array element called as a function (`$__['o'](5)`, `${x}()`), or
         // a dangerous function's name in parentheses called (`(system)('ls')`).
-        pattern: r"\$(?:[a-z_]\w*|\{[^}]{1,40}\})(?:\s*\[[^\]]{0,40}\])+\s*(?:/\*.*?\*/\s*)*\(|\$[a-z_]\w*\(|\$[a-z_]\w*(?:\s*(?:/\*.*?\*/|//[^\n]*\n|#[^\n]*\n))+\s*[\[(]|\$\{[^}]{1,40}\}\s*\(|\$\s*\{\s*['\x22$@]|\(\s*(?:/\*.*?\*/\s*)*(?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|create_function|call_user_func)\s*(?:/\*.*?\*/\s*)*\)\s*\(",
+        pattern: r"\$(?:[a-z_]\w*|\{[^}]{1,40}\})(?:\s*(?:/\*.*?\*/\s*)*(?:\[[^\]]{0,40}\]|\{[^}]{1,40}\}))+\s*(?:/\*.*?\*/\s*)*\(|\$[a-z_]\w*\(|\$(?:_\w*|[a-z]\w*[0-9_]\w*)\s+\(|\$[a-z_]\w*(?:\s*(?:/\*.*?\*/|//[^\n]*\n|#[^\n]*\n))+\s*[\[(]|\$\{[^}]{1,40}\}\s*\(|\$\s*\{\s*['\x22$@]|\(\s*(?:/\*.*?\*/\s*)*(?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|create_function|call_user_func)\s*(?:/\*.*?\*/\s*)*\)\s*\(",
     },
     Rule {
         id: "php-110",
@@ -333,14 +343,7 @@ const VALUE_RULES: &[Rule] = &[
         // A dangerous function's name spelled as a string and called, indexed from an array,
         // or built from short string pieces: `"system"(ls)`, `[system][0](ls)`,
         // `'sys'.'tem'`.
-        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]|['"][a-z]{1,5}['"](?:\.|\s+\.\s+)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
-    },
-    Rule {
-        id: "php-180",
-        class: Class::Php,
-        // A function of a PHP extension (its prefix and an underscore) called: no prose
-        // writes `ldap_get_entries(` or `posix_getegid (`.
-        pattern: r"\b(?:posix|ldap|pg|tidy|sodium_crypto|openssl|curl|ftp|ssh2|socket|stream|proc|pcntl|mysqli?|sqlite|libxml|iconv|bz|zip|ob|array|str|preg|oci|odbc|imap|dba|shmop|sem|shm|msg|xmlrpc|yaml|apache|fastcgi|opcache|session|mb|gz|ini)_[a-z0-9_]+\s*(?:/\*.*?\*/\s*)*\(",
+        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]|['"][a-z]{1,5}['"](?:\.|\s+\.\s*)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
     },
     Rule {
         id: "java-100",
@@ -448,6 +451,34 @@ const VALUE_RULES: &[Rule] = &[
     },
 ];
 
+/// Rules that only a value with `(` can fire: function calls by name. Apart from
+/// [`VALUE_RULES`] because their word lists make the lazy DFA's states costly to build (a
+/// value seen for the first time pays for them), and most values hold no parenthesis.
+const CALL_RULES: &[Rule] = &[
+    Rule {
+        id: "php-130",
+        class: Class::Php,
+        // PHP functions a request has no business naming, called — names with no meaning
+        // in prose (`file(`, `mail(`, `copy(` are left out) — comments allowed before `(`.
+        pattern: r"(?:gzinflate|gzuncompress|gzdecode|str_rot13|base64_decode|convert_uudecode|call_user_func(?:_array)?|fsockopen)\s*(?:/\*[\s\S]*?\*/\s*)*\(|\b(?:zlib_decode|bzdecompress|convert_uudecode|hex2bin|file_exists|is_file|is_dir|is_readable|is_writable|is_writeable|fileperms|fileowner|filesize|fpassthru|fread|fgets|fwrite|fputs|glob|scandir|opendir|readdir|unlink|rmdir|mkdir|chmod|chown|chgrp|symlink|readlink|tempnam|tmpfile|move_uploaded_file|highlight_file|show_source|parse_ini_file|php_uname|phpversion|getenv|putenv|ini_set|ini_get|ini_restore|ini_alter|set_time_limit|ignore_user_abort|error_reporting|get_current_user|getmypid|getmyuid|gethostbyname|gethostbynamel|gethostname|fsockopen|pfsockopen|stream_socket_client|stream_get_contents|socket_create|curl_init|curl_exec|curl_multi_exec|setcookie|session_start|parse_str|array_map|array_filter|array_walk|array_walk_recursive|usort|uasort|uksort|func_get_args|assert_options|ob_start|register_shutdown_function|register_tick_function|pcntl_exec|pcntl_fork|posix_kill|posix_setuid|posix_getpwuid|posix_uname|escapeshellarg|escapeshellcmd|proc_nice|proc_terminate|proc_get_status|apache_child_terminate|get_defined_vars|get_defined_functions|function_exists|method_exists|class_exists|substr|strrev|str_replace|preg_match|preg_replace_callback|var_dump|print_r|var_export|serialize|mb_ereg_replace|mb_eregi_replace|simplexml_load_string|libxml_disable_entity_loader|ftp_connect|ssh2_connect|ssh2_exec|mysql_query|mysqli_query|pg_query|ldap_connect|exif_read_data|imagecreatefromstring|xmlrpc_decode|yaml_parse|zend_[a-z_]+|runkit_[a-z_]+|dl|intval|floatval|strval|boolval|settype|gettype|is_array|is_string|is_numeric|is_callable|is_object|strip_tags|htmlspecialchars|addslashes|stripslashes|sprintf|vsprintf|fprintf|printf|unpack|crypt|checkdate|filegroup|filemtime|fileatime|filectime|fileinode|date_add|date_sub|date_create|strtotime|json_decode|ucfirst|lcfirst|nl2br|strtolower|strtoupper|str_pad|str_split|implode|explode|in_array)\s*(?:/\*[\s\S]*?\*/\s*|//[^\n]*\n\s*|#[^\n]*\n\s*)*\(",
+    },
+    Rule {
+        id: "php-190",
+        class: Class::Php,
+        // A name PHP would call, then a comment, then the call: prose puts no comment
+        // between a word and its parenthesis (`exec //c` + newline + `(x)`, `touch/*a*/()`);
+        // or a line break, then a call with no or a quoted argument (`FILE` + CRLF + `()`).
+        pattern: r"\b(?:exec|system|passthru|eval|assert|file|touch|range|serialize|unserialize|symlink|include|require|print|echo|copy|mail|link|unlink|chmod|crypt|pack|unpack|checkdate|filegroup|strip_tags|[a-z]+_[a-z_]+)(?:\s*(?:(?:/\*[\s\S]*?\*/|//[^\n]*\n|#[^\n]*\n)\s*)+\(|[ \t]*[\r\n]\s*\(\s*(?:\)|['\x22$]))",
+    },
+    Rule {
+        id: "php-180",
+        class: Class::Php,
+        // A function of a PHP extension (its prefix and an underscore) called: no prose
+        // writes `ldap_get_entries(` or `posix_getegid (`.
+        pattern: r"\b(?:posix|ldap|pg|tidy|sodium_crypto|openssl|curl|ftp|ssh2|socket|stream|proc|pcntl|mysqli?|sqlite|libxml|iconv|bz|zip|ob|array|str|preg|oci|odbc|imap|dba|shmop|sem|shm|msg|xmlrpc|yaml|apache|fastcgi|opcache|session|mb|gz|ini)_[a-z0-9_]+\s*(?:/\*.*?\*/\s*)*\(",
+    },
+];
+
 /// A filter closed and another opened: `)(uid=*`, `)(|`, `)!(sn=*`, `)&(cn=`. Spaces only
 /// around operators, so that prose with two parentheticals (`(NGSP) (n=2)`) is not one.
 const LDAP_FILTER: &str = r"\)\s*!?\s*\(\s*[&|!]|\)!?\([a-z][a-z0-9.;-]*[~<>]?=|\)\s*[&|]\s*\(";
@@ -506,6 +537,12 @@ const PATH_RULES: &[Rule] = &[
         pattern: r"(?:^|/)\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|junie|opencode|a0proj|plandex|fabric|n8n|docker|aws|kube|gnupg|vscode|idea|svn|hg)(?:/|$)|(?:^|/)\.(?:aiignore|cursorignore|npmrc|pypirc|netrc|dockercfg)$|(?:^|/)(?:proc|sys)/[a-z]|(?:^|/)@(?:fs|id)/|(?:^|/)wp-content/[^/]*\.log$|\.(?:sql|bak|swp|old|db|rdb|sqlite3?|mdb|pem|p12|pfx|kdbx)(?:\.(?:zip|gz|tar|7z))?$",
     },
     Rule {
+        id: "lfi-140",
+        class: Class::Lfi,
+        // An editor's backup of a file (`index.php~`): served as text, it shows the source.
+        pattern: r"[a-z0-9]~(?:/|$)",
+    },
+    Rule {
         id: "protocol-150",
         class: Class::Protocol,
         // A line break in the path: a backend that logs or forwards it splits the request.
@@ -522,6 +559,7 @@ const PATH_RULES: &[Rule] = &[
 
 struct Compiled {
     values: RegexSet,
+    calls: RegexSet,
     names: RegexSet,
     paths: RegexSet,
     file_names: RegexSet,
@@ -542,6 +580,7 @@ fn compiled() -> &'static Compiled {
         };
         Compiled {
             values: set(VALUE_RULES),
+            calls: set(CALL_RULES),
             names: set(NAME_RULES),
             paths: set(PATH_RULES),
             file_names: set(FILE_NAME_RULES),
@@ -571,6 +610,11 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if let Some(hit) = first(&compiled().values, VALUE_RULES, &n.folded) {
         return Some(hit);
     }
+    if memchr::memchr(b'(', n.folded.as_bytes()).is_some() {
+        if let Some(hit) = first(&compiled().calls, CALL_RULES, &n.folded) {
+            return Some(hit);
+        }
+    }
     if libinjection_sqli(&n.decoded) {
         return Some(Hit {
             rule: "sqli-100",
@@ -591,13 +635,40 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             return Some(hit);
         }
     }
-    if n.signals.nul {
-        return Some(Hit {
-            rule: "encoding-110",
+    let encoding = |rule| {
+        Some(Hit {
+            rule,
             class: Class::Encoding,
-        });
+        })
+    };
+    if n.signals.nul {
+        return encoding("encoding-110");
+    }
+    if n.signals.control {
+        return encoding("encoding-120");
     }
     None
+}
+
+/// Escapes no form or URL encoder writes, in a query or form value: a `%` that starts no
+/// escape (`encoding-130`), IIS's `%uXXXX` (`encoding-140`), a `\uXXXX` spelling an ASCII
+/// letter or digit (`encoding-150`). Each is read differently by different decoders, or
+/// hides a word from a filter that does not decode it. Not applied to JSON, where `%` is
+/// text and `\u` the format's own escape.
+pub fn form_encoding(signals: &Signals) -> Option<Hit> {
+    let rule = if signals.stray_percent {
+        "encoding-130"
+    } else if signals.percent_u {
+        "encoding-140"
+    } else if signals.escaped_ascii {
+        "encoding-150"
+    } else {
+        return None;
+    };
+    Some(Hit {
+        rule,
+        class: Class::Encoding,
+    })
 }
 
 /// A URL to include from where a backend fetches URLs (`rfi-110`): a host that is an
@@ -687,6 +758,7 @@ pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
         "content-encoding" if !value.trim_ascii().eq_ignore_ascii_case(b"identity") => {
             hit("protocol-110")
         }
+        "content-type" if !media_type_well_formed(value) => hit("protocol-170"),
         "content-type" if value.contains(&b';') => {
             let value = text();
             let params = || value.split(';').skip(1).filter_map(|p| p.split_once('='));
@@ -712,8 +784,106 @@ pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
         }
         // RFC 2109's `$Version` attributes: backends parse such a cookie header otherwise.
         "cookie" if value.trim_ascii_start().starts_with(b"$Version") => hit("protocol-160"),
+        // An answer asked for in a charset that does not keep ASCII (`text/html;charset=
+        // cp1026`, EBCDIC): what the backend writes back slips past filters that read ASCII.
+        "accept" if value.contains(&b';') => {
+            let value = text();
+            let other = value
+                .split([',', ';'])
+                .filter_map(|p| p.split_once('='))
+                .any(|(k, v)| k.trim().eq_ignore_ascii_case("charset") && !ascii_compatible(v));
+            if other {
+                hit("protocol-120")
+            } else {
+                None
+            }
+        }
+        // A connection option twice, or `close` with `keep-alive`: each server keeps the one
+        // it reads first or last.
+        "connection" if value.contains(&b',') => {
+            let value = text();
+            let options: Vec<&str> = value.split(',').map(str::trim).collect();
+            let twice = options
+                .iter()
+                .enumerate()
+                .any(|(i, a)| options[i + 1..].iter().any(|b| a.eq_ignore_ascii_case(b)));
+            let has = |o: &str| options.iter().any(|a| a.eq_ignore_ascii_case(o));
+            if twice || (has("close") && has("keep-alive")) {
+                hit("protocol-180")
+            } else {
+                None
+            }
+        }
+        // Browsers send about 25 bytes; a long list is a probe of the backend's parser.
+        "accept-encoding" if value.len() > 100 => hit("protocol-190"),
         _ => None,
     }
+}
+
+/// Whether a `Content-Type` is one media type as RFC 9110 writes it: `type/subtype`, then
+/// `; name=value` parameters (a token or a quoted string), each name once. A backend that
+/// reads `text/plain; charset="UTF-8"; garbage` or two `charset`s may read another type or
+/// charset than the gateway did.
+fn media_type_well_formed(value: &[u8]) -> bool {
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let token = |text: &[u8]| !text.is_empty() && text.iter().all(tchar);
+    let mut rest = value.trim_ascii();
+    let type_end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+    let media_type = rest[..type_end].trim_ascii_end();
+    let Some(slash) = media_type.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    let (kind, subtype) = (&media_type[..slash], &media_type[slash + 1..]);
+    if !token(kind) || !token(subtype) {
+        return false;
+    }
+    rest = &rest[type_end..];
+    let mut names: Vec<&[u8]> = Vec::new();
+    while let Some(after) = rest.strip_prefix(b";") {
+        let after = after.trim_ascii_start();
+        if after.is_empty() || after[0] == b';' {
+            rest = after;
+            continue;
+        }
+        let Some(eq) = after.iter().position(|&b| b == b'=') else {
+            return false;
+        };
+        let name = &after[..eq];
+        if !token(name) || names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return false;
+        }
+        names.push(name);
+        let value = &after[eq + 1..];
+        let used = if value.first() == Some(&b'"') {
+            let mut i = 1;
+            loop {
+                match value.get(i) {
+                    None => return false,
+                    Some(b'\\') => i += 2,
+                    Some(b'"') => break i + 1,
+                    Some(_) => i += 1,
+                }
+            }
+        } else {
+            // A multipart boundary may hold RFC 2046's `()+,/:=?` unquoted, as mail and
+            // HTTP clients write it.
+            let boundary = name.eq_ignore_ascii_case(b"boundary");
+            let allowed = |b: &u8| tchar(b) || (boundary && b"()+,/:=?".contains(b));
+            let end = value
+                .iter()
+                .position(|b| !allowed(b))
+                .unwrap_or(value.len());
+            if end == 0 {
+                return false;
+            }
+            end
+        };
+        rest = value[used..].trim_ascii_start();
+        if !rest.is_empty() && rest[0] != b';' {
+            return false;
+        }
+    }
+    rest.is_empty()
 }
 
 /// A method override (`_method=DELETE` as Rails, Laravel and Express's method-override read
@@ -1167,6 +1337,7 @@ mod tests {
     fn every_pattern_compiles() {
         for rule in VALUE_RULES
             .iter()
+            .chain(CALL_RULES)
             .chain(NAME_RULES)
             .chain(PATH_RULES)
             .chain(FILE_NAME_RULES)
@@ -1214,6 +1385,24 @@ mod tests {
             ("$y = 'sys'.'tem';", "php"),
             ("${'ff'}", "php"),
             ("exec /*comment*/ ()", "php"),
+            // CRS 933120, 933150, 933160, 933161, 933180, 933210, 934170, 9331200.
+            ("opcache.jit_max_polymorphic_calls=50", "php"),
+            ("memory_limit = 512M", "php"),
+            ("allow_url_include=1", "php"),
+            ("FOOcall_user_func()", "php"),
+            ("I don't like gzuncompress/*comment*/()", "php"),
+            ("exec //comment\r\n (blah)", "php"),
+            ("exec #comment\n (blah)", "php"),
+            ("touch/*a\r\nb*/()", "php"),
+            ("FILE\r\n()", "php"),
+            ("strip_tags()", "php"),
+            ("intval(foo)", "php"),
+            ("$OOO0000O0 (16)", "php"),
+            ("$____[_]{_}[@_](25)", "php"),
+            ("define('z', [['sys' .'tem']]);(z)[0][0]('uname');", "php"),
+            ("\"\\x73y\\x73tem\"(ls);", "php"),
+            ("data:text/plain;base64,SSBsb3ZlIFBIUAo=", "rfi"),
+            ("compress.bzip2://file.bz2", "rfi"),
             ("ssh2.shell://user:pw@example.com:22/xterm", "rfi"),
             (":(){ :|:& };:", "rce"),
             ("alias ls-al='ls -al'", "rce"),
@@ -1485,6 +1674,34 @@ mod tests {
                 "application/x-www-form-urlencoded;boundary=\"application/json\"",
                 "protocol-120",
             ),
+            // CRS 920470, 920530: Content-Types two parsers read two ways.
+            (
+                "content-type",
+                "text/plain; charset=\"UTF-8\"; garbage",
+                "protocol-170",
+            ),
+            ("content-type", "text/xml; blah", "protocol-170"),
+            (
+                "content-type",
+                "multipart/form-data; boundary=  test_data_123456",
+                "protocol-170",
+            ),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8; CHARSET=utf-7",
+                "protocol-170",
+            ),
+            ("content-type", "", "protocol-170"),
+            ("content-type", "application", "protocol-170"),
+            ("content-type", "text/plain; charset=\"utf-8", "protocol-170"),
+            ("content-type", "text/plain; charset=/gar/bage", "protocol-170"),
+            // CRS 920600: an answer asked for in EBCDIC.
+            ("accept", "text/html;q=0.9;charset=CP1026,*/*;q=0.8", "protocol-120"),
+            // CRS 920210: conflicting or repeated connection options.
+            ("connection", "keep-alive,close", "protocol-180"),
+            ("connection", "close, close", "protocol-180"),
+            // CRS 920520: a long coding list.
+            ("accept-encoding", "gzip;q=1.0, deflate;q=0.9, br;q=0.8, zstd;q=0.7, compress;q=0.6, x-gzip;q=0.5, identity;q=0.4, *;q=0.1", "protocol-190"),
         ] {
             assert_eq!(rule(name, value), Some(expected), "{name}: {value}");
         }
@@ -1505,6 +1722,25 @@ mod tests {
             ),
             ("if-match", "W/\"3\""),
             ("x-request-id", "01a2"),
+            ("content-type", "text/plain;"),
+            ("content-type", "application/json;charset=\"utf-8\""),
+            (
+                "content-type",
+                "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW",
+            ),
+            (
+                "content-type",
+                "multipart/mixed; boundary=-----boundary_data:55780(123,45:667)+part",
+            ),
+            (
+                "content-type",
+                "text/plain; title=\"a\\\"b\"; format=flowed",
+            ),
+            ("accept", "application/fhir+json;charset=utf-8, */*;q=0.5"),
+            ("accept", "text/html;q=0.9,*/*;q=0.8"),
+            ("connection", "keep-alive, Upgrade"),
+            ("connection", "close"),
+            ("accept-encoding", "gzip, deflate, br, zstd"),
         ] {
             assert_eq!(rule(name, value), None, "{name}: {value}");
         }
@@ -1577,6 +1813,12 @@ mod tests {
             "http://loinc.org",
             "1 tablet twice a day; after meals",
             "select a plan",
+            "file\n(see the attached report)",
+            "blood_pressure (mmHg)",
+            "range (0-5)",
+            "session_token",
+            "engine oil changed",
+            "data: text/plain notes",
             "urn:oid:1.2.392.100495.20.3.51.1",
             "a/b/c.json",
             "Bearer abc.def.ghi",

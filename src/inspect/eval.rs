@@ -87,10 +87,12 @@ pub fn verdict(
     case: &Case,
     policy: Option<&crate::policy::Snapshot>,
 ) -> Option<Option<&'static str>> {
-    let (path, query) = match case.path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (case.path.as_str(), None),
+    // The target as the proxy reads it (pingora builds an `http::Uri`): a fragment is dropped,
+    // a target it cannot parse (`\\index.html`) never reaches the gateway's steps.
+    let Ok(target) = http::Uri::try_from(case.path.as_str()) else {
+        return Some(Some("protocol-target"));
     };
+    let (path, query) = (target.path(), target.query());
     let mut headers = http::HeaderMap::new();
     for (name, value) in &case.headers {
         let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
@@ -101,8 +103,22 @@ pub fn verdict(
         };
         headers.append(name, value);
     }
+    let Ok(method) = http::Method::from_bytes(case.method.as_bytes()) else {
+        return Some(Some("protocol-method"));
+    };
+    // A body in the case is sent with its length (the corpora's harnesses add it).
+    let sent_body = case.body.as_ref().is_some_and(|b| !b.is_empty());
+    if sent_body
+        && !headers.contains_key(http::header::CONTENT_LENGTH)
+        && !headers.contains_key(http::header::TRANSFER_ENCODING)
+    {
+        let length = case.body.as_ref().map_or(0, String::len);
+        headers.insert(http::header::CONTENT_LENGTH, length.into());
+    }
     if let Err(refusal) =
         crate::protocol::check_framing(&headers, crate::protocol::RawHead::default())
+            .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
+            .and_then(|()| crate::protocol::check_host(&headers))
     {
         return Some(Some(refusal.reason.code()));
     }
@@ -124,12 +140,9 @@ pub fn verdict(
     };
     let default_route = super::RouteInspection::default();
     let route = policy
-        .and_then(|p| {
-            let method = http::Method::from_bytes(case.method.as_bytes()).ok()?;
-            match p.routes.lookup(&method, path) {
-                crate::route::Lookup::Found(m) => Some(&m.route.inspect),
-                _ => None,
-            }
+        .and_then(|p| match p.routes.lookup(&method, path) {
+            crate::route::Lookup::Found(m) => Some(&m.route.inspect),
+            _ => None,
         })
         .unwrap_or(&default_route);
     if !route.is_on() {

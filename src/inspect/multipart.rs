@@ -107,11 +107,16 @@ fn part_of<'b>(head: &'b [u8], content: &'b [u8]) -> Part<'b> {
             let media = value.split(';').next().unwrap_or_default();
             part.content_type = Some(media.trim().to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("content-disposition") {
-            for param in value.split(';').skip(1) {
+            for param in parameters(value).skip(1) {
                 let Some((key, v)) = param.trim().split_once('=') else {
                     continue;
                 };
-                let v = v.trim().trim_matches('"').to_owned();
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v)
+                    .to_owned();
                 match key.trim().to_ascii_lowercase().as_str() {
                     "name" => part.name = Some(v),
                     "filename" | "filename*" => part.filename = Some(v),
@@ -121,6 +126,30 @@ fn part_of<'b>(head: &'b [u8], content: &'b [u8]) -> Part<'b> {
         }
     }
     part
+}
+
+/// A header value split at each `;` outside a quoted string (`filename="a;b.txt"` is one
+/// parameter); a backslash inside quotes keeps the next character in the string. The quoted
+/// text is kept as written, so that the part's checks see every character a backend might.
+fn parameters(value: &str) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut start = 0;
+    let mut cuts = Vec::new();
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                cuts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&value[start..]);
+    cuts.into_iter()
 }
 
 /// A multipart body with `parts`' heads and the given contents, in order, lines ending in

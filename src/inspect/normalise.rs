@@ -3,7 +3,7 @@
 //!
 //! Percent-decoding is repeated (at most three rounds; a value that still decodes after the
 //! first round was encoded twice, itself a signal), `+` is a space where forms say so, HTML
-//! entities and JavaScript/Java `\uXXXX` escapes (what a script engine or a Java
+//! entities and JavaScript/Java `\uXXXX` and `\xHH` escapes (what a script engine or a Java
 //! properties reader makes of `c\u006fnsole`) are decoded, Unicode is folded with NFKC (`＜ｓｃｒｉｐｔ＞` becomes `<script>`), NUL and
 //! other control characters are noted and removed, backslashes become slashes, and the
 //! result is lower-cased. Invalid UTF-8 after decoding is reported, not repaired.
@@ -21,6 +21,16 @@ pub struct Signals {
     pub nul: bool,
     /// Bytes that are not UTF-8 once decoded.
     pub invalid_utf8: bool,
+    /// A control character other than tab, line feed, carriage return and NUL, once decoded
+    /// (FHIR forbids them in strings; no form or URL carries one).
+    pub control: bool,
+    /// A `%` that starts no escape (`%1G`, a trailing `%`): each decoder reads it its own way.
+    pub stray_percent: bool,
+    /// IIS's `%uXXXX` escape, which no standard encoder writes.
+    pub percent_u: bool,
+    /// A `\uXXXX` escape of an ASCII letter or digit (`\u0061lert`): nothing needs one but
+    /// a word hidden from a filter.
+    pub escaped_ascii: bool,
 }
 
 /// A value as the detectors see it.
@@ -74,8 +84,12 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
         if memchr::memchr(b'%', &bytes).is_none() {
             break;
         }
+        if round == 0 {
+            signals.stray_percent = has_stray_percent(&bytes);
+        }
         if let Some(unescaped) = percent_u(&bytes) {
             // IIS's `%uXXXX`: a backend that reads it sees the character.
+            signals.percent_u = true;
             bytes = Cow::Owned(unescaped);
         }
         if !has_escape(&bytes) {
@@ -100,8 +114,9 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     // Entities: `&lt;script&gt;`, `&#x3c;`, `&#106` without its `;` (browsers read it), and
     // their double forms (`&amp;lt;`).
     let mut text = numeric_entities(&text).unwrap_or_else(|| text.into_owned());
-    if let Some(unescaped) = unicode_escapes(&text) {
+    if let Some((unescaped, escaped_ascii)) = unicode_escapes(&text) {
         text = unescaped;
+        signals.escaped_ascii = escaped_ascii;
     }
     for _ in 0..2 {
         if !text.contains('&') {
@@ -159,34 +174,46 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     }
 }
 
-/// `\uXXXX` escapes decoded, when there is one: the text a JavaScript or Java string literal
-/// spelled that way holds. A surrogate or a character that is not one stays as written.
-fn unicode_escapes(text: &str) -> Option<String> {
+/// `\uXXXX` and `\xHH` escapes decoded, when there is one: the text a JavaScript, Java or
+/// PHP string literal spelled that way holds (`\xHH` only for ASCII). A surrogate or a
+/// character that is not one stays as written. Also says whether one spelled an ASCII letter
+/// or digit.
+fn unicode_escapes(text: &str) -> Option<(String, bool)> {
     // No backslash, no escape (the usual case): found without a substring search.
     memchr::memchr(b'\\', text.as_bytes())?;
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut changed = false;
-    while let Some(at) = rest.find("\\u") {
+    let mut escaped_ascii = false;
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
         out.push_str(&rest[..at]);
-        let escaped = rest
-            .get(at + 2..at + 6)
+        // `\uXXXX`, any character; `\xHH`, an ASCII one (PHP's and JavaScript's `"\x73ystem"`).
+        let (digits, ascii_only) = match rest.as_bytes().get(at + 1) {
+            Some(b'u') => (4, false),
+            Some(b'x') => (2, true),
+            _ => (0, false),
+        };
+        let escaped = (digits > 0)
+            .then(|| rest.get(at + 2..at + 2 + digits))
+            .flatten()
             .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|hex| char::from_u32(u32::from_str_radix(hex, 16).ok()?));
+            .and_then(|hex| char::from_u32(u32::from_str_radix(hex, 16).ok()?))
+            .filter(|c| !ascii_only || c.is_ascii());
         match escaped {
             Some(c) => {
                 out.push(c);
                 changed = true;
-                rest = &rest[at + 6..];
+                escaped_ascii |= c.is_ascii_alphanumeric();
+                rest = &rest[at + 2 + digits..];
             }
             None => {
-                out.push_str("\\u");
-                rest = &rest[at + 2..];
+                out.push('\\');
+                rest = &rest[at + 1..];
             }
         }
     }
     out.push_str(rest);
-    changed.then_some(out)
+    changed.then_some((out, escaped_ascii))
 }
 
 /// NUL is removed (a NUL inside a keyword, `sel%00ect`, must not hide it); other control
@@ -198,6 +225,7 @@ fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
     } else if !c.is_control() || matches!(c, '\n' | '\r' | '\t') {
         decoded.push(c);
     } else {
+        signals.control = true;
         decoded.push(' ');
     }
 }
@@ -348,6 +376,17 @@ fn numeric_entities(text: &str) -> Option<String> {
 }
 
 /// Whether `bytes` holds a `%XX` escape.
+/// A `%` followed by anything but two hex digits or IIS's `u` and four.
+fn has_stray_percent(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'%', bytes).any(|at| {
+        let rest = &bytes[at + 1..];
+        let hex = |n: usize, from: usize| {
+            rest.len() >= from + n && rest[from..from + n].iter().all(u8::is_ascii_hexdigit)
+        };
+        !(hex(2, 0) || (matches!(rest.first(), Some(b'u' | b'U')) && hex(4, 1)))
+    })
+}
+
 fn has_escape(bytes: &[u8]) -> bool {
     bytes
         .windows(3)
@@ -359,11 +398,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn escapes_no_encoder_writes_are_signalled() {
+        let signals = |raw: &str| normalise(raw.as_bytes(), Plus::Space).signals;
+        assert!(signals("param=%1G").stray_percent);
+        assert!(signals("new %w20$").stray_percent);
+        assert!(signals("99%").stray_percent);
+        assert!(!signals("100%25").stray_percent);
+        assert!(!signals("%E8%A1%80%E5%9C%A7").stray_percent);
+        assert!(!signals("%u0041").stray_percent);
+        assert!(signals("foo%uFF01").percent_u);
+        assert!(!signals("foo%FF%01").percent_u);
+        assert!(signals("%5Cu0061lert").escaped_ascii);
+        assert!(signals("\\u0065val").escaped_ascii);
+        assert!(
+            !signals("\\u3042").escaped_ascii,
+            "Japanese escaped is text"
+        );
+        assert!(
+            !signals("\\u003c").escaped_ascii,
+            "a sign: the detectors judge it"
+        );
+        assert!(signals("test1%03").control);
+        assert!(signals("hi%13").control);
+        assert!(!signals("line%0Abreak%09tab").control);
+        assert!(!signals("a%00b").control, "NUL is its own signal");
+    }
+
+    #[test]
     fn unicode_escapes_are_decoded_as_a_script_engine_would() {
         let folded = |raw: &str| normalise(raw.as_bytes(), Plus::Literal).folded;
         assert_eq!(folded("c\\u006fnsole"), "console");
         assert_eq!(folded("__\\u0070\\u0072oto__"), "__proto__");
         assert_eq!(folded("%5Cu003Cscript"), "<script");
+        assert_eq!(folded("\\x73y\\x73tem(ls)"), "system(ls)");
+        assert_eq!(folded("c:\\xyz\\x8"), "c:/xyz/x8");
         // Not an escape: kept as written (backslashes fold to slashes).
         assert_eq!(folded("C:\\u-file"), "c:/u-file");
         assert_eq!(folded("\\ud800x"), "/ud800x");
@@ -497,7 +565,10 @@ mod tests {
                 "%uff1cscript%uff1e",
                 Plus::Literal,
                 "<script>",
-                Signals::default(),
+                Signals {
+                    percent_u: true,
+                    ..Signals::default()
+                },
             ),
             (
                 "&#106&#97&#x76;a",
@@ -509,7 +580,10 @@ mod tests {
                 "x\u{c}onerror",
                 Plus::Literal,
                 "x onerror",
-                Signals::default(),
+                Signals {
+                    control: true,
+                    ..Signals::default()
+                },
             ),
         ];
         for (raw, plus, folded, signals) in cases {
