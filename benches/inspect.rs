@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("FHIR search head (path, 2 params, 6 headers)", |b| {
         b.iter(|| {
             let found = inspect(black_box(&Target {
+                method: &http::Method::GET,
                 path: "/fhir/Observation",
                 query: Some("patient=p-001&_lastUpdated=gt2026-01-01"),
                 headers: &head,
@@ -69,6 +70,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function(format!("FHIR Bundle body, {} bytes", bundle.len()), |b| {
         b.iter(|| {
             let found = inspect(black_box(&Target {
+                method: &http::Method::GET,
                 path: "/fhir",
                 query: None,
                 headers: &json,

@@ -226,6 +226,8 @@ const MAX_FINDINGS: usize = 8;
 /// What inspection reads of a request.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
+    /// The method (a `_method` parameter naming another is an override).
+    pub method: &'a http::Method,
     /// The path, without the query.
     pub path: &'a str,
     /// The query string, without `?`.
@@ -255,7 +257,7 @@ fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
     let n = normalise(raw, plus);
     // `+` as a space marks the form-encoded places: a query and an urlencoded body.
     detect::value(&n).or_else(|| match plus {
-        Plus::Space => detect::form_encoding(&n.signals),
+        Plus::Space => detect::form_encoding(&n),
         Plus::Literal => None,
     })
 }
@@ -680,7 +682,7 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
         }
     }
     if let Some(query) = target.query {
-        if pairs(query, Place::Query, found) {
+        if pairs(query, Place::Query, Some(target.method.as_str()), found) {
             return;
         }
     }
@@ -753,7 +755,7 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
 
 /// `name=value&...` (a query or an urlencoded form): names and values. Returns whether the
 /// findings are full.
-fn pairs(text: &str, place: Place, found: &mut Findings) -> bool {
+fn pairs(text: &str, place: Place, method: Option<&str>, found: &mut Findings) -> bool {
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let n = normalise(name.as_bytes(), Plus::Space);
@@ -761,7 +763,7 @@ fn pairs(text: &str, place: Place, found: &mut Findings) -> bool {
         let field = || n.decoded.clone();
         let override_hit = || {
             let v = normalise(value.as_bytes(), Plus::Space);
-            detect::method_override(&n.folded, &v.folded)
+            detect::method_override(&n.folded, &v.folded, method)
         };
         if found.add(detect::name(&n), place, field)
             || found.add(value_hit(name.as_bytes(), Plus::Space), place, field)
@@ -785,14 +787,14 @@ fn inspect_body(body: &[u8], kind: &BodyKind, found: &mut Findings) {
         }
         BodyKind::Xml => xml_body(body, found),
         BodyKind::Form => {
-            pairs(&String::from_utf8_lossy(body), Place::Body, found);
+            pairs(&String::from_utf8_lossy(body), Place::Body, None, found);
         }
         BodyKind::Text => text_body(body, found),
         // What a lenient backend might make of it, a form or text. (A multipart body reaches
         // here only through `inspect`, the head-and-body view that benches use; a file's
         // bytes are read as text.)
         BodyKind::Untyped | BodyKind::Multipart | BodyKind::File(_) => {
-            if !pairs(&String::from_utf8_lossy(body), Place::Body, found) {
+            if !pairs(&String::from_utf8_lossy(body), Place::Body, None, found) {
                 text_body(body, found);
             }
         }
@@ -904,6 +906,7 @@ mod tests {
             );
         }
         inspect(&Target {
+            method: &http::Method::GET,
             path,
             query,
             headers: &map,
@@ -973,6 +976,15 @@ mod tests {
             ["encoding-120"]
         );
         assert_eq!(
+            findings("/x", Some("a=test%0Dnext=more"), &[], None),
+            ["crlf-120"]
+        );
+        assert_eq!(
+            findings("/x", Some("a=test%0A%0Dnext=more"), &[], None),
+            ["crlf-120"]
+        );
+        assert!(findings("/x", None, &form, Some("note=line%0D%0Atwo")).is_empty());
+        assert_eq!(
             findings("/x", None, &[("cookie", "hi%13=bye")], None),
             ["encoding-120"]
         );
@@ -995,21 +1007,7 @@ mod tests {
     /// A part's name or file name that splits its own `Content-Disposition` (CRS 920120).
     #[test]
     fn multipart_names_that_split_their_header_are_refused() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("multipart/form-data; boundary=b"),
-        );
-        let part = |disposition: &str| {
-            let body = format!(
-                "--b\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
-            );
-            check_body(body.as_bytes(), &headers, &RouteInspection::default())
-                .findings
-                .iter()
-                .map(|f| f.hit.rule)
-                .collect::<Vec<_>>()
-        };
+        let part = multipart_part_rules;
         assert_eq!(part(r#"name="f"; filename="te;st.txt""#), ["multipart-120"]);
         assert_eq!(part(r#"name="f"; filename="file=.txt""#), ["multipart-120"]);
         assert_eq!(part(r#"name="fi=le"; filename="test""#), ["multipart-120"]);
@@ -1082,25 +1080,30 @@ mod tests {
         );
     }
 
-    /// An upload's name is held to the file-name rules in a multipart part as in an
-    /// `X-Filename` header (R-WAF-2): a script refused, a report passed.
-    #[test]
-    fn multipart_file_names_a_server_would_run_are_found() {
+    /// The rules that fire on a one-part multipart body with this `Content-Disposition`
+    /// (after `form-data; `) and a short text file.
+    fn multipart_part_rules(disposition: &str) -> Vec<&'static str> {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("multipart/form-data; boundary=b"),
         );
-        let rules = |filename: &str| {
-            let body = format!(
-                "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
-            );
-            check_body(body.as_bytes(), &headers, &RouteInspection::default())
-                .findings
-                .iter()
-                .map(|f| f.hit.rule)
-                .collect::<Vec<_>>()
-        };
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+        );
+        check_body(body.as_bytes(), &headers, &RouteInspection::default())
+            .findings
+            .iter()
+            .map(|f| f.hit.rule)
+            .collect()
+    }
+
+    /// An upload's name is held to the file-name rules in a multipart part as in an
+    /// `X-Filename` header (R-WAF-2): a script refused, a report passed.
+    #[test]
+    fn multipart_file_names_a_server_would_run_are_found() {
+        let rules =
+            |filename: &str| multipart_part_rules(&format!("name=\"f\"; filename=\"{filename}\""));
         assert_eq!(rules("shell.php5"), ["php-150"]);
         assert_eq!(rules("index.jspx.."), ["java-140"]);
         assert!(rules("checkup-notes.txt").is_empty());

@@ -225,6 +225,7 @@ pub fn evaluate<'s>(
         findings = route
             .inspect
             .keep(crate::inspect::inspect(&crate::inspect::Target {
+                method: request.method,
                 path: request.path,
                 query: request.query,
                 headers: request.headers,

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         &phr_gateway::protocol::RequestLimits::default(),
     );
     let _ = inspect(&Target {
+        method: &http::Method::GET,
         path,
         query,
         headers: &headers,

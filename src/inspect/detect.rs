@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
-use super::normalise::{Normalised, Signals};
+use super::normalise::Normalised;
 
 /// An attack class, as rules, records and the evaluation tool name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -133,6 +133,7 @@ const CODE_RULES: &[&str] = &[
     "encoding-130",
     "encoding-140",
     "encoding-150",
+    "crlf-120",
     "xxe-100",
     "multipart-100",
     "multipart-110",
@@ -221,6 +222,15 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"jndi\s*:\s*(?:ldaps?|rmi|dns|iiop|corba|nds|nis|https?)\s*:",
     },
     Rule {
+        id: "rfi-150",
+        class: Class::Rfi,
+        // A URL with a user name before its host (`http://user@evil.com/`), also one whose
+        // `/` was encoded (`http://example.com%2f@evil.com/`, decoded before the rules): a
+        // parser that ends the host at the first `/` and one that ends it at `@` reach two
+        // hosts. FHIR's URLs carry no credentials; `https://host/@name` passes.
+        pattern: r"://[^/?#\s@]+(?:/[^/?#\s@]+)?@",
+    },
+    Rule {
         id: "rfi-120",
         class: Class::Rfi,
         // A URL-looking value ending in `?`: the include's own suffix becomes a query.
@@ -242,7 +252,7 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Rce,
         // A command word after a shell separator, followed by what a shell reads next (a space,
         // the end, another separator): `&id=123` in a URL is a parameter, `; id` a command.
-        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript)(?:\s|$|[;|&<>`'\x22)])",
+        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-110",
@@ -281,6 +291,16 @@ const VALUE_RULES: &[Rule] = &[
         // Programs with shell escapes or short names that are also words, only after a shell
         // separator.
         pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:vim?|nvim|nano|emacs|perf|rmt(?:-[a-z]+)?|docker|lua|deno|npm|mutt)(?:\s|$|[;|&<>`'\x22)])",
+    },
+    Rule {
+        id: "rce-190",
+        class: Class::Rce,
+        // A command line at the start of a value or after a shell separator: a program,
+        // then an option (`cat -n`, `perl -e`), a path (`cat /path/file.gz`, `sh ./x`) or a
+        // program it runs (`time sh -c whoami`, `nohup curl …`). Words that are also
+        // English (`time`, `head`, `more`, `find`) are held by what follows: prose puts no
+        // `-x` option or `/path` after them, nor `curl`.
+        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt)['\x22]?\s+(?:-{1,2}[a-z]|/[a-z0-9.~_-]|~/|\.\.?/|\$[a-z({]|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|uname|ifconfig|cscli)(?:\s|$))",
     },
     Rule {
         id: "rce-150",
@@ -650,12 +670,23 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     None
 }
 
-/// Escapes no form or URL encoder writes, in a query or form value: a `%` that starts no
-/// escape (`encoding-130`), IIS's `%uXXXX` (`encoding-140`), a `\uXXXX` spelling an ASCII
+/// Escapes no form or URL encoder writes, in a query or form value: a carriage return that
+/// ends no line (`crlf-120`), a `%` that starts no escape (`encoding-130`), IIS's `%uXXXX` (`encoding-140`), a `\uXXXX` spelling an ASCII
 /// letter or digit (`encoding-150`). Each is read differently by different decoders, or
 /// hides a word from a filter that does not decode it. Not applied to JSON, where `%` is
 /// text and `\u` the format's own escape.
-pub fn form_encoding(signals: &Signals) -> Option<Hit> {
+pub fn form_encoding(n: &Normalised) -> Option<Hit> {
+    let signals = &n.signals;
+    // A carriage return not ending a line (`test%0Dnext=more`, `%0A%0D`): a form sends line
+    // breaks as CRLF; a lone CR splits the value for a parser that breaks lines on it.
+    let bytes = n.decoded.as_bytes();
+    let lone_cr = memchr::memchr_iter(b'\r', bytes).any(|at| bytes.get(at + 1) != Some(&b'\n'));
+    if lone_cr {
+        return Some(Hit {
+            rule: "crlf-120",
+            class: Class::Crlf,
+        });
+    }
     let rule = if signals.stray_percent {
         "encoding-130"
     } else if signals.percent_u {
@@ -889,7 +920,7 @@ fn media_type_well_formed(value: &[u8]) -> bool {
 /// A method override (`_method=DELETE` as Rails, Laravel and Express's method-override read
 /// it, `protocol-100`): the backend would run another method than the one the gateway routed
 /// and authorised. `GET` and `POST`, and words that are no method, change nothing.
-pub fn method_override(name: &str, value: &str) -> Option<Hit> {
+pub fn method_override(name: &str, value: &str, method: Option<&str>) -> Option<Hit> {
     const OVERRIDDEN: &[&str] = &[
         "put",
         "patch",
@@ -907,7 +938,22 @@ pub fn method_override(name: &str, value: &str) -> Option<Hit> {
         "unlock",
         "search",
     ];
-    (name == "_method" && OVERRIDDEN.contains(&value.trim())).then_some(Hit {
+    if name != "_method" {
+        return None;
+    }
+    let value = value.trim();
+    let overrides = match method {
+        // In a query the request's method is known: any word of 3 to 10 letters but that
+        // method is one a framework would run instead (`GET …&_method=POST` turns a link
+        // into a write; CRS 920650).
+        Some(method) => {
+            (3..=10).contains(&value.len())
+                && value.bytes().all(|b| b.is_ascii_alphabetic())
+                && !value.eq_ignore_ascii_case(method)
+        }
+        None => OVERRIDDEN.contains(&value),
+    };
+    overrides.then_some(Hit {
         rule: "protocol-100",
         class: Class::Protocol,
     })
@@ -1403,11 +1449,19 @@ mod tests {
             ("\"\\x73y\\x73tem\"(ls);", "php"),
             ("data:text/plain;base64,SSBsb3ZlIFBIUAo=", "rfi"),
             ("compress.bzip2://file.bz2", "rfi"),
+            ("http://example.com%2f:asd@evil.com/", "rfi"),
             ("ssh2.shell://user:pw@example.com:22/xterm", "rfi"),
             (":(){ :|:& };:", "rce"),
             ("alias ls-al='ls -al'", "rce"),
             ("/???/?s", "rce"),
             ("www.google.com;/bin/ca?+/et*/passwd", "rce"),
+            // CRS 932160, 932230, 932235, 932236: command lines without a separator before.
+            ("cat /path/file.gz", "rce"),
+            ("time sh -c whoami", "rce"),
+            ("env --version", "rce"),
+            ("bash -c \"echo test\"", "rce"),
+            ("/usr/bin/perl -e 'print readline' some-file.txt", "rce"),
+            ("cd /;cd etc;column passwd", "rce"),
             (";'curl' http://evil.com", "rce"),
             ("/path/to/.docker/secrets", "lfi"),
             (">/tmp/curl", "lfi"),
@@ -1752,7 +1806,21 @@ mod tests {
             None,
             "a PDF viewer's ranges"
         );
-        let overridden = |n: &str, v: &str| method_override(n, v).map(|h| h.rule);
+        let overridden = |n: &str, v: &str| method_override(n, v, None).map(|h| h.rule);
+        let in_query = |v: &str, m: &str| method_override("_method", v, Some(m)).map(|h| h.rule);
+        assert_eq!(in_query("POST", "GET"), Some("protocol-100"));
+        assert_eq!(in_query("GET", "POST"), Some("protocol-100"));
+        assert_eq!(in_query("abcdefghij", "POST"), Some("protocol-100"));
+        for (v, m) in [
+            ("post", "POST"),
+            ("AB", "POST"),
+            ("ABCDEFGHIJK", "POST"),
+            ("DELETE1", "POST"),
+            ("X-DELETE", "POST"),
+            ("", "POST"),
+        ] {
+            assert_eq!(in_query(v, m), None, "{v} on {m}");
+        }
         assert_eq!(overridden("_method", "delete"), Some("protocol-100"));
         assert_eq!(overridden("_method", "put"), Some("protocol-100"));
         for (n, v) in [
@@ -1817,6 +1885,18 @@ mod tests {
             "blood_pressure (mmHg)",
             "range (0-5)",
             "session_token",
+            "mailto:taro@example.jp",
+            "https://social.example/@taro",
+            "https://example.org/fhir/Patient?email=taro@example.jp",
+            "time of day: after breakfast",
+            "head and neck examination",
+            "more than 2 weeks",
+            "nice cat",
+            "cd4 count 500; CD in remission",
+            "find a doctor near you",
+            "time - 10:30",
+            "sleep 7 hours",
+            "HPLC; fold change 2.3; bridge therapy planned",
             "engine oil changed",
             "data: text/plain notes",
             "urn:oid:1.2.392.100495.20.3.51.1",

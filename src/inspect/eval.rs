@@ -149,6 +149,7 @@ pub fn verdict(
         return Some(None);
     }
     let target = super::Target {
+        method: &method,
         path,
         query,
         headers: &headers,
