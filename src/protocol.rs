@@ -386,41 +386,25 @@ mod tests {
 
     #[test]
     fn a_body_on_get_or_head_is_refused_r_waf_3() {
-        let refused = |method: http::Method, pairs: &[(&str, &[u8])]| {
-            check_body_allowed(&method, &headers(pairs))
-                .err()
-                .map(|r| r.reason)
-        };
+        use http::Method;
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
         let body = Some(Reason::ProtocolBodyNotAllowed);
-        assert_eq!(
-            refused(http::Method::GET, &[("content-length", b"7")]),
-            body
-        );
-        assert_eq!(
-            refused(http::Method::HEAD, &[("content-length", b"1")]),
-            body
-        );
-        assert_eq!(
-            refused(http::Method::GET, &[("transfer-encoding", b"chunked")]),
-            body
-        );
-        assert_eq!(
-            refused(http::Method::GET, &[("content-length", b"0")]),
-            None
-        );
-        assert_eq!(
-            refused(http::Method::GET, &[("content-length", b"00")]),
-            None
-        );
-        assert_eq!(refused(http::Method::GET, &[]), None);
-        assert_eq!(
-            refused(http::Method::POST, &[("content-length", b"7")]),
-            None
-        );
-        assert_eq!(
-            refused(http::Method::DELETE, &[("content-length", b"7")]),
-            None
-        );
+        let cases: &[(Method, Headers, Option<Reason>)] = &[
+            (Method::GET, &[("content-length", b"7")], body),
+            (Method::HEAD, &[("content-length", b"1")], body),
+            (Method::GET, &[("transfer-encoding", b"chunked")], body),
+            (Method::GET, &[("content-length", b"0")], None),
+            (Method::GET, &[("content-length", b"00")], None),
+            (Method::GET, &[], None),
+            (Method::POST, &[("content-length", b"7")], None),
+            (Method::DELETE, &[("content-length", b"7")], None),
+        ];
+        for (method, pairs, expected) in cases {
+            let refused = check_body_allowed(method, &headers(pairs))
+                .err()
+                .map(|r| r.reason);
+            assert_eq!(refused, *expected, "{method} {pairs:?}");
+        }
     }
 
     #[test]
