@@ -260,7 +260,7 @@ const VALUE_RULES: &[Rule] = &[
         // Programs whose names are no word of English or Japanese romaji (debuggers, package
         // managers, tracing and network tools, configuration tools), at the start of a value
         // or after a shell separator, followed by what a shell reads next.
-        pattern: r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:ansible(?:-[a-z]+)?|chef-[a-z]+|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?)(?:\s|$|[;|&<>`'\x22)])",
+        pattern: r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:ansible(?:-[a-z]+)?|chef-[a-z]+|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-106",
@@ -277,7 +277,13 @@ const VALUE_RULES: &[Rule] = &[
         // program it runs (`time sh -c whoami`, `nohup curl …`). Words that are also
         // English (`time`, `head`, `more`, `find`) are held by what follows: prose puts no
         // `-x` option or `/path` after them, nor `curl`.
-        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt)['\x22]?\s+(?:-{1,2}[a-z]|/[a-z0-9.~_-]|~/|\.\.?/|\$[a-z({]|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|uname|ifconfig|cscli)(?:\s|$))",
+        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar)['\x22]?\s+(?:-{1,2}[a-z]|/[a-z0-9.~_-]|~/|\.\.?/|\$[a-z({]|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|uname|ifconfig|cscli)(?:\s|$))",
+    },
+    Rule {
+        id: "rce-200",
+        class: Class::Rce,
+        // A value that is a shell's directory-stack expansion (`~+`, `~-1`).
+        pattern: r"^~[+-]\d*$",
     },
     Rule {
         id: "rce-150",
@@ -470,6 +476,15 @@ const ASSIGNMENT_RULES: &[Rule] = &[
     },
 ];
 
+/// Shell brace expansion: rules that only a value with `{` can fire.
+const BRACE_RULES: &[Rule] = &[Rule {
+    id: "rce-210",
+    class: Class::Rce,
+    // Words a shell expands from a list in braces, no space inside (`{l,-lh}s` is `ls -lh`,
+    // `c{a,oun}t`, `{,ifconfig}`, `{id,}`); `{1,2}` holds no word.
+    pattern: r"\{(?:,[a-z][a-z0-9-]*|[a-z][a-z0-9-]*,)[a-z0-9,-]*\}",
+}];
+
 /// Rules that only a value with `(` can fire: function calls by name. Apart from
 /// [`VALUE_RULES`] because their word lists make the lazy DFA's states costly to build (a
 /// value seen for the first time pays for them), and most values hold no parenthesis.
@@ -508,6 +523,11 @@ struct Gate {
 }
 
 const GATED: &[Gate] = &[
+    Gate {
+        needs: b'{',
+        before_values: false,
+        rules: BRACE_RULES,
+    },
     Gate {
         needs: b'<',
         before_values: true,
@@ -1576,6 +1596,15 @@ mod tests {
             ("bash -c \"echo test\"", "rce"),
             ("/usr/bin/perl -e 'print readline' some-file.txt", "rce"),
             ("cd /;cd etc;column passwd", "rce"),
+            // CRS 932270, 932280, 932260, 932380.
+            ("%7E%2B", "rce"),
+            ("~-1", "rce"),
+            ("{l,-lh}s", "rce"),
+            ("c{a,oun}t", "rce"),
+            ("{,ifconfig}", "rce"),
+            ("{id,}", "rce"),
+            ("perf --version", "rce"),
+            ("view=image.jpg&bcdboot < file.txt", "rce"),
             (";'curl' http://evil.com", "rce"),
             ("/path/to/.docker/secrets", "lfi"),
             (">/tmp/curl", "lfi"),
@@ -2003,6 +2032,10 @@ mod tests {
             "https://social.example/@taro",
             "https://example.org/fhir/Patient?email=taro@example.jp",
             "time of day: after breakfast",
+            "~5 mg",
+            "a ~+ sign",
+            "range {1,2}",
+            "{\"a\": 1}",
             "head and neck examination",
             "more than 2 weeks",
             "nice cat",
