@@ -980,7 +980,10 @@ fn media_type_well_formed(value: &[u8]) -> bool {
         return false;
     }
     rest = &rest[type_end..];
-    let mut names: Vec<&[u8]> = Vec::new();
+    // Most JSON writes carry a charset: the names seen are kept without an allocation, and
+    // more parameters than a media type has are not one.
+    let mut names: [&[u8]; 8] = [&[]; 8];
+    let mut count = 0;
     while let Some(after) = rest.strip_prefix(b";") {
         let after = after.trim_ascii_start();
         if after.is_empty() || after[0] == b';' {
@@ -991,10 +994,14 @@ fn media_type_well_formed(value: &[u8]) -> bool {
             return false;
         };
         let name = &after[..eq];
-        if !token(name) || names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        if !token(name)
+            || count == names.len()
+            || names[..count].iter().any(|n| n.eq_ignore_ascii_case(name))
+        {
             return false;
         }
-        names.push(name);
+        names[count] = name;
+        count += 1;
         let value = &after[eq + 1..];
         let used = if value.first() == Some(&b'"') {
             let mut i = 1;
@@ -1878,6 +1885,11 @@ mod tests {
                 "protocol-170",
             ),
             ("content-type", "text/xml; blah", "protocol-170"),
+            (
+                "content-type",
+                "text/plain; a=1; b=2; c=3; d=4; e=5; f=6; g=7; h=8; i=9",
+                "protocol-170",
+            ),
             (
                 "content-type",
                 "multipart/form-data; boundary=  test_data_123456",
