@@ -107,12 +107,26 @@ pub fn rules(record: &serde_json::Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// A free loopback port (bound, then released for the gateway to take).
+/// A free loopback port (bound, then released for the gateway to take). Taken below Linux's
+/// ephemeral range (32768-60999), where the kernel picks `bind(0)` ports and the source ports
+/// of outgoing connections: a port `bind(0)` had just released could be handed to a parallel
+/// test, or to a connection, before the gateway took it (seen once in CI: a restarted
+/// gateway found its port taken and a test talked to another test's gateway). Each port is
+/// handed out once per test process; the start differs by process.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 97) as u16 * 120;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
+        let port = FIRST + (start + n) % COUNT;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// A CA and a server certificate for localhost, written into `dir`.
