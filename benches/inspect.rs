@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function(format!("FHIR Bundle body, {} bytes", bundle.len()), |b| {
         b.iter(|| {
             let found = inspect(black_box(&Target {
-                method: &http::Method::GET,
+                method: &http::Method::POST,
                 path: "/fhir",
                 query: None,
                 headers: &json,

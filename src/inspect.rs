@@ -721,15 +721,9 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             return;
         }
     }
-    let pdf = target
-        .path
-        .as_bytes()
-        .rsplit(|&b| b == b'.')
-        .next()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case(b"pdf"));
     for (name, value) in target.headers {
         if found.add(
-            detect::header(name.as_str(), value.as_bytes(), pdf),
+            detect::header(name.as_str(), value.as_bytes(), target.path),
             Place::Header,
             || name.as_str().to_owned(),
         ) {

@@ -273,6 +273,15 @@ async fn method_overrides_and_uninspectable_bodies_are_refused_r_waf_3() {
             "",
             "protocol-160",
         ),
+        // The request's own method reaches inspection: on a POST, `_method=GET` is an
+        // override too (a GET's `_method=POST` is the same test the other way round).
+        ("/records/n?_method=GET", &[], "", "protocol-100"),
+        (
+            "/records/o",
+            &[("content-type", "text/plain; charset=\"UTF-8\"; garbage")],
+            "x",
+            "protocol-170",
+        ),
     ];
     for (path, headers, body, rule) in cases {
         let reply = s.send("POST", path, headers, body).await;
@@ -297,6 +306,7 @@ async fn method_overrides_and_uninspectable_bodies_are_refused_r_waf_3() {
         ),
         ("/records/i", &[("content-encoding", "identity")], "", ""),
         ("/records/j", &[("range", "bytes=0-1023")], "", ""),
+        ("/records/p?_method=post", &[], "", ""),
     ];
     for (path, headers, body, _) in fine {
         let reply = s.send("POST", path, headers, body).await;

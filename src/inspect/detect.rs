@@ -882,7 +882,7 @@ pub fn plain_value(raw: &[u8]) -> Option<Hit> {
 /// (`protocol-110`), a body in a charset that does not keep ASCII as ASCII (`protocol-120`),
 /// or a boundary on a type that is not multipart, and a `Range` of more than five ranges, 63 for a PDF (`protocol-130`, the "Apache killer"); a cookie header with
 /// RFC 2109 `$Version` attributes (`protocol-160`).
-pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
+pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
     let hit = |rule| {
         Some(Hit {
             rule,
@@ -900,29 +900,30 @@ pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
         "content-encoding" if !value.trim_ascii().eq_ignore_ascii_case(b"identity") => {
             hit("protocol-110")
         }
-        "content-type" if !media_type_well_formed(value) => hit("protocol-170"),
-        "content-type" if value.contains(&b';') => {
-            let value = text();
-            let params = || value.split(';').skip(1).filter_map(|p| p.split_once('='));
-            let charset = params()
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-                .map(|(_, v)| v.trim().trim_matches(['"', '\'']));
-            // A boundary on a type that is not multipart: a parser that trusts it reads
-            // the body as another type than the gateway did.
-            let multipart = value
-                .get(..10)
-                .is_some_and(|t| t.eq_ignore_ascii_case("multipart/"));
-            let stray_boundary =
-                !multipart && params().any(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"));
-            match charset {
-                Some(c) if !ascii_compatible(c) => hit("protocol-120"),
-                _ if stray_boundary => hit("protocol-120"),
-                _ => None,
+        "content-type" => match MediaType::parse(value) {
+            None => hit("protocol-170"),
+            // A charset that does not keep ASCII, or a boundary on a type that is not
+            // multipart: a parser that trusts it reads other text, or another type, than
+            // the gateway did.
+            Some(media) if media.charset.is_some_and(|c| !ascii_compatible(c)) => {
+                hit("protocol-120")
             }
-        }
+            Some(media) if media.boundary && !media.multipart => hit("protocol-120"),
+            Some(_) => None,
+        },
         // A PDF viewer reads a linearised file in many ranges (CRS 920202's allowance).
-        "range" if value.split(|&b| b == b',').count() > if path_is_pdf { 63 } else { 5 } => {
-            hit("protocol-130")
+        "range" => {
+            let pdf = path
+                .as_bytes()
+                .rsplit(|&b| b == b'.')
+                .next()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case(b"pdf"));
+            let ranges = value.split(|&b| b == b',').count();
+            if ranges > if pdf { 63 } else { 5 } {
+                hit("protocol-130")
+            } else {
+                None
+            }
         }
         // RFC 2109's `$Version` attributes: backends parse such a cookie header otherwise.
         "cookie" if value.trim_ascii_start().starts_with(b"$Version") => hit("protocol-160"),
@@ -962,77 +963,94 @@ pub fn header(name: &str, value: &[u8], path_is_pdf: bool) -> Option<Hit> {
     }
 }
 
-/// Whether a `Content-Type` is one media type as RFC 9110 writes it: `type/subtype`, then
-/// `; name=value` parameters (a token or a quoted string), each name once. A backend that
-/// reads `text/plain; charset="UTF-8"; garbage` or two `charset`s may read another type or
-/// charset than the gateway did.
-fn media_type_well_formed(value: &[u8]) -> bool {
-    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    let token = |text: &[u8]| !text.is_empty() && text.iter().all(tchar);
-    let mut rest = value.trim_ascii();
-    let type_end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
-    let media_type = rest[..type_end].trim_ascii_end();
-    let Some(slash) = media_type.iter().position(|&b| b == b'/') else {
-        return false;
-    };
-    let (kind, subtype) = (&media_type[..slash], &media_type[slash + 1..]);
-    if !token(kind) || !token(subtype) {
-        return false;
-    }
-    rest = &rest[type_end..];
-    // Most JSON writes carry a charset: the names seen are kept without an allocation, and
-    // more parameters than a media type has are not one.
-    let mut names: [&[u8]; 8] = [&[]; 8];
-    let mut count = 0;
-    while let Some(after) = rest.strip_prefix(b";") {
-        let after = after.trim_ascii_start();
-        if after.is_empty() || after[0] == b';' {
-            rest = after;
-            continue;
+/// What the header checks need of a `Content-Type`, read in one pass.
+struct MediaType<'a> {
+    multipart: bool,
+    /// The `charset` parameter, unquoted (`'utf-8'` too); `None` also when it is not text.
+    charset: Option<&'a str>,
+    boundary: bool,
+}
+
+impl<'a> MediaType<'a> {
+    /// A `Content-Type` as RFC 9110 writes it — `type/subtype`, then `; name=value`
+    /// parameters (a token or a quoted string), each name once — or `None`. A backend that
+    /// reads `text/plain; charset="UTF-8"; garbage` or two `charset`s may read another type
+    /// or charset than the gateway did.
+    fn parse(value: &'a [u8]) -> Option<Self> {
+        let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        let token = |text: &[u8]| !text.is_empty() && text.iter().all(tchar);
+        let mut rest = value.trim_ascii();
+        let type_end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+        let media_type = rest[..type_end].trim_ascii_end();
+        let slash = media_type.iter().position(|&b| b == b'/')?;
+        let (kind, subtype) = (&media_type[..slash], &media_type[slash + 1..]);
+        if !token(kind) || !token(subtype) {
+            return None;
         }
-        let Some(eq) = after.iter().position(|&b| b == b'=') else {
-            return false;
+        let mut media = MediaType {
+            multipart: kind.eq_ignore_ascii_case(b"multipart"),
+            charset: None,
+            boundary: false,
         };
-        let name = &after[..eq];
-        if !token(name)
-            || count == names.len()
-            || names[..count].iter().any(|n| n.eq_ignore_ascii_case(name))
-        {
-            return false;
-        }
-        names[count] = name;
-        count += 1;
-        let value = &after[eq + 1..];
-        let used = if value.first() == Some(&b'"') {
-            let mut i = 1;
-            loop {
-                match value.get(i) {
-                    None => return false,
-                    Some(b'\\') => i += 2,
-                    Some(b'"') => break i + 1,
-                    Some(_) => i += 1,
-                }
+        rest = &rest[type_end..];
+        // Most JSON writes carry a charset: the names seen are kept without an allocation,
+        // and more parameters than a media type has are not one.
+        let mut names: [&[u8]; 8] = [&[]; 8];
+        let mut count = 0;
+        while let Some(after) = rest.strip_prefix(b";") {
+            let after = after.trim_ascii_start();
+            if after.is_empty() || after[0] == b';' {
+                rest = after;
+                continue;
             }
-        } else {
-            // A multipart boundary may hold RFC 2046's `()+,/:=?` unquoted, as mail and
-            // HTTP clients write it.
+            let eq = after.iter().position(|&b| b == b'=')?;
+            let name = &after[..eq];
+            if !token(name)
+                || count == names.len()
+                || names[..count].iter().any(|n| n.eq_ignore_ascii_case(name))
+            {
+                return None;
+            }
+            names[count] = name;
+            count += 1;
             let boundary = name.eq_ignore_ascii_case(b"boundary");
-            let allowed = |b: &u8| tchar(b) || (boundary && b"()+,/:=?".contains(b));
-            let end = value
-                .iter()
-                .position(|b| !allowed(b))
-                .unwrap_or(value.len());
-            if end == 0 {
-                return false;
+            let value = &after[eq + 1..];
+            let used = if value.first() == Some(&b'"') {
+                let mut i = 1;
+                loop {
+                    match value.get(i) {
+                        None => return None,
+                        Some(b'\\') => i += 2,
+                        Some(b'"') => break i + 1,
+                        Some(_) => i += 1,
+                    }
+                }
+            } else {
+                // A multipart boundary may hold RFC 2046's `()+,/:=?` unquoted, as mail and
+                // HTTP clients write it.
+                let allowed = |b: &u8| tchar(b) || (boundary && b"()+,/:=?".contains(b));
+                let end = value
+                    .iter()
+                    .position(|b| !allowed(b))
+                    .unwrap_or(value.len());
+                if end == 0 {
+                    return None;
+                }
+                end
+            };
+            if name.eq_ignore_ascii_case(b"charset") {
+                // Not UTF-8 (a quoted string may hold anything): no decoder's name.
+                let quoted = std::str::from_utf8(&value[..used]).unwrap_or("\u{fffd}");
+                media.charset = Some(quoted.trim_matches(['"', '\'']));
             }
-            end
-        };
-        rest = value[used..].trim_ascii_start();
-        if !rest.is_empty() && rest[0] != b';' {
-            return false;
+            media.boundary |= boundary;
+            rest = value[used..].trim_ascii_start();
+            if !rest.is_empty() && rest[0] != b';' {
+                return None;
+            }
         }
+        rest.is_empty().then_some(media)
     }
-    rest.is_empty()
 }
 
 /// A method override (`_method=DELETE` as Rails, Laravel and Express's method-override read
@@ -1840,7 +1858,7 @@ mod tests {
 
     #[test]
     fn headers_that_reach_past_the_gateway_are_found() {
-        let rule = |n: &str, v: &str| header(n, v.as_bytes(), false).map(|h| h.rule);
+        let rule = |n: &str, v: &str| header(n, v.as_bytes(), "/fhir/Observation").map(|h| h.rule);
         for (name, value, expected) in [
             ("x-http-method-override", "DELETE", "protocol-101"),
             ("x-method-override", "PUT", "protocol-101"),
@@ -1957,7 +1975,7 @@ mod tests {
         assert_eq!(path(&crlf_path).map(|h| h.rule), Some("protocol-150"));
         let six = "bytes=1-2,3-4,5-6,7-8,9-10,11-12";
         assert_eq!(
-            header("range", six.as_bytes(), true),
+            header("range", six.as_bytes(), "/docs/report.PDF"),
             None,
             "a PDF viewer's ranges"
         );
