@@ -16,11 +16,21 @@
 #            benchmark (the check is the cost). Identity has its own load script
 #            (benches/identity-load.sh: a token per request needs a token-minting client).
 #            Connection tracking (limits and deadlines) and metrics are on in every mode.
+#   bare     not the gateway: pingora with rustls and nothing else (examples/bare_pingora.rs),
+#            the floor under every gateway number, measured in the same run.
 # PB_AUDIT_DURABILITY (default "batched") sets audit.access_durability; "durable" syncs each
 # access record (group commit) before its response is released.
 # One worker thread: the harness pins the gateway to one core.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${PB_MODE:-routing}" = bare ]; then
+  bare=${CARGO_TARGET_DIR:-$here/target}/release/examples/bare_pingora
+  if [ ! -x "$bare" ]; then
+    (cd "$here" && cargo build --release --quiet --example bare_pingora)
+  fi
+  : "${PB_CERT:?} ${PB_KEY:?} ${PB_UPSTREAM:?} ${PB_PORT:?}"
+  exec "$bare"
+fi
 bin=${PHR_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/phr-gateway}
 if [ ! -x "$bin" ]; then
   (cd "$here" && cargo build --release --quiet)

@@ -32,8 +32,8 @@ const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
-/// Forwarding headers only the gateway may set.
-const FORWARDING: &[&str] = &[
+/// Headers only the gateway may set: forwarding, its request id, and what it changed.
+const GATEWAY_OWNED: &[&str] = &[
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
@@ -45,6 +45,7 @@ const FORWARDING: &[&str] = &[
     "x-client-ip",
     "true-client-ip",
     "x-request-id",
+    "phr-neutralised",
 ];
 
 /// What the gateway knows about the request, to tell the upstream.
@@ -68,8 +69,8 @@ pub struct Forwarding<'a> {
 pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
     // Headers named in `Connection` are hop-by-hop too. Rare, so the list is only built when
     // there is a `Connection` header at all.
-    if request.headers().contains_key(CONNECTION) {
-        let named: Vec<String> = request
+    let named_in_connection: Vec<String> = if request.headers().contains_key(CONNECTION) {
+        request
             .headers()
             .get_all(CONNECTION)
             .iter()
@@ -77,14 +78,20 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
             .flat_map(|v| v.split(','))
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty() && t != "host")
-            .collect();
-        for name in &named {
-            request.remove(name);
-        }
-    }
-    for name in HOP_BY_HOP.iter().chain(FORWARDING) {
-        request.remove(name);
-    }
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let identity = fwd.identity_headers.names();
+    request.strip(|name| {
+        HOP_BY_HOP.contains(&name)
+            || GATEWAY_OWNED.contains(&name)
+            // Every `x-phr-*` and every configured identity name, verified or not (R-AUTH-1):
+            // the verified ones are set below.
+            || name.starts_with(IDENTITY_PREFIX)
+            || identity.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || named_in_connection.iter().any(|n| n == name)
+    });
 
     if request.headers().get(HOST).is_none() {
         if let Ok(v) = HeaderValue::from_str(fwd.host.unwrap_or(fwd.default_host)) {
@@ -121,29 +128,11 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
         request.set(HeaderName::from_static("forwarded"), v);
     }
     request.set(X_REQUEST_ID, fwd.request_id.clone());
-    rewrite_identity(request, fwd.identity_headers, fwd.principal);
+    set_identity(request, fwd.principal);
 }
 
-/// Remove client-sent identity headers; add the verified ones.
-fn rewrite_identity(
-    request: &mut impl HeaderEdit,
-    names: &IdentityHeaders,
-    principal: Option<&Principal>,
-) {
-    let prefixed: Vec<String> = request
-        .headers()
-        .keys()
-        .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
-        .map(|k| k.as_str().to_owned())
-        .collect();
-    // Configured names under the prefix went with the scan; only others need their own pass.
-    let configured = names
-        .names()
-        .into_iter()
-        .filter(|n| !n.starts_with(IDENTITY_PREFIX));
-    for name in prefixed.iter().map(String::as_str).chain(configured) {
-        request.remove(name);
-    }
+/// Set the verified identity headers (the client's own were stripped).
+fn set_identity(request: &mut impl HeaderEdit, principal: Option<&Principal>) {
     if let Some(principal) = principal {
         for (name, value) in &principal.upstream_headers {
             request.set(name.clone(), value.clone());
@@ -228,9 +217,12 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("x-forwarded-proto", "http"),
             ("x-request-id", "client-chosen"),
+            ("phr-neutralised", "nothing"),
             ("host", "phr.example.jp"),
         ]);
         rewrite(&mut m, "192.0.2.7");
+        // Only the gateway says what it changed (R-WAF-4).
+        assert!(m.get("phr-neutralised").is_none());
         assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(m["x-forwarded-for"], "192.0.2.7");
         assert_eq!(

@@ -8,6 +8,10 @@ use http::HeaderMap;
 /// `X-Request-Id`: the gateway's id for a request, sent to client and upstream.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// `PHR-Neutralised`: the body fields the gateway rewrote (R-WAF-4) or the files it disarmed
+/// (R-WAF-2). Only the gateway sets it, towards the upstream and the client alike.
+pub const PHR_NEUTRALISED: HeaderName = HeaderName::from_static("phr-neutralised");
+
 /// Read and edit a set of headers.
 pub trait HeaderEdit {
     /// The headers as they are now.
@@ -15,7 +19,31 @@ pub trait HeaderEdit {
     /// Set a header, replacing every value it had.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
     /// Remove every value of a header.
-    fn remove(&mut self, name: &str);
+    fn remove(&mut self, name: &HeaderName);
+
+    /// Remove every header whose (lower-case) name `unwanted` picks.
+    ///
+    /// One pass over the names present: a request or response carries a handful of headers,
+    /// while the lists of names to strip are long, and asking the map for each of those is a
+    /// hash and a probe per name (twice in pingora's headers, which keep a case map beside the
+    /// `HeaderMap`). Nothing is allocated unless a header goes.
+    fn strip(&mut self, unwanted: impl Fn(&str) -> bool)
+    where
+        Self: Sized,
+    {
+        let headers = self.headers();
+        if !headers.keys().any(|name| unwanted(name.as_str())) {
+            return;
+        }
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| unwanted(name.as_str()))
+            .cloned()
+            .collect();
+        for name in &doomed {
+            self.remove(name);
+        }
+    }
 }
 
 impl HeaderEdit for HeaderMap {
@@ -25,7 +53,7 @@ impl HeaderEdit for HeaderMap {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         self.insert(name, value);
     }
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &HeaderName) {
         // `HeaderMap::remove` removes every value of the name.
         HeaderMap::remove(self, name);
     }

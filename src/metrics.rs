@@ -10,8 +10,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::audit::AuditStats;
@@ -23,6 +23,18 @@ const LATENCY_BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 
+/// The series of `phr_phase_duration_seconds`, one per phase of a request.
+pub struct Phases {
+    /// The request steps, up to the decision.
+    pub decide: Histogram,
+    /// From the request sent upstream to the response head.
+    pub upstream: Histogram,
+    /// Waiting for the access record to be written.
+    pub audit: Histogram,
+    /// The whole request.
+    pub total: Histogram,
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +43,8 @@ pub struct Metrics {
     /// Time per phase: `decide` (the request steps), `upstream` (to the response head),
     /// `audit` (waiting for the record), `total`.
     pub phase_seconds: HistogramVec,
+    /// The four series of `phase_seconds`, resolved once: every request observes them.
+    pub phases: Phases,
     /// Time to the upstream's response head, per upstream.
     pub upstream_seconds: HistogramVec,
     /// Upstream failures (connect, TLS, read), per upstream.
@@ -151,17 +165,26 @@ impl Metrics {
             &["issuer"],
         )?;
         registry.register(Box::new(jwks_age_seconds.clone()))?;
+        let phase_seconds = histogram(
+            "phase_duration_seconds",
+            "Time per request phase: decide, upstream, audit, total",
+            &["phase"],
+        )?;
+        let phase = |name: &str| phase_seconds.get_metric_with_label_values(&[name]);
+        let phases = Phases {
+            decide: phase("decide")?,
+            upstream: phase("upstream")?,
+            audit: phase("audit")?,
+            total: phase("total")?,
+        };
         let metrics = Metrics {
             requests: counter(
                 "requests_total",
                 "Requests by route, decision, reason code and status class",
                 &["route", "decision", "reason", "class"],
             )?,
-            phase_seconds: histogram(
-                "phase_duration_seconds",
-                "Time per request phase: decide, upstream, audit, total",
-                &["phase"],
-            )?,
+            phase_seconds,
+            phases,
             upstream_seconds: histogram(
                 "upstream_response_seconds",
                 "Time to the upstream's response head",

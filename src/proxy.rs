@@ -20,7 +20,7 @@ use crate::audit::{self, AccessRecord, AuditSink, OnFailure};
 use crate::decision::{self, Decision, Outcome, Reason, Refusal};
 use crate::forward::{self, Forwarding};
 use crate::harden;
-use crate::headers::{HeaderEdit, X_REQUEST_ID};
+use crate::headers::{HeaderEdit, PHR_NEUTRALISED, X_REQUEST_ID};
 use crate::identity::{self, FailureTracker, IdentityState, SessionRegistry};
 use crate::pipeline::{self, GatewayEndpoint, LiveState, RequestView};
 use crate::policy::Snapshot;
@@ -313,8 +313,8 @@ impl ProxyHttp for Gateway {
             // A held body may yet be rewritten to another length: pingora frames it chunked.
             upstream_request.remove_header(&CONTENT_LENGTH);
         }
-        // Only the gateway says what it changed: a client's own claim never reaches the backend.
-        upstream_request.remove_header(PHR_NEUTRALISED);
+        // Only the gateway says what it changed: a client's own claim never reached the backend
+        // (forward::rewrite_request strips it).
         if let Some(changed) = changed_fields(&ctx.changes) {
             // A value is never changed silently (R-WAF-4): the backend is told which.
             upstream_request.insert_header(PHR_NEUTRALISED, changed)?;
@@ -359,9 +359,9 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // Also strips an upstream's own `PHR-Neutralised`: only the gateway says what it changed.
         harden::harden(upstream_response);
         upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
-        upstream_response.remove_header(PHR_NEUTRALISED);
         if let Some(changed) = changed_fields(&ctx.changes) {
             // ... and so is the client whose value it was.
             upstream_response.insert_header(PHR_NEUTRALISED, changed)?;
@@ -998,31 +998,19 @@ fn observe(ctx: &RequestContext, status: u16) {
         .inc();
     let seconds = |us: u64| us as f64 / 1e6;
     if let Some(us) = ctx.decide_us {
-        m.phase_seconds
-            .with_label_values(&["decide"])
-            .observe(seconds(us));
+        m.phases.decide.observe(seconds(us));
     }
     if let Some(us) = ctx.audit_us {
-        m.phase_seconds
-            .with_label_values(&["audit"])
-            .observe(seconds(us));
+        m.phases.audit.observe(seconds(us));
     }
     if let (Some(us), Some((snapshot, route))) = (ctx.upstream_us, ctx.routed()) {
-        m.phase_seconds
-            .with_label_values(&["upstream"])
-            .observe(seconds(us));
+        m.phases.upstream.observe(seconds(us));
         m.upstream_seconds
             .with_label_values(&[snapshot.upstream_of(route).name.as_str()])
             .observe(seconds(us));
     }
-    m.phase_seconds
-        .with_label_values(&["total"])
-        .observe(ctx.started.elapsed().as_secs_f64());
+    m.phases.total.observe(ctx.started.elapsed().as_secs_f64());
 }
-
-/// The header naming the body fields the gateway rewrote (R-WAF-4) or the files it disarmed
-/// (R-WAF-2), sent to the upstream with the request and to the client with the response.
-const PHR_NEUTRALISED: &str = "PHR-Neutralised";
 
 /// The changed fields, as a header value (`note.text, upload`), when anything changed.
 fn changed_fields(changes: &[String]) -> Option<String> {
@@ -1190,7 +1178,7 @@ impl HeaderEdit for RequestHeader {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         let _ = self.insert_header(name, value);
     }
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &HeaderName) {
         while self.remove_header(name).is_some() {}
     }
 }
@@ -1202,7 +1190,7 @@ impl HeaderEdit for ResponseHeader {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         let _ = self.insert_header(name, value);
     }
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &HeaderName) {
         while self.remove_header(name).is_some() {}
     }
 }
