@@ -79,6 +79,43 @@ fn bench(c: &mut Criterion) {
             assert!(found.is_empty());
         })
     });
+    // A scanned report sent inline (`Attachment.data`): one long base64 value, the shape that
+    // tests inspection's per-byte cost rather than its per-value cost.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let data: String = (0..64 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(alphabet[(seed % 64) as usize])
+        })
+        .collect();
+    let document = serde_json::json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": "Patient/p-001"},
+        "content": [{"attachment": {"contentType": "application/pdf", "title": "健診結果", "data": data}}]
+    })
+    .to_string();
+    group.throughput(Throughput::Bytes(document.len() as u64));
+    group.bench_function(
+        format!(
+            "DocumentReference, 64 KiB base64 attachment, {} bytes",
+            document.len()
+        ),
+        |b| {
+            b.iter(|| {
+                let found = inspect(black_box(&Target {
+                    method: &http::Method::POST,
+                    path: "/fhir/DocumentReference",
+                    query: None,
+                    headers: &json,
+                    body: Some(document.as_bytes()),
+                }));
+                assert!(found.is_empty());
+            })
+        },
+    );
     let neutralising = RouteInspection {
         mode: Mode::Neutralise,
         neutralise: vec!["entry.resource.note.text".into()],

@@ -17,6 +17,7 @@ mod json;
 pub mod multipart;
 pub mod neutralise;
 pub mod normalise;
+mod scan;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

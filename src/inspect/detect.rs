@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use super::normalise::Normalised;
+use super::scan::{any_byte, at_least};
 
 /// An attack class, as rules, records and the evaluation tool name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -1181,10 +1182,14 @@ fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
 /// off libinjection's word lookup, which is most of inspection's time otherwise.
 fn libinjection_sqli(decoded: &str) -> bool {
     let bytes = decoded.as_bytes();
-    let breaks_out = bytes
-        .iter()
-        .any(|b| matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'(' | b')' | b'#'))
-        || bytes.windows(2).any(|w| w == b"--" || w == b"/*");
+    let breaks_out = any_byte(bytes, |b| {
+        matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'(' | b')' | b'#')
+    }) || memchr::memchr2_iter(b'-', b'/', bytes).any(|at| {
+        matches!(
+            (bytes[at], bytes.get(at + 1)),
+            (b'-', Some(b'-')) | (b'/', Some(b'*'))
+        )
+    });
     breaks_out && libinjectionrs::detect_sqli(bytes).is_injection()
 }
 
@@ -1200,7 +1205,12 @@ fn base64_words(text: &str) -> Option<Hit> {
         let (patterns, hits) = base64_patterns();
         let shortest = patterns.iter().map(String::len).min().unwrap_or(1);
         Some((
-            aho_corasick::AhoCorasick::new(patterns).ok()?,
+            // A full DFA: an attachment's base64 runs to megabytes, and the default
+            // (contiguous NFA) cost 40 instructions a byte on it, the DFA a few.
+            aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(patterns)
+                .ok()?,
             hits,
             shortest,
         ))
@@ -1210,18 +1220,28 @@ fn base64_words(text: &str) -> Option<Hit> {
     // of base64 characters as long as a pattern with as many capitals and digits after its
     // first character as every pattern has (base64 of lower-case text is full of them), and
     // skip the automaton.
+    // First the whole value's count of capitals and digits (vectorised; none in a run of
+    // lower-case letters, few in most text), then the runs.
+    let upper_or_digit = |b: u8| b.wrapping_sub(b'A') < 26 || b.wrapping_sub(b'0') < 10;
+    if !at_least(text.as_bytes(), BASE64_MARKED, upper_or_digit) {
+        return None;
+    }
     let (mut run, mut marked) = (0, 0);
-    let candidate = text.bytes().any(|b| {
+    let mut candidate = false;
+    for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
-            if run > 0 && (b.is_ascii_uppercase() || b.is_ascii_digit()) {
+            if run > 0 && upper_or_digit(b) {
                 marked += 1;
             }
             run += 1;
+            if run >= *shortest && marked >= BASE64_MARKED {
+                candidate = true;
+                break;
+            }
         } else {
             (run, marked) = (0, 0);
         }
-        run >= *shortest && marked >= BASE64_MARKED
-    });
+    }
     if !candidate {
         return None;
     }

@@ -233,9 +233,11 @@ fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
 /// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
 /// is NFKC already): for them normalising is folding case, found in one pass over the bytes.
 fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
-    let escapes =
-        |b: u8| b == b'%' || b == b'&' || b == b'\\' || (b == b'+' && plus == Plus::Space);
-    if text.bytes().any(|b| b < 0x20 || b == 0x7f || escapes(b)) {
+    let plus_escapes = plus == Plus::Space;
+    let escape_or_control = |b: u8| {
+        b < 0x20 || b == 0x7f || b == b'%' || b == b'&' || b == b'\\' || (b == b'+' && plus_escapes)
+    };
+    if super::scan::any_byte(text.as_bytes(), escape_or_control) {
         return None;
     }
     // Anything else goes to `decode`, which sends only what needs it through NFKC.
