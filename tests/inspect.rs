@@ -388,7 +388,7 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
         ("session-fixation", 0.95),
         ("multipart", 0.95),
         ("php", 0.95),
-        ("rce", 0.71),
+        ("rce", 0.75),
         ("protocol-attack", 0.88),
         ("protocol", 0.75),
     ] {

@@ -143,6 +143,7 @@ const CODE_RULES: &[&str] = &[
     "rfi-110",
     "rfi-120",
     "rfi-150",
+    "rce-220",
     "protocol-100",
     "protocol-101",
     "protocol-110",
@@ -686,6 +687,7 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if let Some(hit) = gated(true)
         .or_else(|| first(&compiled().values, VALUE_RULES, &n.folded))
         .or_else(|| credentials_url(&n.folded))
+        .or_else(|| split_word(&n.folded))
         .or_else(|| include_url(&n.folded))
         .or_else(|| gated(false))
     {
@@ -788,6 +790,53 @@ fn credentials_url(folded: &str) -> Option<Hit> {
         rule: "rfi-150",
         class: Class::Rfi,
     })
+}
+
+/// A word a shell joins back from pieces (`rce-220`, CRS 932200, 932240, 932290): letters on
+/// both sides of a special parameter that expands to nothing in a one-off command (`c$@at`,
+/// `una$$me`, `/et$?c`), of an empty command substitution (`pi$()ng`, or two back-quotes), or of
+/// `${}`; or a value (or a command after `;`, `|`, `&`) that starts with a quoted piece of its
+/// first word (`'i'fconfig`, `"w"get`). Text writes none of these; `$everything`, `O'Brien`,
+/// `"O"s` pass. Code, not a pattern: it looks only where a `$`, a back-quote or a quote is.
+fn split_word(folded: &str) -> Option<Hit> {
+    const HIT: Hit = Hit {
+        rule: "rce-220",
+        class: Class::Rce,
+    };
+    let text = folded.as_bytes();
+    let letter = |at: Option<usize>| {
+        at.and_then(|i| text.get(i))
+            .is_some_and(u8::is_ascii_lowercase)
+    };
+    let split = memchr::memchr2_iter(b'$', b'`', text).any(|at| {
+        let filler = match (text[at], text.get(at + 1)) {
+            (b'$', Some(b'@' | b'!' | b'*' | b'?' | b'-' | b'_' | b'$' | b'#')) => 2,
+            (b'$', Some(b'(')) if text.get(at + 2) == Some(&b')') => 3,
+            (b'$', Some(b'{')) if text.get(at + 2) == Some(&b'}') => 3,
+            (b'`', Some(b'`')) => 2,
+            _ => return false,
+        };
+        letter(at.checked_sub(1)) && letter(Some(at + filler))
+    });
+    if split {
+        return Some(HIT);
+    }
+    // A quoted first piece: at the start, or after a separator and spaces.
+    let starts = std::iter::once(0).chain(
+        memchr::memchr3_iter(b';', b'|', b'&', text)
+            .map(|at| at + 1 + text[at + 1..].iter().take_while(|b| **b == b' ').count()),
+    );
+    let quoted_piece = |from: usize| {
+        let Some(&quote @ (b'\'' | b'"')) = text.get(from) else {
+            return false;
+        };
+        let piece = text[from + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_lowercase())
+            .count();
+        piece > 0 && text.get(from + 1 + piece) == Some(&quote) && letter(Some(from + piece + 2))
+    };
+    starts.into_iter().any(quoted_piece).then_some(HIT)
 }
 
 /// A URL-looking value ending in `?` (`rfi-120`, `http://evil/x.txt?`): the include's own
@@ -1648,6 +1697,16 @@ mod tests {
             ("c{a,oun}t", "rce"),
             ("{,ifconfig}", "rce"),
             ("{id,}", "rce"),
+            // CRS 932200, 932240, 932290: a word split by what a shell drops.
+            ("www.google.com;c$@at+/et$@c/pas$@swd", "rce"),
+            ("c$$at notes.txt", "rce"),
+            ("una$_me -a", "rce"),
+            ("pi``ng 127.0.0.1", "rce"),
+            ("pi$()ng 127.0.0.1", "rce"),
+            ("cu${}rl evil.test", "rce"),
+            ("'i'fconfig", "rce"),
+            ("\"w\"get localhost", "rce"),
+            ("x; 'wh'oami", "rce"),
             ("perf --version", "rce"),
             ("view=image.jpg&bcdboot < file.txt", "rce"),
             (";'curl' http://evil.com", "rce"),
@@ -2084,6 +2143,11 @@ mod tests {
             "time of day: after breakfast",
             "~5 mg",
             "a ~+ sign",
+            "/fhir/Patient/p-1/$everything",
+            "costs $5; paid",
+            "that's two \"O\"s in goose",
+            "'quoted' text",
+            "$$ is the shell's pid",
             "range {1,2}",
             "{\"a\": 1}",
             "head and neck examination",
