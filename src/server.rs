@@ -212,7 +212,6 @@ fn policy_loaded(
 fn server_conf(snapshot: &Snapshot) -> ServerConf {
     ServerConf {
         threads: snapshot.gateway.worker_threads,
-        work_stealing: std::env::var_os("PHR_NO_STEAL").is_none(),
         grace_period_seconds: Some(snapshot.gateway.drain.as_secs()),
         graceful_shutdown_timeout_seconds: Some(snapshot.gateway.shutdown_timeout.as_secs()),
         ..ServerConf::default()

@@ -705,7 +705,7 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             class: Class::Xss,
         });
     }
-    if let Some(hit) = base64_words(&n.decoded) {
+    if let Some(hit) = base64_words(n.decoded.as_bytes()) {
         return Some(hit);
     }
     if urls_are_fetched {
@@ -913,16 +913,8 @@ pub fn scanner(user_agent: &[u8]) -> Option<Hit> {
 /// [`value`]'s other rules need more): a base64 run hiding a gadget or a function.
 pub fn plain_value(raw: &[u8]) -> Option<Hit> {
     // Most plain values (ids, codes, dates, capitalised words) have too few capitals and
-    // digits to hold a pattern: a count the compiler vectorises says so first.
-    let marked = raw
-        .get(1..)?
-        .iter()
-        .filter(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        .count();
-    if marked < BASE64_MARKED {
-        return None;
-    }
-    base64_words(std::str::from_utf8(raw).ok()?)
+    // digits to hold a pattern: `base64_words` counts them first.
+    base64_words(raw)
 }
 
 /// Request headers that make a backend do what the gateway did not check, or that it cannot
@@ -1246,7 +1238,7 @@ fn libinjection_sqli(decoded: &str) -> bool {
 /// cookie): each word's base64 form at the three byte alignments a surrounding text can give
 /// it, matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md);
 /// this runs on plain values too, since a base64 run is letters and digits.
-fn base64_words(text: &str) -> Option<Hit> {
+fn base64_words(bytes: &[u8]) -> Option<Hit> {
     // The automaton, the hit of each of its patterns, and the fewest base64 characters in a
     // row any pattern needs.
     type Words = (aho_corasick::AhoCorasick, Vec<Hit>, usize);
@@ -1268,33 +1260,36 @@ fn base64_words(text: &str) -> Option<Hit> {
     // Most values (text with spaces, Japanese, identifiers, capitalised words) have no run
     // of base64 characters as long as a pattern with as many capitals and digits after its
     // first character as every pattern has (base64 of lower-case text is full of them), and
-    // skip the automaton.
-    // First the whole value's count of capitals and digits (vectorised; none in a run of
-    // lower-case letters, few in most text), then the runs.
-    let upper_or_digit = |b: u8| b.wrapping_sub(b'A') < 26 || b.wrapping_sub(b'0') < 10;
-    if !at_least(text.as_bytes(), BASE64_MARKED, upper_or_digit) {
+    // skip the automaton. The whole value's count of capitals and digits comes first: it is
+    // vectorised, and rules out runs of lower-case letters and most text at once.
+    if !at_least(bytes, BASE64_MARKED, upper_or_digit) || !has_marked_run(bytes, *shortest) {
         return None;
     }
+    words.find(bytes).map(|m| hits[m.pattern().as_usize()])
+}
+
+fn upper_or_digit(b: u8) -> bool {
+    b.wrapping_sub(b'A') < 26 || b.wrapping_sub(b'0') < 10
+}
+
+/// Whether `bytes` hold a run of at least `len` base64 characters with [`BASE64_MARKED`]
+/// capitals and digits after its first.
+fn has_marked_run(bytes: &[u8], len: usize) -> bool {
     let (mut run, mut marked) = (0, 0);
-    let mut candidate = false;
-    for b in text.bytes() {
+    for &b in bytes {
         if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
             if run > 0 && upper_or_digit(b) {
                 marked += 1;
             }
             run += 1;
-            if run >= *shortest && marked >= BASE64_MARKED {
-                candidate = true;
-                break;
+            if run >= len && marked >= BASE64_MARKED {
+                return true;
             }
         } else {
             (run, marked) = (0, 0);
         }
     }
-    if !candidate {
-        return None;
-    }
-    words.find(text).map(|m| hits[m.pattern().as_usize()])
+    false
 }
 
 /// The fewest capitals and digits after its first character that every pattern of
@@ -1924,14 +1919,13 @@ mod tests {
     fn every_base64_pattern_has_the_marks_the_prefilter_counts() {
         let (patterns, _) = base64_patterns();
         for p in &patterns {
-            let marked = p
-                .bytes()
-                .skip(1)
-                .filter(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                .count();
+            let marked = p.bytes().skip(1).filter(|&b| upper_or_digit(b)).count();
             assert!(marked >= BASE64_MARKED, "{p}");
-            assert!(base64_words(p).is_some(), "{p}");
-            assert!(base64_words(&format!("x{p}")).is_some(), "{p} inside a run");
+            assert!(base64_words(p.as_bytes()).is_some(), "{p}");
+            assert!(
+                base64_words(format!("x{p}").as_bytes()).is_some(),
+                "{p} inside a run"
+            );
         }
     }
 
