@@ -106,8 +106,10 @@ pub enum Reason {
     ProtocolHeadersTooLarge,
     /// A `GET` or `HEAD` that declares a body (R-WAF-3).
     ProtocolBodyNotAllowed,
-    /// A `Host` that is no host name or address, or more than one (R-WAF-3).
+    /// A `Host` that is no host name or address, more than one, or none on HTTP/1 (R-WAF-3).
     ProtocolInvalidHost,
+    /// A request target holding a fragment (`#`), which no client sends (R-WAF-3).
+    ProtocolInvalidTarget,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -170,6 +172,7 @@ impl Reason {
         Reason::ProtocolHeadersTooLarge,
         Reason::ProtocolBodyNotAllowed,
         Reason::ProtocolInvalidHost,
+        Reason::ProtocolInvalidTarget,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -226,6 +229,7 @@ impl Reason {
             Reason::ProtocolHeadersTooLarge => "protocol.headers_too_large",
             Reason::ProtocolBodyNotAllowed => "protocol.body_not_allowed",
             Reason::ProtocolInvalidHost => "protocol.invalid_host",
+            Reason::ProtocolInvalidTarget => "protocol.invalid_target",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -276,7 +280,8 @@ impl Reason {
             Reason::ProtocolUriTooLong => 414,
             Reason::ProtocolTooManyParameters
             | Reason::ProtocolBodyNotAllowed
-            | Reason::ProtocolInvalidHost => 400,
+            | Reason::ProtocolInvalidHost
+            | Reason::ProtocolInvalidTarget => 400,
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
@@ -338,6 +343,7 @@ impl Reason {
             Reason::ProtocolHeadersTooLarge => "Header fields too large",
             Reason::ProtocolBodyNotAllowed => "A GET or HEAD request carries no body",
             Reason::ProtocolInvalidHost => "Invalid Host",
+            Reason::ProtocolInvalidTarget => "Invalid request target",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",

@@ -683,7 +683,14 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
         }
     }
     if let Some(query) = target.query {
-        if pairs(query, Place::Query, Some(target.method.as_str()), found) {
+        let request = QueryRequest {
+            method: target.method.as_str(),
+            host: target
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok()),
+        };
+        if pairs(query, Place::Query, Some(&request), found) {
             return;
         }
     }
@@ -748,9 +755,17 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
     }
 }
 
-/// `name=value&...` (a query or an urlencoded form): names and values. Returns whether the
-/// findings are full.
-fn pairs(text: &str, place: Place, method: Option<&str>, found: &mut Findings) -> bool {
+/// What a query's own rules read of the request beyond its pairs.
+struct QueryRequest<'a> {
+    /// The method: a `_method` naming another is an override.
+    method: &'a str,
+    /// The `Host`: a value naming another site is a remote include.
+    host: Option<&'a str>,
+}
+
+/// `name=value&...` (a query, with its request, or an urlencoded form): names and values.
+/// Returns whether the findings are full.
+fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut Findings) -> bool {
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let n = normalise(name.as_bytes(), Plus::Space);
@@ -758,7 +773,7 @@ fn pairs(text: &str, place: Place, method: Option<&str>, found: &mut Findings) -
         let field = || n.decoded.clone();
         let override_hit = || {
             let v = normalise(value.as_bytes(), Plus::Space);
-            detect::method_override(&n.folded, &v.folded, method)
+            detect::method_override(&n.folded, &v.folded, query.map(|q| q.method))
         };
         if found.add(detect::name(&n), place, field)
             || found.add(value_hit(name.as_bytes(), Plus::Space), place, field)
@@ -767,8 +782,29 @@ fn pairs(text: &str, place: Place, method: Option<&str>, found: &mut Findings) -
         {
             return true;
         }
+        if let Some(request) = query {
+            if found.add(query_pair(&n.decoded, value, request), place, field) {
+                return true;
+            }
+        }
     }
     false
+}
+
+/// The rules of a query pair alone (a form's fields may hold line breaks and addresses): a
+/// malformed bracket name, a smuggled line, another site's bare address. The value is
+/// normalised again only when it could hold one of the latter (an escape, a `://`).
+fn query_pair(name: &str, value: &str, request: &QueryRequest<'_>) -> Option<Hit> {
+    if let Some(hit) = detect::bracket_name(name) {
+        return Some(hit);
+    }
+    let raw = value.as_bytes();
+    let escaped = memchr::memchr(b'%', raw).is_some();
+    if !escaped && memchr::memmem::find(raw, b"://").is_none() {
+        return None;
+    }
+    let v = normalise(raw, Plus::Space);
+    detect::query_line(&v.decoded).or_else(|| detect::other_origin(&v.folded, request.host))
 }
 
 /// Inspect a body that is not a file or multipart (those [`check_body`] takes apart).
@@ -947,6 +983,37 @@ mod tests {
     /// urlencoded body), and left alone in JSON, where `%` is text (R-WAF-1, CRS 920220,
     /// 920240, 920260, 920540, 920271).
     #[test]
+    fn query_names_and_other_sites_are_judged_in_the_query_only() {
+        let host = [("host", "phr.example.jp")];
+        let form = [
+            ("host", "phr.example.jp"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        assert_eq!(
+            findings("/x", Some("foo[1]a[2]=bar"), &host, None),
+            ["protocol-210"]
+        );
+        assert!(findings("/x", Some("filter[status]=active&ids[]=1"), &host, None).is_empty());
+        assert_eq!(
+            findings("/x", Some("next=https://evil.example/"), &host, None),
+            ["rfi-160"]
+        );
+        assert_eq!(
+            findings("/x", Some("next=https%3A%2F%2Fevil.example"), &host, None),
+            ["rfi-160"]
+        );
+        assert!(findings("/x", Some("next=https://phr.example.jp/"), &host, None).is_empty());
+        assert!(findings(
+            "/fhir/Observation",
+            Some("code=http://loinc.org|8867-4"),
+            &host,
+            None
+        )
+        .is_empty());
+        assert!(findings("/x", None, &form, Some("site=https://evil.example/")).is_empty());
+    }
+
+    #[test]
     fn escapes_no_encoder_writes_are_refused_in_forms_only() {
         let form = [("content-type", "application/x-www-form-urlencoded")];
         let json = [("content-type", "application/fhir+json")];
@@ -970,14 +1037,28 @@ mod tests {
             findings("/x", Some("test=test1%03"), &[], None),
             ["encoding-120"]
         );
+        // A lone CR, and a line that starts a parameter (`crlf-130`, in a query only).
         assert_eq!(
             findings("/x", Some("a=test%0Dnext=more"), &[], None),
-            ["crlf-120"]
+            ["crlf-120", "crlf-130"]
         );
         assert_eq!(
             findings("/x", Some("a=test%0A%0Dnext=more"), &[], None),
-            ["crlf-120"]
+            ["crlf-120", "crlf-130"]
         );
+        assert_eq!(
+            findings("/x", Some("a=test%0Anext=more"), &[], None),
+            ["crlf-130"]
+        );
+        assert!(findings("/x", None, &form, Some("note=test%0Anext=more")).is_empty());
+        assert!(findings("/x", Some("note=line%0Atwo"), &[], None).is_empty());
+        // A letter encoded twice (`%2573` is `s`); a space or a slash encoded twice is a URL
+        // inside a URL.
+        assert_eq!(
+            findings("/x", Some("parm=%25%37%33ome"), &[], None),
+            ["encoding-160"]
+        );
+        assert!(findings("/x", Some("next=%2Fa%253Fq%253Db%2520c"), &[], None).is_empty());
         assert!(findings("/x", None, &form, Some("note=line%0D%0Atwo")).is_empty());
         assert_eq!(
             findings("/x", None, &[("cookie", "hi%13=bye")], None),

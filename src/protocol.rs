@@ -155,15 +155,24 @@ pub struct RawHead {
     pub length_dropped: bool,
     /// A line ended in a bare LF (no CR before it), which pingora's parser accepts.
     pub bare_line_feed: bool,
+    /// The request target held a `#`: a fragment, which a client keeps to itself (RFC 9112
+    /// section 3.2 has no place for it) and pingora's parser passes on.
+    pub fragment: bool,
+    /// The request came over HTTP/1, where `Host` is required (RFC 9112 section 3.2).
+    pub http1: bool,
 }
 
 impl RawHead {
     /// Read an HTTP/1 head as received.
     pub fn of(head: &[u8], has_transfer_encoding: bool) -> RawHead {
+        let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+        let mut words = line.split(|&b| b == b' ');
         RawHead {
             length_dropped: has_transfer_encoding && raw_head_has_content_length(head),
             bare_line_feed: memchr::memchr_iter(b'\n', head)
                 .any(|at| at == 0 || head[at - 1] != b'\r'),
+            fragment: words.nth(1).is_some_and(|target| target.contains(&b'#')),
+            http1: true,
         }
     }
 }
@@ -184,6 +193,12 @@ pub fn check_framing(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
         return Err(Refusal::new(
             Reason::ProtocolBareLineFeed,
             "a line of the request head ends in LF without CR",
+        ));
+    }
+    if raw.fragment {
+        return Err(Refusal::new(
+            Reason::ProtocolInvalidTarget,
+            "the request target holds a fragment (`#`), which a client does not send",
         ));
     }
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
@@ -263,15 +278,20 @@ pub fn check_body_allowed(method: &http::Method, headers: &HeaderMap) -> Result<
 /// Refuse a `Host` that is not one host name or address with an optional port, or more than
 /// one `Host` (RFC 9112 section 3.2 asks for 400): a backend or a virtual-host router would
 /// pick another host than the gateway saw. A name is letters, digits, `.`, `-` and `_`; an
-/// IPv6 address is in brackets. An HTTP/2 request names its authority in the request line and
-/// may send no `Host` at all.
-pub fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
+/// IPv6 address is in brackets. An HTTP/1 request without `Host` is refused too (RFC 9112
+/// section 3.2, HTTP/1.0 included: the gateway serves named sites only); an HTTP/2 request
+/// names its authority in its pseudo-headers and may send no `Host` at all.
+pub fn check_host(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
     let mut hosts = headers.get_all(http::header::HOST).iter();
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return match headers.contains_key(http::header::HOST) {
             true => Err(Refusal::new(
                 Reason::ProtocolInvalidHost,
                 "more than one Host header",
+            )),
+            false if raw.http1 => Err(Refusal::new(
+                Reason::ProtocolInvalidHost,
+                "an HTTP/1 request names its host in a Host header",
             )),
             false => Ok(()),
         };
@@ -385,6 +405,32 @@ mod tests {
     }
 
     #[test]
+    fn a_fragment_in_the_request_target_is_refused_r_waf_3() {
+        let framing = |head: &[u8]| {
+            check_framing(&HeaderMap::new(), RawHead::of(head, false))
+                .err()
+                .map(|r| r.reason)
+        };
+        for head in [
+            &b"GET /#fragment HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET /records?a=1#x HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                framing(head),
+                Some(Reason::ProtocolInvalidTarget),
+                "{head:?}"
+            );
+        }
+        // `#` escaped, or in a header, is no fragment.
+        for head in [
+            &b"GET /records?tag=%23a HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Note: #1\r\n\r\n",
+        ] {
+            assert_eq!(framing(head), None, "{head:?}");
+        }
+    }
+
+    #[test]
     fn a_body_on_get_or_head_is_refused_r_waf_3() {
         use http::Method;
         type Headers<'a> = &'a [(&'a str, &'a [u8])];
@@ -409,7 +455,11 @@ mod tests {
 
     #[test]
     fn a_host_that_is_no_authority_is_refused_r_waf_3() {
-        let host = |pairs: &[(&str, &[u8])]| check_host(&headers(pairs)).err().map(|r| r.reason);
+        let host = |pairs: &[(&str, &[u8])]| {
+            check_host(&headers(pairs), RawHead::default())
+                .err()
+                .map(|r| r.reason)
+        };
         for good in [
             &b"phr.example.test"[..],
             b"localhost:8443",
@@ -421,6 +471,16 @@ mod tests {
             assert_eq!(host(&[("host", good)]), None, "{good:?}");
         }
         assert_eq!(host(&[]), None, "HTTP/2 names its authority elsewhere");
+        let http1 = RawHead::of(b"GET / HTTP/1.0\r\n\r\n", false);
+        assert_eq!(
+            check_host(&headers(&[]), http1).err().map(|r| r.reason),
+            Some(Reason::ProtocolInvalidHost),
+            "HTTP/1 without Host"
+        );
+        assert_eq!(
+            check_host(&headers(&[("host", b"a.test")]), http1).err(),
+            None
+        );
         for bad in [
             &b""[..],
             b"localhost%00",

@@ -84,6 +84,11 @@ async fn attacks_are_refused_before_the_upstream_in_every_place_r_waf_1() {
         ),
         ("GET", "/records/x?user=admin)(%7C(password%3D*", &[], ""),
         ("GET", "/records/x?user__password__startswith=a", &[], ""),
+        // Another site's bare address (a remote include), a bracket name PHP reads otherwise,
+        // a parameter smuggled on a new line.
+        ("GET", "/records/x?src=https://evil.example/", &[], ""),
+        ("GET", "/records/x?foo[1]a[2]=bar", &[], ""),
+        ("GET", "/records/x?a=test%0Anext=more", &[], ""),
         (
             "GET",
             "/records/x?url=http://169.254.169.254/latest/meta-data/",
@@ -379,7 +384,7 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
         ("lfi", 0.95),
         ("prototype-pollution", 0.95),
         ("ssrf", 0.95),
-        ("rfi", 0.78),
+        ("rfi", 0.95),
         ("ldapi", 0.95),
         ("orm-injection", 0.95),
         ("scanner", 0.95),
@@ -389,8 +394,8 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
         ("multipart", 0.95),
         ("php", 0.95),
         ("rce", 0.75),
-        ("protocol-attack", 0.88),
-        ("protocol", 0.75),
+        ("protocol-attack", 0.94),
+        ("protocol", 0.80),
     ] {
         assert!(
             rate(class) >= floor,
@@ -548,6 +553,13 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
         (
             "GET /records/x HTTP/1.1\r\nHost: \r\n\r\n",
             "protocol.invalid_host",
+        ),
+        // No Host on HTTP/1 (RFC 9112 section 3.2), 1.0 too; a fragment no client sends.
+        ("GET /records/x HTTP/1.1\r\n\r\n", "protocol.invalid_host"),
+        ("GET /records/x HTTP/1.0\r\n\r\n", "protocol.invalid_host"),
+        (
+            "GET /records/x#tag HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "protocol.invalid_target",
         ),
     ] {
         cases.push((raw.into(), Some(reason)));

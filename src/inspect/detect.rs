@@ -154,6 +154,11 @@ const CODE_RULES: &[&str] = &[
     "protocol-170",
     "protocol-180",
     "protocol-190",
+    "protocol-200",
+    "protocol-210",
+    "crlf-130",
+    "rfi-160",
+    "encoding-160",
 ];
 
 /// Every rule id.
@@ -730,7 +735,9 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
 
 /// Escapes no form or URL encoder writes, in a query or form value: a carriage return that
 /// ends no line (`crlf-120`), a `%` that starts no escape (`encoding-130`), IIS's `%uXXXX` (`encoding-140`), a `\uXXXX` spelling an ASCII
-/// letter or digit (`encoding-150`). Each is read differently by different decoders, or
+/// letter or digit (`encoding-150`), an escape of a letter or digit encoded again (`%2573`,
+/// `encoding-160`: no encoder escapes a letter, let alone twice; a filter that decodes once
+/// sees `%73`, a backend that decodes twice `s`). Each is read differently by different decoders, or
 /// hides a word from a filter that does not decode it. Not applied to JSON, where `%` is
 /// text and `\u` the format's own escape.
 pub fn form_encoding(n: &Normalised) -> Option<Hit> {
@@ -747,6 +754,8 @@ pub fn form_encoding(n: &Normalised) -> Option<Hit> {
     }
     let rule = if signals.stray_percent {
         "encoding-130"
+    } else if signals.letter_encoded_twice {
+        "encoding-160"
     } else if signals.percent_u {
         "encoding-140"
     } else if signals.escaped_ascii {
@@ -781,13 +790,102 @@ fn credentials_url(folded: &str) -> Option<Hit> {
             .unwrap_or(rest.len());
         (end > 0).then(|| (from + end, rest.get(end).copied()))
     };
+    // After `/@`: a host name (a dot in it) that ends the authority, as in
+    // `http://example.com%2f@evil.com/` decoded. Mastodon's `https://host/@name` has none.
+    let host_after = |from: usize| match segment(from) {
+        Some((end, None | Some(b'/' | b'?' | b'#'))) => {
+            let host = &text[from..end];
+            host.contains(&b'.')
+                && host
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+        }
+        _ => false,
+    };
     let user = memchr::memmem::find_iter(text, b"://").any(|at| match segment(at + 3) {
         Some((_, Some(b'@'))) => true,
-        Some((end, Some(b'/'))) => matches!(segment(end + 1), Some((_, Some(b'@')))),
+        Some((end, Some(b'/'))) => match segment(end + 1) {
+            Some((_, Some(b'@'))) => true,
+            None => text.get(end + 1) == Some(&b'@') && host_after(end + 2),
+            _ => false,
+        },
         _ => false,
     });
     user.then_some(Hit {
         rule: "rfi-150",
+        class: Class::Rfi,
+    })
+}
+
+/// A query parameter name a PHP-style parser reads otherwise than it is written (`protocol-210`,
+/// CRS 921210): text after a closing bracket that opens no other (`foo[1]a[2]`, `foo[1]a`), a
+/// bracket never closed, or one inside another. `ids[]`, `filter[status]`, `a[b][c]` pass.
+pub fn bracket_name(name: &str) -> Option<Hit> {
+    let name = name.as_bytes();
+    let open = memchr::memchr(b'[', name)?;
+    let mut rest = &name[open..];
+    let well_formed = open > 0
+        && loop {
+            match rest {
+                [] => break true,
+                [b'[', inner @ ..] => match memchr::memchr2(b'[', b']', inner) {
+                    Some(close) if inner[close] == b']' => rest = &inner[close + 1..],
+                    _ => break false,
+                },
+                _ => break false,
+            }
+        };
+    (!well_formed).then_some(Hit {
+        rule: "protocol-210",
+        class: Class::Protocol,
+    })
+}
+
+/// A line in a query value that starts `name=` (`crlf-130`, CRS 921151: `test%0Anext=more`):
+/// a parameter smuggled to a backend that reads the value as lines. A line break alone is
+/// text (a multi-line note sent by a script).
+pub fn query_line(decoded: &str) -> Option<Hit> {
+    let text = decoded.as_bytes();
+    let smuggled = memchr::memchr2_iter(b'\n', b'\r', text).any(|at| {
+        let line = &text[at + 1..];
+        let name = line
+            .iter()
+            .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            .count();
+        name > 0 && line.get(name) == Some(&b'=')
+    });
+    smuggled.then_some(Hit {
+        rule: "crlf-130",
+        class: Class::Crlf,
+    })
+}
+
+/// A query value that is only another site's address (`rfi-160`, CRS 931130:
+/// `?x=https://evil.example/`): what remote-include and open-redirect probes send, a URL with
+/// nothing after its host. `host` is the request's own (`Host`): its URLs, and those of its
+/// subdomains, pass. FHIR's searches name systems with a code after them
+/// (`code=http://loinc.org|8867-4`) and resources with a path, which pass too.
+pub fn other_origin(folded: &str, host: Option<&str>) -> Option<Hit> {
+    let rest = ["https://", "http://", "ftps://", "ftp://"]
+        .into_iter()
+        .find_map(|scheme| folded.strip_prefix(scheme))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let bare = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !bare {
+        return None;
+    }
+    let own = host.is_some_and(|host| {
+        let host = host.trim().to_ascii_lowercase();
+        authority == host
+            || authority
+                .strip_suffix(host.as_str())
+                .is_some_and(|sub| sub.ends_with('.'))
+    });
+    (!own).then_some(Hit {
+        rule: "rfi-160",
         class: Class::Rfi,
     })
 }
@@ -936,9 +1034,13 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
     let text = || String::from_utf8_lossy(value.trim_ascii());
     match name {
         "x-http-method-override" | "x-http-method" | "x-method-override" => hit("protocol-101"),
-        "request-range" | "lock-token" | "if" | "proxy" | "x-middleware-subrequest" => {
-            hit("protocol-110")
-        }
+        "request-range"
+        | "lock-token"
+        | "if"
+        | "proxy"
+        | "x-middleware-subrequest"
+        | "content-range"
+        | "accept-charset" => hit("protocol-110"),
         "content-encoding" if !value.trim_ascii().eq_ignore_ascii_case(b"identity") => {
             hit("protocol-110")
         }
@@ -953,19 +1055,23 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
             Some(media) if media.boundary && !media.multipart => hit("protocol-120"),
             Some(_) => None,
         },
-        // A PDF viewer reads a linearised file in many ranges (CRS 920202's allowance).
         "range" => {
+            // A PDF viewer reads a linearised file in many ranges (CRS 920200's allowance).
             let pdf = path
                 .as_bytes()
                 .rsplit(|&b| b == b'.')
                 .next()
                 .is_some_and(|ext| ext.eq_ignore_ascii_case(b"pdf"));
-            let ranges = value.split(|&b| b == b',').count();
-            if ranges > if pdf { 63 } else { 5 } {
-                hit("protocol-130")
-            } else {
+            if byte_ranges(value, if pdf { 62 } else { 5 }) {
                 None
+            } else {
+                hit("protocol-130")
             }
+        }
+        "sec-fetch-user" | "sec-ch-ua-mobile" | "sec-fetch-site" | "sec-fetch-mode"
+            if !browser_value(name, value.trim_ascii()) =>
+        {
+            hit("protocol-200")
         }
         // RFC 2109's `$Version` attributes: backends parse such a cookie header otherwise.
         "cookie" if value.trim_ascii_start().starts_with(b"$Version") => hit("protocol-160"),
@@ -1003,6 +1109,50 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
         "accept-encoding" if value.len() > 100 => hit("protocol-190"),
         _ => None,
     }
+}
+
+/// Whether a `Range` is what RFC 9110 section 14.1.2 allows a client to send, in at most
+/// `most` ranges: `bytes=` and ranges `first-last`, `first-` or `-suffix`. Anything else is
+/// read differently by different servers (`1-2` with no unit, `bytes=a-b`); many ranges are
+/// the "Apache killer" (CRS 920200, 920201).
+fn byte_ranges(value: &[u8], most: usize) -> bool {
+    let Some(ranges) = value
+        .trim_ascii()
+        .strip_prefix(b"bytes=")
+        .or_else(|| value.trim_ascii().strip_prefix(b"BYTES="))
+    else {
+        return false;
+    };
+    let mut count = 0;
+    ranges.split(|&b| b == b',').all(|range| {
+        count += 1;
+        let range = range.trim_ascii();
+        let Some(dash) = memchr::memchr(b'-', range) else {
+            return false;
+        };
+        let (first, last) = (&range[..dash], &range[dash + 1..]);
+        let number = |n: &[u8]| n.len() <= 19 && n.iter().all(u8::is_ascii_digit);
+        count <= most && number(first) && number(last) && !(first.is_empty() && last.is_empty())
+    })
+}
+
+/// Whether a Fetch metadata or client hint header holds a value a browser sends: these are
+/// set by the browser alone (a script cannot), so another value is a hand-made request
+/// posing as a browser's (CRS 920275).
+fn browser_value(name: &str, value: &[u8]) -> bool {
+    let allowed: &[&[u8]] = match name {
+        "sec-fetch-user" => &[b"?1", b"?0"],
+        "sec-ch-ua-mobile" => &[b"?0", b"?1"],
+        "sec-fetch-site" => &[b"cross-site", b"same-origin", b"same-site", b"none"],
+        _ => &[
+            b"cors",
+            b"navigate",
+            b"no-cors",
+            b"same-origin",
+            b"websocket",
+        ],
+    };
+    allowed.contains(&value)
 }
 
 /// What the header checks need of a `Content-Type`, read in one pass.
@@ -1603,6 +1753,91 @@ mod tests {
     }
 
     #[test]
+    fn query_rules_find_brackets_smuggled_lines_and_other_sites() {
+        let bracket = |n: &str| bracket_name(n).map(|h| h.rule);
+        for bad in [
+            "foo[1]a[2]",
+            "foo[1]a",
+            "foo[",
+            "foo[a[b]]",
+            "[1]",
+            "a]b[",
+            "a[b]]",
+        ] {
+            assert_eq!(bracket(bad), Some("protocol-210"), "{bad}");
+        }
+        for good in [
+            "ids[]",
+            "filter[status]",
+            "a[b][c]",
+            "foo[1][2]",
+            "name",
+            "a]b",
+        ] {
+            assert_eq!(bracket(good), None, "{good}");
+        }
+
+        let line = |v: &str| query_line(v).map(|h| h.rule);
+        assert_eq!(line("test\nnext=more"), Some("crlf-130"));
+        assert_eq!(line("a\r\nSet-Cookie=x"), Some("crlf-130"));
+        for text in [
+            "line one\nline two",
+            "BP 120/80\nPlan: recheck",
+            "a\n=b",
+            "x=1\n",
+        ] {
+            assert_eq!(line(text), None, "{text:?}");
+        }
+
+        let other = |v: &str, host: Option<&str>| other_origin(v, host).map(|h| h.rule);
+        for (value, host) in [
+            ("http://foo.bar", Some("localhost")),
+            ("https://evilexample.com/", Some("localhost")),
+            ("https://example.com.evil.com/", Some("example.com")),
+            ("https://example.com:1234/", Some("example.com")),
+            ("ftp://files.example.net", Some("phr.example.jp")),
+            ("https://[2001:db8::1]/", Some("phr.example.jp")),
+            ("https://example.com/", None),
+        ] {
+            assert_eq!(other(value, host), Some("rfi-160"), "{value} on {host:?}");
+        }
+        for (value, host) in [
+            ("https://example.com/", Some("example.com")),
+            ("https://example.com", Some("EXAMPLE.com")),
+            ("https://api.example.com/", Some("example.com")),
+            ("http://www.example.com/some/path", Some("example.com")),
+            ("http://loinc.org|8867-4", Some("phr.example.jp")),
+            ("https://foo.bar?foo=bar", Some("localhost")),
+            ("http://hl7.org/fhir/sid/us-npi", Some("phr.example.jp")),
+            ("see https://foo.bar", Some("localhost")),
+            ("https://", Some("localhost")),
+        ] {
+            assert_eq!(other(value, host), None, "{value} on {host:?}");
+        }
+    }
+
+    #[test]
+    fn a_host_after_an_encoded_slash_is_a_credentials_url() {
+        let rule = |t: &str| credentials_url(t).map(|h| h.rule);
+        for text in [
+            "http://user@evil.com/",
+            "http://example.com/@evil.com/",
+            "http://example.com/@evil.com",
+            "http://example.com/@evil.com:8080/x",
+        ] {
+            assert_eq!(rule(text), Some("rfi-150"), "{text}");
+        }
+        for text in [
+            "https://mastodon.social/@user",
+            "https://host/@user/123",
+            "https://host/a/@evil.com/",
+            "mail me at a@b.example",
+        ] {
+            assert_eq!(rule(text), None, "{text}");
+        }
+    }
+
+    #[test]
     fn every_pattern_compiles() {
         for rule in VALUE_RULES
             .iter()
@@ -2000,6 +2235,20 @@ mod tests {
             // CRS 920210: conflicting or repeated connection options.
             ("connection", "keep-alive,close", "protocol-180"),
             ("connection", "close, close", "protocol-180"),
+            // RFC 9110 section 14.4: a request range of a representation is not a thing.
+            ("content-range", "bytes 4096-8192/8192", "protocol-110"),
+            ("accept-charset", "utf-8", "protocol-110"),
+            // A Range not in RFC 9110's form (CRS 921230), or more than five.
+            ("range", "0-1", "protocol-130"),
+            ("range", "bytes=a-b", "protocol-130"),
+            ("range", "bytes=-", "protocol-130"),
+            ("range", "items=0-1", "protocol-130"),
+            ("range", "bytes=1-2,3-4,5-6,7-8,9-10,11-12", "protocol-130"),
+            // CRS 920275: Fetch metadata a browser never sends.
+            ("sec-fetch-user", "foo", "protocol-200"),
+            ("sec-ch-ua-mobile", "?2", "protocol-200"),
+            ("sec-fetch-site", "evil", "protocol-200"),
+            ("sec-fetch-mode", "cors, navigate", "protocol-200"),
             // CRS 920520: a long coding list.
             ("accept-encoding", "gzip;q=1.0, deflate;q=0.9, br;q=0.8, zstd;q=0.7, compress;q=0.6, x-gzip;q=0.5, identity;q=0.4, *;q=0.1", "protocol-190"),
         ] {
@@ -2012,8 +2261,13 @@ mod tests {
             ("content-type", "text/plain; charset=windows-1252"),
             ("content-type", "application/json"),
             ("range", "bytes=0-1023,2048-4095"),
-            ("range", "0-1"),
-            ("content-range", "bytes 4096-8192/8192"),
+            ("range", "bytes=-500"),
+            ("range", "bytes=9500-"),
+            ("range", "bytes=0-0, -1"),
+            ("sec-fetch-user", "?1"),
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-ch-ua-mobile", "?0"),
             ("cookie", "session=abc; theme=dark"),
             ("content-type", "multipart/form-data; boundary=xyz"),
             (
@@ -2051,6 +2305,17 @@ mod tests {
             header("range", six.as_bytes(), "/docs/report.PDF"),
             None,
             "a PDF viewer's ranges"
+        );
+        let many = vec!["1-2"; 63].join(",");
+        assert_eq!(
+            header(
+                "range",
+                format!("bytes={many}").as_bytes(),
+                "/docs/report.pdf"
+            )
+            .map(|h| h.rule),
+            Some("protocol-130"),
+            "63 ranges even of a PDF"
         );
         let overridden = |n: &str, v: &str| method_override(n, v, None).map(|h| h.rule);
         let in_query = |v: &str, m: &str| method_override("_method", v, Some(m)).map(|h| h.rule);

@@ -87,8 +87,9 @@ pub fn verdict(
     case: &Case,
     policy: Option<&crate::policy::Snapshot>,
 ) -> Option<Option<&'static str>> {
-    // The target as the proxy reads it (pingora builds an `http::Uri`): a fragment is dropped,
-    // a target it cannot parse (`\\index.html`) never reaches the gateway's steps.
+    // The target as the proxy reads it (pingora builds an `http::Uri`): a fragment is refused
+    // from the raw target below, a target it cannot parse (`\\index.html`) never reaches the
+    // gateway's steps.
     let Ok(target) = http::Uri::try_from(case.path.as_str()) else {
         return Some(Some("protocol-target"));
     };
@@ -115,10 +116,15 @@ pub fn verdict(
         let length = case.body.as_ref().map_or(0, String::len);
         headers.insert(http::header::CONTENT_LENGTH, length.into());
     }
-    if let Err(refusal) =
-        crate::protocol::check_framing(&headers, crate::protocol::RawHead::default())
-            .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
-            .and_then(|()| crate::protocol::check_host(&headers))
+    // The target as sent. A case without `Host` is not judged for it: like `Content-Length`,
+    // the harness that replays a corpus adds it (the proxy refuses HTTP/1 without one).
+    let raw = crate::protocol::RawHead {
+        fragment: case.path.contains('#'),
+        ..crate::protocol::RawHead::default()
+    };
+    if let Err(refusal) = crate::protocol::check_framing(&headers, raw)
+        .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
+        .and_then(|()| crate::protocol::check_host(&headers, raw))
     {
         return Some(Some(refusal.reason.code()));
     }

@@ -17,6 +17,9 @@ use unicode_normalization::UnicodeNormalization;
 pub struct Signals {
     /// Still percent-encoded after one round of decoding.
     pub double_encoded: bool,
+    /// Still percent-encoded after one round, and an escape of that second round spells an
+    /// ASCII letter or digit (`%2573` → `%73` → `s`): no encoder escapes those even once.
+    pub letter_encoded_twice: bool,
     /// A NUL byte.
     pub nul: bool,
     /// Bytes that are not UTF-8 once decoded.
@@ -97,6 +100,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
         }
         if round > 0 {
             signals.double_encoded = true;
+            signals.letter_encoded_twice |= escapes_alphanumeric(&bytes);
         }
         let decoded: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
         if decoded == *bytes {
@@ -389,6 +393,16 @@ fn has_stray_percent(bytes: &[u8]) -> bool {
     })
 }
 
+fn escapes_alphanumeric(bytes: &[u8]) -> bool {
+    bytes.windows(3).any(|w| {
+        let hex = |b: u8| (b as char).to_digit(16);
+        w[0] == b'%'
+            && hex(w[1])
+                .zip(hex(w[2]))
+                .is_some_and(|(high, low)| ((high << 4) as u8 | low as u8).is_ascii_alphanumeric())
+    })
+}
+
 fn has_escape(bytes: &[u8]) -> bool {
     bytes
         .windows(3)
@@ -420,6 +434,16 @@ mod tests {
             !signals("\\u003c").escaped_ascii,
             "a sign: the detectors judge it"
         );
+        assert!(
+            signals("%25%37%33ome").letter_encoded_twice,
+            "`s` encoded twice"
+        );
+        assert!(signals("x%2573").letter_encoded_twice);
+        assert!(signals("x%2573").double_encoded);
+        for text in ["50%2526%252339%253Bs", "a%2520b", "%252F", "%73", "100%25"] {
+            assert!(!signals(text).letter_encoded_twice, "{text}");
+        }
+        assert!(signals("a%2520b").double_encoded);
         assert!(signals("test1%03").control);
         assert!(signals("hi%13").control);
         assert!(!signals("line%0Abreak%09tab").control);
