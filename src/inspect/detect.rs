@@ -283,8 +283,9 @@ const VALUE_RULES: &[Rule] = &[
         // then an option (`cat -n`, `perl -e`), a path (`cat /path/file.gz`, `sh ./x`) or a
         // program it runs (`time sh -c whoami`, `nohup curl …`). Words that are also
         // English (`time`, `head`, `more`, `find`) are held by what follows: prose puts no
-        // `-x` option or `/path` after them, nor `curl`.
-        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar)['\x22]?\s+(?:-{1,2}[a-z]|/[a-z0-9.~_-]|~/|\.\.?/|\$[a-z({]|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|uname|ifconfig|cscli)(?:\s|$))",
+        // `-x` option or `/path` after them, nor `curl`. A `+x` option (`alias +m`) and a
+        // `user@host` (`ssh-copy-id user@server`) count as options.
+        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar|alias|date|ssh-copy-id)['\x22]?\s+(?:-{1,2}[a-z]|\+[a-z]|[a-z0-9._-]+@[a-z0-9]|/[a-z0-9.~_-]|~/|\.\.?/|\$[a-z({]|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|uname|ifconfig|cscli)(?:\s|$))",
     },
     Rule {
         id: "rce-200",
@@ -2075,6 +2076,11 @@ mod tests {
         ("cat /et*/*wd", "rce"),
         ("/bin/ca?/x", "rce"),
         ("$[1*3]", "rce"),
+        ("alias -p jzfrx=id", "rce"),
+        ("alias %2Bm a=b", "rce"),
+        (";date -f secrets.txt", "rce"),
+        (";ssh-copy-id user@server", "rce"),
+        ("; ssh admin@192.0.2.1", "rce"),
         ("$[]", "rce"),
         ("aaa%0aGET+/+HTTP/1.1", "protocol"),
         ("GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.2", "protocol"),
@@ -2596,7 +2602,10 @@ mod tests {
     #[test]
     fn ordinary_values_pass() {
         for raw in [
-            // Near the shapes of rce-230 … rce-234.
+            // Near the shapes of rce-190's new words and rce-230 … rce-234.
+            "date - end date",
+            "Alias: Taro",
+            "mail taro@example.jp; date of birth 1980-01-01",
             "call me () {later}",
             "see note; .5 mg more",
             "(sh) shortness",
