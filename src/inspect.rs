@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use http::HeaderMap;
 
 pub use detect::{Class, Hit};
-use normalise::{normalise, Plus};
+use normalise::{normalise, Normalised, Plus};
 
 /// Where in the request a finding was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -255,10 +255,14 @@ fn value_hit(raw: &[u8], plus: Plus) -> Option<Hit> {
     if plain(raw) {
         return detect::plain_value(raw);
     }
-    let n = normalise(raw, plus);
+    normalised_hit(&normalise(raw, plus), plus)
+}
+
+/// [`value_hit`] of a value already normalised.
+fn normalised_hit(n: &Normalised, plus: Plus) -> Option<Hit> {
     // `+` as a space marks the form-encoded places: a query and an urlencoded body.
-    detect::value(&n).or_else(|| match plus {
-        Plus::Space => detect::form_encoding(&n),
+    detect::value(n).or_else(|| match plus {
+        Plus::Space => detect::form_encoding(n),
         Plus::Literal => None,
     })
 }
@@ -771,19 +775,27 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
         let n = normalise(name.as_bytes(), Plus::Space);
         // The field as a backend reads it: the decoded name.
         let field = || n.decoded.clone();
+        // Normalised once, for every rule that reads the value; a plain one needs none.
+        let v = (!plain(value.as_bytes())).then(|| normalise(value.as_bytes(), Plus::Space));
+        let value_found = match &v {
+            Some(v) => normalised_hit(v, Plus::Space),
+            None => detect::plain_value(value.as_bytes()),
+        };
         let override_hit = || {
-            let v = normalise(value.as_bytes(), Plus::Space);
-            detect::method_override(&n.folded, &v.folded, query.map(|q| q.method))
+            let folded = v
+                .as_ref()
+                .map_or_else(|| value.to_ascii_lowercase(), |v| v.folded.clone());
+            detect::method_override(&n.folded, &folded, query.map(|q| q.method))
         };
         if found.add(detect::name(&n), place, field)
             || found.add(value_hit(name.as_bytes(), Plus::Space), place, field)
-            || found.add(value_hit(value.as_bytes(), Plus::Space), place, field)
+            || found.add(value_found, place, field)
             || (n.folded == "_method" && found.add(override_hit(), place, field))
         {
             return true;
         }
         if let Some(request) = query {
-            if found.add(query_pair(&n.decoded, value, request), place, field) {
+            if found.add(query_pair(&n.decoded, v.as_ref(), request), place, field) {
                 return true;
             }
         }
@@ -792,19 +804,13 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
 }
 
 /// The rules of a query pair alone (a form's fields may hold line breaks and addresses): a
-/// malformed bracket name, a smuggled line, another site's bare address. The value is
-/// normalised again only when it could hold one of the latter (an escape, a `://`).
-fn query_pair(name: &str, value: &str, request: &QueryRequest<'_>) -> Option<Hit> {
-    if let Some(hit) = detect::bracket_name(name) {
-        return Some(hit);
-    }
-    let raw = value.as_bytes();
-    let escaped = memchr::memchr(b'%', raw).is_some();
-    if !escaped && memchr::memmem::find(raw, b"://").is_none() {
-        return None;
-    }
-    let v = normalise(raw, Plus::Space);
-    detect::query_line(&v.decoded).or_else(|| detect::other_origin(&v.folded, request.host))
+/// malformed bracket name, a smuggled line, another site's bare address. A plain value
+/// (`None`: no escape, no `:` or `/`) can hold neither of the latter.
+fn query_pair(name: &str, value: Option<&Normalised>, request: &QueryRequest<'_>) -> Option<Hit> {
+    detect::bracket_name(name).or_else(|| {
+        let v = value?;
+        detect::query_line(&v.decoded).or_else(|| detect::other_origin(&v.folded, request.host))
+    })
 }
 
 /// Inspect a body that is not a file or multipart (those [`check_body`] takes apart).
@@ -1011,6 +1017,15 @@ mod tests {
         )
         .is_empty());
         assert!(findings("/x", None, &form, Some("site=https://evil.example/")).is_empty());
+        // A plain value is read as the backend does, whatever its case.
+        assert_eq!(
+            findings("/x", None, &form, Some("_method=DELETE")),
+            ["protocol-100"]
+        );
+        assert_eq!(
+            findings("/x", Some("_method=Delete"), &host, None),
+            ["protocol-100"]
+        );
     }
 
     #[test]
