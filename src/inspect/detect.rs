@@ -709,7 +709,9 @@ struct PrefixedSet {
     /// The rules without usable prefix literals, and their indexes in `rules`.
     unprefixed: RegexSet,
     unprefixed_rules: Vec<usize>,
-    /// Every prefix literal of the other rules; `literal_rule` maps each to its rule.
+    /// Every prefix literal of the other rules; `literal_rule` maps each to its rule. Should
+    /// the automaton not build, every such rule is a candidate on every value: slower, never
+    /// blind.
     literals: Option<aho_corasick::AhoCorasick>,
     literal_rule: Vec<usize>,
     /// Each prefixed rule's own pattern (`None` for the unprefixed ones).
@@ -798,9 +800,16 @@ impl PrefixedSet {
                 .map(|i| self.unprefixed_rules[i]);
         }
         let mut candidates = 0u128;
-        if let Some(literals) = &self.literals {
-            for found in literals.find_overlapping_iter(bytes) {
-                candidates |= 1 << self.literal_rule[found.pattern().as_usize()];
+        match &self.literals {
+            Some(literals) => {
+                for found in literals.find_overlapping_iter(bytes) {
+                    candidates |= 1 << self.literal_rule[found.pattern().as_usize()];
+                }
+            }
+            None => {
+                for &rule in &self.literal_rule {
+                    candidates |= 1 << rule;
+                }
             }
         }
         while candidates != 0 {
@@ -1278,24 +1287,24 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
 /// read differently by different servers (`1-2` with no unit, `bytes=a-b`); many ranges are
 /// the "Apache killer" (CRS 920200, 920201).
 fn byte_ranges(value: &[u8], most: usize) -> bool {
-    let Some(ranges) = value
-        .trim_ascii()
-        .strip_prefix(b"bytes=")
-        .or_else(|| value.trim_ascii().strip_prefix(b"BYTES="))
-    else {
+    // The unit is case-insensitive (RFC 9110 section 14.1).
+    let value = value.trim_ascii();
+    let Some((unit, ranges)) = value.split_at_checked(b"bytes=".len()) else {
         return false;
     };
-    let mut count = 0;
-    ranges.split(|&b| b == b',').all(|range| {
-        count += 1;
+    let well_formed = |range: &[u8]| {
         let range = range.trim_ascii();
         let Some(dash) = memchr::memchr(b'-', range) else {
             return false;
         };
         let (first, last) = (&range[..dash], &range[dash + 1..]);
         let number = |n: &[u8]| n.len() <= 19 && n.iter().all(u8::is_ascii_digit);
-        count <= most && number(first) && number(last) && !(first.is_empty() && last.is_empty())
-    })
+        number(first) && number(last) && !(first.is_empty() && last.is_empty())
+    };
+    let mut ranges = ranges.split(|&b| b == b',');
+    unit.eq_ignore_ascii_case(b"bytes=")
+        && ranges.clone().count() <= most
+        && ranges.all(well_formed)
 }
 
 /// Whether a Fetch metadata or client hint header holds a value a browser sends: these are
@@ -1306,13 +1315,15 @@ fn browser_value(name: &str, value: &[u8]) -> bool {
         "sec-fetch-user" => &[b"?1", b"?0"],
         "sec-ch-ua-mobile" => &[b"?0", b"?1"],
         "sec-fetch-site" => &[b"cross-site", b"same-origin", b"same-site", b"none"],
-        _ => &[
+        "sec-fetch-mode" => &[
             b"cors",
             b"navigate",
             b"no-cors",
             b"same-origin",
             b"websocket",
         ],
+        // Not a header this judges.
+        _ => return true,
     };
     allowed.contains(&value)
 }
@@ -2485,6 +2496,7 @@ mod tests {
             ("range", "bytes=-500"),
             ("range", "bytes=9500-"),
             ("range", "bytes=0-0, -1"),
+            ("range", "Bytes=0-499"),
             ("sec-fetch-user", "?1"),
             ("sec-fetch-site", "same-origin"),
             ("sec-fetch-mode", "navigate"),
