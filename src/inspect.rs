@@ -333,7 +333,9 @@ fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
         static FETCHED: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 512));
         static PAGES: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
     }
-    if plain(raw) {
+    // A plain `User-Agent` is still read whole: `visudo` or `chef-shell` is a command there,
+    // where no client names itself so.
+    if plain(raw) && name != http::header::USER_AGENT {
         return detect::plain_value(raw);
     }
     let fetched = !matches!(name.as_str(), "referer" | "origin");
@@ -1147,6 +1149,13 @@ mod tests {
             findings("/x", None, &[("user-agent", "${jndi:ldap://e/a}")], None),
             ["jndi-100"]
         );
+        // A plain `User-Agent` is read whole (a plain query value is not: `code=visudo` is
+        // a parameter's word, and skipped as plain).
+        assert_eq!(
+            findings("/x", None, &[("user-agent", "visudo")], None),
+            ["rce-105"]
+        );
+        assert!(findings("/x", None, &[("user-agent", "okhttp")], None).is_empty());
         assert_eq!(
             findings(
                 "/x",

