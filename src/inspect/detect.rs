@@ -156,6 +156,7 @@ const CODE_RULES: &[&str] = &[
     "protocol-190",
     "protocol-200",
     "protocol-210",
+    "protocol-220",
     "crlf-130",
     "rfi-160",
     "encoding-160",
@@ -1342,10 +1343,74 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
                 None
             }
         }
-        // Browsers send about 25 bytes; a long list is a probe of the backend's parser.
-        "accept-encoding" if value.len() > 100 => hit("protocol-190"),
+        // Browsers send about 25 bytes; a long list, or a coding no one registered, is a
+        // probe of the backend's parser.
+        "accept-encoding" if value.len() > 100 || !registered_codings(value) => hit("protocol-190"),
+        "cache-control" if !request_cache_directives(value) => hit("protocol-220"),
         _ => None,
     }
+}
+
+/// Whether every coding an `Accept-Encoding` names is in IANA's HTTP Content Coding Registry
+/// (or `*`), each with at most a `q` weight. Empty elements are allowed, as RFC 9110 section
+/// 5.6.1.2 says a recipient must accept them.
+fn registered_codings(value: &[u8]) -> bool {
+    const CODINGS: &[&[u8]] = &[
+        b"*",
+        b"aes128gcm",
+        b"br",
+        b"compress",
+        b"dcb",
+        b"dcz",
+        b"deflate",
+        b"exi",
+        b"gzip",
+        b"identity",
+        b"pack200-gzip",
+        b"x-compress",
+        b"x-gzip",
+        b"zstd",
+    ];
+    value.split(|&b| b == b',').all(|element| {
+        let mut parts = element.split(|&b| b == b';');
+        let coding = parts.next().unwrap_or_default().trim_ascii();
+        let weight = |p: &[u8]| {
+            p.trim_ascii()
+                .split_first()
+                .is_some_and(|(q, rest)| q.eq_ignore_ascii_case(&b'q') && rest.starts_with(b"="))
+        };
+        (coding.is_empty() && parts.next().is_none())
+            || (CODINGS.iter().any(|c| c.eq_ignore_ascii_case(coding)) && parts.all(weight))
+    })
+}
+
+/// Whether a request's `Cache-Control` holds only the directives RFC 9111 section 5.2.1
+/// defines for requests (`max-age=N`, `max-stale[=N]`, `min-fresh=N`, `no-cache`, `no-store`,
+/// `no-transform`, `only-if-cached`), RFC 5861's `stale-if-error=N`, and `must-revalidate`,
+/// which HTTP libraries copy into requests from the classic "don't cache" triple. Anything
+/// else (`private`, `foo=bar`, `max-age=x`) is a response directive or a probe: each cache
+/// between here and the backend reads it its own way (CRS 920510).
+fn request_cache_directives(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').all(|element| {
+        let element = element.trim_ascii();
+        let (name, argument) = match memchr::memchr(b'=', element) {
+            Some(at) => (&element[..at], Some(&element[at + 1..])),
+            None => (element, None),
+        };
+        let seconds = |a: Option<&[u8]>| {
+            a.is_some_and(|a| !a.is_empty() && a.len() <= 10 && a.iter().all(u8::is_ascii_digit))
+        };
+        let is = |directive: &str| name.eq_ignore_ascii_case(directive.as_bytes());
+        element.is_empty()
+            || ((is("max-age") || is("min-fresh") || is("stale-if-error")) && seconds(argument))
+            || (is("max-stale") && (argument.is_none() || seconds(argument)))
+            || (argument.is_none()
+                && (is("no-cache")
+                    || is("no-store")
+                    || is("no-transform")
+                    || is("only-if-cached")
+                    || is("must-revalidate")))
+    })
 }
 
 /// Whether a `Range` is what RFC 9110 section 14.1.2 allows a client to send, in at most
@@ -2621,6 +2686,15 @@ mod tests {
             ("sec-fetch-mode", "cors, navigate", "protocol-200"),
             // CRS 920520: a long coding list.
             ("accept-encoding", "gzip;q=1.0, deflate;q=0.9, br;q=0.8, zstd;q=0.7, compress;q=0.6, x-gzip;q=0.5, identity;q=0.4, *;q=0.1", "protocol-190"),
+            // CRS 920521: a coding no one registered, or a parameter other than a weight.
+            ("accept-encoding", "foobar", "protocol-190"),
+            ("accept-encoding", "gzip;level=9", "protocol-190"),
+            // CRS 920510: response directives, unknown ones, arguments that are no number.
+            ("cache-control", "private", "protocol-220"),
+            ("cache-control", "foo=bar", "protocol-220"),
+            ("cache-control", "max-age=1, foo=bar", "protocol-220"),
+            ("cache-control", "max-age=x", "protocol-220"),
+            ("cache-control", "no-cache=\"set-cookie\"", "protocol-220"),
         ] {
             assert_eq!(rule(name, value), Some(expected), "{name}: {value}");
         }
@@ -2666,6 +2740,19 @@ mod tests {
             ("connection", "keep-alive, Upgrade"),
             ("connection", "close"),
             ("accept-encoding", "gzip, deflate, br, zstd"),
+            ("accept-encoding", "compress;q=0.5, gzip;q=1.0"),
+            ("accept-encoding", "gzip;q=1.0, identity; q=0.5, *;q=0"),
+            ("accept-encoding", ""),
+            ("accept-encoding", "GZIP,,deflate"),
+            ("cache-control", "no-cache"),
+            ("cache-control", "max-age=123, max-stale, no-cache"),
+            ("cache-control", "no-cache, no-store, must-revalidate"),
+            ("cache-control", "max-age=1,,,max-stale=2"),
+            ("cache-control", "Max-Age=0"),
+            (
+                "cache-control",
+                "only-if-cached, min-fresh=60, stale-if-error=300",
+            ),
         ] {
             assert_eq!(rule(name, value), None, "{name}: {value}");
         }
