@@ -1138,7 +1138,9 @@ fn split_word(folded: &str) -> Option<Hit> {
         at.and_then(|i| text.get(i))
             .is_some_and(u8::is_ascii_lowercase)
     };
-    let word_end = |at: usize| matches!(text.get(at), Some(b' ' | b'+' | b'/' | b'\\'));
+    // What a shell reads after a word: a space, a `+` left undecoded, a path's `/` (the
+    // folded text has every backslash as a slash: `cu$v\r\l` reads `cu$v/r/l`).
+    let word_end = |at: usize| matches!(text.get(at), Some(b' ' | b'+' | b'/'));
     let split = memchr::memchr2_iter(b'$', b'`', text).any(|at| {
         let before = letter(at.checked_sub(1));
         let (filler, ends_word) = match (text[at], text.get(at + 1)) {
