@@ -53,9 +53,28 @@ impl Harness {
     /// A new HTTP/1.1 connection over TLS 1.3.
     pub async fn client(&self) -> Client {
         let config = client_config(&self.pki.ca_der, &[&rustls::version::TLS13], &[b"http/1.1"]);
-        Client::open(self.gateway.port, config)
-            .await
-            .expect("connect")
+        // A reset during the handshake was seen twice in some hundreds of loaded runs (CI
+        // once), always on a gateway's first connections, with no cause found in the gateway
+        // (docs/decisions.md). One retry, reported on stderr with the gateway's log, keeps the
+        // suite's verdicts about the gateway rather than about the loopback; a second failure,
+        // or any other error, fails the test with the log.
+        match Client::open(self.gateway.port, Arc::clone(&config)).await {
+            Ok(client) => return client,
+            Err(e) if is_reset(&e) => {
+                eprintln!(
+                    "connect reset, retrying once: {e:?}\ngateway log:\n{}",
+                    self.gateway.log()
+                );
+            }
+            Err(e) => panic!("connect: {e:?}\ngateway log:\n{}", self.gateway.log()),
+        }
+        match Client::open(self.gateway.port, config).await {
+            Ok(client) => client,
+            Err(e) => panic!(
+                "connect (second try): {e:?}\ngateway log:\n{}",
+                self.gateway.log()
+            ),
+        }
     }
 
     /// One request on a new connection.
@@ -97,6 +116,12 @@ impl Harness {
             .find(|r| r.path == path)
             .unwrap_or_else(|| panic!("{path} did not reach the upstream"))
     }
+}
+
+/// Whether `e` is a connection reset by the peer.
+fn is_reset(e: &BoxError) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset)
 }
 
 /// The rule ids an access record names.
