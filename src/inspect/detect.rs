@@ -193,6 +193,35 @@ struct Rule {
 
 /// Pattern rules over a folded value (lower case, backslashes as slashes, entities, percent
 /// escapes and full-width forms undone).
+/// The pieces of `rce-100`'s pattern, each written once: a program's optional directory,
+/// the command words (those a note never uses as words, and those it does: `echo`, `cat`,
+/// `sleep`, `ID`), and what a shell reads after a word.
+macro_rules! shell_path {
+    () => {
+        r"(?:/?(?:usr/)?(?:local/)?s?bin/)"
+    };
+}
+macro_rules! shell_only_words {
+    () => {
+        "whoami|uname|wget|curl|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|nslookup|chmod|chown|nmap|telnet|ifconfig|ipconfig|powershell|printenv|xargs|awk|base64|tftp|ftp|scp|sudo|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|base32|cpulimit"
+    };
+}
+macro_rules! prose_words {
+    () => {
+        "cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl"
+    };
+}
+macro_rules! shell_words {
+    () => {
+        concat!(shell_only_words!(), "|", prose_words!())
+    };
+}
+macro_rules! shell_word_end {
+    () => {
+        r"(?:\s|$|[;|&<>`'\x22)])"
+    };
+}
+
 const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "xss-112",
@@ -242,7 +271,39 @@ const VALUE_RULES: &[Rule] = &[
         // and a space count only before what a shell reads (`; sleep 5`, `; cat /etc/…`,
         // `; ping -c 1`): "ECG normal; echo showed EF 55%" is a note. Glued to the separator
         // (`;id`) or after `|`, `&&`, `||`, a back-quote or `$(`, they count as before.
-        pattern: r"(?:[|`]|\$\(|\|\||&&)\s*(?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])|[;&\n](?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|perl|ruby|php|ping|nslookup|dig|echo|chmod|chown|rm|touch|nmap|telnet|ifconfig|ipconfig|powershell|cmd|sleep|kill|ps|env|printenv|head|tail|find|xargs|awk|sed|base64|tftp|ftp|ssh|scp|sudo|su|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|column|base32|flock|cpulimit)(?:\s|$|[;|&<>`'\x22)])|[;&\n]\s+(?:\.\s+)?['\x22]?(?:(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:whoami|uname|wget|curl|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|nslookup|chmod|chown|nmap|telnet|ifconfig|ipconfig|powershell|printenv|xargs|awk|base64|tftp|ftp|scp|sudo|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|base32|cpulimit)|/?(?:usr/)?(?:local/)?s?bin/(?:cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl))(?:\s|$|[;|&<>`'\x22)])|[;&\n]\s+(?:\.\s+)?['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl)['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22<>|&`]|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
+        pattern: concat!(
+            // After `|`, `&&`, `||`, a back-quote or `$(`: every word.
+            r"(?:[|`]|\$\(|\|\||&&)\s*(?:\.\s+)?['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            shell_words!(),
+            r")",
+            shell_word_end!(),
+            // Glued to `;`, `&` or a line break: every word.
+            r"|[;&\n](?:\.\s+)?['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            shell_words!(),
+            r")",
+            shell_word_end!(),
+            // After the separator and a space: a word prose never uses, or any with its path.
+            r"|[;&\n]\s+(?:\.\s+)?['\x22]?(?:",
+            shell_path!(),
+            r"?(?:",
+            shell_only_words!(),
+            r")|",
+            shell_path!(),
+            r"(?:",
+            prose_words!(),
+            r"))",
+            shell_word_end!(),
+            // A prose word after the separator and a space: only before what a shell reads.
+            r"|[;&\n]\s+(?:\.\s+)?['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            prose_words!(),
+            r")['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22<>|&`]|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
+        ),
     },
     Rule {
         id: "rce-110",
