@@ -417,7 +417,7 @@ fn the_evaluation_tool_meets_the_measured_floors_on_the_shared_corpora() {
         ("php", 0.95),
         ("rce", 0.95),
         ("protocol-attack", 0.94),
-        ("protocol", 0.81),
+        ("protocol", 0.85),
     ] {
         assert!(
             rate(class) >= floor,
@@ -591,6 +591,23 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
         "GET /records/x HTTP/1.1\r\nHost: localhost\r\nHost: admin.internal\r\n\r\n".into(),
         None,
     ));
+    // A request line with another version than HTTP/1.0 or 1.1, or none: pingora's parser
+    // refuses it (`inspect eval` counts a case with such a `version` as `protocol-version`).
+    for version in [
+        "HTTP/4.0",
+        "HTTP/0.9",
+        "HTTP/0.8",
+        "JUNK/1.0",
+        "1.1",
+        "TEST",
+        "HTTP\\1.0",
+        "",
+    ] {
+        cases.push((
+            format!("GET /records/x {version}\r\nHost: localhost\r\n\r\n"),
+            None,
+        ));
+    }
     // The answer to HEAD has no body to carry the reason: the status says it.
     cases.push((
         "HEAD /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello".into(),

@@ -39,6 +39,41 @@ pub struct Case {
     /// Whether `body` is base64.
     #[serde(default)]
     pub body_base64: bool,
+    /// What the source's harness says of how the case is sent.
+    #[serde(default)]
+    pub meta: Meta,
+}
+
+/// The parts of a case's `meta` that change what goes on the wire (CRS's go-ftw tests set
+/// them; the other sources leave them out).
+#[derive(Debug, Default, Deserialize)]
+pub struct Meta {
+    /// The version on the request line (`HTTP/1.0`, `HTTP/4.0`, `JUNK/1.0`); absent, the
+    /// harness's own (HTTP/1.1, with the `Host` it adds).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `false`: the headers are sent exactly as listed, without a `Content-Length` added.
+    #[serde(default)]
+    pub autocomplete_headers: Option<bool>,
+}
+
+/// How a request line's version reaches the gateway.
+enum Version {
+    /// HTTP/1.0 or 1.1 as the case says: `Host` is required (RFC 9112 section 3.2).
+    Http1,
+    /// HTTP/2, or no version given (the harness adds `Host` itself).
+    Other,
+}
+
+/// The version a case's request line carries; `Err` when pingora's HTTP/1 parser (httparse)
+/// refuses the line with 400 before any of the gateway's steps runs: it reads only
+/// `HTTP/1.0` and `HTTP/1.1` (`tests/inspect.rs` sends the others as raw bytes).
+fn version(meta: &Meta) -> Result<Version, ()> {
+    match meta.version.as_deref() {
+        None | Some("HTTP/2" | "HTTP/2.0") => Ok(Version::Other),
+        Some("HTTP/1.0" | "HTTP/1.1") => Ok(Version::Http1),
+        Some(_) => Err(()),
+    }
 }
 
 /// Counts for one class.
@@ -107,19 +142,31 @@ pub fn verdict(
     let Ok(method) = http::Method::from_bytes(case.method.as_bytes()) else {
         return Some(Some("protocol-method"));
     };
-    // A body in the case is sent with its length (the corpora's harnesses add it).
+    let Ok(version) = version(&case.meta) else {
+        return Some(Some("protocol-version"));
+    };
+    // A body in the case is sent with its length: the corpora's harnesses add it, unless the
+    // case says they do not. Then an HTTP/1 request without `Content-Length` or
+    // `Transfer-Encoding` has no body (RFC 9112 section 6.3): the bytes after its head are
+    // the next request's, not this one's.
     let sent_body = case.body.as_ref().is_some_and(|b| !b.is_empty());
-    if sent_body
-        && !headers.contains_key(http::header::CONTENT_LENGTH)
-        && !headers.contains_key(http::header::TRANSFER_ENCODING)
-    {
-        let length = case.body.as_ref().map_or(0, String::len);
-        headers.insert(http::header::CONTENT_LENGTH, length.into());
+    let framed = headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING);
+    let mut body_is_sent = true;
+    if sent_body && !framed {
+        if case.meta.autocomplete_headers == Some(false) {
+            body_is_sent = false;
+        } else {
+            let length = case.body.as_ref().map_or(0, String::len);
+            headers.insert(http::header::CONTENT_LENGTH, length.into());
+        }
     }
-    // The target as sent. A case without `Host` is not judged for it: like `Content-Length`,
-    // the harness that replays a corpus adds it (the proxy refuses HTTP/1 without one).
+    // The target as sent. A case without `Host` and without its own version is not judged
+    // for it: like `Content-Length`, the harness that replays a corpus adds it (the proxy
+    // refuses HTTP/1 without one).
     let raw = crate::protocol::RawHead {
         fragment: case.path.contains('#'),
+        http1: matches!(version, Version::Http1),
         ..crate::protocol::RawHead::default()
     };
     if let Err(refusal) = crate::protocol::check_framing(&headers, raw)
@@ -140,6 +187,7 @@ pub fn verdict(
         return Some(Some("protocol-method"));
     }
     let body = match (&case.body, case.body_base64) {
+        _ if !body_is_sent => None,
         (Some(b), true) => Some(base64::engine::general_purpose::STANDARD.decode(b).ok()?),
         (Some(b), false) => Some(b.as_bytes().to_vec()),
         (None, _) => None,
@@ -307,4 +355,63 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "cases that are not requests: {}", report.unreadable);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(json: &str) -> Case {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_version_pingora_cannot_parse_is_refused_and_http1_needs_a_host() {
+        for version in ["HTTP/4.0", "HTTP/0.9", "JUNK/1.0", "1.1", ""] {
+            let c = case(&format!(
+                r#"{{"id":"v","class":"protocol","expect":"block","method":"GET","path":"/",
+                   "headers":[["Host","localhost"]],"body":null,"meta":{{"version":"{version}"}}}}"#
+            ));
+            assert_eq!(
+                verdict(&c, None),
+                Some(Some("protocol-version")),
+                "{version}"
+            );
+        }
+        let no_host = |meta: &str| {
+            case(&format!(
+                r#"{{"id":"h","class":"protocol","expect":"block","method":"GET","path":"/",
+                   "headers":[["Accept","*/*"]],"body":null,"meta":{meta}}}"#
+            ))
+        };
+        // The case says HTTP/1.0 and sends no Host: refused as the proxy refuses it.
+        assert_eq!(
+            verdict(&no_host(r#"{"version":"HTTP/1.0"}"#), None),
+            Some(Some("protocol.invalid_host"))
+        );
+        // HTTP/2 names its authority elsewhere; without a version the harness adds Host.
+        assert_eq!(
+            verdict(&no_host(r#"{"version":"HTTP/2"}"#), None),
+            Some(None)
+        );
+        assert_eq!(verdict(&no_host("{}"), None), Some(None));
+    }
+
+    #[test]
+    fn a_body_sent_without_its_length_is_not_this_requests_body() {
+        let post = |meta: &str| {
+            case(&format!(
+                r#"{{"id":"b","class":"sqli","expect":"block","method":"POST","path":"/",
+                   "headers":[["Host","localhost"],["Content-Type","application/x-www-form-urlencoded"]],
+                   "body":"q=1' union select password from users--","meta":{meta}}}"#
+            ))
+        };
+        // The harness adds Content-Length: the body is this request's, and refused.
+        assert!(matches!(verdict(&post("{}"), None), Some(Some(_))));
+        // Sent as listed, the request has no body (RFC 9112 section 6.3).
+        assert_eq!(
+            verdict(&post(r#"{"autocomplete_headers":false}"#), None),
+            Some(None)
+        );
+    }
 }
