@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Instructions per keep-alive GET through the gateway, counted by callgrind: a figure that
+# does not move with the machine's load or clock, for before/after comparisons of the request
+# path (docs/performance.md, "Instructions per request"). Loopback only; stops by itself.
+#
+#   benches/callgrind-get.sh [MODE] [SECONDS]
+#
+# MODE is proxy-bench-gateway.sh's (routing, full, bare; default routing); SECONDS of load
+# (default 15) at 8 connections from one wrk thread, after 3 s of warm-up that is not counted.
+# Prints requests, instructions and instructions per request, then the gateway's own functions
+# by instructions per request, and leaves the profile in $OUT (default
+# /tmp/callgrind-get-MODE.out) for callgrind_annotate.
+#
+# Needs valgrind, wrk, nginx (the upstream, as in ../shared/tools/proxy-bench.sh) and openssl
+# (a throwaway certificate). Under valgrind the CPU has no SHA extensions, so SHA-256 (the
+# audit chain and Merkle tree) runs its portable code and counts several times what it costs
+# on a CPU with them; compare like with like.
+set -euo pipefail
+mode=${1:-routing}
+seconds=${2:-15}
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-/tmp/callgrind-get-$mode.out}
+for tool in valgrind callgrind_control callgrind_annotate wrk nginx openssl curl; do
+  command -v "$tool" >/dev/null || { echo "callgrind-get: $tool is missing (Debian: apt-get install valgrind wrk nginx-light openssl curl)" >&2; exit 1; }
+done
+target=${CARGO_TARGET_DIR:-$here/target}
+bin=${PHR_GATEWAY_BIN:-$target/release/phr-gateway}
+bare=$target/release/examples/bare_pingora
+if [ "$mode" = bare ]; then
+  [ -x "$bare" ] || (cd "$here" && cargo build --release --quiet --example bare_pingora)
+else
+  [ -x "$bin" ] || (cd "$here" && cargo build --release --quiet)
+fi
+
+tmp=$(mktemp -d)
+up_port=${UP_PORT:-20199}
+port=${PORT:-20198}
+cleanup() {
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  [ -n "${gateway_pid:-}" ] && kill -- "-$gateway_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+mkdir -p "$tmp/logs"
+cat > "$tmp/nginx.conf" <<NGINX
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$up_port;
+    keepalive_requests 1000000;
+    location / { default_type application/json; return 200 '{"resourceType":"Patient","id":"p1","active":true}'; }
+  }
+}
+NGINX
+nginx -p "$tmp" -c "$tmp/nginx.conf"
+
+cat > "$tmp/under-callgrind" <<WRAP
+#!/usr/bin/env bash
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$tmp/callgrind.%p" "\$CALLGRIND_TARGET" "\$@"
+WRAP
+chmod +x "$tmp/under-callgrind"
+export PB_CERT=$tmp/cert.pem PB_KEY=$tmp/key.pem PB_UPSTREAM=127.0.0.1:$up_port PB_PORT=$port PB_MODE=$mode
+if [ "$mode" = bare ]; then
+  CALLGRIND_TARGET=$bare setsid "$tmp/under-callgrind" > "$tmp/gateway.log" 2>&1 &
+else
+  CALLGRIND_TARGET=$bin PHR_GATEWAY_BIN=$tmp/under-callgrind \
+    setsid bash "$here/benches/proxy-bench-gateway.sh" > "$tmp/gateway.log" 2>&1 &
+fi
+gateway_pid=$!
+for _ in $(seq 1 240); do
+  curl -sk -o /dev/null "https://127.0.0.1:$port/" && break
+  sleep 0.5
+done
+wrk -t1 -c8 -d3s "https://127.0.0.1:$port/" >/dev/null
+callgrind_control -i on >/dev/null
+wrk -t1 -c8 -d"${seconds}s" "https://127.0.0.1:$port/" > "$tmp/wrk.txt"
+callgrind_control -d >/dev/null
+callgrind_control -i off >/dev/null
+requests=$(grep -o '[0-9]* requests in' "$tmp/wrk.txt" | cut -d' ' -f1)
+profile=$(ls -S "$tmp"/callgrind.* | head -1)
+cp "$profile" "$out"
+total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "mode $mode: $requests requests, $total instructions, $((total / requests)) per request"
+echo "gateway functions, inclusive instructions per request:"
+callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
+  awk -v n="$requests" '/phr_gateway::/ && / \[/ { v = $1; gsub(",", "", v); sub(/.*phr_gateway::/, "", $0); sub(/ \[.*/, "", $0); printf "%9.0f  %s\n", v / n, $0 }' |
+  head -25
