@@ -294,17 +294,15 @@ impl ProxyHttp for Gateway {
         let Some((snapshot, route)) = ctx.routed() else {
             return Error::e_explain(ErrorType::InternalError, "no route decided for request");
         };
-        forward::rewrite_request(
-            upstream_request,
-            &Forwarding {
-                client_ip,
-                host,
-                request_id: &ctx.request_id,
-                default_host: snapshot.upstream_of(route).authority.as_str(),
-                identity_headers: &snapshot.identity.headers,
-                principal: ctx.principal.as_deref(),
-            },
-        );
+        let forwarding = Forwarding {
+            client_ip,
+            host,
+            request_id: &ctx.request_id,
+            default_host: snapshot.upstream_of(route).authority.as_str(),
+            identity_headers: &snapshot.identity.headers,
+            principal: ctx.principal.as_deref(),
+        };
+        rewrite_upstream_request(upstream_request, &forwarding);
         if let Some(body) = &ctx.rewritten {
             // The body that goes is the rewritten one (request_body_filter), with its length.
             upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
@@ -360,8 +358,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         // Also strips an upstream's own `PHR-Neutralised`: only the gateway says what it changed.
-        harden::harden(upstream_response);
-        upstream_response.set(X_REQUEST_ID, ctx.request_id.clone());
+        edit_response_headers(upstream_response, |headers| {
+            harden::harden(headers);
+            headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+        });
         if let Some(changed) = changed_fields(&ctx.changes) {
             // ... and so is the client whose value it was.
             upstream_response.insert_header(PHR_NEUTRALISED, changed)?;
@@ -1168,8 +1168,59 @@ async fn write_refusal(
         .await
 }
 
-// pingora's headers keep a header-name case map beside the `HeaderMap`; editing them through
-// their own methods keeps the two in step.
+// pingora's headers keep a header-name case map beside the `HeaderMap`, and every insert
+// through their own methods copies the name, parses it back and updates both maps: about
+// 1,500 instructions a header (callgrind), where the forwarding rewrite and the hardening add
+// eight headers to every request and response. The proxy's edits are made on the plain
+// `HeaderMap` instead, taken out of pingora's header and put back without a case map. Header
+// names then go out in pingora's canonical spelling (standard names titled, others in lower
+// case), as HTTP/2 sends every name anyway: names are case-insensitive (RFC 9110 section 5.1).
+// docs/decisions.md, 2026-11-27.
+
+/// Headers the gateway adds to a request or response, at most: room made once.
+const ADDED_HEADERS: usize = 8;
+
+/// The forwarding rewrite on the upstream request, made on its plain `HeaderMap`. A request
+/// target the URI does not reproduce (absolute-form, bytes that are not UTF-8) lives only in
+/// pingora's header, so such a request is rewritten in place, through pingora's methods.
+fn rewrite_upstream_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>) {
+    let round_trips = request
+        .uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str().as_bytes() == request.raw_path());
+    if !round_trips {
+        forward::rewrite_request(request, forwarding);
+        return;
+    }
+    let end_stream = request.send_end_stream();
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
+    parts.headers.reserve(ADDED_HEADERS);
+    forward::rewrite_request(&mut parts.headers, forwarding);
+    *request = RequestHeader::from(parts);
+    if let Some(end_stream) = end_stream {
+        request.set_send_end_stream(end_stream);
+    }
+}
+
+/// Edit a response's headers as a plain `HeaderMap`, keeping its status and reason phrase.
+fn edit_response_headers(response: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap)) {
+    let reason = response
+        .get_reason_phrase()
+        .filter(|phrase| Some(*phrase) != response.status.canonical_reason())
+        .map(str::to_owned);
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(response, empty));
+    parts.headers.reserve(ADDED_HEADERS);
+    edit(&mut parts.headers);
+    *response = ResponseHeader::from(parts);
+    if reason.is_some() {
+        let _ = response.set_reason_phrase(reason.as_deref());
+    }
+}
+
+// Where pingora's own header methods are the way (a verbatim target, a response pingora built),
+// they keep its two maps in step.
 
 impl HeaderEdit for RequestHeader {
     fn headers(&self) -> &HeaderMap {

@@ -334,6 +334,45 @@ async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_upstream() {
     assert_eq!(h["accept"], "application/fhir+json");
 }
 
+/// The proxy rewrites an origin-form request's headers on a plain `HeaderMap` and an
+/// absolute-form one through pingora's own methods (its target lives only there): both strip
+/// what a client must not tell the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_target_is_rewritten_like_any_other() {
+    let s = setup().await;
+    for target in ["/anon/headers", "https://localhost/anon/headers"] {
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 10.9.9.9\r\n\
+             X-Real-IP: 10.9.9.9\r\nX-Request-Id: chosen-by-client\r\nTE: trailers\r\n\
+             X-Phr-Subject: someone-else\r\nAccept: application/fhir+json\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+            .await
+            .expect("exchange");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+        let lower = answer.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\nstrict-transport-security: max-age=31536000"),
+            "{answer}"
+        );
+        assert!(!lower.contains("\r\nserver:"), "{answer}");
+        let seen = s.upstream.requests();
+        let h = &seen.last().expect("forwarded").headers;
+        assert_eq!(
+            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            vec!["127.0.0.1"],
+            "{target}"
+        );
+        assert!(h.get("x-real-ip").is_none(), "{target}");
+        assert!(h.get("te").is_none(), "{target}");
+        assert!(h.get("x-phr-subject").is_none(), "{target}");
+        assert_ne!(h["x-request-id"], "chosen-by-client", "{target}");
+        assert_eq!(h["accept"], "application/fhir+json", "{target}");
+    }
+    assert_eq!(s.upstream.requests().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_with_broken_policy_keeps_old_routes_r_ops_2() {
     let s = setup().await;
