@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
                 path: "/fhir/Observation",
                 query: Some("patient=p-001&_lastUpdated=gt2026-01-01"),
                 headers: &head,
+                authority: None,
                 body: None,
             }));
             assert!(found.is_empty());
@@ -74,6 +75,7 @@ fn bench(c: &mut Criterion) {
                 path: "/fhir",
                 query: None,
                 headers: &json,
+                authority: None,
                 body: Some(bundle.as_bytes()),
             }));
             assert!(found.is_empty());
@@ -110,6 +112,7 @@ fn bench(c: &mut Criterion) {
                     path: "/fhir/DocumentReference",
                     query: None,
                     headers: &json,
+                    authority: None,
                     body: Some(document.as_bytes()),
                 }));
                 assert!(found.is_empty());

@@ -118,6 +118,7 @@ pub fn explain_one(
         path,
         query,
         headers: &headers,
+        authority: None,
         raw_head: crate::protocol::RawHead::default(),
     };
     let body = match (request.body, request.body_base64) {

@@ -235,6 +235,10 @@ pub struct Target<'a> {
     pub query: Option<&'a str>,
     /// The headers.
     pub headers: &'a HeaderMap,
+    /// The authority of the request target, where it has one: HTTP/2's `:authority` (an
+    /// HTTP/2 client need not send `Host`), or an absolute-form target's. The request's own
+    /// site is `Host`, else this.
+    pub authority: Option<&'a str>,
     /// The body, when it was read.
     pub body: Option<&'a [u8]>,
 }
@@ -694,7 +698,8 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             host: target
                 .headers
                 .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok()),
+                .and_then(|h| h.to_str().ok())
+                .or(target.authority),
         };
         if pairs(query, Place::Query, Some(&request), found) {
             return;
@@ -987,6 +992,7 @@ mod tests {
             path,
             query,
             headers: &map,
+            authority: None,
             body: body.map(str::as_bytes),
         })
         .iter()

@@ -45,6 +45,8 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     /// The request headers.
     pub headers: &'a HeaderMap,
+    /// The target's authority: HTTP/2's `:authority`, or an absolute-form target's.
+    pub authority: Option<&'a str>,
     /// What the raw HTTP/1 head showed that the parsed headers no longer do.
     pub raw_head: protocol::RawHead,
 }
@@ -229,6 +231,7 @@ pub fn evaluate<'s>(
                 path: request.path,
                 query: request.query,
                 headers: request.headers,
+                authority: request.authority,
                 body: None,
             }));
         if let Some(first) = route.inspect.refusing(&findings) {

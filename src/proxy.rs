@@ -215,6 +215,7 @@ impl ProxyHttp for Gateway {
             path: header.uri.path(),
             query: header.uri.query(),
             headers: &header.headers,
+            authority: header.uri.authority().map(|a| a.as_str()),
             raw_head,
         };
         let state = self.live_state(ctx.client, Some(&snapshot.limits.rates));

@@ -649,3 +649,33 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
         assert!(answer.ends_with("upstream-ok /records/x 5"), "{answer}");
     }
 }
+
+/// `rfi-160` judges a bare address in the query against the request's own site. An HTTP/2
+/// client names that site in `:authority` and need not send `Host`: its own address passes
+/// there as it does over HTTP/1.1, and another site's is still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_request_without_host_is_judged_against_its_authority() {
+    let s = Harness::start(EXTRA).await;
+    let h2 = client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]);
+    let own = get(
+        s.gateway.port,
+        h2.clone(),
+        "https://phr.example.jp/records/x?next=https://phr.example.jp/",
+        &[],
+    )
+    .await
+    .expect("h2 request");
+    assert_eq!(own.version, http::Version::HTTP_2);
+    assert_eq!(own.status, 200, "{own:?}");
+    let other = get(
+        s.gateway.port,
+        h2,
+        "https://phr.example.jp/records/x?next=https://evil.example/",
+        &[],
+    )
+    .await
+    .expect("h2 request");
+    assert_eq!(other.status, 403, "{other:?}");
+    assert_eq!(rules(&s.record(&other)), ["rfi-160"]);
+    assert_eq!(s.upstream.requests().len(), 1);
+}

@@ -207,6 +207,7 @@ pub fn verdict(
         path,
         query,
         headers: &headers,
+        authority: None,
         body: None,
     };
     let head = route.keep(super::inspect(&target));

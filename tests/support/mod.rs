@@ -498,7 +498,10 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<Reply, BoxError> {
         let h2 = matches!(self, Client::H2(_));
-        let uri = if h2 {
+        // Over h2 the authority goes in `:authority`: `localhost` unless `path` names its own.
+        let uri = if h2 && path.starts_with("https://") {
+            path.to_owned()
+        } else if h2 {
             format!("https://localhost{path}")
         } else {
             path.to_owned()
