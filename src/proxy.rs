@@ -1178,7 +1178,8 @@ async fn write_refusal(
 // case), as HTTP/2 sends every name anyway: names are case-insensitive (RFC 9110 section 5.1).
 // docs/decisions.md, 2026-11-27.
 
-/// Headers the gateway adds to a request or response, at most: room made once.
+/// Room made once for the headers the gateway adds to a request (five, and identity headers
+/// on routes that verify one) or a response (three); more still fit, at the map's own cost.
 const ADDED_HEADERS: usize = 8;
 
 /// The forwarding rewrite on the upstream request, made on its plain `HeaderMap`. A request
