@@ -281,7 +281,35 @@ pub fn check_body_allowed(method: &http::Method, headers: &HeaderMap) -> Result<
 /// IPv6 address is in brackets. An HTTP/1 request without `Host` is refused too (RFC 9112
 /// section 3.2, HTTP/1.0 included: the gateway serves named sites only); an HTTP/2 request
 /// names its authority in its pseudo-headers and may send no `Host` at all.
-pub fn check_host(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
+///
+/// `authority` is the one the request target names, when it names one: HTTP/2's
+/// `:authority`, or an absolute-form target's (`GET https://host/path`). It must be a valid
+/// authority, and the same host as `Host` when both are sent (RFC 9113 section 8.3.1; an
+/// origin server reads an absolute-form target's host and ignores `Host`, RFC 9112 section
+/// 3.2.2): otherwise the gateway would route, judge and log one site while the backend serves
+/// another.
+pub fn check_host(
+    headers: &HeaderMap,
+    raw: RawHead,
+    authority: Option<&str>,
+) -> Result<(), Refusal> {
+    if let Some(authority) = authority {
+        if !valid_authority(authority.as_bytes()) {
+            return Err(Refusal::new(
+                Reason::ProtocolInvalidHost,
+                "the request target's authority must be a host name or address, with an optional port",
+            ));
+        }
+        let named = headers
+            .get(http::header::HOST)
+            .is_some_and(|host| !same_host(host.as_bytes(), authority.as_bytes()));
+        if named {
+            return Err(Refusal::new(
+                Reason::ProtocolInvalidHost,
+                "the request target names another host than the Host header",
+            ));
+        }
+    }
     let mut hosts = headers.get_all(http::header::HOST).iter();
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return match headers.contains_key(http::header::HOST) {
@@ -304,6 +332,27 @@ pub fn check_host(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
             "Host must be a host name or address, with an optional port",
         ))
     }
+}
+
+/// Whether two authorities name the same host, ports aside (a client may spell the default
+/// port in one and not the other), case aside.
+fn same_host(a: &[u8], b: &[u8]) -> bool {
+    fn host(authority: &[u8]) -> &[u8] {
+        match authority.iter().rposition(|&b| b == b':' || b == b']') {
+            Some(at) if authority[at] == b':' => &authority[..at],
+            _ => authority,
+        }
+    }
+    host(a).eq_ignore_ascii_case(host(b))
+}
+
+/// The authority an absolute-form HTTP/1 target names (`https://host:8443/path` → `host:8443`).
+pub fn absolute_form_authority(target: &[u8]) -> Option<&str> {
+    let target = std::str::from_utf8(target).ok()?;
+    let rest = target
+        .strip_prefix("https://")
+        .or_else(|| target.strip_prefix("http://"))?;
+    Some(&rest[..rest.find(['/', '?']).unwrap_or(rest.len())])
 }
 
 fn valid_authority(authority: &[u8]) -> bool {
@@ -454,9 +503,46 @@ mod tests {
     }
 
     #[test]
+    fn a_target_naming_another_host_than_host_is_refused_r_waf_3() {
+        let check = |pairs: &[(&str, &[u8])], authority| {
+            check_host(&headers(pairs), RawHead::default(), authority)
+                .err()
+                .map(|r| r.reason)
+        };
+        let host: &[(&str, &[u8])] = &[("host", b"phr.example.test:8443")];
+        for same in [
+            "phr.example.test:8443",
+            "phr.example.test",
+            "PHR.Example.Test:443",
+        ] {
+            assert_eq!(check(host, Some(same)), None, "{same}");
+        }
+        // HTTP/2 without Host: its :authority is the site.
+        assert_eq!(check(&[], Some("phr.example.test")), None);
+        for other in [
+            "admin.internal",
+            "phr.example.test.evil",
+            "evil@phr.example.test",
+            "",
+        ] {
+            assert_eq!(
+                check(host, Some(other)),
+                Some(Reason::ProtocolInvalidHost),
+                "{other:?}"
+            );
+        }
+        assert_eq!(
+            absolute_form_authority(b"https://phr.example.test:8443/fhir?x=1"),
+            Some("phr.example.test:8443")
+        );
+        assert_eq!(absolute_form_authority(b"http://a.test?q"), Some("a.test"));
+        assert_eq!(absolute_form_authority(b"/fhir/Patient/1"), None);
+    }
+
+    #[test]
     fn a_host_that_is_no_authority_is_refused_r_waf_3() {
         let host = |pairs: &[(&str, &[u8])]| {
-            check_host(&headers(pairs), RawHead::default())
+            check_host(&headers(pairs), RawHead::default(), None)
                 .err()
                 .map(|r| r.reason)
         };
@@ -473,12 +559,14 @@ mod tests {
         assert_eq!(host(&[]), None, "HTTP/2 names its authority elsewhere");
         let http1 = RawHead::of(b"GET / HTTP/1.0\r\n\r\n", false);
         assert_eq!(
-            check_host(&headers(&[]), http1).err().map(|r| r.reason),
+            check_host(&headers(&[]), http1, None)
+                .err()
+                .map(|r| r.reason),
             Some(Reason::ProtocolInvalidHost),
             "HTTP/1 without Host"
         );
         assert_eq!(
-            check_host(&headers(&[("host", b"a.test")]), http1).err(),
+            check_host(&headers(&[("host", b"a.test")]), http1, None).err(),
             None
         );
         for bad in [

@@ -215,7 +215,11 @@ impl ProxyHttp for Gateway {
             path: header.uri.path(),
             query: header.uri.query(),
             headers: &header.headers,
-            authority: header.uri.authority().map(|a| a.as_str()),
+            authority: header
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| protocol::absolute_form_authority(header.raw_path())),
             raw_head,
         };
         let state = self.live_state(ctx.client, Some(&snapshot.limits.rates));
@@ -1182,15 +1186,23 @@ async fn write_refusal(
 /// on routes that verify one) or a response (three); more still fit, at the map's own cost.
 const ADDED_HEADERS: usize = 8;
 
-/// The forwarding rewrite on the upstream request, made on its plain `HeaderMap`. A request
-/// target the URI does not reproduce (absolute-form, bytes that are not UTF-8) lives only in
-/// pingora's header, so such a request is rewritten in place, through pingora's methods.
+/// The forwarding rewrite on the upstream request, made on its plain `HeaderMap`; an
+/// absolute-form target goes as origin-form. A target the URI does not reproduce otherwise
+/// (bytes that are not UTF-8) would live only in pingora's header, so such a request is
+/// rewritten in place, through pingora's methods (pingora 0.9.1's parser refuses those
+/// targets with 400 before any hook runs; the path stays for a parser that does not).
 fn rewrite_upstream_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>) {
     let round_trips = request
         .uri
         .path_and_query()
         .is_some_and(|p| p.as_str().as_bytes() == request.raw_path());
-    if !round_trips {
+    if !round_trips && protocol::absolute_form_authority(request.raw_path()).is_some() {
+        // An origin server is sent origin-form (RFC 9112 section 3.2.1): the host it would
+        // read from an absolute-form target was checked against `Host`, which goes instead.
+        // pingora's URI holds the path and query alone for such a target.
+        let origin = request.uri.clone();
+        request.set_uri(origin);
+    } else if !round_trips {
         forward::rewrite_request(request, forwarding);
         return;
     }

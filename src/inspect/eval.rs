@@ -129,6 +129,7 @@ pub fn verdict(
         return Some(Some("protocol-target"));
     };
     let (path, query) = (target.path(), target.query());
+    let authority = target.authority().map(|a| a.as_str());
     let mut headers = http::HeaderMap::new();
     for (name, value) in &case.headers {
         let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
@@ -171,7 +172,7 @@ pub fn verdict(
     };
     if let Err(refusal) = crate::protocol::check_framing(&headers, raw)
         .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
-        .and_then(|()| crate::protocol::check_host(&headers, raw))
+        .and_then(|()| crate::protocol::check_host(&headers, raw, authority))
     {
         return Some(Some(refusal.reason.code()));
     }
@@ -207,7 +208,7 @@ pub fn verdict(
         path,
         query,
         headers: &headers,
-        authority: None,
+        authority,
         body: None,
     };
     let head = route.keep(super::inspect(&target));
