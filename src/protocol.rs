@@ -347,12 +347,16 @@ fn same_host(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The authority an absolute-form HTTP/1 target names (`https://host:8443/path` → `host:8443`).
+/// Asked of every request: an origin-form target is answered by its first bytes.
 pub fn absolute_form_authority(target: &[u8]) -> Option<&str> {
-    let target = std::str::from_utf8(target).ok()?;
     let rest = target
-        .strip_prefix("https://")
-        .or_else(|| target.strip_prefix("http://"))?;
-    Some(&rest[..rest.find(['/', '?']).unwrap_or(rest.len())])
+        .strip_prefix(b"https://")
+        .or_else(|| target.strip_prefix(b"http://"))?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 fn valid_authority(authority: &[u8]) -> bool {

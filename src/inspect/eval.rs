@@ -151,16 +151,13 @@ pub fn verdict(
     // `Transfer-Encoding` has no body (RFC 9112 section 6.3): the bytes after its head are
     // the next request's, not this one's.
     let sent_body = case.body.as_ref().is_some_and(|b| !b.is_empty());
-    let framed = headers.contains_key(http::header::CONTENT_LENGTH)
-        || headers.contains_key(http::header::TRANSFER_ENCODING);
-    let mut body_is_sent = true;
-    if sent_body && !framed {
-        if case.meta.autocomplete_headers == Some(false) {
-            body_is_sent = false;
-        } else {
-            let length = case.body.as_ref().map_or(0, String::len);
-            headers.insert(http::header::CONTENT_LENGTH, length.into());
-        }
+    let unframed = sent_body
+        && !headers.contains_key(http::header::CONTENT_LENGTH)
+        && !headers.contains_key(http::header::TRANSFER_ENCODING);
+    let body_is_sent = !(unframed && case.meta.autocomplete_headers == Some(false));
+    if unframed && body_is_sent {
+        let length = case.body.as_ref().map_or(0, String::len);
+        headers.insert(http::header::CONTENT_LENGTH, length.into());
     }
     // The target as sent. A case without `Host` and without its own version is not judged
     // for it: like `Content-Length`, the harness that replays a corpus adds it (the proxy
