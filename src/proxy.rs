@@ -1196,13 +1196,10 @@ fn rewrite_upstream_request(request: &mut RequestHeader, forwarding: &Forwarding
         .uri
         .path_and_query()
         .is_some_and(|p| p.as_str().as_bytes() == request.raw_path());
-    if !round_trips && protocol::absolute_form_authority(request.raw_path()).is_some() {
-        // An origin server is sent origin-form (RFC 9112 section 3.2.1): the host it would
-        // read from an absolute-form target was checked against `Host`, which goes instead.
-        // pingora's URI holds the path and query alone for such a target.
-        let origin = request.uri.clone();
-        request.set_uri(origin);
-    } else if !round_trips {
+    // An absolute-form target leaves as origin-form (RFC 9112 section 3.2.1): the host an
+    // origin server would read from it was checked against `Host`, which goes instead, and
+    // pingora's URI, which the parts below keep, holds the path and query alone.
+    if !round_trips && protocol::absolute_form_authority(request.raw_path()).is_none() {
         forward::rewrite_request(request, forwarding);
         return;
     }
@@ -1263,6 +1260,83 @@ impl HeaderEdit for ResponseHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarding<'a>(
+        request_id: &'a HeaderValue,
+        identity: &'a crate::identity::IdentityHeaders,
+    ) -> Forwarding<'a> {
+        Forwarding {
+            client_ip: Some("192.0.2.7".parse().unwrap()),
+            host: Some("phr.example.test"),
+            request_id,
+            default_host: "backend.internal",
+            identity_headers: identity,
+            principal: None,
+        }
+    }
+
+    #[test]
+    fn the_upstream_request_keeps_its_line_and_loses_what_the_client_may_not_say() {
+        let request_id = HeaderValue::from_static("rid-1");
+        let identity = crate::identity::IdentityHeaders::default();
+        for (target, version, sent) in [
+            (
+                "/fhir/Patient/1?x=1",
+                http::Version::HTTP_11,
+                "/fhir/Patient/1?x=1",
+            ),
+            ("/fhir/Patient/1", http::Version::HTTP_2, "/fhir/Patient/1"),
+            (
+                "https://phr.example.test/fhir/Patient/1?x=1",
+                http::Version::HTTP_11,
+                "/fhir/Patient/1?x=1",
+            ),
+        ] {
+            // As pingora's parser stores it: an absolute-form target is kept verbatim.
+            let mut request = RequestHeader::build("PUT", b"/", None).expect("request");
+            request.set_raw_path(target.as_bytes()).expect("target");
+            request.set_version(version);
+            request.set_send_end_stream(false);
+            request
+                .insert_header("X-Forwarded-For", "10.9.9.9")
+                .unwrap();
+            request
+                .insert_header("Accept", "application/fhir+json")
+                .unwrap();
+            rewrite_upstream_request(&mut request, &forwarding(&request_id, &identity));
+            assert_eq!(request.method, http::Method::PUT, "{target}");
+            assert_eq!(request.version, version, "{target}");
+            assert_eq!(request.raw_path(), sent.as_bytes(), "{target}");
+            assert_eq!(request.headers["x-forwarded-for"], "192.0.2.7", "{target}");
+            assert_eq!(
+                request.headers["accept"], "application/fhir+json",
+                "{target}"
+            );
+            assert_eq!(request.headers["x-request-id"], "rid-1", "{target}");
+            let end_stream = (version == http::Version::HTTP_2).then_some(false);
+            assert_eq!(request.send_end_stream(), end_stream, "{target}");
+        }
+    }
+
+    #[test]
+    fn the_response_keeps_its_status_and_reason_through_hardening() {
+        let mut response = ResponseHeader::build(299, None).expect("response");
+        response.set_reason_phrase(Some("Fine Anyway")).unwrap();
+        response.insert_header("Server", "backend/1.0").unwrap();
+        response
+            .insert_header("Content-Type", "application/fhir+json")
+            .unwrap();
+        edit_response_headers(&mut response, harden::harden);
+        assert_eq!(response.status.as_u16(), 299);
+        assert_eq!(response.get_reason_phrase(), Some("Fine Anyway"));
+        assert!(response.headers.get("server").is_none());
+        assert_eq!(response.headers["content-type"], "application/fhir+json");
+        assert!(response.headers.contains_key("strict-transport-security"));
+
+        let mut plain = ResponseHeader::build(404, None).expect("response");
+        edit_response_headers(&mut plain, |_| {});
+        assert_eq!(plain.get_reason_phrase(), Some("Not Found"));
+    }
 
     fn error(etype: ErrorType, source: ErrorSource) -> Box<Error> {
         let mut e = Error::new(etype);
