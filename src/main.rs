@@ -180,7 +180,8 @@ enum InspectCommand {
     /// the inspection the proxy runs, with the default settings a new operator gets; print
     /// true/false positives and negatives per class and the throughput.
     Eval {
-        /// `md` (a table) or `json` (`{"total": {...}, "classes": {...}, "mb_per_s": ...}`).
+        /// `md` (a table) or `json` (`{"total": {...}, "classes": {...}, "mb_per_s": ...,
+        /// "json_body_mb_per_s": ...}`).
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
         /// Also list (up to 5,000 of each) the missed attacks, and the refused legitimate cases

@@ -108,6 +108,10 @@ pub struct Report {
     pub classes: BTreeMap<String, Counts>,
     /// Inspection throughput over the cases' bytes, in MB/s.
     pub mb_per_s: f64,
+    /// The issue's own measure: throughput over the cases whose body is JSON (a `json` or
+    /// `+json` type), counting their body bytes and the time spent on those cases whole.
+    /// `None` when no case has one.
+    pub json_body_mb_per_s: Option<f64>,
     /// Cases that could not be built into a request (counted nowhere else).
     pub unreadable: u64,
     /// Ids of missed attacks and refused legitimate cases (the first 5,000 of each).
@@ -237,6 +241,19 @@ pub fn verdict(
     )
 }
 
+/// Whether a case sends a JSON body: a non-empty body with a `json` or `+json` media type.
+fn has_json_body(case: &Case) -> bool {
+    case.body.as_ref().is_some_and(|b| !b.is_empty())
+        && !case.body_base64
+        && case.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("content-type") && {
+                let media = value.split(';').next().unwrap_or_default().trim();
+                media.eq_ignore_ascii_case("application/json")
+                    || media.to_ascii_lowercase().ends_with("+json")
+            }
+        })
+}
+
 /// Run every case of `corpora` (JSON lines), with `policy`'s routes when one is given.
 pub fn run(
     corpora: &mut [Box<dyn BufRead>],
@@ -254,6 +271,7 @@ pub fn run(
     let mut report = Report::default();
     let mut bytes = 0usize;
     let mut spent = Duration::ZERO;
+    let (mut json_bytes, mut json_spent) = (0usize, Duration::ZERO);
     let mut missed_examples = 0;
     let mut fp_examples = 0;
     for corpus in corpora.iter_mut() {
@@ -279,7 +297,12 @@ pub fn run(
                 continue;
             };
             let refused = rule.is_some();
-            spent += started.elapsed();
+            let elapsed = started.elapsed();
+            spent += elapsed;
+            if let Some(body) = case.body.as_ref().filter(|_| has_json_body(&case)) {
+                json_bytes += body.len();
+                json_spent += elapsed;
+            }
             let attack = case.expect == "block";
             let counts = match (attack, refused) {
                 (true, true) => Counts {
@@ -314,6 +337,8 @@ pub fn run(
         }
     }
     report.mb_per_s = bytes as f64 / 1e6 / spent.as_secs_f64().max(1e-9);
+    report.json_body_mb_per_s =
+        (json_bytes > 0).then(|| json_bytes as f64 / 1e6 / json_spent.as_secs_f64().max(1e-9));
     Ok(report)
 }
 
@@ -350,6 +375,9 @@ pub fn table(report: &Report) -> String {
     }
     row("total", &report.total);
     let _ = writeln!(out, "\ninspection throughput: {:.1} MB/s", report.mb_per_s);
+    if let Some(json) = report.json_body_mb_per_s {
+        let _ = writeln!(out, "JSON bodies: {json:.1} MB/s");
+    }
     if report.unreadable > 0 {
         let _ = writeln!(out, "cases that are not requests: {}", report.unreadable);
     }
@@ -394,6 +422,31 @@ mod tests {
             Some(None)
         );
         assert_eq!(verdict(&no_host("{}"), None), Some(None));
+    }
+
+    #[test]
+    fn json_bodies_are_told_by_their_media_type() {
+        let with = |content_type: &str, body: &str, base64: bool| {
+            case(&format!(
+                r#"{{"id":"j","class":"benign","expect":"allow","method":"POST","path":"/",
+                   "headers":[["Content-Type","{content_type}"]],"body":{body},"body_base64":{base64}}}"#
+            ))
+        };
+        for json in [
+            "application/json",
+            "application/fhir+json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            assert!(has_json_body(&with(json, r#""{}""#, false)), "{json}");
+        }
+        assert!(!has_json_body(&with("text/plain", r#""{}""#, false)));
+        assert!(!has_json_body(&with(
+            "application/x-www-form-urlencoded",
+            r#""a=1""#,
+            false
+        )));
+        assert!(!has_json_body(&with("application/json", "null", false)));
+        assert!(!has_json_body(&with("application/json", r#""e30=""#, true)));
     }
 
     #[test]
