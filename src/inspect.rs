@@ -425,6 +425,11 @@ enum BodyKind {
     File(String),
 }
 
+/// Whether a body of this declared type is read as JSON (`application/json`, any `+json`).
+pub(crate) fn is_json(content_type: &str) -> bool {
+    body_kind(content_type) == BodyKind::Json
+}
+
 fn body_kind(content_type: &str) -> BodyKind {
     let media = content_type
         .split(';')

@@ -337,13 +337,16 @@ pub fn check_host(
 /// Whether two authorities name the same host, ports aside (a client may spell the default
 /// port in one and not the other), case aside.
 fn same_host(a: &[u8], b: &[u8]) -> bool {
-    fn host(authority: &[u8]) -> &[u8] {
-        match authority.iter().rposition(|&b| b == b':' || b == b']') {
-            Some(at) if authority[at] == b':' => &authority[..at],
-            _ => authority,
-        }
+    split_port(a).0.eq_ignore_ascii_case(split_port(b).0)
+}
+
+/// An authority's host and port: the port follows the last `:` outside an IPv6 literal's
+/// brackets.
+fn split_port(authority: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match authority.iter().rposition(|&b| b == b':' || b == b']') {
+        Some(at) if authority[at] == b':' => (&authority[..at], Some(&authority[at + 1..])),
+        _ => (authority, None),
     }
-    host(a).eq_ignore_ascii_case(host(b))
 }
 
 /// The authority an absolute-form HTTP/1 target names (`https://host:8443/path` → `host:8443`).
@@ -360,10 +363,7 @@ pub fn absolute_form_authority(target: &[u8]) -> Option<&str> {
 }
 
 fn valid_authority(authority: &[u8]) -> bool {
-    let (host, port) = match authority.iter().rposition(|&b| b == b':' || b == b']') {
-        Some(at) if authority[at] == b':' => (&authority[..at], Some(&authority[at + 1..])),
-        _ => (authority, None),
-    };
+    let (host, port) = split_port(authority);
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
     let host_ok = match host {

@@ -1186,23 +1186,14 @@ async fn write_refusal(
 /// on routes that verify one) or a response (three); more still fit, at the map's own cost.
 const ADDED_HEADERS: usize = 8;
 
-/// The forwarding rewrite on the upstream request, made on its plain `HeaderMap`; an
-/// absolute-form target goes as origin-form. A target the URI does not reproduce otherwise
-/// (bytes that are not UTF-8) would live only in pingora's header, so such a request is
-/// rewritten in place, through pingora's methods (pingora 0.9.1's parser refuses those
-/// targets with 400 before any hook runs; the path stays for a parser that does not).
+/// The forwarding rewrite on the upstream request, made on its plain `HeaderMap`.
+///
+/// The target that goes is the one the gateway routed and inspected: pingora's URI, which the
+/// parts keep, not a verbatim copy of what the client sent. So an absolute-form target leaves
+/// as origin-form (RFC 9112 section 3.2.1; the host an origin server would read from it was
+/// checked against `Host`, which goes instead). A target that is not UTF-8 would leave as the
+/// URI's rendering of it, but pingora 0.9.1's parser refuses those with 400 first.
 fn rewrite_upstream_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>) {
-    let round_trips = request
-        .uri
-        .path_and_query()
-        .is_some_and(|p| p.as_str().as_bytes() == request.raw_path());
-    // An absolute-form target leaves as origin-form (RFC 9112 section 3.2.1): the host an
-    // origin server would read from it was checked against `Host`, which goes instead, and
-    // pingora's URI, which the parts below keep, holds the path and query alone.
-    if !round_trips && protocol::absolute_form_authority(request.raw_path()).is_none() {
-        forward::rewrite_request(request, forwarding);
-        return;
-    }
     let end_stream = request.send_end_stream();
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
@@ -1230,20 +1221,8 @@ fn edit_response_headers(response: &mut ResponseHeader, edit: impl FnOnce(&mut H
     }
 }
 
-// Where pingora's own header methods are the way (a verbatim target, a response pingora built),
-// they keep its two maps in step.
-
-impl HeaderEdit for RequestHeader {
-    fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.insert_header(name, value);
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        while self.remove_header(name).is_some() {}
-    }
-}
+// A response the gateway builds itself (a refusal, its own endpoints) is hardened through
+// pingora's own header methods, which keep its two maps in step.
 
 impl HeaderEdit for ResponseHeader {
     fn headers(&self) -> &HeaderMap {

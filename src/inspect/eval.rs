@@ -241,17 +241,14 @@ pub fn verdict(
     )
 }
 
-/// Whether a case sends a JSON body: a non-empty body with a `json` or `+json` media type.
+/// Whether a case sends a JSON body: a non-empty body of a type inspection reads as JSON.
 fn has_json_body(case: &Case) -> bool {
     case.body.as_ref().is_some_and(|b| !b.is_empty())
         && !case.body_base64
-        && case.headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("content-type") && {
-                let media = value.split(';').next().unwrap_or_default().trim();
-                media.eq_ignore_ascii_case("application/json")
-                    || media.to_ascii_lowercase().ends_with("+json")
-            }
-        })
+        && case
+            .headers
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case("content-type") && super::is_json(value))
 }
 
 /// Run every case of `corpora` (JSON lines), with `policy`'s routes when one is given.
