@@ -283,6 +283,30 @@ struct Verdicts {
     longest: usize,
 }
 
+thread_local! {
+    static SEEN_FETCHED: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 512));
+    static SEEN_PAGES: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
+    static SEEN_AGENTS: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
+    static SEEN_JSON_KEYS: RefCell<Verdicts> = RefCell::new(Verdicts::new(8_192, 64));
+    static SEEN_JSON_VALUES: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 128));
+}
+
+/// Empty this thread's verdict tables: `inspect eval` measures a second pass over its corpora
+/// with warm automata but no verdict remembered from the first. Never inlined: profilers
+/// (`callgrind --zero-before=…forget_seen_values`) mark that second pass by it.
+#[inline(never)]
+pub(crate) fn forget_seen_values() {
+    for table in [
+        &SEEN_FETCHED,
+        &SEEN_PAGES,
+        &SEEN_AGENTS,
+        &SEEN_JSON_KEYS,
+        &SEEN_JSON_VALUES,
+    ] {
+        table.with_borrow_mut(|t| t.seen.clear());
+    }
+}
+
 impl Verdicts {
     fn new(entries: usize, longest: usize) -> Self {
         Verdicts {
@@ -332,18 +356,14 @@ fn names_a_file(name: &http::HeaderName) -> bool {
 /// A header's verdict. `Referer` and `Origin` name pages, never addresses a backend fetches:
 /// an internal host there is not SSRF (a staff portal on `http://10.0.0.5/`).
 fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
-    // One table per SSRF setting, so that a hit is a lookup by the borrowed value.
-    thread_local! {
-        static FETCHED: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 512));
-        static PAGES: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
-    }
     // A plain `User-Agent` is still read whole: `visudo` or `chef-shell` is a command there,
     // where no client names itself so.
     if plain(raw) && name != http::header::USER_AGENT {
         return detect::plain_value(raw);
     }
     let fetched = !matches!(name.as_str(), "referer" | "origin");
-    let table = if fetched { &FETCHED } else { &PAGES };
+    // One table per SSRF setting, so that a hit is a lookup by the borrowed value.
+    let table = if fetched { &SEEN_FETCHED } else { &SEEN_PAGES };
     Verdicts::get_or(table, raw, || {
         detect::value_with(&normalise(raw, Plus::Literal), fetched)
     })
@@ -735,10 +755,7 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
         }
     }
     for agent in target.headers.get_all(http::header::USER_AGENT) {
-        thread_local! {
-            static AGENTS: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
-        }
-        let hit = Verdicts::get_or(&AGENTS, agent.as_bytes(), || {
+        let hit = Verdicts::get_or(&SEEN_AGENTS, agent.as_bytes(), || {
             detect::scanner(agent.as_bytes())
         });
         if found.add(hit, Place::Header, || "user-agent".to_owned()) {
@@ -907,21 +924,26 @@ pub(crate) fn narrative(xhtml: &str) -> Option<Hit> {
     // Looked for in one pass, not one per word.
     static ACTIVE: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
         std::sync::LazyLock::new(|| {
-            aho_corasick::AhoCorasick::new([
-                "<script",
-                "<iframe",
-                "<object",
-                "<embed",
-                "<form",
-                "<style",
-                "<link",
-                "<meta",
-                "<base",
-                "javascript:",
-                "vbscript:",
-                "data:text/html",
-            ])
-            .ok()
+            // A DFA, one step a byte: XHTML is full of `<`, on which a prefilter would stop
+            // at every tag.
+            aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build([
+                    "<script",
+                    "<iframe",
+                    "<object",
+                    "<embed",
+                    "<form",
+                    "<style",
+                    "<link",
+                    "<meta",
+                    "<base",
+                    "javascript:",
+                    "vbscript:",
+                    "data:text/html",
+                ])
+                .ok()
         });
     // The automaton is built from constants (unit-tested); failing that, every narrative is
     // refused rather than none.

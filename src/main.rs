@@ -181,7 +181,8 @@ enum InspectCommand {
     /// true/false positives and negatives per class and the throughput.
     Eval {
         /// `md` (a table) or `json` (`{"total": {...}, "classes": {...}, "mb_per_s": ...,
-        /// "json_body_mb_per_s": ...}`).
+        /// "json_body_mb_per_s": ..., "json_body_warm_mb_per_s": ...}`: JSON bodies met by
+        /// a gateway just started, and again once its automata are warm).
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
         /// Also list (up to 5,000 of each) the missed attacks, and the refused legitimate cases

@@ -859,7 +859,7 @@ impl PrefixedSet {
                     let mut extractor = Extractor::new();
                     extractor
                         .kind(ExtractKind::Prefix)
-                        .limit_class(4)
+                        .limit_class(8)
                         .limit_repeat(4)
                         .limit_literal_len(6)
                         .limit_total(2_000);

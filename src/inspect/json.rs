@@ -5,13 +5,14 @@
 //! one parse and no allocation per value. Keys are seen in document order, duplicates too
 //! (a tree keeps only the last of a duplicated key, which a backend may read otherwise).
 
-use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::normalise::{normalise_str, Plus};
-use super::{detect, narrative, plain, Findings, Place, Verdicts};
+use super::{
+    detect, narrative, plain, Findings, Place, Verdicts, SEEN_JSON_KEYS, SEEN_JSON_VALUES,
+};
 
 /// Inspect `body` as JSON. `Err` when it is not JSON (what was found before the syntax error
 /// is kept); inspection stops early, successfully, once the findings are full.
@@ -40,12 +41,9 @@ struct Walk<'f> {
 
 impl Walk<'_> {
     fn key(&mut self, key: &str) {
-        thread_local! {
-            static KEYS: RefCell<Verdicts> = RefCell::new(Verdicts::new(8_192, 64));
-        }
         self.path.push(key);
         // A key is a name, and a value a lenient backend may read (CRS's ARGS_NAMES).
-        let hit = Verdicts::get_or(&KEYS, key.as_bytes(), || {
+        let hit = Verdicts::get_or(&SEEN_JSON_KEYS, key.as_bytes(), || {
             let n = normalise_str(key, Plus::Literal);
             detect::name(&n).or_else(|| {
                 if plain(key.as_bytes()) {
@@ -69,10 +67,7 @@ impl Walk<'_> {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
         } else {
             // Code systems, units, dates, display names: the same in every resource.
-            thread_local! {
-                static VALUES: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 128));
-            }
-            Verdicts::get_or(&VALUES, text.as_bytes(), || {
+            Verdicts::get_or(&SEEN_JSON_VALUES, text.as_bytes(), || {
                 detect::value_with(&normalise_str(text, Plus::Literal), false)
             })
         };

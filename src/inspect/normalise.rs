@@ -134,7 +134,10 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     }
     let stable = kana_or_kanji_or_ascii;
     let needs_nfkc = !text.is_ascii() && !text.chars().all(stable);
-    let has_controls = text.chars().any(char::is_control);
+    // Line ends and tabs are kept as they are: a note's lines need no character loop.
+    let has_controls = text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
     if !needs_nfkc && !has_controls {
         // Nothing to fold or remove.
         return Normalised {
@@ -236,10 +239,17 @@ fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
 
 /// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
 /// is NFKC already): for them normalising is folding case, found in one pass over the bytes.
+/// Line ends and tabs are not control characters here (`keep_char` keeps them): a note or a
+/// narrative of several lines is as quiet as one of one.
 fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
     let plus_escapes = plus == Plus::Space;
     let escape_or_control = |b: u8| {
-        b < 0x20 || b == 0x7f || b == b'%' || b == b'&' || b == b'\\' || (b == b'+' && plus_escapes)
+        (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'))
+            || b == 0x7f
+            || b == b'%'
+            || b == b'&'
+            || b == b'\\'
+            || (b == b'+' && plus_escapes)
     };
     if super::scan::any_byte(text.as_bytes(), escape_or_control) {
         return None;
@@ -309,7 +319,7 @@ fn percent_u(bytes: &[u8]) -> Option<Vec<u8>> {
             && (w[1] == b'u' || w[1] == b'U')
             && w[2..6].iter().all(u8::is_ascii_hexdigit)
     };
-    if !bytes.windows(6).any(is_escape) {
+    if !memchr::memchr_iter(b'%', bytes).any(|at| is_escape(&bytes[at..bytes.len().min(at + 6)])) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len());
@@ -393,20 +403,23 @@ fn has_stray_percent(bytes: &[u8]) -> bool {
     })
 }
 
+/// The two bytes after each `%` of `bytes` (a `%` too near the end has none).
+fn after_percents(bytes: &[u8]) -> impl Iterator<Item = (u8, u8)> + '_ {
+    memchr::memchr_iter(b'%', bytes)
+        .filter_map(|at| Some((*bytes.get(at + 1)?, *bytes.get(at + 2)?)))
+}
+
 fn escapes_alphanumeric(bytes: &[u8]) -> bool {
-    bytes.windows(3).any(|w| {
+    after_percents(bytes).any(|(high, low)| {
         let hex = |b: u8| (b as char).to_digit(16);
-        w[0] == b'%'
-            && hex(w[1])
-                .zip(hex(w[2]))
-                .is_some_and(|(high, low)| ((high << 4) as u8 | low as u8).is_ascii_alphanumeric())
+        hex(high)
+            .zip(hex(low))
+            .is_some_and(|(high, low)| ((high << 4) as u8 | low as u8).is_ascii_alphanumeric())
     })
 }
 
 fn has_escape(bytes: &[u8]) -> bool {
-    bytes
-        .windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    after_percents(bytes).any(|(high, low)| high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -606,6 +619,29 @@ mod tests {
                 "x\u{c}onerror",
                 Plus::Literal,
                 "x onerror",
+                Signals {
+                    control: true,
+                    ..Signals::default()
+                },
+            ),
+            // Line ends and tabs are kept, with no signal, whether or not the text has
+            // something to decode; the characters around them still fold.
+            (
+                "Line one\r\n\tＬＩＮＥ　２",
+                Plus::Literal,
+                "line one\r\n\tline 2",
+                Signals::default(),
+            ),
+            (
+                "朝食後\n&lt;b&gt;",
+                Plus::Literal,
+                "朝食後\n<b>",
+                Signals::default(),
+            ),
+            (
+                "a\nb\u{b}c",
+                Plus::Literal,
+                "a\nb c",
                 Signals {
                     control: true,
                     ..Signals::default()
