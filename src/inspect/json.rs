@@ -22,14 +22,27 @@ pub(super) fn inspect(body: &[u8], found: &mut Findings) -> Result<(), serde_jso
         path: KeyPath::default(),
         full: false,
     };
-    let mut parser = serde_json::Deserializer::from_slice(body);
-    let read = Node(&mut walk)
-        .deserialize(&mut parser)
-        .and_then(|()| parser.end());
+    // UTF-8 checked once for the whole body (std's check runs a word at a time over ASCII),
+    // not once per string as a parse of bytes does; a body that is not UTF-8 is parsed as
+    // bytes, so that its error says where.
+    let read = match std::str::from_utf8(body) {
+        Ok(text) => walk_all(serde_json::Deserializer::from_str(text), &mut walk),
+        Err(_) => walk_all(serde_json::Deserializer::from_slice(body), &mut walk),
+    };
     match read {
         Err(_) if walk.full => Ok(()),
         other => other,
     }
+}
+
+/// The whole document through `walk`, and nothing after it.
+fn walk_all<'de, R: serde_json::de::Read<'de>>(
+    mut parser: serde_json::Deserializer<R>,
+    walk: &mut Walk<'_>,
+) -> Result<(), serde_json::Error> {
+    Node(walk)
+        .deserialize(&mut parser)
+        .and_then(|()| parser.end())
 }
 
 struct Walk<'f> {
@@ -244,6 +257,25 @@ mod tests {
         // Keys are names: a prototype-pollution key is found where it stands.
         let found = fields(r#"{"a":{"__proto__":{"admin":true}}}"#);
         assert_eq!(found[0].0, "a.__proto__", "{found:?}");
+    }
+
+    /// A body that is not UTF-8 is parsed as bytes: what stands before the bad byte is still
+    /// inspected, and the error is the parse's.
+    #[test]
+    fn a_body_that_is_not_utf8_is_inspected_up_to_its_bad_byte() {
+        let mut body = br#"{"note":"<script>alert(1)</script>","x":""#.to_vec();
+        body.extend_from_slice(b"\xff\"}");
+        let mut found = Findings(Vec::new());
+        assert!(inspect(&body, &mut found).is_err());
+        assert_eq!(found.0.len(), 1);
+        assert_eq!(found.0[0].field, "note");
+        let mut found = Findings(Vec::new());
+        inspect(
+            br#"{"x":"\u00ff","note":"<script>alert(1)</script>"}"#,
+            &mut found,
+        )
+        .unwrap();
+        assert_eq!(found.0.len(), 1, "the same finding in a UTF-8 body");
     }
 
     #[test]
