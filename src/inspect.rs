@@ -1029,6 +1029,32 @@ mod tests {
 
     /// Where the names of CRS's ARGS_NAMES are: a JSON key is a value too, a plain value may
     /// be base64 hiding a gadget, an upload's name may be a script (R-WAF-1).
+    /// `inspect eval`'s warm pass judges every value anew: forgetting empties every table.
+    #[test]
+    fn forgetting_seen_values_empties_every_verdict_table() {
+        let json = [
+            ("content-type", "application/json"),
+            ("user-agent", "app/1 (x)"),
+        ];
+        findings("/x", None, &json, Some(r#"{"note": "朝食後 (ok)"}"#));
+        let _ = header_hit(&http::header::REFERER, b"https://a.test/p?q=1");
+        let _ = header_hit(&http::header::ACCEPT, b"text/html, */*");
+        let tables = [
+            &SEEN_FETCHED,
+            &SEEN_PAGES,
+            &SEEN_AGENTS,
+            &SEEN_JSON_KEYS,
+            &SEEN_JSON_VALUES,
+        ];
+        for table in tables {
+            assert!(table.with_borrow(|t| !t.seen.is_empty()));
+        }
+        forget_seen_values();
+        for table in tables {
+            assert!(table.with_borrow(|t| t.seen.is_empty()));
+        }
+    }
+
     #[test]
     fn keys_plain_values_and_upload_names_are_inspected() {
         let json = [("content-type", "application/json")];

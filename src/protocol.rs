@@ -300,10 +300,10 @@ pub fn check_host(
                 "the request target's authority must be a host name or address, with an optional port",
             ));
         }
-        let named = headers
+        let another_host = headers
             .get(http::header::HOST)
             .is_some_and(|host| !same_host(host.as_bytes(), authority.as_bytes()));
-        if named {
+        if another_host {
             return Err(Refusal::new(
                 Reason::ProtocolInvalidHost,
                 "the request target names another host than the Host header",

@@ -135,9 +135,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     let stable = kana_or_kanji_or_ascii;
     let needs_nfkc = !text.is_ascii() && !text.chars().all(stable);
     // Line ends and tabs are kept as they are: a note's lines need no character loop.
-    let has_controls = text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    let has_controls = text.chars().any(is_removed_control);
     if !needs_nfkc && !has_controls {
         // Nothing to fold or remove.
         return Normalised {
@@ -229,12 +227,18 @@ fn unicode_escapes(text: &str) -> Option<(String, bool)> {
 fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
     if c == '\0' {
         signals.nul = true;
-    } else if !c.is_control() || matches!(c, '\n' | '\r' | '\t') {
+    } else if !is_removed_control(c) {
         decoded.push(c);
     } else {
         signals.control = true;
         decoded.push(' ');
     }
+}
+
+/// A control character normalisation turns into a space: any but the line ends and the tab
+/// (NUL, also one, is removed before this is asked).
+fn is_removed_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t')
 }
 
 /// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
@@ -243,9 +247,10 @@ fn keep_char(decoded: &mut String, signals: &mut Signals, c: char) {
 /// narrative of several lines is as quiet as one of one.
 fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
     let plus_escapes = plus == Plus::Space;
+    // Over bytes, the ASCII controls (NUL among them); the C1 controls are not ASCII, which
+    // the check after this one sends to `decode`.
     let escape_or_control = |b: u8| {
-        (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'))
-            || b == 0x7f
+        (b.is_ascii() && is_removed_control(char::from(b)))
             || b == b'%'
             || b == b'&'
             || b == b'\\'
