@@ -135,7 +135,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     let stable = kana_or_kanji_or_ascii;
     let needs_nfkc = !text.is_ascii() && !text.chars().all(stable);
     // Line ends and tabs are kept as they are: a note's lines need no character loop.
-    let has_controls = text.chars().any(is_removed_control);
+    let has_controls = has_removed_control(&text);
     if !needs_nfkc && !has_controls {
         // Nothing to fold or remove.
         return Normalised {
@@ -241,6 +241,16 @@ fn is_removed_control(c: char) -> bool {
     c.is_control() && !matches!(c, '\n' | '\r' | '\t')
 }
 
+/// Whether `text` holds a character [`is_removed_control`] names: a C0 control but the line
+/// ends and the tab, DEL, or a C1 control (`C2 80` to `C2 9F` in UTF-8). Over bytes, so
+/// that a long note's characters are not decoded one by one to ask.
+fn has_removed_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    super::scan::any_byte(bytes, |b| {
+        (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || b == 0x7f
+    }) || memchr::memchr_iter(0xc2, bytes).any(|at| matches!(bytes.get(at + 1), Some(0x80..=0x9f)))
+}
+
 /// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
 /// is NFKC already): for them normalising is folding case, found in one pass over the bytes.
 /// Line ends and tabs are not control characters here (`keep_char` keeps them): a note or a
@@ -300,18 +310,27 @@ fn fold_ascii(text: &str) -> String {
 
 /// Lower-cased, backslashes as slashes.
 fn fold(decoded: &str) -> String {
+    // Runs of ASCII and caseless Japanese are copied whole and lower-cased in one pass at
+    // the end (ASCII lower-casing leaves other bytes alone); only the other characters are
+    // looked up, one by one. A narrative of mostly Japanese text is a few copies, not a push
+    // per character.
     if decoded.is_ascii() {
         return fold_ascii(decoded);
     }
     let mut folded = String::with_capacity(decoded.len());
-    for c in decoded.chars() {
-        match c {
-            '\\' => folded.push('/'),
-            c if c.is_ascii() => folded.push(c.to_ascii_lowercase()),
-            // No case: no table to look up.
-            c if kana_or_kanji(c) => folded.push(c),
-            c => folded.extend(c.to_lowercase()),
-        }
+    let mut rest = decoded;
+    while let Some((at, c)) = rest
+        .char_indices()
+        .find(|&(_, c)| !kana_or_kanji_or_ascii(c))
+    {
+        folded.push_str(&rest[..at]);
+        folded.extend(c.to_lowercase());
+        rest = &rest[at + c.len_utf8()..];
+    }
+    folded.push_str(rest);
+    folded.make_ascii_lowercase();
+    if folded.contains('\\') {
+        folded = folded.replace('\\', "/");
     }
     folded
 }
@@ -430,6 +449,40 @@ fn has_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_scan_for_controls_agrees_with_the_character_rule() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            assert_eq!(
+                has_removed_control(&text),
+                is_removed_control(c),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        assert!(!has_removed_control("line\r\nnext\ttab ×\u{a0}"));
+    }
+
+    #[test]
+    fn folding_by_runs_equals_folding_each_character() {
+        let by_character = |text: &str| -> String {
+            text.chars()
+                .flat_map(char::to_lowercase)
+                .map(|c| if c == '\\' { '/' } else { c })
+                .collect()
+        };
+        for text in [
+            "ASCII Only \\ Path",
+            "血圧 ＡＢＣ 120/80 mmHg（坐位）",
+            "ΣΑΣ İstanbul Kelvin \u{212a} Ǆ",
+            "カタカナとひらがな、漢字。",
+            "",
+            "ÀÉÎ\\ÕÜ",
+        ] {
+            assert_eq!(fold(text), by_character(text), "{text}");
+        }
+    }
 
     #[test]
     fn escapes_no_encoder_writes_are_signalled() {
