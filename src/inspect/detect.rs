@@ -1759,14 +1759,21 @@ fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
 /// off libinjection's word lookup, which is most of inspection's time otherwise.
 fn libinjection_sqli(decoded: &str) -> bool {
     let bytes = decoded.as_bytes();
-    let breaks_out = any_byte(bytes, |b| {
-        matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'(' | b')' | b'#')
+    // An `=` that ends the value compares nothing: base64's padding (a FHIR attachment's
+    // hundreds of kilobytes, `…LjE=`) is not an expression.
+    let unpadded = &bytes[..bytes
+        .iter()
+        .rposition(|&b| b != b'=')
+        .map_or(0, |at| at + 1)];
+    let breaks_out = any_byte(unpadded, |b| {
+        matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'#')
     }) || memchr::memchr2_iter(b'-', b'/', bytes).any(|at| {
         matches!(
             (bytes[at], bytes.get(at + 1)),
             (b'-', Some(b'-')) | (b'/', Some(b'*'))
         )
-    });
+    }) || (memchr::memchr2(b'(', b')', bytes).is_some()
+        && !prose_parentheses(bytes));
     if !breaks_out {
         return false;
     }
@@ -1796,6 +1803,64 @@ fn libinjection_sqli(decoded: &str) -> bool {
         return libinjectionrs::detect_sqli(&without).is_injection();
     }
     libinjectionrs::detect_sqli(bytes).is_injection()
+}
+
+/// Whether every parenthesis of `text` is one prose writes (`Blood pressure (sitting)`,
+/// `Body mass index (BMI) [Ratio]`, `検査（基準値内）` once folded), in a value with no word
+/// that joins SQL conditions. libinjection spends tens of thousands of instructions on such
+/// a value (it looks up every pair of words), and clinical text is full of them. A `(` is
+/// prose after a space, the start or a character that is not ASCII, and before a letter
+/// or such a character, unless the word it opens starts a subquery or an expression
+/// (`(select`, `(case`, `(true`); a `)` is prose after a letter, a `.` or such a
+/// character. A call (`sleep(5)`), a number in parentheses (`(1)`, `1234.5)`), a
+/// subquery, or `or`, `and`, `xor`, `div`, `like`, `||`, `&&` anywhere, and the value is
+/// libinjection's.
+fn prose_parentheses(text: &[u8]) -> bool {
+    const OPENS_SQL: [&[u8]; 11] = [
+        b"select", b"case", b"not", b"exists", b"true", b"false", b"null", b"values", b"with",
+        b"union", b"if",
+    ];
+    const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
+    let word_at = |at: usize| {
+        let len = text[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        &text[at..at + len]
+    };
+    let prose_open = |at: usize| {
+        let before_ok = at == 0 || text[at - 1] == b' ' || !text[at - 1].is_ascii();
+        let after = text.get(at + 1).copied();
+        before_ok
+            && match after {
+                Some(b) if b.is_ascii_alphabetic() => {
+                    let word = word_at(at + 1);
+                    !OPENS_SQL.iter().any(|w| word.eq_ignore_ascii_case(w))
+                }
+                Some(b) => !b.is_ascii(),
+                None => false,
+            }
+    };
+    let prose_close = |at: usize| {
+        at > 0
+            && (text[at - 1].is_ascii_alphabetic()
+                || text[at - 1] == b'.'
+                || !text[at - 1].is_ascii())
+    };
+    let parentheses_are_prose = memchr::memchr2_iter(b'(', b')', text).all(|at| match text[at] {
+        b'(' => prose_open(at),
+        _ => prose_close(at),
+    });
+    parentheses_are_prose
+        && memchr::memmem::find(text, b"||").is_none()
+        && memchr::memmem::find(text, b"&&").is_none()
+        && !text
+            .split(|b| !b.is_ascii_alphanumeric() && *b != b'_')
+            .any(|word| {
+                JOINS_CONDITIONS
+                    .iter()
+                    .any(|w| word.eq_ignore_ascii_case(w))
+            })
 }
 
 /// Words hidden in base64 (a serialized payload in a parameter, a Node.js function in a
@@ -2956,6 +3021,61 @@ mod tests {
             "settings.png",
         ] {
             assert_eq!(name_hit(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn base64_padding_is_no_expression_but_an_equals_sign_inside_is() {
+        // An attachment's base64 (its only candidate character the closing `=`) is not
+        // handed to libinjection; a comparison in the value still is.
+        assert!(!libinjection_sqli(
+            "MS4yLjg0MC4xMTQzNTAuMS4xMy4wLjEuNy4xLjE="
+        ));
+        assert!(!libinjection_sqli("="));
+        assert!(libinjection_sqli("1 or 1=1"));
+        assert!(libinjection_sqli("1 or 1=1 limit 1=="));
+    }
+
+    #[test]
+    fn parentheses_as_prose_writes_them_are_not_sql() {
+        for prose in [
+            "Blood pressure systolic 0-0 (sitting)",
+            "Body mass index (BMI) [Ratio]",
+            "(normal)",
+            "検査(基準値内)",
+            "Oxycodone Hydrochloride 5mg oral tablet (Roxicodone",
+            "Service User (Logon)",
+            "take with food (q.d.)",
+            "while (foo) is bar.",
+        ] {
+            assert!(prose_parentheses(prose.as_bytes()), "{prose}");
+            assert!(!libinjection_sqli(prose), "{prose}");
+        }
+        for code in [
+            "sleep(5)",
+            "1) or (1",
+            "x) or (y",
+            "(select 1)",
+            "( select 1)",
+            "(SELECT password FROM users",
+            "(1)",
+            "1234.5) ORDER BY 1",
+            "a (b) || c",
+            "(true)",
+            "(note) and more",
+            "FormatCode(s)",
+            "id having (1 or true)",
+        ] {
+            assert!(!prose_parentheses(code.as_bytes()), "{code}");
+        }
+        // What libinjection refuses still reaches it.
+        for attack in [
+            "1 and (select sleep(5))",
+            "(select id from users limit 1,1)",
+            "1234.5) ORDER BY 1",
+            "id having (1 or 1)",
+        ] {
+            assert!(libinjection_sqli(attack), "{attack}");
         }
     }
 
