@@ -1852,8 +1852,7 @@ fn prose_parentheses(text: &[u8]) -> bool {
         _ => prose_close(at),
     });
     parentheses_are_prose
-        && memchr::memmem::find(text, b"||").is_none()
-        && memchr::memmem::find(text, b"&&").is_none()
+        && !memchr::memchr2_iter(b'|', b'&', text).any(|at| text.get(at + 1) == Some(&text[at]))
         && !text
             .split(|b| !b.is_ascii_alphanumeric() && *b != b'_')
             .any(|word| {
