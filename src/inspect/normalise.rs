@@ -246,9 +246,8 @@ fn is_removed_control(c: char) -> bool {
 /// that a long note's characters are not decoded one by one to ask.
 fn has_removed_control(text: &str) -> bool {
     let bytes = text.as_bytes();
-    super::scan::any_byte(bytes, |b| {
-        (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || b == 0x7f
-    }) || memchr::memchr_iter(0xc2, bytes).any(|at| matches!(bytes.get(at + 1), Some(0x80..=0x9f)))
+    super::scan::any_byte(bytes, |b| b.is_ascii() && is_removed_control(char::from(b)))
+        || memchr::memchr_iter(0xc2, bytes).any(|at| matches!(bytes.get(at + 1), Some(0x80..=0x9f)))
 }
 
 /// Most values hold no escape, no control character and nothing NFKC folds (Japanese text
