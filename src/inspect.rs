@@ -1027,8 +1027,6 @@ mod tests {
         .collect()
     }
 
-    /// Where the names of CRS's ARGS_NAMES are: a JSON key is a value too, a plain value may
-    /// be base64 hiding a gadget, an upload's name may be a script (R-WAF-1).
     /// `inspect eval`'s warm pass judges every value anew: forgetting empties every table.
     #[test]
     fn forgetting_seen_values_empties_every_verdict_table() {
@@ -1055,6 +1053,8 @@ mod tests {
         }
     }
 
+    /// Where the names of CRS's ARGS_NAMES are: a JSON key is a value too, a plain value may
+    /// be base64 hiding a gadget, an upload's name may be a script (R-WAF-1).
     #[test]
     fn keys_plain_values_and_upload_names_are_inspected() {
         let json = [("content-type", "application/json")];

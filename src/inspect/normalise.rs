@@ -241,12 +241,17 @@ fn is_removed_control(c: char) -> bool {
     c.is_control() && !matches!(c, '\n' | '\r' | '\t')
 }
 
+/// [`is_removed_control`] of one byte: only an ASCII byte is a character alone.
+fn is_removed_control_byte(b: u8) -> bool {
+    b.is_ascii() && is_removed_control(char::from(b))
+}
+
 /// Whether `text` holds a character [`is_removed_control`] names: a C0 control but the line
 /// ends and the tab, DEL, or a C1 control (`C2 80` to `C2 9F` in UTF-8). Over bytes, so
 /// that a long note's characters are not decoded one by one to ask.
 fn has_removed_control(text: &str) -> bool {
     let bytes = text.as_bytes();
-    super::scan::any_byte(bytes, |b| b.is_ascii() && is_removed_control(char::from(b)))
+    super::scan::any_byte(bytes, is_removed_control_byte)
         || memchr::memchr_iter(0xc2, bytes).any(|at| matches!(bytes.get(at + 1), Some(0x80..=0x9f)))
 }
 
@@ -259,7 +264,7 @@ fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
     // Over bytes, the ASCII controls (NUL among them); the C1 controls are not ASCII, which
     // the check after this one sends to `decode`.
     let escape_or_control = |b: u8| {
-        (b.is_ascii() && is_removed_control(char::from(b)))
+        is_removed_control_byte(b)
             || b == b'%'
             || b == b'&'
             || b == b'\\'
