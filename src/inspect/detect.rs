@@ -1765,15 +1765,15 @@ fn libinjection_sqli(decoded: &str) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |at| at + 1)];
-    let breaks_out = any_byte(unpadded, |b| {
-        matches!(b, b'\'' | b'"' | b'`' | b';' | b'=' | b'#')
-    }) || memchr::memchr2_iter(b'-', b'/', bytes).any(|at| {
-        matches!(
-            (bytes[at], bytes.get(at + 1)),
-            (b'-', Some(b'-')) | (b'/', Some(b'*'))
-        )
-    }) || (memchr::memchr2(b'(', b')', bytes).is_some()
-        && !prose_parentheses(bytes));
+    let breaks_out = any_byte(unpadded, |b| matches!(b, b'\'' | b'"' | b'`' | b';' | b'='))
+        || memchr::memchr_iter(b'#', bytes).any(|at| !reference_fragment(bytes, at))
+        || memchr::memchr2_iter(b'-', b'/', bytes).any(|at| {
+            matches!(
+                (bytes[at], bytes.get(at + 1)),
+                (b'-', Some(b'-')) | (b'/', Some(b'*'))
+            )
+        })
+        || (memchr::memchr2(b'(', b')', bytes).is_some() && !prose_parentheses(bytes));
     if !breaks_out {
         return false;
     }
@@ -1803,6 +1803,24 @@ fn libinjection_sqli(decoded: &str) -> bool {
         return libinjectionrs::detect_sqli(&without).is_injection();
     }
     libinjectionrs::detect_sqli(bytes).is_injection()
+}
+
+/// Whether the `#` at `at` ends `text` with a FHIR local reference (`#reporter`, the whole
+/// value) or a URL's fragment (`http://loinc.org/rdf#54124-3`: a URL before it, no space):
+/// not MySQL's comment. A comment can only end an injection that is already there, and
+/// before such a `#` there is either nothing or a `:/`, which no SQL dialect parses, so
+/// libinjection is not asked about it (it was, at about 30,000 instructions a reference).
+/// Any other `#` (`Local #35`, `1 or true#`) still is.
+fn reference_fragment(text: &[u8], at: usize) -> bool {
+    let (before, after) = (&text[..at], &text[at + 1..]);
+    let fragment = !after.is_empty()
+        && after
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    fragment
+        && (before.is_empty()
+            || (memchr::memchr_iter(b':', before).any(|c| before[c + 1..].starts_with(b"//"))
+                && !before.iter().any(u8::is_ascii_whitespace)))
 }
 
 /// Whether every parenthesis of `text` is one prose writes (`Blood pressure (sitting)`,
@@ -3074,6 +3092,39 @@ mod tests {
             "1234.5) ORDER BY 1",
             "id having (1 or 1)",
         ] {
+            assert!(libinjection_sqli(attack), "{attack}");
+        }
+    }
+
+    /// A FHIR local reference or a URL's fragment is no MySQL comment; any other `#` still
+    /// sends the value to libinjection, which refuses what it closes.
+    #[test]
+    fn references_and_url_fragments_are_no_sql_comment() {
+        for reference in [
+            "#reporter",
+            "#19",
+            "http://loinc.org/rdf#54124-3",
+            "https://example.org/fhir/ValueSet/x#v1.2_a",
+        ] {
+            let at = reference.find('#').unwrap();
+            assert!(reference_fragment(reference.as_bytes(), at), "{reference}");
+            assert!(!libinjection_sqli(reference), "{reference}");
+        }
+        for comment in [
+            "Local #35",
+            "Platelets [#/volume] in Blood",
+            "1 or true#x",
+            "1-0#x",
+            "#",
+            "admin#",
+            "#x y",
+            "http://a.example/ or 1#x",
+            "loinc.org/rdf#54124-3",
+        ] {
+            let at = comment.find('#').unwrap();
+            assert!(!reference_fragment(comment.as_bytes(), at), "{comment}");
+        }
+        for attack in ["1 or 1#", "-1 or 1#x", "1 union select 1#", "1 or true#x"] {
             assert!(libinjection_sqli(attack), "{attack}");
         }
     }
