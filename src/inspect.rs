@@ -948,7 +948,9 @@ pub(crate) fn narrative(xhtml: &str) -> Option<Hit> {
     // The automaton is built from constants (unit-tested); failing that, every narrative is
     // refused rather than none.
     let active = ACTIVE.as_ref().is_none_or(|words| words.is_match(folded));
-    let event = memchr::memmem::find_iter(folded.as_bytes(), b" on").any(|at| {
+    static EVENT_PREFIX: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(" on"));
+    let event = EVENT_PREFIX.find_iter(folded.as_bytes()).any(|at| {
         let rest = &folded[at + 3..];
         let name_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         name_len >= 3 && rest[name_len..].trim_start().starts_with('=')

@@ -5,7 +5,7 @@
 //! other classes are patterns over the folded value, compiled once into one `RegexSet` per
 //! kind of place (a value, a name), so that a value is scanned once for all of them.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
@@ -1058,6 +1058,11 @@ pub fn form_encoding(n: &Normalised) -> Option<Hit> {
     })
 }
 
+/// `://`, searched for in most values: a searcher built once, not per value (building one
+/// costs more than searching a short value).
+static SCHEME_SEPARATOR: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new("://"));
+
 /// A URL with a user name before its host (`rfi-150`: `http://user@evil.com/`), also one
 /// whose `/` was encoded (`http://example.com%2f@evil.com/`, decoded before the rules): a
 /// parser that ends the host at the first `/` and one that ends it at `@` reach two hosts.
@@ -1091,15 +1096,17 @@ fn credentials_url(folded: &str) -> Option<Hit> {
         }
         _ => false,
     };
-    let user = memchr::memmem::find_iter(text, b"://").any(|at| match segment(at + 3) {
-        Some((_, Some(b'@'))) => true,
-        Some((end, Some(b'/'))) => match segment(end + 1) {
+    let user = SCHEME_SEPARATOR
+        .find_iter(text)
+        .any(|at| match segment(at + 3) {
             Some((_, Some(b'@'))) => true,
-            None => text.get(end + 1) == Some(&b'@') && host_after(end + 2),
+            Some((end, Some(b'/'))) => match segment(end + 1) {
+                Some((_, Some(b'@'))) => true,
+                None => text.get(end + 1) == Some(&b'@') && host_after(end + 2),
+                _ => false,
+            },
             _ => false,
-        },
-        _ => false,
-    });
+        });
     user.then_some(Hit {
         rule: "rfi-150",
         class: Class::Rfi,
@@ -1279,7 +1286,7 @@ fn include_url(folded: &str) -> Option<Hit> {
 /// identifiers (which are URLs, `ftp://` ones too) nor to `Referer`.
 fn fetched_url(folded: &str) -> Option<Hit> {
     static ADDRESS: OnceLock<Option<regex::Regex>> = OnceLock::new();
-    if !folded.contains("://") {
+    if SCHEME_SEPARATOR.find(folded.as_bytes()).is_none() {
         return None;
     }
     let address = ADDRESS
@@ -2013,7 +2020,9 @@ fn base64_shifts(word: &[u8]) -> Vec<String> {
 /// JNDI lookups, after unwrapping the lookups Log4j itself expands inside them
 /// (`${lower:j}`, `${::-n}`, `${env:X:-d}`, `${date:'i'}`), nested to any depth.
 fn jndi(folded: &str) -> Option<Hit> {
-    if !folded.contains("${") {
+    static LOOKUP: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new("${"));
+    if LOOKUP.find(folded.as_bytes()).is_none() {
         return None;
     }
     static WRAPPED: OnceLock<Option<regex::Regex>> = OnceLock::new();
