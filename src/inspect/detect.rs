@@ -1286,9 +1286,8 @@ fn include_url(folded: &str) -> Option<Hit> {
 /// identifiers (which are URLs, `ftp://` ones too) nor to `Referer`.
 fn fetched_url(folded: &str) -> Option<Hit> {
     static ADDRESS: OnceLock<Option<regex::Regex>> = OnceLock::new();
-    if SCHEME_SEPARATOR.find(folded.as_bytes()).is_none() {
-        return None;
-    }
+    // Nothing without a scheme's `://`.
+    SCHEME_SEPARATOR.find(folded.as_bytes())?;
     let address = ADDRESS
         .get_or_init(|| {
             regex::RegexBuilder::new(
@@ -2022,9 +2021,8 @@ fn base64_shifts(word: &[u8]) -> Vec<String> {
 fn jndi(folded: &str) -> Option<Hit> {
     static LOOKUP: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new("${"));
-    if LOOKUP.find(folded.as_bytes()).is_none() {
-        return None;
-    }
+    // Nothing without a lookup's `${`.
+    LOOKUP.find(folded.as_bytes())?;
     static WRAPPED: OnceLock<Option<regex::Regex>> = OnceLock::new();
     let wrapped = WRAPPED
         .get_or_init(|| {
