@@ -784,7 +784,12 @@ const PATH_RULES: &[Rule] = &[
 ];
 
 struct Compiled {
+    /// The value rules; its literal automaton also looks for [`base64_patterns`],
+    /// lower-cased ([`value_with`]).
     values: PrefixedSet,
+    /// [`base64_patterns`], as written, with the hit of each: what an occurrence the value
+    /// rules' scan notes is checked against.
+    base64_words: Vec<(Vec<u8>, Hit)>,
     /// One set per [`GATED`] entry, in its order.
     gated: Vec<RegexSet>,
     names: RegexSet,
@@ -805,8 +810,21 @@ fn compiled() -> &'static Compiled {
                 .build()
                 .unwrap_or_else(|_| RegexSet::empty())
         };
+        let (words, hits) = base64_patterns();
+        let base64_words: Vec<(Vec<u8>, Hit)> = words
+            .into_iter()
+            .map(String::into_bytes)
+            .zip(hits)
+            .collect();
         Compiled {
-            values: PrefixedSet::new(VALUE_RULES),
+            values: PrefixedSet::with_extra(
+                VALUE_RULES,
+                base64_words
+                    .iter()
+                    .map(|(word, _)| word.to_ascii_lowercase())
+                    .collect(),
+            ),
+            base64_words,
             gated: GATED.iter().map(|g| set(g.rules)).collect(),
             names: set(NAME_RULES),
             paths: set(PATH_RULES),
@@ -834,13 +852,18 @@ struct PrefixedSet {
     literal_rule: Vec<usize>,
     /// Each prefixed rule's own pattern (`None` for the unprefixed ones).
     alone: Vec<Option<regex::bytes::Regex>>,
+    /// Literals looked for in the same scan for another detector: pattern `literal_rule.len()
+    /// + k` of the automaton is the `k`th of them.
+    extra: usize,
 }
 
 /// The shortest prefix literal that gates a rule of a [`PrefixedSet`].
 const MIN_PREFIX: usize = 2;
 
 impl PrefixedSet {
-    fn new(rules: &'static [Rule]) -> PrefixedSet {
+    /// The set of `rules`, its literal automaton also looking for `extra`
+    /// ([`PrefixedSet::first_noting`] reports where they occur).
+    fn with_extra(rules: &'static [Rule], extra: Vec<Vec<u8>>) -> PrefixedSet {
         use regex_syntax::hir::literal::{ExtractKind, Extractor};
         assert!(rules.len() <= 128, "candidates are a 128-bit mask");
         let mut literals: Vec<Vec<u8>> = Vec::new();
@@ -888,6 +911,8 @@ impl PrefixedSet {
                 }
             }
         }
+        let extra_count = extra.len();
+        literals.extend(extra);
         let literals = aho_corasick::AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&literals)
@@ -902,11 +927,23 @@ impl PrefixedSet {
             literals,
             literal_rule,
             alone,
+            extra: extra_count,
         }
     }
 
-    /// The first rule, in `rules` order, that matches `text`.
-    fn first(&self, text: &str) -> Option<Hit> {
+    /// Whether the extra literals are looked for: `false` when the automaton did not build.
+    fn notes_extra(&self) -> bool {
+        self.extra > 0 && self.literals.is_some()
+    }
+
+    /// The first rule, in `rules` order, that matches `text`; `note` is told of every
+    /// occurrence of an extra literal in `text` (its index among the extras, where it is)
+    /// when [`PrefixedSet::notes_extra`].
+    fn first_noting(
+        &self,
+        text: &str,
+        mut note: impl FnMut(usize, std::ops::Range<usize>),
+    ) -> Option<Hit> {
         let bytes = text.as_bytes();
         let mut first = None;
         if self.unprefixed.is_match(bytes) {
@@ -921,7 +958,13 @@ impl PrefixedSet {
         match &self.literals {
             Some(literals) => {
                 for found in literals.find_overlapping_iter(bytes) {
-                    candidates |= 1 << self.literal_rule[found.pattern().as_usize()];
+                    match self.literal_rule.get(found.pattern().as_usize()) {
+                        Some(&rule) => candidates |= 1 << rule,
+                        None => note(
+                            found.pattern().as_usize() - self.literal_rule.len(),
+                            found.range(),
+                        ),
+                    }
                 }
             }
             None => {
@@ -978,8 +1021,25 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             .filter(|(gate, _)| memchr::memchr(gate.needs, n.folded.as_bytes()).is_some())
             .find_map(|(gate, set)| first(set, gate.rules, &n.folded))
     };
+    // Where `decoded` is ASCII, `folded` is it lower-cased byte for byte (backslashes as
+    // slashes), so the base64 words, lower-cased, are found by the value rules' literal scan
+    // of `folded`, and each place checked against `decoded` as written: one scan of the
+    // value instead of two. The first to end (the longest of those) is the one
+    // `base64_words` would name.
+    let values = &compiled().values;
+    let words = &compiled().base64_words;
+    let noted = values.notes_extra() && n.decoded.is_ascii();
+    let mut word: Option<(std::ops::Range<usize>, Hit)> = None;
+    let note = |k: usize, at: std::ops::Range<usize>| {
+        let earlier = word
+            .as_ref()
+            .is_none_or(|(w, _)| (at.end, at.start) < (w.end, w.start));
+        if noted && earlier && n.decoded.as_bytes().get(at.clone()) == Some(&words[k].0[..]) {
+            word = Some((at, words[k].1));
+        }
+    };
     if let Some(hit) = gated(true)
-        .or_else(|| compiled().values.first(&n.folded))
+        .or_else(|| values.first_noting(&n.folded, note))
         .or_else(|| credentials_url(&n.folded))
         .or_else(|| split_word(&n.folded))
         .or_else(|| include_url(&n.folded))
@@ -999,7 +1059,12 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             class: Class::Xss,
         });
     }
-    if let Some(hit) = base64_words(n.decoded.as_bytes()) {
+    let base64 = if noted {
+        word.map(|(_, hit)| hit)
+    } else {
+        base64_words(n.decoded.as_bytes())
+    };
+    if let Some(hit) = base64 {
         return Some(hit);
     }
     if urls_are_fetched {
@@ -2340,6 +2405,48 @@ mod tests {
         }
     }
 
+    /// The value rules' scan finds the base64 words where `base64_words` does, and only
+    /// there: as written (not in another case, not where a backslash was folded to a
+    /// slash), beside other text, and in text that is not ASCII (scanned apart).
+    #[test]
+    fn base64_words_noted_by_the_value_scan_are_the_words_as_written() {
+        let (patterns, _) = base64_patterns();
+        // The scan notes where each word is (lower-cased, as `folded` holds it).
+        let values = &compiled().values;
+        assert!(values.notes_extra());
+        let mut notes = Vec::new();
+        values.first_noting("x ro0abq y", |k, at| notes.push((k, at)));
+        let header = patterns.iter().position(|p| p == "rO0ABQ").unwrap();
+        assert_eq!(notes, [(header, 2..8)]);
+        let mut fired = 0;
+        for pattern in &patterns {
+            for text in [
+                format!("note {pattern} end"),
+                format!("x{pattern}"),
+                pattern.clone(),
+                format!("{} x", pattern.to_ascii_lowercase()),
+                format!("{} x", pattern.to_ascii_uppercase()),
+                format!("{} x", pattern.replace('/', "\\")),
+                format!("血圧 {pattern}"),
+            ] {
+                let n = normalise(text.as_bytes(), Plus::Literal);
+                let expected = base64_words(n.decoded.as_bytes()).map(|h| h.rule);
+                let found = value(&n).map(|h| h.rule);
+                let word = matches!(found, Some("java-130" | "nodejs-110"));
+                match expected {
+                    // Another rule may fire first (`java-110` on `rO0ABQ` in prose).
+                    Some(_) => {
+                        assert!(found.is_some(), "{text}");
+                        assert!(!word || found == expected, "{text}: {found:?}");
+                        fired += usize::from(word);
+                    }
+                    None => assert!(!word, "{text}: {found:?}"),
+                }
+            }
+        }
+        assert!(fired >= patterns.len() * 3, "named by the words: {fired}");
+    }
+
     /// The literal-gated set answers as one `RegexSet` of the same rules would, rule for rule.
     #[test]
     fn the_prefixed_value_set_finds_what_one_set_finds() {
@@ -2376,7 +2483,8 @@ mod tests {
         for text in texts {
             let expected = first(&plain, VALUE_RULES, &text).map(|h| h.rule);
             fired += usize::from(expected.is_some());
-            assert_eq!(prefixed.first(&text).map(|h| h.rule), expected, "{text:?}");
+            let found = prefixed.first_noting(&text, |_, _| {}).map(|h| h.rule);
+            assert_eq!(found, expected, "{text:?}");
         }
         assert!(fired > 50, "the comparison saw rules fire: {fired}");
     }
