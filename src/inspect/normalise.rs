@@ -133,7 +133,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
         text = decoded.into_owned();
     }
     let stable = kana_or_kanji_or_ascii;
-    let needs_nfkc = !text.is_ascii() && !text.chars().all(stable);
+    let needs_nfkc = !text.is_ascii() && first_unstable(&text).is_some();
     // Line ends and tabs are kept as they are: a note's lines need no character loop.
     let has_controls = has_removed_control(&text);
     if !needs_nfkc && !has_controls {
@@ -159,7 +159,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
         // the next such character, which composes with nothing before it. The result is what
         // NFKC makes of the whole, and Japanese text keeps clear of the Unicode tables.
         let mut rest = text.as_str();
-        while let Some(at) = rest.find(|c: char| !stable(c)) {
+        while let Some(at) = first_unstable(rest) {
             let start = rest[..at].char_indices().last().map_or(0, |(i, _)| i);
             keep(&mut decoded, &mut signals, &rest[..start]);
             let end = rest[at..].find(stable).map_or(rest.len(), |e| at + e);
@@ -243,7 +243,9 @@ fn is_removed_control(c: char) -> bool {
 
 /// [`is_removed_control`] of one byte: only an ASCII byte is a character alone.
 fn is_removed_control_byte(b: u8) -> bool {
-    b.is_ascii() && is_removed_control(char::from(b))
+    // Arithmetic, not a character lookup, so that scans of it vectorise; a unit test holds
+    // it to `is_removed_control` for every character.
+    (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || b == 0x7f
 }
 
 /// Whether `text` holds a character [`is_removed_control`] names: a C0 control but the line
@@ -275,11 +277,28 @@ fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
     }
     // Anything else goes to `decode`, which sends only what needs it through NFKC.
     // Nothing for NFKC to fold, no case beyond ASCII's.
-    (text.is_ascii() || text.chars().all(kana_or_kanji_or_ascii)).then(|| Normalised {
+    (text.is_ascii() || first_unstable(text).is_none()).then(|| Normalised {
         decoded: text.to_owned(),
-        folded: fold_ascii(text),
+        // Only ASCII has case here, and there is no backslash to turn (refused above).
+        folded: text.to_ascii_lowercase(),
         signals: Signals::default(),
     })
+}
+
+/// Where the first character of `text` that [`kana_or_kanji_or_ascii`] refuses starts.
+/// ASCII is skipped a byte at a time without decoding characters: a narrative is mostly
+/// ASCII with a few `&nbsp;`s, a note mostly kanji with a full-width digit or two.
+fn first_unstable(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    loop {
+        at += super::scan::first_byte(&bytes[at..], |b| !b.is_ascii())?;
+        let c = text[at..].chars().next()?;
+        if !kana_or_kanji(c) {
+            return Some(at);
+        }
+        at += c.len_utf8();
+    }
 }
 
 fn kana_or_kanji_or_ascii(c: char) -> bool {
@@ -323,11 +342,9 @@ fn fold(decoded: &str) -> String {
     }
     let mut folded = String::with_capacity(decoded.len());
     let mut rest = decoded;
-    while let Some((at, c)) = rest
-        .char_indices()
-        .find(|&(_, c)| !kana_or_kanji_or_ascii(c))
-    {
+    while let Some(at) = first_unstable(rest) {
         folded.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or_default();
         folded.extend(c.to_lowercase());
         rest = &rest[at + c.len_utf8()..];
     }
@@ -456,6 +473,16 @@ mod tests {
 
     #[test]
     fn the_byte_scan_for_controls_agrees_with_the_character_rule() {
+        for b in 0..=0x7f_u8 {
+            assert_eq!(
+                is_removed_control_byte(b),
+                is_removed_control(char::from(b)),
+                "{b:#x}"
+            );
+        }
+        for b in 0x80..=0xff_u8 {
+            assert!(!is_removed_control_byte(b), "{b:#x} is no character alone");
+        }
         for c in (0..=0x10ffff).filter_map(char::from_u32) {
             let text = format!("a{c}b");
             assert_eq!(
@@ -483,6 +510,13 @@ mod tests {
             "カタカナとひらがな、漢字。",
             "",
             "ÀÉÎ\\ÕÜ",
+            // Runs longer than the byte scan's blocks, a character at a block's edge.
+            &format!(
+                "{}É{}血Ｚ{}",
+                "X".repeat(63),
+                "y".repeat(64),
+                "\\".repeat(70)
+            ),
         ] {
             assert_eq!(fold(text), by_character(text), "{text}");
         }

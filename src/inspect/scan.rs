@@ -16,6 +16,19 @@ pub fn any_byte(bytes: &[u8], picked: impl Fn(u8) -> bool) -> bool {
         .any(|block| block.iter().fold(false, |seen, &b| seen | picked(b)))
 }
 
+/// Where the first byte `picked` selects is: a block at a time until one holds it.
+#[inline]
+pub fn first_byte(bytes: &[u8], picked: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut start = 0;
+    for block in bytes.chunks(BLOCK) {
+        if block.iter().fold(false, |seen, &b| seen | picked(b)) {
+            return block.iter().position(|&b| picked(b)).map(|at| start + at);
+        }
+        start += block.len();
+    }
+    None
+}
+
 /// Whether at least `n` bytes of `bytes` are ones `picked` selects.
 #[inline]
 pub fn at_least(bytes: &[u8], n: usize, picked: impl Fn(u8) -> bool) -> bool {
@@ -48,6 +61,19 @@ mod tests {
             long[at] = b'y';
         }
         assert!(!any_byte(b"", |_| true));
+    }
+
+    #[test]
+    fn first_byte_finds_the_first_in_any_block() {
+        let mut long = vec![b'y'; 300];
+        assert_eq!(first_byte(&long, |b| b == b'%'), None);
+        for at in [0, 63, 64, 200, 299] {
+            long[at] = b'%';
+            long[299] = b'%';
+            assert_eq!(first_byte(&long, |b| b == b'%'), Some(at), "{at}");
+            long[at] = b'y';
+        }
+        assert_eq!(first_byte(b"", |_| true), None);
     }
 
     #[test]
