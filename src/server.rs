@@ -324,6 +324,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         "policy and certificate reloader",
         Reloader {
             shared: shared.clone(),
+            hangup: std::sync::Mutex::new(hangup_stream()),
         },
     ));
 
@@ -418,19 +419,37 @@ impl BackgroundService for ConnectionSweeper {
 /// Reloads the policy on SIGHUP and the certificate when its files change.
 struct Reloader {
     shared: Shared,
+    /// SIGHUP, listened for since the server was built ([`hangup_stream`]); taken by `start`.
+    hangup: std::sync::Mutex<Option<tokio::signal::unix::Signal>>,
+}
+
+/// A stream of SIGHUPs, made while the server is built, before any listener accepts. Until a
+/// process listens for SIGHUP its default action ends the process: a reloader that began
+/// listening only when its service first ran left a window after start in which an
+/// operator's (or a test's) SIGHUP stopped the gateway instead of reloading it, and it was
+/// seen under load. The stream is made in a throwaway runtime: tokio delivers signals to
+/// every stream from whichever runtime's driver reads them, so the reloader's runtime polls
+/// it later and a SIGHUP sent in between is waiting for it.
+fn hangup_stream() -> Option<tokio::signal::unix::Signal> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| tracing::error!("cannot listen for SIGHUP; reload needs a restart: {e}"))
+        .ok()?;
+    let _entered = runtime.enter();
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::error!("cannot listen for SIGHUP; reload needs a restart: {e}"))
+        .ok()
 }
 
 #[async_trait::async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!("cannot listen for SIGHUP; reload needs a restart: {e}");
-                None
-            }
-        };
+        let mut hangup = self
+            .hangup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         loop {
             let poll = self.shared.store.current().tls.watch_interval;
             tokio::select! {

@@ -471,6 +471,44 @@ async fn sighup_with_broken_policy_keeps_old_routes_r_ops_2() {
     );
 }
 
+/// A SIGHUP sent as soon as the gateway says it is configured, before its services have run,
+/// reloads the policy; it used to find no listener yet and end the process (SIGHUP's
+/// default), which a loaded CI machine showed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sighup_while_the_gateway_starts_reloads_it_r_ops_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path(), "server");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let mut gateway = Gateway::spawn(dir.path(), &policy(&pki, port, upstream.port, "", ""), port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gateway.log().contains("gateway configured") {
+        assert!(std::time::Instant::now() < deadline, "{}", gateway.log());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    gateway.signal(nix::sys::signal::Signal::SIGHUP);
+    gateway.wait_ready(port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gateway.log().contains("policy reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload: {}",
+            gateway.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = Setup {
+        _dir: dir,
+        pki,
+        upstream,
+        gateway,
+    };
+    let reply = get(s.gateway.port, h1(&s), "/anon/still-here", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn renewed_certificate_is_served_to_next_connection_r_tls_2() {
     let s = setup_with("watch_interval_secs = 1", "").await;

@@ -159,7 +159,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
         // the next such character, which composes with nothing before it. The result is what
         // NFKC makes of the whole, and Japanese text keeps clear of the Unicode tables.
         let mut rest = text.as_str();
-        while let Some(at) = first_unstable(rest) {
+        while let Some((at, _)) = first_unstable(rest) {
             let start = rest[..at].char_indices().last().map_or(0, |(i, _)| i);
             keep(&mut decoded, &mut signals, &rest[..start]);
             let end = rest[at..].find(stable).map_or(rest.len(), |e| at + e);
@@ -285,17 +285,17 @@ fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
     })
 }
 
-/// Where the first character of `text` that [`kana_or_kanji_or_ascii`] refuses starts.
-/// ASCII is skipped a byte at a time without decoding characters: a narrative is mostly
-/// ASCII with a few `&nbsp;`s, a note mostly kanji with a full-width digit or two.
-fn first_unstable(text: &str) -> Option<usize> {
+/// The first character of `text` that [`kana_or_kanji_or_ascii`] refuses, and where it
+/// starts. ASCII is skipped 64 bytes at a time without decoding characters: a narrative is
+/// mostly ASCII with a few `&nbsp;`s, a note mostly kanji with a full-width digit or two.
+fn first_unstable(text: &str) -> Option<(usize, char)> {
     let bytes = text.as_bytes();
     let mut at = 0;
     loop {
         at += super::scan::first_byte(&bytes[at..], |b| !b.is_ascii())?;
         let c = text[at..].chars().next()?;
         if !kana_or_kanji(c) {
-            return Some(at);
+            return Some((at, c));
         }
         at += c.len_utf8();
     }
@@ -342,9 +342,8 @@ fn fold(decoded: &str) -> String {
     }
     let mut folded = String::with_capacity(decoded.len());
     let mut rest = decoded;
-    while let Some(at) = first_unstable(rest) {
+    while let Some((at, c)) = first_unstable(rest) {
         folded.push_str(&rest[..at]);
-        let c = rest[at..].chars().next().unwrap_or_default();
         folded.extend(c.to_lowercase());
         rest = &rest[at + c.len_utf8()..];
     }

@@ -67,11 +67,13 @@ mod tests {
     fn first_byte_finds_the_first_in_any_block() {
         let mut long = vec![b'y'; 300];
         assert_eq!(first_byte(&long, |b| b == b'%'), None);
+        long[299] = b'%';
         for at in [0, 63, 64, 200, 299] {
             long[at] = b'%';
-            long[299] = b'%';
             assert_eq!(first_byte(&long, |b| b == b'%'), Some(at), "{at}");
-            long[at] = b'y';
+            if at != 299 {
+                long[at] = b'y';
+            }
         }
         assert_eq!(first_byte(b"", |_| true), None);
     }

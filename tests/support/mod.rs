@@ -328,6 +328,13 @@ impl Gateway {
     /// Write `policy` to `dir/policy.toml` and start `phr-gateway run` on it; waits until the
     /// TLS port accepts connections.
     pub fn start(dir: &Path, policy: &str, port: u16) -> Self {
+        let mut gw = Self::spawn(dir, policy, port);
+        gw.wait_ready(port);
+        gw
+    }
+
+    /// [`Gateway::start`] without the wait: the process may not listen yet.
+    pub fn spawn(dir: &Path, policy: &str, port: u16) -> Self {
         let policy_path = dir.join("policy.toml");
         std::fs::write(&policy_path, policy).expect("write policy");
         let stderr_path = dir.join("gateway.log");
@@ -339,15 +346,13 @@ impl Gateway {
             .stderr(std::fs::File::create(&stderr_path).expect("log file"))
             .spawn()
             .expect("spawn gateway");
-        let mut gw = Gateway {
+        Gateway {
             child,
             port,
             dir: dir.to_path_buf(),
             policy_path,
             stderr_path,
-        };
-        gw.wait_ready(port);
-        gw
+        }
     }
 
     pub fn wait_ready(&mut self, port: u16) {
