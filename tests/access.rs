@@ -102,7 +102,9 @@ impl Setup {
         let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
         let mut all = vec![("authorization", auth.as_str())];
         all.extend_from_slice(headers);
-        get(self.gateway.port, config, path, &all).await.unwrap()
+        get(self.gateway.port, config, path, &all)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}; the gateway's log: {}", self.gateway.log()))
     }
 }
 

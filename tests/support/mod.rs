@@ -362,6 +362,14 @@ impl Gateway {
                 panic!("gateway exited early ({status}): {}", self.log());
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Another process's listener on the same port would answer too: the gateway
+                // must still be running once something does.
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!(
+                        "gateway exited ({status}) though {port} answers: {}",
+                        self.log()
+                    );
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
