@@ -431,13 +431,14 @@ struct Reloader {
 /// every stream from whichever runtime's driver reads them, so the reloader's runtime polls
 /// it later and a SIGHUP sent in between is waiting for it.
 fn hangup_stream() -> Option<tokio::signal::unix::Signal> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| tracing::error!("cannot listen for SIGHUP; reload needs a restart: {e}"))
-        .ok()?;
-    let _entered = runtime.enter();
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let listen = || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    listen()
         .map_err(|e| tracing::error!("cannot listen for SIGHUP; reload needs a restart: {e}"))
         .ok()
 }

@@ -1051,9 +1051,8 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
                 .flatten()
         })
         .or_else(|| {
-            // Each of its shapes needs one of these.
             present
-                .may_hold(b"$`'\";|&")
+                .may_hold(SPLIT_WORD_BYTES)
                 .then(|| split_word(&n.folded))
                 .flatten()
         })
@@ -1062,9 +1061,9 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     {
         return Some(hit);
     }
-    // `libinjection_sqli`'s gate asks for one of these (in `decoded`, which holds them where
-    // `folded` does: folding changes letters and turns `\` into `/`).
-    if present.may_hold(b"'\"`;=#-/()") && libinjection_sqli(&n.decoded) {
+    // Asked of `folded`, for `decoded`: it holds these where `folded` does (folding changes
+    // letters and turns `\` into `/`).
+    if present.may_hold(SQL_BREAKOUT_BYTES) && libinjection_sqli(&n.decoded) {
         return Some(Hit {
             rule: "sqli-100",
             class: Class::Sqli,
@@ -1238,6 +1237,10 @@ fn credentials_url(folded: &str) -> Option<Hit> {
     })
 }
 
+/// The bytes one of which every value [`split_word`] fires on holds: [`value_with`] does not
+/// ask it about a short value holding none of them.
+const SPLIT_WORD_BYTES: &[u8] = b"$`'\";|&";
+
 /// A query parameter name a PHP-style parser reads otherwise than it is written (`protocol-210`,
 /// CRS 921210): text after a closing bracket that opens no other (`foo[1]a[2]`, `foo[1]a`), a
 /// bracket never closed, or one inside another. `ids[]`, `filter[status]`, `a[b][c]` pass.
@@ -1322,6 +1325,7 @@ pub fn other_origin(folded: &str, host: Option<&str>) -> Option<Hit> {
 /// `$everything`, `O'Brien`, `"O"s`, `US$ 5` pass. Code, not a pattern: it looks only where a
 /// `$`, a back-quote or a quote is.
 fn split_word(folded: &str) -> Option<Hit> {
+    // Every shape below starts at one of `SPLIT_WORD_BYTES` (a test holds it so).
     const HIT: Hit = Hit {
         rule: "rce-220",
         class: Class::Rce,
@@ -1884,10 +1888,16 @@ fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
     })
 }
 
+/// The bytes one of which [`libinjection_sqli`]'s gate needs: [`value_with`] does not ask it
+/// about a short value holding none of them.
+const SQL_BREAKOUT_BYTES: &[u8] = b"'\"`;=#-/()";
+
 /// libinjection's SQLi fingerprint, on values where SQL can break out of its context: a
 /// quote, a statement or expression character, or a comment. Words alone (`1 union select`)
 /// are `sqli-110`'s; skipping the rest keeps natural-language text (a note, a display name)
 /// off libinjection's word lookup, which is most of inspection's time otherwise.
+///
+/// Its gate opens only on a value holding one of [`SQL_BREAKOUT_BYTES`] (a test holds it so).
 fn libinjection_sqli(decoded: &str) -> bool {
     let bytes = decoded.as_bytes();
     // An `=` that ends the value compares nothing: base64's padding (a FHIR attachment's
@@ -2016,24 +2026,23 @@ fn prose_parentheses(text: &[u8]) -> bool {
 /// it, matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md);
 /// this runs on plain values too, since a base64 run is letters and digits.
 fn base64_words(bytes: &[u8]) -> Option<Hit> {
-    // The automaton, the hit of each of its patterns, and the fewest base64 characters in a
-    // row any pattern needs.
-    type Words = (aho_corasick::AhoCorasick, Vec<Hit>, usize);
-    static WORDS: std::sync::LazyLock<Option<Words>> = std::sync::LazyLock::new(|| {
-        let (patterns, hits) = base64_patterns();
-        let shortest = patterns.iter().map(String::len).min().unwrap_or(1);
-        Some((
-            // A full DFA: an attachment's base64 runs to megabytes, and the default
-            // (contiguous NFA) cost 40 instructions a byte on it, the DFA a few.
-            aho_corasick::AhoCorasick::builder()
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(patterns)
-                .ok()?,
-            hits,
-            shortest,
-        ))
-    });
-    let (words, hits, shortest) = WORDS.as_ref()?;
+    // The automaton over [`Compiled::base64_words`], and the fewest base64 characters in a
+    // row any of them needs.
+    static WORDS: std::sync::LazyLock<Option<(aho_corasick::AhoCorasick, usize)>> =
+        std::sync::LazyLock::new(|| {
+            let patterns = compiled().base64_words.iter().map(|(word, _)| word);
+            let shortest = patterns.clone().map(Vec::len).min().unwrap_or(1);
+            Some((
+                // A full DFA: an attachment's base64 runs to megabytes, and the default
+                // (contiguous NFA) cost 40 instructions a byte on it, the DFA a few.
+                aho_corasick::AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(patterns)
+                    .ok()?,
+                shortest,
+            ))
+        });
+    let (words, shortest) = WORDS.as_ref()?;
     // Most values (text with spaces, Japanese, identifiers, capitalised words) have no run
     // of base64 characters as long as a pattern with as many capitals and digits after its
     // first character as every pattern has (base64 of lower-case text is full of them), and
@@ -2042,7 +2051,9 @@ fn base64_words(bytes: &[u8]) -> Option<Hit> {
     if !at_least(bytes, BASE64_MARKED, upper_or_digit) || !has_marked_run(bytes, *shortest) {
         return None;
     }
-    words.find(bytes).map(|m| hits[m.pattern().as_usize()])
+    words
+        .find(bytes)
+        .map(|m| compiled().base64_words[m.pattern().as_usize()].1)
 }
 
 fn upper_or_digit(b: u8) -> bool {
@@ -3289,6 +3300,56 @@ mod tests {
         ] {
             assert!(libinjection_sqli(attack), "{attack}");
         }
+    }
+
+    /// The byte sets `value_with` asks a short value about before it runs `split_word` and
+    /// libinjection are what those need: over text whose only special character is one
+    /// ASCII byte, in shapes that fire them, each fires only for bytes of its set (and does
+    /// fire, for several of them).
+    #[test]
+    fn the_pre_checked_bytes_are_the_ones_the_detectors_need() {
+        let split_shapes = |c: char| {
+            [
+                format!("ab{c}cd ef"),
+                format!("cu{c}v r l"),
+                format!("{c}i{c}fconfig"),
+                format!("x{c}{c}i{c}fconfig"),
+                format!("ti{c}{c}me"),
+                format!("una{c}{c}me"),
+            ]
+        };
+        let sql_shapes = |c: char| {
+            [
+                format!("1{c}or{c}1{c}{c}x"),
+                format!("1 {c}{c} or 1 1{c}"),
+                format!("x{c} or {c}y"),
+                format!("admin{c}{c} x"),
+                format!("1{c} union select 1{c}{c}"),
+            ]
+        };
+        let (mut split, mut sql) = (Vec::new(), Vec::new());
+        for byte in 0..0x80u8 {
+            let c = char::from(byte);
+            if split_shapes(c).iter().any(|t| split_word(t).is_some()) {
+                split.push(byte);
+            }
+            if sql_shapes(c).iter().any(|t| libinjection_sqli(t)) {
+                sql.push(byte);
+            }
+        }
+        let within = |fired: &[u8], set: &[u8]| fired.iter().all(|b| set.contains(b));
+        assert!(
+            within(&split, SPLIT_WORD_BYTES),
+            "{:?}",
+            String::from_utf8_lossy(&split)
+        );
+        assert!(split.len() >= 4, "{:?}", String::from_utf8_lossy(&split));
+        assert!(
+            within(&sql, SQL_BREAKOUT_BYTES),
+            "{:?}",
+            String::from_utf8_lossy(&sql)
+        );
+        assert!(sql.len() >= 4, "{:?}", String::from_utf8_lossy(&sql));
     }
 
     /// A FHIR local reference or a URL's fragment is no MySQL comment; any other `#` still
