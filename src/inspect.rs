@@ -247,11 +247,17 @@ pub struct Target<'a> {
 /// short): only [`detect::plain_value`] can fire on it, so it is not normalised at all. Most
 /// values of a PHR API are such (`p-001`, `2026-04-10`, `self-management`).
 fn plain(raw: &[u8]) -> bool {
-    raw.len() <= 128
-        && raw
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !raw.windows(2).any(|w| w == b"__")
+    if raw.len() > 128 {
+        return false;
+    }
+    // One pass: every value is asked this, most of them a few bytes long.
+    let mut after_underscore = false;
+    raw.iter().all(|&b| {
+        let underscore = b == b'_';
+        let fits = b.is_ascii_alphanumeric() || b == b'-' || (underscore && !after_underscore);
+        after_underscore = underscore;
+        fits
+    })
 }
 
 /// Inspect one value: nothing for a plain one, else normalised and run through the detectors.
@@ -277,8 +283,8 @@ fn normalised_hit(n: &Normalised, plus: Plus) -> Option<Hit> {
 /// One table per worker thread (no lock on the request path); values longer than `longest`
 /// are not kept (a note is seldom sent twice), and a full table starts again empty, so that
 /// memory stays bounded whatever a client sends.
-struct Verdicts {
-    seen: HashMap<Box<[u8]>, Option<Hit>, foldhash::fast::RandomState>,
+struct Verdicts<V = Option<Hit>> {
+    seen: HashMap<Box<[u8]>, V, foldhash::fast::RandomState>,
     entries: usize,
     longest: usize,
 }
@@ -287,7 +293,8 @@ thread_local! {
     static SEEN_FETCHED: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 512));
     static SEEN_PAGES: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
     static SEEN_AGENTS: RefCell<Verdicts> = RefCell::new(Verdicts::new(4_096, 512));
-    static SEEN_JSON_KEYS: RefCell<Verdicts> = RefCell::new(Verdicts::new(8_192, 64));
+    static SEEN_JSON_KEYS: RefCell<Verdicts<json::KeyVerdict>> =
+        RefCell::new(Verdicts::new(8_192, 64));
     static SEEN_JSON_VALUES: RefCell<Verdicts> = RefCell::new(Verdicts::new(16_384, 128));
 }
 
@@ -296,18 +303,13 @@ thread_local! {
 /// (`callgrind --zero-before=…forget_seen_values`) mark that second pass by it.
 #[inline(never)]
 pub(crate) fn forget_seen_values() {
-    for table in [
-        &SEEN_FETCHED,
-        &SEEN_PAGES,
-        &SEEN_AGENTS,
-        &SEEN_JSON_KEYS,
-        &SEEN_JSON_VALUES,
-    ] {
+    for table in [&SEEN_FETCHED, &SEEN_PAGES, &SEEN_AGENTS, &SEEN_JSON_VALUES] {
         table.with_borrow_mut(|t| t.seen.clear());
     }
+    SEEN_JSON_KEYS.with_borrow_mut(|t| t.seen.clear());
 }
 
-impl Verdicts {
+impl<V: Copy> Verdicts<V> {
     fn new(entries: usize, longest: usize) -> Self {
         Verdicts {
             seen: HashMap::default(),
@@ -318,10 +320,10 @@ impl Verdicts {
 
     /// The verdict on `raw` from `table`, made by `verdict` when it is not there.
     fn get_or(
-        table: &'static std::thread::LocalKey<std::cell::RefCell<Verdicts>>,
+        table: &'static std::thread::LocalKey<std::cell::RefCell<Verdicts<V>>>,
         raw: &[u8],
-        verdict: impl FnOnce() -> Option<Hit>,
-    ) -> Option<Hit> {
+        verdict: impl FnOnce() -> V,
+    ) -> V {
         let known = table.with_borrow(|t| {
             if raw.len() > t.longest {
                 None
@@ -803,7 +805,7 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let n = normalise(name.as_bytes(), Plus::Space);
         // The field as a backend reads it: the decoded name.
-        let field = || n.decoded.clone();
+        let field = || n.decoded.to_string();
         // Normalised once, for every rule that reads the value; a plain one needs none.
         let v = (!plain(value.as_bytes())).then(|| normalise(value.as_bytes(), Plus::Space));
         let value_found = match &v {
@@ -813,7 +815,7 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
         let override_hit = || {
             let folded = v
                 .as_ref()
-                .map_or_else(|| value.to_ascii_lowercase(), |v| v.folded.clone());
+                .map_or_else(|| value.to_ascii_lowercase(), |v| v.folded.to_string());
             detect::method_override(&n.folded, &folded, query.map(|q| q.method))
         };
         if found.add(detect::name(&n), place, field)
@@ -947,7 +949,9 @@ pub(crate) fn narrative(xhtml: &str) -> Option<Hit> {
         });
     // The automaton is built from constants (unit-tested); failing that, every narrative is
     // refused rather than none.
-    let active = ACTIVE.as_ref().is_none_or(|words| words.is_match(folded));
+    let active = ACTIVE
+        .as_ref()
+        .is_none_or(|words| words.is_match(folded.as_bytes()));
     static EVENT_PREFIX: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(" on"));
     let event = EVENT_PREFIX.find_iter(folded.as_bytes()).any(|at| {
@@ -1030,6 +1034,29 @@ mod tests {
     }
 
     /// `inspect eval`'s warm pass judges every value anew: forgetting empties every table.
+    /// Plain values skip normalisation and every detector but `plain_value`: only an
+    /// identifier's bytes, a single `_` at a time (`__proto__` is a key to look at), short.
+    #[test]
+    fn plain_values_are_identifiers_dates_and_numbers_only() {
+        for value in ["p-001", "2026-04-10", "self_management", "a_b_c", "", "_x_"] {
+            assert!(plain(value.as_bytes()), "{value:?}");
+        }
+        let long = "a".repeat(129);
+        for value in [
+            "__proto__",
+            "a__b",
+            "a___",
+            "blood pressure",
+            "1.5",
+            "a;b",
+            "検査",
+            long.as_str(),
+        ] {
+            assert!(!plain(value.as_bytes()), "{value:?}");
+        }
+        assert!(plain("a".repeat(128).as_bytes()));
+    }
+
     #[test]
     fn forgetting_seen_values_empties_every_verdict_table() {
         let json = [
@@ -1039,20 +1066,16 @@ mod tests {
         findings("/x", None, &json, Some(r#"{"note": "朝食後 (ok)"}"#));
         let _ = header_hit(&http::header::REFERER, b"https://a.test/p?q=1");
         let _ = header_hit(&http::header::ACCEPT, b"text/html, */*");
-        let tables = [
-            &SEEN_FETCHED,
-            &SEEN_PAGES,
-            &SEEN_AGENTS,
-            &SEEN_JSON_KEYS,
-            &SEEN_JSON_VALUES,
-        ];
+        let tables = [&SEEN_FETCHED, &SEEN_PAGES, &SEEN_AGENTS, &SEEN_JSON_VALUES];
         for table in tables {
             assert!(table.with_borrow(|t| !t.seen.is_empty()));
         }
+        assert!(SEEN_JSON_KEYS.with_borrow(|t| !t.seen.is_empty()));
         forget_seen_values();
         for table in tables {
             assert!(table.with_borrow(|t| t.seen.is_empty()));
         }
+        assert!(SEEN_JSON_KEYS.with_borrow(|t| t.seen.is_empty()));
     }
 
     /// Where the names of CRS's ARGS_NAMES are: a JSON key is a value too, a plain value may

@@ -2562,7 +2562,7 @@ mod tests {
             .map(|(raw, _)| *raw)
             .chain(benign)
             .flat_map(|raw| {
-                let folded = normalise(raw.as_bytes(), Plus::Space).folded;
+                let folded = normalise(raw.as_bytes(), Plus::Space).folded.into_owned();
                 // Each alone, and two joined: the first rule must still be the first.
                 [
                     folded.clone(),

@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::normalise::{normalise_str, Plus};
 use super::{
-    detect, narrative, plain, Findings, Place, Verdicts, SEEN_JSON_KEYS, SEEN_JSON_VALUES,
+    detect, narrative, plain, Findings, Hit, Place, Verdicts, SEEN_JSON_KEYS, SEEN_JSON_VALUES,
 };
 
 /// Inspect `body` as JSON. `Err` when it is not JSON (what was found before the syntax error
@@ -54,20 +54,24 @@ struct Walk<'f> {
 
 impl Walk<'_> {
     fn key(&mut self, key: &str) {
-        self.path.push(key);
         // A key is a name, and a value a lenient backend may read (CRS's ARGS_NAMES).
-        let hit = Verdicts::get_or(&SEEN_JSON_KEYS, key.as_bytes(), || {
+        let verdict = Verdicts::get_or(&SEEN_JSON_KEYS, key.as_bytes(), || {
             let n = normalise_str(key, Plus::Literal);
-            detect::name(&n).or_else(|| {
+            let hit = detect::name(&n).or_else(|| {
                 if plain(key.as_bytes()) {
                     detect::plain_value(key.as_bytes())
                 } else {
                     detect::value_with(&n, false)
                 }
-            })
+            });
+            KeyVerdict {
+                hit,
+                names_fetched_url: fetched_url_key(Some(key)),
+            }
         });
+        self.path.push(key, verdict.names_fetched_url);
         let path = &self.path;
-        self.full = self.found.add(hit, Place::Body, || path.field());
+        self.full = self.found.add(verdict.hit, Place::Body, || path.field());
     }
 
     fn string(&mut self, text: &str) {
@@ -76,7 +80,7 @@ impl Walk<'_> {
             narrative(text)
         } else if plain(text.as_bytes()) {
             detect::plain_value(text.as_bytes())
-        } else if fetched_url_key(self.path.last()) {
+        } else if self.path.names_fetched_url() {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
         } else {
             // Code systems, units, dates, display names: the same in every resource.
@@ -97,36 +101,50 @@ impl Walk<'_> {
     }
 }
 
+/// What a key's first sight found, kept with its verdict: keys repeat in every resource, so
+/// a string's questions about its key are answered once per key, not once per string.
+#[derive(Clone, Copy)]
+pub(super) struct KeyVerdict {
+    hit: Option<Hit>,
+    /// [`fetched_url_key`] of the key.
+    names_fetched_url: bool,
+}
+
 /// The keys leading to the value being read, array levels skipped, as FHIRPath names fields
 /// (`note.text`): one buffer, not a string per level.
 #[derive(Default)]
 struct KeyPath {
     dotted: String,
-    /// Where each key starts in `dotted`.
-    starts: Vec<usize>,
+    /// Where each key starts in `dotted`, and whether it names a fetched URL.
+    starts: Vec<(usize, bool)>,
 }
 
 impl KeyPath {
-    fn push(&mut self, key: &str) {
+    fn push(&mut self, key: &str, names_fetched_url: bool) {
         if !self.starts.is_empty() {
             self.dotted.push('.');
         }
-        self.starts.push(self.dotted.len());
+        self.starts.push((self.dotted.len(), names_fetched_url));
         self.dotted.push_str(key);
     }
 
     fn pop(&mut self) {
-        if let Some(start) = self.starts.pop() {
+        if let Some((start, _)) = self.starts.pop() {
             self.dotted.truncate(start.saturating_sub(1));
         }
     }
 
+    /// Whether the last key names a URL the backend may fetch ([`fetched_url_key`]).
+    fn names_fetched_url(&self) -> bool {
+        self.starts.last().is_some_and(|&(_, fetched)| fetched)
+    }
+
     fn last(&self) -> Option<&str> {
-        self.starts.last().map(|&s| &self.dotted[s..])
+        self.starts.last().map(|&(s, _)| &self.dotted[s..])
     }
 
     fn parent(&self) -> Option<&str> {
-        let [.., parent, last] = self.starts[..] else {
+        let [.., (parent, _), (last, _)] = self.starts[..] else {
             return None;
         };
         Some(&self.dotted[parent..last - 1])

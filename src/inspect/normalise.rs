@@ -36,13 +36,14 @@ pub struct Signals {
     pub escaped_ascii: bool,
 }
 
-/// A value as the detectors see it.
+/// A value as the detectors see it. Most values need no decoding nor folding, and borrow
+/// the text they were made from: a value costs no copy for that.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Normalised {
+pub struct Normalised<'a> {
     /// Decoded (percent, entities, NFKC), control characters removed, original case.
-    pub decoded: String,
+    pub decoded: Cow<'a, str>,
     /// `decoded`, lower-cased, backslashes as slashes.
-    pub folded: String,
+    pub folded: Cow<'a, str>,
     /// What the decoding found.
     pub signals: Signals,
 }
@@ -59,7 +60,7 @@ pub enum Plus {
 const MAX_ROUNDS: usize = 3;
 
 /// Normalise one value.
-pub fn normalise(raw: &[u8], plus: Plus) -> Normalised {
+pub fn normalise(raw: &[u8], plus: Plus) -> Normalised<'_> {
     if let Some(quiet) = std::str::from_utf8(raw).ok().and_then(|t| quiet(t, plus)) {
         return quiet;
     }
@@ -67,12 +68,12 @@ pub fn normalise(raw: &[u8], plus: Plus) -> Normalised {
 }
 
 /// Normalise one value known to be UTF-8 (a JSON string): its bytes are not checked again.
-pub fn normalise_str(text: &str, plus: Plus) -> Normalised {
+pub fn normalise_str(text: &str, plus: Plus) -> Normalised<'_> {
     quiet(text, plus).unwrap_or_else(|| decode(text.as_bytes(), plus))
 }
 
 /// Everything normalisation does, for a value [`quiet`] could not pass.
-fn decode(raw: &[u8], plus: Plus) -> Normalised {
+fn decode(raw: &[u8], plus: Plus) -> Normalised<'static> {
     let mut signals = Signals::default();
     let mut bytes: Cow<'_, [u8]> = Cow::Borrowed(raw);
     if plus == Plus::Space && bytes.contains(&b'+') {
@@ -139,8 +140,8 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
     if !needs_nfkc && !has_controls {
         // Nothing to fold or remove.
         return Normalised {
-            folded: fold(&text),
-            decoded: text,
+            folded: Cow::Owned(fold(&text)),
+            decoded: Cow::Owned(text),
             signals,
         };
     }
@@ -173,8 +174,8 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised {
         keep(&mut decoded, &mut signals, &text);
     }
     Normalised {
-        folded: fold(&decoded),
-        decoded,
+        folded: Cow::Owned(fold(&decoded)),
+        decoded: Cow::Owned(decoded),
         signals,
     }
 }
@@ -261,7 +262,7 @@ fn has_removed_control(text: &str) -> bool {
 /// is NFKC already): for them normalising is folding case, found in one pass over the bytes.
 /// Line ends and tabs are not control characters here (`keep_char` keeps them): a note or a
 /// narrative of several lines is as quiet as one of one.
-fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
+fn quiet(text: &str, plus: Plus) -> Option<Normalised<'_>> {
     let plus_escapes = plus == Plus::Space;
     // Over bytes, the ASCII controls (NUL among them); the C1 controls are not ASCII, which
     // the check after this one sends to `decode`.
@@ -278,9 +279,13 @@ fn quiet(text: &str, plus: Plus) -> Option<Normalised> {
     // Anything else goes to `decode`, which sends only what needs it through NFKC.
     // Nothing for NFKC to fold, no case beyond ASCII's.
     (text.is_ascii() || first_unstable(text).is_none()).then(|| Normalised {
-        decoded: text.to_owned(),
+        decoded: Cow::Borrowed(text),
         // Only ASCII has case here, and there is no backslash to turn (refused above).
-        folded: text.to_ascii_lowercase(),
+        folded: if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        },
         signals: Signals::default(),
     })
 }
@@ -560,7 +565,7 @@ mod tests {
 
     #[test]
     fn unicode_escapes_are_decoded_as_a_script_engine_would() {
-        let folded = |raw: &str| normalise(raw.as_bytes(), Plus::Literal).folded;
+        let folded = |raw: &str| normalise(raw.as_bytes(), Plus::Literal).folded.into_owned();
         assert_eq!(folded("c\\u006fnsole"), "console");
         assert_eq!(folded("__\\u0070\\u0072oto__"), "__proto__");
         assert_eq!(folded("%5Cu003Cscript"), "<script");
@@ -630,7 +635,7 @@ mod tests {
         assert_eq!(n.folded, "血圧ok");
         let n = normalise("朝食後 DROP\\x".as_bytes(), Plus::Literal);
         assert_eq!(
-            (n.decoded.as_str(), n.folded.as_str()),
+            (&*n.decoded, &*n.folded),
             ("朝食後 DROP\\x", "朝食後 drop/x")
         );
     }
