@@ -180,6 +180,48 @@ async fn a_fhir_resource_with_a_narrative_and_japanese_text_passes_untouched() {
     assert_eq!(reply.json()["reason"], "inspect.blocked");
 }
 
+/// A FHIR attachment's base64, wrapped as MIME wraps it, is bytes: forwarded whole, its
+/// encoding not read as text; anything else in a `data` field, and a serialized Java
+/// object sent as base64, is still refused (docs/decisions.md, 2026-11-27).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_with_base64_data_is_forwarded_and_text_in_data_is_refused() {
+    use base64::Engine as _;
+    let s = setup().await;
+    let bytes: Vec<u8> = (0u32..48_000).map(|i| (i * 7_919 % 251) as u8).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let wrapped: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    let binary = |data: &str| {
+        serde_json::json!({"resourceType": "Binary", "contentType": "image/jpeg", "data": data})
+            .to_string()
+    };
+    let json = [("content-type", "application/fhir+json")];
+    for data in [encoded.clone(), wrapped.join("\r\n")] {
+        let resource = binary(&data);
+        let reply = s.send("POST", "/records/Binary", &json, &resource).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            reply.body,
+            format!("upstream-ok /records/Binary {}", resource.len())
+        );
+    }
+    for hostile in [
+        "1' OR '1'='1",
+        "../../../../etc/passwd",
+        "<script>alert(1)</script>",
+        "rO0ABXNyADJzdW4ucmVmbGVjdC5hbm5vdGF0aW9u",
+    ] {
+        let reply = s
+            .send("POST", "/records/Binary", &json, &binary(hostile))
+            .await;
+        assert_eq!(reply.status, 403, "{hostile}: {reply:?}");
+        assert_eq!(reply.json()["reason"], "inspect.blocked", "{hostile}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn detect_mode_forwards_and_records_and_exclusions_lift_one_class() {
     let s = setup().await;

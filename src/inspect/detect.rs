@@ -1459,7 +1459,17 @@ pub fn scanner(user_agent: &[u8]) -> Option<Hit> {
 pub fn plain_value(raw: &[u8]) -> Option<Hit> {
     // Most plain values (ids, codes, dates, capitalised words) have too few capitals and
     // digits to hold a pattern: `base64_words` counts them first.
-    base64_words(raw)
+    base64_words(raw).or_else(|| java_stream(raw))
+}
+
+/// A value that starts as Java serialization's stream in base64 (`AC ED 00 05`: `rO0AB`),
+/// as a serialized object sent whole does: `java-110`, which the value rules find in text,
+/// on the values they do not read (identifiers, a FHIR `data` field's base64).
+fn java_stream(raw: &[u8]) -> Option<Hit> {
+    raw.starts_with(b"rO0AB").then_some(Hit {
+        rule: "java-110",
+        class: Class::Java,
+    })
 }
 
 /// Request headers that make a backend do what the gateway did not check, or that it cannot
@@ -2026,23 +2036,7 @@ fn prose_parentheses(text: &[u8]) -> bool {
 /// it, matched case-sensitively as base64 is. Values are not base64-decoded (docs/inspect.md);
 /// this runs on plain values too, since a base64 run is letters and digits.
 fn base64_words(bytes: &[u8]) -> Option<Hit> {
-    // The automaton over [`Compiled::base64_words`], and the fewest base64 characters in a
-    // row any of them needs.
-    static WORDS: std::sync::LazyLock<Option<(aho_corasick::AhoCorasick, usize)>> =
-        std::sync::LazyLock::new(|| {
-            let patterns = compiled().base64_words.iter().map(|(word, _)| word);
-            let shortest = patterns.clone().map(Vec::len).min().unwrap_or(1);
-            Some((
-                // A full DFA: an attachment's base64 runs to megabytes, and the default
-                // (contiguous NFA) cost 40 instructions a byte on it, the DFA a few.
-                aho_corasick::AhoCorasick::builder()
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .build(patterns)
-                    .ok()?,
-                shortest,
-            ))
-        });
-    let (words, shortest) = WORDS.as_ref()?;
+    let (words, shortest) = base64_word_dfa()?;
     // Most values (text with spaces, Japanese, identifiers, capitalised words) have no run
     // of base64 characters as long as a pattern with as many capitals and digits after its
     // first character as every pattern has (base64 of lower-case text is full of them), and
@@ -2051,9 +2045,43 @@ fn base64_words(bytes: &[u8]) -> Option<Hit> {
     if !at_least(bytes, BASE64_MARKED, upper_or_digit) || !has_marked_run(bytes, *shortest) {
         return None;
     }
+    use regex_automata::dfa::Automaton as _;
     words
-        .find(bytes)
+        .try_search_fwd(&regex_automata::Input::new(bytes))
+        .ok()
+        .flatten()
         .map(|m| compiled().base64_words[m.pattern().as_usize()].1)
+}
+
+type WordDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
+
+/// The automaton over [`Compiled::base64_words`], and the fewest base64 characters in a row
+/// any of them needs. A dense DFA, built once: an attachment's base64 runs to megabytes, and
+/// aho-corasick's contiguous NFA cost 40 instructions a byte on it, its DFA 16, this one 4.
+fn base64_word_dfa() -> Option<&'static (WordDfa, usize)> {
+    static WORDS: std::sync::LazyLock<Option<(WordDfa, usize)>> = std::sync::LazyLock::new(|| {
+        let words = &compiled().base64_words;
+        let patterns: Vec<String> = words
+            .iter()
+            .map(|(word, _)| regex_syntax::escape(&String::from_utf8_lossy(word)))
+            .collect();
+        let shortest = words.iter().map(|(word, _)| word.len()).min().unwrap_or(1);
+        let dfa = regex_automata::dfa::dense::Builder::new()
+            .configure(
+                regex_automata::dfa::dense::Config::new()
+                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                    .minimize(false),
+            )
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .build_many(&patterns)
+            .ok()?;
+        Some((dfa, shortest))
+    });
+    WORDS.as_ref()
 }
 
 fn upper_or_digit(b: u8) -> bool {
@@ -2954,6 +2982,17 @@ mod tests {
         }
     }
 
+    /// The words' DFA builds from the constants, and stays small: it is built at the first
+    /// value, once per process.
+    #[test]
+    fn the_base64_word_dfa_builds_and_stays_small() {
+        use regex_automata::dfa::Automaton as _;
+        let (dfa, shortest) = base64_word_dfa().expect("the base64 word DFA builds");
+        assert!(*shortest >= 5, "{shortest}");
+        assert!(dfa.memory_usage() < 2 << 20, "{} bytes", dfa.memory_usage());
+        assert_eq!(dfa.pattern_len(), compiled().base64_words.len());
+    }
+
     #[test]
     fn base64_words_are_found_in_plain_values() {
         let plain_hit = |raw: &str| plain_value(raw.as_bytes()).map(|h| h.rule);
@@ -2963,6 +3002,8 @@ mod tests {
             ("rO0ABQ", "java-130"),
             ("KztAAU", "java-130"),
             ("Cs7QAF", "java-130"),
+            // A serialized object sent whole: `AC ED 00 05 73 72 …`.
+            ("rO0ABXNyADJzdW4ucmVmbGVjdC5hbm5v", "java-110"),
             ("XyQkTkRfRlVOQyQkX2Z1bmN0aW9uKCkK", "nodejs-110"),
             (
                 "cmVxdWlyZSgiY2hpbGRfcHJvY2VzcyIpLmV4ZWMoJ3dob2FtaScpCg",
@@ -2980,6 +3021,9 @@ mod tests {
             "8f14e45fceea167a5a36dedd4bea2543",
             "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9",
             "SGVsbG8gd29ybGQ",
+            // The stream's header only counts where the value starts, as written.
+            "xrO0ABXNy",
+            "ro0abxny",
         ] {
             assert_eq!(plain_hit(fine), None, "{fine}");
         }

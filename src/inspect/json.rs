@@ -80,6 +80,10 @@ impl Walk<'_> {
             narrative(text)
         } else if plain(text.as_bytes()) {
             detect::plain_value(text.as_bytes())
+        } else if self.path.last() == Some("data") && base64_binary(text.as_bytes()) {
+            // FHIR's base64Binary (`Attachment.data`, `Binary.data`): bytes the backend
+            // decodes, held to the base64 rules only (docs/decisions.md, 2026-11-27).
+            detect::plain_value(text.as_bytes())
         } else if self.path.names_fetched_url() {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
         } else {
@@ -153,6 +157,53 @@ impl KeyPath {
     fn field(&self) -> String {
         self.dotted.clone()
     }
+}
+
+/// Whether `bytes` is base64 as FHIR's base64Binary carries it (RFC 4648 section 4): the
+/// alphabet's 64 characters, `=` only as the last one or two, a multiple of four in all,
+/// written on one line or wrapped in lines of one length (a multiple of four, 16 or more;
+/// the last may be shorter) between spaces and line breaks, as MIME wraps at 76. In that
+/// alphabet no SQL, markup, shell, template or lookup syntax can be written (no quote, `<`,
+/// `;`, `$`, `{`, `.`), and the wrapping rule keeps out free spacing (`1 union select …`),
+/// so text rules have nothing to read in it but [`detect::plain_value`]'s hidden words.
+fn base64_binary(bytes: &[u8]) -> bool {
+    const SHORTEST_LINE: usize = 16;
+    let text = bytes.trim_ascii();
+    let unpadded = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
+    let outside_alphabet =
+        |b: u8| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b' ' | b'\r' | b'\n'));
+    if text.is_empty() || super::scan::any_byte(unpadded, outside_alphabet) {
+        return false;
+    }
+    if !super::scan::any_byte(unpadded, |b| matches!(b, b' ' | b'\r' | b'\n')) {
+        return text.len().is_multiple_of(4);
+    }
+    // Line breaks found by `memchr3` (a line is tens of bytes; a split's closure per byte
+    // cost more than the rest of this value's inspection).
+    let mut start = 0;
+    let mut lines = memchr::memchr3_iter(b' ', b'\r', b'\n', text)
+        .chain([text.len()])
+        .filter_map(|end| {
+            let line = &text[start..end];
+            start = end + 1;
+            (!line.is_empty()).then_some(line)
+        });
+    let width = lines.next().map_or(0, <[u8]>::len);
+    if width < SHORTEST_LINE || !width.is_multiple_of(4) {
+        return false;
+    }
+    let (mut total, mut ended) = (width, false);
+    for line in lines {
+        if ended || line.len() > width {
+            return false;
+        }
+        ended = line.len() < width;
+        total += line.len();
+    }
+    total.is_multiple_of(4)
 }
 
 /// Whether a JSON key names a URL the backend may fetch (a webhook, a callback), where an
@@ -312,6 +363,53 @@ mod tests {
             fields(r#"{"url":"ftp://ftp.ihe.net/TF_Implementation_Material/fhir"}"#).is_empty()
         );
         assert_eq!(fields(r#"{"callbackUrl":"ftp://203.0.113.9/x"}"#).len(), 1);
+    }
+
+    /// A FHIR `data` field holding base64 (on one line, or wrapped evenly) is bytes: its
+    /// encoding is not read as text (a JPEG's base64 opens with `/9j/`), but the base64
+    /// rules still read it; anything else in a `data` field is an ordinary value.
+    #[test]
+    fn base64_binary_data_is_held_to_the_base64_rules_only() {
+        assert!(base64_binary(b"/9j/4AAQSkZJRgABAQ=="));
+        assert!(base64_binary(b"SGVsbG8="));
+        assert!(base64_binary(b"/etc/passwd/"));
+        // Wrapped as MIME does, or in lines of 40 with a run of spaces between.
+        assert!(base64_binary(
+            b"JVBERi0xLjUNJeLjz9MNCjEwIDAgb2JqDTw8L0xpbmVhcml6ZWQgMS9MIDE3NTcwNS9PIDEyL0Ug\r\n\
+              MTcwNjAyL04gMS9UIDE3NTQxNy9IIFsgNjQwIDE5OV0+Pg1lbmRvYmoNICAgICAgICAgICAgICAg\r\n\
+              ICAg"
+        ));
+        assert!(base64_binary(
+            b"R0lGODlhfgCRAPcAAAAAAIAAAACAAICAAAAAgIAA    gACAgICAgMDAwP8AAAD/AP//AAAA//8A/wD///8="
+        ));
+        for not_base64 in [
+            &b""[..],
+            b"SGVsbG8",
+            b"SGVs bG8=",
+            b"SGVs\nbG8=",
+            b"SG=sbG8=",
+            b"SGVsbG===",
+            b"1 union select 1111",
+            b"../../etc/passwd",
+            // Lines of more than one length, or too short to be a wrapping.
+            b"AAAAAAAAAAAAAAAA AAAAAAAAAAAAAAAAAAAA AAAA",
+            b"AAAAAAAAAAAAAAAA AAAA AAAAAAAAAAAAAAAA",
+            b"AAAAAAAA AAAAAAAA",
+        ] {
+            assert!(!base64_binary(not_base64), "{not_base64:?}");
+        }
+        // A serialized Java gadget still counts, under `data` as anywhere.
+        let gadget = fields(
+            r#"{"resourceType":"Binary","data":"rO0ABXNyADJzdW4ucmVmbGVjdC5hbm5vdGF0aW9u"}"#,
+        );
+        assert_eq!(gadget.len(), 1, "{gadget:?}");
+        assert!(gadget[0].1.starts_with("java-"), "{gadget:?}");
+        // Not base64, so read as text: a path, a statement.
+        assert!(!fields(r#"{"data":"../../etc/passwd"}"#).is_empty());
+        assert!(!fields(r#"{"data":"1' or '1'='1"}"#).is_empty());
+        // Base64 that spells a path is bytes under `data` (the decision), a path elsewhere.
+        assert!(fields(r#"{"data":"/etc/passwd/"}"#).is_empty());
+        assert!(!fields(r#"{"file":"/etc/passwd/"}"#).is_empty());
     }
 
     #[test]
