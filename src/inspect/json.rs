@@ -412,6 +412,20 @@ mod tests {
         assert!(!fields(r#"{"file":"/etc/passwd/"}"#).is_empty());
     }
 
+    /// A finding after nested containers, arrays of scalars and an empty object names its
+    /// own field, and one inside them theirs.
+    #[test]
+    fn findings_after_nested_containers_name_their_own_field() {
+        let found = fields(
+            r#"{"a":{"b":[1,{"c":"x"},[],{}],"d":"y","n":null},"e":"<script>alert(1)</script>","f":[true,"1' or '1'='1"]}"#,
+        );
+        let names: Vec<&str> = found.iter().map(|(field, _)| field.as_str()).collect();
+        assert_eq!(names, ["e", "f"], "{found:?}");
+        let found = fields(r#"[{"k":[{"deep":"<script>alert(1)</script>"}]},"x"]"#);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "k.deep");
+    }
+
     #[test]
     fn a_duplicated_key_is_inspected_every_time_it_appears() {
         // A tree keeps only the last `q`; a backend may read the first.
