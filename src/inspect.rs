@@ -1033,7 +1033,6 @@ mod tests {
         .collect()
     }
 
-    /// `inspect eval`'s warm pass judges every value anew: forgetting empties every table.
     /// Plain values skip normalisation and every detector but `plain_value`: only an
     /// identifier's bytes, a single `_` at a time (`__proto__` is a key to look at), short.
     #[test]
@@ -1057,6 +1056,7 @@ mod tests {
         assert!(plain("a".repeat(128).as_bytes()));
     }
 
+    /// `inspect eval`'s warm pass judges every value anew: forgetting empties every table.
     #[test]
     fn forgetting_seen_values_empties_every_verdict_table() {
         let json = [

@@ -66,7 +66,7 @@ impl Walk<'_> {
             });
             KeyVerdict {
                 hit,
-                names_fetched_url: fetched_url_key(Some(key)),
+                names_fetched_url: fetched_url_key(key),
             }
         });
         self.path.push(key, verdict.names_fetched_url);
@@ -208,7 +208,7 @@ fn base64_binary(bytes: &[u8]) -> bool {
 
 /// Whether a JSON key names a URL the backend may fetch (a webhook, a callback), where an
 /// internal address is SSRF; other URLs in a FHIR document are identifiers and references.
-fn fetched_url_key(key: Option<&str>) -> bool {
+fn fetched_url_key(key: &str) -> bool {
     static WORDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
         std::sync::LazyLock::new(|| {
             aho_corasick::AhoCorasick::builder()
@@ -220,7 +220,7 @@ fn fetched_url_key(key: Option<&str>) -> bool {
                 .ok()
         });
     // Built from constants (unit-tested); failing that, every key is taken as one.
-    key.is_some_and(|k| WORDS.as_ref().is_none_or(|w| w.is_match(k)))
+    WORDS.as_ref().is_none_or(|w| w.is_match(key))
 }
 
 /// Any value: strings are inspected, containers walked, the rest skipped.
@@ -349,10 +349,9 @@ mod tests {
 
     #[test]
     fn an_internal_address_is_ssrf_only_where_a_key_says_it_is_fetched() {
-        assert!(fetched_url_key(Some("webhookUrl")));
-        assert!(fetched_url_key(Some("CallBack")));
-        assert!(!fetched_url_key(Some("system")));
-        assert!(!fetched_url_key(None));
+        assert!(fetched_url_key("webhookUrl"));
+        assert!(fetched_url_key("CallBack"));
+        assert!(!fetched_url_key("system"));
         assert_eq!(
             fields(r#"{"notifyEndpoint":"http://169.254.169.254/latest"}"#).len(),
             1
