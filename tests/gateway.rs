@@ -591,12 +591,29 @@ async fn sigterm_drains_in_flight_requests() {
             .map(|r| r.status)
             .ok()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM once the request is in flight: at the upstream, answered 1.5 s later. (A fixed
+    // 300 ms wait failed once in CI: on a loaded machine the request had not reached the
+    // gateway yet, and a draining gateway takes no new connection.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s
+        .upstream
+        .slow_arrived
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never reached the upstream: {}",
+            s.gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.gateway.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(
         slow.await.ok().flatten(),
         Some(200),
-        "in-flight request was cut"
+        "in-flight request was cut: {}",
+        s.gateway.log()
     );
     let mut s = s;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

@@ -199,6 +199,9 @@ pub struct Upstream {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// TCP connections accepted so far.
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests for `/anon/slow` that have arrived (each is answered 1.5 s later): a test
+    /// knows a request is in flight by this, not by sleeping for a guessed time.
+    pub slow_arrived: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -220,6 +223,8 @@ impl Upstream {
         let acceptor = tls.map(TlsAcceptor::from);
         let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let accepted = Arc::clone(&connections);
+        let slow_arrived: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let slow = Arc::clone(&slow_arrived);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -227,10 +232,12 @@ impl Upstream {
                 };
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let record = Arc::clone(&record);
+                let slow = Arc::clone(&slow);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let record = Arc::clone(&record);
+                        let slow = Arc::clone(&slow);
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body
@@ -239,6 +246,7 @@ impl Upstream {
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
                             if parts.uri.path() == "/anon/slow" {
+                                slow.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 tokio::time::sleep(Duration::from_millis(1500)).await;
                             }
                             if let Ok(mut s) = record.lock() {
@@ -279,6 +287,7 @@ impl Upstream {
             port,
             seen,
             connections,
+            slow_arrived,
         }
     }
 }
