@@ -281,7 +281,7 @@ fn quiet(text: &str, plus: Plus) -> Option<Normalised<'_>> {
     (text.is_ascii() || first_unstable(text).is_none()).then(|| Normalised {
         decoded: Cow::Borrowed(text),
         // Only ASCII has case here, and there is no backslash to turn (refused above).
-        folded: if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        folded: if super::scan::any_byte(text.as_bytes(), |b| b.is_ascii_uppercase()) {
             Cow::Owned(text.to_ascii_lowercase())
         } else {
             Cow::Borrowed(text)
