@@ -1,7 +1,7 @@
 //! Input inspection (issue: inspect): the head of a typical FHIR read, and JSON bodies of a few
 //! kilobytes, through `inspect::inspect` as the proxy calls it; the same Bundle through
-//! `check_body` on a route that neutralises every note (R-WAF-4); a JPEG and a PDF disarmed
-//! (R-WAF-2); and the raw-head scan every HTTP/1 request gets (R-WAF-3). docs/performance.md
+//! `check_body` on a route that neutralises every note (R-WAF-4); a JPEG and a PDF disarmed,
+//! and the JPEG sent inline in a FHIR Patient (R-WAF-2); and the raw-head scan every HTTP/1 request gets (R-WAF-3). docs/performance.md
 //! and docs/inspect.md have the figures.
 
 // A benchmark whose set-up fails has nothing to measure: it stops loudly.
@@ -151,6 +151,32 @@ fn bench(c: &mut Criterion) {
             assert!(done.content.is_some());
         })
     });
+    // The same photo sent inline, as a FHIR app sends it: found, decoded, disarmed and encoded
+    // back into the body, on a route that lists no files.
+    let patient = {
+        use base64::Engine as _;
+        format!(
+            r#"{{"resourceType":"Patient","name":[{{"text":"山田 太郎"}}],"photo":[{{"contentType":"image/jpeg","data":"{}"}}]}}"#,
+            base64::engine::general_purpose::STANDARD.encode(&jpeg)
+        )
+    };
+    group.throughput(Throughput::Bytes(patient.len() as u64));
+    group.bench_function(
+        format!(
+            "Patient with an inline JPEG disarmed (EXIF), {} bytes",
+            patient.len()
+        ),
+        |b| {
+            b.iter(|| {
+                let checked = check_body(
+                    black_box(patient.as_bytes()),
+                    &json,
+                    &RouteInspection::default(),
+                );
+                assert!(checked.rewritten.is_some() && checked.refusal.is_none());
+            })
+        },
+    );
     let pdf = pdf_with_javascript();
     group.throughput(Throughput::Bytes(pdf.len() as u64));
     group.bench_function(

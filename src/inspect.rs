@@ -3,13 +3,15 @@
 //! urlencoded and XML bodies — is normalised ([`normalise`]) and run through the detectors
 //! ([`detect`]). A route blocks (`inspect = "block"`, the default), only records
 //! (`"detect"`), neutralises named body fields and blocks the rest (`"neutralise"`, R-WAF-4,
-//! [`neutralise`]), or skips inspection (`"off"`). Uploaded files are taken apart and rebuilt
-//! by [`disarm`] (R-WAF-2).
+//! [`neutralise`]), or skips inspection (`"off"`). Uploaded files, and files a JSON body
+//! carries inline (FHIR attachments, `attachment`), are taken apart and rebuilt by [`disarm`]
+//! (R-WAF-2).
 //!
 //! FHIR narratives (`text.div`) hold XHTML by design: they are checked against the narrative
 //! rules (no script, no event attributes, no `javascript:` URLs) instead of the generic XSS
 //! patterns, so that a patient's record is not blocked for being a record.
 
+mod attachment;
 pub mod detect;
 pub mod disarm;
 pub mod eval;
@@ -545,7 +547,22 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
             }
         }
         kind => {
-            inspect_body(body, &kind, &mut found);
+            let attachments = if kind == BodyKind::Json {
+                match json::inspect_collecting_files(body, &mut found) {
+                    Ok(attachments) => match inline_files(attachments, route, &mut found) {
+                        Ok(disarmed) => disarmed,
+                        Err(refusal) => return BodyCheck::refuse(refusal),
+                    },
+                    Err(_) => {
+                        // Not JSON after all: inspected as text too (as `inspect_body` does).
+                        text_body(body, &mut found);
+                        InlineFiles::default()
+                    }
+                }
+            } else {
+                inspect_body(body, &kind, &mut found);
+                InlineFiles::default()
+            };
             let rewrite = match kind {
                 _ if neutralised.is_empty() => Ok(None),
                 BodyKind::Json => neutralise::json(body, neutralised),
@@ -565,6 +582,22 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                     ))
                 }
             }
+            if !attachments.rebuilt.is_empty() {
+                // Neutralising rewrites strings only, so the objects are where they were.
+                match attachment::rewrite(
+                    rewritten.as_deref().unwrap_or(body),
+                    &attachments.rebuilt,
+                ) {
+                    Ok(new) => rewritten = Some(new),
+                    Err(e) => {
+                        return BodyCheck::refuse(Refusal::new(
+                            Reason::ProtocolMalformedBody,
+                            e.to_string(),
+                        ))
+                    }
+                }
+            }
+            changes.extend(attachments.removed);
         }
     }
     let findings = route.keep(found.0);
@@ -628,6 +661,68 @@ fn multipart_part(
         );
     }
     Ok((neutralise::part(name, content, neutralised), Vec::new()))
+}
+
+/// The files a JSON body carries inline, disarmed.
+#[derive(Default)]
+struct InlineFiles {
+    /// Attachments rebuilt, with their new content.
+    rebuilt: Vec<(attachment::Attachment, Vec<u8>)>,
+    /// What was removed, for the access record (`disarmed:content.attachment.data:pdf:JS`).
+    removed: Vec<String>,
+}
+
+/// A JSON body's inline files (FHIR `Attachment.data`, `Binary.data`), held to R-WAF-2 as
+/// uploads are: on a route that lists `files`, by the same rules as a multipart file (an
+/// attachment without `contentType` is `application/octet-stream`); on any other route by
+/// [`disarm::disarm_unlisted`]. A text, JSON or XML file the route does not list is inspected
+/// as its type says.
+fn inline_files(
+    attachments: Result<Vec<attachment::Attachment>, attachment::Unreadable>,
+    route: &RouteInspection,
+    found: &mut Findings,
+) -> Result<InlineFiles, crate::decision::Refusal> {
+    use crate::decision::{Reason, Refusal};
+    let attachments = attachments.map_err(|e| match e {
+        attachment::Unreadable::Ambiguous { .. } => {
+            Refusal::new(Reason::InspectFileRefused, e.to_string())
+        }
+        attachment::Unreadable::Json(_) => {
+            Refusal::new(Reason::ProtocolMalformedBody, e.to_string())
+        }
+    })?;
+    let mut files = InlineFiles::default();
+    for inline in attachments {
+        let media = inline.media.as_deref();
+        if let Some(media) = media {
+            let kind = body_kind(media);
+            if kind != BodyKind::File(media.to_owned()) && !route.files.accepts(media) {
+                inspect_body(&inline.content, &kind, found);
+                continue;
+            }
+        }
+        let what = format!("the file in `{}`", inline.field);
+        let disarmed = if route.files.any() {
+            disarm::disarm(
+                media.unwrap_or("application/octet-stream"),
+                &inline.content,
+                &route.files,
+            )
+        } else {
+            disarm::disarm_unlisted(media, &inline.content)
+        }
+        .map_err(|r| file_refusal(&r, &what))?;
+        files.removed.extend(
+            disarmed
+                .removed
+                .iter()
+                .map(|r| format!("disarmed:{}:{r}", inline.field)),
+        );
+        if let Some(content) = disarmed.content {
+            files.rebuilt.push((inline, content));
+        }
+    }
+    Ok(files)
 }
 
 /// A part a backend would decode otherwise than the gateway inspected it: a charset that does

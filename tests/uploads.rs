@@ -4,7 +4,8 @@
 //! a PNG's text chunks are gone and both images still decode; what was removed is in the
 //! access record and the `PHR-Neutralised` header. Uploads the route does not accept, files
 //! that are not what they claim, archives and unparsable PDFs are refused and never
-//! forwarded. Bodies longer than pingora's 64 KiB retry buffer are held back by the gateway
+//! forwarded. Files sent inline in FHIR JSON (`Attachment.data`) are disarmed in place or
+//! refused the same way. Bodies longer than pingora's 64 KiB retry buffer are held back by the gateway
 //! until all of them has passed: disarmed and forwarded whole, or refused with none of their
 //! bytes forwarded; beyond `limits.max_body_bytes`, 413.
 
@@ -92,6 +93,24 @@ fn hostile_pdf() -> Vec<u8> {
     let mut out = Vec::new();
     doc.save_to(&mut out).unwrap();
     out
+}
+
+/// A 16×16 JPEG with EXIF (a GPS position), IPTC (a name) and a PHP file glued after its end.
+fn jpeg_with_exif() -> Vec<u8> {
+    let pixels: Vec<u8> = (0..16 * 16 * 3).map(|i| (i % 251) as u8).collect();
+    let mut jpeg = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 90);
+    encoder
+        .add_app_segment(1, b"Exif\0\0MM\0*\0\0\0\x08\0\0GPS 35.68N 139.76E".to_vec())
+        .unwrap();
+    encoder
+        .add_app_segment(13, b"Photoshop 3.0\0patient name".to_vec())
+        .unwrap();
+    encoder
+        .encode(&pixels, 16, 16, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    jpeg.extend_from_slice(b"<?php system($_GET['c']); ?>");
+    jpeg
 }
 
 /// [`hostile_pdf`] grown past pingora's 64 KiB retry buffer by a long page text.
@@ -232,20 +251,7 @@ async fn a_pdf_loses_its_javascript_and_embedded_files_and_still_parses_r_waf_2(
 async fn a_jpeg_loses_its_exif_and_a_png_its_text_and_both_still_decode_r_waf_2() {
     use img_parts::{ImageEXIF, ImageICC};
     let s = setup().await;
-    let pixels: Vec<u8> = (0..16 * 16 * 3).map(|i| (i % 251) as u8).collect();
-    let mut jpeg = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 90);
-    encoder
-        .add_app_segment(1, b"Exif\0\0MM\0*\0\0\0\x08\0\0GPS 35.68N 139.76E".to_vec())
-        .unwrap();
-    encoder
-        .add_app_segment(13, b"Photoshop 3.0\0patient name".to_vec())
-        .unwrap();
-    encoder
-        .encode(&pixels, 16, 16, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    // A second file glued after the image's end.
-    jpeg.extend_from_slice(b"<?php system($_GET['c']); ?>");
+    let jpeg = jpeg_with_exif();
     let parsed = img_parts::jpeg::Jpeg::from_bytes(jpeg.clone().into()).unwrap();
     assert!(parsed.exif().is_some());
 
@@ -366,6 +372,204 @@ async fn uploads_not_accepted_or_not_what_they_claim_are_refused_r_waf_2() {
     let reply = send(&s, "/uploads/6", "text/csv", b"a,b\n1,2\n".to_vec()).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(&s.forwarded("/uploads/6").body[..], b"a,b\n1,2\n");
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A FHIR DocumentReference carrying `file` inline as `content_type`, with a decimal written
+/// as a clinician wrote it (`5.60`) and Japanese text, which must reach the upstream as sent.
+fn document_reference(content_type: &str, file: &[u8]) -> Vec<u8> {
+    format!(
+        r#"{{"resourceType":"DocumentReference","status":"current","description":"健診結果 2026","content":[{{"attachment":{{"contentType":"{content_type}","data":"{}","title":"checkup.pdf"}}}}],"extension":[{{"url":"http://example.org/hba1c","valueDecimal":5.60}}]}}"#,
+        b64(file)
+    )
+    .into_bytes()
+}
+
+/// The decoded `data` of the first attachment of a forwarded DocumentReference.
+fn inline_file(body: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let data = json["content"][0]["attachment"]["data"].as_str().unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_sent_inline_in_fhir_json_are_disarmed_r_waf_2() {
+    let s = setup().await;
+    // A route without `files` (`/notes`): the PDF is disarmed as it would be as an upload.
+    let body = document_reference("application/pdf", &hostile_pdf());
+    let reply = send(&s, "/notes/doc", "application/fhir+json", body.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "content.attachment.data");
+    let seen = s.forwarded("/notes/doc");
+    assert_eq!(
+        seen.headers["content-length"].to_str().unwrap(),
+        seen.body.len().to_string()
+    );
+    let rebuilt = Document::load_mem(&inline_file(&seen.body)).expect("the rebuilt PDF parses");
+    let keys = pdf_keys(&rebuilt);
+    for gone in ["JavaScript", "JS", "OpenAction", "AA", "EmbeddedFiles"] {
+        assert!(
+            !keys.contains(&gone.to_owned()),
+            "{gone} survived: {keys:?}"
+        );
+    }
+    let page = rebuilt.get_pages().into_values().next().unwrap();
+    assert!(String::from_utf8_lossy(&rebuilt.get_page_content(page)).contains("HbA1c 5.6%"));
+    // Everything but `data` as sent, byte for byte: the decimal keeps its trailing zero.
+    let text = String::from_utf8(seen.body.to_vec()).unwrap();
+    let original = String::from_utf8(body).unwrap();
+    let cut = |t: &str| {
+        let start = t.find(r#""data":""#).unwrap();
+        let end = start + 8 + t[start + 8..].find('"').unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    assert_eq!(cut(&text), cut(&original));
+    assert!(text.contains(r#""valueDecimal":5.60"#));
+    let changes = s.record(&reply)["changes"].to_string();
+    for removed in [
+        "disarmed:content.attachment.data:pdf:JavaScript",
+        "disarmed:content.attachment.data:pdf:OpenAction",
+        "disarmed:content.attachment.data:pdf:EmbeddedFiles",
+    ] {
+        assert!(changes.contains(removed), "{changes}");
+    }
+
+    // A photo loses its EXIF, IPTC and the file glued after it, and still decodes; a route
+    // that lists files (`/uploads`) disarms inline files by the same rules as its uploads.
+    let photo = jpeg_with_exif();
+    for path in ["/notes/photo", "/uploads/photo"] {
+        let body = format!(
+            r#"{{"resourceType":"Patient","photo":[{{"data":"{}","contentType":"image/jpeg"}}]}}"#,
+            b64(&photo)
+        );
+        let reply = send(&s, path, "application/fhir+json", body.into_bytes()).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.headers["phr-neutralised"], "photo.data");
+        let seen = s.forwarded(path);
+        let json: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+        use base64::Engine as _;
+        let cleaned = base64::engine::general_purpose::STANDARD
+            .decode(json["photo"][0]["data"].as_str().unwrap())
+            .unwrap();
+        assert!(!cleaned.windows(5).any(|w| w == b"<?php"), "{path}");
+        assert!(
+            !cleaned.windows(4).any(|w| w == b"Exif"),
+            "{path}: EXIF survived"
+        );
+        let mut decoder = jpeg_decoder::Decoder::new(&cleaned[..]);
+        assert_eq!(decoder.decode().expect("decodes").len(), 16 * 16 * 3);
+        assert!(s.record(&reply)["changes"]
+            .to_string()
+            .contains("disarmed:photo.data:jpeg:exif"));
+    }
+
+    // What needs no change passes byte for byte: a GIF photo, text in `data`, a PDF-typed
+    // `data` that no PDF reader would open (FHIR's own examples send `SGVsbG8=`).
+    for (i, body) in [
+        r#"{"resourceType":"Patient","photo":[{"contentType":"image/gif","data":"R0lGODlhAQABAAAAACw="}]}"#,
+        r#"{"resourceType":"Observation","valueAttachment":{"contentType":"text/plain","data":"6KGA5Zyn6auY44KB"}}"#,
+        r#"{"resourceType":"Communication","payload":[{"contentAttachment":{"contentType":"application/pdf","data":"SGVsbG8="}}]}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/notes/plain{i}");
+        let reply = send(&s, &path, "application/fhir+json", body.as_bytes().to_vec()).await;
+        assert_eq!(reply.status, 200, "{body}: {reply:?}");
+        assert!(!reply.headers.contains_key("phr-neutralised"), "{body}");
+        assert_eq!(&s.forwarded(&path).body[..], body.as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_files_that_hide_or_cannot_be_disarmed_are_refused_r_waf_2() {
+    let s = setup().await;
+    let gif_body = format!(
+        r#"{{"resourceType":"Patient","photo":[{{"contentType":"image/gif","data":"{}"}}]}}"#,
+        b64(b"GIF89a\x01\0\x01\0")
+    );
+    let ambiguous = format!(
+        r#"{{"resourceType":"Binary","contentType":"image/png","data":"{}","contentType":"application/pdf"}}"#,
+        b64(&hostile_pdf())
+    );
+    let untyped_zip = format!(
+        r#"{{"resourceType":"Binary","data":"{}"}}"#,
+        b64(b"PK\x03\x04\x14\0\0\0\x08\0")
+    );
+    // A script inside an inline XML file.
+    let xml = format!(
+        r#"{{"resourceType":"DocumentReference","content":[{{"attachment":{{"contentType":"application/xml","data":"{}"}}}}]}}"#,
+        b64(b"<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>")
+    );
+    // (path, body, status, reason)
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        // A PDF declared as an image: a viewer that sniffs opens it as a PDF.
+        (
+            "/notes/1",
+            document_reference("image/gif", &hostile_pdf()),
+            415,
+            "inspect.file_refused",
+        ),
+        // A PDF behind an HTML page: PDF readers look for `%PDF-` in the first kilobyte.
+        (
+            "/notes/2",
+            document_reference(
+                "application/pdf",
+                &[b"<html>\n".as_slice(), &hostile_pdf()].concat(),
+            ),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/notes/3",
+            document_reference("application/zip", b"anything"),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/notes/4",
+            untyped_zip.into_bytes(),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/notes/5",
+            ambiguous.into_bytes(),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/notes/6",
+            document_reference("application/pdf", b"%PDF-1.7\nnot a pdf at all"),
+            422,
+            "inspect.file_unrebuildable",
+        ),
+        ("/notes/7", xml.into_bytes(), 403, "inspect.blocked"),
+        // A route that lists files accepts inline only those types.
+        (
+            "/uploads/1",
+            gif_body.into_bytes(),
+            415,
+            "inspect.file_refused",
+        ),
+    ];
+    for (path, body, status, reason) in cases {
+        let reply = send(&s, path, "application/fhir+json", body).await;
+        assert_eq!(reply.status, status, "{path}: {reply:?}");
+        assert_eq!(reply.json()["reason"], reason, "{path}");
+        assert_eq!(s.record(&reply)["reason"], reason, "{path}");
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a refused inline file reached the upstream"
+    );
 }
 
 #[test]

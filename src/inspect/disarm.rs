@@ -152,6 +152,50 @@ pub fn disarm(media: &str, content: &[u8], accepted: &Accepted) -> Result<Disarm
             declared: media.to_owned(),
         });
     }
+    rebuild(kind, content)
+}
+
+/// Disarm a file sent inline (a FHIR attachment, `media` its `contentType` if it has one) on
+/// a route that lists no files. FHIR resources carry photos and reports inline by design, so
+/// such a route is not taken to refuse them; the file is held to what it is instead:
+/// - an archive, by type or content: refused, as everywhere;
+/// - content that starts as a PDF, JPEG or PNG: disarmed as one, when it is declared as that
+///   kind or not declared at all; refused when declared as anything else (a PDF sent as
+///   `image/gif`);
+/// - declared as a PDF, JPEG or PNG but not starting as one: no reader of that kind opens it,
+///   except a PDF reader, which looks for `%PDF-` within the first kilobyte: refused when
+///   that is there, passed unchanged otherwise;
+/// - anything else is passed unchanged (its text, when it is text, is inspected by the caller).
+pub fn disarm_unlisted(media: Option<&str>, content: &[u8]) -> Result<Disarmed, Refused> {
+    const PDF_READERS_LOOK_WITHIN: usize = 1024;
+    if is_archive(content) || media.is_some_and(|m| ARCHIVE_TYPES.contains(&m)) {
+        return Err(Refused::Archive);
+    }
+    let declared = media.and_then(Kind::of_media).filter(|k| *k != Kind::Xml);
+    let actual = [Kind::Pdf, Kind::Jpeg, Kind::Png]
+        .into_iter()
+        .find(|k| k.matches(content));
+    let mismatch = || Refused::Mismatch {
+        declared: media.unwrap_or_default().to_owned(),
+    };
+    match (declared, actual) {
+        (None, Some(kind)) if media.is_none() => rebuild(kind, content),
+        (Some(declared), Some(kind)) if declared == kind => rebuild(kind, content),
+        (_, Some(_)) => Err(mismatch()),
+        (Some(Kind::Pdf), None)
+            if memchr::memmem::find(
+                &content[..content.len().min(PDF_READERS_LOOK_WITHIN)],
+                b"%PDF-",
+            )
+            .is_some() =>
+        {
+            Err(mismatch())
+        }
+        _ => Ok(Disarmed::default()),
+    }
+}
+
+fn rebuild(kind: Kind, content: &[u8]) -> Result<Disarmed, Refused> {
     match kind {
         Kind::Pdf => pdf(content),
         Kind::Jpeg => jpeg(content),
@@ -385,5 +429,53 @@ mod tests {
             disarm("application/pdf", b"%PDF-1.7 garbage", &all),
             Err(Refused::Unrebuildable { kind: "pdf", .. })
         ));
+    }
+
+    #[test]
+    fn inline_files_on_a_route_without_files_are_held_to_what_they_are() {
+        let mismatch = |declared: &str| {
+            Err(Refused::Mismatch {
+                declared: declared.into(),
+            })
+        };
+        // Archives, by content or by type.
+        for (media, content) in [
+            (Some("application/pdf"), &b"PK\x03\x04rest"[..]),
+            (None, b"\x1f\x8b\x08\0"),
+            (Some("application/zip"), b"anything"),
+        ] {
+            assert_eq!(disarm_unlisted(media, content), Err(Refused::Archive));
+        }
+        // A kind the gateway disarms, declared as another type.
+        assert_eq!(
+            disarm_unlisted(Some("image/gif"), b"%PDF-1.7 ..."),
+            mismatch("image/gif")
+        );
+        assert_eq!(
+            disarm_unlisted(Some("image/png"), b"\xFF\xD8\xFF\xE0"),
+            mismatch("image/png")
+        );
+        // A PDF behind other bytes, where PDF readers still find it.
+        assert_eq!(
+            disarm_unlisted(Some("application/pdf"), b"<html>\n%PDF-1.7 ..."),
+            mismatch("application/pdf")
+        );
+        // Bytes no reader of the declared kind opens, and passive types: passed unchanged.
+        for (media, content) in [
+            (Some("application/pdf"), &b"Hello"[..]),
+            (Some("image/jpeg"), b"too big to include"),
+            (Some("image/gif"), b"GIF89a...."),
+            (Some("audio/mpeg"), b"ID3...."),
+            (None, b"a signature"),
+        ] {
+            assert_eq!(disarm_unlisted(media, content), Ok(Disarmed::default()));
+        }
+        // A PDF, declared or not, goes to the PDF rebuild (this one cannot be rebuilt).
+        for media in [Some("application/pdf"), None] {
+            assert!(matches!(
+                disarm_unlisted(media, b"%PDF-1.7 garbage"),
+                Err(Refused::Unrebuildable { kind: "pdf", .. })
+            ));
+        }
     }
 }

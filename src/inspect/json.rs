@@ -11,16 +11,37 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::normalise::{normalise_str, Plus};
 use super::{
-    detect, narrative, plain, Findings, Hit, Place, Verdicts, SEEN_JSON_KEYS, SEEN_JSON_VALUES,
+    attachment, detect, narrative, plain, Findings, Hit, Place, Verdicts, SEEN_JSON_KEYS,
+    SEEN_JSON_VALUES,
 };
 
 /// Inspect `body` as JSON. `Err` when it is not JSON (what was found before the syntax error
 /// is kept); inspection stops early, successfully, once the findings are full.
 pub(super) fn inspect(body: &[u8], found: &mut Findings) -> Result<(), serde_json::Error> {
+    walk(body, found, None)
+}
+
+/// [`inspect`], collecting on the way the files the body carries inline ([`attachment`]):
+/// one parse for both. Such a walk reads the whole body even once the findings are full.
+pub(super) fn inspect_collecting_files(
+    body: &[u8],
+    found: &mut Findings,
+) -> Result<Result<Vec<attachment::Attachment>, attachment::Unreadable>, serde_json::Error> {
+    let mut files = attachment::Collector::default();
+    walk(body, found, Some(&mut files))?;
+    Ok(files.finish())
+}
+
+fn walk(
+    body: &[u8],
+    found: &mut Findings,
+    files: Option<&mut attachment::Collector>,
+) -> Result<(), serde_json::Error> {
     let mut walk = Walk {
         found,
         path: KeyPath::default(),
         full: false,
+        files,
     };
     // UTF-8 checked once for the whole body (std's check runs a word at a time over ASCII),
     // not once per string as a parse of bytes does; a body that is not UTF-8 is parsed as
@@ -48,12 +69,19 @@ fn walk_all<'de, R: serde_json::de::Read<'de>>(
 struct Walk<'f> {
     found: &'f mut Findings,
     path: KeyPath,
-    /// The findings are full: the parse is stopped by an error that is not one.
+    /// The findings are full: the parse is stopped by an error that is not one (unless files
+    /// are being collected; then detection stops and the parse goes on).
     full: bool,
+    files: Option<&'f mut attachment::Collector>,
 }
 
 impl Walk<'_> {
     fn key(&mut self, key: &str) {
+        if self.full {
+            // Only reached when collecting files: the key still enters the path.
+            self.path.push(key, false);
+            return;
+        }
         // A key is a name, and a value a lenient backend may read (CRS's ARGS_NAMES).
         let verdict = Verdicts::get_or(&SEEN_JSON_KEYS, key.as_bytes(), || {
             let n = normalise_str(key, Plus::Literal);
@@ -75,14 +103,27 @@ impl Walk<'_> {
     }
 
     fn string(&mut self, text: &str) {
-        let hit = if self.path.last() == Some("div") && self.path.parent() == Some("text") {
+        let last = self.path.last();
+        // FHIR's base64Binary (`Attachment.data`, `Binary.data`): bytes the backend decodes.
+        let binary = last == Some("data") && base64_binary(text.as_bytes());
+        if let Some(files) = self.files.as_deref_mut() {
+            let path = &self.path;
+            match last {
+                Some("contentType") => files.content_type(text),
+                Some("data") => files.data(text, binary, || path.field()),
+                _ => {}
+            }
+        }
+        if self.full {
+            return;
+        }
+        let hit = if last == Some("div") && self.path.parent() == Some("text") {
             // A FHIR narrative: XHTML by design, held to the narrative rules.
             narrative(text)
         } else if plain(text.as_bytes()) {
             detect::plain_value(text.as_bytes())
-        } else if self.path.last() == Some("data") && base64_binary(text.as_bytes()) {
-            // FHIR's base64Binary (`Attachment.data`, `Binary.data`): bytes the backend
-            // decodes, held to the base64 rules only (docs/decisions.md, 2026-11-27).
+        } else if binary {
+            // Held to the base64 rules only (docs/decisions.md, 2026-11-27).
             detect::plain_value(text.as_bytes())
         } else if self.path.names_fetched_url() {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
@@ -97,7 +138,7 @@ impl Walk<'_> {
     }
 
     fn stop<E: de::Error>(&self) -> Result<(), E> {
-        if self.full {
+        if self.full && self.files.is_none() {
             Err(E::custom("findings full"))
         } else {
             Ok(())
@@ -166,7 +207,7 @@ impl KeyPath {
 /// alphabet no SQL, markup, shell, template or lookup syntax can be written (no quote, `<`,
 /// `;`, `$`, `{`, `.`), and the wrapping rule keeps out free spacing (`1 union select …`),
 /// so text rules have nothing to read in it but [`detect::plain_value`]'s hidden words.
-fn base64_binary(bytes: &[u8]) -> bool {
+pub(super) fn base64_binary(bytes: &[u8]) -> bool {
     const SHORTEST_LINE: usize = 16;
     let text = bytes.trim_ascii();
     let unpadded = text
@@ -272,10 +313,15 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let outer = self.0.files.as_deref_mut().map(attachment::Collector::open);
         while map.next_key_seed(Key(&mut *self.0))?.is_some() {
             let value = map.next_value_seed(Node(&mut *self.0));
             self.0.path.pop();
             value?;
+        }
+        if let (Some(files), Some(outer)) = (self.0.files.as_deref_mut(), outer) {
+            let path = &self.0.path;
+            files.close(|| path.field(), outer);
         }
         Ok(())
     }

@@ -1,0 +1,355 @@
+//! Files sent inline in a JSON body (R-WAF-2). A FHIR `Attachment` or `Binary` carries its
+//! file as base64 in `data`, typed by its sibling `contentType`: a PHR app uploads a scanned
+//! report or a photo that way, not as multipart. Such a file is found here, decoded, and handed
+//! to the same disarm as an upload ([`super::disarm`]); what comes back rebuilt is encoded
+//! again in the place of the old `data`, every other byte of the body kept as sent.
+//!
+//! The attachments are collected in the one walk that inspects the body (`json.rs` hands each
+//! object's opening and closing, and its `contentType` and `data` strings, to a
+//! [`Collector`]); only when a file was rebuilt is the body read again, copied as a stream
+//! (struson) with the new `data`, numbers and key order as sent. An object is
+//! known by its place in document order, so the order of `contentType` and `data` inside it
+//! does not matter.
+
+use base64::Engine;
+use struson::reader::{JsonReader, JsonStreamReader, ReaderSettings, ValueType};
+use struson::writer::{JsonStreamWriter, JsonWriter};
+
+/// One file found inline.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The object's place among the body's objects, counted as they open.
+    object: usize,
+    /// The dotted path of its `data` field (`content.attachment.data`; array levels are not
+    /// part of it, as in the rest of inspection).
+    pub field: String,
+    /// Its `contentType`, lower case, without parameters; `None` when it has none (a FHIR
+    /// `Signature`, or an `Attachment` breaking FHIR's att-1).
+    pub media: Option<String>,
+    /// The decoded file.
+    pub content: Vec<u8>,
+}
+
+/// Why a body's attachments could not be read or rewritten.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The body is not JSON struson can read (inspection parsed it already, so rarely).
+    #[error("the body could not be read for its attachments: {0}")]
+    Json(String),
+    /// `contentType` or `data` twice in one object: a backend may read either.
+    #[error("the attachment at `{field}` names `{key}` twice")]
+    Ambiguous {
+        /// The object's path.
+        field: String,
+        /// The repeated key.
+        key: &'static str,
+    },
+}
+
+/// What the JSON walk tells about objects, made into attachments: the walk opens and closes
+/// each object and hands over the strings under `contentType` and `data`.
+#[derive(Default)]
+pub(super) struct Collector {
+    objects: usize,
+    /// The object being read.
+    open: Open,
+    attachments: Vec<Attachment>,
+    ambiguous: Option<Unreadable>,
+}
+
+/// An object's `contentType` and decoded `data`, and how often each was given.
+#[derive(Default)]
+pub(super) struct Open {
+    object: usize,
+    media: Option<String>,
+    data: Option<(String, Vec<u8>)>,
+    media_given: u8,
+    data_given: u8,
+}
+
+impl Collector {
+    /// An object starts: returns the enclosing one's state, for [`Collector::close`].
+    pub(super) fn open(&mut self) -> Open {
+        let object = self.objects;
+        self.objects += 1;
+        std::mem::replace(
+            &mut self.open,
+            Open {
+                object,
+                ..Open::default()
+            },
+        )
+    }
+
+    /// The object ends: an attachment when its `data` was base64.
+    pub(super) fn close(&mut self, path: impl FnOnce() -> String, outer: Open) {
+        let open = std::mem::replace(&mut self.open, outer);
+        let Some((field, content)) = open.data else {
+            return;
+        };
+        for (given, key) in [(open.media_given, "contentType"), (open.data_given, "data")] {
+            if given > 1 && self.ambiguous.is_none() {
+                self.ambiguous = Some(Unreadable::Ambiguous { field: path(), key });
+                return;
+            }
+        }
+        self.attachments.push(Attachment {
+            object: open.object,
+            field,
+            media: open.media.map(|m| {
+                m.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            }),
+            content,
+        });
+    }
+
+    /// A string under `contentType`.
+    pub(super) fn content_type(&mut self, text: &str) {
+        self.open.media_given = self.open.media_given.saturating_add(1);
+        self.open.media = Some(text.to_owned());
+    }
+
+    /// A string under `data`, at `field`; `base64` when `json::base64_binary` holds it to be
+    /// (other text in `data` is an ordinary value, not a file).
+    pub(super) fn data(&mut self, text: &str, base64: bool, field: impl FnOnce() -> String) {
+        self.open.data_given = self.open.data_given.saturating_add(1);
+        if let Some(content) = base64.then(|| decode(text)).flatten() {
+            self.open.data = Some((field(), content));
+        }
+    }
+
+    /// The attachments, in document order of their objects' ends.
+    pub(super) fn finish(self) -> Result<Vec<Attachment>, Unreadable> {
+        match self.ambiguous {
+            Some(ambiguous) => Err(ambiguous),
+            None => Ok(self.attachments),
+        }
+    }
+}
+
+/// `body` with the `data` of the given objects replaced, in document order.
+pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8>, Unreadable> {
+    let mut reader = reader(body);
+    let mut out = Vec::with_capacity(body.len());
+    let mut writer = JsonStreamWriter::new(&mut out);
+    let mut copier = Copier {
+        objects: 0,
+        replaced,
+    };
+    copier
+        .value(&mut reader, &mut writer)
+        .and_then(|()| Ok(reader.consume_trailing_whitespace()?))
+        .and_then(|()| Ok(writer.finish_document()?))
+        .map_err(|e| Unreadable::Json(e.to_string()))?;
+    Ok(out)
+}
+
+type StreamError = Box<dyn std::error::Error>;
+
+fn reader(body: &[u8]) -> JsonStreamReader<&[u8]> {
+    JsonStreamReader::new_custom(
+        body,
+        ReaderSettings {
+            // The body was parsed for inspection already; keep what serde_json allowed.
+            max_nesting_depth: Some(128),
+            ..ReaderSettings::default()
+        },
+    )
+}
+
+/// The decoded bytes of base64 `data` (one line, or wrapped in lines between spaces and line
+/// breaks), when it decodes.
+fn decode(data: &str) -> Option<Vec<u8>> {
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let text = data.as_bytes().trim_ascii();
+    if memchr::memchr3(b' ', b'\r', b'\n', text).is_none() {
+        return LENIENT.decode(text).ok();
+    }
+    // The lines joined a slice at a time (a filter per byte cost as much as the decoding).
+    let mut unwrapped = Vec::with_capacity(text.len());
+    let mut start = 0;
+    for end in memchr::memchr3_iter(b' ', b'\r', b'\n', text).chain([text.len()]) {
+        unwrapped.extend_from_slice(&text[start..end]);
+        start = end + 1;
+    }
+    LENIENT.decode(unwrapped).ok()
+}
+
+struct Copier<'r> {
+    objects: usize,
+    replaced: &'r [(Attachment, Vec<u8>)],
+}
+
+impl Copier<'_> {
+    fn value(
+        &mut self,
+        reader: &mut JsonStreamReader<&[u8]>,
+        writer: &mut JsonStreamWriter<&mut Vec<u8>>,
+    ) -> Result<(), StreamError> {
+        match reader.peek()? {
+            ValueType::Object => {
+                let object = self.objects;
+                self.objects += 1;
+                let new_data = self
+                    .replaced
+                    .iter()
+                    .find(|(a, _)| a.object == object)
+                    .map(|(_, content)| base64::engine::general_purpose::STANDARD.encode(content));
+                reader.begin_object()?;
+                writer.begin_object()?;
+                while reader.has_next()? {
+                    let name = reader.next_name_owned()?;
+                    writer.name(&name)?;
+                    match &new_data {
+                        Some(data) if name == "data" => {
+                            reader.skip_value()?;
+                            writer.string_value(data)?;
+                        }
+                        _ => self.value(reader, writer)?,
+                    }
+                }
+                reader.end_object()?;
+                writer.end_object()?;
+            }
+            ValueType::Array => {
+                reader.begin_array()?;
+                writer.begin_array()?;
+                while reader.has_next()? {
+                    self.value(reader, writer)?;
+                }
+                reader.end_array()?;
+                writer.end_array()?;
+            }
+            ValueType::String => writer.string_value(reader.next_str()?)?,
+            // Numbers as written: a health value is never changed (R-WAF-4).
+            ValueType::Number => writer.number_value_from_string(reader.next_number_as_str()?)?,
+            ValueType::Boolean => writer.bool_value(reader.next_bool()?)?,
+            ValueType::Null => {
+                reader.next_null()?;
+                writer.null_value()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attachments of a JSON body, as the walk that inspects it collects them.
+    fn find(body: &[u8]) -> Result<Vec<Attachment>, Unreadable> {
+        let mut ignored = super::super::Findings(Vec::new());
+        super::super::json::inspect_collecting_files(body, &mut ignored).expect("json")
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn attachments_are_found_whatever_their_key_order_and_depth() {
+        let body = format!(
+            r#"{{"resourceType":"DocumentReference","content":[{{"attachment":{{"data":"{}","contentType":"Application/PDF; charset=x"}}}},{{"attachment":{{"url":"http://x/a"}}}}],"photo":[{{"contentType":"image/png","data":"{}"}}]}}"#,
+            b64(b"%PDF-1.4 one"),
+            b64(b"\x89PNG\r\n\x1a\n two")
+        );
+        let found = find(body.as_bytes()).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].field, "content.attachment.data");
+        assert_eq!(found[0].media.as_deref(), Some("application/pdf"));
+        assert_eq!(found[0].content, b"%PDF-1.4 one");
+        assert_eq!(found[1].field, "photo.data");
+        assert_eq!(found[1].media.as_deref(), Some("image/png"));
+        // A Binary: `data` at the top.
+        let binary = format!(
+            r#"{{"resourceType":"Binary","contentType":"image/jpeg","d\u0061ta":"{}"}}"#,
+            b64(b"\xFF\xD8\xFF jpeg")
+        );
+        let found = find(binary.as_bytes()).unwrap();
+        assert_eq!(found[0].field, "data");
+        assert_eq!(found[0].content, b"\xFF\xD8\xFF jpeg");
+    }
+
+    /// Inspection stops reading once its findings are full; collecting files reads on, so a
+    /// file after many findings (a `detect` route forwards them) is still disarmed.
+    #[test]
+    fn a_file_after_the_findings_are_full_is_still_found() {
+        let notes: Vec<String> = (0..20)
+            .map(|i| format!(r#"{{"text{i}":"<script>alert({i})</script>"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"note":[{}],"photo":{{"contentType":"image/png","data":"{}"}}}}"#,
+            notes.join(","),
+            b64(b"\x89PNG\r\n\x1a\n")
+        );
+        let mut found = super::super::Findings(Vec::new());
+        let files = super::super::json::inspect_collecting_files(body.as_bytes(), &mut found)
+            .expect("json")
+            .expect("files");
+        assert_eq!(found.0.len(), super::super::MAX_FINDINGS);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].field, "photo.data");
+    }
+
+    #[test]
+    fn text_and_wrapped_base64_in_data() {
+        // Text in `data` is an ordinary value, not a file.
+        assert_eq!(
+            find(br#"{"contentType":"text/plain","data":"not base64!"}"#).unwrap(),
+            vec![]
+        );
+        // MIME-wrapped base64 is decoded whole.
+        // `\r\n` escaped, as JSON writes a line break in a string.
+        let wrapped = r"JVBERi0xLjQgb25lIHR3\r\nbyB0aHJlZQ==";
+        let body = format!(r#"{{"contentType":"application/pdf","data":"{wrapped}"}}"#);
+        assert_eq!(
+            find(body.as_bytes()).unwrap()[0].content,
+            b"%PDF-1.4 one two three"
+        );
+    }
+
+    #[test]
+    fn a_repeated_content_type_or_data_is_refused() {
+        let body = format!(
+            r#"{{"photo":{{"contentType":"image/png","data":"{}","contentType":"application/pdf"}}}}"#,
+            b64(b"%PDF-1.4")
+        );
+        assert_eq!(
+            find(body.as_bytes()),
+            Err(Unreadable::Ambiguous {
+                field: "photo".into(),
+                key: "contentType"
+            })
+        );
+        let body = r#"{"contentType":"image/png","data":"SGVsbG8=","data":"SGVsbG8="}"#;
+        assert!(matches!(
+            find(body.as_bytes()),
+            Err(Unreadable::Ambiguous { key: "data", .. })
+        ));
+    }
+
+    #[test]
+    fn a_rewrite_replaces_only_the_named_objects_data() {
+        let body = format!(
+            r#"{{"valueQuantity":{{"value":1.50,"unit":"mg"}},"a":[{{"contentType":"image/png","data":"{}"}},{{"data":"{}","contentType":"image/png"}}],"note":"日本語"}}"#,
+            b64(b"first"),
+            b64(b"second")
+        );
+        let second = find(body.as_bytes()).unwrap().remove(1);
+        let new = rewrite(body.as_bytes(), &[(second, b"rebuilt".to_vec())]).unwrap();
+        let expected = format!(
+            r#"{{"valueQuantity":{{"value":1.50,"unit":"mg"}},"a":[{{"contentType":"image/png","data":"{}"}},{{"data":"{}","contentType":"image/png"}}],"note":"日本語"}}"#,
+            b64(b"first"),
+            b64(b"rebuilt")
+        );
+        assert_eq!(String::from_utf8(new).unwrap(), expected);
+    }
+}
