@@ -563,10 +563,24 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                 inspect_body(body, &kind, &mut found);
                 InlineFiles::default()
             };
+            if !attachments.rebuilt.is_empty() {
+                // On the body as received, where the attachments were found.
+                match attachment::rewrite(body, &attachments.rebuilt) {
+                    Ok(new) => rewritten = Some(new),
+                    Err(e) => {
+                        return BodyCheck::refuse(Refusal::new(
+                            Reason::ProtocolMalformedBody,
+                            e.to_string(),
+                        ))
+                    }
+                }
+            }
+            changes.extend(attachments.removed);
+            let current = rewritten.as_deref().unwrap_or(body);
             let rewrite = match kind {
                 _ if neutralised.is_empty() => Ok(None),
-                BodyKind::Json => neutralise::json(body, neutralised),
-                BodyKind::Form => Ok(neutralise::form(body, neutralised)),
+                BodyKind::Json => neutralise::json(current, neutralised),
+                BodyKind::Form => Ok(neutralise::form(current, neutralised)),
                 _ => Ok(None),
             };
             match rewrite {
@@ -582,22 +596,6 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                     ))
                 }
             }
-            if !attachments.rebuilt.is_empty() {
-                // Neutralising rewrites strings only, so the objects are where they were.
-                match attachment::rewrite(
-                    rewritten.as_deref().unwrap_or(body),
-                    &attachments.rebuilt,
-                ) {
-                    Ok(new) => rewritten = Some(new),
-                    Err(e) => {
-                        return BodyCheck::refuse(Refusal::new(
-                            Reason::ProtocolMalformedBody,
-                            e.to_string(),
-                        ))
-                    }
-                }
-            }
-            changes.extend(attachments.removed);
         }
     }
     let findings = route.keep(found.0);

@@ -4,7 +4,7 @@
 //! every other byte as sent; the rewrite is in the access record and announced to both sides
 //! (`PHR-Neutralised`); an attack outside the named fields is still refused. Per-field
 //! exclusions lift a rule in one field only. The evaluation tool counts a neutralised case
-//! as detected.
+//! as detected. A file sent inline in the same body is disarmed beside them (R-WAF-2).
 
 mod support;
 
@@ -116,6 +116,54 @@ async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
         "a spoofed claim was forwarded"
     );
     assert!(s.record(&reply).get("changes").is_none());
+}
+
+/// A file sent inline is disarmed (R-WAF-2) and a named field neutralised in the same body:
+/// both changes reach the upstream, both are announced.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inline_file_is_disarmed_beside_a_neutralised_field_r_waf_2_r_waf_4() {
+    use base64::Engine as _;
+    let s = setup().await;
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, 2, 2);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder
+            .add_text_chunk("Comment".into(), "patient: Yamada Taro".into())
+            .unwrap();
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[90u8; 2 * 2 * 3]).unwrap();
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = format!(
+        r#"{{"resourceType":"Media","note":[{{"text":"<b>rash</b> 2cm"}}],"content":{{"contentType":"image/png","data":"{}"}},"height":2}}"#,
+        b64.encode(&png)
+    );
+    let reply = send(&s, "POST", "/diary/photo", "application/fhir+json", &body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "content.data, note.text");
+    let seen = s.forwarded("/diary/photo");
+    let sent: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["note"][0]["text"], "&lt;b&gt;rash&lt;/b&gt; 2cm");
+    let cleaned = b64
+        .decode(sent["content"]["data"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        !cleaned.windows(4).any(|w| w == b"tEXt"),
+        "the text chunk survived"
+    );
+    let mut reader = png::Decoder::new(std::io::Cursor::new(cleaned))
+        .read_info()
+        .expect("the rebuilt PNG decodes");
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(pixels[0], 90);
+    let changes = s.record(&reply)["changes"].to_string();
+    assert!(
+        changes.contains("disarmed:content.data:png:tEXt"),
+        "{changes}"
+    );
+    assert!(changes.contains("neutralised:note.text"), "{changes}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

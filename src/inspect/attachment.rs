@@ -12,6 +12,8 @@
 //! does not matter.
 
 use base64::Engine;
+
+use super::Hit;
 use struson::reader::{JsonReader, JsonStreamReader, ReaderSettings, ValueType};
 use struson::writer::{JsonStreamWriter, JsonWriter};
 
@@ -28,6 +30,9 @@ pub struct Attachment {
     pub media: Option<String>,
     /// The decoded file.
     pub content: Vec<u8>,
+    /// Where the text of `data` sits in the body, when the parser lent it from there (it held
+    /// no escape): a rebuilt file is then written over it, the rest of the body copied whole.
+    span: Option<std::ops::Range<usize>>,
 }
 
 /// Why a body's attachments could not be read or rewritten.
@@ -62,7 +67,7 @@ pub(super) struct Collector {
 pub(super) struct Open {
     object: usize,
     media: Option<String>,
-    data: Option<(String, Vec<u8>)>,
+    data: Option<(String, Vec<u8>, Option<std::ops::Range<usize>>)>,
     media_given: u8,
     data_given: u8,
 }
@@ -84,7 +89,7 @@ impl Collector {
     /// The object ends: an attachment when its `data` was base64.
     pub(super) fn close(&mut self, path: impl FnOnce() -> String, outer: Open) {
         let open = std::mem::replace(&mut self.open, outer);
-        let Some((field, content)) = open.data else {
+        let Some((field, content, span)) = open.data else {
             return;
         };
         for (given, key) in [(open.media_given, "contentType"), (open.data_given, "data")] {
@@ -104,6 +109,7 @@ impl Collector {
                     .to_ascii_lowercase()
             }),
             content,
+            span,
         });
     }
 
@@ -113,13 +119,28 @@ impl Collector {
         self.open.media = Some(text.to_owned());
     }
 
-    /// A string under `data`, at `field`; `base64` when `json::base64_binary` holds it to be
-    /// (other text in `data` is an ordinary value, not a file).
-    pub(super) fn data(&mut self, text: &str, base64: bool, field: impl FnOnce() -> String) {
+    /// A string under `data`, at `field` (and at `span` of the body, when the parser lent it
+    /// from there); `base64` when `json::base64_binary` holds it to be
+    /// (other text in `data` is an ordinary value, not a file). When it decodes, the base64
+    /// rules' verdict on its bytes (`detect::decoded_file`), for the walk to keep in place of
+    /// asking them of the text; none for a PDF, JPEG or PNG, which disarm parses and
+    /// rebuilds and no deserializer reads (a serialized object starts with its header).
+    pub(super) fn data(
+        &mut self,
+        text: &str,
+        span: Option<std::ops::Range<usize>>,
+        base64: bool,
+        field: impl FnOnce() -> String,
+    ) -> Option<Option<Hit>> {
         self.open.data_given = self.open.data_given.saturating_add(1);
-        if let Some(content) = base64.then(|| decode(text)).flatten() {
-            self.open.data = Some((field(), content));
-        }
+        let content = base64.then(|| decode(text)).flatten()?;
+        let verdict = if super::disarm::rebuildable(&content) {
+            None
+        } else {
+            super::detect::decoded_file(&content)
+        };
+        self.open.data = Some((field(), content, span));
+        Some(verdict)
     }
 
     /// The attachments, in document order of their objects' ends.
@@ -131,8 +152,32 @@ impl Collector {
     }
 }
 
-/// `body` with the `data` of the given objects replaced, in document order.
+/// `body` (the one the attachments were found in) with the `data` of the given objects
+/// replaced by their new content in base64.
 pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8>, Unreadable> {
+    let mut spans: Vec<_> = replaced
+        .iter()
+        .map(|(a, content)| a.span.clone().map(|span| (span, content)))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    if spans.len() == replaced.len() {
+        // Every `data` as written in the body: spliced, the rest copied whole (a stream copy
+        // reads and writes every character of a body of megabytes).
+        spans.sort_by_key(|(span, _)| span.start);
+        let mut out = Vec::with_capacity(body.len());
+        let mut at = 0;
+        for (span, content) in spans {
+            out.extend_from_slice(body.get(at..span.start).unwrap_or_default());
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(content)
+                    .as_bytes(),
+            );
+            at = span.end;
+        }
+        out.extend_from_slice(body.get(at..).unwrap_or_default());
+        return Ok(out);
+    }
     let mut reader = reader(body);
     let mut out = Vec::with_capacity(body.len());
     let mut writer = JsonStreamWriter::new(&mut out);
@@ -299,6 +344,31 @@ mod tests {
         assert_eq!(files[0].field, "photo.data");
     }
 
+    /// The base64 rules are asked of a file's bytes, except of a PDF, JPEG or PNG (rebuilt by
+    /// disarm, read by no deserializer).
+    #[test]
+    fn serialized_words_are_looked_for_in_the_files_bytes() {
+        let rules = |file: &[u8]| {
+            let body = format!(r#"{{"contentType":"image/gif","data":"{}"}}"#, b64(file));
+            let mut found = super::super::Findings(Vec::new());
+            let files = super::super::json::inspect_collecting_files(body.as_bytes(), &mut found)
+                .expect("json")
+                .expect("files");
+            assert_eq!(files.len(), 1);
+            found.0.iter().map(|f| f.hit.rule).collect::<Vec<_>>()
+        };
+        assert_eq!(rules(b"GIF89a..java.lang.Runtime.exec"), ["java-130"]);
+        assert_eq!(
+            rules(b"\xAC\xED\x00\x05sr\x00\x11java.util.HashMap"),
+            ["java-130"]
+        );
+        assert_eq!(rules(b"GIF89a an ordinary picture"), Vec::<&str>::new());
+        assert_eq!(
+            rules(b"\x89PNG\r\n\x1a\n..java.lang.Runtime"),
+            Vec::<&str>::new()
+        );
+    }
+
     #[test]
     fn text_and_wrapped_base64_in_data() {
         // Text in `data` is an ordinary value, not a file.
@@ -351,5 +421,25 @@ mod tests {
             b64(b"rebuilt")
         );
         assert_eq!(String::from_utf8(new).unwrap(), expected);
+        // Spliced where the text of `data` was lent from the body; copied as a stream where
+        // it held an escape (`\/`, a line break): both give the same body.
+        let found = find(body.as_bytes()).unwrap();
+        assert!(found.iter().all(|a| a.span.is_some()));
+        let escaped = format!(
+            r#"{{"a":[{{"contentType":"image/png","data":"{}"}},{{"data":"{}"}}],"b":1.50}}"#,
+            b64(b"\xff\xff\xfe first").replace('/', r"\/"),
+            b64(b"second")
+        );
+        let found = find(escaped.as_bytes()).unwrap();
+        assert!(found[0].span.is_none() && found[1].span.is_some());
+        let replaced: Vec<_> = found.into_iter().map(|a| (a, b"new".to_vec())).collect();
+        let new = rewrite(escaped.as_bytes(), &replaced).unwrap();
+        assert_eq!(
+            String::from_utf8(new).unwrap(),
+            format!(
+                r#"{{"a":[{{"contentType":"image/png","data":"{0}"}},{{"data":"{0}"}}],"b":1.50}}"#,
+                b64(b"new")
+            )
+        );
     }
 }

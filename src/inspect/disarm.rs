@@ -55,6 +55,14 @@ impl Kind {
     }
 }
 
+/// Whether `content` starts as a PDF, a JPEG or a PNG: a kind the gateway parses and rebuilds,
+/// and which no deserializer reads (Java's checks its stream header first).
+pub fn rebuildable(content: &[u8]) -> bool {
+    [Kind::Pdf, Kind::Jpeg, Kind::Png]
+        .into_iter()
+        .any(|k| k.matches(content))
+}
+
 /// Media types of archives: never accepted (R-WAF-2 asks to refuse or bound them; a gateway
 /// cannot bound what a backend unpacks).
 pub const ARCHIVE_TYPES: &[&str] = &[

@@ -42,6 +42,7 @@ fn walk(
         path: KeyPath::default(),
         full: false,
         files,
+        body,
     };
     // UTF-8 checked once for the whole body (std's check runs a word at a time over ASCII),
     // not once per string as a parse of bytes does; a body that is not UTF-8 is parsed as
@@ -73,6 +74,8 @@ struct Walk<'f> {
     /// are being collected; then detection stops and the parse goes on).
     full: bool,
     files: Option<&'f mut attachment::Collector>,
+    /// The body, to say where a string the parser lent from it sits.
+    body: &'f [u8],
 }
 
 impl Walk<'_> {
@@ -102,22 +105,40 @@ impl Walk<'_> {
         self.full = self.found.add(verdict.hit, Place::Body, || path.field());
     }
 
-    fn string(&mut self, text: &str) {
+    /// A string value; `lent` when the parser handed it over from the body itself (it held
+    /// no escape).
+    fn string(&mut self, text: &str, lent: bool) {
         let last = self.path.last();
         // FHIR's base64Binary (`Attachment.data`, `Binary.data`): bytes the backend decodes.
         let binary = last == Some("data") && base64_binary(text.as_bytes());
+        let mut file_verdict = None;
         if let Some(files) = self.files.as_deref_mut() {
             let path = &self.path;
             match last {
                 Some("contentType") => files.content_type(text),
-                Some("data") => files.data(text, binary, || path.field()),
+                Some("data") => {
+                    let span = lent
+                        .then(|| {
+                            let start = text
+                                .as_ptr()
+                                .addr()
+                                .checked_sub(self.body.as_ptr().addr())?;
+                            let end = start + text.len();
+                            (end <= self.body.len()).then_some(start..end)
+                        })
+                        .flatten();
+                    file_verdict = files.data(text, span, binary, || path.field());
+                }
                 _ => {}
             }
         }
         if self.full {
             return;
         }
-        let hit = if last == Some("div") && self.path.parent() == Some("text") {
+        let hit = if let Some(hit) = file_verdict {
+            // A file the collector decoded: the base64 rules were asked of its bytes.
+            hit
+        } else if last == Some("div") && self.path.parent() == Some("text") {
             // A FHIR narrative: XHTML by design, held to the narrative rules.
             narrative(text)
         } else if plain(text.as_bytes()) {
@@ -283,7 +304,12 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
-        self.0.string(text);
+        self.0.string(text, false);
+        self.0.stop()
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<(), E> {
+        self.0.string(text, true);
         self.0.stop()
     }
 
