@@ -6,10 +6,11 @@
 //!
 //! The attachments are collected in the one walk that inspects the body (`json.rs` hands each
 //! object's opening and closing, and its `contentType` and `data` strings, to a
-//! [`Collector`]); only when a file was rebuilt is the body read again, copied as a stream
-//! (struson) with the new `data`, numbers and key order as sent. An object is
-//! known by its place in document order, so the order of `contentType` and `data` inside it
-//! does not matter.
+//! [`Collector`]). A rebuilt file's base64 is spliced over the old text of `data`, which the
+//! walk located in the body; a `data` written with an escape in it is replaced by a stream
+//! copy of the body instead (struson: numbers and key order as sent), which knows an object
+//! by its place in document order. Either way the order of `contentType` and `data` inside
+//! an object does not matter.
 
 use base64::Engine;
 
