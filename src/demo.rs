@@ -270,6 +270,18 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -s -i --cacert {ca} {patient} {own} -H 'Content-Type: application/fhir+json' --data '{NEUTRALISED_EXAMPLE}' {base}/fhir/Observation"
     );
+    let _ = writeln!(
+        s,
+        "  # a photo sent inline (FHIR Attachment.data) loses its metadata (無害化, R-WAF-2): this PNG's"
+    );
+    let _ = writeln!(
+        s,
+        "  # text chunk names the patient; it reaches the backend rebuilt without it"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s -i --cacert {ca} {patient} {own} -H 'Content-Type: application/fhir+json' --data '{DISARMED_EXAMPLE}' {base}/fhir/Observation"
+    );
     let _ = writeln!(s, "  # refused 405 route.method_not_allowed");
     let _ = writeln!(
         s,
@@ -324,6 +336,10 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
 /// The acquisition consent the walkthrough gives before it sends a reading in.
 pub const ACQUISITION_EXAMPLE: &str =
     r#"{"kind":"acquisition","categories":["checkup"],"purpose":"self-management"}"#;
+
+/// The demo's inline-file example: an Observation with a 1×1 PNG whose `tEXt` chunk carries
+/// a patient's name; the gateway forwards it rebuilt without the chunk (R-WAF-2).
+pub const DISARMED_EXAMPLE: &str = r#"{"resourceType":"Observation","status":"final","code":{"text":"皮膚の写真"},"subject":{"reference":"Patient/p-001"},"valueAttachment":{"contentType":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAAFnRFWHRDb21tZW50AHBhdGllbnQgWWFtYWRhamPl8wAAAAxJREFUeJxj+M/AAAADAQEAyf6S7wAAAABJRU5ErkJggg=="}}"#;
 
 /// The resource the walkthrough posts: a reading whose note carries markup.
 pub const NEUTRALISED_EXAMPLE: &str = r#"{"resourceType":"Observation","status":"final","code":{"text":"血圧"},"subject":{"reference":"Patient/p-001"},"valueString":"118/76 mmHg","note":[{"text":"<img src=x onerror=alert(1)> 朝食後"}]}"#;

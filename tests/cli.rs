@@ -490,6 +490,33 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         "&lt;img src=x onerror=alert(1)&gt; 朝食後"
     );
     assert_eq!(created["valueString"], "118/76 mmHg");
+    // The printed inline-file example (R-WAF-2): the PNG arrives without its text chunk.
+    let reply = client
+        .send(
+            "POST",
+            "/fhir/Observation",
+            &[
+                ("authorization", &token("mfa")),
+                own,
+                ("content-type", "application/fhir+json"),
+            ],
+            phr_gateway::demo::DISARMED_EXAMPLE,
+        )
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "valueAttachment.data");
+    let png = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(reply.json()["valueAttachment"]["data"].as_str().unwrap())
+            .unwrap()
+    };
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        !png.windows(4).any(|w| w == b"tEXt"),
+        "the text chunk survived"
+    );
     let reply = get(public, config, "/fhir/Patient/p-001/_history", &[])
         .await
         .expect("request");
