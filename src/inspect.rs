@@ -783,10 +783,11 @@ fn file_refusal(refused: &disarm::Refused, what: &str) -> crate::decision::Refus
     Refusal::new(reason, format!("{what}: {refused}"))
 }
 
-/// Build the detectors' patterns and automata now, by inspecting a small benign request: they
-/// are built on first use (tens of milliseconds), and the gateway calls this as it starts so
-/// that no request pays for it. Returns what it found, which is nothing unless the detectors
-/// are broken.
+/// Build the detectors and their search caches, by inspecting a small benign request on this
+/// thread: `inspect eval` calls it before it measures. Returns what it found, which is nothing
+/// unless the detectors are broken. (The gateway calls [`detect::compile`] instead, which
+/// searches nothing: a regex's fast search cache belongs to the first thread that searches,
+/// and in the gateway that must be a worker.)
 pub fn warm_up() -> Vec<Finding> {
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -243,10 +243,9 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         "session revocations and operator controls replayed from the state log"
     );
     let started = std::time::Instant::now();
-    let found = crate::inspect::warm_up();
+    crate::inspect::detect::compile();
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
-        findings = found.len(),
         "input inspection's detectors built"
     );
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&snapshot));

@@ -53,19 +53,22 @@ pub enum Unreadable {
 }
 
 /// What the JSON walk tells about objects, made into attachments: the walk opens and closes
-/// each object and hands over the strings under `contentType` and `data`.
+/// each object and hands over the strings under `contentType` and `data`. Every object costs
+/// a number on a stack; only those given such a string get a [`Pending`].
 #[derive(Default)]
 pub(super) struct Collector {
     objects: usize,
-    /// The object being read.
-    open: Open,
+    /// The objects open, innermost last: their places in document order.
+    open: Vec<usize>,
+    /// The open objects given a `contentType` or a `data`, innermost last.
+    pending: Vec<Pending>,
     attachments: Vec<Attachment>,
     ambiguous: Option<Unreadable>,
 }
 
 /// An object's `contentType` and decoded `data`, and how often each was given.
 #[derive(Default)]
-pub(super) struct Open {
+pub(super) struct Pending {
     object: usize,
     media: Option<String>,
     data: Option<(String, Vec<u8>, Option<std::ops::Range<usize>>)>,
@@ -74,35 +77,38 @@ pub(super) struct Open {
 }
 
 impl Collector {
-    /// An object starts: returns the enclosing one's state, for [`Collector::close`].
-    pub(super) fn open(&mut self) -> Open {
-        let object = self.objects;
+    /// An object starts.
+    pub(super) fn open(&mut self) {
+        self.open.push(self.objects);
         self.objects += 1;
-        std::mem::replace(
-            &mut self.open,
-            Open {
-                object,
-                ..Open::default()
-            },
-        )
     }
 
     /// The object ends: an attachment when its `data` was base64.
-    pub(super) fn close(&mut self, path: impl FnOnce() -> String, outer: Open) {
-        let open = std::mem::replace(&mut self.open, outer);
-        let Some((field, content, span)) = open.data else {
+    pub(super) fn close(&mut self, path: impl FnOnce() -> String) {
+        let object = self.open.pop();
+        if object.is_none() || self.pending.last().map(|p| p.object) != object {
+            return;
+        }
+        let Some(Pending {
+            object,
+            media,
+            data: Some((field, content, span)),
+            media_given,
+            data_given,
+        }) = self.pending.pop()
+        else {
             return;
         };
-        for (given, key) in [(open.media_given, "contentType"), (open.data_given, "data")] {
+        for (given, key) in [(media_given, "contentType"), (data_given, "data")] {
             if given > 1 && self.ambiguous.is_none() {
                 self.ambiguous = Some(Unreadable::Ambiguous { field: path(), key });
                 return;
             }
         }
         self.attachments.push(Attachment {
-            object: open.object,
+            object,
             field,
-            media: open.media.map(|m| {
+            media: media.map(|m| {
                 m.split(';')
                     .next()
                     .unwrap_or_default()
@@ -114,10 +120,24 @@ impl Collector {
         });
     }
 
+    /// The innermost open object's pending state, made when it has none yet.
+    fn current(&mut self) -> Option<&mut Pending> {
+        let object = *self.open.last()?;
+        if self.pending.last().map(|p| p.object) != Some(object) {
+            self.pending.push(Pending {
+                object,
+                ..Pending::default()
+            });
+        }
+        self.pending.last_mut()
+    }
+
     /// A string under `contentType`.
     pub(super) fn content_type(&mut self, text: &str) {
-        self.open.media_given = self.open.media_given.saturating_add(1);
-        self.open.media = Some(text.to_owned());
+        if let Some(open) = self.current() {
+            open.media_given = open.media_given.saturating_add(1);
+            open.media = Some(text.to_owned());
+        }
     }
 
     /// A string under `data`, at `field` (and at `span` of the body, when the parser lent it
@@ -133,14 +153,15 @@ impl Collector {
         base64: bool,
         field: impl FnOnce() -> String,
     ) -> Option<Option<Hit>> {
-        self.open.data_given = self.open.data_given.saturating_add(1);
+        let open = self.current()?;
+        open.data_given = open.data_given.saturating_add(1);
         let content = base64.then(|| decode(text)).flatten()?;
         let verdict = if super::disarm::rebuildable(&content) {
             None
         } else {
             super::detect::decoded_file(&content)
         };
-        self.open.data = Some((field(), content, span));
+        open.data = Some((field(), content, span));
         Some(verdict)
     }
 

@@ -80,26 +80,31 @@ struct Walk<'f> {
 
 impl Walk<'_> {
     fn key(&mut self, key: &str) {
-        if self.full {
-            // Only reached when collecting files: the key still enters the path.
-            self.path.push(key, false);
-            return;
-        }
+        // Once the findings are full (only reached when collecting files) the key still
+        // enters the path, unjudged.
+        let unjudged = KeyVerdict {
+            hit: None,
+            names_fetched_url: false,
+        };
         // A key is a name, and a value a lenient backend may read (CRS's ARGS_NAMES).
-        let verdict = Verdicts::get_or(&SEEN_JSON_KEYS, key.as_bytes(), || {
-            let n = normalise_str(key, Plus::Literal);
-            let hit = detect::name(&n).or_else(|| {
-                if plain(key.as_bytes()) {
-                    detect::plain_value(key.as_bytes())
-                } else {
-                    detect::value_with(&n, false)
+        let verdict = if self.full {
+            unjudged
+        } else {
+            Verdicts::get_or(&SEEN_JSON_KEYS, key.as_bytes(), || {
+                let n = normalise_str(key, Plus::Literal);
+                let hit = detect::name(&n).or_else(|| {
+                    if plain(key.as_bytes()) {
+                        detect::plain_value(key.as_bytes())
+                    } else {
+                        detect::value_with(&n, false)
+                    }
+                });
+                KeyVerdict {
+                    hit,
+                    names_fetched_url: fetched_url_key(key),
                 }
-            });
-            KeyVerdict {
-                hit,
-                names_fetched_url: fetched_url_key(key),
-            }
-        });
+            })
+        };
         self.path.push(key, verdict.names_fetched_url);
         let path = &self.path;
         self.full = self.found.add(verdict.hit, Place::Body, || path.field());
@@ -339,15 +344,17 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let outer = self.0.files.as_deref_mut().map(attachment::Collector::open);
+        if let Some(files) = self.0.files.as_deref_mut() {
+            files.open();
+        }
         while map.next_key_seed(Key(&mut *self.0))?.is_some() {
             let value = map.next_value_seed(Node(&mut *self.0));
             self.0.path.pop();
             value?;
         }
-        if let (Some(files), Some(outer)) = (self.0.files.as_deref_mut(), outer) {
+        if let Some(files) = self.0.files.as_deref_mut() {
             let path = &self.0.path;
-            files.close(|| path.field(), outer);
+            files.close(|| path.field());
         }
         Ok(())
     }
