@@ -553,6 +553,17 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                         Ok(disarmed) => disarmed,
                         Err(refusal) => return BodyCheck::refuse(refusal),
                     },
+                    // A body that does not parse may still carry a file a lenient backend
+                    // reads (Go's `json.Decoder` takes the first value and stops before
+                    // trailing bytes): its files could not be checked, so it goes no further.
+                    Err(e) if attachment::may_hold(body) => {
+                        return BodyCheck::refuse(Refusal::new(
+                            Reason::ProtocolMalformedBody,
+                            format!(
+                                "the JSON body does not parse ({e}), so the files it may carry inline cannot be checked"
+                            ),
+                        ))
+                    }
                     Err(_) => {
                         // Not JSON after all: inspected as text too (as `inspect_body` does).
                         text_body(body, &mut found);

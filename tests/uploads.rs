@@ -552,6 +552,17 @@ async fn inline_files_that_hide_or_cannot_be_disarmed_are_refused_r_waf_2() {
             "inspect.file_unrebuildable",
         ),
         ("/notes/7", xml.into_bytes(), 403, "inspect.blocked"),
+        // A file in a body that does not parse: a lenient backend reads the first value.
+        (
+            "/notes/8",
+            [
+                document_reference("application/pdf", &hostile_pdf()),
+                b" trailing".to_vec(),
+            ]
+            .concat(),
+            400,
+            "protocol.malformed_body",
+        ),
         // A route that lists files accepts inline only those types.
         (
             "/uploads/1",

@@ -52,6 +52,13 @@ pub enum Unreadable {
     },
 }
 
+/// Whether a JSON body may hold an attachment: a `"data"` key as written, or an escaped ASCII
+/// character, with which a key can spell it (`"d\u0061ta"`).
+pub fn may_hold(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"data\"").is_some()
+        || memchr::memmem::find(body, b"\\u00").is_some()
+}
+
 /// What the JSON walk tells about objects, made into attachments: the walk opens and closes
 /// each object and hands over the strings under `contentType` and `data`. Every object costs
 /// a number on a stack; only those given such a string get a [`Pending`].
