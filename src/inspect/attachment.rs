@@ -8,15 +8,13 @@
 //! object's opening and closing, and its `contentType` and `data` strings, to a
 //! [`Collector`]). A rebuilt file's base64 is spliced over the old text of `data`, which the
 //! walk located in the body; a `data` written with an escape in it is replaced by a stream
-//! copy of the body instead (struson: numbers and key order as sent), which knows an object
+//! copy of the body instead (`neutralise::copy_json`, as neutralising writes), which knows an object
 //! by its place in document order. Either way the order of `contentType` and `data` inside
 //! an object does not matter.
 
 use base64::Engine;
 
 use super::Hit;
-use struson::reader::{JsonReader, JsonStreamReader, ReaderSettings, ValueType};
-use struson::writer::{JsonStreamWriter, JsonWriter};
 
 /// One file found inline.
 #[derive(Debug, PartialEq, Eq)]
@@ -207,32 +205,17 @@ pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8
         out.extend_from_slice(body.get(at..).unwrap_or_default());
         return Ok(out);
     }
-    let mut reader = reader(body);
-    let mut out = Vec::with_capacity(body.len());
-    let mut writer = JsonStreamWriter::new(&mut out);
-    let mut copier = Copier {
-        objects: 0,
-        replaced,
-    };
-    copier
-        .value(&mut reader, &mut writer)
-        .and_then(|()| Ok(reader.consume_trailing_whitespace()?))
-        .and_then(|()| Ok(writer.finish_document()?))
-        .map_err(|e| Unreadable::Json(e.to_string()))?;
-    Ok(out)
-}
-
-type StreamError = Box<dyn std::error::Error>;
-
-fn reader(body: &[u8]) -> JsonStreamReader<&[u8]> {
-    JsonStreamReader::new_custom(
-        body,
-        ReaderSettings {
-            // The body was parsed for inspection already; keep what serde_json allowed.
-            max_nesting_depth: Some(128),
-            ..ReaderSettings::default()
-        },
-    )
+    // A `data` written with an escape: the whole body copied as a stream.
+    super::neutralise::copy_json(body, &mut |at| {
+        if !(at.member && at.path.last().is_some_and(|key| key == "data")) {
+            return None;
+        }
+        replaced
+            .iter()
+            .find(|(a, _)| a.object == at.object)
+            .map(|(_, content)| base64::engine::general_purpose::STANDARD.encode(content))
+    })
+    .map_err(|e| Unreadable::Json(e.to_string()))
 }
 
 /// The decoded bytes of base64 `data` (one line, or wrapped in lines between spaces and line
@@ -254,64 +237,6 @@ fn decode(data: &str) -> Option<Vec<u8>> {
         start = end + 1;
     }
     LENIENT.decode(unwrapped).ok()
-}
-
-struct Copier<'r> {
-    objects: usize,
-    replaced: &'r [(Attachment, Vec<u8>)],
-}
-
-impl Copier<'_> {
-    fn value(
-        &mut self,
-        reader: &mut JsonStreamReader<&[u8]>,
-        writer: &mut JsonStreamWriter<&mut Vec<u8>>,
-    ) -> Result<(), StreamError> {
-        match reader.peek()? {
-            ValueType::Object => {
-                let object = self.objects;
-                self.objects += 1;
-                let new_data = self
-                    .replaced
-                    .iter()
-                    .find(|(a, _)| a.object == object)
-                    .map(|(_, content)| base64::engine::general_purpose::STANDARD.encode(content));
-                reader.begin_object()?;
-                writer.begin_object()?;
-                while reader.has_next()? {
-                    let name = reader.next_name_owned()?;
-                    writer.name(&name)?;
-                    match &new_data {
-                        Some(data) if name == "data" => {
-                            reader.skip_value()?;
-                            writer.string_value(data)?;
-                        }
-                        _ => self.value(reader, writer)?,
-                    }
-                }
-                reader.end_object()?;
-                writer.end_object()?;
-            }
-            ValueType::Array => {
-                reader.begin_array()?;
-                writer.begin_array()?;
-                while reader.has_next()? {
-                    self.value(reader, writer)?;
-                }
-                reader.end_array()?;
-                writer.end_array()?;
-            }
-            ValueType::String => writer.string_value(reader.next_str()?)?,
-            // Numbers as written: a health value is never changed (R-WAF-4).
-            ValueType::Number => writer.number_value_from_string(reader.next_number_as_str()?)?,
-            ValueType::Boolean => writer.bool_value(reader.next_bool()?)?,
-            ValueType::Null => {
-                reader.next_null()?;
-                writer.null_value()?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,51 @@ fn rewrite(path: &str, value: &str) -> Option<String> {
 /// A JSON body with the string values at `fields` rewritten; `None` when none changed.
 /// Array levels are not part of a path (`note.text` is every note's text).
 pub fn json(body: &[u8], fields: &[String]) -> Result<Option<Neutralised>, Unrewritable> {
+    let mut changed = BTreeSet::new();
+    let out = copy_json(body, &mut |at| {
+        // The path is joined only where its last key ends a named field.
+        let last = at.path.last().map_or("", String::as_str);
+        let maybe = fields.iter().any(|f| {
+            f.strip_suffix(last)
+                .is_some_and(|head| head.is_empty() || head.ends_with('.'))
+        });
+        if !maybe {
+            return None;
+        }
+        let field = at.path.join(".");
+        let new = fields
+            .contains(&field)
+            .then(|| rewrite(&field, at.value))
+            .flatten()?;
+        changed.insert(field);
+        Some(new)
+    })?;
+    Ok((!changed.is_empty()).then(|| Neutralised {
+        body: out,
+        fields: changed.into_iter().collect(),
+    }))
+}
+
+/// Where a string value of a JSON body stands, for [`copy_json`]'s edit.
+pub(super) struct StringAt<'a> {
+    /// The keys leading to it, array levels skipped (`note.text`).
+    pub path: &'a [String],
+    /// The place of its innermost object among the body's objects, counted as they open.
+    pub object: usize,
+    /// Whether it is a member of that object itself, not an item of an array in it.
+    pub member: bool,
+    /// The string.
+    pub value: &'a str,
+}
+
+/// A JSON body copied as a stream (struson), each string value offered to `edit`, whose
+/// answer replaces it. Key order, numbers as written and every other value stay as sent (a
+/// health value is never changed, R-WAF-4). Neutralising and the rewrite of inline files
+/// (`attachment::rewrite`) both write through it.
+pub(super) fn copy_json(
+    body: &[u8],
+    edit: &mut dyn FnMut(&StringAt<'_>) -> Option<String>,
+) -> Result<Vec<u8>, Unrewritable> {
     let mut reader = JsonStreamReader::new_custom(
         body,
         ReaderSettings {
@@ -149,93 +194,90 @@ pub fn json(body: &[u8], fields: &[String]) -> Result<Option<Neutralised>, Unrew
     );
     let mut out = Vec::with_capacity(body.len() + 64);
     let mut writer = JsonStreamWriter::new(&mut out);
-    let mut changed = BTreeSet::new();
-    copy(
-        &mut reader,
-        &mut writer,
-        &mut Vec::new(),
-        fields,
-        &mut changed,
-    )
-    .map_err(|e| Unrewritable(e.to_string()))?;
+    let mut copier = Copier {
+        path: Vec::new(),
+        objects: 0,
+        open: Vec::new(),
+        edit,
+    };
+    copier
+        .value(&mut reader, &mut writer, false)
+        .map_err(|e| Unrewritable(e.to_string()))?;
     reader
         .consume_trailing_whitespace()
         .map_err(|e| Unrewritable(e.to_string()))?;
     writer
         .finish_document()
         .map_err(|e| Unrewritable(e.to_string()))?;
-    Ok((!changed.is_empty()).then(|| Neutralised {
-        body: out,
-        fields: changed.into_iter().collect(),
-    }))
+    Ok(out)
 }
 
 type CopyError = Box<dyn std::error::Error>;
 
-fn copy(
-    reader: &mut JsonStreamReader<&[u8]>,
-    writer: &mut JsonStreamWriter<&mut Vec<u8>>,
-    path: &mut Vec<String>,
-    fields: &[String],
-    changed: &mut BTreeSet<String>,
-) -> Result<(), CopyError> {
-    match reader.peek()? {
-        ValueType::Object => {
-            reader.begin_object()?;
-            writer.begin_object()?;
-            while reader.has_next()? {
-                let name = reader.next_name_owned()?;
-                writer.name(&name)?;
-                path.push(name);
-                copy(reader, writer, path, fields, changed)?;
-                path.pop();
-            }
-            reader.end_object()?;
-            writer.end_object()?;
-        }
-        ValueType::Array => {
-            reader.begin_array()?;
-            writer.begin_array()?;
-            while reader.has_next()? {
-                copy(reader, writer, path, fields, changed)?;
-            }
-            reader.end_array()?;
-            writer.end_array()?;
-        }
-        ValueType::String => {
-            let value = reader.next_str()?;
-            // The path is joined only where its last key ends a named field.
-            let last = path.last().map_or("", String::as_str);
-            let maybe = fields.iter().any(|f| {
-                f.strip_suffix(last)
-                    .is_some_and(|head| head.is_empty() || head.ends_with('.'))
-            });
-            let field = if maybe { path.join(".") } else { String::new() };
-            match (maybe && fields.contains(&field))
-                .then(|| rewrite(&field, value))
-                .flatten()
-            {
-                Some(new) => {
-                    writer.string_value(&new)?;
-                    changed.insert(field);
+struct Copier<'e> {
+    path: Vec<String>,
+    objects: usize,
+    /// The objects open, innermost last: their places.
+    open: Vec<usize>,
+    edit: &'e mut dyn FnMut(&StringAt<'_>) -> Option<String>,
+}
+
+impl Copier<'_> {
+    /// Copy one value; `member` when it is an object's member (not an array's item).
+    fn value(
+        &mut self,
+        reader: &mut JsonStreamReader<&[u8]>,
+        writer: &mut JsonStreamWriter<&mut Vec<u8>>,
+        member: bool,
+    ) -> Result<(), CopyError> {
+        match reader.peek()? {
+            ValueType::Object => {
+                self.open.push(self.objects);
+                self.objects += 1;
+                reader.begin_object()?;
+                writer.begin_object()?;
+                while reader.has_next()? {
+                    let name = reader.next_name_owned()?;
+                    writer.name(&name)?;
+                    self.path.push(name);
+                    self.value(reader, writer, true)?;
+                    self.path.pop();
                 }
-                None => writer.string_value(value)?,
+                reader.end_object()?;
+                writer.end_object()?;
+                self.open.pop();
+            }
+            ValueType::Array => {
+                reader.begin_array()?;
+                writer.begin_array()?;
+                while reader.has_next()? {
+                    self.value(reader, writer, false)?;
+                }
+                reader.end_array()?;
+                writer.end_array()?;
+            }
+            ValueType::String => {
+                let value = reader.next_str()?;
+                let at = StringAt {
+                    path: &self.path,
+                    object: self.open.last().copied().unwrap_or_default(),
+                    member,
+                    value,
+                };
+                match (self.edit)(&at) {
+                    Some(new) => writer.string_value(&new)?,
+                    None => writer.string_value(value)?,
+                }
+            }
+            ValueType::Number => writer.number_value_from_string(reader.next_number_as_str()?)?,
+            ValueType::Boolean => writer.bool_value(reader.next_bool()?)?,
+            ValueType::Null => {
+                reader.next_null()?;
+                writer.null_value()?;
             }
         }
-        ValueType::Number => {
-            let number = reader.next_number_as_str()?;
-            writer.number_value_from_string(number)?;
-        }
-        ValueType::Boolean => {
-            let value = reader.next_bool()?;
-            writer.bool_value(value)?;
-        }
-        ValueType::Null => {
-            reader.next_null()?;
-            writer.null_value()?;
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Characters a form value keeps unencoded (`application/x-www-form-urlencoded`).
