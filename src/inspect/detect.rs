@@ -2172,8 +2172,9 @@ fn base64_patterns() -> (Vec<String>, Vec<Hit>) {
 /// the stream header anywhere, else `java-110` for bytes that start as a serialized Java
 /// object. The same findings as [`plain_value`] on the base64, bar a base64 spelling that
 /// sits across the encoding's four-character groups (no word there) and the header, found
-/// here whatever byte follows it, for a fraction of the cost: the words as written have rare bytes an automaton's prefilter skips to, which
-/// their base64 spellings, all letters and digits, do not.
+/// here whatever byte follows it. The scan costs about what the base64 one does (16
+/// instructions a byte, callgrind): the saving is the files it is not asked of (a PDF, JPEG or
+/// PNG: `attachment::Collector::data`).
 pub fn decoded_file(bytes: &[u8]) -> Option<Hit> {
     static WORDS: LazyLock<Option<(aho_corasick::AhoCorasick, Vec<Hit>)>> = LazyLock::new(|| {
         let (words, hits): (Vec<Vec<u8>>, Vec<Hit>) = serialized_word_forms()
