@@ -3,9 +3,9 @@
 //! urlencoded and XML bodies — is normalised ([`normalise`]) and run through the detectors
 //! ([`detect`]). A route blocks (`inspect = "block"`, the default), only records
 //! (`"detect"`), neutralises named body fields and blocks the rest (`"neutralise"`, R-WAF-4,
-//! [`neutralise`]), or skips inspection (`"off"`). Uploaded files, and files a JSON body
-//! carries inline (FHIR attachments, `attachment`), are taken apart and rebuilt by [`disarm`]
-//! (R-WAF-2).
+//! [`neutralise`]), or skips inspection (`"off"`). Uploaded files, and files a JSON or XML
+//! body carries inline (FHIR attachments, `attachment`, `xml`), are taken apart and rebuilt
+//! by [`disarm`] (R-WAF-2).
 //!
 //! FHIR narratives (`text.div`) hold XHTML by design: they are checked against the narrative
 //! rules (no script, no event attributes, no `javascript:` URLs) instead of the generic XSS
@@ -20,6 +20,7 @@ pub mod multipart;
 pub mod neutralise;
 pub mod normalise;
 mod scan;
+mod xml;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -570,6 +571,25 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                         InlineFiles::default()
                     }
                 }
+            } else if kind == BodyKind::Xml {
+                match xml_body_collecting_files(body, &mut found) {
+                    Ok(attachments) => match inline_files(attachments, route, &mut found) {
+                        Ok(disarmed) => disarmed,
+                        Err(refusal) => return BodyCheck::refuse(refusal),
+                    },
+                    // As a JSON body that does not parse: a lenient backend may still read
+                    // a file in it. (A finding that refuses it already names what it is.)
+                    Err(e)
+                        if memchr::memmem::find(body, b"data").is_some()
+                            && route.refusing(&route.keep(found.0.clone())).is_none() =>
+                    {
+                        return BodyCheck::refuse(Refusal::new(
+                            Reason::ProtocolMalformedBody,
+                            format!("{e}, so the files it may carry inline cannot be checked"),
+                        ))
+                    }
+                    Err(_) => InlineFiles::default(),
+                }
             } else {
                 inspect_body(body, &kind, &mut found);
                 InlineFiles::default()
@@ -1012,12 +1032,24 @@ fn text_body(body: &[u8], found: &mut Findings) {
     }
 }
 
-/// An XML body: DTDs and entities are refused (XXE); attribute values and text are inspected
-/// as values.
+/// An XML body ([`xml`]), inspected; the files it carries inline are left to the caller.
 fn xml_body(body: &[u8], found: &mut Findings) {
-    let text = String::from_utf8_lossy(body);
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("<!doctype") || lower.contains("<!entity") {
+    // A file inside an inline XML file is not looked for: a FHIR resource carries its files
+    // itself, not inside another file.
+    let _ = xml_body_collecting_files(body, found);
+}
+
+/// An XML body ([`xml`]): a DTD or entity declaration is refused (`xxe-100`); attribute
+/// values and text are inspected as values, a FHIR narrative by the narrative rules; the
+/// files it carries inline are collected. A body that is not well-formed XML is an `Err`,
+/// after [`xml_text`] has inspected it as a lenient parser might read it (unless it declares
+/// entities).
+fn xml_body_collecting_files(
+    body: &[u8],
+    found: &mut Findings,
+) -> Result<Result<Vec<attachment::Attachment>, attachment::Unreadable>, xml::NotXml> {
+    let declares_entities = xml::declares_entities(body);
+    if declares_entities {
         found.add(
             Some(Hit {
                 rule: "xxe-100",
@@ -1026,8 +1058,19 @@ fn xml_body(body: &[u8], found: &mut Findings) {
             Place::Body,
             whole,
         );
-        return;
     }
+    let read = xml::inspect_collecting_files(body, found);
+    if read.is_err() && !declares_entities {
+        // (With a DTD, what its entities expand to is unknown; the DTD is the finding.)
+        xml_text(body, found);
+    }
+    read
+}
+
+/// XML that does not parse: its attribute values (`a="…"`, `a='…'`) and the text between
+/// its tags, as a lenient parser might find them.
+fn xml_text(body: &[u8], found: &mut Findings) {
+    let text = String::from_utf8_lossy(body);
     // Attribute values (`a="…"`, `a='…'`) and the text between tags.
     let mut values: Vec<&str> = Vec::new();
     for (i, piece) in text.split(['"', '\'']).enumerate() {

@@ -583,6 +583,87 @@ async fn inline_files_that_hide_or_cannot_be_disarmed_are_refused_r_waf_2() {
     );
 }
 
+/// FHIR's XML form of a DocumentReference with one attachment.
+fn document_reference_xml(content_type: &str, file: &[u8]) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><DocumentReference xmlns="http://hl7.org/fhir"><status value="current"/><description value="健診結果 2026"/><content><attachment><contentType value="{content_type}"/><data value="{}"/><title value="checkup.pdf"/></attachment></content></DocumentReference>"#,
+        b64(file)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_sent_inline_in_fhir_xml_are_disarmed_r_waf_2() {
+    let s = setup().await;
+    let body = document_reference_xml("application/pdf", &hostile_pdf());
+    let reply = send(
+        &s,
+        "/notes/xml",
+        "application/fhir+xml",
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "content.attachment.data");
+    let seen = String::from_utf8(s.forwarded("/notes/xml").body.to_vec()).unwrap();
+    // Every byte but the attribute's value as sent.
+    let (head, rest) = seen.split_once(r#"<data value=""#).unwrap();
+    let (data, tail) = rest.split_once('"').unwrap();
+    let (sent_head, sent_rest) = body.split_once(r#"<data value=""#).unwrap();
+    assert_eq!(head, sent_head);
+    assert_eq!(tail, sent_rest.split_once('"').unwrap().1);
+    use base64::Engine as _;
+    let rebuilt = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    let rebuilt = Document::load_mem(&rebuilt).expect("the rebuilt PDF parses");
+    let keys = pdf_keys(&rebuilt);
+    for gone in ["JavaScript", "JS", "OpenAction", "EmbeddedFiles"] {
+        assert!(
+            !keys.contains(&gone.to_owned()),
+            "{gone} survived: {keys:?}"
+        );
+    }
+    assert!(s.record(&reply)["changes"]
+        .to_string()
+        .contains("disarmed:content.attachment.data:pdf:JavaScript"));
+
+    // Refused as in JSON: a PDF declared as an image, an archive, a file in XML that does not
+    // parse, a script in the narrative; none forwarded.
+    let cases = [
+        (
+            document_reference_xml("image/gif", &hostile_pdf()),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            document_reference_xml("application/zip", b"PK\x03\x04"),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            document_reference_xml("application/pdf", &hostile_pdf()).replace("</content>", ""),
+            400,
+            "protocol.malformed_body",
+        ),
+        (
+            r#"<Patient xmlns="http://hl7.org/fhir"><text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>山田</p><img src="x" onerror="alert(1)"/></div></text></Patient>"#.to_owned(),
+            403,
+            "inspect.blocked",
+        ),
+    ];
+    for (i, (body, status, reason)) in cases.into_iter().enumerate() {
+        let path = format!("/notes/xml-refused-{i}");
+        let reply = send(&s, &path, "application/fhir+xml", body.into_bytes()).await;
+        assert_eq!(reply.status, status, "{i}: {reply:?}");
+        assert_eq!(reply.json()["reason"], reason, "{i}");
+        assert_eq!(s.record(&reply)["reason"], reason, "{i}");
+        assert!(
+            s.upstream.requests().iter().all(|r| r.path != path),
+            "{i} reached the upstream"
+        );
+    }
+}
+
 #[test]
 fn archives_and_files_without_inspection_are_policy_errors() {
     let dir = tempfile::tempdir().unwrap();

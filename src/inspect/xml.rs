@@ -1,0 +1,440 @@
+//! An XML body (R-WAF-1, R-WAF-2), read with quick-xml as a backend's parser reads it.
+//!
+//! - A DTD or an entity declaration anywhere is refused (XXE, `xxe-100`): no PHR API needs
+//!   one, and a backend that expands it reads files or fetches URLs for the sender.
+//! - Attribute values and text, as the parser resolves them (`&lt;` is `<`, `&#10;` a line
+//!   break), are inspected as values and named by their element's path below the root
+//!   (`note.text`, as in a JSON body), an attribute other than FHIR's `value` by `@name`.
+//! - A FHIR narrative (`<text><div xmlns="http://www.w3.org/1999/xhtml">`) is XHTML by design:
+//!   its markup as written is held to FHIR's narrative rules, as a JSON `text.div` is.
+//! - A file carried inline, FHIR's XML form of `Attachment` and `Binary`
+//!   (`<contentType value="application/pdf"/><data value="JVBERi0…"/>`), is collected for
+//!   disarm by the same [`attachment::Collector`] a JSON body feeds. An attribute's raw text
+//!   always sits in the body, so a rebuilt file is spliced over it.
+//!
+//! A body that is not well-formed XML (or not UTF-8) is an `Err`; `check_body` decides what
+//! becomes of it.
+
+use super::normalise::{normalise, Plus};
+use super::{attachment, detect, json, narrative, Findings, Hit, Place};
+
+/// Why a body could not be read as XML.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotXml {
+    /// Not UTF-8: quick-xml reads UTF-8 only (no `encoding` feature), and FHIR is UTF-8.
+    #[error("the XML body is not UTF-8")]
+    NotUtf8,
+    /// quick-xml's error, with the byte where it was found.
+    #[error("the XML body is not well-formed at byte {at}: {error}")]
+    Syntax {
+        /// The byte offset.
+        at: u64,
+        /// What quick-xml said.
+        error: quick_xml::Error,
+    },
+    /// An element still open at the end.
+    #[error("the XML body ends inside `<{0}>`")]
+    Unclosed(String),
+    /// A reference to an entity no DTD declared (only XML's five exist without one).
+    #[error("the XML body refers to an undeclared entity `&{0};`")]
+    UnknownEntity(String),
+    /// An attribute written twice or malformed: a backend may take either value.
+    #[error("the XML body has a malformed or repeated attribute in `<{element}>`: {error}")]
+    Attribute {
+        /// The element.
+        element: String,
+        /// What quick-xml said.
+        error: quick_xml::events::attributes::AttrError,
+    },
+}
+
+/// Whether an XML body holds a DTD or an entity declaration (`xxe-100`). Looked for in the
+/// text as written, before any parse, so that neither a parser's error nor a CDATA section
+/// hides one from a more lenient parser.
+pub(super) fn declares_entities(body: &[u8]) -> bool {
+    // ASCII case folded without a copy of the body.
+    let finder = |word: &'static [u8]| {
+        body.windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    memchr::memmem::find(body, b"<!").is_some() && (finder(b"<!doctype") || finder(b"<!entity"))
+}
+
+/// Inspect `body` as XML, collecting the files it carries inline. The outer `Err` is a body
+/// that is not XML (what was found before the error is kept); the inner one an attachment
+/// that names its `contentType` or `data` twice.
+pub(super) fn inspect_collecting_files(
+    body: &[u8],
+    found: &mut Findings,
+) -> Result<Result<Vec<attachment::Attachment>, attachment::Unreadable>, NotXml> {
+    use quick_xml::events::Event;
+    let text = std::str::from_utf8(body).map_err(|_| NotXml::NotUtf8)?;
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut walk = Walk {
+        found,
+        files: attachment::Collector::default(),
+        path: ElementPath::default(),
+        text: String::new(),
+        narrative: None,
+        full: false,
+        body,
+    };
+    loop {
+        let at = reader.buffer_position();
+        let event = reader.read_event().map_err(|error| NotXml::Syntax {
+            at: reader.error_position(),
+            error,
+        })?;
+        match event {
+            Event::Start(element) => walk.start(&element, to_usize(at), false)?,
+            Event::Empty(element) => {
+                walk.start(&element, to_usize(at), true)?;
+                walk.end(to_usize(reader.buffer_position()));
+            }
+            Event::End(_) => walk.end(to_usize(reader.buffer_position())),
+            Event::Text(t) => walk.text.push_str(&t.xml_content(XML_1_0)),
+            Event::CData(c) => walk.text.push_str(&c.xml_content(XML_1_0)),
+            Event::GeneralRef(r) => match r.resolve_char_ref() {
+                Ok(Some(c)) => walk.text.push(c),
+                // Only the five predefined entities exist without a DTD.
+                _ => {
+                    let name = r.xml_content(XML_1_0);
+                    let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                        .ok_or_else(|| NotXml::UnknownEntity(name.clone().into_owned()))?;
+                    walk.text.push_str(resolved);
+                }
+            },
+            Event::DocType(_) => walk.add(Some(XXE)),
+            Event::Eof => break,
+            // Comments, the declaration and processing instructions: no backend reads them as
+            // data.
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
+        }
+    }
+    if let Some(open) = walk.path.last() {
+        return Err(NotXml::Unclosed(open.to_owned()));
+    }
+    walk.flush_text();
+    Ok(walk.files.finish())
+}
+
+/// The refusal of a DTD.
+const XXE: Hit = Hit {
+    rule: "xxe-100",
+    class: detect::Class::Xxe,
+};
+
+/// Text and attribute values as an XML 1.0 parser gives them (line ends normalised).
+const XML_1_0: quick_xml::XmlVersion = quick_xml::XmlVersion::Implicit1_0;
+
+fn to_usize(at: u64) -> usize {
+    usize::try_from(at).unwrap_or(usize::MAX)
+}
+
+struct Walk<'f> {
+    found: &'f mut Findings,
+    files: attachment::Collector,
+    path: ElementPath,
+    /// The text read since the last tag (text, CDATA and references are separate events).
+    text: String,
+    /// Inside a narrative: its depth in `path` and where its `<div` starts in the body.
+    narrative: Option<(usize, usize)>,
+    /// The findings are full: detection stops, collecting files goes on.
+    full: bool,
+    body: &'f [u8],
+}
+
+impl Walk<'_> {
+    fn add(&mut self, hit: Option<Hit>) {
+        if !self.full {
+            let path = &self.path;
+            self.full = self.found.add(hit, Place::Body, || path.field(None));
+        }
+    }
+
+    /// An element opens (`empty`: and closes, `<x/>`) at byte `at`.
+    fn start(
+        &mut self,
+        element: &quick_xml::events::BytesStart<'_>,
+        at: usize,
+        empty: bool,
+    ) -> Result<(), NotXml> {
+        self.flush_text();
+        let name = element.local_name();
+        let name = name.as_ref();
+        // `data` and `contentType` are fields of the object around them, not objects.
+        let leaf = matches!(name, "data" | "contentType");
+        self.path.push(name, !leaf);
+        if self.narrative.is_none() && name == "div" && self.path.parent() == Some("text") {
+            self.narrative = Some((self.path.depth(), at));
+        }
+        if !leaf && !empty {
+            self.files.open();
+        }
+        for attribute in element.attributes() {
+            let attribute = attribute.map_err(|error| NotXml::Attribute {
+                element: name.to_owned(),
+                error,
+            })?;
+            if self.narrative.is_some() {
+                // Held to the narrative rules as a whole, at its end.
+                continue;
+            }
+            let key = attribute.key.local_name();
+            let key = key.as_ref();
+            let value = attribute
+                .normalized_value(XML_1_0)
+                .unwrap_or_else(|_| attribute.value.clone());
+            self.attribute(name, key, &value, &attribute.value);
+        }
+        Ok(())
+    }
+
+    /// One attribute of the element just opened: `raw` as written in the body.
+    fn attribute(&mut self, element: &str, key: &str, value: &str, raw: &str) {
+        let fhir_value = key == "value";
+        let mut file_verdict = None;
+        let binary = fhir_value && element == "data" && json::base64_binary(value.as_bytes());
+        if fhir_value && element == "contentType" {
+            self.files.content_type(value);
+        } else if fhir_value && element == "data" {
+            let start = raw.as_ptr().addr().checked_sub(self.body.as_ptr().addr());
+            let span = start
+                .map(|start| start..start + raw.len())
+                .filter(|span| span.end <= self.body.len());
+            let path = &self.path;
+            file_verdict = self.files.data(value, span, binary, || path.field(None));
+        }
+        if self.full {
+            return;
+        }
+        let hit = if let Some(hit) = file_verdict {
+            hit
+        } else if binary {
+            // FHIR's base64Binary: held to the base64 rules only, as in a JSON body.
+            detect::plain_value(value.as_bytes())
+        } else {
+            detect::value(&normalise(value.as_bytes(), Plus::Literal))
+        };
+        let path = &self.path;
+        let attribute = (!fhir_value).then_some(key);
+        self.full = self.found.add(hit, Place::Body, || path.field(attribute));
+    }
+
+    /// The element last opened closes; `end` is the byte after its end tag.
+    fn end(&mut self, end: usize) {
+        self.flush_text();
+        if let Some((depth, start)) = self.narrative {
+            if depth == self.path.depth() {
+                self.narrative = None;
+                let xhtml = self
+                    .body
+                    .get(start..end)
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let hit = narrative(&xhtml);
+                self.add(hit);
+            }
+        }
+        if self.path.pop_opened() {
+            let path = &self.path;
+            self.files.close(|| path.field(None));
+        }
+    }
+
+    /// The text read since the last tag, inspected as a value (not inside a narrative, which
+    /// is inspected whole).
+    fn flush_text(&mut self) {
+        if self.narrative.is_none() && !self.full && !self.text.trim().is_empty() {
+            let hit = detect::value(&normalise(self.text.as_bytes(), Plus::Literal));
+            self.add(hit);
+        }
+        self.text.clear();
+    }
+}
+
+/// The elements open, root first; a field is named by those below the root, dotted as FHIRPath
+/// names fields (`content.attachment.data`).
+#[derive(Default)]
+struct ElementPath {
+    /// Each open element's name and whether it opened an object for the collector.
+    open: Vec<(String, bool)>,
+}
+
+impl ElementPath {
+    fn push(&mut self, name: &str, object: bool) {
+        self.open.push((name.to_owned(), object));
+    }
+
+    /// Close the last element; whether it had opened an object.
+    fn pop_opened(&mut self) -> bool {
+        self.open.pop().is_some_and(|(_, object)| object)
+    }
+
+    fn depth(&self) -> usize {
+        self.open.len()
+    }
+
+    fn last(&self) -> Option<&str> {
+        self.open.last().map(|(name, _)| name.as_str())
+    }
+
+    fn parent(&self) -> Option<&str> {
+        let [.., (parent, _), _] = &self.open[..] else {
+            return None;
+        };
+        Some(parent)
+    }
+
+    /// The dotted path below the root, and `@attribute` when one is named.
+    fn field(&self, attribute: Option<&str>) -> String {
+        let mut field = self
+            .open
+            .iter()
+            .skip(1)
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        if let Some(attribute) = attribute {
+            field.push('@');
+            field.push_str(attribute);
+        }
+        field
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+
+    fn inspect(body: &str) -> (Vec<(&'static str, String)>, Vec<attachment::Attachment>) {
+        let mut found = Findings(Vec::new());
+        let files = inspect_collecting_files(body.as_bytes(), &mut found)
+            .expect("xml")
+            .expect("files");
+        let hits = found.0.into_iter().map(|f| (f.hit.rule, f.field)).collect();
+        (hits, files)
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn values_are_inspected_as_the_parser_resolves_them() {
+        let (hits, _) = inspect(
+            r#"<Observation xmlns="http://hl7.org/fhir"><note><text value="&lt;script&gt;alert(1)&lt;/script&gt;"/></note></Observation>"#,
+        );
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].1, "note.text");
+        // Text split by references and CDATA is read whole.
+        let (hits, _) = inspect("<a><b>1 &#x27; <![CDATA[or]]> '1'='1</b></a>");
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].1, "b");
+        let (hits, _) = inspect(r#"<root><a probe="/etc/passwd"/></root>"#);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].1, "a@probe");
+        // Japanese text, codes and units pass.
+        let (hits, _) = inspect(
+            r#"<Observation xmlns="http://hl7.org/fhir"><code><coding><system value="http://loinc.org"/><code value="4548-4"/><display value="HbA1c"/></coding></code><valueQuantity><value value="5.6"/><unit value="%"/></valueQuantity><note><text value="空腹時 (fasting)、食後は 110 mg/dL"/></note></Observation>"#,
+        );
+        assert_eq!(hits, vec![]);
+    }
+
+    #[test]
+    fn a_dtd_is_refused_wherever_it_is() {
+        assert!(declares_entities(
+            br#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>"#
+        ));
+        assert!(declares_entities(b"<r><![CDATA[<!doctype x>]]></r>"));
+        assert!(!declares_entities(b"<r><a>DOCTYPE</a></r>"));
+    }
+
+    #[test]
+    fn a_narrative_is_held_to_the_narrative_rules() {
+        let ok = r#"<Patient xmlns="http://hl7.org/fhir"><text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>山田 太郎 <b>(1970-01-01)</b> select a clinic from <a href="https://example.jp/clinics">the list</a></p></div></text></Patient>"#;
+        assert_eq!(inspect(ok).0, vec![]);
+        for bad in [
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>"#,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(1)"/></div>"#,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><a href="javascript:alert(1)">x</a></div>"#,
+        ] {
+            let body =
+                format!(r#"<Patient xmlns="http://hl7.org/fhir"><text>{bad}</text></Patient>"#);
+            let (hits, _) = inspect(&body);
+            assert_eq!(hits.len(), 1, "{bad}: {hits:?}");
+            assert_eq!(hits[0].1, "text.div", "{bad}");
+        }
+    }
+
+    #[test]
+    fn inline_files_are_collected_with_their_place_in_the_body() {
+        let pdf = b64(b"%PDF-1.4 one");
+        let body = format!(
+            r#"<DocumentReference xmlns="http://hl7.org/fhir"><content><attachment><data value="{pdf}"/><contentType value="application/pdf"/></attachment></content><content><attachment><url value="http://x/a"/></attachment></content></DocumentReference>"#
+        );
+        let (hits, files) = inspect(&body);
+        assert_eq!(hits, vec![]);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].field, "content.attachment.data");
+        assert_eq!(files[0].media.as_deref(), Some("application/pdf"));
+        assert_eq!(files[0].content, b"%PDF-1.4 one");
+        // Spliced over its attribute's text.
+        let new = attachment::rewrite(
+            body.as_bytes(),
+            &[(files.into_iter().next().unwrap(), b"new".to_vec())],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(new).unwrap(),
+            body.replace(&pdf, &b64(b"new"))
+        );
+        // A Binary, its base64 wrapped with character references.
+        let wrapped = "JVBERi0xLjQgb25lIHR3&#10;byB0aHJlZQ==";
+        let body = format!(
+            r#"<Binary xmlns="http://hl7.org/fhir"><contentType value="application/pdf"/><data value="{wrapped}"></data></Binary>"#
+        );
+        let (_, files) = inspect(&body);
+        assert_eq!(files[0].field, "data");
+        assert_eq!(files[0].content, b"%PDF-1.4 one two three");
+        let new = attachment::rewrite(
+            body.as_bytes(),
+            &[(files.into_iter().next().unwrap(), b"new".to_vec())],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(new).unwrap(),
+            body.replace(wrapped, &b64(b"new"))
+        );
+    }
+
+    #[test]
+    fn a_repeated_data_and_broken_xml_are_reported() {
+        let body = r#"<Binary><contentType value="image/png"/><data value="SGVsbG8="/><data value="SGVsbG8="/></Binary>"#;
+        let mut found = Findings(Vec::new());
+        assert!(matches!(
+            inspect_collecting_files(body.as_bytes(), &mut found),
+            Ok(Err(attachment::Unreadable::Ambiguous { key: "data", .. }))
+        ));
+        for broken in [
+            "<a><b></a>",
+            "<a>",
+            "<a>&unknown;</a>",
+            r#"<a x="1" x="2"/>"#,
+            r#"<a x="1/>"#,
+        ] {
+            let mut found = Findings(Vec::new());
+            assert!(
+                inspect_collecting_files(broken.as_bytes(), &mut found).is_err(),
+                "{broken}"
+            );
+        }
+        let mut found = Findings(Vec::new());
+        assert!(matches!(
+            inspect_collecting_files(b"<a>\xff</a>", &mut found),
+            Err(NotXml::NotUtf8)
+        ));
+    }
+}
