@@ -548,6 +548,7 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
             }
         }
         kind => {
+            let mut xml_edits = Vec::new();
             let attachments = if kind == BodyKind::Json {
                 match json::inspect_collecting_files(body, &mut found) {
                     Ok(attachments) => match inline_files(attachments, route, &mut found) {
@@ -572,9 +573,12 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                     }
                 }
             } else if kind == BodyKind::Xml {
-                match xml_body_collecting_files(body, &mut found) {
-                    Ok(attachments) => match inline_files(attachments, route, &mut found) {
-                        Ok(disarmed) => disarmed,
+                match xml_body_read(body, &mut found, neutralised) {
+                    Ok(read) => match inline_files(read.files, route, &mut found) {
+                        Ok(disarmed) => {
+                            xml_edits = read.edits;
+                            disarmed
+                        }
                         Err(refusal) => return BodyCheck::refuse(refusal),
                     },
                     // As a JSON body that does not parse: a lenient backend may still read
@@ -594,7 +598,19 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                 inspect_body(body, &kind, &mut found);
                 InlineFiles::default()
             };
-            if !attachments.rebuilt.is_empty() {
+            if kind == BodyKind::Xml && !(attachments.rebuilt.is_empty() && xml_edits.is_empty()) {
+                // Files and neutralised fields in one splice of the body as received.
+                let Some(new) = xml::rewrite(body, &attachments.rebuilt, &xml_edits) else {
+                    return BodyCheck::refuse(Refusal::new(
+                        Reason::ProtocolMalformedBody,
+                        "a rebuilt file's place in the XML body is not known",
+                    ));
+                };
+                rewritten = Some(new);
+                let fields: std::collections::BTreeSet<_> =
+                    xml_edits.iter().map(|e| e.field.as_str()).collect();
+                changes.extend(fields.into_iter().map(|f| format!("neutralised:{f}")));
+            } else if !attachments.rebuilt.is_empty() {
                 // On the body as received, where the attachments were found.
                 match attachment::rewrite(body, &attachments.rebuilt) {
                     Ok(new) => rewritten = Some(new),
@@ -1036,18 +1052,19 @@ fn text_body(body: &[u8], found: &mut Findings) {
 fn xml_body(body: &[u8], found: &mut Findings) {
     // A file inside an inline XML file is not looked for: a FHIR resource carries its files
     // itself, not inside another file.
-    let _ = xml_body_collecting_files(body, found);
+    let _ = xml_body_read(body, found, &[]);
 }
 
 /// An XML body ([`xml`]): a DTD or entity declaration is refused (`xxe-100`); attribute
 /// values and text are inspected as values, a FHIR narrative by the narrative rules; the
-/// files it carries inline are collected. A body that is not well-formed XML is an `Err`,
-/// after [`xml_text`] has inspected it as a lenient parser might read it (unless it declares
-/// entities).
-fn xml_body_collecting_files(
+/// files it carries inline are collected and the `neutralised` fields rewritten. A body that
+/// is not well-formed XML is an `Err`, after [`xml_text`] has inspected it as a lenient parser
+/// might read it (unless it declares entities).
+fn xml_body_read(
     body: &[u8],
     found: &mut Findings,
-) -> Result<Result<Vec<attachment::Attachment>, attachment::Unreadable>, xml::NotXml> {
+    neutralised: &[String],
+) -> Result<xml::Read, xml::NotXml> {
     let declares_entities = xml::declares_entities(body);
     if declares_entities {
         found.add(
@@ -1059,7 +1076,7 @@ fn xml_body_collecting_files(
             whole,
         );
     }
-    let read = xml::inspect_collecting_files(body, found);
+    let read = xml::inspect(body, found, neutralised);
     if read.is_err() && !declares_entities {
         // (With a DTD, what its entities expand to is unknown; the DTD is the finding.)
         xml_text(body, found);

@@ -166,6 +166,52 @@ async fn an_inline_file_is_disarmed_beside_a_neutralised_field_r_waf_2_r_waf_4()
     assert!(changes.contains("neutralised:note.text"), "{changes}");
 }
 
+/// The same fields in FHIR's XML form: each value rewritten in place, escaped again for XML
+/// so that the backend's parser reads the entities the JSON form carries; every other byte
+/// as sent. (Before the XML body was parsed, its findings named no field and were refused.)
+#[tokio::test(flavor = "multi_thread")]
+async fn named_fields_in_an_xml_body_are_rewritten_r_waf_4() {
+    let s = setup().await;
+    let body = r#"<?xml version="1.0" encoding="UTF-8"?><Observation xmlns="http://hl7.org/fhir"><text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p onmouseover="steal()">HbA1c<br/></p><script>x()</script></div></text><note><text value="&lt;script&gt;alert('x')&lt;/script&gt; 血糖 &lt; 100"/></note><note><text value="ok"/></note><valueQuantity><value value="5.60"/></valueQuantity></Observation>"#;
+    let reply = send(&s, "POST", "/diary/x1", "application/fhir+xml", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.headers["phr-neutralised"], "note.text, text.div");
+    let sent = String::from_utf8(s.forwarded("/diary/x1").body.to_vec()).unwrap();
+    assert_eq!(
+        sent,
+        r#"<?xml version="1.0" encoding="UTF-8"?><Observation xmlns="http://hl7.org/fhir"><text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>HbA1c<br/></p></div></text><note><text value="&amp;lt;script&amp;gt;alert(&amp;#x27;x&amp;#x27;)&amp;lt;/script&amp;gt; 血糖 &amp;lt; 100"/></note><note><text value="ok"/></note><valueQuantity><value value="5.60"/></valueQuantity></Observation>"#
+    );
+    assert_eq!(
+        s.record(&reply)["changes"],
+        serde_json::json!(["neutralised:note.text", "neutralised:text.div"])
+    );
+    // Text content of a named element (`comment`, not FHIR's form) likewise; an attack in
+    // another field is refused and nothing is forwarded.
+    let reply = send(
+        &s,
+        "POST",
+        "/diary/x2",
+        "application/xml",
+        "<r><comment>a <![CDATA[<b>]]> &amp; b</comment></r>",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        String::from_utf8(s.forwarded("/diary/x2").body.to_vec()).unwrap(),
+        "<r><comment>a &amp;lt;b&amp;gt; &amp;amp; b</comment></r>"
+    );
+    let reply = send(
+        &s,
+        "POST",
+        "/diary/x3",
+        "application/fhir+xml",
+        r#"<Observation xmlns="http://hl7.org/fhir"><note><text value="ok"/></note><code><text value="&lt;script&gt;alert(1)&lt;/script&gt;"/></code></Observation>"#,
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(s.upstream.requests().iter().all(|r| r.path != "/diary/x3"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_attack_outside_the_named_fields_is_refused_r_waf_4() {
     let s = setup().await;

@@ -34,6 +34,13 @@ pub struct Attachment {
     span: Option<std::ops::Range<usize>>,
 }
 
+impl Attachment {
+    /// Where the text of its `data` sits in the body, when known.
+    pub(super) fn span(&self) -> Option<std::ops::Range<usize>> {
+        self.span.clone()
+    }
+}
+
 /// Why a body's attachments could not be read or rewritten.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Unreadable {
@@ -182,7 +189,7 @@ impl Collector {
 /// `body` (the one the attachments were found in) with the `data` of the given objects
 /// replaced by their new content in base64.
 pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8>, Unreadable> {
-    let mut spans: Vec<_> = replaced
+    let spans: Vec<_> = replaced
         .iter()
         .map(|(a, content)| a.span.clone().map(|span| (span, content)))
         .collect::<Option<_>>()
@@ -190,20 +197,14 @@ pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8
     if spans.len() == replaced.len() {
         // Every `data` as written in the body: spliced, the rest copied whole (a stream copy
         // reads and writes every character of a body of megabytes).
-        spans.sort_by_key(|(span, _)| span.start);
-        let mut out = Vec::with_capacity(body.len());
-        let mut at = 0;
-        for (span, content) in spans {
-            out.extend_from_slice(body.get(at..span.start).unwrap_or_default());
-            out.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(content)
-                    .as_bytes(),
-            );
-            at = span.end;
-        }
-        out.extend_from_slice(body.get(at..).unwrap_or_default());
-        return Ok(out);
+        let pieces = spans
+            .into_iter()
+            .map(|(span, content)| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+                (span, encoded.into_bytes())
+            })
+            .collect();
+        return Ok(splice(body, pieces));
     }
     // A `data` written with an escape: the whole body copied as a stream.
     super::neutralise::copy_json(body, &mut |at| {
@@ -216,6 +217,24 @@ pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8
             .map(|(_, content)| base64::engine::general_purpose::STANDARD.encode(content))
     })
     .map_err(|e| Unreadable::Json(e.to_string()))
+}
+
+/// `body` with each span replaced by its new bytes; spans that overlap one before them are
+/// left out (the first wins).
+pub(super) fn splice(body: &[u8], mut pieces: Vec<(std::ops::Range<usize>, Vec<u8>)>) -> Vec<u8> {
+    pieces.sort_by_key(|(span, _)| span.start);
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    for (span, new) in pieces {
+        if span.start < at {
+            continue;
+        }
+        out.extend_from_slice(body.get(at..span.start).unwrap_or_default());
+        out.extend_from_slice(&new);
+        at = span.end;
+    }
+    out.extend_from_slice(body.get(at..).unwrap_or_default());
+    out
 }
 
 /// The decoded bytes of base64 `data` (one line, or wrapped in lines between spaces and line

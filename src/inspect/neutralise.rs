@@ -122,11 +122,13 @@ fn narrative(xhtml: &str) -> Option<String> {
     static VOID: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"<(br|hr|img|col)((?:\s[^>]*)?)>").unwrap_or_else(|_| unreachable!())
     });
-    Some(VOID.replace_all(&cleaned, "<$1$2/>").into_owned())
+    // And XML knows five named entities; html5ever writes a no-break space as HTML's `&nbsp;`.
+    let closed = VOID.replace_all(&cleaned, "<$1$2/>");
+    Some(closed.replace("&nbsp;", "&#160;"))
 }
 
 /// The rewritten value of the field at `path`, when it changes.
-fn rewrite(path: &str, value: &str) -> Option<String> {
+pub(super) fn rewrite(path: &str, value: &str) -> Option<String> {
     if path == "text.div" || path.ends_with(".text.div") {
         return narrative(value);
     }
@@ -373,6 +375,12 @@ mod tests {
             r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>血圧<br/></p><a>a</a></div>"#
         );
         assert_eq!(super::super::narrative(&cleaned), None);
+        // A no-break space comes back as XML can read it, not as HTML's `&nbsp;`.
+        let spaced = "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>118\u{a0}mmHg</p><script>x()</script></div>";
+        assert_eq!(
+            rewrite("text.div", spaced).unwrap_or_default(),
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>118&#160;mmHg</p></div>"#
+        );
     }
 
     #[test]

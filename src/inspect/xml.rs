@@ -11,6 +11,9 @@
 //!   (`<contentType value="application/pdf"/><data value="JVBERi0…"/>`), is collected for
 //!   disarm by the same [`attachment::Collector`] a JSON body feeds. An attribute's raw text
 //!   always sits in the body, so a rebuilt file is spliced over it.
+//! - On a `neutralise` route (R-WAF-4), a named field's attribute value or text is rewritten by
+//!   the same fixed rule as in JSON (`neutralise::rewrite`) and escaped again for XML, a named
+//!   narrative cleaned; each becomes an [`Edit`] of the body as sent.
 //!
 //! A body that is not well-formed XML (or not UTF-8) is an `Err`; `check_body` decides what
 //! becomes of it.
@@ -60,13 +63,32 @@ pub(super) fn declares_entities(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"<!").is_some() && (finder(b"<!doctype") || finder(b"<!entity"))
 }
 
-/// Inspect `body` as XML, collecting the files it carries inline. The outer `Err` is a body
-/// that is not XML (what was found before the error is kept); the inner one an attachment
-/// that names its `contentType` or `data` twice.
-pub(super) fn inspect_collecting_files(
+/// What a read of an XML body gives besides its findings.
+pub(super) struct Read {
+    /// The files it carries inline; `Err` for an attachment that names its `contentType` or
+    /// `data` twice.
+    pub files: Result<Vec<attachment::Attachment>, attachment::Unreadable>,
+    /// The rewrites of its neutralised fields.
+    pub edits: Vec<Edit>,
+}
+
+/// A neutralised field's rewrite: the body's bytes at `span` become `new`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Edit {
+    pub span: std::ops::Range<usize>,
+    pub new: String,
+    /// The field, as findings name it.
+    pub field: String,
+}
+
+/// Inspect `body` as XML, collecting the files it carries inline and rewriting the fields
+/// named in `neutralise` (empty unless the route neutralises). `Err` is a body that is not
+/// XML (what was found before the error is kept).
+pub(super) fn inspect(
     body: &[u8],
     found: &mut Findings,
-) -> Result<Result<Vec<attachment::Attachment>, attachment::Unreadable>, NotXml> {
+    neutralise: &[String],
+) -> Result<Read, NotXml> {
     use quick_xml::events::Event;
     let text = std::str::from_utf8(body).map_err(|_| NotXml::NotUtf8)?;
     let mut reader = quick_xml::Reader::from_str(text);
@@ -75,9 +97,12 @@ pub(super) fn inspect_collecting_files(
         files: attachment::Collector::default(),
         path: ElementPath::default(),
         text: String::new(),
+        text_span: None,
         narrative: None,
         full: false,
         body,
+        neutralise,
+        edits: Vec::new(),
     };
     loop {
         let at = reader.buffer_position();
@@ -85,6 +110,15 @@ pub(super) fn inspect_collecting_files(
             at: reader.error_position(),
             error,
         })?;
+        if matches!(
+            event,
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)
+        ) {
+            // Where the text since the last tag sits, for a neutralised field's rewrite.
+            let (start, end) = (to_usize(at), to_usize(reader.buffer_position()));
+            let span = walk.text_span.get_or_insert(start..end);
+            span.end = end;
+        }
         match event {
             Event::Start(element) => walk.start(&element, to_usize(at), false)?,
             Event::Empty(element) => {
@@ -115,7 +149,39 @@ pub(super) fn inspect_collecting_files(
         return Err(NotXml::Unclosed(open.to_owned()));
     }
     walk.flush_text();
-    Ok(walk.files.finish())
+    Ok(Read {
+        files: walk.files.finish(),
+        edits: walk.edits,
+    })
+}
+
+/// `body` with its rebuilt files' base64 and its neutralised fields' rewrites spliced in.
+/// `None` when a rebuilt file's place in the body is not known (it always is: an attribute's
+/// raw text is lent from the body), so that no file is forwarded undisarmed.
+pub(super) fn rewrite(
+    body: &[u8],
+    rebuilt: &[(attachment::Attachment, Vec<u8>)],
+    edits: &[Edit],
+) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let mut pieces = Vec::with_capacity(rebuilt.len() + edits.len());
+    for (file, content) in rebuilt {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+        pieces.push((file.span()?, encoded.into_bytes()));
+    }
+    // A file's rebuild comes first where a named field is also its `data`.
+    pieces.extend(
+        edits
+            .iter()
+            .filter(|e| !pieces.iter().any(|(span, _)| overlap(span, &e.span)))
+            .map(|e| (e.span.clone(), e.new.clone().into_bytes()))
+            .collect::<Vec<_>>(),
+    );
+    Some(attachment::splice(body, pieces))
+}
+
+fn overlap(a: &std::ops::Range<usize>, b: &std::ops::Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
 }
 
 /// The refusal of a DTD.
@@ -135,13 +201,18 @@ struct Walk<'f> {
     found: &'f mut Findings,
     files: attachment::Collector,
     path: ElementPath,
-    /// The text read since the last tag (text, CDATA and references are separate events).
+    /// The text read since the last tag (text, CDATA and references are separate events),
+    /// and where it sits in the body.
     text: String,
+    text_span: Option<std::ops::Range<usize>>,
     /// Inside a narrative: its depth in `path` and where its `<div` starts in the body.
     narrative: Option<(usize, usize)>,
     /// The findings are full: detection stops, collecting files goes on.
     full: bool,
     body: &'f [u8],
+    /// The fields the route neutralises, and their rewrites so far.
+    neutralise: &'f [String],
+    edits: Vec<Edit>,
 }
 
 impl Walk<'_> {
@@ -208,6 +279,16 @@ impl Walk<'_> {
         if self.full {
             return;
         }
+        let attribute = (!fhir_value).then_some(key);
+        if !self.neutralise.is_empty() {
+            let field = self.path.field(attribute);
+            if self.neutralise.contains(&field) {
+                // Attribute text: the rewrite escaped again, so that the parser gives it back.
+                let new = super::neutralise::rewrite(&field, value)
+                    .map(|new| quick_xml::escape::escape(new.as_str()).into_owned());
+                self.edit(raw, new, field);
+            }
+        }
         let hit = if let Some(hit) = file_verdict {
             hit
         } else if binary {
@@ -217,8 +298,19 @@ impl Walk<'_> {
             detect::value(&normalise(value.as_bytes(), Plus::Literal))
         };
         let path = &self.path;
-        let attribute = (!fhir_value).then_some(key);
         self.full = self.found.add(hit, Place::Body, || path.field(attribute));
+    }
+
+    /// A neutralised field's rewrite of `raw`, the text of the body it replaces.
+    fn edit(&mut self, raw: &str, new: Option<String>, field: String) {
+        let Some(new) = new else { return };
+        let start = raw.as_ptr().addr().checked_sub(self.body.as_ptr().addr());
+        if let Some(span) = start
+            .map(|start| start..start + raw.len())
+            .filter(|span| span.end <= self.body.len())
+        {
+            self.edits.push(Edit { span, new, field });
+        }
     }
 
     /// The element last opened closes; `end` is the byte after its end tag.
@@ -234,6 +326,14 @@ impl Walk<'_> {
                     .unwrap_or_default();
                 let hit = narrative(&xhtml);
                 self.add(hit);
+                let field = self.path.field(None);
+                if self.neutralise.contains(&field) {
+                    // Markup replaced by markup: the cleaned XHTML as it is.
+                    if let Some(new) = super::neutralise::rewrite(&field, &xhtml) {
+                        let span = start..end;
+                        self.edits.push(Edit { span, new, field });
+                    }
+                }
             }
         }
         if self.path.pop_opened() {
@@ -245,9 +345,24 @@ impl Walk<'_> {
     /// The text read since the last tag, inspected as a value (not inside a narrative, which
     /// is inspected whole).
     fn flush_text(&mut self) {
-        if self.narrative.is_none() && !self.full && !self.text.trim().is_empty() {
+        let span = self.text_span.take();
+        if self.narrative.is_some() || self.text.trim().is_empty() {
+            self.text.clear();
+            return;
+        }
+        if !self.full {
             let hit = detect::value(&normalise(self.text.as_bytes(), Plus::Literal));
             self.add(hit);
+        }
+        if !self.neutralise.is_empty() {
+            let field = self.path.field(None);
+            if let Some(span) = span.filter(|_| self.neutralise.contains(&field)) {
+                let new = super::neutralise::rewrite(&field, &self.text)
+                    .map(|new| quick_xml::escape::escape(new.as_str()).into_owned());
+                if let Some(new) = new {
+                    self.edits.push(Edit { span, new, field });
+                }
+            }
         }
         self.text.clear();
     }
@@ -311,8 +426,9 @@ mod tests {
 
     fn inspect(body: &str) -> (Vec<(&'static str, String)>, Vec<attachment::Attachment>) {
         let mut found = Findings(Vec::new());
-        let files = inspect_collecting_files(body.as_bytes(), &mut found)
+        let files = super::inspect(body.as_bytes(), &mut found, &[])
             .expect("xml")
+            .files
             .expect("files");
         let hits = found.0.into_iter().map(|f| (f.hit.rule, f.field)).collect();
         (hits, files)
@@ -411,11 +527,44 @@ mod tests {
     }
 
     #[test]
+    fn neutralised_fields_become_edits_of_the_body_as_sent() {
+        let body = r#"<Observation><note><text value="a&lt;b"/></note><comment>x &amp; <![CDATA[<y>]]></comment><code><text value="a&lt;b"/></code></Observation>"#;
+        let mut found = Findings(Vec::new());
+        let fields = ["note.text".to_owned(), "comment".to_owned()];
+        let read = super::inspect(body.as_bytes(), &mut found, &fields).expect("xml");
+        let edits: Vec<_> = read
+            .edits
+            .iter()
+            .map(|e| (&body[e.span.clone()], e.new.as_str(), e.field.as_str()))
+            .collect();
+        assert_eq!(
+            edits,
+            [
+                ("a&lt;b", "a&amp;lt;b", "note.text"),
+                (
+                    "x &amp; <![CDATA[<y>]]>",
+                    "x &amp;amp; &amp;lt;y&amp;gt;",
+                    "comment"
+                ),
+            ]
+        );
+        let new = rewrite(body.as_bytes(), &[], &read.edits).unwrap();
+        assert_eq!(
+            String::from_utf8(new).unwrap(),
+            r#"<Observation><note><text value="a&amp;lt;b"/></note><comment>x &amp;amp; &amp;lt;y&amp;gt;</comment><code><text value="a&lt;b"/></code></Observation>"#
+        );
+        // Nothing named, nothing to rewrite.
+        let mut found = Findings(Vec::new());
+        let read = super::inspect(body.as_bytes(), &mut found, &[]).expect("xml");
+        assert!(read.edits.is_empty());
+    }
+
+    #[test]
     fn a_repeated_data_and_broken_xml_are_reported() {
         let body = r#"<Binary><contentType value="image/png"/><data value="SGVsbG8="/><data value="SGVsbG8="/></Binary>"#;
         let mut found = Findings(Vec::new());
         assert!(matches!(
-            inspect_collecting_files(body.as_bytes(), &mut found),
+            super::inspect(body.as_bytes(), &mut found, &[]).map(|r| r.files),
             Ok(Err(attachment::Unreadable::Ambiguous { key: "data", .. }))
         ));
         for broken in [
@@ -427,13 +576,13 @@ mod tests {
         ] {
             let mut found = Findings(Vec::new());
             assert!(
-                inspect_collecting_files(broken.as_bytes(), &mut found).is_err(),
+                super::inspect(broken.as_bytes(), &mut found, &[]).is_err(),
                 "{broken}"
             );
         }
         let mut found = Findings(Vec::new());
         assert!(matches!(
-            inspect_collecting_files(b"<a>\xff</a>", &mut found),
+            super::inspect(b"<a>\xff</a>", &mut found, &[]).map(|_| ()),
             Err(NotXml::NotUtf8)
         ));
     }
