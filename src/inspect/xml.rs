@@ -269,15 +269,9 @@ impl Walk<'_> {
         if fhir_value && element == "contentType" {
             self.files.content_type(value);
         } else if fhir_value && element == "data" {
-            let start = raw.as_ptr().addr().checked_sub(self.body.as_ptr().addr());
-            let span = start
-                .map(|start| start..start + raw.len())
-                .filter(|span| span.end <= self.body.len());
+            let span = attachment::lent_span(self.body, raw);
             let path = &self.path;
             file_verdict = self.files.data(value, span, binary, || path.field(None));
-        }
-        if self.full {
-            return;
         }
         let attribute = (!fhir_value).then_some(key);
         if !self.neutralise.is_empty() {
@@ -286,8 +280,13 @@ impl Walk<'_> {
                 // Attribute text: the rewrite escaped again, so that the parser gives it back.
                 let new = super::neutralise::rewrite(&field, value)
                     .map(|new| quick_xml::escape::escape(new.as_str()).into_owned());
-                self.edit(raw, new, field);
+                if let Some((new, span)) = new.zip(attachment::lent_span(self.body, raw)) {
+                    self.edits.push(Edit { span, new, field });
+                }
             }
+        }
+        if self.full {
+            return;
         }
         let hit = if let Some(hit) = file_verdict {
             hit
@@ -299,18 +298,6 @@ impl Walk<'_> {
         };
         let path = &self.path;
         self.full = self.found.add(hit, Place::Body, || path.field(attribute));
-    }
-
-    /// A neutralised field's rewrite of `raw`, the text of the body it replaces.
-    fn edit(&mut self, raw: &str, new: Option<String>, field: String) {
-        let Some(new) = new else { return };
-        let start = raw.as_ptr().addr().checked_sub(self.body.as_ptr().addr());
-        if let Some(span) = start
-            .map(|start| start..start + raw.len())
-            .filter(|span| span.end <= self.body.len())
-        {
-            self.edits.push(Edit { span, new, field });
-        }
     }
 
     /// The element last opened closes; `end` is the byte after its end tag.
@@ -425,12 +412,16 @@ mod tests {
     use super::*;
 
     fn inspect(body: &str) -> (Vec<(&'static str, String)>, Vec<attachment::Attachment>) {
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         let files = super::inspect(body.as_bytes(), &mut found, &[])
             .expect("xml")
             .files
             .expect("files");
-        let hits = found.0.into_iter().map(|f| (f.hit.rule, f.field)).collect();
+        let hits = found
+            .list
+            .into_iter()
+            .map(|f| (f.hit.rule, f.field))
+            .collect();
         (hits, files)
     }
 
@@ -498,15 +489,12 @@ mod tests {
         assert_eq!(files[0].media.as_deref(), Some("application/pdf"));
         assert_eq!(files[0].content, b"%PDF-1.4 one");
         // Spliced over its attribute's text.
-        let new = attachment::rewrite(
-            body.as_bytes(),
-            &[(files.into_iter().next().unwrap(), b"new".to_vec())],
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(new).unwrap(),
-            body.replace(&pdf, &b64(b"new"))
-        );
+        let rebuilt = |body: &str, files: Vec<attachment::Attachment>| {
+            let first = files.into_iter().next().unwrap();
+            let new = rewrite(body.as_bytes(), &[(first, b"new".to_vec())], &[]).unwrap();
+            String::from_utf8(new).unwrap()
+        };
+        assert_eq!(rebuilt(&body, files), body.replace(&pdf, &b64(b"new")));
         // A Binary, its base64 wrapped with character references.
         let wrapped = "JVBERi0xLjQgb25lIHR3&#10;byB0aHJlZQ==";
         let body = format!(
@@ -515,21 +503,13 @@ mod tests {
         let (_, files) = inspect(&body);
         assert_eq!(files[0].field, "data");
         assert_eq!(files[0].content, b"%PDF-1.4 one two three");
-        let new = attachment::rewrite(
-            body.as_bytes(),
-            &[(files.into_iter().next().unwrap(), b"new".to_vec())],
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(new).unwrap(),
-            body.replace(wrapped, &b64(b"new"))
-        );
+        assert_eq!(rebuilt(&body, files), body.replace(wrapped, &b64(b"new")));
     }
 
     #[test]
     fn neutralised_fields_become_edits_of_the_body_as_sent() {
         let body = r#"<Observation><note><text value="a&lt;b"/></note><comment>x &amp; <![CDATA[<y>]]></comment><code><text value="a&lt;b"/></code></Observation>"#;
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         let fields = ["note.text".to_owned(), "comment".to_owned()];
         let read = super::inspect(body.as_bytes(), &mut found, &fields).expect("xml");
         let edits: Vec<_> = read
@@ -554,7 +534,7 @@ mod tests {
             r#"<Observation><note><text value="a&amp;lt;b"/></note><comment>x &amp;amp; &amp;lt;y&amp;gt;</comment><code><text value="a&lt;b"/></code></Observation>"#
         );
         // Nothing named, nothing to rewrite.
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         let read = super::inspect(body.as_bytes(), &mut found, &[]).expect("xml");
         assert!(read.edits.is_empty());
     }
@@ -562,7 +542,7 @@ mod tests {
     #[test]
     fn a_repeated_data_and_broken_xml_are_reported() {
         let body = r#"<Binary><contentType value="image/png"/><data value="SGVsbG8="/><data value="SGVsbG8="/></Binary>"#;
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         assert!(matches!(
             super::inspect(body.as_bytes(), &mut found, &[]).map(|r| r.files),
             Ok(Err(attachment::Unreadable::Ambiguous { key: "data", .. }))
@@ -574,13 +554,13 @@ mod tests {
             r#"<a x="1" x="2"/>"#,
             r#"<a x="1/>"#,
         ] {
-            let mut found = Findings(Vec::new());
+            let mut found = Findings::default();
             assert!(
                 super::inspect(broken.as_bytes(), &mut found, &[]).is_err(),
                 "{broken}"
             );
         }
-        let mut found = Findings(Vec::new());
+        let mut found = Findings::default();
         assert!(matches!(
             super::inspect(b"<a>\xff</a>", &mut found, &[]).map(|_| ()),
             Err(NotXml::NotUtf8)
