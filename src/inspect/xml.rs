@@ -253,9 +253,13 @@ impl Walk<'_> {
             }
             let key = attribute.key.local_name();
             let key = key.as_ref();
+            // An undeclared entity or a bad character reference: not XML, as in text.
             let value = attribute
                 .normalized_value(XML_1_0)
-                .unwrap_or_else(|_| attribute.value.clone());
+                .map_err(|error| NotXml::Syntax {
+                    at: u64::try_from(at).unwrap_or(u64::MAX),
+                    error,
+                })?;
             self.attribute(name, key, &value, &attribute.value);
         }
         Ok(())
@@ -551,6 +555,8 @@ mod tests {
             "<a><b></a>",
             "<a>",
             "<a>&unknown;</a>",
+            r#"<a x="&unknown;"/>"#,
+            r#"<a x="&#0;"/>"#,
             r#"<a x="1" x="2"/>"#,
             r#"<a x="1/>"#,
         ] {
