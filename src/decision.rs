@@ -94,6 +94,8 @@ pub enum Reason {
     InspectFileUnrebuildable,
     /// A JSON body nested deeper than `limits.max_json_depth` (R-WAF-3).
     ProtocolJsonTooDeep,
+    /// An XML body whose elements nest deeper than `limits.max_json_depth` (R-WAF-3).
+    ProtocolXmlTooDeep,
     /// A line of the request head ended in a bare LF (R-WAF-3).
     ProtocolBareLineFeed,
     /// The request target is longer than `limits.max_uri_bytes` (R-WAF-3).
@@ -165,6 +167,7 @@ impl Reason {
         Reason::InspectFileRefused,
         Reason::InspectFileUnrebuildable,
         Reason::ProtocolJsonTooDeep,
+        Reason::ProtocolXmlTooDeep,
         Reason::ProtocolBareLineFeed,
         Reason::ProtocolUriTooLong,
         Reason::ProtocolTooManyParameters,
@@ -222,6 +225,7 @@ impl Reason {
             Reason::InspectFileRefused => "inspect.file_refused",
             Reason::InspectFileUnrebuildable => "inspect.file_unrebuildable",
             Reason::ProtocolJsonTooDeep => "protocol.json_too_deep",
+            Reason::ProtocolXmlTooDeep => "protocol.xml_too_deep",
             Reason::ProtocolBareLineFeed => "protocol.bare_line_feed",
             Reason::ProtocolUriTooLong => "protocol.uri_too_long",
             Reason::ProtocolTooManyParameters => "protocol.too_many_parameters",
@@ -276,7 +280,9 @@ impl Reason {
             Reason::InspectBlocked => 403,
             Reason::InspectFileRefused => 415,
             Reason::InspectFileUnrebuildable => 422,
-            Reason::ProtocolJsonTooDeep | Reason::ProtocolBareLineFeed => 400,
+            Reason::ProtocolJsonTooDeep
+            | Reason::ProtocolXmlTooDeep
+            | Reason::ProtocolBareLineFeed => 400,
             Reason::ProtocolUriTooLong => 414,
             Reason::ProtocolTooManyParameters
             | Reason::ProtocolBodyNotAllowed
@@ -336,6 +342,7 @@ impl Reason {
             Reason::InspectFileRefused => "Uploaded file not accepted",
             Reason::InspectFileUnrebuildable => "Uploaded file could not be rebuilt",
             Reason::ProtocolJsonTooDeep => "JSON body nested too deeply",
+            Reason::ProtocolXmlTooDeep => "XML body nested too deeply",
             Reason::ProtocolBareLineFeed => "Request head line ends without CR",
             Reason::ProtocolUriTooLong => "Request target too long",
             Reason::ProtocolTooManyParameters => "Too many query parameters",

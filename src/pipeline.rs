@@ -566,7 +566,10 @@ pub fn check_body(
         return outcome;
     }
     if route.inspect.is_on() {
-        if let Some(refusal) = protocol::check_json_depth(body, headers, &policy.limits.request) {
+        let limits = &policy.limits.request;
+        if let Some(refusal) = protocol::check_json_depth(body, headers, limits)
+            .or_else(|| protocol::check_xml_depth(body, headers, limits))
+        {
             outcome.refusal = Some(refusal);
             return outcome;
         }

@@ -114,6 +114,57 @@ pub fn check_json_depth(
     })
 }
 
+/// Refuse an XML body whose elements nest deeper than `limits.json_depth` (R-WAF-3; one limit
+/// for both, named for JSON since before XML was parsed): a backend's DOM builder recurses
+/// as a JSON parser does. Counted by quick-xml's reader before inspection; a body that does
+/// not parse is left to inspection, which refuses or reads it.
+pub fn check_xml_depth(
+    body: &[u8],
+    headers: &HeaderMap,
+    limits: &RequestLimits,
+) -> Option<Refusal> {
+    let media = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())?;
+    if !media.ends_with("/xml") && !media.ends_with("+xml") {
+        return None;
+    }
+    (xml_depth(body) > limits.json_depth).then(|| {
+        Refusal::new(
+            Reason::ProtocolXmlTooDeep,
+            format!(
+                "the XML body nests elements deeper than {} levels",
+                limits.json_depth
+            ),
+        )
+    })
+}
+
+/// The deepest nesting of elements in `xml`, as far as it parses.
+pub fn xml_depth(xml: &[u8]) -> usize {
+    use quick_xml::events::Event;
+    let Ok(text) = std::str::from_utf8(xml) else {
+        return 0;
+    };
+    let mut reader = quick_xml::Reader::from_str(text);
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(_)) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            // `<x/>` is one level below its parent too.
+            Ok(Event::Empty(_)) => deepest = deepest.max(depth + 1),
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Eof) | Err(_) => return deepest,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// The deepest nesting of arrays and objects in `json` (strings, and what they escape,
 /// skipped).
 pub fn json_depth(json: &[u8]) -> usize {
@@ -427,6 +478,27 @@ mod tests {
         // Not JSON: not counted.
         let text = headers(&[("content-type", b"text/plain")]);
         assert!(check_json_depth(deep.as_bytes(), &text, &limits).is_none());
+    }
+
+    #[test]
+    fn xml_depth_counts_elements_and_refuses_past_the_limit() {
+        assert_eq!(xml_depth(b"<a><b><c/></b><d>x</d></a>"), 3);
+        // Markup-looking text in attributes, CDATA and comments does not count.
+        assert_eq!(
+            xml_depth(br#"<a x="<b><c>"><!-- <d> --><![CDATA[<e><f>]]></a>"#),
+            1
+        );
+        let deep = format!("{}{}", "<a>".repeat(65), "</a>".repeat(65));
+        let xml = headers(&[("content-type", b"application/fhir+xml")]);
+        let limits = RequestLimits::default();
+        assert_eq!(
+            check_xml_depth(deep.as_bytes(), &xml, &limits).map(|r| r.reason),
+            Some(Reason::ProtocolXmlTooDeep)
+        );
+        let ok = format!("{}<b/>{}", "<a>".repeat(63), "</a>".repeat(63));
+        assert!(check_xml_depth(ok.as_bytes(), &xml, &limits).is_none());
+        let json = headers(&[("content-type", b"application/json")]);
+        assert!(check_xml_depth(deep.as_bytes(), &json, &limits).is_none());
     }
 
     fn reason(pairs: &[(&str, &[u8])]) -> Option<Reason> {

@@ -523,7 +523,7 @@ async fn oversized_heads_are_refused_each_with_its_own_code_r_waf_3() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_json_body_nested_too_deep_is_refused_r_waf_3() {
+async fn a_json_or_xml_body_nested_too_deep_is_refused_r_waf_3() {
     let s = Harness::start(&format!("\n[limits]\nmax_json_depth = 8\n{EXTRA}")).await;
     let json = [("content-type", "application/fhir+json")];
     let deep = format!("{}1{}", "[".repeat(9), "]".repeat(9));
@@ -538,6 +538,22 @@ async fn a_json_body_nested_too_deep_is_refused_r_waf_3() {
     // At the limit, and brackets inside strings, pass.
     let ok = format!("{}\"[[[[[[[[[[\"{}", "[".repeat(8), "]".repeat(8));
     let reply = s.send("POST", "/records/ok", &json, &ok).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    // An XML body's elements are held to the same bound, with their own code.
+    let xml = [("content-type", "application/fhir+xml")];
+    let deep = format!("{}{}", "<a>".repeat(9), "</a>".repeat(9));
+    let reply = s.send("POST", "/records/deep-xml", &xml, &deep).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "protocol.xml_too_deep");
+    assert_eq!(s.record(&reply)["reason"], "protocol.xml_too_deep");
+    assert!(s
+        .upstream
+        .requests()
+        .iter()
+        .all(|r| r.path != "/records/deep-xml"));
+    let ok = format!("{}<b/>{}", "<a>".repeat(7), "</a>".repeat(7));
+    let reply = s.send("POST", "/records/ok-xml", &xml, &ok).await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
 

@@ -224,7 +224,9 @@ pub fn verdict(
     let Some(body) = body.filter(|b| !b.is_empty()) else {
         return Some(None);
     };
-    if let Some(refusal) = crate::protocol::check_json_depth(&body, &headers, limits) {
+    if let Some(refusal) = crate::protocol::check_json_depth(&body, &headers, limits)
+        .or_else(|| crate::protocol::check_xml_depth(&body, &headers, limits))
+    {
         return Some(Some(refusal.reason.code()));
     }
     let checked = super::check_body(&body, &headers, route);

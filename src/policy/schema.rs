@@ -601,7 +601,8 @@ pub struct LimitsSection {
     #[schemars(range(min = 1))]
     pub max_header_bytes: usize,
     /// Deepest nesting of arrays and objects in a JSON body an inspected route reads; deeper
-    /// is `400 protocol.json_too_deep`. FHIR resources nest a dozen levels at most.
+    /// is `400 protocol.json_too_deep`. FHIR resources nest a dozen levels at most. The same
+    /// bound holds an XML body's elements (`400 protocol.xml_too_deep`).
     #[serde(default = "default_max_json_depth")]
     #[schemars(range(min = 1, max = 128))]
     pub max_json_depth: usize,
