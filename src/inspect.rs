@@ -710,7 +710,7 @@ fn multipart_part(
             .unwrap_or("application/octet-stream");
         if body_kind(media) != BodyKind::File(media.to_owned()) && !route.files.accepts(media) {
             // A text, JSON or XML file: inspected as its type says.
-            inspect_body(part.content, &body_kind(media), found);
+            inspect_file(part.content, &body_kind(media), name, found);
             return Ok((None, Vec::new()));
         }
         let what = format!("the file `{name}`");
@@ -768,7 +768,7 @@ fn inline_files(
         if let Some(media) = media {
             let kind = body_kind(media);
             if kind != BodyKind::File(media.to_owned()) && !route.files.accepts(media) {
-                inspect_body(&inline.content, &kind, found);
+                inspect_file(&inline.content, &kind, &inline.field, found);
                 continue;
             }
         }
@@ -1039,6 +1039,17 @@ fn query_pair(name: &str, value: Option<&Normalised>, request: &QueryRequest<'_>
     })
 }
 
+/// Inspect a text, JSON or XML file (a multipart part, an inline attachment) as its type says;
+/// what is found is named by the field that carries the file (`content.attachment.data`), where
+/// the access record and the route's exclusions look for it, not by a path inside the file.
+fn inspect_file(content: &[u8], kind: &BodyKind, field: &str, found: &mut Findings) {
+    let mut inside = Findings::default();
+    inspect_body(content, kind, &mut inside);
+    for finding in inside.list {
+        found.add(Some(finding.hit), Place::Body, || field.to_owned());
+    }
+}
+
 /// Inspect a body that is not a file or multipart (those [`check_body`] takes apart).
 fn inspect_body(body: &[u8], kind: &BodyKind, found: &mut Findings) {
     match kind {
@@ -1298,6 +1309,41 @@ mod tests {
         );
         let checked = check_body(xml.as_bytes(), &headers, &route);
         assert!(checked.refusal.is_some(), "xml: {:?}", checked.findings);
+    }
+
+    /// A text, JSON or XML file inside a body is inspected as its type says, and what is found
+    /// is named by the field that carries the file, where exclusions look for it.
+    #[test]
+    fn findings_in_a_file_are_named_by_the_field_that_carries_it() {
+        use base64::Engine as _;
+        let xml = br#"<r><a probe="' or 1=1 --"/></r>"#;
+        let body = format!(
+            r#"{{"resourceType":"DocumentReference","content":[{{"attachment":{{"contentType":"application/xml","data":"{}"}}}}]}}"#,
+            base64::engine::general_purpose::STANDARD.encode(xml)
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/fhir+json"),
+        );
+        let checked = check_body(body.as_bytes(), &headers, &RouteInspection::default());
+        assert!(checked.refusal.is_some());
+        let fields: Vec<_> = checked.findings.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["content.attachment.data"]);
+        let multipart = [
+            b"--b\r\nContent-Disposition: form-data; name=\"report\"; filename=\"r.xml\"\r\nContent-Type: application/xml\r\n\r\n".as_slice(),
+            xml,
+            b"\r\n--b--\r\n",
+        ]
+        .concat();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("multipart/form-data; boundary=b"),
+        );
+        let checked = check_body(&multipart, &headers, &RouteInspection::default());
+        assert!(checked.refusal.is_some());
+        let fields: Vec<_> = checked.findings.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["report"]);
     }
 
     fn findings(

@@ -447,6 +447,12 @@ mod tests {
         let (hits, _) = inspect(r#"<root><a probe="/etc/passwd"/></root>"#);
         assert_eq!(hits.len(), 1, "{hits:?}");
         assert_eq!(hits[0].1, "a@probe");
+        // A byte-order mark before the declaration is read past, as XML parsers do.
+        let (hits, _) = inspect(
+            "\u{feff}<?xml version=\"1.0\"?><Observation><note><text value=\"' or 1=1 --\"/></note></Observation>",
+        );
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].1, "note.text");
         // Japanese text, codes and units pass.
         let (hits, _) = inspect(
             r#"<Observation xmlns="http://hl7.org/fhir"><code><coding><system value="http://loinc.org"/><code value="4548-4"/><display value="HbA1c"/></coding></code><valueQuantity><value value="5.6"/><unit value="%"/></valueQuantity><note><text value="空腹時 (fasting)、食後は 110 mg/dL"/></note></Observation>"#,
