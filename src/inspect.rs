@@ -608,14 +608,18 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                         Err(refusal) => return BodyCheck::refuse(refusal),
                     },
                     // As a JSON body that does not parse: a lenient backend may still read
-                    // a file in it. (A finding that refuses it already names what it is.)
+                    // a file in it; and on a `neutralise` route its named fields could not be
+                    // rewritten. (A finding that refuses it already names what it is.)
                     Err(e)
-                        if memchr::memmem::find(body, b"data").is_some()
+                        if (memchr::memmem::find(body, b"data").is_some()
+                            || !neutralised.is_empty())
                             && route.refusing(&route.keep(found.list.clone())).is_none() =>
                     {
                         return BodyCheck::refuse(Refusal::new(
                             Reason::ProtocolMalformedBody,
-                            format!("{e}, so the files it may carry inline cannot be checked"),
+                            format!(
+                                "{e}, so the files it may carry inline and the fields the route neutralises cannot be checked"
+                            ),
                         ))
                     }
                     Err(_) => InlineFiles::default(),

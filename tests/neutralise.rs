@@ -210,6 +210,19 @@ async fn named_fields_in_an_xml_body_are_rewritten_r_waf_4() {
     .await;
     assert_eq!(reply.status, 403, "{reply:?}");
     assert!(s.upstream.requests().iter().all(|r| r.path != "/diary/x3"));
+    // XML that does not parse cannot have its named fields rewritten: refused, not forwarded
+    // with the markup the field held.
+    let reply = send(
+        &s,
+        "POST",
+        "/diary/x4",
+        "application/fhir+xml",
+        r#"<Observation><note><text value="&lt;b&gt;bold&lt;/b&gt;"/></note></Observatio>"#,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "protocol.malformed_body");
+    assert!(s.upstream.requests().iter().all(|r| r.path != "/diary/x4"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
