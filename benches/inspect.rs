@@ -204,6 +204,16 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    // The nesting bound an XML body is held to before inspection (R-WAF-3): a second pass.
+    group.bench_function(
+        format!("XML depth counted, {} bytes", patient_xml.len()),
+        |b| {
+            b.iter(|| {
+                let depth = phr_gateway::protocol::xml_depth(black_box(patient_xml.as_bytes()));
+                assert_eq!(depth, 4);
+            })
+        },
+    );
     let pdf = pdf_with_javascript();
     group.throughput(Throughput::Bytes(pdf.len() as u64));
     group.bench_function(
