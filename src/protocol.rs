@@ -95,11 +95,7 @@ pub fn check_json_depth(
     headers: &HeaderMap,
     limits: &RequestLimits,
 ) -> Option<Refusal> {
-    let media = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())?;
+    let media = declared_media(headers)?;
     if media != "application/json" && !media.ends_with("+json") {
         return None;
     }
@@ -123,11 +119,7 @@ pub fn check_xml_depth(
     headers: &HeaderMap,
     limits: &RequestLimits,
 ) -> Option<Refusal> {
-    let media = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())?;
+    let media = declared_media(headers)?;
     if !media.ends_with("/xml") && !media.ends_with("+xml") {
         return None;
     }
@@ -140,6 +132,15 @@ pub fn check_xml_depth(
             ),
         )
     })
+}
+
+/// The body's declared media type, lower case, without parameters.
+fn declared_media(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
 }
 
 /// The deepest nesting of elements in `xml`, as far as it parses.
