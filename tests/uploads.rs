@@ -662,6 +662,12 @@ async fn files_sent_inline_in_fhir_xml_are_disarmed_r_waf_2() {
             "{i} reached the upstream"
         );
     }
+    // An SVG image is XML a browser runs: its script is refused on any route.
+    let svg =
+        r#"<svg xmlns="http://www.w3.org/2000/svg"><script>fetch('//x.example')</script></svg>"#;
+    let reply = send(&s, "/notes/svg", "image/svg+xml", svg.as_bytes().to_vec()).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(s.upstream.requests().iter().all(|r| r.path != "/notes/svg"));
 }
 
 #[test]

