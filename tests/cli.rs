@@ -469,15 +469,18 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         .await
         .expect("consent");
     assert_eq!(granted.status, 201, "{granted:?}");
+    // The patient's own write of a printed Observation example.
+    let headers = [
+        ("authorization", token("mfa")),
+        (own.0, own.1.to_owned()),
+        ("content-type", "application/fhir+json".to_owned()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let reply = client
         .send(
             "POST",
             "/fhir/Observation",
-            &[
-                ("authorization", &token("mfa")),
-                own,
-                ("content-type", "application/fhir+json"),
-            ],
+            &headers,
             phr_gateway::demo::NEUTRALISED_EXAMPLE,
         )
         .await
@@ -495,11 +498,7 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
         .send(
             "POST",
             "/fhir/Observation",
-            &[
-                ("authorization", &token("mfa")),
-                own,
-                ("content-type", "application/fhir+json"),
-            ],
+            &headers,
             phr_gateway::demo::DISARMED_EXAMPLE,
         )
         .await
