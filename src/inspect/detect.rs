@@ -1933,7 +1933,9 @@ fn libinjection_sqli(decoded: &str) -> bool {
                 (b'-', Some(b'-')) | (b'/', Some(b'*'))
             )
         })
-        || (memchr::memchr2(b'(', b')', bytes).is_some() && !prose_parentheses(bytes));
+        || (memchr::memchr2(b'(', b')', bytes).is_some()
+            && !prose_parentheses(bytes)
+            && !prose_parentheticals(bytes));
     if !breaks_out {
         return false;
     }
@@ -2038,6 +2040,79 @@ fn prose_parentheses(text: &[u8]) -> bool {
                     .iter()
                     .any(|w| word.eq_ignore_ascii_case(w))
             })
+}
+
+/// Whether `text` is prose whose parentheses are asides (`Left (arm) 130/80 and right (arm)
+/// 128/78`, `One quarter (24%) of people … and`): [`prose_parentheses`] with `and`/`or`
+/// allowed. Clinical notes write a word SQL also names a function (`Left`, `Count`,
+/// `Upper`, `Lower`, `Format`, `Sign`) before an aside, and with an `and` anywhere
+/// libinjection reads the pair as a call in a condition. Here every parenthesis belongs to
+/// one closed, unnested aside that opens after a space, the start or a character that is
+/// not ASCII, on a letter, digit or such a character (not a word that starts a subquery or
+/// an expression), and closes after one of those, a `.` or a `%`. Such asides break out of
+/// nothing: a parenthesis a backend opened is closed by none of them, and the value without
+/// them holds no byte libinjection's gate opens on. What stays libinjection's: a value that
+/// starts as a numeric context's injection (`1 and length (password) > 5`: a number, or
+/// nothing, then `and`/`or`/`xor`/`div`/`like`), `||` or `&&`, and a clause keyword
+/// (`id having (1 or true)`). Time delays with a space before the parenthesis are
+/// `sqli-110`'s (`sleep (5)`).
+fn prose_parentheticals(text: &[u8]) -> bool {
+    const OPENS_SQL: [&[u8]; 11] = [
+        b"select", b"case", b"not", b"exists", b"true", b"false", b"null", b"values", b"with",
+        b"union", b"if",
+    ];
+    const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
+    const CLAUSES: [&[u8]; 6] = [
+        b"having",
+        b"where",
+        b"union",
+        b"procedure",
+        b"order",
+        b"group",
+    ];
+    let aside_char = |b: u8| b.is_ascii_alphanumeric() || !b.is_ascii();
+    let mut open = false;
+    for at in memchr::memchr2_iter(b'(', b')', text) {
+        let closes = text[at] == b')';
+        if closes != open {
+            return false; // a `)` opening nothing, or an aside inside an aside
+        }
+        open = !closes;
+        let fits = if closes {
+            at > 0 && (aside_char(text[at - 1]) || matches!(text[at - 1], b'.' | b'%'))
+        } else {
+            let before = at == 0 || text[at - 1] == b' ' || !text[at - 1].is_ascii();
+            let word = &text[at + 1..];
+            let word = &word[..word
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count()];
+            before
+                && text.get(at + 1).is_some_and(|&b| aside_char(b))
+                && !OPENS_SQL.iter().any(|w| word.eq_ignore_ascii_case(w))
+        };
+        if !fits {
+            return false;
+        }
+    }
+    if open || memchr::memchr2_iter(b'|', b'&', text).any(|at| text.get(at + 1) == Some(&text[at]))
+    {
+        return false;
+    }
+    // The first word after any numbers (`1`, `-1.5`): a condition's joint there continues
+    // the backend's own expression.
+    let starts_condition = text
+        .split(|b| b.is_ascii() && !b.is_ascii_alphanumeric() && *b != b'_')
+        .find(|word| !word.iter().all(u8::is_ascii_digit))
+        .is_some_and(|word| {
+            JOINS_CONDITIONS
+                .iter()
+                .any(|w| word.eq_ignore_ascii_case(w))
+        });
+    !starts_condition
+        && !text
+            .split(|b| !b.is_ascii_alphanumeric() && *b != b'_')
+            .any(|word| CLAUSES.iter().any(|w| word.eq_ignore_ascii_case(w)))
 }
 
 /// Words hidden in base64 (a serialized payload in a parameter, a Node.js function in a
@@ -3410,6 +3485,55 @@ mod tests {
             "(select id from users limit 1,1)",
             "1234.5) ORDER BY 1",
             "id having (1 or 1)",
+        ] {
+            assert!(libinjection_sqli(attack), "{attack}");
+        }
+    }
+
+    /// Clinical notes put asides after words SQL also names functions (`Left (arm)`,
+    /// `Count (WBC)`, `Upper (GI)`) and join findings with `and`: libinjection read each as
+    /// a call in a condition and refused the note. Asides are not SQL's; what an injection
+    /// does with parentheses still reaches libinjection and is refused.
+    #[test]
+    fn asides_in_clinical_notes_are_not_sql() {
+        for note in [
+            "Left (arm) 130/80 and right (arm) 128/78",
+            "Count (WBC) 5.4 and Hb 13.2",
+            "Upper (GI) endoscopy normal and biopsy negative",
+            "Lower (L4-L5) back pain and sciatica",
+            "Max (peak) flow 350 L/min and improving",
+            "Hour (0) glucose 90 and hour (2) glucose 140",
+            "One quarter (24%) of people have had an affair and cheated",
+            "Format (PDF) report attached and reviewed",
+            "(fasting OR nonfasting) AND glucose",
+            "User (patient) reports improvement and no side effects",
+            "左腕 (座位) 130/80 and 右腕 128/78",
+        ] {
+            assert!(prose_parentheticals(note.as_bytes()), "{note}");
+            assert!(!libinjection_sqli(note), "{note}");
+        }
+        for code in [
+            "1 and length (password) > 5",
+            "-1.5 or ascii (x) > 64",
+            "and (password) like 0x61",
+            "id having (1 or true)",
+            "x) or (y",
+            "a (b) or (c",
+            "a (b (c) d) or e",
+            "a(b) or c",
+            "a (b) || c",
+            "x (select 1) or y",
+            "1 or (1)",
+            "name (x) or y order by (2)",
+        ] {
+            assert!(!prose_parentheticals(code.as_bytes()), "{code}");
+        }
+        for attack in [
+            "1 and length (password) > 5",
+            "-1 or ascii (x) > 64",
+            "id having (1 or true)",
+            "x) or (y",
+            "1 or (1)",
         ] {
             assert!(libinjection_sqli(attack), "{attack}");
         }
