@@ -972,6 +972,11 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             return;
         }
         if SKIPPED_HEADERS.contains(&name.as_str()) {
+            if found.add(detect::lookup(value.as_bytes()), Place::Header, || {
+                name.as_str().to_owned()
+            }) {
+                return;
+            }
             continue;
         }
         let hit = if names_a_file(name) {
@@ -1614,6 +1619,31 @@ mod tests {
             findings("/x", None, &[("user-agent", "${jndi:ldap://e/a}")], None),
             ["jndi-100"]
         );
+        // Headers no other rule reads still carry a Log4j lookup to a backend's log; their
+        // ordinary values pass.
+        for header in [
+            "accept-language",
+            "authorization",
+            "if-none-match",
+            "accept",
+        ] {
+            assert_eq!(
+                findings("/x", None, &[(header, "${${lower:j}ndi:ldap://e/a}")], None),
+                ["jndi-100"],
+                "{header}"
+            );
+        }
+        assert!(findings(
+            "/x",
+            None,
+            &[
+                ("accept-language", "ja-JP,ja;q=0.9,en-US;q=0.8"),
+                ("accept", "application/fhir+json;q=1.0, */*;q=0.5"),
+                ("if-none-match", "W/\"$3\""),
+            ],
+            None
+        )
+        .is_empty());
         // A plain `User-Agent` is read whole (a plain query value is not: `code=visudo` is
         // a parameter's word, and skipped as plain).
         assert_eq!(

@@ -124,6 +124,7 @@ const CODE_RULES: &[&str] = &[
     "java-130",
     "nodejs-110",
     "sqli-100",
+    "sqli-120",
     "xss-100",
     "xss-120",
     "jndi-100",
@@ -208,7 +209,7 @@ macro_rules! shell_only_words {
 }
 macro_rules! prose_words {
     () => {
-        "cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl"
+        "cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl|dir"
     };
 }
 macro_rules! shell_words {
@@ -395,7 +396,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d\s*[*+/-]\s*\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
     },
     Rule {
         id: "php-100",
@@ -1068,6 +1069,9 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
         .or_else(|| include_url(&n.folded))
         .or_else(|| gated(false))
     {
+        return Some(hit);
+    }
+    if let Some(hit) = sql_value_shape(&n.folded) {
         return Some(hit);
     }
     // Asked of `folded`, for `decoded`: it holds these where `folded` does (folding changes
@@ -1967,6 +1971,60 @@ fn libinjection_sqli(decoded: &str) -> bool {
     libinjectionrs::detect_sqli(bytes).is_injection()
 }
 
+/// Two whole-value shapes libinjection lets through (`sqli-120`), both read from the
+/// value's start, so the check costs a few bytes: a login name closed by a quote and then a
+/// comment (`admin' #`, `admin"/*`: the password test after it is commented out), and a
+/// number joined to a constant truth (`1 or true`, `-1 and false`: a numeric context's
+/// condition made always or never true). Prose starts neither way (`Mary's #1`: the quote
+/// is followed by a letter; `7" #2 needle`: a measure, no letter before the quote; `1 or 2
+/// tablets`: no constant).
+fn sql_value_shape(folded: &str) -> Option<Hit> {
+    const HIT: Hit = Hit {
+        rule: "sqli-120",
+        class: Class::Sqli,
+    };
+    let text = folded.trim_start().as_bytes();
+    let name = text
+        .iter()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+        .count();
+    // A letter in the name: `7" #2 circular needle` is seven inches.
+    let named = text[..name].iter().any(u8::is_ascii_alphabetic);
+    if named && matches!(text.get(name), Some(b'\'' | b'"')) {
+        let rest = text[name + 1..].trim_ascii_start();
+        if rest.starts_with(b"#") || rest.starts_with(b"--") || rest.starts_with(b"/*") {
+            return Some(HIT);
+        }
+    }
+    let rest = text.strip_prefix(b"-").unwrap_or(text);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut words = std::str::from_utf8(&rest[digits..])
+        .ok()?
+        .split_ascii_whitespace();
+    let joint = words.next()?;
+    let constant = words.next()?;
+    // The constant ends the condition: the value ends, or a comment or `;` ends the
+    // statement (`1 and false alarm` is a note).
+    let (constant, after) = constant.split_at(
+        constant
+            .find(['-', '#', ';', '/'])
+            .unwrap_or(constant.len()),
+    );
+    let ended = match words.next() {
+        None => after.is_empty() || ["--", "#", ";", "/*"].iter().any(|c| after.starts_with(c)),
+        Some(next) => {
+            after.is_empty() && ["--", "#", ";", "/*"].iter().any(|c| next.starts_with(c))
+        }
+    };
+    let always = matches!(joint, "or" | "xor" | "||") && constant == "true";
+    let never = matches!(joint, "and" | "&&") && constant == "false";
+    (rest[digits..].first().is_some_and(u8::is_ascii_whitespace) && ended && (always || never))
+        .then_some(HIT)
+}
+
 /// Whether the `#` at `at` ends `text` with a FHIR local reference (`#reporter`, the whole
 /// value) or a URL's fragment (`http://loinc.org/rdf#54124-3`: a URL before it, no space):
 /// not MySQL's comment. A comment can only end an injection that is already there, and
@@ -2290,6 +2348,14 @@ fn base64_shifts(word: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// A Log4j lookup in a value no other rule reads (`Accept-Language`, `Authorization`, the
+/// headers [`crate::inspect`] leaves to identity and content negotiation): Log4j expands a
+/// lookup in whatever header a backend logs.
+pub fn lookup(value: &[u8]) -> Option<Hit> {
+    memchr::memchr(b'$', value)?;
+    jndi(&super::normalise::normalise(value, super::normalise::Plus::Literal).folded)
+}
+
 /// JNDI lookups, after unwrapping the lookups Log4j itself expands inside them
 /// (`${lower:j}`, `${::-n}`, `${env:X:-d}`, `${date:'i'}`), nested to any depth.
 fn jndi(folded: &str) -> Option<Hit> {
@@ -2429,6 +2495,8 @@ fn internal_name(host: &str) -> bool {
         "metadata.azure.com",
         "instance-data",
         "instance-data.ec2.internal",
+        "kubernetes",
+        "kubernetes.default",
     ];
     NAMES.contains(&host)
         || host.ends_with(".localhost")
@@ -2436,6 +2504,9 @@ fn internal_name(host: &str) -> bool {
         || host.ends_with(".localtest.me")
         || host.ends_with(".svc.cluster.local")
         || host.ends_with(".cluster.local")
+        // A Kubernetes service by its in-cluster name (`kubernetes.default.svc`,
+        // `db.prod.svc`): `svc` is no public top-level domain.
+        || host.ends_with(".svc")
 }
 
 /// A value that starts with an internal host name and a path or port, without a scheme
@@ -2986,6 +3057,19 @@ mod tests {
         ("localhost/admin", "ssrf"),
         ("host.docker.internal:2375/containers", "ssrf"),
         ("kubernetes.default.svc.cluster.local/api", "ssrf"),
+        // Found outside the shared corpora (2026-11-27, eighth session).
+        ("https://kubernetes.default.svc/api", "ssrf"),
+        ("http://kubernetes/api/v1/secrets", "ssrf"),
+        ("http://redis.prod.svc:6379/", "ssrf"),
+        ("127.0.0.1&&dir", "rce"),
+        ("{{7*'7'}}", "ssti"),
+        ("{{'a'.toUpperCase()}}", "ssti"),
+        ("admin' #", "sqli"),
+        ("admin\"/*", "sqli"),
+        ("root@example.com'/* comment */;", "sqli"),
+        ("1 or true", "sqli"),
+        ("-1 AND false--", "sqli"),
+        ("2 || true", "sqli"),
         ("%C0%AE%C0%AE%C0%AF", "encoding"),
     ];
 
@@ -3487,6 +3571,36 @@ mod tests {
             "id having (1 or 1)",
         ] {
             assert!(libinjection_sqli(attack), "{attack}");
+        }
+    }
+
+    /// `sqli-120`'s two shapes, and what prose writes close to them.
+    #[test]
+    fn login_comments_and_constant_conditions_are_sql() {
+        let shape = |v: &str| sql_value_shape(&normalise(v.as_bytes(), Plus::Space).folded);
+        for attack in [
+            "admin' #",
+            " admin'-- ",
+            "a.b@c.jp\"/*",
+            "1 or true",
+            "10 OR TRUE -- x",
+            "-12 and false#",
+            "3 || true;",
+        ] {
+            assert_eq!(shape(attack).map(|h| h.rule), Some("sqli-120"), "{attack}");
+        }
+        for prose in [
+            "7\" #2 circular needle",
+            "Mary's #1 concern",
+            "O'Neil -- called back",
+            "1 or 2 tablets",
+            "1 or truly more",
+            "1 and false alarm",
+            "1 or true-ish",
+            "or true",
+            "admin #1",
+        ] {
+            assert_eq!(shape(prose), None, "{prose}");
         }
     }
 
