@@ -396,7 +396,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)",
     },
     Rule {
         id: "php-100",
@@ -3064,6 +3064,7 @@ mod tests {
         ("127.0.0.1&&dir", "rce"),
         ("{{7*'7'}}", "ssti"),
         ("{{'a'.toUpperCase()}}", "ssti"),
+        ("@(7*7)", "ssti"),
         ("admin' #", "sqli"),
         ("admin\"/*", "sqli"),
         ("root@example.com'/* comment */;", "sqli"),
