@@ -1929,7 +1929,8 @@ fn libinjection_sqli(decoded: &str) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |at| at + 1)];
-    let breaks_out = any_byte(unpadded, |b| matches!(b, b'\'' | b'"' | b'`' | b';' | b'='))
+    let breaks_out = any_byte(unpadded, |b| matches!(b, b'"' | b'`' | b';' | b'='))
+        || (memchr::memchr(b'\'', bytes).is_some() && !lone_apostrophe(bytes))
         || memchr::memchr_iter(b'#', bytes).any(|at| !reference_fragment(bytes, at))
         || memchr::memchr2_iter(b'-', b'/', bytes).any(|at| {
             matches!(
@@ -2023,6 +2024,31 @@ fn sql_value_shape(folded: &str) -> Option<Hit> {
     let never = matches!(joint, "and" | "&&") && constant == "false";
     (rest[digits..].first().is_some_and(u8::is_ascii_whitespace) && ended && (always || never))
         .then_some(HIT)
+}
+
+/// Whether the value's only quote is one apostrophe inside a word (`Murphy's`, `can't`,
+/// `O'Brien`): English's, not SQL's. One quote cannot close a backend's string literal and
+/// leave valid SQL behind: the backend's own closing quote is then left open, unless a
+/// comment (`--`, `#`, `/*`) or `;` swallows it, and each of those opens the gate itself.
+/// So such a value goes to libinjection only if something else sends it (`sign (x) Murphy's
+/// and …` read as a call in a condition was refused before).
+fn lone_apostrophe(text: &[u8]) -> bool {
+    let mut quotes = memchr::memchr_iter(b'\'', text);
+    let (Some(at), None) = (quotes.next(), quotes.next()) else {
+        return false;
+    };
+    // The word after it is English's too: `x'or 1 > 1`, `aa'or current_date*0` are the
+    // probes CRS and libinjection's corpus find this way.
+    const SQL_WORDS: [&[u8]; 12] = [
+        b"or", b"and", b"xor", b"div", b"like", b"rlike", b"regexp", b"is", b"in", b"not",
+        b"union", b"having",
+    ];
+    let after = &text[at + 1..];
+    let word = &after[..after.iter().take_while(|b| b.is_ascii_alphabetic()).count()];
+    at > 0
+        && text[at - 1].is_ascii_alphabetic()
+        && !word.is_empty()
+        && !SQL_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// Whether the `#` at `at` ends `text` with a FHIR local reference (`#reporter`, the whole
@@ -3571,6 +3597,36 @@ mod tests {
             "1234.5) ORDER BY 1",
             "id having (1 or 1)",
         ] {
+            assert!(libinjection_sqli(attack), "{attack}");
+        }
+    }
+
+    /// An apostrophe inside a word is English's (`Murphy's`, `can't`); with an aside and an
+    /// `and` in the note, libinjection refused it. A quote that starts, ends or joins SQL
+    /// words still sends the value to libinjection.
+    #[test]
+    fn a_lone_apostrophe_inside_a_word_is_english() {
+        for note in [
+            "Sign (positive) Murphy's and RUQ tenderness",
+            "Left (dominant) hand weakness and can't grip",
+            "Count (platelets) low and patient's INR 2.5",
+        ] {
+            assert!(lone_apostrophe(note.as_bytes()), "{note}");
+            assert!(!libinjection_sqli(note), "{note}");
+        }
+        for code in [
+            "sdfsd'or 1 > 1",
+            "aa'OR current_date*0",
+            "x'union select 1",
+            "a'b'c",
+            "'abc",
+            "abc'",
+            "abc' or 1",
+            "x\\'y",
+        ] {
+            assert!(!lone_apostrophe(code.as_bytes()), "{code}");
+        }
+        for attack in ["sdfsd'or 1 > 1", "aa'or current_date*0"] {
             assert!(libinjection_sqli(attack), "{attack}");
         }
     }
