@@ -125,6 +125,7 @@ const CODE_RULES: &[&str] = &[
     "nodejs-110",
     "sqli-100",
     "sqli-120",
+    "sqli-130",
     "xss-100",
     "xss-120",
     "jndi-100",
@@ -1071,7 +1072,12 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     {
         return Some(hit);
     }
-    if let Some(hit) = sql_value_shape(&n.folded) {
+    if let Some(hit) = sql_value_shape(&n.folded).or_else(|| {
+        present
+            .may_hold(b";")
+            .then(|| stacked_statement(&n.folded))
+            .flatten()
+    }) {
         return Some(hit);
     }
     // Asked of `folded`, for `decoded`: it holds these where `folded` does (folding changes
@@ -1929,7 +1935,8 @@ fn libinjection_sqli(decoded: &str) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |at| at + 1)];
-    let breaks_out = any_byte(unpadded, |b| matches!(b, b'"' | b'`' | b';' | b'='))
+    let breaks_out = any_byte(unpadded, |b| matches!(b, b'"' | b'`' | b'='))
+        || memchr::memchr_iter(b';', bytes).any(|at| !list_semicolon(bytes, at))
         || (memchr::memchr(b'\'', bytes).is_some() && !lone_apostrophe(bytes))
         || memchr::memchr_iter(b'#', bytes).any(|at| !reference_fragment(bytes, at))
         || memchr::memchr2_iter(b'-', b'/', bytes).any(|at| {
@@ -2024,6 +2031,191 @@ fn sql_value_shape(folded: &str) -> Option<Hit> {
     let never = matches!(joint, "and" | "&&") && constant == "false";
     (rest[digits..].first().is_some_and(u8::is_ascii_whitespace) && ended && (always || never))
         .then_some(HIT)
+}
+
+/// A second SQL statement after a `;` (`sqli-130`), in the shapes only SQL writes: the
+/// statement's keyword and what must follow it (`select *`, `select 1`, `select … from`,
+/// `insert into`, `update x set`, `delete from`, `drop table`, `exec xp_…`, `declare @`,
+/// `copy … program`, `attach database`, `set @`, `load data`, a `xp_`/`sp_` procedure).
+/// libinjection lets `1;select 1` and `1; copy (select 1) to program 'id'` through; a note's
+/// `; select appropriate dose` or `; update family` has none of those shapes.
+fn stacked_statement(folded: &str) -> Option<Hit> {
+    const HIT: Hit = Hit {
+        rule: "sqli-130",
+        class: Class::Sqli,
+    };
+    let text = folded.as_bytes();
+    let token = |from: &[u8]| -> (usize, usize) {
+        // (start, end) of the next word, after spaces, parentheses and `/* … */` comments.
+        let mut at = 0;
+        loop {
+            while at < from.len() && (from[at].is_ascii_whitespace() || from[at] == b'(') {
+                at += 1;
+            }
+            if from[at..].starts_with(b"/*") {
+                match memchr::memmem::find(&from[at + 2..], b"*/") {
+                    Some(end) => at += end + 4,
+                    None => return (from.len(), from.len()),
+                }
+            } else {
+                break;
+            }
+        }
+        let len = from[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.'))
+            .count();
+        (at, at + len)
+    };
+    for semicolon in memchr::memchr_iter(b';', text) {
+        let rest = &text[semicolon + 1..];
+        let (start, end) = token(rest);
+        let keyword = &rest[start..end];
+        let after = &rest[end..];
+        let (next_start, next_end) = token(after);
+        let next = &after[next_start..next_end];
+        let next_first = after[next_start..].first().copied();
+        let then = |word: &[u8]| next == word;
+        let words_later = |word: &str| {
+            std::str::from_utf8(after).is_ok_and(|t| {
+                t.split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|w| w == word)
+            })
+        };
+        let stacked = match keyword {
+            b"select" => {
+                matches!(
+                    next_first,
+                    Some(b'*' | b'\'' | b'"' | b'(' | b'@' | b'0'..=b'9')
+                ) || after[next_end..].trim_ascii_start().starts_with(b"(")
+                    || words_later("from")
+            }
+            b"insert" | b"replace" => then(b"into"),
+            b"update" => {
+                let table_after = &after[next_end..];
+                let (set_start, set_end) = token(table_after);
+                !next.is_empty() && &table_after[set_start..set_end] == b"set"
+            }
+            b"delete" => then(b"from"),
+            b"drop" | b"create" | b"alter" | b"truncate" | b"rename" => matches!(
+                next,
+                b"table"
+                    | b"database"
+                    | b"user"
+                    | b"view"
+                    | b"function"
+                    | b"procedure"
+                    | b"trigger"
+                    | b"index"
+                    | b"schema"
+                    | b"login"
+                    | b"role"
+                    | b"system"
+            ),
+            b"exec" | b"execute" => {
+                next.starts_with(b"xp_")
+                    || next.starts_with(b"sp_")
+                    || next.starts_with(b"master.")
+                    || next.starts_with(b"@")
+                    || next == b"immediate"
+                    || matches!(next_first, Some(b'(' | b'\'' | b'"'))
+            }
+            b"declare" | b"set" => next.starts_with(b"@"),
+            b"copy" => words_later("program") || next_first == Some(b'('),
+            b"attach" => then(b"database"),
+            b"load" => then(b"data"),
+            b"shutdown" => next.is_empty() || then(b"with"),
+            _ => keyword.starts_with(b"xp_") || keyword.starts_with(b"sp_"),
+        };
+        if stacked {
+            return Some(HIT);
+        }
+    }
+    None
+}
+
+/// Whether the `;` at `at` separates items of a list, as notes write them (`Count (WBC)
+/// high; CRP elevated and fever`, `BP 130/80; HR 72`): a space, then a word that starts no
+/// SQL statement. A stacked query needs a statement after its `;` (`; select`, `; drop`,
+/// `; exec`, `; copy … from program`, `; attach database`), and a `;` glued to what follows,
+/// or before a comment, a quote or the end, still opens libinjection's gate. Words a note
+/// also writes (`call`, `set`, `show`, `use`, `do`, `if`) stay in the list: such a note
+/// still goes to libinjection, as every note with a `;` did before.
+fn list_semicolon(text: &[u8], at: usize) -> bool {
+    const STATEMENTS: [&[u8]; 58] = [
+        b"select",
+        b"insert",
+        b"update",
+        b"delete",
+        b"drop",
+        b"create",
+        b"alter",
+        b"exec",
+        b"execute",
+        b"declare",
+        b"set",
+        b"shutdown",
+        b"waitfor",
+        b"truncate",
+        b"grant",
+        b"revoke",
+        b"call",
+        b"load",
+        b"handler",
+        b"use",
+        b"show",
+        b"begin",
+        b"commit",
+        b"rollback",
+        b"union",
+        b"with",
+        b"if",
+        b"while",
+        b"replace",
+        b"merge",
+        b"copy",
+        b"do",
+        b"prepare",
+        b"kill",
+        b"table",
+        b"values",
+        b"rename",
+        b"lock",
+        b"backup",
+        b"restore",
+        b"dbcc",
+        b"bulk",
+        b"print",
+        b"raiserror",
+        b"analyze",
+        b"vacuum",
+        b"attach",
+        b"pragma",
+        b"listen",
+        b"notify",
+        b"reindex",
+        b"comment",
+        b"open",
+        b"fetch",
+        b"close",
+        b"sleep",
+        b"benchmark",
+        b"end",
+    ];
+    let after = &text[at + 1..];
+    let spaces = after.iter().take_while(|b| **b == b' ').count();
+    let rest = &after[spaces..];
+    let word = &rest[..rest
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count()];
+    // SQL Server runs a stored procedure named first in a batch without `exec`.
+    let procedure = word.len() > 3
+        && (word[..3].eq_ignore_ascii_case(b"xp_") || word[..3].eq_ignore_ascii_case(b"sp_"));
+    spaces > 0
+        && word.first().is_some_and(u8::is_ascii_alphabetic)
+        && !procedure
+        && !STATEMENTS.iter().any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// Whether the value's only quote is one apostrophe inside a word (`Murphy's`, `can't`,
@@ -3628,6 +3820,75 @@ mod tests {
         }
         for attack in ["sdfsd'or 1 > 1", "aa'or current_date*0"] {
             assert!(libinjection_sqli(attack), "{attack}");
+        }
+    }
+
+    /// A `;` that separates a note's items (`Count (WBC) high; CRP elevated and fever`) no
+    /// longer sends it to libinjection; a stacked query's `;` still does, and is refused.
+    #[test]
+    fn list_semicolons_are_not_stacked_queries() {
+        for note in [
+            "Count (WBC) high; CRP elevated and fever",
+            "Upper (GI) bleed ruled out; Hb stable and BUN normal",
+            "Lower (L5) radiculopathy; patient's SLR positive and improving",
+            "Format (PDF) uploaded; reviewed and signed",
+        ] {
+            assert!(!libinjection_sqli(note), "{note}");
+            assert_eq!(hit(note), None, "{note}");
+        }
+        for attack in [
+            "1; select pg_sleep(5)",
+            "1; SELECT password FROM users",
+            "1;select 1",
+            "1;\tselect 1",
+            "1; exec master..xp_cmdshell 'dir'",
+            "1; xp_cmdshell dir",
+            "1; copy (select 1) to program 'id'",
+            "1; attach database 'x.db' as x",
+            "x; update users set role = 1",
+            "1; declare @q varchar(99)",
+            "1; insert into users values (1)",
+            "1; drop table x",
+            "1; begin dbms_lock.sleep(5); end",
+            "1; (select 1)",
+            "1; /**/select 1",
+        ] {
+            assert!(hit(attack).is_some(), "{attack}");
+        }
+        let stacked = |v: &str| {
+            stacked_statement(&normalise(v.as_bytes(), Plus::Space).folded).map(|h| h.rule)
+        };
+        for attack in [
+            "1;select 1",
+            "1;\tSELECT * FROM users",
+            "1; /**/select @@version",
+            "1; (select name from users)",
+            "1; xp_cmdshell dir",
+            "1; copy (select 1) to program 'id'",
+            "1; insert into t values (1)",
+            "x; update users set role = 1",
+            "1; delete from users",
+            "1; create user x",
+            "1; declare @q int",
+            "1; set @a = 1",
+            "1; load data infile 'x'",
+            "1; attach database 'x.db' as x",
+            "1; exec('x')",
+            "1; shutdown",
+        ] {
+            assert_eq!(stacked(attack), Some("sqli-130"), "{attack}");
+        }
+        for note in [
+            "Plan: recheck; select appropriate dose",
+            "labs normal; update family",
+            "BP 130/80; set goal 120/80",
+            "f/u 2 wks; call if worse",
+            "; copy to patient",
+            "discussed; delete old allergy entry",
+            "reviewed; insert IUD next visit",
+            "done; shutdown of clinic for holidays",
+        ] {
+            assert_eq!(stacked(note), None, "{note}");
         }
     }
 
