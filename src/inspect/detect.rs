@@ -460,7 +460,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "sqli-110",
         class: Class::Sqli,
-        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
+        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
     },
     Rule {
         id: "rce-130",
@@ -3289,6 +3289,11 @@ mod tests {
         ("1 or true", "sqli"),
         ("-1 AND false--", "sqli"),
         ("2 || true", "sqli"),
+        (
+            "1 AND GTID_SUBSET(CONCAT(0x71,(SELECT (ELT(1=1,1))),0x71),1234)",
+            "sqli",
+        ),
+        ("x json_keys ((select 1))", "sqli"),
         ("%C0%AE%C0%AE%C0%AF", "encoding"),
     ];
 
