@@ -1122,7 +1122,35 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if n.signals.control {
         return encoding("encoding-120");
     }
-    None
+    shell_escaped(&n.decoded)
+}
+
+/// A command written with backslashes before its letters (`c\at /et\c/pas\swd`): a shell
+/// drops a backslash before an ordinary character, so it runs `cat /etc/passwd`, while the
+/// rules read backslashes as a path's slashes. A value with a backslash between two letters
+/// is read again without its backslashes (a Windows path, `C:\Users\report.pdf`, the rules
+/// have read as a path already; without them it is a word, `C:Usersreport.pdf`).
+fn shell_escaped(decoded: &str) -> Option<Hit> {
+    let bytes = decoded.as_bytes();
+    let escaped_letter = |at: usize| {
+        at > 0
+            && bytes[at - 1].is_ascii_alphabetic()
+            && bytes.get(at + 1).is_some_and(u8::is_ascii_alphabetic)
+    };
+    if !memchr::memchr_iter(b'\\', bytes).any(escaped_letter) {
+        return None;
+    }
+    let unescaped: Vec<u8> = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(at, &b)| b != b'\\' || !bytes.get(at + 1).is_some_and(u8::is_ascii_alphanumeric))
+        .map(|(_, &b)| b)
+        .collect();
+    // The unescaped value has no backslash before a letter: this does not recurse again.
+    value(&super::normalise::normalise(
+        &unescaped,
+        super::normalise::Plus::Literal,
+    ))
 }
 
 /// Which of the bytes the detectors' gates ask about (`ASKED`) a value holds, found in one
@@ -3283,6 +3311,8 @@ mod tests {
         ("{{7*'7'}}", "ssti"),
         ("{{'a'.toUpperCase()}}", "ssti"),
         ("@(7*7)", "ssti"),
+        ("c\\at /et\\c/pas\\swd", "lfi"),
+        ("x;w\\ho\\am\\i", "rce"),
         ("admin' #", "sqli"),
         ("admin\"/*", "sqli"),
         ("root@example.com'/* comment */;", "sqli"),
@@ -4062,6 +4092,11 @@ mod tests {
     #[test]
     fn ordinary_values_pass() {
         for raw in [
+            // Backslashes between letters that no shell reads (`shell_escaped`).
+            "C:\\Users\\hanako\\Documents\\血液検査.pdf",
+            "line one\\nline two",
+            "\\alpha + \\beta = 1",
+            "D:\\scans\\cat\\2024",
             // Near the shapes of rce-235 … rce-240 and the widened command rules: prose
             // puts a space after `;`, mail words in text are not alone on the value's
             // first line, and a variable in text is a price or a template.
