@@ -1014,6 +1014,11 @@ pub fn value(n: &Normalised) -> Option<Hit> {
 /// [`value`], with the SSRF check only when `urls_are_fetched` (a JSON document's URLs are
 /// mostly identifiers and references, not addresses a backend fetches).
 pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
+    verdict(n, urls_are_fetched).or_else(|| shell_escaped(&n.decoded))
+}
+
+/// [`value_with`] but for the second reading of backslash-escaped letters.
+fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if n.signals.invalid_utf8 {
         return Some(Hit {
             rule: "encoding-100",
@@ -1122,7 +1127,7 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if n.signals.control {
         return encoding("encoding-120");
     }
-    shell_escaped(&n.decoded)
+    None
 }
 
 /// A command written with backslashes before its letters (`c\at /et\c/pas\swd`): a shell
@@ -1146,11 +1151,12 @@ fn shell_escaped(decoded: &str) -> Option<Hit> {
         .filter(|&(at, &b)| b != b'\\' || !bytes.get(at + 1).is_some_and(u8::is_ascii_alphanumeric))
         .map(|(_, &b)| b)
         .collect();
-    // The unescaped value has no backslash before a letter: this does not recurse again.
-    value(&super::normalise::normalise(
-        &unescaped,
-        super::normalise::Plus::Literal,
-    ))
+    // Read once more, not again and again: normalising may decode what is left of a deeply
+    // percent-encoded value into new backslashes.
+    verdict(
+        &super::normalise::normalise(&unescaped, super::normalise::Plus::Literal),
+        true,
+    )
 }
 
 /// Which of the bytes the detectors' gates ask about (`ASKED`) a value holds, found in one
