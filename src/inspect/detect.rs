@@ -238,7 +238,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "lfi-110",
         class: Class::Lfi,
-        pattern: r"(?:^|/)(?:etc/(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/self/|proc/\d+/|windows/(?:system32|win\.ini)|win\.ini|boot\.ini|\.htaccess|\.htpasswd|web\.config|\.git/|\.ssh/|\.(?:docker|aws|kube|gnupg)/|id_rsa|\.bash_history|\.env$)",
+        pattern: r"(?:^|/)(?:etc/+(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/+self/|proc/+\d+/|windows/+(?:system32|win\.ini)|win\.ini|boot\.ini|\.htaccess|\.htpasswd|web\.config|(?:web|meta)-inf/|\.git/|\.ssh/|\.(?:docker|aws|kube|gnupg)/|id_rsa|\.bash_history|\.env$)",
     },
     Rule {
         id: "rfi-100",
@@ -397,7 +397,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\d+\*\d+\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback",
     },
     Rule {
         id: "php-100",
@@ -3317,6 +3317,15 @@ mod tests {
         ("{{7*'7'}}", "ssti"),
         ("{{'a'.toUpperCase()}}", "ssti"),
         ("@(7*7)", "ssti"),
+        ("%{7*7}", "ssti"),
+        ("{7*7}", "ssti"),
+        ("{$smarty.version}", "ssti"),
+        (
+            "{{_self.env.registerUndefinedFilterCallback(\"exec\")}}",
+            "ssti",
+        ),
+        ("....\\\\....\\\\etc\\\\passwd", "lfi"),
+        ("/WEB-INF/web.xml", "lfi"),
         ("c\\at /et\\c/pas\\swd", "lfi"),
         ("x;w\\ho\\am\\i", "rce"),
         ("admin' #", "sqli"),
