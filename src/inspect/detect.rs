@@ -2097,7 +2097,7 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
         }
         let len = from[at..]
             .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.'))
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
             .count();
         (at, at + len)
     };
@@ -2118,10 +2118,8 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
         };
         let stacked = match keyword {
             b"select" => {
-                matches!(
-                    next_first,
-                    Some(b'*' | b'\'' | b'"' | b'(' | b'@' | b'0'..=b'9')
-                ) || after[next_end..].trim_ascii_start().starts_with(b"(")
+                matches!(next_first, Some(b'*' | b'\'' | b'"' | b'@' | b'0'..=b'9'))
+                    || after[next_end..].trim_ascii_start().starts_with(b"(")
                     || words_later("from")
             }
             b"insert" | b"replace" => then(b"into"),
@@ -2149,12 +2147,11 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
             b"exec" | b"execute" => {
                 next.starts_with(b"xp_")
                     || next.starts_with(b"sp_")
-                    || next.starts_with(b"master.")
-                    || next.starts_with(b"@")
+                    || next == b"master"
                     || next == b"immediate"
-                    || matches!(next_first, Some(b'(' | b'\'' | b'"'))
+                    || matches!(next_first, Some(b'\'' | b'"' | b'@'))
             }
-            b"declare" | b"set" => next.starts_with(b"@"),
+            b"declare" | b"set" => next_first == Some(b'@'),
             b"copy" => words_later("program") || next_first == Some(b'('),
             b"attach" => then(b"database"),
             b"load" => then(b"data"),
@@ -2295,6 +2292,15 @@ fn reference_fragment(text: &[u8], at: usize) -> bool {
                 && !before.iter().any(u8::is_ascii_whitespace)))
 }
 
+/// Words that, right after a `(`, open a subquery or an expression: not an aside.
+const OPENS_SQL: [&[u8]; 11] = [
+    b"select", b"case", b"not", b"exists", b"true", b"false", b"null", b"values", b"with",
+    b"union", b"if",
+];
+
+/// Words that join SQL conditions.
+const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
+
 /// Whether every parenthesis of `text` is one prose writes (`Blood pressure (sitting)`,
 /// `Body mass index (BMI) [Ratio]`, `検査（基準値内）` once folded), in a value with no word
 /// that joins SQL conditions. libinjection spends tens of thousands of instructions on such
@@ -2306,11 +2312,6 @@ fn reference_fragment(text: &[u8], at: usize) -> bool {
 /// subquery, or `or`, `and`, `xor`, `div`, `like`, `||`, `&&` anywhere, and the value is
 /// libinjection's.
 fn prose_parentheses(text: &[u8]) -> bool {
-    const OPENS_SQL: [&[u8]; 11] = [
-        b"select", b"case", b"not", b"exists", b"true", b"false", b"null", b"values", b"with",
-        b"union", b"if",
-    ];
-    const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
     let word_at = |at: usize| {
         let len = text[at..]
             .iter()
@@ -2367,11 +2368,6 @@ fn prose_parentheses(text: &[u8]) -> bool {
 /// (`id having (1 or true)`). Time delays with a space before the parenthesis are
 /// `sqli-110`'s (`sleep (5)`).
 fn prose_parentheticals(text: &[u8]) -> bool {
-    const OPENS_SQL: [&[u8]; 11] = [
-        b"select", b"case", b"not", b"exists", b"true", b"false", b"null", b"values", b"with",
-        b"union", b"if",
-    ];
-    const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
     const CLAUSES: [&[u8]; 6] = [
         b"having",
         b"where",
@@ -3923,6 +3919,9 @@ mod tests {
             "1; load data infile 'x'",
             "1; attach database 'x.db' as x",
             "1; exec('x')",
+            "1; exec master..xp_cmdshell 'dir'",
+            "1; exec (@sql)",
+            "1;select@@version",
             "1; shutdown",
         ] {
             assert_eq!(stacked(attack), Some("sqli-130"), "{attack}");
