@@ -161,6 +161,7 @@ const CODE_RULES: &[&str] = &[
     "protocol-220",
     "crlf-130",
     "rfi-160",
+    "rfi-170",
     "encoding-160",
 ];
 
@@ -1073,6 +1074,7 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
                 .flatten()
         })
         .or_else(|| include_url(&n.folded))
+        .or_else(|| unc_path(&n.decoded))
         .or_else(|| gated(false))
     {
         return Some(hit);
@@ -1436,6 +1438,22 @@ fn split_word(folded: &str) -> Option<Hit> {
         piece > 0 && text.get(from + 1 + piece) == Some(&quote) && letter(Some(from + piece + 2))
     };
     starts.into_iter().any(quoted_piece).then_some(HIT)
+}
+
+/// A Windows UNC path as the value (`\\evil\share\x`, `\\10.0.0.1\c$`): a Windows
+/// backend that opens it reaches another host over SMB, and sends that host its account's
+/// NTLM credentials (`rfi-170`). Read from `decoded`, where the backslashes are still
+/// backslashes (the rules' folded text makes it a protocol-relative `//evil/share`).
+fn unc_path(decoded: &str) -> Option<Hit> {
+    let rest = decoded.trim_start().strip_prefix("\\\\")?;
+    let host = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        .count();
+    (host > 0 && matches!(rest.as_bytes().get(host), Some(b'\\' | b'@'))).then_some(Hit {
+        rule: "rfi-170",
+        class: Class::Rfi,
+    })
 }
 
 /// A URL-looking value ending in `?` (`rfi-120`, `http://evil/x.txt?`): the include's own
@@ -3320,6 +3338,8 @@ mod tests {
             "ssti",
         ),
         ("....\\\\....\\\\etc\\\\passwd", "lfi"),
+        ("\\\\evil\\share\\x", "rfi"),
+        ("\\\\10.0.0.1@SSL\\DavWWWRoot\\x", "rfi"),
         ("/WEB-INF/web.xml", "lfi"),
         ("c\\at /et\\c/pas\\swd", "lfi"),
         ("x;w\\ho\\am\\i", "rce"),
@@ -4146,6 +4166,7 @@ mod tests {
             "line one\\nline two",
             "\\alpha + \\beta = 1",
             "D:\\scans\\cat\\2024",
+            "\\\\ (two backslashes) in a note",
             // Near the shapes of rce-235 … rce-240 and the widened command rules: prose
             // puts a space after `;`, mail words in text are not alone on the value's
             // first line, and a variable in text is a price or a template.
