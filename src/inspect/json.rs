@@ -105,7 +105,8 @@ impl Walk<'_> {
                 }
             })
         };
-        self.path.push(key, verdict.names_fetched_url);
+        let fetched = verdict.names_fetched_url || fhir_fetched_url(self.path.last(), key);
+        self.path.push(key, fetched);
         let path = &self.path;
         self.full = self.found.add(verdict.hit, Place::Body, || path.field());
     }
@@ -144,7 +145,8 @@ impl Walk<'_> {
         } else if binary {
             // Held to the base64 rules only (docs/decisions.md, 2026-11-27).
             detect::plain_value(text.as_bytes())
-        } else if self.path.names_fetched_url() {
+        } else if self.path.names_fetched_url() && !(last == Some("url") && binary_reference(text))
+        {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
         } else {
             // Code systems, units, dates, display names: the same in every resource.
@@ -281,6 +283,39 @@ fn fetched_url_key(key: &str) -> bool {
         });
     // Built from constants (unit-tested); failing that, every key is taken as one.
     WORDS.as_ref().is_none_or(|w| w.is_match(key))
+}
+
+/// Whether a key names one of the URLs FHIR's own resources ask a server to fetch:
+/// `Attachment.url` (under `attachment`, `valueAttachment`, `photo`, `presentedForm`,
+/// Media's `content`: a server may fetch the file to store or render it) and
+/// `Endpoint.address` (a string only there: `Patient.address` is an object, whose strings
+/// sit under `line`, `city`, …). Other `url` keys are identifiers (`extension.url`).
+fn fhir_fetched_url(parent: Option<&str>, key: &str) -> bool {
+    match key {
+        "address" => true,
+        "url" => parent.is_some_and(|parent| {
+            parent.ends_with("ttachment")
+                || matches!(parent, "attachment" | "photo" | "presentedForm" | "content")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether an attachment's `url` is a reference to a FHIR `Binary` (`…/Binary/1e40…`):
+/// FHIR lets `Attachment.url` point at the Binary that holds the content, which a server
+/// resolves as a reference, and HL7's own examples write them to `http://localhost:…`.
+/// Such a URL reaches only a FHIR server's Binary endpoint; any other internal address in an
+/// attachment's `url` is refused.
+fn binary_reference(url: &str) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let mut segments = path.rsplit('/');
+    let id = segments.next().unwrap_or_default();
+    segments.next() == Some("Binary")
+        && !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
 }
 
 /// Any value: strings are inspected, containers walked, the rest skipped.
@@ -438,6 +473,26 @@ mod tests {
             fields(r#"{"url":"ftp://ftp.ihe.net/TF_Implementation_Material/fhir"}"#).is_empty()
         );
         assert_eq!(fields(r#"{"callbackUrl":"ftp://203.0.113.9/x"}"#).len(), 1);
+        // FHIR's own fetched URLs: an attachment's `url`, an Endpoint's `address`.
+        for fetched in [
+            r#"{"content":[{"attachment":{"contentType":"application/pdf","url":"http://169.254.169.254/latest/"}}]}"#,
+            r#"{"valueAttachment":{"url":"http://127.0.0.1:6379/"}}"#,
+            r#"{"photo":[{"contentType":"image/jpeg","url":"http://10.0.0.5/admin"}]}"#,
+            r#"{"resourceType":"Endpoint","address":"http://169.254.169.254/"}"#,
+            r#"{"attachment":{"url":"http://127.0.0.1:8080/admin/Binary/"}}"#,
+            r#"{"attachment":{"url":"http://10.0.0.1/Binary/../../admin"}}"#,
+        ] {
+            assert_eq!(fields(fetched).len(), 1, "{fetched}");
+        }
+        for identifier in [
+            r#"{"extension":[{"url":"http://127.0.0.1/x","valueString":"a"}]}"#,
+            r#"{"attachment":{"url":"https://phr.example.jp/files/1.pdf"}}"#,
+            r#"{"address":[{"line":["1-2-3"],"city":"localhost"}]}"#,
+            // HL7's example: an attachment naming the Binary that holds it.
+            r#"{"attachment":{"url":"http://localhost:9556/svc/fhir/Binary/1e40-4af3"}}"#,
+        ] {
+            assert!(fields(identifier).is_empty(), "{identifier}");
+        }
     }
 
     /// A FHIR `data` field holding base64 (on one line, or wrapped evenly) is bytes: its
