@@ -294,8 +294,8 @@ fn fhir_fetched_url(parent: Option<&str>, key: &str) -> bool {
     match key {
         "address" => true,
         "url" => parent.is_some_and(|parent| {
-            parent.ends_with("ttachment")
-                || matches!(parent, "attachment" | "photo" | "presentedForm" | "content")
+            // `attachment`, `valueAttachment`, `contentAttachment`, …
+            parent.ends_with("ttachment") || matches!(parent, "photo" | "presentedForm" | "content")
         }),
         _ => false,
     }
