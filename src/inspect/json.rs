@@ -270,7 +270,7 @@ pub(super) fn base64_binary(bytes: &[u8]) -> bool {
 
 /// Whether a JSON key names a URL the backend may fetch (a webhook, a callback), where an
 /// internal address is SSRF; other URLs in a FHIR document are identifiers and references.
-fn fetched_url_key(key: &str) -> bool {
+pub(super) fn fetched_url_key(key: &str) -> bool {
     static WORDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
         std::sync::LazyLock::new(|| {
             aho_corasick::AhoCorasick::builder()
@@ -290,7 +290,7 @@ fn fetched_url_key(key: &str) -> bool {
 /// Media's `content`: a server may fetch the file to store or render it) and
 /// `Endpoint.address` (a string only there: `Patient.address` is an object, whose strings
 /// sit under `line`, `city`, …). Other `url` keys are identifiers (`extension.url`).
-fn fhir_fetched_url(parent: Option<&str>, key: &str) -> bool {
+pub(super) fn fhir_fetched_url(parent: Option<&str>, key: &str) -> bool {
     match key {
         "address" => true,
         "url" => parent.is_some_and(|parent| {
@@ -306,7 +306,7 @@ fn fhir_fetched_url(parent: Option<&str>, key: &str) -> bool {
 /// resolves as a reference, and HL7's own examples write them to `http://localhost:…`.
 /// Such a URL reaches only a FHIR server's Binary endpoint; any other internal address in an
 /// attachment's `url` is refused.
-fn binary_reference(url: &str) -> bool {
+pub(super) fn binary_reference(url: &str) -> bool {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     let mut segments = path.rsplit('/');
     let id = segments.next().unwrap_or_default();

@@ -100,6 +100,7 @@ pub(super) fn inspect(
         text: String::new(),
         text_span: None,
         narrative: None,
+        fhir: false,
         full: false,
         body,
         neutralise,
@@ -208,6 +209,9 @@ struct Walk<'f> {
     text_span: Option<std::ops::Range<usize>>,
     /// Inside a narrative: its depth in `path` and where its `<div` starts in the body.
     narrative: Option<(usize, usize)>,
+    /// The root element is in FHIR's namespace: URLs are identifiers but where a key says
+    /// they are fetched. Elsewhere every URL may be one a backend fetches.
+    fhir: bool,
     /// The findings are full: detection stops, collecting files goes on.
     full: bool,
     body: &'f [u8],
@@ -246,6 +250,13 @@ impl Walk<'_> {
         }
         if !leaf && !empty {
             self.files.open();
+        }
+        if self.path.depth() == 1 {
+            self.fhir = element
+                .try_get_attribute("xmlns")
+                .ok()
+                .flatten()
+                .is_some_and(|xmlns| xmlns.value.as_ref() == "http://hl7.org/fhir");
         }
         for attribute in element.attributes() {
             let attribute = attribute.map_err(|error| NotXml::Attribute {
@@ -303,7 +314,8 @@ impl Walk<'_> {
             // FHIR's base64Binary: held to the base64 rules only, as in a JSON body.
             detect::plain_value(value.as_bytes())
         } else {
-            detect::value(&normalise(value.as_bytes(), Plus::Literal))
+            let fetched = !self.fhir || self.path.names_fetched_url(attribute, value);
+            detect::value_with(&normalise(value.as_bytes(), Plus::Literal), fetched)
         };
         let path = &self.path;
         self.full = self.found.add(hit, Place::Body, || path.field(attribute));
@@ -347,7 +359,8 @@ impl Walk<'_> {
             return;
         }
         if !self.full {
-            let hit = detect::value(&normalise(self.text.as_bytes(), Plus::Literal));
+            let fetched = !self.fhir || self.path.names_fetched_url(None, &self.text);
+            let hit = detect::value_with(&normalise(self.text.as_bytes(), Plus::Literal), fetched);
             self.add(hit);
         }
         if !self.neutralise.is_empty() {
@@ -395,6 +408,25 @@ impl ElementPath {
             return None;
         };
         Some(parent)
+    }
+
+    /// Whether `value`, of the element last opened (or of its `attribute`), in a FHIR
+    /// document, is a URL the backend may fetch, where an internal address is SSRF: the
+    /// same keys as in a JSON body (`webhook`, `callback`, an attachment's `url`, an
+    /// Endpoint's `address`). Its other URLs are identifiers (`fullUrl`, `system`), which
+    /// HL7's examples write on `localhost`.
+    fn names_fetched_url(&self, attribute: Option<&str>, value: &str) -> bool {
+        let Some(last) = self.last() else {
+            return false;
+        };
+        let key = attribute.unwrap_or(last);
+        let parent = if attribute.is_some() {
+            Some(last)
+        } else {
+            self.parent()
+        };
+        (json::fetched_url_key(key) || json::fhir_fetched_url(parent, key))
+            && !(key == "url" && json::binary_reference(value))
     }
 
     /// The dotted path below the root, and `@attribute` when one is named.
@@ -463,6 +495,47 @@ mod tests {
             r#"<Observation xmlns="http://hl7.org/fhir"><code><coding><system value="http://loinc.org"/><code value="4548-4"/><display value="HbA1c"/></coding></code><valueQuantity><value value="5.6"/><unit value="%"/></valueQuantity><note><text value="空腹時 (fasting)、食後は 110 mg/dL"/></note></Observation>"#,
         );
         assert_eq!(hits, vec![]);
+    }
+
+    /// In a FHIR document an internal address is SSRF where the backend fetches it (the keys
+    /// a JSON body's walk reads so), not in FHIR's identifiers, which HL7's examples write on
+    /// `localhost`; in other XML, wherever it is.
+    #[test]
+    fn an_internal_address_is_ssrf_only_where_it_is_fetched() {
+        for (fetched, field) in [
+            (
+                r#"<DocumentReference xmlns="http://hl7.org/fhir"><content><attachment><url value="http://169.254.169.254/latest/"/></attachment></content></DocumentReference>"#,
+                "content.attachment.url",
+            ),
+            (
+                r#"<Endpoint xmlns="http://hl7.org/fhir"><address value="http://127.0.0.1:6379/"/></Endpoint>"#,
+                "address",
+            ),
+            (
+                r#"<hook xmlns="http://hl7.org/fhir" callback="http://10.0.0.5/x"/>"#,
+                "@callback",
+            ),
+            (
+                r#"<Subscription xmlns="http://hl7.org/fhir"><endpoint>http://[::1]/x</endpoint></Subscription>"#,
+                "endpoint",
+            ),
+        ] {
+            let (hits, _) = inspect(fetched);
+            assert_eq!(hits, [("ssrf-100", field.to_owned())], "{fetched}");
+        }
+        for identifier in [
+            r#"<Bundle xmlns="http://hl7.org/fhir"><entry><fullUrl value="http://localhost:9556/svc/fhir/Patient/1"/></entry></Bundle>"#,
+            r#"<Observation xmlns="http://hl7.org/fhir"><code><coding><system value="http://10.1.2.3/codes"/></coding></code></Observation>"#,
+            r#"<Observation xmlns="http://hl7.org/fhir"><extension url="http://127.0.0.1/x"/></Observation>"#,
+            r#"<Media xmlns="http://hl7.org/fhir"><content><url value="http://localhost:9556/fhir/Binary/1e40"/></content></Media>"#,
+        ] {
+            assert!(inspect(identifier).0.is_empty(), "{identifier}");
+            // The same outside FHIR's namespace: a backend may fetch any URL.
+            let generic = identifier.replace(r#" xmlns="http://hl7.org/fhir""#, "");
+            if !generic.contains("/Binary/") {
+                assert_eq!(inspect(&generic).0.len(), 1, "{generic}");
+            }
+        }
     }
 
     #[test]
