@@ -146,6 +146,7 @@ const CODE_RULES: &[&str] = &[
     "rfi-120",
     "rfi-150",
     "rce-220",
+    "rce-260",
     "protocol-100",
     "protocol-101",
     "protocol-110",
@@ -1079,12 +1080,15 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     {
         return Some(hit);
     }
-    if let Some(hit) = sql_value_shape(&n.folded).or_else(|| {
-        present
-            .may_hold(b";")
-            .then(|| stacked_statement(&n.folded))
-            .flatten()
-    }) {
+    if let Some(hit) = sql_value_shape(&n.folded)
+        .or_else(|| address_then_command(&n.folded))
+        .or_else(|| {
+            present
+                .may_hold(b";")
+                .then(|| stacked_statement(&n.folded))
+                .flatten()
+        })
+    {
         return Some(hit);
     }
     // Asked of `folded`, for `decoded`: it holds these where `folded` does (folding changes
@@ -2083,6 +2087,38 @@ fn sql_value_shape(folded: &str) -> Option<Hit> {
     let never = matches!(joint, "and" | "&&") && constant == "false";
     (rest[digits..].first().is_some_and(u8::is_ascii_whitespace) && ended && (always || never))
         .then_some(HIT)
+}
+
+/// An IPv4 address, then a shell separator and a command (`rce-260`: `127.0.0.1; ls`,
+/// `8.8.8.8|id`, `10.0.0.1 && whoami`): the injection into a field a backend hands to
+/// `ping` or `nslookup`. The command words' own rules wait for what a shell reads after a
+/// word that prose also writes (`; ls` at a note's end is prose's); after an address there
+/// is no prose. Read from the value's start: a few bytes for any other value.
+fn address_then_command(folded: &str) -> Option<Hit> {
+    let text = folded.trim_start().as_bytes();
+    let address = text
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .count();
+    let octets = text[..address].split(|b| *b == b'.').collect::<Vec<_>>();
+    let ipv4 = octets.len() == 4
+        && octets
+            .iter()
+            .all(|o| (1..=3).contains(&o.len()) && o.iter().all(u8::is_ascii_digit));
+    if !ipv4 {
+        return None;
+    }
+    let rest = text[address..].trim_ascii_start();
+    const SEPARATORS: [&[u8]; 6] = [b"&&", b"||", b";", b"|", b"&", b"\n"];
+    let separator = SEPARATORS.iter().find(|s| rest.starts_with(s))?;
+    let command = rest[separator.len()..].trim_ascii_start();
+    command
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'/' | b'$' | b'`'))
+        .then_some(Hit {
+            rule: "rce-260",
+            class: Class::Rce,
+        })
 }
 
 /// A second SQL statement after a `;` (`sqli-130`), in the shapes only SQL writes: the
@@ -3341,6 +3377,9 @@ mod tests {
         ("\\\\evil\\share\\x", "rfi"),
         ("\\\\10.0.0.1@SSL\\DavWWWRoot\\x", "rfi"),
         ("/WEB-INF/web.xml", "lfi"),
+        ("127.0.0.1; ls", "rce"),
+        ("8.8.8.8|id", "rce"),
+        ("10.0.0.1 && whoami", "rce"),
         ("c\\at /et\\c/pas\\swd", "lfi"),
         ("x;w\\ho\\am\\i", "rce"),
         ("admin' #", "sqli"),
@@ -4166,6 +4205,10 @@ mod tests {
             "line one\\nline two",
             "\\alpha + \\beta = 1",
             "D:\\scans\\cat\\2024",
+            // An address in a note, then a list (`rce-260` wants a separator right after it).
+            "192.168.1.1 router; reset done",
+            "1.2.3.4.5; version",
+            "120/80; ls",
             "\\\\ (two backslashes) in a note",
             // Near the shapes of rce-235 … rce-240 and the widened command rules: prose
             // puts a space after `;`, mail words in text are not alone on the value's
