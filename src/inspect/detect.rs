@@ -2100,12 +2100,14 @@ fn address_then_command(folded: &str) -> Option<Hit> {
         .iter()
         .take_while(|b| b.is_ascii_digit() || **b == b'.')
         .count();
-    let octets = text[..address].split(|b| *b == b'.').collect::<Vec<_>>();
-    let ipv4 = octets.len() == 4
-        && octets
-            .iter()
-            .all(|o| (1..=3).contains(&o.len()) && o.iter().all(u8::is_ascii_digit));
-    if !ipv4 {
+    // Four groups of one to three digits (`127.000.000.001` as a resolver reads it), counted
+    // without collecting them: many values start with a number.
+    let mut octets = 0;
+    let dotted_quad = text[..address].split(|b| *b == b'.').all(|octet| {
+        octets += 1;
+        (1..=3).contains(&octet.len())
+    });
+    if !dotted_quad || octets != 4 {
         return None;
     }
     let rest = text[address..].trim_ascii_start();
@@ -2149,11 +2151,7 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
                 break;
             }
         }
-        let len = from[at..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-            .count();
-        (at, at + len)
+        (at, at + leading_word(&from[at..]).len())
     };
     for semicolon in memchr::memchr_iter(b';', text) {
         let rest = &text[semicolon + 1..];
@@ -2164,17 +2162,16 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
         let next = &after[next_start..next_end];
         let next_first = after[next_start..].first().copied();
         let then = |word: &[u8]| next == word;
-        let words_later = |word: &str| {
-            std::str::from_utf8(after).is_ok_and(|t| {
-                t.split(|c: char| !c.is_ascii_alphanumeric())
-                    .any(|w| w == word)
-            })
+        let words_later = |word: &[u8]| {
+            after
+                .split(|b| !b.is_ascii_alphanumeric())
+                .any(|w| w == word)
         };
         let stacked = match keyword {
             b"select" => {
                 matches!(next_first, Some(b'*' | b'\'' | b'"' | b'@' | b'0'..=b'9'))
                     || after[next_end..].trim_ascii_start().starts_with(b"(")
-                    || words_later("from")
+                    || words_later(b"from")
             }
             b"insert" | b"replace" => then(b"into"),
             b"update" => {
@@ -2206,7 +2203,7 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
                     || matches!(next_first, Some(b'\'' | b'"' | b'@'))
             }
             b"declare" | b"set" => next_first == Some(b'@'),
-            b"copy" => words_later("program") || next_first == Some(b'('),
+            b"copy" => words_later(b"program") || next_first == Some(b'('),
             b"attach" => then(b"database"),
             b"load" => then(b"data"),
             b"shutdown" => next.is_empty() || then(b"with"),
@@ -2289,11 +2286,7 @@ fn list_semicolon(text: &[u8], at: usize) -> bool {
     ];
     let after = &text[at + 1..];
     let spaces = after.iter().take_while(|b| **b == b' ').count();
-    let rest = &after[spaces..];
-    let word = &rest[..rest
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-        .count()];
+    let word = leading_word(&after[spaces..]);
     // SQL Server runs a stored procedure named first in a batch without `exec`.
     let procedure = word.len() > 3
         && (word[..3].eq_ignore_ascii_case(b"xp_") || word[..3].eq_ignore_ascii_case(b"sp_"));
@@ -2346,6 +2339,15 @@ fn reference_fragment(text: &[u8], at: usize) -> bool {
                 && !before.iter().any(u8::is_ascii_whitespace)))
 }
 
+/// The SQL word `text` starts with (letters, digits, `_`; empty when it starts otherwise).
+fn leading_word(text: &[u8]) -> &[u8] {
+    let len = text
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    &text[..len]
+}
+
 /// Words that, right after a `(`, open a subquery or an expression: not an aside.
 const OPENS_SQL: [&[u8]; 11] = [
     b"select", b"case", b"not", b"exists", b"true", b"false", b"null", b"values", b"with",
@@ -2366,20 +2368,13 @@ const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
 /// subquery, or `or`, `and`, `xor`, `div`, `like`, `||`, `&&` anywhere, and the value is
 /// libinjection's.
 fn prose_parentheses(text: &[u8]) -> bool {
-    let word_at = |at: usize| {
-        let len = text[at..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-            .count();
-        &text[at..at + len]
-    };
     let prose_open = |at: usize| {
         let before_ok = at == 0 || text[at - 1] == b' ' || !text[at - 1].is_ascii();
         let after = text.get(at + 1).copied();
         before_ok
             && match after {
                 Some(b) if b.is_ascii_alphabetic() => {
-                    let word = word_at(at + 1);
+                    let word = leading_word(&text[at + 1..]);
                     !OPENS_SQL.iter().any(|w| word.eq_ignore_ascii_case(w))
                 }
                 Some(b) => !b.is_ascii(),
@@ -2442,11 +2437,7 @@ fn prose_parentheticals(text: &[u8]) -> bool {
             at > 0 && (aside_char(text[at - 1]) || matches!(text[at - 1], b'.' | b'%'))
         } else {
             let before = at == 0 || text[at - 1] == b' ' || !text[at - 1].is_ascii();
-            let word = &text[at + 1..];
-            let word = &word[..word
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-                .count()];
+            let word = leading_word(&text[at + 1..]);
             before
                 && text.get(at + 1).is_some_and(|&b| aside_char(b))
                 && !OPENS_SQL.iter().any(|w| word.eq_ignore_ascii_case(w))
@@ -3380,6 +3371,7 @@ mod tests {
         ("127.0.0.1; ls", "rce"),
         ("8.8.8.8|id", "rce"),
         ("10.0.0.1 && whoami", "rce"),
+        ("127.000.000.001;id", "rce"),
         ("c\\at /et\\c/pas\\swd", "lfi"),
         ("x;w\\ho\\am\\i", "rce"),
         ("admin' #", "sqli"),

@@ -145,8 +145,7 @@ impl Walk<'_> {
         } else if binary {
             // Held to the base64 rules only (docs/decisions.md, 2026-11-27).
             detect::plain_value(text.as_bytes())
-        } else if self.path.names_fetched_url() && !(last == Some("url") && binary_reference(text))
-        {
+        } else if self.path.names_fetched_url() && !binary_reference(last, text) {
             detect::value_with(&normalise_str(text, Plus::Literal), true)
         } else {
             // Code systems, units, dates, display names: the same in every resource.
@@ -301,12 +300,16 @@ pub(super) fn fhir_fetched_url(parent: Option<&str>, key: &str) -> bool {
     }
 }
 
-/// Whether an attachment's `url` is a reference to a FHIR `Binary` (`…/Binary/1e40…`):
+/// Whether `key` is an attachment's `url` and `url` a reference to a FHIR `Binary`
+/// (`…/Binary/1e40…`):
 /// FHIR lets `Attachment.url` point at the Binary that holds the content, which a server
 /// resolves as a reference, and HL7's own examples write them to `http://localhost:…`.
 /// Such a URL reaches only a FHIR server's Binary endpoint; any other internal address in an
 /// attachment's `url` is refused.
-pub(super) fn binary_reference(url: &str) -> bool {
+pub(super) fn binary_reference(key: Option<&str>, url: &str) -> bool {
+    if key != Some("url") {
+        return false;
+    }
     let path = url.split(['?', '#']).next().unwrap_or(url);
     let mut segments = path.rsplit('/');
     let id = segments.next().unwrap_or_default();

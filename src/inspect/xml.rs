@@ -426,7 +426,7 @@ impl ElementPath {
             self.parent()
         };
         (json::fetched_url_key(key) || json::fhir_fetched_url(parent, key))
-            && !(key == "url" && json::binary_reference(value))
+            && !json::binary_reference(Some(key), value)
     }
 
     /// The dotted path below the root, and `@attribute` when one is named.
