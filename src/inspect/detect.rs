@@ -309,6 +309,13 @@ const VALUE_RULES: &[Rule] = &[
             r"?(?:",
             prose_words!(),
             r")['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22|&`]|[<>]+\s*(?:[^\s\d]|\d+\.[a-z])|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
+            // A value that is a separator and a prose word alone (`; id`, `& id`, `⏎ id ⏎`):
+            // no text before the separator for the word to belong to.
+            r"|^\s*[;&|\n]\s*(?:\.\s+)?['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            prose_words!(),
+            r")['\x22]?\s*$",
         ),
     },
     Rule {
@@ -464,7 +471,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "sqli-110",
         class: Class::Sqli,
-        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)",
+        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)|\b(?:utl_(?:http|inaddr|smtp|tcp|file)|dbms_(?:pipe|lock|xmlgen|java|export_extension)|ctxsys\.drithsx)\s*\.\s*[a-z_]+",
     },
     Rule {
         id: "rce-130",
@@ -604,6 +611,14 @@ const MARKUP_RULES: &[Rule] = &[
         class: Class::Xss,
         pattern: r"<[a-z][^>]*?[\s/]on[a-z]{3,}\s*=",
     },
+    Rule {
+        // A server-side include directive (`<!--#exec cmd="id"-->`, `<!--#include
+        // virtual="/etc/passwd"-->`): a server with SSI on runs it when it serves the value
+        // back in a page. An HTML comment in text starts `<!-- ` and no word after `#`.
+        id: "rce-270",
+        class: Class::Rce,
+        pattern: r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b",
+    },
 ];
 
 /// Assignments: rules that only a value with `=` can fire (a php.ini directive set, an
@@ -716,9 +731,11 @@ const GATED: &[Gate] = &[
     },
 ];
 
-/// A filter closed and another opened: `)(uid=*`, `)(|`, `)!(sn=*`, `)&(cn=`. Spaces only
-/// around operators, so that prose with two parentheticals (`(NGSP) (n=2)`) is not one.
-const LDAP_FILTER: &str = r"\)\s*!?\s*\(\s*[&|!]|\)!?\([a-z][a-z0-9.;-]*[~<>]?=|\)\s*[&|]\s*\(";
+/// A filter closed and another opened: `)(uid=*`, `)(|`, `)!(sn=*`, `)&(cn=`, or a
+/// wildcard then a filter of filters (`*(|(mail=*))`: the value closes a search for
+/// anything). Spaces only around operators, so that prose with two parentheticals
+/// (`(NGSP) (n=2)`) is not one.
+const LDAP_FILTER: &str = r"\)\s*!?\s*\(\s*[&|!]|\)!?\([a-z][a-z0-9.;-]*[~<>]?=|\)\s*[&|]\s*\(|\*\s*\(\s*[&|!]\s*\(\s*[a-z][a-z0-9.;-]*\s*[~<>]?=";
 
 /// Django-style ORM lookups (`created_by__user__password__startswith`): a backend that
 /// passes parameter names to its ORM lets them filter on any related field.
@@ -1023,7 +1040,10 @@ pub fn value(n: &Normalised) -> Option<Hit> {
 /// [`value`], with the SSRF check only when `urls_are_fetched` (a JSON document's URLs are
 /// mostly identifiers and references, not addresses a backend fetches).
 pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
-    verdict(n, urls_are_fetched).or_else(|| shell_escaped(&n.decoded))
+    verdict(n, urls_are_fetched)
+        .or_else(|| shell_escaped(&n.decoded))
+        .or_else(|| comment_split(&n.decoded))
+        .or_else(|| escaped_line_breaks(&n.decoded))
 }
 
 /// [`value_with`] but for the second reading of backslash-escaped letters.
@@ -1088,6 +1108,12 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
         return Some(hit);
     }
     if let Some(hit) = sql_value_shape(&n.folded)
+        .or_else(|| {
+            present
+                .may_hold(b"=")
+                .then(|| same_sides(&n.folded))
+                .flatten()
+        })
         .or_else(|| address_then_command(&n.folded))
         .or_else(|| {
             present
@@ -1141,6 +1167,65 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
         return encoding("encoding-120");
     }
     None
+}
+
+/// A command between line breaks written as escapes (`\nid\n`, `\n/bin/ls -al\n`,
+/// `;id\n`): a backend that unescapes C-style strings, or passes the value through `echo
+/// -e` or `printf`, runs it as lines. A value that starts or ends with such an escape is read
+/// again with line breaks for them, and only a command found then counts (a Windows path's
+/// `\notes` is a folder, whatever else the second reading makes of it).
+fn escaped_line_breaks(decoded: &str) -> Option<Hit> {
+    const ESCAPES: [&str; 2] = ["\\n", "\\r"];
+    if !ESCAPES
+        .iter()
+        .any(|e| decoded.starts_with(e) || decoded.ends_with(e))
+    {
+        return None;
+    }
+    let lines = decoded.replace("\\n", "\n").replace("\\r", "\r");
+    verdict(
+        &super::normalise::normalise(lines.as_bytes(), super::normalise::Plus::Literal),
+        true,
+    )
+    .filter(|hit| hit.class == Class::Rce)
+}
+
+/// A word split by an SQL comment (`uni/**/on sel/**/ect`, `SEL/*x*/ECT`): filters that
+/// drop comments before matching, and some SQL dialects' own pre-processors, join the
+/// pieces back. A value with a comment between two letters is read again without its
+/// comments (`src/*.rs` closes none; a note's `/* aside */` stands between spaces).
+fn comment_split(decoded: &str) -> Option<Hit> {
+    let bytes = decoded.as_bytes();
+    // Most values hold no `*`: one `memchr` says so.
+    memchr::memchr(b'*', bytes)?;
+    // The `/*` or `*/` at or after `from`.
+    let find = |from: usize, first: u8, second: u8| {
+        memchr::memchr_iter(first, &bytes[from..])
+            .map(|at| at + from)
+            .find(|&at| bytes.get(at + 1) == Some(&second))
+    };
+    let mut joined = Vec::new();
+    let mut from = 0;
+    let mut splits = false;
+    while let Some(open) = find(from, b'/', b'*') {
+        let Some(close) = find(open + 2, b'*', b'/') else {
+            break;
+        };
+        splits |= open > 0
+            && bytes[open - 1].is_ascii_alphabetic()
+            && bytes.get(close + 2).is_some_and(u8::is_ascii_alphabetic);
+        joined.extend_from_slice(&bytes[from..open]);
+        from = close + 2;
+    }
+    if !splits {
+        return None;
+    }
+    joined.extend_from_slice(&bytes[from..]);
+    // Read once more, as `shell_escaped` does: not again and again.
+    verdict(
+        &super::normalise::normalise(&joined, super::normalise::Plus::Literal),
+        true,
+    )
 }
 
 /// A command written with backslashes before its letters (`c\at /et\c/pas\swd`): a shell
@@ -2042,6 +2127,53 @@ fn libinjection_sqli(decoded: &str) -> bool {
     libinjectionrs::detect_sqli(bytes).is_injection()
 }
 
+/// A condition made always true by comparing a thing with itself after `or` or `and`
+/// (`sqli-120`): `hi or a=a`, `) or (x = x`, `; or '1'='1'`, `") or (""a""=""a"` — the
+/// tautologies libinjection passes when their operands are bare words or doubled quotes.
+/// Quotes around either side are not part of what is compared. Prose puts no `=` between
+/// one word and itself.
+fn same_sides(folded: &str) -> Option<Hit> {
+    let text = folded.as_bytes();
+    let operand = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'\'' | b'"');
+    fn unquoted(side: &[u8]) -> impl Iterator<Item = u8> + '_ {
+        side.iter().copied().filter(|b| !matches!(b, b'\'' | b'"'))
+    }
+    memchr::memchr_iter(b'=', text).find_map(|at| {
+        let before = text[..at].trim_ascii_end();
+        // Operands are short: a long run (base64, a token) compares no condition.
+        let left_len = before
+            .iter()
+            .rev()
+            .take(65)
+            .take_while(|b| operand(b))
+            .count();
+        if left_len > 64 {
+            return None;
+        }
+        let (head, left) = before.split_at(before.len() - left_len);
+        let after = text[at + 1..].trim_ascii_start();
+        let right = &after[..after.iter().take_while(|b| operand(b)).count()];
+        if unquoted(left).next().is_none() || !unquoted(left).eq(unquoted(right)) {
+            return None;
+        }
+        let head = head.trim_ascii_end();
+        let head = head.strip_suffix(b"(").unwrap_or(head).trim_ascii_end();
+        let joined = [&b"or"[..], b"and", b"xor", b"||", b"&&"]
+            .iter()
+            .any(|joint| {
+                head.strip_suffix(*joint).is_some_and(|rest| {
+                    joint[0] == b'|'
+                        || joint[0] == b'&'
+                        || rest.last().is_none_or(|b| !b.is_ascii_alphanumeric())
+                })
+            });
+        joined.then_some(Hit {
+            rule: "sqli-120",
+            class: Class::Sqli,
+        })
+    })
+}
+
 /// Whether the `/*` at `at` is a wildcard in a name, not a comment: a word before it and
 /// `.` and a letter after (SMART on FHIR's scopes `patient/*.read`, `system/*.rs`; a glob
 /// `src/*.rs`). A comment that hides SQL opens anywhere else (`admin'/*`, `1/**/or`,
@@ -2070,11 +2202,15 @@ fn sql_value_shape(folded: &str) -> Option<Hit> {
         .iter()
         .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
         .count();
-    // A letter in the name: `7" #2 circular needle` is seven inches.
+    // A letter in the name: `7" #2 circular needle` is seven inches. Without a name, an
+    // apostrophe then `--` or `/*` (`' -- &password=`); `"#1 clinic"` is prose.
     let named = text[..name].iter().any(u8::is_ascii_alphabetic);
-    if named && matches!(text.get(name), Some(b'\'' | b'"')) {
+    if let Some(quote @ (b'\'' | b'"')) = text.get(name) {
         let rest = text[name + 1..].trim_ascii_start();
-        if rest.starts_with(b"#") || rest.starts_with(b"--") || rest.starts_with(b"/*") {
+        let comment = rest.starts_with(b"--") || rest.starts_with(b"/*");
+        if (named && (comment || rest.starts_with(b"#")))
+            || (name == 0 && *quote == b'\'' && comment)
+        {
             return Some(HIT);
         }
     }
@@ -3236,6 +3372,22 @@ mod tests {
         ("x = 1%(select 1)", "sqli"),
         ("dl('x.so')", "php"),
         ("; sleep 5", "rce"),
+        ("; id", "rce"),
+        ("\\nid\\n", "rce"),
+        ("\\n/bin/ls -al\\n", "rce"),
+        (";id\\n", "rce"),
+        ("& id", "rce"),
+        ("\n id \n", "rce"),
+        ("<!--#exec cmd=\"id\"-->", "rce"),
+        ("<!--#include virtual=\"/etc/passwd\"-->", "rce"),
+        ("*(|(mail=*))", "ldapi"),
+        ("hi or a=a", "sqli"),
+        (") or (x = x", "sqli"),
+        ("; or '1'='1'", "sqli"),
+        ("\"hi\"\") or (\"\"a\"\"=\"\"a\"", "sqli"),
+        ("' -- &password=", "sqli"),
+        ("uni/**/on sel/**/ect 1", "sqli"),
+        ("'||UTL_HTTP.REQUEST('http://x.example/')", "sqli"),
         ("; echo $((1+1))", "rce"),
         ("x;id", "rce"),
         ("x | id", "rce"),
@@ -4300,6 +4452,21 @@ mod tests {
             "\\\\ (two backslashes) in a note",
             // A comparison after a prose word, a SMART scope, a GraphQL selection.
             "Somewhat difficult; sleep < 5 hours",
+            // Near `same_sides`, `comment_split`, rce-270 and the lone separator: no
+            // `or`/`and` before a self-comparison, a comment between spaces, an HTML
+            // comment, a prose word after text.
+            "x=x",
+            "order=order and more",
+            "for a=b or c=d",
+            "a /* aside */ b",
+            "src/*.rs and lib/*.rs",
+            "<!-- note -->",
+            "<!--#1 priority-->",
+            "Dx: HTN; ID",
+            "\"#1 clinic\"",
+            "(&(objectCategory=computer))",
+            "C:\\data\\new\\n",
+            "\\n is a line break in C",
             "HR; ping > 100 ms",
             "patient/*.read",
             "system/*.rs offline_access",
