@@ -138,6 +138,7 @@ const CODE_RULES: &[&str] = &[
     "encoding-150",
     "crlf-120",
     "xxe-100",
+    "xxe-110",
     "multipart-100",
     "multipart-110",
     "multipart-120",
@@ -408,7 +409,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|\{\{\s*(?:app\.(?:request|session|user)\b|(?:dump|constant)\s*\()|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]",
     },
     Rule {
         id: "php-100",
@@ -604,7 +605,7 @@ const MARKUP_RULES: &[Rule] = &[
     Rule {
         id: "xss-110",
         class: Class::Xss,
-        pattern: r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|meta|base|link|style|svg|math|form|isindex|marquee|xss)\b",
+        pattern: r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|meta|base|link|style|svg|math|form|isindex|marquee|xss|i?layer|bgsound)\b",
     },
     Rule {
         id: "xss-111",
@@ -661,6 +662,13 @@ const BRACE_RULES: &[Rule] = &[Rule {
 /// value seen for the first time pays for them), and most values hold no parenthesis.
 const CALL_RULES: &[Rule] = &[
     Rule {
+        // Server-side JavaScript in a MongoDB `$where`: a shell call (`db.users.insert(`) or
+        // a busy wait (`do{…}while(`), which prose never writes.
+        id: "nosql-120",
+        class: Class::Nosql,
+        pattern: r"\bdb\.[a-z_]\w*\.(?:insert|find|update|remove|delete|drop|mapreduce|aggregate|count)\w*\s*\(|\bdo\s*\{[^}]*\}\s*while\s*\(",
+    },
+    Rule {
         // Shellshock: a value that defines a bash function (CRS 932170, 932171). Bash before
         // 4.3 ran what followed when it imported such a value from the environment.
         id: "rce-230",
@@ -699,6 +707,24 @@ const CALL_RULES: &[Rule] = &[
     },
 ];
 
+/// Rules that only a value with `$` can fire: a MongoDB operator written as a JavaScript
+/// object's key in a string a query builder splices (`', $where: '1 == 1'`, `$comment:`).
+/// Prose writes no `$ne:`.
+const DOLLAR_RULES: &[Rule] = &[Rule {
+    id: "nosql-130",
+    class: Class::Nosql,
+    pattern: r"(?:^|[\s,{'\x22])\$(?:where|ne|eq|gt|gte|lt|lte|regex|in|nin|exists|expr|function|accumulator|or|and|nor|elemmatch|comment)\s*:",
+}];
+
+/// Rules that only a value with `;` can fire: server-side JavaScript that closes a
+/// `$where` string and returns (`';return 'a'=='a`, `0;return true`). Prose's `; return to
+/// clinic` returns no value.
+const SEMICOLON_RULES: &[Rule] = &[Rule {
+    id: "nosql-140",
+    class: Class::Nosql,
+    pattern: r"['\x22]\s*;\s*return\s*(?:\(|true\b|false\b|['\x22])|^\s*\d+\s*;\s*return\s+(?:true|false)\b",
+}];
+
 /// A set asked only about values holding `needs`: every pattern of `rules` needs that byte
 /// in every match.
 struct Gate {
@@ -728,6 +754,16 @@ const GATED: &[Gate] = &[
         needs: b'(',
         before_values: false,
         rules: CALL_RULES,
+    },
+    Gate {
+        needs: b'$',
+        before_values: false,
+        rules: DOLLAR_RULES,
+    },
+    Gate {
+        needs: b';',
+        before_values: false,
+        rules: SEMICOLON_RULES,
     },
 ];
 
@@ -2139,6 +2175,10 @@ fn same_sides(folded: &str) -> Option<Hit> {
         side.iter().copied().filter(|b| !matches!(b, b'\'' | b'"'))
     }
     memchr::memchr_iter(b'=', text).find_map(|at| {
+        // `==` and `===` compare as `=` does: read from the first `=` of the run.
+        if at > 0 && text[at - 1] == b'=' {
+            return None;
+        }
         let before = text[..at].trim_ascii_end();
         // Operands are short: a long run (base64, a token) compares no condition.
         let left_len = before
@@ -2152,6 +2192,7 @@ fn same_sides(folded: &str) -> Option<Hit> {
         }
         let (head, left) = before.split_at(before.len() - left_len);
         let after = text[at + 1..].trim_ascii_start();
+        let after = after[after.iter().take_while(|&&b| b == b'=').count()..].trim_ascii_start();
         let right = &after[..after.iter().take_while(|b| operand(b)).count()];
         if unquoted(left).next().is_none() || !unquoted(left).eq(unquoted(right)) {
             return None;
@@ -3373,6 +3414,8 @@ mod tests {
         ("dl('x.so')", "php"),
         ("; sleep 5", "rce"),
         ("; id", "rce"),
+        ("..%u2215..%u2215..%u2215etc%u2215passwd", "lfi"),
+        ("..\u{2216}..\u{2216}windows\u{2216}win.ini", "lfi"),
         ("\\nid\\n", "rce"),
         ("\\n/bin/ls -al\\n", "rce"),
         (";id\\n", "rce"),
@@ -3530,6 +3573,22 @@ mod tests {
         ("${${env:X:-j}ndi${date:':'}ldap://e/a}", "jndi"),
         ("{{7*7}}", "ssti"),
         ("#set($x=7*7)$x", "ssti"),
+        ("true, $where: '1 == 1'", "nosql"),
+        ("' } ], $comment:'successful MongoDB injection'", "nosql"),
+        ("db.injection.insert({success:1});", "nosql"),
+        ("';return 'a'=='a' && ''=='", "nosql"),
+        ("0;return true", "nosql"),
+        (
+            "';it=new Date();do{pt=new Date();}while(pt-it<5000);",
+            "nosql",
+        ),
+        ("|| 1==1", "sqli"),
+        ("x' || 'a' == 'a", "sqli"),
+        ("{{dump(app)}}", "ssti"),
+        (
+            "{{app.request.query.filter(0,0,1024,{'options':'system'})}}",
+            "ssti",
+        ),
         ("#foreach($i in [1..3])$i#end", "ssti"),
         ("{{ config.items() }}", "ssti"),
         ("<?php system('id'); ?>", "php"),
@@ -4456,6 +4515,9 @@ mod tests {
             // `or`/`and` before a self-comparison, a comment between spaces, an HTML
             // comment, a prose word after text.
             "x=x",
+            "Took 2 tablets; return to clinic in 2 weeks",
+            "Cost $10; $in stock",
+            "a == b or c == d",
             "order=order and more",
             "for a=b or c=d",
             "a /* aside */ b",

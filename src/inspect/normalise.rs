@@ -336,7 +336,11 @@ fn fold_ascii(text: &str) -> String {
     }
 }
 
-/// Lower-cased, backslashes as slashes.
+/// Lower-cased, backslashes as slashes, and the slashes NFKC leaves alone read as slashes:
+/// Windows' "best fit" conversion to an ANSI code page turns the division slash (U+2215),
+/// the fraction slash (U+2044), the big solidus (U+29F8) and their reverse forms into `/`
+/// and `\` (the "WorstFit" attacks: `..∕..∕windows∕win.ini` reaches a file through a
+/// backend that converts the path).
 fn fold(decoded: &str) -> String {
     // Runs of ASCII and caseless Japanese are copied whole and lower-cased in one pass at
     // the end (ASCII lower-casing leaves other bytes alone); only the other characters are
@@ -349,7 +353,10 @@ fn fold(decoded: &str) -> String {
     let mut rest = decoded;
     while let Some((at, c)) = first_unstable(rest) {
         folded.push_str(&rest[..at]);
-        folded.extend(c.to_lowercase());
+        match c {
+            '\u{2215}' | '\u{2044}' | '\u{29F8}' | '\u{2216}' | '\u{29F9}' => folded.push('/'),
+            _ => folded.extend(c.to_lowercase()),
+        }
         rest = &rest[at + c.len_utf8()..];
     }
     folded.push_str(rest);
@@ -524,6 +531,20 @@ mod tests {
         ] {
             assert_eq!(fold(text), by_character(text), "{text}");
         }
+    }
+
+    /// Slashes a Windows backend's best-fit conversion makes of look-alikes (R-WAF-1).
+    #[test]
+    fn slash_look_alikes_fold_to_slashes() {
+        assert_eq!(
+            fold("..\u{2215}..\u{2215}etc\u{2215}passwd"),
+            "../../etc/passwd"
+        );
+        assert_eq!(
+            fold("..\u{2216}WINDOWS\u{2044}x\u{29F8}y\u{29F9}z"),
+            "../windows/x/y/z"
+        );
+        assert_eq!(fold("1\u{2215}2 血圧"), "1/2 血圧");
     }
 
     #[test]

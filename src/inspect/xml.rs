@@ -192,6 +192,16 @@ const XXE: Hit = Hit {
     class: detect::Class::Xxe,
 };
 
+/// An XSLT stylesheet in a body (`xxe-110`): a backend that applies it runs what it asks,
+/// `document('/etc/passwd')`, `php:function('passthru', …)`, `xsl:include` of a remote
+/// sheet. No PHR API takes stylesheets from its clients.
+const XSLT: Hit = Hit {
+    rule: "xxe-110",
+    class: detect::Class::Xxe,
+};
+
+const XSLT_NAMESPACE: &str = "http://www.w3.org/1999/XSL/Transform";
+
 /// Text and attribute values as an XML 1.0 parser gives them (line ends normalised).
 const XML_1_0: quick_xml::XmlVersion = quick_xml::XmlVersion::Implicit1_0;
 
@@ -266,6 +276,11 @@ impl Walk<'_> {
             if self.narrative.is_some() {
                 // Held to the narrative rules as a whole, at its end.
                 continue;
+            }
+            if attribute.key.as_namespace_binding().is_some()
+                && attribute.value.as_ref() == XSLT_NAMESPACE
+            {
+                self.add(Some(XSLT));
             }
             let key = attribute.key.local_name();
             let key = key.as_ref();
@@ -545,6 +560,22 @@ mod tests {
         ));
         assert!(declares_entities(b"<r><![CDATA[<!doctype x>]]></r>"));
         assert!(!declares_entities(b"<r><a>DOCTYPE</a></r>"));
+    }
+
+    /// An XSLT stylesheet is refused however its namespace's prefix is spelled; a document
+    /// that only names the namespace in text is not one.
+    #[test]
+    fn an_xslt_stylesheet_is_refused() {
+        for sheet in [
+            r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"><xsl:template match="/"><xsl:copy-of select="document('/etc/passwd')"/></xsl:template></xsl:stylesheet>"#,
+            r#"<t:transform version="1.0" xmlns:t="http://www.w3.org/1999/XSL/Transform"/>"#,
+            r#"<r><x xmlns="http://www.w3.org/1999/XSL/Transform"/></r>"#,
+        ] {
+            let (hits, _) = inspect(sheet);
+            assert!(hits.iter().any(|h| h.0 == "xxe-110"), "{sheet}: {hits:?}");
+        }
+        let (hits, _) = inspect(r#"<note>http://www.w3.org/1999/XSL/Transform</note>"#);
+        assert!(hits.iter().all(|h| h.0 != "xxe-110"), "{hits:?}");
     }
 
     #[test]
