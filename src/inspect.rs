@@ -370,7 +370,8 @@ fn header_hit(name: &http::HeaderName, raw: &[u8]) -> Option<Hit> {
     // One table per SSRF setting, so that a hit is a lookup by the borrowed value.
     let table = if fetched { &SEEN_FETCHED } else { &SEEN_PAGES };
     Verdicts::get_or(table, raw, || {
-        detect::value_with(&normalise(raw, Plus::Literal), fetched)
+        let n = normalise(raw, Plus::Literal);
+        detect::value_with(&n, fetched).or_else(|| detect::header_line(&n.folded))
     })
 }
 
@@ -1279,6 +1280,65 @@ mod tests {
             seen += 1;
         }
         assert!(seen > 50, "the requests were read: {seen}");
+    }
+
+    /// Notes are lines: a SOAP note (`S:`, `O:`, `Plan:`), an `X-ray:` line, a line that
+    /// starts `<0.5`, in a FHIR note, a search, a text body and a text file sent inline, pass;
+    /// a line break before a header a response acts on, or any header line inside a
+    /// header's value, is refused (`crlf-100`, R-WAF-1).
+    #[test]
+    fn multi_line_notes_pass_and_injected_header_lines_do_not() {
+        use base64::Engine as _;
+        let notes = [
+            "S: headache x2 days\nO: BP 128/82, HR 72\nA: tension headache\nP: rest",
+            "Subjective: feels better\r\nPlan: continue meds",
+            "X-ray: no fracture\nCT: normal",
+            "CRP\n<0.5 mg/dL",
+            "[Nursing Shift Note]\nNurse: Inez Gill\nBP 120/69, HR 83",
+        ];
+        let json = [("content-type", "application/fhir+json")];
+        let text = [("content-type", "text/plain; charset=utf-8")];
+        for note in notes {
+            let encoded =
+                percent_encoding::utf8_percent_encode(note, percent_encoding::NON_ALPHANUMERIC);
+            let body = serde_json::json!({"resourceType": "Observation", "note": [{"text": note}]});
+            let file = serde_json::json!({"resourceType": "DocumentReference", "content": [{"attachment": {
+                "contentType": "text/plain",
+                "data": base64::engine::general_purpose::STANDARD.encode(note),
+            }}]});
+            assert_eq!(
+                findings("/x", Some(&format!("_text={encoded}")), &[], None),
+                [""; 0],
+                "{note}"
+            );
+            assert_eq!(
+                findings("/x", None, &json, Some(&body.to_string())),
+                [""; 0],
+                "{note}"
+            );
+            assert_eq!(findings("/x", None, &text, Some(note)), [""; 0], "{note}");
+            assert_eq!(
+                findings("/x", None, &json, Some(&file.to_string())),
+                [""; 0],
+                "{note}"
+            );
+        }
+        for query in [
+            "next=%2Fhome%0D%0AContent-Type%3A%20text%2Fhtml",
+            "a=b%0d%0aLocation:%20http://evil.example",
+            "v=bar%0d%0aRemote-addr:%20foo.bar.com",
+            "r=x%0d%0a%0d%0a%3Chtml%3E",
+        ] {
+            assert_eq!(
+                findings("/x", Some(query), &[], None),
+                ["crlf-100"],
+                "{query}"
+            );
+        }
+        assert_eq!(
+            findings("/x", None, &[("x-note", "a%0dInjectedHeader: b")], None),
+            ["crlf-100"]
+        );
     }
 
     /// On a `neutralise` route, findings in the named fields are many by design (every note a

@@ -586,7 +586,11 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "crlf-100",
         class: Class::Crlf,
-        pattern: r"[\r\n]\s*(?:[a-z0-9-]+\s*:|<)",
+        // A line break, then a header a response or request would act on (CRS 921160's
+        // names and the ones a response splitting sets) or markup that starts a spliced
+        // response. A line of a clinical note is `S:`, `Plan:`, `X-ray:`, `<0.5 mg/dL`:
+        // text, as a multi-line note, a SOAP note or a text file holds it.
+        pattern: r"[\r\n]\s*(?:(?:set-cookie2?|cookie|location|refresh|content-(?:type|length|disposition|encoding|security-policy|location)|transfer-encoding|host|via|forwarded|connection|upgrade|authorization|proxy-authorization|www-authenticate|access-control-allow-[a-z-]+|link|server|remote-(?:addr|ip)|originating-ip|forwarded-(?:for|host|server)|x-(?:forwarded|real|remote|originating|client|original|rewrite|http-method|host|frame|xss|content-type|injected|test)[a-z0-9-]*|http/\d(?:\.\d)?)\s*:|http/\d(?:\.\d)?\s+\d{3}\b|<\s*(?:html|head|body|meta|script|iframe|svg|img)\b)",
     },
     Rule {
         id: "protocol-140",
@@ -1469,6 +1473,27 @@ pub fn query_line(decoded: &str) -> Option<Hit> {
         rule: "crlf-130",
         class: Class::Crlf,
     })
+}
+
+/// A header value that, decoded, holds a line break and then any `name:` (`crlf-100`, CRS
+/// 921140): a header's value is one line, so a second one is a header injected into what
+/// a backend or a log reads. Values elsewhere (a note, a text file) are lines by nature and
+/// held to the header names `crlf-100`'s pattern lists.
+pub fn header_line(folded: &str) -> Option<Hit> {
+    let text = folded.as_bytes();
+    memchr::memchr2_iter(b'\r', b'\n', text)
+        .any(|at| {
+            let line = text[at + 1..].trim_ascii_start();
+            let name = line
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+                .count();
+            name > 0 && line[name..].trim_ascii_start().first() == Some(&b':')
+        })
+        .then_some(Hit {
+            rule: "crlf-100",
+            class: Class::Crlf,
+        })
 }
 
 /// A query value that is only another site's address (`rfi-160`, CRS 931130:
@@ -4301,7 +4326,6 @@ mod tests {
                 "rce-235",
                 "lfi-120",
                 "nosql-100",
-                "crlf-100"
             ]
         );
     }
