@@ -1295,6 +1295,8 @@ mod tests {
             "X-ray: no fracture\nCT: normal",
             "CRP\n<0.5 mg/dL",
             "[Nursing Shift Note]\nNurse: Inez Gill\nBP 120/69, HR 83",
+            "Pain 4/10\nLocation: lower back\nConnection: none noted",
+            "Diet\nCookie: 2 pieces\nHost: Dr. Tanaka\nAuthorization: signed by parent",
         ];
         let json = [("content-type", "application/fhir+json")];
         let text = [("content-type", "text/plain; charset=utf-8")];
@@ -1328,6 +1330,10 @@ mod tests {
             "a=b%0d%0aLocation:%20http://evil.example",
             "v=bar%0d%0aRemote-addr:%20foo.bar.com",
             "r=x%0d%0a%0d%0a%3Chtml%3E",
+            "r=x%0d%0aLocation:%20/admin",
+            "r=x%0d%0aContent-Length:%200",
+            "r=x%0d%0aHost:%20evil.example",
+            "r=x%0d%0arefresh:%20www.bar.com",
         ] {
             assert_eq!(
                 findings("/x", Some(query), &[], None),

@@ -587,10 +587,12 @@ const VALUE_RULES: &[Rule] = &[
         id: "crlf-100",
         class: Class::Crlf,
         // A line break, then a header a response or request would act on (CRS 921160's
-        // names and the ones a response splitting sets) or markup that starts a spliced
-        // response. A line of a clinical note is `S:`, `Plan:`, `X-ray:`, `<0.5 mg/dL`:
-        // text, as a multi-line note, a SOAP note or a text file holds it.
-        pattern: r"[\r\n]\s*(?:(?:set-cookie2?|cookie|location|refresh|content-(?:type|length|disposition|encoding|security-policy|location)|transfer-encoding|host|via|forwarded|connection|upgrade|authorization|proxy-authorization|www-authenticate|access-control-allow-[a-z-]+|link|server|remote-(?:addr|ip)|originating-ip|forwarded-(?:for|host|server)|x-(?:forwarded|real|remote|originating|client|original|rewrite|http-method|host|frame|xss|content-type|injected|test)[a-z0-9-]*|http/\d(?:\.\d)?)\s*:|http/\d(?:\.\d)?\s+\d{3}\b|<\s*(?:html|head|body|meta|script|iframe|svg|img)\b)",
+        // names and the ones a response splitting sets) with a value of that header's
+        // shape, a status line, or markup that starts a spliced response. A line of a
+        // clinical note is `S:`, `Plan:`, `X-ray:`, `Location: lower back`, `Cookie: 2
+        // pieces`, `<0.5 mg/dL`: text, as a multi-line note, a SOAP note or a text file
+        // holds it.
+        pattern: r"[\r\n]\s*(?:set-cookie2?\s*:\s*[^\s=;:]+=|cookie\s*:\s*[^\s=;:]+=|(?:content-)?location\s*:\s*(?:[a-z][a-z0-9+.-]*:|/|[a-z0-9-]+\.[a-z]{2,}\b)|refresh\s*:\s*(?:\d+\s*(?:[;,]|$)|[a-z][a-z0-9+.-]*:|[a-z0-9-]+\.[a-z]{2,}\b)|content-type\s*:\s*[a-z]+/[a-z0-9.+-]+|content-length\s*:\s*\d|content-disposition\s*:\s*(?:attachment|inline|form-data)|(?:content|transfer)-encoding\s*:\s*(?:chunked|gzip|deflate|br|identity|compress)|content-security-policy\s*:|host\s*:\s*[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?\s*(?:$|[\r\n])|via\s*:\s*(?:\d|https?/)|forwarded\s*:\s*(?:for|by|host|proto)=|connection\s*:\s*(?:close|keep-alive|upgrade)|upgrade\s*:\s*(?:websocket|h2c|https?/|tls/)|(?:proxy-|www-)?auth(?:orization|enticate)\s*:\s*(?:basic|bearer|digest|negotiate|ntlm)\b|access-control-allow-[a-z-]+\s*:|link\s*:\s*<|(?:remote-(?:addr|ip)|originating-ip|forwarded-(?:for|host|server)|x-(?:forwarded|real|remote|originating|client|original|rewrite|http-method|host|frame|xss|content-type|injected|test)[a-z0-9-]*)\s*:|http/\d(?:\.\d)?\s+\d{3}\b|<\s*(?:html|head|body|meta|script|iframe|svg|img)\b)",
     },
     Rule {
         id: "protocol-140",
