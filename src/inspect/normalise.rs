@@ -64,16 +64,40 @@ pub fn normalise(raw: &[u8], plus: Plus) -> Normalised<'_> {
     if let Some(quiet) = std::str::from_utf8(raw).ok().and_then(|t| quiet(t, plus)) {
         return quiet;
     }
-    decode(raw, plus)
+    decode(raw, plus, Context::Url)
 }
 
-/// Normalise one value known to be UTF-8 (a JSON string): its bytes are not checked again.
+/// Normalise one value known to be UTF-8 (a JSON string, an XML value): its bytes are not
+/// checked again. Its percent escapes are decoded for the detectors, as a backend that
+/// decodes them again would; but where that decoding makes bytes that are not UTF-8, the
+/// value is refused only for an overlong form (`%C0%AE`, the traversal trick): a password
+/// or a token with `%a6` in it is text, not an encoding attack.
 pub fn normalise_str(text: &str, plus: Plus) -> Normalised<'_> {
-    quiet(text, plus).unwrap_or_else(|| decode(text.as_bytes(), plus))
+    quiet(text, plus).unwrap_or_else(|| decode(text.as_bytes(), plus, Context::Text))
+}
+
+/// What a value's percent escapes are to the backend that receives it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// Part of a URL or a form: the backend decodes them.
+    Url,
+    /// Text in a structured body: escapes only if the backend decodes the text again.
+    Text,
+}
+
+/// Whether `bytes` hold an overlong UTF-8 form (a lead byte `C0`/`C1`, `E0` before
+/// `80`–`9F`, `F0` before `80`–`8F`): how `.` and `/` are spelled to slip past a filter.
+fn has_overlong(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| {
+        matches!(
+            w,
+            [0xC0 | 0xC1, _] | [0xE0, 0x80..=0x9F] | [0xF0, 0x80..=0x8F]
+        )
+    }) || bytes.last().is_some_and(|&b| b == 0xC0 || b == 0xC1)
 }
 
 /// Everything normalisation does, for a value [`quiet`] could not pass.
-fn decode(raw: &[u8], plus: Plus) -> Normalised<'static> {
+fn decode(raw: &[u8], plus: Plus, context: Context) -> Normalised<'static> {
     let mut signals = Signals::default();
     let mut bytes: Cow<'_, [u8]> = Cow::Borrowed(raw);
     if plus == Plus::Space && bytes.contains(&b'+') {
@@ -112,7 +136,7 @@ fn decode(raw: &[u8], plus: Plus) -> Normalised<'static> {
     let text = match std::str::from_utf8(&bytes) {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => {
-            signals.invalid_utf8 = true;
+            signals.invalid_utf8 = context == Context::Url || has_overlong(&bytes);
             String::from_utf8_lossy(&bytes)
         }
     };
@@ -530,6 +554,35 @@ mod tests {
             ),
         ] {
             assert_eq!(fold(text), by_character(text), "{text}");
+        }
+    }
+
+    /// A structured body's text is refused for what its percent escapes decode to only when
+    /// that is an overlong form; in a URL any bytes that are not UTF-8 are (R-WAF-1).
+    #[test]
+    fn escapes_in_text_are_refused_only_for_overlong_forms() {
+        for token in ["%a69N8mN%jF2on", ".%dArHy:xwFnA", "100%ff"] {
+            assert!(
+                !normalise_str(token, Plus::Literal).signals.invalid_utf8,
+                "{token}"
+            );
+            assert!(
+                normalise(token.as_bytes(), Plus::Literal)
+                    .signals
+                    .invalid_utf8,
+                "{token}"
+            );
+        }
+        for overlong in [
+            "..%c0%af..%c0%afetc",
+            "%e0%80%ae%e0%80%ae/",
+            "%C1%9C",
+            "x%c0",
+        ] {
+            assert!(
+                normalise_str(overlong, Plus::Literal).signals.invalid_utf8,
+                "{overlong}"
+            );
         }
     }
 

@@ -19,7 +19,7 @@
 //! A body that is not well-formed XML (or not UTF-8) is an `Err`; `check_body` decides what
 //! becomes of it.
 
-use super::normalise::{normalise, Plus};
+use super::normalise::{normalise_str, Plus};
 use super::{attachment, detect, json, narrative, Findings, Hit, Place};
 
 /// Why a body could not be read as XML.
@@ -330,7 +330,7 @@ impl Walk<'_> {
             detect::plain_value(value.as_bytes())
         } else {
             let fetched = !self.fhir || self.path.names_fetched_url(attribute, value);
-            detect::value_with(&normalise(value.as_bytes(), Plus::Literal), fetched)
+            detect::value_with(&normalise_str(value, Plus::Literal), fetched)
         };
         let path = &self.path;
         self.full = self.found.add(hit, Place::Body, || path.field(attribute));
@@ -375,7 +375,7 @@ impl Walk<'_> {
         }
         if !self.full {
             let fetched = !self.fhir || self.path.names_fetched_url(None, &self.text);
-            let hit = detect::value_with(&normalise(self.text.as_bytes(), Plus::Literal), fetched);
+            let hit = detect::value_with(&normalise_str(&self.text, Plus::Literal), fetched);
             self.add(hit);
         }
         if !self.neutralise.is_empty() {
