@@ -2963,6 +2963,9 @@ fn internal_host(rest: &str) -> bool {
     } else {
         host_port.split([':', '#', ' ']).next().unwrap_or_default()
     };
+    // A fully qualified name's root dot (`localhost.`, `metadata.google.internal.`,
+    // `127.1.`): a resolver reads it as the name without it.
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return false;
     }
@@ -3631,6 +3634,12 @@ mod tests {
         ("x%0d%0aLocation:%20http://e.example/", "crlf"),
         ("http://169.254.169.254/latest/meta-data/", "ssrf"),
         ("http://169.254.169.254.nip.io/latest/", "ssrf"),
+        ("http://localhost./", "ssrf"),
+        (
+            "http://metadata.google.internal./computeMetadata/v1/",
+            "ssrf",
+        ),
+        ("http://127.1./", "ssrf"),
         ("http://app.10.0.0.5.nip.io/", "ssrf"),
         ("https://magic-127-0-0-1.sslip.io/admin", "ssrf"),
         ("http://7f000001.nip.io/", "ssrf"),
