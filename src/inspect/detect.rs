@@ -1622,7 +1622,45 @@ fn unc_path(decoded: &str) -> Option<Hit> {
 /// fifth of its first-sight time.
 fn include_url(folded: &str) -> Option<Hit> {
     let text = folded.as_bytes();
-    if text.last() != Some(&b'?') {
+    const HIT: Hit = Hit {
+        rule: "rfi-120",
+        class: Class::Rfi,
+    };
+    // A script named by a protocol-relative URL (`//evil.example/shell.txt`): what an
+    // include prefixes with its own scheme.
+    if let Some(rest) = folded.strip_prefix("//") {
+        let (host, path) = rest.split_once('/')?;
+        let script = path.rsplit_once('.').is_some_and(|(_, extension)| {
+            matches!(
+                extension,
+                "txt"
+                    | "php"
+                    | "php3"
+                    | "php4"
+                    | "php5"
+                    | "phtml"
+                    | "inc"
+                    | "jsp"
+                    | "asp"
+                    | "aspx"
+                    | "sh"
+                    | "pl"
+                    | "py"
+                    | "cgi"
+                    | "rb"
+            )
+        });
+        return (host.contains('.') && script && !folded.contains(char::is_whitespace))
+            .then_some(HIT);
+    }
+    // A URL cut short by `#` after a file name (`…/shell.txt#`): the include's own suffix
+    // goes into the fragment, as with `?`.
+    let fragment_cut = text.last() == Some(&b'#')
+        && folded[..folded.len() - 1]
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.contains('.'));
+    if text.last() != Some(&b'?') && !fragment_cut {
         return None;
     }
     let scheme = ["https", "http", "ftps", "ftp", "file"]
@@ -1634,10 +1672,7 @@ fn include_url(folded: &str) -> Option<Hit> {
     let one_word = !text
         .iter()
         .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'));
-    (ends_word && one_word).then_some(Hit {
-        rule: "rfi-120",
-        class: Class::Rfi,
-    })
+    (ends_word && one_word).then_some(HIT)
 }
 
 /// A URL to include from where a backend fetches URLs (`rfi-110`): a host that is an
@@ -3691,6 +3726,8 @@ mod tests {
         ("http://169.254.169.254/latest/meta-data/", "ssrf"),
         ("http://169.254.169.254.nip.io/latest/", "ssrf"),
         ("http://localhost./", "ssrf"),
+        ("//evil.example/shell.txt", "rfi"),
+        ("http://evil.example/shell.txt#", "rfi"),
         ("${env:AWS_SECRET_ACCESS_KEY}", "jndi"),
         ("${sys:user.home}", "jndi"),
         (
@@ -4613,6 +4650,9 @@ mod tests {
             // `or`/`and` before a self-comparison, a comment between spaces, an HTML
             // comment, a prose word after text.
             "x=x",
+            "//comment in code",
+            "http://loinc.org/rdf#",
+            "//cdn.example/app/logo.png",
             "${lower:ABC}",
             "Took 2 tablets; return to clinic in 2 weeks",
             "Cost $10; $in stock",
