@@ -1226,11 +1226,18 @@ fn escaped_line_breaks(decoded: &str) -> Option<Hit> {
         return None;
     }
     let lines = decoded.replace("\\n", "\n").replace("\\r", "\r");
+    read_again(lines.as_bytes()).filter(|hit| hit.class == Class::Rce)
+}
+
+/// A second reading of a value rewritten as a backend would take it (`shell_escaped`,
+/// `comment_split`, `escaped_line_breaks`): normalised and judged once more, not again and
+/// again — normalising may decode what is left of a deeply percent-encoded value into new
+/// escapes.
+fn read_again(rewritten: &[u8]) -> Option<Hit> {
     verdict(
-        &super::normalise::normalise(lines.as_bytes(), super::normalise::Plus::Literal),
+        &super::normalise::normalise(rewritten, super::normalise::Plus::Literal),
         true,
     )
-    .filter(|hit| hit.class == Class::Rce)
 }
 
 /// A word split by an SQL comment (`uni/**/on sel/**/ect`, `SEL/*x*/ECT`): filters that
@@ -1264,11 +1271,7 @@ fn comment_split(decoded: &str) -> Option<Hit> {
         return None;
     }
     joined.extend_from_slice(&bytes[from..]);
-    // Read once more, as `shell_escaped` does: not again and again.
-    verdict(
-        &super::normalise::normalise(&joined, super::normalise::Plus::Literal),
-        true,
-    )
+    read_again(&joined)
 }
 
 /// A command written with backslashes before its letters (`c\at /et\c/pas\swd`): a shell
@@ -1292,12 +1295,7 @@ fn shell_escaped(decoded: &str) -> Option<Hit> {
         .filter(|&(at, &b)| b != b'\\' || !bytes.get(at + 1).is_some_and(u8::is_ascii_alphanumeric))
         .map(|(_, &b)| b)
         .collect();
-    // Read once more, not again and again: normalising may decode what is left of a deeply
-    // percent-encoded value into new backslashes.
-    verdict(
-        &super::normalise::normalise(&unescaped, super::normalise::Plus::Literal),
-        true,
-    )
+    read_again(&unescaped)
 }
 
 /// Which of the bytes the detectors' gates ask about (`ASKED`) a value holds, found in one
@@ -1630,26 +1628,13 @@ fn include_url(folded: &str) -> Option<Hit> {
     // include prefixes with its own scheme.
     if let Some(rest) = folded.strip_prefix("//") {
         let (host, path) = rest.split_once('/')?;
-        let script = path.rsplit_once('.').is_some_and(|(_, extension)| {
-            matches!(
-                extension,
-                "txt"
-                    | "php"
-                    | "php3"
-                    | "php4"
-                    | "php5"
-                    | "phtml"
-                    | "inc"
-                    | "jsp"
-                    | "asp"
-                    | "aspx"
-                    | "sh"
-                    | "pl"
-                    | "py"
-                    | "cgi"
-                    | "rb"
-            )
-        });
+        const SCRIPTS: &[&str] = &[
+            "txt", "php", "php3", "php4", "php5", "phtml", "inc", "jsp", "asp", "aspx", "sh", "pl",
+            "py", "cgi", "rb",
+        ];
+        let script = path
+            .rsplit_once('.')
+            .is_some_and(|(_, extension)| SCRIPTS.contains(&extension));
         return (host.contains('.') && script && !folded.contains(char::is_whitespace))
             .then_some(HIT);
     }
