@@ -1046,10 +1046,14 @@ fn query_pair(name: &str, value: Option<&Normalised>, request: &QueryRequest<'_>
     detect::bracket_name(name).or_else(|| {
         let v = value?;
         detect::query_line(&v.decoded).or_else(|| {
-            // FHIR's terminology operations name a code system by its canonical URL, which
-            // is often only a host (`CodeSystem/$lookup?system=http://loinc.org&code=…`):
-            // an identifier, never fetched.
-            (name != "system")
+            // Parameters whose value is an identifier that is a URL, often only a host, and
+            // never fetched: FHIR's terminology operations name a code system so
+            // (`CodeSystem/$lookup?system=http://loinc.org&code=…`), OAuth and OpenID
+            // Connect an issuer or an audience (`iss=https://idp.example.jp` in an
+            // authorisation response, RFC 9207; SMART's `aud`; RFC 8707's `resource`).
+            const IDENTIFIERS: [&str; 6] =
+                ["system", "iss", "issuer", "aud", "audience", "resource"];
+            (!IDENTIFIERS.contains(&name))
                 .then(|| detect::other_origin(&v.folded, request.host))
                 .flatten()
         })
@@ -1575,6 +1579,22 @@ mod tests {
             ["rfi-160"]
         );
         assert!(findings("/x", Some("next=https://phr.example.jp/"), &host, None).is_empty());
+        // An identifier that is a URL, by its parameter's name, is no other site's address;
+        // the same value under another name still is.
+        for identifier in [
+            "system=http://loinc.org",
+            "iss=https://idp.example",
+            "aud=https://ehr.example",
+        ] {
+            assert!(
+                findings("/x", Some(identifier), &host, None).is_empty(),
+                "{identifier}"
+            );
+        }
+        assert_eq!(
+            findings("/x", Some("url=https://idp.example"), &host, None),
+            ["rfi-160"]
+        );
         assert!(findings(
             "/fhir/Observation",
             Some("code=http://loinc.org|8867-4"),
