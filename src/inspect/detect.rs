@@ -217,6 +217,11 @@ macro_rules! prose_words {
         "cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl|dir"
     };
 }
+macro_rules! tool_words {
+    () => {
+        r"ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]{3,}|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc[0-9.]*|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin"
+    };
+}
 macro_rules! shell_words {
     () => {
         concat!(shell_only_words!(), "|", prose_words!())
@@ -273,10 +278,11 @@ const VALUE_RULES: &[Rule] = &[
         // A command word after a shell separator, followed by what a shell reads next (a space,
         // the end, another separator): `&id=123` in a URL is a parameter, `; id` a command.
         // Words that are also prose or clinical words (`echo` for an echocardiogram, `cat`
-        // scan, `head`, `sleep`, `ID` for infectious disease) after a `;`, `&` or a line break
-        // and a space count only before what a shell reads (`; sleep 5`, `; cat /etc/…`,
-        // `; ping -c 1`): "ECG normal; echo showed EF 55%" is a note. Glued to the separator
-        // (`;id`) or after `|`, `&&`, `||`, a back-quote or `$(`, they count as before.
+        // scan, `head`, `sleep`, `ID` for infectious disease) after a `;` or `&` and a space,
+        // or at a line's start, count only before what a shell reads (`; sleep 5`, `; cat
+        // /etc/…`, `⏎ping -c 1`): "ECG normal; echo showed EF 55%" and a line "ID card
+        // renewed" are a note. Glued to `;` or `&` (`;id`) or after `|`, `&&`, `||`, a
+        // back-quote or `$(`, they count as before.
         // A redirection reads a file name: `< 5` then a word is a comparison (`; sleep < 5
         // hours`), `> /tmp/x`, `< input.txt` a redirection.
         pattern: concat!(
@@ -287,15 +293,16 @@ const VALUE_RULES: &[Rule] = &[
             shell_words!(),
             r")",
             shell_word_end!(),
-            // Glued to `;`, `&` or a line break: every word.
-            r"|[;&\n](?:\.\s+)?['\x22]?",
+            // Glued to `;` or `&`: every word.
+            r"|[;&](?:\.\s+)?['\x22]?",
             shell_path!(),
             r"?(?:",
             shell_words!(),
             r")",
             shell_word_end!(),
-            // After the separator and a space: a word prose never uses, or any with its path.
-            r"|[;&\n]\s+(?:\.\s+)?['\x22]?(?:",
+            // After the separator and a space, or at a line's start: a word prose never uses,
+            // or any with its path.
+            r"|(?:[;&]\s+|\n\s*)(?:\.\s+)?['\x22]?(?:",
             shell_path!(),
             r"?(?:",
             shell_only_words!(),
@@ -305,12 +312,20 @@ const VALUE_RULES: &[Rule] = &[
             prose_words!(),
             r"))",
             shell_word_end!(),
-            // A prose word after the separator and a space: only before what a shell reads.
-            r"|[;&\n]\s+(?:\.\s+)?['\x22]?",
+            // A prose word after the separator and a space, or at a line's start (`ID card
+            // renewed`, `Cat scan booked`: a note's line): only before what a shell reads.
+            r"|(?:[;&]\s+|\n\s*)(?:\.\s+)?['\x22]?",
             shell_path!(),
             r"?(?:",
             prose_words!(),
             r")['\x22]?(?:\s+(?:-|/|~/|\./|\$|\d|['\x22|&`]|[<>]+\s*(?:[^\s\d]|\d+\.[a-z])|[a-z0-9_-]+\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
+            // A line that is a prose word alone (`127.0.0.1⏎id`, `x⏎ls⏎`): a note's line is
+            // more than that.
+            r"|\n\s*(?:\.\s+)?['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            prose_words!(),
+            r")['\x22]?[^\S\n]*(?:\n|$)",
             // A value that is a separator and a prose word alone (`; id`, `& id`, `⏎ id ⏎`):
             // no text before the separator for the word to belong to.
             r"|^\s*[;&|\n]\s*(?:\.\s+)?['\x22]?",
@@ -353,8 +368,15 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Rce,
         // Programs whose names are no word of English or Japanese romaji (debuggers, package
         // managers, tracing and network tools, configuration tools), at the start of a value
-        // or after a shell separator, followed by what a shell reads next.
-        pattern: r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]+|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc[0-9.]*|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin)(?:\s|$|[;|&<>`'\x22)])",
+        // or after a shell separator, followed by what a shell reads next. AppArmor's `aa-`
+        // tools have names of three letters or more: `aa-ET` is a language tag (Afar).
+        pattern: concat!(
+            r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            tool_words!(),
+            r")(?:\s|$|[;|&<>`'\x22)])",
+        ),
     },
     Rule {
         id: "rce-106",
@@ -571,8 +593,9 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "java-120",
         class: Class::Java,
-        // Gadget classes of Java deserialization chains (commons-collections and friends).
-        pattern: r"clonetransformer|forclosure|instantiatefactory|instantiatetransformer|invokertransformer|prototypeclonefactory|prototypeserializationfactory|whileclosure|xmldecoder|com\.sun\.|org\.apache\.commons\.collections|sun\.misc\.|\bbsh\.",
+        // Gadget classes of Java deserialization chains (commons-collections and friends;
+        // BeanShell's by their package, `bsh.XThis`: `bsh.net` is a mail domain).
+        pattern: r"clonetransformer|forclosure|instantiatefactory|instantiatetransformer|invokertransformer|prototypeclonefactory|prototypeserializationfactory|whileclosure|xmldecoder|com\.sun\.|org\.apache\.commons\.collections|sun\.misc\.|\bbsh\.(?:interpreter|xthis|this|namespace|servlet|util|classpath|reflect|collection|commands|console|eval)\b",
     },
     Rule {
         id: "nosql-100",
@@ -1596,6 +1619,46 @@ fn split_word(folded: &str) -> Option<Hit> {
     // What a shell reads after a word: a space, a `+` left undecoded, a path's `/` (the
     // folded text has every backslash as a slash: `cu$v\r\l` reads `cu$v/r/l`).
     let word_end = |at: usize| matches!(text.get(at), Some(b' ' | b'+' | b'/'));
+    // The word the pieces join back into must be a program's or a path's (`c$@at`,
+    // `w$@ho$@ami`, `/et$?c`): a password's `Pa$$word` or `7ay$Towh+` joins into none.
+    let joins_command = |start: usize, resume: usize| {
+        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        // Backwards over letters and the other empty pieces before them.
+        let mut from = start;
+        loop {
+            from -= text[..from].iter().rev().take_while(|b| alnum(b)).count();
+            match filler_before(&text[..from]) {
+                Some(len) if from > len && alnum(&text[from - len - 1]) => from -= len,
+                _ => break,
+            }
+        }
+        let mut word: Vec<u8> = text[from..start]
+            .iter()
+            .copied()
+            .filter(|b| alnum(b))
+            .collect();
+        // Forwards over letters, empty pieces and the backslashes a shell drops (`cu$v\r\l`).
+        let mut at = resume;
+        loop {
+            let piece = text
+                .get(at..)
+                .map_or(0, |rest| rest.iter().take_while(|b| alnum(b)).count());
+            word.extend_from_slice(&text[at..at + piece]);
+            at += piece;
+            if command_word(&word) {
+                return true;
+            }
+            let skip = match filler_at(&text[at..]) {
+                Some(len) => len,
+                None if text.get(at) == Some(&b'/') && piece <= 1 => 1,
+                None => return false,
+            };
+            if !text.get(at + skip).is_some_and(alnum) {
+                return false;
+            }
+            at += skip;
+        }
+    };
     let split = memchr::memchr2_iter(b'$', b'`', text).any(|at| {
         let before = letter(at.checked_sub(1));
         let (filler, ends_word) = match (text[at], text.get(at + 1)) {
@@ -1613,14 +1676,20 @@ fn split_word(folded: &str) -> Option<Hit> {
                     && text
                         .get(next + 1)
                         .is_some_and(|b| b.is_ascii_lowercase() || matches!(b, b'_' | b'{'));
-                return joined || (before && name <= 4 && word_end(next));
+                return joined
+                    || (before && name <= 4 && word_end(next) && joins_command(at, next));
             }
             _ => return false,
         };
-        before && (letter(Some(at + filler)) || (ends_word && text.get(at + filler) == Some(&b' ')))
+        before
+            && (letter(Some(at + filler)) || (ends_word && text.get(at + filler) == Some(&b' ')))
+            && joins_command(at, at + filler)
     });
     let empty_quotes = memchr::memchr2_iter(b'\'', b'"', text).any(|at| {
-        text.get(at + 1) == Some(&text[at]) && letter(at.checked_sub(1)) && letter(Some(at + 2))
+        text.get(at + 1) == Some(&text[at])
+            && letter(at.checked_sub(1))
+            && letter(Some(at + 2))
+            && joins_command(at, at + 2)
     });
     if split || empty_quotes {
         return Some(HIT);
@@ -1641,6 +1710,58 @@ fn split_word(folded: &str) -> Option<Hit> {
         piece > 0 && text.get(from + 1 + piece) == Some(&quote) && letter(Some(from + piece + 2))
     };
     starts.into_iter().any(quoted_piece).then_some(HIT)
+}
+
+/// The empty piece a shell expands to nothing (`$@`, `$$`, `$()`, `${}`, two back-quotes or
+/// quotes) that `text` starts with, by its length: what [`split_word`] reads words across.
+fn filler_at(text: &[u8]) -> Option<usize> {
+    match text {
+        [b'$', b'(', b')', ..] | [b'$', b'{', b'}', ..] => Some(3),
+        [b'$', b'@' | b'!' | b'*' | b'?' | b'-' | b'_' | b'$' | b'#', ..] => Some(2),
+        [b'`', b'`', ..] | [b'\'', b'\'', ..] | [b'"', b'"', ..] => Some(2),
+        _ => None,
+    }
+}
+
+/// [`filler_at`] of the piece `text` ends with.
+fn filler_before(text: &[u8]) -> Option<usize> {
+    [3, 2]
+        .into_iter()
+        .find(|&len| text.len() >= len && filler_at(&text[text.len() - len..]) == Some(len))
+}
+
+/// Whether `word` (lower case) names a program `rce-100` or `rce-105` knows, or a piece of
+/// the paths an injected command reads (`etc`, `passwd`): what [`split_word`]'s pieces must
+/// join back into. A version after a name (`python3`) is read as the name.
+fn command_word(word: &[u8]) -> bool {
+    static WORDS: LazyLock<std::collections::HashSet<&'static [u8]>> = LazyLock::new(|| {
+        concat!(
+            shell_words!(),
+            "|",
+            tool_words!(),
+            "|etc|passwd|shadow|group|hosts|bin|sbin|tmp|usr|dev|proc|self|environ|var|log|",
+            "home|root|time|which|more|less|tac|rev|strings|grep|egrep|cp|mv|mkdir|export|",
+            "set|eval|exec|source|printf|alias"
+        )
+        .split('|')
+        .map(|entry| {
+            // A pattern's entry up to its first piece of regex syntax (`python[0-9.]*`).
+            let name = entry
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .map_or(entry, |end| &entry[..end]);
+            name.as_bytes()
+        })
+        .filter(|name| name.len() >= 2)
+        .collect()
+    });
+    let bare = word.trim_ascii_end();
+    let unversioned = &bare[..bare.len()
+        - bare
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .count()];
+    WORDS.contains(bare) || WORDS.contains(unversioned)
 }
 
 /// A Windows UNC path as the value (`\\evil\share\x`, `\\10.0.0.1\c$`): a Windows
@@ -3500,6 +3621,19 @@ mod tests {
     const ATTACKS: &[(&str, &str)] = &[
         ("1' OR '1'='1", "sqli"),
         ("() { :; }; echo vulnerable", "rce"),
+        // rce-100 at a line's start: a prose word alone on its line, or before what a
+        // shell reads; rce-220 across several empty pieces; rce-105's AppArmor tools;
+        // BeanShell's gadget classes.
+        ("127.0.0.1\nid", "rce"),
+        ("x\nls\n", "rce"),
+        ("a\nping -c 1 10.0.0.1", "rce"),
+        ("w$@ho$@ami", "rce"),
+        ("w$@h$@o$@a$@m$@i", "rce"),
+        ("who``ami", "rce"),
+        ("cu$v\\r\\l http://x", "rce"),
+        ("pyth$@on3 -c x", "rce"),
+        ("x; aa-exec -p unconfined sh", "rce"),
+        ("bsh.XThis", "java"),
         // rce-240: mail commands after CRLF (SMTP, POP3, IMAP).
         ("\r\nMAIL FROM:<a@b.com>", "rce"),
         ("subject\r\nRCPT TO:<postmaster>", "rce"),
@@ -4691,6 +4825,16 @@ mod tests {
     #[test]
     fn ordinary_values_pass() {
         for raw in [
+            // A note's line that starts with a prose word (`rce-100`), passwords whose `$`
+            // joins no program's name (`rce-220`), a language tag after `aa-` (`rce-105`), a
+            // mail domain (`java-120`).
+            "Seen today.\nID card renewed at the front desk.",
+            "Plan:\nCat scan booked for Monday",
+            "Pa$$word1!",
+            "7AY$Towh+P",
+            "*ZL8b$*n1@",
+            "Opera/9.80 (X11; Linux i686; aa-ET) Presto/2.9.168",
+            "ihsanogluerem@bsh.net",
             // Backslashes between letters that no shell reads (`shell_escaped`).
             "C:\\Users\\hanako\\Documents\\血液検査.pdf",
             "line one\\nline two",

@@ -96,6 +96,24 @@ fn has_overlong(bytes: &[u8]) -> bool {
     }) || bytes.last().is_some_and(|&b| b == 0xC0 || b == 0xC1)
 }
 
+/// Whether a later decoding round's output is still text a backend could have been sent
+/// encoded once more: UTF-8 where the round before was (or an overlong form, which stays a
+/// signal), and no control character but NUL, tab and line ends that the round before lacked
+/// (`%2500` is a NUL hidden from a filter; `%250d%250a` a header injection, which the rules
+/// read).
+fn second_round_readable(before: &[u8], after: &[u8]) -> bool {
+    let utf8 = |b: &[u8]| std::str::from_utf8(b).is_ok();
+    if !utf8(after) && utf8(before) && !has_overlong(after) {
+        return false;
+    }
+    let controls = |b: &[u8]| {
+        b.iter()
+            .filter(|&&b| b != 0 && is_removed_control_byte(b))
+            .count()
+    };
+    controls(after) <= controls(before)
+}
+
 /// Everything normalisation does, for a value [`quiet`] could not pass.
 fn decode(raw: &[u8], plus: Plus, context: Context) -> Normalised<'static> {
     let mut signals = Signals::default();
@@ -129,6 +147,16 @@ fn decode(raw: &[u8], plus: Plus, context: Context) -> Normalised<'static> {
         }
         let decoded: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
         if decoded == *bytes {
+            break;
+        }
+        // A URL's or a form's backend decodes once: what the first round made is what it
+        // sees; a structured body's text is what it sees undecoded. Any other round is read
+        // only for what a backend that decodes again would see, and where it makes bytes that
+        // are not UTF-8 (and no overlong form, the traversal trick) or a control character,
+        // the text before it stands: a password `%b4s2…` or `%0Fi2…`, sent encoded once or
+        // in JSON, is text, not an encoding attack.
+        let decoded_again = round > 0 || context == Context::Text;
+        if decoded_again && !second_round_readable(&bytes, &decoded) {
             break;
         }
         bytes = Cow::Owned(decoded);
@@ -584,6 +612,38 @@ mod tests {
                 "{overlong}"
             );
         }
+    }
+
+    /// Percent-decoding again only where it makes text (R-WAF-1).
+    #[test]
+    fn a_later_round_that_makes_no_text_is_not_read() {
+        // Sent encoded once, a password that holds `%b4` or `%0F` is text to the backend:
+        // decoding it again would make bytes that are not UTF-8, or a control character.
+        for (raw, text) in [
+            ("%25b4s2WZtEm", "%b4s2WZtEm"),
+            ("_n%25AB%40vw3_", "_n%AB@vw3_"),
+            ("%24%2A%250Fi2PF%25", "$*%0Fi2PF%"),
+        ] {
+            let n = normalise(raw.as_bytes(), Plus::Space);
+            assert_eq!(n.decoded, text, "{raw}");
+            assert!(!n.signals.invalid_utf8 && !n.signals.control, "{raw}");
+        }
+        let json = normalise_str("$*%0Fi2PF%", Plus::Literal);
+        assert!(!json.signals.control, "a JSON string's escape is text");
+        // What a later round makes that a backend decoding twice would be attacked with
+        // still is: an overlong form, a NUL, a line break.
+        assert!(
+            normalise(b"%25c0%25ae%25c0%25ae/etc", Plus::Literal)
+                .signals
+                .invalid_utf8
+        );
+        assert!(normalise(b"a.php%2500.jpg", Plus::Literal).signals.nul);
+        assert!(normalise(b"x%250d%250aSet-Cookie: a=b", Plus::Literal)
+            .decoded
+            .contains("\r\nSet-Cookie"));
+        // Once encoded, a control character is one.
+        assert!(normalise(b"a%0Fb", Plus::Literal).signals.control);
+        assert!(normalise(b"a%b4b", Plus::Literal).signals.invalid_utf8);
     }
 
     /// Slashes a Windows backend's best-fit conversion makes of look-alikes (R-WAF-1).
