@@ -714,9 +714,13 @@ fn multipart_part(
             .as_deref()
             .unwrap_or("application/octet-stream");
         if body_kind(media) != BodyKind::File(media.to_owned()) && !route.files.accepts(media) {
-            // A text, JSON or XML file: inspected as its type says.
-            inspect_file(part.content, &body_kind(media), name, found);
-            return Ok((None, Vec::new()));
+            // A text, JSON or XML file: inspected as its type says, its own files disarmed.
+            return Ok(
+                inline_document(part.content, name, &body_kind(media), route, found, 0)?
+                    .map_or((None, Vec::new()), |file| {
+                        (Some(file.content), file.removed)
+                    }),
+            );
         }
         let what = format!("the file `{name}`");
         let disarmed = disarm::disarm(media, part.content, &route.files)
@@ -758,6 +762,21 @@ fn inline_files(
     route: &RouteInspection,
     found: &mut Findings,
 ) -> Result<InlineFiles, crate::decision::Refusal> {
+    inline_files_at(attachments, route, found, 0)
+}
+
+/// How many files deep inline files are taken apart: a JSON or XML file sent inline (a FHIR
+/// document Bundle attached to a DocumentReference) carries files of its own, which are
+/// disarmed as the body's are; a file inside one of those is refused, not guessed at.
+const INLINE_FILE_DEPTH: usize = 2;
+
+/// [`inline_files`] of files `depth` files deep.
+fn inline_files_at(
+    attachments: Result<Vec<attachment::Attachment>, attachment::Unreadable>,
+    route: &RouteInspection,
+    found: &mut Findings,
+    depth: usize,
+) -> Result<InlineFiles, crate::decision::Refusal> {
     use crate::decision::{Reason, Refusal};
     let attachments = attachments.map_err(|e| match e {
         attachment::Unreadable::Ambiguous { .. } => {
@@ -773,7 +792,12 @@ fn inline_files(
         if let Some(media) = media {
             let kind = body_kind(media);
             if kind != BodyKind::File(media.to_owned()) && !route.files.accepts(media) {
-                inspect_file(&inline.content, &kind, &inline.field, found);
+                if let Some(file) =
+                    inline_document(&inline.content, &inline.field, &kind, route, found, depth)?
+                {
+                    files.removed.extend(file.removed);
+                    files.rebuilt.push((inline, file.content));
+                }
                 continue;
             }
         }
@@ -799,6 +823,90 @@ fn inline_files(
         }
     }
     Ok(files)
+}
+
+/// A text, JSON or XML file the route does not list as a file (sent inline, or as a
+/// multipart file): inspected as its type says (findings named by the field that carries it,
+/// where the access record and the route's exclusions look, not by a path inside the file),
+/// and the files a JSON or XML one carries inline in turn disarmed, their fields named
+/// `outer/inner` (`content.attachment.data/content.attachment.data`). Returns the file
+/// written anew when a file inside it was rebuilt, with what was removed.
+fn inline_document(
+    content: &[u8],
+    field: &str,
+    kind: &BodyKind,
+    route: &RouteInspection,
+    found: &mut Findings,
+    depth: usize,
+) -> Result<Option<Rewritten>, crate::decision::Refusal> {
+    use crate::decision::{Reason, Refusal};
+    let mut inside = Findings::default();
+    let nested = match kind {
+        BodyKind::Json => match json::inspect_collecting_files(content, &mut inside) {
+            Ok(files) => Some(files),
+            Err(_) => {
+                // Not JSON after all: inspected as text too (as `inspect_body` does).
+                text_body(content, &mut inside);
+                None
+            }
+        },
+        BodyKind::Xml => xml_body_read(content, &mut inside, &[])
+            .ok()
+            .map(|read| read.files),
+        _ => {
+            inspect_body(content, kind, &mut inside);
+            None
+        }
+    };
+    for finding in inside.list {
+        found.add(Some(finding.hit), Place::Body, || field.to_owned());
+    }
+    let nested = match nested {
+        None => return Ok(None),
+        Some(Ok(files)) if files.is_empty() => return Ok(None),
+        Some(Ok(mut files)) => {
+            for file in &mut files {
+                file.field = format!("{field}/{}", file.field);
+            }
+            Ok(files)
+        }
+        Some(Err(unreadable)) => Err(unreadable),
+    };
+    if depth + 1 >= INLINE_FILE_DEPTH {
+        return Err(Refusal::new(
+            Reason::InspectFileRefused,
+            format!(
+                "the file in `{field}` carries files of its own {} files deep; the gateway takes files apart {INLINE_FILE_DEPTH} deep",
+                depth + 2
+            ),
+        ));
+    }
+    let inner = inline_files_at(nested, route, found, depth + 1)?;
+    if inner.rebuilt.is_empty() {
+        return Ok(None);
+    }
+    let unknown_place = || {
+        Refusal::new(
+            Reason::ProtocolMalformedBody,
+            format!("a rebuilt file's place in the file in `{field}` is not known"),
+        )
+    };
+    let content = match kind {
+        BodyKind::Xml => xml::rewrite(content, &inner.rebuilt, &[]).ok_or_else(unknown_place)?,
+        _ => attachment::rewrite(content, &inner.rebuilt)
+            .map_err(|e| Refusal::new(Reason::ProtocolMalformedBody, e.to_string()))?,
+    };
+    Ok(Some(Rewritten {
+        content,
+        removed: inner.removed,
+    }))
+}
+
+/// A file written anew around the files inside it that were rebuilt.
+struct Rewritten {
+    content: Vec<u8>,
+    /// What was removed from the files inside, for the access record.
+    removed: Vec<String>,
 }
 
 /// A part a backend would decode otherwise than the gateway inspected it: a charset that does
@@ -1060,17 +1168,6 @@ fn query_pair(name: &str, value: Option<&Normalised>, request: &QueryRequest<'_>
     })
 }
 
-/// Inspect a text, JSON or XML file (a multipart part, an inline attachment) as its type says;
-/// what is found is named by the field that carries the file (`content.attachment.data`), where
-/// the access record and the route's exclusions look for it, not by a path inside the file.
-fn inspect_file(content: &[u8], kind: &BodyKind, field: &str, found: &mut Findings) {
-    let mut inside = Findings::default();
-    inspect_body(content, kind, &mut inside);
-    for finding in inside.list {
-        found.add(Some(finding.hit), Place::Body, || field.to_owned());
-    }
-}
-
 /// Inspect a body that is not a file or multipart (those [`check_body`] takes apart).
 fn inspect_body(body: &[u8], kind: &BodyKind, found: &mut Findings) {
     match kind {
@@ -1108,8 +1205,8 @@ fn text_body(body: &[u8], found: &mut Findings) {
 
 /// An XML body ([`xml`]), inspected; the files it carries inline are left to the caller.
 fn xml_body(body: &[u8], found: &mut Findings) {
-    // A file inside an inline XML file is not looked for: a FHIR resource carries its files
-    // itself, not inside another file.
+    // A multipart body's text part (no file name) is a value, not a document: a file inside
+    // it is not looked for. Inline and uploaded XML files go through `inline_document`.
     let _ = xml_body_read(body, found, &[]);
 }
 

@@ -560,6 +560,38 @@ async fn inline_files_that_hide_or_cannot_be_disarmed_are_refused_r_waf_2() {
             400,
             "protocol.malformed_body",
         ),
+        // Inside an inline FHIR document, as in the body itself: an archive, a PDF that
+        // says it is an image; and files three deep, which the gateway does not take apart.
+        (
+            "/notes/9",
+            document_reference(
+                "application/fhir+json",
+                &document_reference("application/zip", b"PK\x03\x04anything"),
+            ),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/notes/10",
+            document_reference(
+                "application/fhir+json",
+                &document_reference("image/gif", &hostile_pdf()),
+            ),
+            415,
+            "inspect.file_refused",
+        ),
+        (
+            "/notes/11",
+            document_reference(
+                "application/fhir+json",
+                &document_reference(
+                    "application/fhir+json",
+                    &document_reference("application/pdf", &hostile_pdf()),
+                ),
+            ),
+            415,
+            "inspect.file_refused",
+        ),
         // A route that lists files accepts inline only those types.
         (
             "/uploads/1",
@@ -578,6 +610,89 @@ async fn inline_files_that_hide_or_cannot_be_disarmed_are_refused_r_waf_2() {
         s.upstream.requests().is_empty(),
         "a refused inline file reached the upstream"
     );
+}
+
+/// A FHIR document sent inline (a DocumentReference attached to another, as a document
+/// Bundle is) carries files of its own: they are disarmed as the body's own are, and the
+/// document is written anew around them (R-WAF-2).
+#[tokio::test(flavor = "multi_thread")]
+async fn files_inside_an_inline_fhir_document_are_disarmed_r_waf_2() {
+    let s = setup().await;
+    let inner = document_reference("application/pdf", &hostile_pdf());
+    let body = document_reference("application/fhir+json", &inner);
+    let reply = send(&s, "/notes/nested", "application/fhir+json", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // The field changed, named through the file that carries it.
+    assert_eq!(
+        reply.headers["phr-neutralised"],
+        "content.attachment.data/content.attachment.data"
+    );
+    let seen = s.forwarded("/notes/nested");
+    let forwarded_inner = inline_file(&seen.body);
+    assert_pdf_disarmed(&inline_file(&forwarded_inner));
+    // The inner document is otherwise as sent: its decimal keeps its trailing zero.
+    let inner_text = String::from_utf8(forwarded_inner).unwrap();
+    assert!(
+        inner_text.contains(r#""valueDecimal":5.60"#),
+        "{inner_text}"
+    );
+    assert!(inner_text.contains("健診結果 2026"));
+    let changes = s.record(&reply)["changes"].to_string();
+    assert!(
+        changes.contains("disarmed:content.attachment.data/content.attachment.data:pdf:JavaScript"),
+        "{changes}"
+    );
+    // The same document in FHIR's XML form, sent inline as `application/fhir+xml`.
+    let xml = document_reference_xml("application/pdf", &hostile_pdf());
+    let body = document_reference("application/fhir+xml", xml.as_bytes());
+    let reply = send(&s, "/notes/nested-xml", "application/fhir+json", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let forwarded_xml =
+        String::from_utf8(inline_file(&s.forwarded("/notes/nested-xml").body)).unwrap();
+    let (_, rest) = forwarded_xml.split_once(r#"<data value=""#).unwrap();
+    let (data, after) = rest.split_once('"').unwrap();
+    use base64::Engine as _;
+    assert_pdf_disarmed(
+        &base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    );
+    assert!(after.contains(r#"<title value="checkup.pdf"/>"#), "{after}");
+    // The same document uploaded as a multipart file.
+    let (content_type, body) = multipart(&[(
+        "document",
+        Some("summary.json"),
+        "application/fhir+json",
+        &inner,
+    )]);
+    let reply = send(&s, "/notes/nested-multipart", &content_type, body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.headers["phr-neutralised"],
+        "document/content.attachment.data"
+    );
+    let seen = s.forwarded("/notes/nested-multipart");
+    let boundary = phr_gateway::inspect::multipart::boundary(&content_type).unwrap();
+    let parts = phr_gateway::inspect::multipart::parse(&seen.body, boundary)
+        .unwrap()
+        .parts;
+    assert_pdf_disarmed(&inline_file(parts[0].content));
+    // An inline document whose files need no change is forwarded byte for byte.
+    let plain = document_reference(
+        "application/fhir+json",
+        &document_reference("text/plain", b"BP 120/80"),
+    );
+    let reply = send(&s, "/notes/plain", "application/fhir+json", plain.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(!reply.headers.contains_key("phr-neutralised"));
+    assert_eq!(s.forwarded("/notes/plain").body, plain);
+    // An attack in the inner document's own file is found and named by the outer field.
+    let attack = document_reference(
+        "application/fhir+json",
+        &document_reference("text/plain", b"<script>alert(1)</script>"),
+    );
+    let reply = send(&s, "/notes/attack", "application/fhir+json", attack).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
 }
 
 /// FHIR's XML form of a DocumentReference with one attachment.
