@@ -558,14 +558,15 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                 let name = part.name.as_deref().unwrap_or_default();
                 let content = match multipart_part(part, route, neutralised, &mut found) {
                     Ok((new, removed)) => {
+                        // A text part changed with nothing disarmed was neutralised.
+                        if new.is_some() && part.filename.is_none() && removed.is_empty() {
+                            changes.push(format!("neutralised:{name}"));
+                        }
                         changes.extend(removed);
                         new
                     }
                     Err(refusal) => return BodyCheck::refuse(refusal),
                 };
-                if content.is_some() && part.filename.is_none() {
-                    changes.push(format!("neutralised:{name}"));
-                }
                 contents.push((part.head, content.map_or(part.content.into(), Into::into)));
             }
             if !changes.is_empty() {
@@ -739,6 +740,18 @@ fn multipart_part(
             Place::Body,
             field,
         );
+    }
+    // A JSON or XML part (a FHIR resource beside the files of an upload) carries a document:
+    // read as one, its own inline files are held to the file rules.
+    if let Some(kind) = part
+        .content_type
+        .as_deref()
+        .map(body_kind)
+        .filter(|kind| matches!(kind, BodyKind::Json | BodyKind::Xml))
+    {
+        if let Some(file) = inline_document(content, name, &kind, route, found, 0)? {
+            return Ok((Some(file.content), file.removed));
+        }
     }
     Ok((neutralise::part(name, content, neutralised), Vec::new()))
 }
@@ -1205,8 +1218,9 @@ fn text_body(body: &[u8], found: &mut Findings) {
 
 /// An XML body ([`xml`]), inspected; the files it carries inline are left to the caller.
 fn xml_body(body: &[u8], found: &mut Findings) {
-    // A multipart body's text part (no file name) is a value, not a document: a file inside
-    // it is not looked for. Inline and uploaded XML files go through `inline_document`.
+    // Reached from `inspect`, the head-and-body view without files: the proxy's XML bodies,
+    // and XML files inline or in a multipart body, go through `xml_body_read` and have their
+    // own files collected (`check_body`, `inline_document`).
     let _ = xml_body_read(body, found, &[]);
 }
 

@@ -659,17 +659,21 @@ async fn files_inside_an_inline_fhir_document_are_disarmed_r_waf_2() {
     );
     assert!(after.contains(r#"<title value="checkup.pdf"/>"#), "{after}");
     // The same document uploaded as a multipart file.
-    let (content_type, body) = multipart(&[(
-        "document",
-        Some("summary.json"),
-        "application/fhir+json",
-        &inner,
-    )]);
+    // The same document uploaded as a multipart file, and as a part without a file name.
+    let (content_type, body) = multipart(&[
+        (
+            "document",
+            Some("summary.json"),
+            "application/fhir+json",
+            &inner,
+        ),
+        ("resource", None, "application/fhir+json", &inner),
+    ]);
     let reply = send(&s, "/notes/nested-multipart", &content_type, body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(
         reply.headers["phr-neutralised"],
-        "document/content.attachment.data"
+        "document/content.attachment.data, resource/content.attachment.data"
     );
     let seen = s.forwarded("/notes/nested-multipart");
     let boundary = phr_gateway::inspect::multipart::boundary(&content_type).unwrap();
@@ -677,6 +681,7 @@ async fn files_inside_an_inline_fhir_document_are_disarmed_r_waf_2() {
         .unwrap()
         .parts;
     assert_pdf_disarmed(&inline_file(parts[0].content));
+    assert_pdf_disarmed(&inline_file(parts[1].content));
     // An inline document whose files need no change is forwarded byte for byte.
     let plain = document_reference(
         "application/fhir+json",
