@@ -1416,6 +1416,10 @@ mod tests {
             "[Nursing Shift Note]\nNurse: Inez Gill\nBP 120/69, HR 83",
             "Pain 4/10\nLocation: lower back\nConnection: none noted",
             "Diet\nCookie: 2 pieces\nHost: Dr. Tanaka\nAuthorization: signed by parent",
+            // A diary's and a chart's lines that start with a word a shell also knows.
+            "Diary:\nSleep 6 hours, woke twice\nSleep 6.5 hours\nSleep - poor",
+            "Infant check\nHead 54 cm circumference\nID 12345 verified",
+            "Seen today.\nID card renewed at the front desk.\nCat scan booked",
         ];
         let json = [("content-type", "application/fhir+json")];
         let text = [("content-type", "text/plain; charset=utf-8")];
