@@ -1665,26 +1665,23 @@ fn split_word(folded: &str) -> Option<Hit> {
     };
     let split = memchr::memchr2_iter(b'$', b'`', text).any(|at| {
         let before = letter(at.checked_sub(1));
-        let (filler, ends_word) = match (text[at], text.get(at + 1)) {
-            (b'$', Some(b'@' | b'!' | b'*' | b'?' | b'-' | b'_' | b'$' | b'#')) => (2, false),
-            (b'$', Some(b'(')) if text.get(at + 2) == Some(&b')') => (3, true),
-            (b'$', Some(b'{')) if text.get(at + 2) == Some(&b'}') => (3, true),
-            (b'`', Some(b'`')) => (2, true),
-            (b'$', Some(b'a'..=b'z')) => {
-                let name = text[at + 1..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'_')
-                    .count();
-                let next = at + 1 + name;
-                let joined = text.get(next) == Some(&b'$')
-                    && text
-                        .get(next + 1)
-                        .is_some_and(|b| b.is_ascii_lowercase() || matches!(b, b'_' | b'{'));
-                return joined
-                    || (before && name <= 4 && word_end(next) && joins_command(at, next));
-            }
-            _ => return false,
+        if text[at] == b'$' && text.get(at + 1).is_some_and(u8::is_ascii_lowercase) {
+            let name = text[at + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'_')
+                .count();
+            let next = at + 1 + name;
+            let joined = text.get(next) == Some(&b'$')
+                && text
+                    .get(next + 1)
+                    .is_some_and(|b| b.is_ascii_lowercase() || matches!(b, b'_' | b'{'));
+            return joined || (before && name <= 4 && word_end(next) && joins_command(at, next));
+        }
+        let Some(filler) = filler_at(&text[at..]) else {
+            return false;
         };
+        // An empty substitution also ends a word before its space (`ping$() 127.0.0.1`).
+        let ends_word = filler == 3 || text[at] == b'`';
         before
             && (letter(Some(at + filler)) || (ends_word && text.get(at + filler) == Some(&b' ')))
             && joins_command(at, at + filler)
