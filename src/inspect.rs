@@ -171,10 +171,17 @@ impl RouteInspection {
             .collect()
     }
 
-    /// Whether `finding` is in a field this route neutralises rather than refuses.
+    /// Whether `finding` is in a field this route neutralises rather than refuses, and of a
+    /// class the fixed rule disarms: markup and SQL need `<`, `>`, `&` or a quote, which
+    /// become entities. A shell command, a lookup (`${jndi:…}`), a template, a path or an
+    /// address is the same text after the rewrite, and is refused there as anywhere.
     pub fn neutralises(&self, finding: &Finding) -> bool {
         self.mode == Mode::Neutralise
             && finding.place == Place::Body
+            && matches!(
+                finding.hit.class,
+                detect::Class::Xss | detect::Class::Sqli | detect::Class::Xxe
+            )
             && self.neutralise.contains(&finding.field)
     }
 

