@@ -562,13 +562,8 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
             let (boundary, multipart::Multipart { parts, newline }) = parts;
             let mut contents: Vec<(&[u8], std::borrow::Cow<'_, [u8]>)> = Vec::new();
             for part in &parts {
-                let name = part.name.as_deref().unwrap_or_default();
                 let content = match multipart_part(part, route, neutralised, &mut found) {
                     Ok((new, removed)) => {
-                        // A text part changed with nothing disarmed was neutralised.
-                        if new.is_some() && part.filename.is_none() && removed.is_empty() {
-                            changes.push(format!("neutralised:{name}"));
-                        }
                         changes.extend(removed);
                         new
                     }
@@ -697,7 +692,7 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
 
 /// One multipart part: a file is disarmed (its file name inspected), a text part inspected
 /// and, when the route names it, neutralised. Returns its new content, if any, and what was
-/// removed from it.
+/// changed (`disarmed:…`, `neutralised:…`) for the access record.
 fn multipart_part(
     part: &multipart::Part<'_>,
     route: &RouteInspection,
@@ -750,6 +745,7 @@ fn multipart_part(
     }
     // A JSON or XML part (a FHIR resource beside the files of an upload) carries a document:
     // read as one, its own inline files are held to the file rules.
+    let (mut new, mut changes) = (None, Vec::new());
     if let Some(kind) = part
         .content_type
         .as_deref()
@@ -757,10 +753,16 @@ fn multipart_part(
         .filter(|kind| matches!(kind, BodyKind::Json | BodyKind::Xml))
     {
         if let Some(file) = inline_document(content, name, &kind, route, found, 0)? {
-            return Ok((Some(file.content), file.removed));
+            (new, changes) = (Some(file.content), file.removed);
         }
     }
-    Ok((neutralise::part(name, content, neutralised), Vec::new()))
+    // A named part is neutralised as well, its files rebuilt or not: its findings were let
+    // through on the strength of that rewrite.
+    if let Some(neutral) = neutralise::part(name, new.as_deref().unwrap_or(content), neutralised) {
+        changes.push(format!("neutralised:{name}"));
+        new = Some(neutral);
+    }
+    Ok((new, changes))
 }
 
 /// The files a JSON body carries inline, disarmed.

@@ -166,6 +166,49 @@ async fn an_inline_file_is_disarmed_beside_a_neutralised_field_r_waf_2_r_waf_4()
     assert!(changes.contains("neutralised:note.text"), "{changes}");
 }
 
+/// A named multipart part that is a FHIR document with a file inside: the file is disarmed
+/// and the part still neutralised (its markup was let through on the strength of that).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_part_is_neutralised_when_its_files_are_disarmed_too_r_waf_2_r_waf_4() {
+    use base64::Engine as _;
+    let s = setup().await;
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, 1, 1);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder
+            .add_text_chunk("Comment".into(), "patient: Yamada Taro".into())
+            .unwrap();
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[90u8; 3]).unwrap();
+    }
+    let document = format!(
+        r#"{{"resourceType":"Media","note":[{{"text":"<b>rash</b>"}}],"content":{{"contentType":"image/png","data":"{}"}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    let body = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"comment\"\r\nContent-Type: application/json\r\n\r\n{document}\r\n--b--\r\n"
+    );
+    let reply = send(
+        &s,
+        "POST",
+        "/diary/part",
+        "multipart/form-data; boundary=b",
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = String::from_utf8(s.forwarded("/diary/part").body.to_vec()).unwrap();
+    assert!(!seen.contains("<b>"), "markup forwarded: {seen}");
+    assert!(seen.contains("&lt;b&gt;"), "{seen}");
+    let changes = s.record(&reply)["changes"].to_string();
+    assert!(
+        changes.contains("disarmed:comment/content.data:png:tEXt"),
+        "{changes}"
+    );
+    assert!(changes.contains("neutralised:comment"), "{changes}");
+}
+
 /// The same fields in FHIR's XML form: each value rewritten in place, escaped again for XML
 /// so that the backend's parser reads the entities the JSON form carries; every other byte
 /// as sent. (Before the XML body was parsed, its findings named no field and were refused.)

@@ -69,9 +69,10 @@ pub fn normalise(raw: &[u8], plus: Plus) -> Normalised<'_> {
 
 /// Normalise one value known to be UTF-8 (a JSON string, an XML value): its bytes are not
 /// checked again. Its percent escapes are decoded for the detectors, as a backend that
-/// decodes them again would; but where that decoding makes bytes that are not UTF-8, the
-/// value is refused only for an overlong form (`%C0%AE`, the traversal trick): a password
-/// or a token with `%a6` in it is text, not an encoding attack.
+/// decodes them again would; but where that decoding makes bytes that are not UTF-8 or a
+/// control character, it stops before (an overlong form, `%C0%AE`, the traversal trick, is
+/// still taken and refused): a password or a token with `%a6` or `%0F` in it is text, not an
+/// encoding attack.
 pub fn normalise_str(text: &str, plus: Plus) -> Normalised<'_> {
     quiet(text, plus).unwrap_or_else(|| decode(text.as_bytes(), plus, Context::Text))
 }
@@ -164,7 +165,9 @@ fn decode(raw: &[u8], plus: Plus, context: Context) -> Normalised<'static> {
     let text = match std::str::from_utf8(&bytes) {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => {
-            signals.invalid_utf8 = context == Context::Url || has_overlong(&bytes);
+            // Only a round the backend makes, or an overlong form, is ever taken into bytes
+            // that are not UTF-8 (`second_round_readable`): either is refused.
+            signals.invalid_utf8 = true;
             String::from_utf8_lossy(&bytes)
         }
     };
