@@ -219,7 +219,7 @@ macro_rules! prose_words {
 }
 macro_rules! tool_words {
     () => {
-        r"ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]{3,}|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|unshare|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|aptitude|dpkg|yum|dnf|zypper|pacman|flatpak|podman|c89|c99|gcc[0-9.]*|g\+\+|clang|tclsh|luajit|jjs|jrunscript|irb|nodejs|composer|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin"
+        r"ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]{3,}|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|dpkg|yum|dnf|zypper|flatpak|podman|c89|c99|gcc[0-9.]*|g\+\+|tclsh|luajit|jjs|jrunscript|irb|nodejs|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin"
     };
 }
 macro_rules! shell_words {
@@ -364,8 +364,10 @@ const VALUE_RULES: &[Rule] = &[
         id: "rce-141",
         class: Class::Rce,
         // cmd.exe's conditional, at the start of a value or after `&`: `IF EXIST f CMD`,
-        // `if /i a==b`, `IF %ERRORLEVEL% EQU 2 goto x`, `if "%1"==""`.
-        pattern: r"(?:^|&)\s*if(?:\s+/i\s+|/i\s+|\s+)(?:not\s+)?(?:exist\s|errorlevel\s|defined\s|cmdextversion\s|%|\[|\(|\{|\x22|[^\s=]+\s*={2,3}|\S+\s+(?:equ|neq|lss|leq|gtr|geq)\s)",
+        // `if /i a==b`, `IF %ERRORLEVEL% EQU 2 goto x`, `if "%1"==""`. A bracket or a quote
+        // after `if` counts only with the comparison: "If (yet) known", "If "SHALL NOT" is
+        // desired" are sentences.
+        pattern: r"(?:^|&)\s*if(?:\s+/i\s+|/i\s+|\s+)(?:not\s+)?(?:exist\s|errorlevel\s|defined\s|cmdextversion\s|%|\(\s*$|\x22[^\x22]*\x22\s*={2,3}|[^\s=]+\s*={2,3}|\S+\s+(?:equ|neq|lss|leq|gtr|geq)\s)",
     },
     Rule {
         id: "rce-105",
@@ -374,12 +376,16 @@ const VALUE_RULES: &[Rule] = &[
         // managers, tracing and network tools, configuration tools), at the start of a value
         // or after a shell separator, followed by what a shell reads next. AppArmor's `aa-`
         // tools have names of three letters or more: `aa-ET` is a language tag (Afar).
+        // Programs named as English words are (an aptitude test, a psychiatric "clang
+        // association", a composer) count only after a separator.
         pattern: concat!(
             r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?",
             shell_path!(),
             r"?(?:",
             tool_words!(),
-            r")(?:\s|$|[;|&<>`'\x22)])",
+            r")(?:\s|$|[;|&<>`'\x22)])|(?:[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?",
+            shell_path!(),
+            r"?(?:aptitude|clang|composer|pacman|unshare)(?:\s|$|[;|&<>`'\x22)])",
         ),
     },
     Rule {
@@ -396,9 +402,10 @@ const VALUE_RULES: &[Rule] = &[
         // then an option (`cat -n`, `perl -e`), a path (`cat /path/file.gz`, `sh ./x`) or a
         // program it runs (`time sh -c whoami`, `nohup curl …`). Words that are also
         // English (`time`, `head`, `more`, `find`) are held by what follows: prose puts no
-        // `-x` option or `/path` after them, nor `curl`. A `+x` option (`alias +m`) and a
-        // `user@host` (`ssh-copy-id user@server`) count as options.
-        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar|alias|date|ssh-copy-id|ll|set|ex|rc)['\x22]?\s+(?:-{1,2}[a-z]|\+[a-z]|[a-z0-9._-]+@[a-z0-9]|/(?:[a-z0-9.~_\[*?-]|[;|&]|$)|~/|\.\.?/|\$[a-z({]|[a-z0-9_-]+\.(?:sh|bash|py|pl|rb|php)(?:\s|$)|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|who|uname|ifconfig|cscli|bsdtar)(?:\s|$))",
+        // `-x` option or `/path` after them, nor `curl`; so are programs named as English
+        // words are (an aptitude test, a psychiatric "clang association", a composer). A `+x`
+        // option (`alias +m`) and a `user@host` (`ssh-copy-id user@server`) count as options.
+        pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar|alias|date|ssh-copy-id|ll|set|ex|rc|aptitude|clang|composer|pacman|unshare)['\x22]?\s+(?:-{1,2}[a-z]|\+[a-z]|[a-z0-9._-]+@[a-z0-9]|/(?:[a-z0-9.~_\[*?-]|[;|&]|$)|~/|\.\.?/|\$[a-z({]|[a-z0-9_-]+\.(?:sh|bash|py|pl|rb|php)(?:\s|$)|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|who|uname|ifconfig|cscli|bsdtar)(?:\s|$))",
     },
     Rule {
         id: "rce-200",
@@ -441,7 +448,11 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "php-100",
         class: Class::Php,
-        pattern: r"<\?(?:php|=)|\b(?:system|exec|shell_exec|passthru|popen|proc_open|eval|assert|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include|include_once|require|require_once|unserialize|str_rot13|gzinflate)\s*(?:/\*.*?\*/\s*)*\(",
+        // PHP's code-running functions called. Those whose names are English words
+        // (`system`, `include`, `require`, `assert`) count glued to their parenthesis, or with a
+        // quote, a variable or nothing inside: "the nervous system (CNS)", "symptoms include
+        // (fever)" and a plural's "system(s)" are prose.
+        pattern: r"<\?(?:php|=)|\b(?:exec|eval|shell_exec|passthru|popen|proc_open|base64_decode|file_get_contents|file_put_contents|fopen|readfile|phpinfo|call_user_func(?:_array)?|create_function|preg_replace|include_once|require_once|unserialize|str_rot13|gzinflate)\s*(?:/\*.*?\*/\s*)*\(|\b(?:system|assert|include|require)(?:/\*.*?\*/)*\((?:$|[^se\s]|s[^)]|e[^s]|es[^)])|\b(?:system|assert|include|require)\s*(?:/\*.*?\*/\s*)*\(\s*(?:['\x22$`)]|$)",
     },
     Rule {
         id: "php-140",
@@ -460,13 +471,16 @@ const VALUE_RULES: &[Rule] = &[
         class: Class::Php,
         // A dangerous function's name spelled as a string and called, indexed from an array,
         // or built from short string pieces: `"system"(ls)`, `[system][0](ls)`,
-        // `'sys'.'tem'`.
-        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]|['"][a-z]{1,5}['"](?:\.|\s+\.\s*)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
+        // `(['system'])[0](…)`, `'sys'.'tem'` (FHIR's `[system]|[code]`, a token's format,
+        // is no call).
+        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]\s*\)?\s*[\[(]|['"][a-z]{1,5}['"](?:\.|\s+\.\s*)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
     },
     Rule {
         id: "java-100",
         class: Class::Java,
-        pattern: r"java\.(?:lang|io|net|util|beans|rmi)\.|\bjava\.runtime\b|javax\.|runtime\s*\.\s*getruntime|processbuilder|classloader|\.getclass\s*\(|\.forname\s*\(|\.getmethod\s*\(|\.invoke\s*\(|\bognl\b|@java\.|xwork|struts|#_memberaccess|#context|\.newinstance\s*\(|freemarker\.template|velocity",
+        // Velocity and Struts only as Java names: "peak velocity" and a stent's struts are
+        // in every echocardiography and cardiology report.
+        pattern: r"java\.(?:lang|io|net|util|beans|rmi)\.|\bjava\.runtime\b|javax\.|runtime\s*\.\s*getruntime|processbuilder|classloader|\.getclass\s*\(|\.forname\s*\(|\.getmethod\s*\(|\.invoke\s*\(|\bognl\b|@java\.|xwork|#_memberaccess|#context|\.newinstance\s*\(|freemarker\.template|org\.apache\.(?:velocity|struts)|\bvelocity(?:engine|context)\b|\bstruts2?\.[a-z]",
     },
     Rule {
         id: "java-110",
@@ -499,7 +513,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "sqli-110",
         class: Class::Sqli,
-        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)|\b(?:utl_(?:http|inaddr|smtp|tcp|file)|dbms_(?:pipe|lock|xmlgen|java|export_extension)|ctxsys\.drithsx)\s*\.\s*[a-z_]+",
+        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'(?:[\d'\s+]|[^']*$|[^']*'[\s+]*(?:[=<>!]|like\b|is\b|in\b|regexp\b|rlike\b|between\b|\|\||&&|--|#|/\*|;|\)[\s+]*(?:--|#|/\*|;|$)))|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)|\b(?:utl_(?:http|inaddr|smtp|tcp|file)|dbms_(?:pipe|lock|xmlgen|java|export_extension)|ctxsys\.drithsx)\s*\.\s*[a-z_]+",
     },
     Rule {
         id: "rce-130",
@@ -2351,7 +2365,7 @@ fn libinjection_sqli(decoded: &str) -> bool {
         || (memchr::memchr2(b'(', b')', bytes).is_some()
             && !prose_parentheses(bytes)
             && !prose_parentheticals(bytes));
-    if !breaks_out {
+    if !breaks_out || arithmetic_formula(bytes) {
         return false;
     }
     // A percentage (`HbA1c 5.6% (normal)`, `pain 50% (severe)`, `6.2%（基準値内）`) reads to
@@ -2380,6 +2394,74 @@ fn libinjection_sqli(decoded: &str) -> bool {
         return libinjectionrs::detect_sqli(&without).is_injection();
     }
     libinjectionrs::detect_sqli(bytes).is_injection()
+}
+
+/// Whether `text` is a formula as clinical notes and calculators write one (`eGFR = 141 *
+/// min(Scr/0.9, 1)^-0.411`, `QTc = QT / sqrt(RR)`, `CrCl = (140 - age) * weight / (72 *
+/// Scr)`): a name, one `=`, then numbers, names, `+ - * / ^`, commas, brackets and the
+/// arithmetic functions. libinjection reads `name = … f(` as an injected expression; a value
+/// with no quote, comment, `;`, second comparison, SQL keyword or other function adds no
+/// condition, subquery or call to a query it lands in.
+fn arithmetic_formula(text: &[u8]) -> bool {
+    const FUNCTIONS: [&[u8]; 10] = [
+        b"sqrt", b"min", b"max", b"log", b"log10", b"ln", b"exp", b"abs", b"pow", b"round",
+    ];
+    const KEYWORDS: [&[u8]; 29] = [
+        b"and", b"or", b"xor", b"not", b"div", b"mod", b"like", b"rlike", b"regexp", b"is", b"in",
+        b"between", b"null", b"select", b"union", b"from", b"where", b"case", b"when", b"then",
+        b"else", b"end", b"having", b"order", b"group", b"by", b"limit", b"into", b"exists",
+    ];
+    let Some(equals) = memchr::memchr(b'=', text) else {
+        return false;
+    };
+    let (name, expression) = (&text[..equals], &text[equals + 1..]);
+    let keyword = |word: &[u8]| KEYWORDS.contains(&&word.to_ascii_lowercase()[..]);
+    if !name
+        .trim_ascii()
+        .first()
+        .is_some_and(u8::is_ascii_alphabetic)
+        || !name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b' ')
+        || name.split(|&b| b == b' ').any(keyword)
+    {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut at = 0;
+    let mut previous = b'=';
+    while at < expression.len() {
+        let b = expression[at];
+        if b.is_ascii_alphabetic() || b == b'_' {
+            let end = expression[at..]
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                .map_or(expression.len(), |len| at + len);
+            let word = expression[at..end].to_ascii_lowercase();
+            let called = expression[end..].trim_ascii_start().first() == Some(&b'(');
+            if keyword(&word) || (called && !FUNCTIONS.contains(&&word[..])) {
+                return false;
+            }
+            at = end;
+            previous = b'a';
+            continue;
+        }
+        match b {
+            // `--` and `/*` open SQL comments.
+            b'-' if previous == b'-' => return false,
+            b'*' if previous == b'/' => return false,
+            b'0'..=b'9' | b'.' | b' ' | b',' | b'+' | b'-' | b'*' | b'/' | b'^' | b'[' | b']' => {}
+            b'(' => depth += 1,
+            b')' => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => return false,
+        }
+        previous = b;
+        at += 1;
+    }
+    depth == 0
 }
 
 /// A condition made always true by comparing a thing with itself after `or` or `and`
@@ -3622,6 +3704,32 @@ mod tests {
     const ATTACKS: &[(&str, &str)] = &[
         ("1' OR '1'='1", "sqli"),
         ("() { :; }; echo vulnerable", "rce"),
+        // What stays refused of the shapes prose shares (2026-11-28, eleventh session): PHP's
+        // English-named functions called as code, quoted words joined as SQL compares them,
+        // cmd.exe's `if` with a comparison, Java's Velocity and Struts by package, programs
+        // named as English words after a separator, an array-held function name called.
+        ("system('id')", "php"),
+        ("system (\"ls\")", "php"),
+        ("include($x)", "php"),
+        ("require ('http://x/s.txt')", "php"),
+        ("exec (blah)", "php"),
+        ("(['system'])[0]('uname');", "php"),
+        ("x' OR 'y' LIKE 'y", "sqli"),
+        ("a' or 'b' is not null --", "sqli"),
+        ("admin' or 'x", "sqli"),
+        ("if \"%1\"==\"\" goto x", "rce"),
+        ("if (", "rce"),
+        ("x; aptitude install nmap", "rce"),
+        ("a|clang -o x x.c", "rce"),
+        ("org.apache.velocity.app.VelocityEngine", "java"),
+        // What a formula carries that no formula needs: a call other than arithmetic, a
+        // subquery, a condition, a keyword in the name.
+        ("id = 1 * sleep(5)", "sqli"),
+        ("a = 1*(select 1)", "sqli"),
+        ("x = 1 or 1=1", "sqli"),
+        ("x = if(1,2,3)", "sqli"),
+        ("HOPE AND 8=(3)", "sqli"),
+        ("struts2.xml", "java"),
         // rce-100 at a line's start: a prose word alone on its line, or before what a
         // shell reads; rce-220 across several empty pieces; rce-105's AppArmor tools;
         // BeanShell's gadget classes.
