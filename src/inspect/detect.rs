@@ -516,6 +516,19 @@ const VALUE_RULES: &[Rule] = &[
         pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'(?:[\d'\s+]|[^']*$|[^']*'[\s+]*(?:[=<>!]|like\b|is\b|in\b|regexp\b|rlike\b|between\b|\|\||&&|--|#|/\*|;|\)[\s+]*(?:--|#|/\*|;|$)))|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)|\b(?:utl_(?:http|inaddr|smtp|tcp|file)|dbms_(?:pipe|lock|xmlgen|java|export_extension)|ctxsys\.drithsx)\s*\.\s*[a-z_]+",
     },
     Rule {
+        id: "sqli-140",
+        class: Class::Sqli,
+        // The long payloads of injection tools (sqlmap's boundaries and tests), which
+        // libinjection's fingerprints of the first tokens do not reach: after `and`/`or`, a
+        // number compared with a subquery or a call (`AND 4217=BIN_SHL(CAST(…`, `OR
+        // 4217=(SELECT COUNT(*)…`) or a string with a call, or numbers compared (`having
+        // 1=1`, `or not 1=1`); `case … when …
+        // then … end`; a string joined to a subquery (`'x'||(SELECT`); `cast(… as int)`;
+        // MySQL's `in boolean mode)`; `select count(*`, `(select * from`; a conditional
+        // call on a comparison of numbers (`elt(4217=4217,…)`, `iif(1=1,…)`).
+        pattern: r"\b(?:and|or|having|where|xor)[\s+]+(?:\(\s*)?\d+\s*(?:=|<>|!=|<|>|\s+in\s+)\s*\(?\s*(?:select\b|[a-z_][a-z0-9_.$]*\s*\()|\b(?:and|or|having|xor)[\s+]+(?:not[\s+]+)?\d+\s*=\s*\d+|\b(?:and|or)[\s+]+'[^']*'\s*=\s*[a-z_][a-z0-9_.]*\s*\(|\bcase\s+(?:\d+\s+)?when\b[^;]*\bthen\b[^;]*\bend\b|\|\|\s*\(\s*select\b|'\s*\+\s*\(\s*select\b|\bcast\s*\([^;]*\bas\s+(?:int|integer|bigint|smallint|varchar|char|nchar|numeric|decimal|signed|unsigned|text|binary|number|float|real)\b|\bin\s+boolean\s+mode\s*\)|\bselect\s+count\s*\(\s*(?:\*|\w+\s*\()|\(\s*select\s+\*\s+from\b|\b(?:elt|iif|if|ifnull|nullif|decode|choose)\s*\(\s*\d+\s*=\s*\d+\s*,",
+    },
+    Rule {
         id: "rce-130",
         class: Class::Rce,
         pattern: r"\b(?:invoke-(?:webrequest|expression|command|item|restmethod|wmimethod)|iex|iwr|iwmi|start-process|new-object\s+net\.webclient|downloadstring|downloadfile|set-executionpolicy)\b[\s(]",
@@ -3729,6 +3742,15 @@ mod tests {
         ("x = 1 or 1=1", "sqli"),
         ("x = if(1,2,3)", "sqli"),
         ("HOPE AND 8=(3)", "sqli"),
+        // sqlmap's payloads past libinjection's fingerprints (sqli-140).
+        ("1' AND 4217=bit_shift(CAST('q'||(SELECT CASE WHEN (4217=4217) THEN 1 ELSE 0 END)||'q' AS INTEGER),1)-- -", "sqli"),
+        ("-4217 OR 4217=(SELECT COUNT(*) FROM GENERATE_SERIES(1,5000000))", "sqli"),
+        ("1\" OR ERROR(CONCAT('q',(SELECT (CASE WHEN (1=1) THEN '1' ELSE '0' END)),'q')) IS NOT NULL", "sqli"),
+        ("1' IN BOOLEAN MODE) AND 4217=INET_ATON('q')#", "sqli"),
+        ("1*/ OR ELT(4217=4217,8851)/*", "sqli"),
+        ("1$$ HAVING 4217=4217-- -", "sqli"),
+        ("1' OR 'kWxq'=REGEXP_SUBSTRING(REPEAT(RIGHT(CHAR(4217),0),500000000),NULL)-- -", "sqli"),
+        ("1' OR NOT 4217=4217#", "sqli"),
         ("struts2.xml", "java"),
         // rce-100 at a line's start: a prose word alone on its line, or before what a
         // shell reads; rce-220 across several empty pieces; rce-105's AppArmor tools;
