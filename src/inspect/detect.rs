@@ -2870,7 +2870,8 @@ const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
 /// `Body mass index (BMI) [Ratio]`, `検査（基準値内）` once folded), in a value with no word
 /// that joins SQL conditions. libinjection spends tens of thousands of instructions on such
 /// a value (it looks up every pair of words), and clinical text is full of them. A `(` is
-/// prose after a space, the start or a character that is not ASCII, and before a letter
+/// prose after a space, the start, a character that is not ASCII or a hyphen glued to a
+/// word (a chemical name's `4-(dimethylamino)`), and before a letter
 /// or such a character, unless the word it opens starts a subquery or an expression
 /// (`(select`, `(case`, `(true`); a `)` is prose after a letter, a `.` or such a
 /// character. A call (`sleep(5)`), a number in parentheses (`(1)`, `1234.5)`), a
@@ -2878,7 +2879,10 @@ const JOINS_CONDITIONS: [&[u8]; 5] = [b"or", b"and", b"xor", b"div", b"like"];
 /// libinjection's.
 fn prose_parentheses(text: &[u8]) -> bool {
     let prose_open = |at: usize| {
-        let before_ok = at == 0 || text[at - 1] == b' ' || !text[at - 1].is_ascii();
+        // A chemical name's hyphen glued to a locant or a prefix opens one too:
+        // `4-(dimethylamino)benzoic acid`, `beta-(…)`.
+        let hyphenated = at >= 2 && text[at - 1] == b'-' && text[at - 2].is_ascii_alphanumeric();
+        let before_ok = at == 0 || text[at - 1] == b' ' || !text[at - 1].is_ascii() || hyphenated;
         let after = text.get(at + 1).copied();
         before_ok
             && match after {
@@ -4577,6 +4581,9 @@ mod tests {
             "Service User (Logon)",
             "take with food (q.d.)",
             "while (foo) is bar.",
+            "4-(Dimethylamino)benzoic acid",
+            "2-(aminomethyl)phenol",
+            "3-(N-morpholino)propanesulfonic acid",
         ] {
             assert!(prose_parentheses(prose.as_bytes()), "{prose}");
             assert!(!libinjection_sqli(prose), "{prose}");
@@ -4595,6 +4602,9 @@ mod tests {
             "(note) and more",
             "FormatCode(s)",
             "id having (1 or true)",
+            "1-(select 1)",
+            "1-(2)",
+            "x -(a)",
         ] {
             assert!(!prose_parentheses(code.as_bytes()), "{code}");
         }
