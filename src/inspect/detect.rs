@@ -315,14 +315,15 @@ const VALUE_RULES: &[Rule] = &[
             // A prose word after the separator and a space, or at a line's start (`ID card
             // renewed`, `Cat scan booked`: a note's line): only before what a shell reads. A
             // number counts where the command would end after it (`; sleep 5`, `⏎ping
-            // 10.0.0.1 -c 1`), not before a unit (`Sleep 6 hours`, `Head 54 cm`); a file name
+            // 10.0.0.1 -c 1`, `⏎sleep 5#`, a comment glued on), not before a unit (`Sleep 6
+            // hours`, `Head 54 cm`) nor a hashtag after a space (`Sleep 6 #tired`); a file name
             // has a letter (`cat x.txt`, not `Sleep 6.5 hours`); an option is a dash glued to
             // its letter (`-c`, `--help`; `Sleep - poor` is a dash in prose).
             r"|(?:[;&]\s+|\n\s*)(?:\.\s+)?['\x22]?",
             shell_path!(),
             r"?(?:",
             prose_words!(),
-            r")['\x22]?(?:\s+(?:-[-a-z0-9]|/|~/|\./|\$|\d[\d.:]*(?:\s*(?:$|[;&|\n<>`)'\x22])|\s+-)|['\x22|&`]|[<>]+\s*(?:[^\s\d]|\d+\.[a-z])|[a-z0-9_-]*[a-z_-][a-z0-9_-]*\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
+            r")['\x22]?(?:\s+(?:-[-a-z0-9]|/|~/|\./|\$|\d[\d.:]*(?:#|\s*(?:$|[;&|\n<>`)'\x22])|\s+-)|['\x22|&`]|[<>]+\s*(?:[^\s\d]|\d+\.[a-z])|[a-z0-9_-]*[a-z_-][a-z0-9_-]*\.[a-z0-9]{1,4}(?:\s|$))|[<>|`])",
             // A line that is a prose word alone (`127.0.0.1⏎id`, `x⏎ls⏎`): a note's line is
             // more than that.
             r"|\n\s*(?:\.\s+)?['\x22]?",
@@ -3766,6 +3767,7 @@ mod tests {
         ("a\nsleep 10\nb", "rce"),
         ("x; ping 10.0.0.1 -c 3", "rce"),
         ("x; sleep 5 && curl x", "rce"),
+        ("1'\nsleep 5#", "rce"),
         ("x; kill 1234", "rce"),
         ("x; cat notes.txt", "rce"),
         ("w$@ho$@ami", "rce"),
