@@ -2366,7 +2366,8 @@ fn libinjection_sqli(decoded: &str) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |at| at + 1)];
-    let breaks_out = any_byte(unpadded, |b| matches!(b, b'"' | b'`' | b'='))
+    let breaks_out = any_byte(unpadded, |b| matches!(b, b'`' | b'='))
+        || (memchr::memchr(b'"', bytes).is_some() && !quoted_words(bytes))
         || memchr::memchr_iter(b';', bytes).any(|at| !list_semicolon(bytes, at))
         || (memchr::memchr(b'\'', bytes).is_some() && !lone_apostrophe(bytes))
         || memchr::memchr_iter(b'#', bytes).any(|at| !reference_fragment(bytes, at))
@@ -2804,6 +2805,133 @@ fn list_semicolon(text: &[u8], at: usize) -> bool {
         && word.first().is_some_and(u8::is_ascii_alphabetic)
         && !procedure
         && !STATEMENTS.iter().any(|w| word.eq_ignore_ascii_case(w))
+}
+
+/// Whether every double quote of `text` pairs into a quoted word or phrase as prose writes
+/// one (`Rate as "none", "mild", "moderate" or "severe"`, `Label says "take with food"`):
+/// opened after the start, a space or `(` on a letter, closed after a letter before the
+/// end, a space or punctuation, letters, spaces and hyphens between, none of them a word
+/// SQL reads alone (`union`, `select`, `or`, `not`, `by`, …). Read into a backend's
+/// double-quoted literal, each pair closes it and opens it again around bare words, which
+/// without operators, parentheses or keywords add no condition, call or clause; in a
+/// numeric context the text outside the quotes is the bare part, so it holds no digit and no
+/// clause or value word. libinjection is not asked (it read such a list as strings joined by
+/// `or`). `" or "1"="1`, `x" or "a"="a`, `"a" or 1` and `"x" union select "y"` still are.
+fn quoted_words(text: &[u8]) -> bool {
+    const SQL_WORDS: [&[u8]; 50] = [
+        b"union",
+        b"select",
+        b"from",
+        b"where",
+        b"and",
+        b"or",
+        b"xor",
+        b"not",
+        b"like",
+        b"rlike",
+        b"regexp",
+        b"is",
+        b"in",
+        b"between",
+        b"having",
+        b"order",
+        b"group",
+        b"by",
+        b"limit",
+        b"into",
+        b"outfile",
+        b"dumpfile",
+        b"div",
+        b"mod",
+        b"null",
+        b"true",
+        b"false",
+        b"collate",
+        b"escape",
+        b"sounds",
+        b"procedure",
+        b"case",
+        b"when",
+        b"then",
+        b"else",
+        b"end",
+        b"exists",
+        b"all",
+        b"any",
+        b"some",
+        b"distinct",
+        b"as",
+        b"join",
+        b"on",
+        b"using",
+        b"insert",
+        b"update",
+        b"delete",
+        b"drop",
+        b"exec",
+    ];
+    // Outside the quotes, in a numeric context, the text is bare SQL: no digit (`"a" or
+    // 1`), and no word that opens a clause or is a value (`order by`, `true`).
+    const CLAUSE_WORDS: [&[u8]; 22] = [
+        b"union",
+        b"select",
+        b"from",
+        b"where",
+        b"having",
+        b"order",
+        b"group",
+        b"by",
+        b"limit",
+        b"into",
+        b"procedure",
+        b"join",
+        b"insert",
+        b"update",
+        b"delete",
+        b"drop",
+        b"exec",
+        b"sleep",
+        b"benchmark",
+        b"true",
+        b"false",
+        b"null",
+    ];
+    let mut outside_quotes = text.split(|&b| b == b'"').step_by(2);
+    if !outside_quotes.all(|part| {
+        !part.iter().any(u8::is_ascii_digit)
+            && !part
+                .split(|b| !b.is_ascii_alphabetic())
+                .any(|word| CLAUSE_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)))
+    }) {
+        return false;
+    }
+    let mut quotes = memchr::memchr_iter(b'"', text);
+    let mut pairs = 0;
+    while let Some(open) = quotes.next() {
+        let Some(close) = quotes.next() else {
+            return false;
+        };
+        let inside = &text[open + 1..close];
+        let opens = open == 0 || matches!(text[open - 1], b' ' | b'(');
+        let closes = matches!(
+            text.get(close + 1),
+            None | Some(b' ' | b',' | b'.' | b')' | b';' | b':' | b'?' | b'!')
+        );
+        let phrase = inside.len() <= 40
+            && inside.first().is_some_and(u8::is_ascii_alphabetic)
+            && inside.last().is_some_and(u8::is_ascii_alphabetic)
+            && inside
+                .iter()
+                .all(|&b| b.is_ascii_alphabetic() || b == b' ' || b == b'-')
+            && !inside
+                .split(|&b| b == b' ' || b == b'-')
+                .any(|word| SQL_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)));
+        if !(opens && closes && phrase) {
+            return false;
+        }
+        pairs += 1;
+    }
+    pairs > 0
 }
 
 /// Whether the value's only quote is one apostrophe inside a word (`Murphy's`, `can't`,
@@ -4570,6 +4698,35 @@ mod tests {
         assert!(!libinjection_sqli("="));
         assert!(libinjection_sqli("1 or 1=1"));
         assert!(libinjection_sqli("1 or 1=1 limit 1=="));
+    }
+
+    #[test]
+    fn quoted_words_as_prose_writes_them_are_not_sql() {
+        for prose in [
+            "Rate as \"none\", \"mild\", \"moderate\" or \"severe\"",
+            "Label says \"take with food\"",
+            "\"Fasting\" was ticked (\"yes\").",
+        ] {
+            assert!(quoted_words(prose.as_bytes()), "{prose}");
+            assert!(!libinjection_sqli(prose), "{prose}");
+        }
+        for code in [
+            "\" or \"1\"=\"1",
+            "x\" or \"a\"=\"a",
+            "\"x\" union select \"y\"",
+            "a \"union select password from users where\" 1",
+            "\"a\" or \"1\"",
+            "\"unclosed",
+            "\"a\"=\"a\"",
+            "\"a\" or 1",
+            "\"a\" order by \"b\"",
+            "\"a\" or true",
+        ] {
+            assert!(!quoted_words(code.as_bytes()), "{code}");
+        }
+        for attack in ["\" or \"1\"=\"1", "1\" or \"x\"=\"x\" --"] {
+            assert!(libinjection_sqli(attack), "{attack}");
+        }
     }
 
     #[test]
