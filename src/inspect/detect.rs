@@ -377,7 +377,7 @@ const VALUE_RULES: &[Rule] = &[
         // managers, tracing and network tools, configuration tools), at the start of a value
         // or after a shell separator, followed by what a shell reads next. AppArmor's `aa-`
         // tools have names of three letters or more: `aa-ET` is a language tag (Afar).
-        // Programs named as English words are (an aptitude test, a psychiatric "clang
+        // Programs whose names are English words (an aptitude test, a psychiatric "clang
         // association", a composer) count only after a separator.
         pattern: concat!(
             r"(?:^|[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?",
@@ -403,9 +403,10 @@ const VALUE_RULES: &[Rule] = &[
         // then an option (`cat -n`, `perl -e`), a path (`cat /path/file.gz`, `sh ./x`) or a
         // program it runs (`time sh -c whoami`, `nohup curl …`). Words that are also
         // English (`time`, `head`, `more`, `find`) are held by what follows: prose puts no
-        // `-x` option or `/path` after them, nor `curl`; so are programs named as English
-        // words are (an aptitude test, a psychiatric "clang association", a composer). A `+x`
-        // option (`alias +m`) and a `user@host` (`ssh-copy-id user@server`) count as options.
+        // `-x` option or `/path` after them, nor `curl`; so are programs whose names are
+        // English words (an aptitude test, a psychiatric "clang association", a composer). A
+        // `+x` option (`alias +m`) and a `user@host` (`ssh-copy-id user@server`) count as
+        // options.
         pattern: r"(?:^|[;|&\n]|\$\(|&&|\|\|)\s*['\x22]?(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|tac|nl|head|tail|less|more|ls|dir|bash|sh|zsh|dash|ksh|csh|tcsh|curl|wget|nc|ncat|netcat|socat|env|time|timeout|nice|nohup|flock|cpulimit|python[0-9.]*|perl|ruby|php|node|lua|awk|gawk|sed|grep|egrep|find|xargs|chmod|chown|rm|cp|mv|touch|mkdir|tar|unzip|gzip|id|whoami|uname|ping|ssh|scp|ftp|tftp|telnet|echo|printf|base32|base64|xxd|od|dd|sleep|kill|ps|crontab|sudo|su|mount|umount|systemctl|service|column|fold|bridge|cd|strings|stat|wc|rev|which|whereis|locate|git|gcc|ifconfig|dig|nslookup|whois|openssl|rmt|perf|bsdtar|alias|date|ssh-copy-id|ll|set|ex|rc|aptitude|clang|composer|pacman|unshare)['\x22]?\s+(?:-{1,2}[a-z]|\+[a-z]|[a-z0-9._-]+@[a-z0-9]|/(?:[a-z0-9.~_\[*?-]|[;|&]|$)|~/|\.\.?/|\$[a-z({]|[a-z0-9_-]+\.(?:sh|bash|py|pl|rb|php)(?:\s|$)|(?:bash|sh|zsh|nc|ncat|curl|wget|python[0-9.]*|perl|ruby|php|whoami|who|uname|ifconfig|cscli|bsdtar)(?:\s|$))",
     },
     Rule {
@@ -523,10 +524,11 @@ const VALUE_RULES: &[Rule] = &[
         // libinjection's fingerprints of the first tokens do not reach: after `and`/`or`, a
         // number compared with a subquery or a call (`AND 4217=BIN_SHL(CAST(…`, `OR
         // 4217=(SELECT COUNT(*)…`) or a string with a call, or numbers compared (`having
-        // 1=1`, `or not 1=1`); `case … when …
-        // then … end`; a string joined to a subquery (`'x'||(SELECT`); `cast(… as int)`;
-        // MySQL's `in boolean mode)`; `select count(*`, `(select * from`; a conditional
-        // call on a comparison of numbers (`elt(4217=4217,…)`, `iif(1=1,…)`).
+        // 1=1`, `or not 1=1`); `case … when … then … end`; a string joined to a subquery
+        // (`'x'||(SELECT`); `cast(… as int)`; MySQL's `in boolean mode)`; `select count(*`,
+        // `(select * from`; a conditional call on a comparison of numbers
+        // (`elt(4217=4217,…)`, `iif(1=1,…)`). Every alternative starts with two bytes or more
+        // of literal, so the rule stays behind the literal scan.
         pattern: r"\b(?:and|or|having|where|xor)[\s+]+(?:\(\s*)?\d+\s*(?:=|<>|!=|<|>|\s+in\s+)\s*\(?\s*(?:select\b|[a-z_][a-z0-9_.$]*\s*\()|\b(?:and|or|having|xor)[\s+]+(?:not[\s+]+)?\d+\s*=\s*\d+|\b(?:and|or)[\s+]+'[^']*'\s*=\s*[a-z_][a-z0-9_.]*\s*\(|\bcase\s+(?:\d+\s+)?when\b[^;]*\bthen\b[^;]*\bend\b|\|\|\s*\(\s*select\b|'\s*\+\s*\(\s*select\b|\bcast\s*\([^;]*\bas\s+(?:int|integer|bigint|smallint|varchar|char|nchar|numeric|decimal|signed|unsigned|text|binary|number|float|real)\b|\bin\s+boolean\s+mode\s*\)|\bselect\s+count\s*\(\s*(?:\*|\w+\s*\()|\(\s*select\s+\*\s+from\b|\b(?:elt|iif|if|ifnull|nullif|decode|choose)\s*\(\s*\d+\s*=\s*\d+\s*,",
     },
     Rule {
