@@ -581,7 +581,7 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
             let mut xml_edits = Vec::new();
             let attachments = if kind == BodyKind::Json {
                 match json::inspect_collecting_files(body, &mut found) {
-                    Ok(attachments) => match inline_files(attachments, route, &mut found) {
+                    Ok(attachments) => match inline_files(attachments, route, &mut found, 0) {
                         Ok(disarmed) => disarmed,
                         Err(refusal) => return BodyCheck::refuse(refusal),
                     },
@@ -604,7 +604,7 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                 }
             } else if kind == BodyKind::Xml {
                 match xml_body_read(body, &mut found, neutralised) {
-                    Ok(read) => match inline_files(read.files, route, &mut found) {
+                    Ok(read) => match inline_files(read.files, route, &mut found, 0) {
                         Ok(disarmed) => {
                             xml_edits = read.edits;
                             disarmed
@@ -774,26 +774,17 @@ struct InlineFiles {
     removed: Vec<String>,
 }
 
-/// A JSON body's inline files (FHIR `Attachment.data`, `Binary.data`), held to R-WAF-2 as
-/// uploads are: on a route that lists `files`, by the same rules as a multipart file (an
-/// attachment without `contentType` is `application/octet-stream`); on any other route by
-/// [`disarm::disarm_unlisted`]. A text, JSON or XML file the route does not list is inspected
-/// as its type says.
-fn inline_files(
-    attachments: Result<Vec<attachment::Attachment>, attachment::Unreadable>,
-    route: &RouteInspection,
-    found: &mut Findings,
-) -> Result<InlineFiles, crate::decision::Refusal> {
-    inline_files_at(attachments, route, found, 0)
-}
-
 /// How many files deep inline files are taken apart: a JSON or XML file sent inline (a FHIR
 /// document Bundle attached to a DocumentReference) carries files of its own, which are
 /// disarmed as the body's are; a file inside one of those is refused, not guessed at.
 const INLINE_FILE_DEPTH: usize = 2;
 
-/// [`inline_files`] of files `depth` files deep.
-fn inline_files_at(
+/// A JSON body's inline files (FHIR `Attachment.data`, `Binary.data`), held to R-WAF-2 as
+/// uploads are: on a route that lists `files`, by the same rules as a multipart file (an
+/// attachment without `contentType` is `application/octet-stream`); on any other route by
+/// [`disarm::disarm_unlisted`]. A text, JSON or XML file the route does not list is inspected
+/// as its type says. `depth` is how many files deep they are: 0 for the body's own.
+fn inline_files(
     attachments: Result<Vec<attachment::Attachment>, attachment::Unreadable>,
     route: &RouteInspection,
     found: &mut Findings,
@@ -903,7 +894,7 @@ fn inline_document(
             ),
         ));
     }
-    let inner = inline_files_at(nested, route, found, depth + 1)?;
+    let inner = inline_files(nested, route, found, depth + 1)?;
     if inner.rebuilt.is_empty() {
         return Ok(None);
     }

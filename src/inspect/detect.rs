@@ -2413,6 +2413,61 @@ fn libinjection_sqli(decoded: &str) -> bool {
     libinjectionrs::detect_sqli(bytes).is_injection()
 }
 
+/// Words SQL reads alone, without an operator or a parenthesis: what neither a formula
+/// ([`arithmetic_formula`]) nor a quoted phrase ([`quoted_words`]) may hold.
+const SQL_KEYWORDS: [&[u8]; 50] = [
+    b"union",
+    b"select",
+    b"from",
+    b"where",
+    b"and",
+    b"or",
+    b"xor",
+    b"not",
+    b"like",
+    b"rlike",
+    b"regexp",
+    b"is",
+    b"in",
+    b"between",
+    b"having",
+    b"order",
+    b"group",
+    b"by",
+    b"limit",
+    b"into",
+    b"outfile",
+    b"dumpfile",
+    b"div",
+    b"mod",
+    b"null",
+    b"true",
+    b"false",
+    b"collate",
+    b"escape",
+    b"sounds",
+    b"procedure",
+    b"case",
+    b"when",
+    b"then",
+    b"else",
+    b"end",
+    b"exists",
+    b"all",
+    b"any",
+    b"some",
+    b"distinct",
+    b"as",
+    b"join",
+    b"on",
+    b"using",
+    b"insert",
+    b"update",
+    b"delete",
+    b"drop",
+    b"exec",
+];
+
 /// Whether `text` is a formula as clinical notes and calculators write one (`eGFR = 141 *
 /// min(Scr/0.9, 1)^-0.411`, `QTc = QT / sqrt(RR)`, `CrCl = (140 - age) * weight / (72 *
 /// Scr)`): a name, one `=`, then numbers, names, `+ - * / ^`, commas, brackets and the
@@ -2423,16 +2478,11 @@ fn arithmetic_formula(text: &[u8]) -> bool {
     const FUNCTIONS: [&[u8]; 10] = [
         b"sqrt", b"min", b"max", b"log", b"log10", b"ln", b"exp", b"abs", b"pow", b"round",
     ];
-    const KEYWORDS: [&[u8]; 29] = [
-        b"and", b"or", b"xor", b"not", b"div", b"mod", b"like", b"rlike", b"regexp", b"is", b"in",
-        b"between", b"null", b"select", b"union", b"from", b"where", b"case", b"when", b"then",
-        b"else", b"end", b"having", b"order", b"group", b"by", b"limit", b"into", b"exists",
-    ];
     let Some(equals) = memchr::memchr(b'=', text) else {
         return false;
     };
     let (name, expression) = (&text[..equals], &text[equals + 1..]);
-    let keyword = |word: &[u8]| KEYWORDS.contains(&&word.to_ascii_lowercase()[..]);
+    let keyword = |word: &[u8]| SQL_KEYWORDS.iter().any(|w| word.eq_ignore_ascii_case(w));
     if !name
         .trim_ascii()
         .first()
@@ -2454,9 +2504,10 @@ fn arithmetic_formula(text: &[u8]) -> bool {
                 .iter()
                 .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
                 .map_or(expression.len(), |len| at + len);
-            let word = expression[at..end].to_ascii_lowercase();
+            let word = &expression[at..end];
             let called = expression[end..].trim_ascii_start().first() == Some(&b'(');
-            if keyword(&word) || (called && !FUNCTIONS.contains(&&word[..])) {
+            if keyword(word) || (called && !FUNCTIONS.iter().any(|f| word.eq_ignore_ascii_case(f)))
+            {
                 return false;
             }
             at = end;
@@ -2820,58 +2871,6 @@ fn list_semicolon(text: &[u8], at: usize) -> bool {
 /// clause or value word. libinjection is not asked (it read such a list as strings joined by
 /// `or`). `" or "1"="1`, `x" or "a"="a`, `"a" or 1` and `"x" union select "y"` still are.
 fn quoted_words(text: &[u8]) -> bool {
-    const SQL_WORDS: [&[u8]; 50] = [
-        b"union",
-        b"select",
-        b"from",
-        b"where",
-        b"and",
-        b"or",
-        b"xor",
-        b"not",
-        b"like",
-        b"rlike",
-        b"regexp",
-        b"is",
-        b"in",
-        b"between",
-        b"having",
-        b"order",
-        b"group",
-        b"by",
-        b"limit",
-        b"into",
-        b"outfile",
-        b"dumpfile",
-        b"div",
-        b"mod",
-        b"null",
-        b"true",
-        b"false",
-        b"collate",
-        b"escape",
-        b"sounds",
-        b"procedure",
-        b"case",
-        b"when",
-        b"then",
-        b"else",
-        b"end",
-        b"exists",
-        b"all",
-        b"any",
-        b"some",
-        b"distinct",
-        b"as",
-        b"join",
-        b"on",
-        b"using",
-        b"insert",
-        b"update",
-        b"delete",
-        b"drop",
-        b"exec",
-    ];
     // Outside the quotes, in a numeric context, the text is bare SQL: no digit (`"a" or
     // 1`), and no word that opens a clause or is a value (`order by`, `true`).
     const CLAUSE_WORDS: [&[u8]; 22] = [
@@ -2927,7 +2926,7 @@ fn quoted_words(text: &[u8]) -> bool {
                 .all(|&b| b.is_ascii_alphabetic() || b == b' ' || b == b'-')
             && !inside
                 .split(|&b| b == b' ' || b == b'-')
-                .any(|word| SQL_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)));
+                .any(|word| SQL_KEYWORDS.iter().any(|w| word.eq_ignore_ascii_case(w)));
         if !(opens && closes && phrase) {
             return false;
         }
