@@ -255,7 +255,8 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "lfi-100",
         class: Class::Lfi,
-        pattern: r"(?:^|[/=\s])\.\.(?:/|$)",
+        // `....//` is what a filter that deletes `../` once leaves as `../`.
+        pattern: r"(?:^|[/=\s])\.\.(?:/|$)|\.\.\.\.//",
     },
     Rule {
         id: "lfi-110",
@@ -632,7 +633,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "lfi-120",
         class: Class::Lfi,
-        pattern: r"(?:^|[^a-z0-9._-])/(?:etc|proc|sys|root|boot|dev|tmp)/[a-z0-9_.-]|0x(?:2e|2f|5c)0x(?:2e|2f|5c)|\.(?:sql|bak)\.(?:zip|gz|tar|7z)$|/var/(?:log|run|lib|spool|mail)/|\.\.;|(?:^|/)\.\.(?:\s|%00)",
+        pattern: r"(?:^|[^a-z0-9._-])/(?:etc|proc|sys|root|boot|dev|tmp)/[a-z0-9_.-]|0x(?:2e|2f|5c)0x(?:2e|2f|5c)|\.(?:sql|bak)\.(?:zip|gz|tar|7z)$|/var/(?:log|run|lib|spool|mail|www)/|^[a-z]:/(?:xampp|wamp64|wamp|inetpub)/|\.\.;|(?:^|/)\.\.(?:\s|%00)",
     },
     Rule {
         id: "php-120",
@@ -3703,6 +3704,10 @@ mod tests {
             ("/.dockerenv", "lfi-110"),
             ("/run/secrets/kubernetes.io/serviceaccount/token", "lfi-110"),
             ("/home/user/.bashrc", "lfi-110"),
+            ("....//....//etc/hosts", "lfi-100"),
+            ("....\\/", "lfi-100"),
+            ("/var/www/html/index.php", "lfi-120"),
+            ("C:\\xampp\\apache\\conf\\httpd.conf", "lfi-120"),
             ("; pwd", "rce-100"),
             ("|| pwd", "rce-100"),
             (";hostname", "rce-100"),
@@ -3764,6 +3769,8 @@ mod tests {
             "pip2 phosphoinositidase c",
             "GDB contact made",
             "C99 standard",
+            "Wait.... / then rest",
+            "Saved to C:\\Users\\taro\\scan.pdf",
             "<b>ping</b> test negative; <i>innerHTML</i> is a word",
             "BP <120 ping-pong; formaction plan",
         ] {
