@@ -365,10 +365,8 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "rce-110",
         class: Class::Rce,
-        // `${IFS}`, back-quoted text (a shell runs it; MySQL quotes identifiers so — a
-        // note's Markdown `` `code` `` is refused too: a route whose notes take Markdown
-        // excludes `rce-110` on that field), `$(…)`, `$SHELL -c`.
-        pattern: r"\$\{ifs\}|\$ifs\b|`[^`]{2,}`|\$\([a-z/][^)]*\)|\$(?:shell|bash)\s+-c\b",
+        // `${IFS}`, `$(…)`, `$SHELL -c`; back-quoted text is [`back_quoted`]'s.
+        pattern: r"\$\{ifs\}|\$ifs\b|\$\([a-z/][^)]*\)|\$(?:shell|bash)\s+-c\b",
     },
     Rule {
         // `/bin/sh`, `cmd /c`, `powershell -…`, fork bombs (`:(){ :|:& };:`, `f(){ f|f& };f`),
@@ -1258,6 +1256,12 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
                 .then(|| split_word(&n.folded))
                 .flatten()
         })
+        .or_else(|| {
+            present
+                .may_hold(b"`")
+                .then(|| back_quoted(&n.folded))
+                .flatten()
+        })
         .or_else(|| include_url(&n.folded))
         .or_else(|| unc_path(&n.decoded))
         .or_else(|| gated(false))
@@ -1811,6 +1815,101 @@ fn filler_before(text: &[u8]) -> Option<usize> {
     [3, 2]
         .into_iter()
         .find(|&len| text.len() >= len && filler_at(&text[text.len() - len..]) == Some(len))
+}
+
+/// Back-quoted text (`rce-110`): a shell runs it, MySQL reads it as a name. Markdown writes
+/// code spans the same way, and FHIR's `markdown` fields (an annotation's text, a
+/// definition's description) hold them: `` `Observation.code` ``, `` `_count` ``,
+/// `` `http://loinc.org` ``. A span passes when it is such a name: one word of letters,
+/// digits (any script's), `_`, `-`, `.`, `[x]` or a URL, starting with a letter, a digit or `_` (or a `.` before one: `` `.oralDiet.instruction` ``), that names
+/// no program (`` `id` ``, `` `whoami` `` run), written as prose writes it: not joined to
+/// another span or to SQL (`` `db`.`users` ``, `` `a`,`b` ``, `` (`x`) ``, `` `x`=1 ``),
+/// and in a value with no SQL clause word (`select`, `from`, `where`, `union`, …) around
+/// a span, nor the whole value. Spans pair in order; a last, unpaired back-quote runs nothing.
+fn back_quoted(folded: &str) -> Option<Hit> {
+    let bytes = folded.as_bytes();
+    // Markdown delimits a span by a run of back-quotes (```` ```name``` ````): each run is
+    // one delimiter, from its first back-quote to its last.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for at in memchr::memchr_iter(b'`', bytes) {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == at => *end = at,
+            _ => runs.push((at, at)),
+        }
+    }
+    let hit = Some(Hit {
+        rule: "rce-110",
+        class: Class::Rce,
+    });
+    for pair in runs.chunks_exact(2) {
+        let [(open_from, open_to), (close_from, close_to)] = [pair[0], pair[1]];
+        let span = &bytes[open_to + 1..close_from];
+        if span.len() < 2 {
+            continue;
+        }
+        let (before, after) = (&bytes[..open_from], &bytes[close_to + 1..]);
+        // A value that is one span is a substitution whole (`` `bla` ``, an attribute's
+        // `probe="`bla`"`): no prose around it.
+        if before.trim_ascii().is_empty() && after.trim_ascii().is_empty() {
+            return hit;
+        }
+        if !markdown_name(span) || joined_like_sql(before, after) || sql_word_beside(before, after)
+        {
+            return hit;
+        }
+    }
+    None
+}
+
+/// Whether a code span's text is a name as Markdown quotes one, not a command.
+fn markdown_name(span: &[u8]) -> bool {
+    let url = memchr::memmem::find(span, b"://").is_some();
+    let first = span[usize::from(span[0] == b'.')];
+    (first.is_ascii_alphanumeric() || first == b'_' || !first.is_ascii())
+        && span.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || !b.is_ascii()
+                || matches!(b, b'_' | b'-' | b'.' | b'[' | b']')
+                || (url && matches!(b, b':' | b'/' | b'#' | b'?' | b'=' | b'&' | b'%'))
+        })
+        && !command_word(span)
+}
+
+/// Whether what is glued to a span joins it to SQL: a name qualified or listed
+/// (`` `db`.`t` ``, `` `a`,`b` ``), an argument (`` max(`x` ``), compared or ended
+/// (`` `x`=1 ``), glued to a word (`` user'collate`nocase` ``, `` `or`1 ``). Prose puts a space after its `,` and a sentence's `.` or a
+/// parenthesis around a span with a space before it: "(see `code`), `a`, `b`."
+fn joined_like_sql(before: &[u8], after: &[u8]) -> bool {
+    let glued_after = matches!(after, [b'`' | b'=', ..] | [b'.' | b',', b'`', ..])
+        || after.first().is_some_and(u8::is_ascii_alphanumeric);
+    let glued_before = match before {
+        [.., b'`' | b'=' | b'\\'] => true,
+        [.., letter] if letter.is_ascii_alphanumeric() => true,
+        [.., b'`', b'.' | b','] => true,
+        [.., word, b'('] => word.is_ascii_alphanumeric() || *word == b'_',
+        _ => false,
+    };
+    glued_after || glued_before
+}
+
+/// Whether the word before or after a span is an SQL clause word (`select `x``,
+/// `` `users` where ``).
+fn sql_word_beside(before: &[u8], after: &[u8]) -> bool {
+    const CLAUSE: [&[u8]; 12] = [
+        b"select", b"from", b"where", b"union", b"insert", b"into", b"update", b"delete", b"table",
+        b"join", b"by", b"values",
+    ];
+    let last = before
+        .trim_ascii_end()
+        .rsplit(|b| !b.is_ascii_alphanumeric() && *b != b'_')
+        .next()
+        .unwrap_or_default();
+    let next = after
+        .trim_ascii_start()
+        .split(|b| !b.is_ascii_alphanumeric() && *b != b'_')
+        .next()
+        .unwrap_or_default();
+    CLAUSE.contains(&last) || CLAUSE.contains(&next)
 }
 
 /// Whether `word` (lower case) names a program `rce-100` or `rce-105` knows, or a piece of
@@ -3669,6 +3768,44 @@ mod tests {
         value(&normalise(raw.as_bytes(), Plus::Space)).map(|h| h.rule)
     }
 
+    /// FHIR's `markdown` fields quote names as code spans; a shell runs back-quoted text and
+    /// MySQL reads it as a name (R-WAF-1).
+    #[test]
+    fn markdown_code_spans_pass_and_substitutions_do_not() {
+        for attack in [
+            "`id`",
+            "x`whoami`y",
+            "a `cat notes.txt` b",
+            "note `ls -la` here",
+            "`bla`",
+            "user'collate`nocase`--",
+            "\\`or`1",
+            "pick `password` from `users`",
+            "`db`.`users`",
+            "`ab`,`cd` and more",
+            "```whoami```",
+            "a ``id`` b",
+            "max(`salary`) here",
+            "`xy`=1 or so",
+            "see `$SHELL` here",
+            "run `./x` now",
+            "then `/usr/bin/id` ran",
+        ] {
+            assert_eq!(hit(attack), Some("rce"), "{attack:?}");
+        }
+        for markdown in [
+            "The display is equivalent to `CodeableConcept.text` (see `Observation.code`).",
+            "Use `_count` and `_sort`, not `page`.",
+            "Status `final` or `preliminary`: see `http://hl7.org/fhir/ValueSet/x`.",
+            "`Observation.value[x]` holds the result; `code-value-concept` searches it",
+            "Concepts have both a ```display``` and an array of ```designation```",
+            "Coupled with the `texture.modifier`; could be in `.oralDiet.instruction`.",
+            "薬は `朝食後` ではなく `code` で",
+        ] {
+            assert_eq!(rule(markdown), None, "{markdown:?}");
+        }
+    }
+
     /// Shapes from attack sets no earlier rule was written from (fray's payload files,
     /// BRS-KB's XSS payloads), each beside the prose that looks most like it.
     #[test]
@@ -5065,7 +5202,6 @@ mod tests {
             [
                 "orm-100",
                 "rce-100",
-                "rce-110",
                 "rce-141",
                 "rce-105",
                 "rce-106",
