@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -29,6 +30,13 @@ pub enum AdminClientError {
     },
 }
 
+/// How long one call may take, connection to last byte, unless [`AdminClient::with_deadline`]
+/// says otherwise: an admin call (status, reload, mode) answers in well under a second, and
+/// an operator's command must end even when the listener stops answering — such as a
+/// connection the listener closed after refusing the client's certificate, which a TLS 1.3
+/// client only learns after it has sent its request.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(15);
+
 /// How to reach and authenticate to the admin listener.
 pub struct AdminClient {
     url: String,
@@ -37,6 +45,7 @@ pub struct AdminClient {
     server_name: ServerName<'static>,
     config: Arc<rustls::ClientConfig>,
     token: Option<String>,
+    deadline: Duration,
 }
 
 impl AdminClient {
@@ -100,11 +109,35 @@ impl AdminClient {
             server_name,
             config: Arc::new(config),
             token,
+            deadline: CALL_DEADLINE,
         })
+    }
+
+    /// The same client with another deadline for each call.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Make one call; returns the status and the body as text.
     pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, String), AdminClientError> {
+        tokio::time::timeout(self.deadline, self.call_once(method, path, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AdminClientError::Call {
+                    url: self.url.clone(),
+                    detail: format!("no answer within {:?}", self.deadline),
+                })
+            })
+    }
+
+    async fn call_once(
         &self,
         method: Method,
         path: &str,
@@ -154,5 +187,43 @@ impl AdminClient {
             .map_err(|e| fail(e.to_string()))?
             .to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener that takes the connection and never answers (as one that closed a
+    /// refused client's connection can look to a TLS 1.3 client): the call ends at its
+    /// deadline with an error that says so, instead of waiting for ever.
+    #[tokio::test]
+    async fn a_listener_that_never_answers_ends_the_call_at_its_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        });
+        let ca = crate::pki::DevCa::new("deadline test CA").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.crt");
+        std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+        let client = AdminClient::new(
+            &format!("https://127.0.0.1:{port}"),
+            Some(&ca_path),
+            None,
+            None,
+            None,
+        )
+        .unwrap()
+        .with_deadline(Duration::from_millis(300));
+        let error = client.call(Method::GET, "/status", None).await.unwrap_err();
+        assert!(
+            error.to_string().contains("no answer within 300ms"),
+            "{error}"
+        );
+        held.abort();
     }
 }
