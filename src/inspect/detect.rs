@@ -3655,6 +3655,12 @@ fn internal_name(host: &str) -> bool {
         // A Kubernetes service by its in-cluster name (`kubernetes.default.svc`,
         // `db.prod.svc`): `svc` is no public top-level domain.
         || host.ends_with(".svc")
+        // Consul's service names (`vault.service.consul`), multicast DNS (`printer.local`)
+        // and the home networks' special-use domain (`router.home.arpa`, RFC 8375): no
+        // public name ends so.
+        || host.ends_with(".consul")
+        || host.ends_with(".local")
+        || host.ends_with(".home.arpa")
 }
 
 /// The IPv4 address a name spells at its start (`127.0.0.1.example.test`), or anywhere in
@@ -4513,6 +4519,10 @@ mod tests {
         ("https://kubernetes.default.svc/api", "ssrf"),
         ("http://kubernetes/api/v1/secrets", "ssrf"),
         ("http://redis.prod.svc:6379/", "ssrf"),
+        // Found in fray's SSRF payloads (2026-11-28, twelfth session).
+        ("http://consul.service.consul:8500/v1/agent/members", "ssrf"),
+        ("http://printer.local/", "ssrf"),
+        ("https://router.home.arpa/admin", "ssrf"),
         ("127.0.0.1&&dir", "rce"),
         ("{{7*'7'}}", "ssti"),
         ("{{'a'.toUpperCase()}}", "ssti"),
