@@ -1828,21 +1828,27 @@ fn filler_before(text: &[u8]) -> Option<usize> {
 /// a span, nor the whole value. Spans pair in order; a last, unpaired back-quote runs nothing.
 fn back_quoted(folded: &str) -> Option<Hit> {
     let bytes = folded.as_bytes();
-    // Markdown delimits a span by a run of back-quotes (```` ```name``` ````): each run is
-    // one delimiter, from its first back-quote to its last.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for at in memchr::memchr_iter(b'`', bytes) {
-        match runs.last_mut() {
-            Some((_, end)) if *end + 1 == at => *end = at,
-            _ => runs.push((at, at)),
-        }
-    }
     let hit = Some(Hit {
         rule: "rce-110",
         class: Class::Rce,
     });
-    for pair in runs.chunks_exact(2) {
-        let [(open_from, open_to), (close_from, close_to)] = [pair[0], pair[1]];
+    // Markdown delimits a span by a run of back-quotes (```` ```name``` ````): each run is
+    // one delimiter, from its first back-quote to its last; runs pair in order.
+    let mut opening: Option<(usize, usize)> = None;
+    let mut from = 0;
+    while let Some(found) = memchr::memchr(b'`', &bytes[from..]) {
+        let close_from = from + found;
+        let close_to = close_from
+            + bytes[close_from..]
+                .iter()
+                .take_while(|&&b| b == b'`')
+                .count()
+            - 1;
+        from = close_to + 1;
+        let Some((open_from, open_to)) = opening.take() else {
+            opening = Some((close_from, close_to));
+            continue;
+        };
         let span = &bytes[open_to + 1..close_from];
         if span.len() < 2 {
             continue;
@@ -1892,13 +1898,46 @@ fn joined_like_sql(before: &[u8], after: &[u8]) -> bool {
     glued_after || glued_before
 }
 
+/// Words that open an SQL clause or are a value (`order by`, `true`): beside a back-quoted
+/// name (`` select `x` ``, `` `users` where ``) or outside prose's quoted words they make the
+/// text SQL.
+const SQL_CLAUSE_WORDS: [&[u8]; 24] = [
+    b"union",
+    b"select",
+    b"from",
+    b"where",
+    b"having",
+    b"order",
+    b"group",
+    b"by",
+    b"limit",
+    b"into",
+    b"procedure",
+    b"join",
+    b"insert",
+    b"update",
+    b"delete",
+    b"drop",
+    b"exec",
+    b"sleep",
+    b"benchmark",
+    b"table",
+    b"values",
+    b"true",
+    b"false",
+    b"null",
+];
+
+/// Whether `word` is one of [`SQL_CLAUSE_WORDS`], in any case.
+fn sql_clause_word(word: &[u8]) -> bool {
+    SQL_CLAUSE_WORDS
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+}
+
 /// Whether the word before or after a span is an SQL clause word (`select `x``,
 /// `` `users` where ``).
 fn sql_word_beside(before: &[u8], after: &[u8]) -> bool {
-    const CLAUSE: [&[u8]; 12] = [
-        b"select", b"from", b"where", b"union", b"insert", b"into", b"update", b"delete", b"table",
-        b"join", b"by", b"values",
-    ];
     let last = before
         .trim_ascii_end()
         .rsplit(|b| !b.is_ascii_alphanumeric() && *b != b'_')
@@ -1909,7 +1948,7 @@ fn sql_word_beside(before: &[u8], after: &[u8]) -> bool {
         .split(|b| !b.is_ascii_alphanumeric() && *b != b'_')
         .next()
         .unwrap_or_default();
-    CLAUSE.contains(&last) || CLAUSE.contains(&next)
+    sql_clause_word(last) || sql_clause_word(next)
 }
 
 /// Whether `word` (lower case) names a program `rce-100` or `rce-105` knows, or a piece of
@@ -3026,36 +3065,12 @@ fn list_semicolon(text: &[u8], at: usize) -> bool {
 fn quoted_words(text: &[u8]) -> bool {
     // Outside the quotes, in a numeric context, the text is bare SQL: no digit (`"a" or
     // 1`), and no word that opens a clause or is a value (`order by`, `true`).
-    const CLAUSE_WORDS: [&[u8]; 22] = [
-        b"union",
-        b"select",
-        b"from",
-        b"where",
-        b"having",
-        b"order",
-        b"group",
-        b"by",
-        b"limit",
-        b"into",
-        b"procedure",
-        b"join",
-        b"insert",
-        b"update",
-        b"delete",
-        b"drop",
-        b"exec",
-        b"sleep",
-        b"benchmark",
-        b"true",
-        b"false",
-        b"null",
-    ];
     let mut outside_quotes = text.split(|&b| b == b'"').step_by(2);
     if !outside_quotes.all(|part| {
         !part.iter().any(u8::is_ascii_digit)
             && !part
                 .split(|b| !b.is_ascii_alphabetic())
-                .any(|word| CLAUSE_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)))
+                .any(sql_clause_word)
     }) {
         return false;
     }
@@ -3650,13 +3665,11 @@ fn internal_name(host: &str) -> bool {
         || host.ends_with(".localhost")
         || host.ends_with(".internal")
         || host.ends_with(".localtest.me")
-        || host.ends_with(".svc.cluster.local")
-        || host.ends_with(".cluster.local")
         // A Kubernetes service by its in-cluster name (`kubernetes.default.svc`,
         // `db.prod.svc`): `svc` is no public top-level domain.
         || host.ends_with(".svc")
-        // Consul's service names (`vault.service.consul`), multicast DNS (`printer.local`)
-        // and the home networks' special-use domain (`router.home.arpa`, RFC 8375): no
+        // Consul's service names (`vault.service.consul`), multicast DNS (`printer.local`;
+        // a cluster's `*.svc.cluster.local` too) and the home networks' special-use domain (`router.home.arpa`, RFC 8375): no
         // public name ends so.
         || host.ends_with(".consul")
         || host.ends_with(".local")
