@@ -108,6 +108,8 @@ pub enum Reason {
     ProtocolHeadersTooLarge,
     /// A `GET` or `HEAD` that declares a body (R-WAF-3).
     ProtocolBodyNotAllowed,
+    /// A body without a `Content-Type` (R-WAF-3).
+    ProtocolContentTypeMissing,
     /// A `Host` that is no host name or address, more than one, or none on HTTP/1 (R-WAF-3).
     ProtocolInvalidHost,
     /// A request target holding a fragment (`#`), which no client sends (R-WAF-3).
@@ -174,6 +176,7 @@ impl Reason {
         Reason::ProtocolTooManyHeaders,
         Reason::ProtocolHeadersTooLarge,
         Reason::ProtocolBodyNotAllowed,
+        Reason::ProtocolContentTypeMissing,
         Reason::ProtocolInvalidHost,
         Reason::ProtocolInvalidTarget,
         Reason::ConsentInvalidRequest,
@@ -232,6 +235,7 @@ impl Reason {
             Reason::ProtocolTooManyHeaders => "protocol.too_many_headers",
             Reason::ProtocolHeadersTooLarge => "protocol.headers_too_large",
             Reason::ProtocolBodyNotAllowed => "protocol.body_not_allowed",
+            Reason::ProtocolContentTypeMissing => "protocol.content_type_missing",
             Reason::ProtocolInvalidHost => "protocol.invalid_host",
             Reason::ProtocolInvalidTarget => "protocol.invalid_target",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
@@ -289,6 +293,7 @@ impl Reason {
             | Reason::ProtocolInvalidHost
             | Reason::ProtocolInvalidTarget => 400,
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
+            Reason::ProtocolContentTypeMissing => 415,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -349,6 +354,7 @@ impl Reason {
             Reason::ProtocolTooManyHeaders => "Too many header fields",
             Reason::ProtocolHeadersTooLarge => "Header fields too large",
             Reason::ProtocolBodyNotAllowed => "A GET or HEAD request carries no body",
+            Reason::ProtocolContentTypeMissing => "Request body without Content-Type",
             Reason::ProtocolInvalidHost => "Invalid Host",
             Reason::ProtocolInvalidTarget => "Invalid request target",
             Reason::ConsentInvalidRequest => "Invalid consent request",

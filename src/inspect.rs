@@ -577,6 +577,14 @@ pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> 
                 rewritten = Some(multipart::build(&pieces, boundary, newline));
             }
         }
+        // An HTTP/2 body needs no length, so the head's check (`protocol::check_body_declared`)
+        // could not see this one; a backend would have to guess its type (R-WAF-3).
+        BodyKind::Untyped if !body.is_empty() => {
+            return BodyCheck::refuse(Refusal::new(
+                Reason::ProtocolContentTypeMissing,
+                "a request body must name its media type in Content-Type",
+            ))
+        }
         kind => {
             let mut xml_edits = Vec::new();
             let attachments = if kind == BodyKind::Json {
@@ -1333,6 +1341,31 @@ mod tests {
 
     /// The start-up request is benign: a gateway whose detectors refused it would refuse a
     /// patient's ordinary write.
+    #[test]
+    fn a_body_without_a_type_is_refused_when_it_is_read_r_waf_3() {
+        use crate::decision::Reason;
+        // An HTTP/2 body needs no length, so the head could not say it had one.
+        let untyped = HeaderMap::new();
+        let checked = check_body(b"{\"a\":1}", &untyped, &RouteInspection::default());
+        assert_eq!(
+            checked.refusal.map(|r| r.reason),
+            Some(Reason::ProtocolContentTypeMissing)
+        );
+        assert!(check_body(b"", &untyped, &RouteInspection::default())
+            .refusal
+            .is_none());
+        let mut typed = HeaderMap::new();
+        typed.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        assert!(
+            check_body(b"{\"a\":1}", &typed, &RouteInspection::default())
+                .refusal
+                .is_none()
+        );
+    }
+
     #[test]
     fn the_warm_up_request_finds_nothing() {
         assert_eq!(warm_up(), Vec::new());

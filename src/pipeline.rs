@@ -169,6 +169,7 @@ pub fn evaluate<'s>(
     };
     if let Err(refusal) = protocol::check_framing(request.headers, request.raw_head)
         .and_then(|()| protocol::check_body_allowed(request.method, request.headers))
+        .and_then(|()| protocol::check_body_declared(request.headers))
         .and_then(|()| protocol::check_host(request.headers, request.raw_head, request.authority))
     {
         return refuse(None, refusal);

@@ -5,7 +5,7 @@
 //! exactly one way to say it: either one decimal `Content-Length`, or `Transfer-Encoding:
 //! chunked` alone.
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::HeaderMap;
 
 use crate::decision::{Reason, Refusal};
@@ -327,6 +327,33 @@ pub fn check_body_allowed(method: &http::Method, headers: &HeaderMap) -> Result<
     Ok(())
 }
 
+/// Refuse content whose reading is left to guesswork (R-WAF-3): a body without a
+/// `Content-Type`, or with an empty one, is answered 415. RFC 9110 section 8.3 lets the
+/// recipient sniff it, so a backend may parse as JSON what the gateway inspected as a form
+/// (CRS 920340, 920640), and a FHIR server refuses it anyway. An HTTP/2 body needs no length,
+/// so one the head does not announce is held to the same rule when it is read
+/// ([`crate::inspect::check_body`]).
+pub fn check_body_declared(headers: &HeaderMap) -> Result<(), Refusal> {
+    let declares_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|l| l.as_bytes().iter().any(|&b| b != b'0'));
+    if declares_body && !has_content_type(headers) {
+        return Err(Refusal::new(
+            Reason::ProtocolContentTypeMissing,
+            "a request body must name its media type in Content-Type",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the request names its body's media type (a non-blank `Content-Type`).
+pub fn has_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+}
+
 /// Refuse a `Host` that is not one host name or address with an optional port, or more than
 /// one `Host` (RFC 9112 section 3.2 asks for 400): a backend or a virtual-host router would
 /// pick another host than the gateway saw. A name is letters, digits, `.`, `-` and `_`; an
@@ -576,6 +603,29 @@ mod tests {
                 .err()
                 .map(|r| r.reason);
             assert_eq!(refused, *expected, "{method} {pairs:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_names_its_media_type_r_waf_3() {
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
+        let untyped = Some(Reason::ProtocolContentTypeMissing);
+        let typed: (&str, &[u8]) = ("content-type", b"application/fhir+json");
+        let cases: &[(Headers, Option<Reason>)] = &[
+            (&[("content-length", b"7")], untyped),
+            (&[("transfer-encoding", b"chunked")], untyped),
+            (&[("content-length", b"7"), ("content-type", b" ")], untyped),
+            (&[("content-length", b"7"), typed], None),
+            (&[("transfer-encoding", b"chunked"), typed], None),
+            // No content, nothing to guess: a zero length, or none, needs no type (a POST
+            // without a body and without `Content-Length` is what hyper and curl send).
+            (&[("content-length", b"0")], None),
+            (&[("content-length", b"00")], None),
+            (&[], None),
+        ];
+        for (pairs, expected) in cases {
+            let refused = check_body_declared(&headers(pairs)).err().map(|r| r.reason);
+            assert_eq!(refused, *expected, "{pairs:?}");
         }
     }
 

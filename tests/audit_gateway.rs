@@ -92,7 +92,15 @@ async fn every_request_is_recorded_refused_ones_too_r_log_1_r_log_5() {
 
     let mut client = Client::open(port, h1(&pki)).await.unwrap();
     let ok = client.send("GET", "/anon/hello", &[], "").await.unwrap();
-    let posted = client.send("POST", "/anon/form", &[], "abc").await.unwrap();
+    let posted = client
+        .send(
+            "POST",
+            "/anon/form",
+            &[("content-type", "text/plain")],
+            "abc",
+        )
+        .await
+        .unwrap();
     let missing = client.send("GET", "/no/such/route", &[], "").await.unwrap();
     let unauthenticated = client
         .send("GET", "/fhir/Patient/p-4711", &[], "")

@@ -289,7 +289,11 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
         .send(
             "POST",
             "/api/fhir",
-            &[("authorization", &auth), ("phr-purpose", "self-management")],
+            &[
+                ("authorization", &auth),
+                ("phr-purpose", "self-management"),
+                ("content-type", "application/fhir+json"),
+            ],
             &reads,
         )
         .await

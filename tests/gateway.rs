@@ -283,7 +283,7 @@ async fn ambiguous_framing_is_refused_and_never_forwarded_r_waf_3() {
     let ok = raw_exchange(
         s.gateway.port,
         &s.pki.ca_der,
-        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
     )
     .await
     .expect("exchange");
@@ -651,7 +651,7 @@ async fn upstream_connections_are_reused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_body_gets_a_problem_and_the_connection_closes_r_waf_3() {
     let s = setup().await;
-    let raw = b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\nGET /anon/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let raw = b"POST /anon/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\nGET /anon/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw)
         .await
         .expect("exchange");

@@ -564,7 +564,8 @@ async fn a_json_or_xml_body_nested_too_deep_is_refused_r_waf_3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
     let s = setup().await;
-    const HEAD: &str = "POST /records/x HTTP/1.1\r\nHost: localhost\r\n";
+    const HEAD: &str =
+        "POST /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n";
     // (what follows the Host line, the reason code when the gateway's own, else pingora's)
     let refused: &[(&str, Option<&str>)] = &[
         ("Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", None),
@@ -700,6 +701,42 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
         .await
         .expect("exchange");
     assert!(answer.starts_with("HTTP/1.1 200"), "{raw:?}: {answer}");
+    // A body whose type a backend would have to guess: 415, with its code, before any byte
+    // goes upstream.
+    for raw in [
+        "POST /records/untyped HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
+        "PUT /records/untyped HTTP/1.1\r\nHost: localhost\r\nContent-Type: \r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+            .await
+            .expect("exchange");
+        assert!(answer.starts_with("HTTP/1.1 415"), "{raw:?}: {answer}");
+        assert!(
+            answer.contains("\"reason\":\"protocol.content_type_missing\""),
+            "{raw:?}: {answer}"
+        );
+    }
+    // A POST with no content carries nothing to guess about, whether it says `Content-Length:
+    // 0` or, as hyper and curl send it, nothing.
+    for raw in [
+        "POST /records/empty HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "POST /records/empty HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+            .await
+            .expect("exchange");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{raw:?}: {answer}");
+    }
+    let forwarded: Vec<_> = s.upstream.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        !forwarded.iter().any(|p| p == "/records/untyped"),
+        "an untyped body went upstream: {forwarded:?}"
+    );
+    assert_eq!(
+        forwarded.iter().filter(|p| *p == "/records/empty").count(),
+        2,
+        "{forwarded:?}"
+    );
     // Optional whitespace, case and chunk extensions are legal: forwarded, body intact.
     for rest in [
         "Transfer-Encoding: chunked \r\n",

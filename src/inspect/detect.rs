@@ -502,11 +502,11 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "php-170",
         class: Class::Php,
-        // A dangerous function's name spelled as a string and called, indexed from an array,
-        // or built from short string pieces: `"system"(ls)`, `[system][0](ls)`,
-        // `(['system'])[0](…)`, `'sys'.'tem'` (FHIR's `[system]|[code]`, a token's format,
-        // is no call).
-        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]\s*\)?\s*[\[(]|['"][a-z]{1,5}['"](?:\.|\s+\.\s*)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
+        // A dangerous function's name spelled as a string and called, also in parentheses,
+        // indexed from an array, or built from short string pieces: `"system"(ls)`,
+        // `('system')('id')`, `[system][0](ls)`, `(['system'])[0](…)`, `'sys'.'tem'` (FHIR's
+        // `[system]|[code]`, a token's format, is no call).
+        pattern: r#"['"](?:system|exec|passthru|shell_exec|popen|proc_open|assert|eval|phpinfo)['"]\s*\)?\s*\(|\[\s*['"]?(?:system|exec|passthru|shell_exec|popen|proc_open|phpinfo)['"]?\s*\]\s*\)?\s*[\[(]|['"][a-z]{1,5}['"](?:\.|\s+\.\s*)['"][a-z]{1,5}['"]|\(\s*[a-z]{1,4}\s*\.\s*\(\s*[a-z]{1,4}\s*\)"#,
     },
     Rule {
         id: "java-100",
@@ -4357,6 +4357,7 @@ mod tests {
         ("ldap_get_entries()", "php"),
         ("posix_getegid (", "php"),
         ("\"system\"(ls);", "php"),
+        ("('system')('whoami')", "php"),
         ("[system][0](ls);", "php"),
         ("$y = 'sys'.'tem';", "php"),
         ("${'ff'}", "php"),

@@ -155,16 +155,24 @@ pub fn verdict(
     let Ok(version) = version(&case.meta) else {
         return Some(Some("protocol-version"));
     };
-    // A body in the case is sent with its length: the corpora's harnesses add it, unless the
-    // case says they do not. Then an HTTP/1 request without `Content-Length` or
+    // The headers CRS's harness (go-ftw) completes, unless the case says it does not: a body
+    // without a type is sent as a form, and a body — or a method that defines one — with its
+    // length. Without them an HTTP/1 request with neither `Content-Length` nor
     // `Transfer-Encoding` has no body (RFC 9112 section 6.3): the bytes after its head are
     // the next request's, not this one's.
     let sent_body = case.body.as_ref().is_some_and(|b| !b.is_empty());
-    let unframed = sent_body
-        && !headers.contains_key(http::header::CONTENT_LENGTH)
+    let autocomplete = case.meta.autocomplete_headers != Some(false);
+    let unframed = !headers.contains_key(http::header::CONTENT_LENGTH)
         && !headers.contains_key(http::header::TRANSFER_ENCODING);
-    let body_is_sent = !(unframed && case.meta.autocomplete_headers == Some(false));
-    if unframed && body_is_sent {
+    let body_is_sent = !(sent_body && unframed && !autocomplete);
+    if autocomplete && sent_body && !crate::protocol::has_content_type(&headers) {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+    let defines_content = ["POST", "PUT", "PATCH", "DELETE"].contains(&case.method.as_str());
+    if autocomplete && unframed && (sent_body || defines_content) {
         let length = case.body.as_ref().map_or(0, String::len);
         headers.insert(http::header::CONTENT_LENGTH, length.into());
     }
@@ -173,11 +181,13 @@ pub fn verdict(
     // refuses HTTP/1 without one).
     let raw = crate::protocol::RawHead {
         fragment: case.path.contains('#'),
-        http1: matches!(version, Version::Http1),
+        // go-ftw sends HTTP/1.1 unless told otherwise; what it adds is left out above.
+        http1: matches!(version, Version::Http1) || (case.meta.version.is_none() && !autocomplete),
         ..crate::protocol::RawHead::default()
     };
     if let Err(refusal) = crate::protocol::check_framing(&headers, raw)
         .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
+        .and_then(|()| crate::protocol::check_body_declared(&headers))
         .and_then(|()| crate::protocol::check_host(&headers, raw, authority))
     {
         return Some(Some(refusal.reason.code()));
@@ -462,19 +472,41 @@ mod tests {
 
     #[test]
     fn a_body_sent_without_its_length_is_not_this_requests_body() {
-        let post = |meta: &str| {
+        let request = |method: &str, meta: &str| {
             case(&format!(
-                r#"{{"id":"b","class":"sqli","expect":"block","method":"POST","path":"/",
+                r#"{{"id":"b","class":"sqli","expect":"block","method":"{method}","path":"/",
                    "headers":[["Host","localhost"],["Content-Type","application/x-www-form-urlencoded"]],
                    "body":"q=1' union select password from users--","meta":{meta}}}"#
             ))
         };
+        let as_listed = r#"{"autocomplete_headers":false}"#;
         // The harness adds Content-Length: the body is this request's, and refused.
-        assert!(matches!(verdict(&post("{}"), None), Some(Some(_))));
+        assert!(
+            matches!(verdict(&request("POST", "{}"), None), Some(Some(r)) if r.starts_with("sqli"))
+        );
+        assert!(
+            matches!(verdict(&request("DELETE", "{}"), None), Some(Some(r)) if r.starts_with("sqli"))
+        );
         // Sent as listed, the request has no body (RFC 9112 section 6.3).
+        assert_eq!(verdict(&request("POST", as_listed), None), Some(None));
+        assert_eq!(verdict(&request("DELETE", as_listed), None), Some(None));
+    }
+
+    #[test]
+    fn an_untyped_body_is_a_form_when_the_harness_completes_the_headers() {
+        let request = |meta: &str| {
+            case(&format!(
+                r#"{{"id":"t","class":"sqli","expect":"block","method":"PUT","path":"/r/1",
+                   "headers":[["Host","localhost"],["Content-Length","21"]],
+                   "body":"name=it's+fine+today","meta":{meta}}}"#
+            ))
+        };
+        // go-ftw adds `application/x-www-form-urlencoded` to a body without a type.
+        assert_eq!(verdict(&request("{}"), None), Some(None));
+        // Sent as listed, the body names no type: refused before it is read (R-WAF-3).
         assert_eq!(
-            verdict(&post(r#"{"autocomplete_headers":false}"#), None),
-            Some(None)
+            verdict(&request(r#"{"autocomplete_headers":false}"#), None),
+            Some(Some("protocol.content_type_missing"))
         );
     }
 }
