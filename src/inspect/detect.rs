@@ -476,7 +476,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "ssti-100",
         class: Class::Ssti,
-        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\b_?self\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|\{\{\s*(?:app\.(?:request|session|user)\b|(?:dump|constant)\s*\()|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]|\{\{\s*[#/](?:with|each)\b|[#$]\{\s?t\s?\(\s?[a-z]+\.|\| ?(?:filter|map|reduce|sort) ?\( ?['\x22](?:system|exec|passthru|shell_exec|popen|proc_open)\b",
+        pattern: r"\{\{[^}]*(?:\d['\x22]?\s*[*+/-]\s*['\x22]?\d|__|\bconfig\b|\b_?self\b|\brequest\b|\.\s*class\b|['\x22\d]\s*\.\s*[a-z_]\w*\s*\(|\|)[^}]*\}\}|\{%[-+]?\s*[a-z_][^%]*%\}|<%[=\s].*%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|[#*]\{\s*\d+\s*[*+/-]\s*\d+\s*\}|@\(\s*\d+\s*[*+/-]\s*\d+\s*\)|%\{\s*\d+\s*[*+/-]\s*\d+\s*\}|\{\$smarty\.|_self\.env\.|registerundefinedfiltercallback|\{\{\s*(?:app\.(?:request|session|user)\b|(?:dump|constant)\s*\()|#set\s*\(\s*\$[a-z]|#(?:foreach|evaluate)\s*\(\s*['\x22$]|\{\{\s*[#/](?:with|each)\b|[#$]\{\s?t\s?\(\s?[a-z]+\.|\| ?(?:filter|map|reduce|sort) ?\( ?['\x22](?:system|exec|passthru|shell_exec|popen|proc_open)\b",
     },
     Rule {
         id: "php-100",
@@ -3827,6 +3827,27 @@ mod tests {
 
     /// Shapes from attack sets no earlier rule was written from (fray's payload files,
     /// BRS-KB's XSS payloads), each beside the prose that looks most like it.
+    #[test]
+    fn a_template_statement_needs_a_statement_name() {
+        // Every engine's statement starts with its name: Jinja, Twig, Django, Liquid.
+        for attack in [
+            "{% if True %}49{% endif %}",
+            "{%- import os %}{{ os.popen('id').read() }}",
+            "{%print(7*7)%}",
+            "{% for c in ().__class__.__base__.__subclasses__() %}x{% endfor %}",
+            "{%+ debug %}",
+        ] {
+            assert_eq!(rule(attack), Some("ssti-100"), "{attack:?}");
+        }
+        // A message template's placeholders are no statement (libinjection's benign set).
+        for text in [
+            "{% $SENDER_FULL_NAME %} BLAH BLAH",
+            "Dear {% $NAME %}, your results are ready",
+        ] {
+            assert_eq!(rule(text), None, "{text:?}");
+        }
+    }
+
     #[test]
     fn held_out_payload_shapes_are_refused_and_their_prose_neighbours_pass() {
         for (attack, id) in [
