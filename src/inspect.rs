@@ -1339,8 +1339,6 @@ pub(crate) fn narrative(xhtml: &str) -> Option<Hit> {
 mod tests {
     use super::*;
 
-    /// The start-up request is benign: a gateway whose detectors refused it would refuse a
-    /// patient's ordinary write.
     #[test]
     fn a_body_without_a_type_is_refused_when_it_is_read_r_waf_3() {
         use crate::decision::Reason;
@@ -1366,6 +1364,8 @@ mod tests {
         );
     }
 
+    /// The start-up request is benign: a gateway whose detectors refused it would refuse a
+    /// patient's ordinary write.
     #[test]
     fn the_warm_up_request_finds_nothing() {
         assert_eq!(warm_up(), Vec::new());

@@ -314,11 +314,7 @@ pub fn check_body_allowed(method: &http::Method, headers: &HeaderMap) -> Result<
     if method != http::Method::GET && method != http::Method::HEAD {
         return Ok(());
     }
-    let declares_body = headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes().iter().any(|&b| b != b'0'));
-    if declares_body {
+    if declares_body(headers) {
         return Err(Refusal::new(
             Reason::ProtocolBodyNotAllowed,
             format!("a {method} request carries no body"),
@@ -334,17 +330,21 @@ pub fn check_body_allowed(method: &http::Method, headers: &HeaderMap) -> Result<
 /// so one the head does not announce is held to the same rule when it is read
 /// ([`crate::inspect::check_body`]).
 pub fn check_body_declared(headers: &HeaderMap) -> Result<(), Refusal> {
-    let declares_body = headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|l| l.as_bytes().iter().any(|&b| b != b'0'));
-    if declares_body && !has_content_type(headers) {
+    if declares_body(headers) && !has_content_type(headers) {
         return Err(Refusal::new(
             Reason::ProtocolContentTypeMissing,
             "a request body must name its media type in Content-Type",
         ));
     }
     Ok(())
+}
+
+/// Whether the head announces content: `Transfer-Encoding`, or a `Content-Length` above 0.
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes().iter().any(|&b| b != b'0'))
 }
 
 /// Whether the request names its body's media type (a non-blank `Content-Type`).

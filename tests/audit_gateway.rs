@@ -106,14 +106,17 @@ async fn every_request_is_recorded_refused_ones_too_r_log_1_r_log_5() {
         .send("GET", "/fhir/Patient/p-4711", &[], "")
         .await
         .unwrap();
+    // A body without a type: refused before its bytes are read, so the connection closes.
+    let untyped = client.send("POST", "/anon/form", &[], "abc").await.unwrap();
     assert_eq!(
         (
             ok.status,
             posted.status,
             missing.status,
-            unauthenticated.status
+            unauthenticated.status,
+            untyped.status
         ),
-        (200, 200, 404, 401)
+        (200, 200, 404, 401, 415)
     );
     stop(&mut gateway);
 
@@ -140,6 +143,11 @@ async fn every_request_is_recorded_refused_ones_too_r_log_1_r_log_5() {
     let unauthenticated = &log[&request_id(&unauthenticated)];
     assert_eq!(unauthenticated["reason"], "identity.missing");
     assert_eq!(unauthenticated["template"], "/fhir/Patient/{id}");
+    let untyped = &log[&request_id(&untyped)];
+    assert_eq!(
+        (untyped["reason"].as_str(), untyped["status"].as_u64()),
+        (Some("protocol.content_type_missing"), Some(415))
+    );
 
     // No raw path, so no identifier a path carried, anywhere in the log (R-LOG-5).
     for (_, path) in phr_gateway::audit::segment::list_segments(&audit.join("access")).unwrap() {
@@ -155,7 +163,7 @@ async fn every_request_is_recorded_refused_ones_too_r_log_1_r_log_5() {
     let (ok, out) = audit_verify(dir.path());
     assert!(ok, "{out}");
     assert!(
-        out.contains("access: 4 records, 1 checkpoints verified, signed up to record 4"),
+        out.contains("access: 5 records, 1 checkpoints verified, signed up to record 5"),
         "{out}"
     );
 }

@@ -3825,8 +3825,6 @@ mod tests {
         }
     }
 
-    /// Shapes from attack sets no earlier rule was written from (fray's payload files,
-    /// BRS-KB's XSS payloads), each beside the prose that looks most like it.
     #[test]
     fn a_template_statement_needs_a_statement_name() {
         // Every engine's statement starts with its name: Jinja, Twig, Django, Liquid.
@@ -3848,6 +3846,8 @@ mod tests {
         }
     }
 
+    /// Shapes from attack sets no earlier rule was written from (fray's payload files,
+    /// BRS-KB's XSS payloads), each beside the prose that looks most like it.
     #[test]
     fn held_out_payload_shapes_are_refused_and_their_prose_neighbours_pass() {
         for (attack, id) in [
