@@ -110,6 +110,9 @@ pub enum Reason {
     ProtocolBodyNotAllowed,
     /// A body without a `Content-Type` (R-WAF-3).
     ProtocolContentTypeMissing,
+    /// A request head pingora's HTTP/1 parser refused: pingora answered it, the gateway
+    /// records it (`head_refusals`; R-WAF-3, R-LOG-1).
+    ProtocolUnparsableHead,
     /// A `Host` that is no host name or address, more than one, or none on HTTP/1 (R-WAF-3).
     ProtocolInvalidHost,
     /// A request target holding a fragment (`#`), which no client sends (R-WAF-3).
@@ -177,6 +180,7 @@ impl Reason {
         Reason::ProtocolHeadersTooLarge,
         Reason::ProtocolBodyNotAllowed,
         Reason::ProtocolContentTypeMissing,
+        Reason::ProtocolUnparsableHead,
         Reason::ProtocolInvalidHost,
         Reason::ProtocolInvalidTarget,
         Reason::ConsentInvalidRequest,
@@ -236,6 +240,7 @@ impl Reason {
             Reason::ProtocolHeadersTooLarge => "protocol.headers_too_large",
             Reason::ProtocolBodyNotAllowed => "protocol.body_not_allowed",
             Reason::ProtocolContentTypeMissing => "protocol.content_type_missing",
+            Reason::ProtocolUnparsableHead => "protocol.unparsable_head",
             Reason::ProtocolInvalidHost => "protocol.invalid_host",
             Reason::ProtocolInvalidTarget => "protocol.invalid_target",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
@@ -294,6 +299,7 @@ impl Reason {
             | Reason::ProtocolInvalidTarget => 400,
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
             Reason::ProtocolContentTypeMissing => 415,
+            Reason::ProtocolUnparsableHead => 400,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -355,6 +361,7 @@ impl Reason {
             Reason::ProtocolHeadersTooLarge => "Header fields too large",
             Reason::ProtocolBodyNotAllowed => "A GET or HEAD request carries no body",
             Reason::ProtocolContentTypeMissing => "Request body without Content-Type",
+            Reason::ProtocolUnparsableHead => "Request head could not be parsed",
             Reason::ProtocolInvalidHost => "Invalid Host",
             Reason::ProtocolInvalidTarget => "Invalid request target",
             Reason::ConsentInvalidRequest => "Invalid consent request",

@@ -24,6 +24,7 @@
 //! | [`upstream`] | backends and (m)TLS to them |
 //! | [`audit`] | the access and state logs: hash chain, signed Merkle checkpoints, verify |
 //! | [`proxy`] | the pingora glue |
+//! | [`head_refusals`] | request heads pingora's parser refuses itself, recorded in the audit trail |
 //! | [`server`] | listeners, reload on SIGHUP and certificate change |
 //! | [`admin`] | the admin listener (mTLS or admin tokens), its endpoints and CLI client |
 //! | [`report`] | the compliance report per requirement ID |
@@ -47,6 +48,7 @@ pub mod demo;
 pub mod explain;
 pub mod forward;
 pub mod harden;
+pub mod head_refusals;
 pub mod headers;
 pub mod identity;
 pub mod inspect;

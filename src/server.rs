@@ -13,6 +13,7 @@ use pingora::services::listening::Service;
 
 use crate::audit::{AuditError, AuditSink, Signer, StateEvent, StoreConfig};
 use crate::controls::Controls;
+use crate::head_refusals::RecordingProxy;
 use crate::identity::SessionRegistry;
 use crate::limits::connections::{ConnectionAdmission, ConnectionTable};
 use crate::policy::{PolicyStore, Snapshot};
@@ -284,7 +285,10 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let public = Service::with_listeners(
         "phr-gateway public listener".to_owned(),
         listeners,
-        pingora::proxy::http_proxy(&server.configuration, Gateway::new(shared.clone())),
+        RecordingProxy::new(
+            pingora::proxy::http_proxy(&server.configuration, Gateway::new(shared.clone())),
+            shared.audit.clone(),
+        ),
     );
     server.add_service(public);
 

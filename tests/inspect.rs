@@ -679,6 +679,7 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
         "HEAD /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello".into(),
         None,
     ));
+    let mut answered_by_pingora = 0;
     for (raw, reason) in &cases {
         let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
             .await
@@ -690,11 +691,38 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
                 "{raw:?}: {answer}"
             );
         }
+        if answer.contains("Pingora") {
+            answered_by_pingora += 1;
+        }
     }
     assert!(
         s.upstream.requests().is_empty(),
         "a smuggling shape reached the upstream"
     );
+    // What pingora's parser answered itself, no gateway hook having run, is in the audit
+    // trail too (R-LOG-1): one record each, none for the gateway's own refusals.
+    assert!(answered_by_pingora >= 10, "{answered_by_pingora}");
+    let unparsable = s.records_with_reason("protocol.unparsable_head", answered_by_pingora);
+    assert_eq!(unparsable.len(), answered_by_pingora);
+    for record in &unparsable {
+        assert_eq!(
+            (
+                record["status"].as_u64(),
+                record["decision"].as_str(),
+                record["client"].as_str(),
+                record["tls"].as_str(),
+                record["method"].as_str(),
+            ),
+            (
+                Some(400),
+                Some("refuse"),
+                Some("127.0.0.1"),
+                Some("TLSv1.3"),
+                Some("")
+            ),
+            "{record}"
+        );
+    }
     // A GET that says its body is empty is no GET with a body.
     let raw = "GET /records/x HTTP/1.1\r\nHost: localhost:8443\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())

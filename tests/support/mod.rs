@@ -108,6 +108,24 @@ impl Harness {
         panic!("no record for {id}");
     }
 
+    /// The access records with `reason`, once there are `expected` of them (or after 5 s).
+    pub fn records_with_reason(&self, reason: &str, expected: usize) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found =
+                phr_gateway::audit::segment::read_records(&self.dir.path().join("audit/access"))
+                    .expect("records")
+                    .into_iter()
+                    .filter(|r| r["reason"] == reason)
+                    .collect();
+            if found.len() >= expected {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        found
+    }
+
     /// What the upstream received for `path`.
     pub fn forwarded(&self, path: &str) -> Seen {
         self.upstream
