@@ -277,6 +277,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for RecordingProxy<A> {
         let taken = refused.lock().ok().and_then(|mut slot| slot.take());
         if let Some(refused) = taken {
             self.audit.record_access_detached(refused.record());
+            // Counted where every other request is, so its alerts see scanners' probes too.
+            if let Some(m) = crate::metrics::metrics() {
+                let reason = Reason::ProtocolUnparsableHead;
+                m.requests
+                    .with_label_values(&["-", "refuse", reason.code(), "4xx"])
+                    .inc();
+            }
         }
         reused
     }

@@ -413,6 +413,31 @@ async fn subject_stop_revocation_metrics_and_report() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // A head pingora's parser refuses and answers itself, no gateway hook running, is
+    // counted by its reason too (R-OPS-1), once pingora has let the connection go.
+    let answer = raw_exchange(
+        s.gateway.port,
+        &s.pki.ca_der,
+        b"POST /notes/1 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("exchange");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let unparsable = "reason=\"protocol.unparsable_head\"";
+    let mut counted = false;
+    for _ in 0..50 {
+        let (_, text) = call(&alice, Method::GET, "/metrics", None).await;
+        if text
+            .lines()
+            .any(|l| l.starts_with("phr_requests_total{") && l.contains(unparsable))
+        {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(counted, "pingora's own refusal was not counted");
+
     // /metrics parses as Prometheus text and counts the refused requests by reason.
     let (status, text) = call(&alice, Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -431,6 +456,7 @@ async fn subject_stop_revocation_metrics_and_report() {
     };
     assert_eq!(refused("access.subject_stopped"), 1.0, "{text}");
     assert_eq!(refused("identity.session_revoked"), 1.0);
+    assert_eq!(refused("protocol.unparsable_head"), 1.0);
     assert!(scrape
         .samples
         .iter()
