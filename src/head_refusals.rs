@@ -60,23 +60,12 @@ impl Refused {
             request_id: uuid::Uuid::now_v7().to_string(),
             client: self.client,
             tls: self.tls,
-            principal: None,
-            client_id: None,
-            // The method is part of what did not parse.
-            method: String::new(),
-            route: None,
-            template: None,
-            purpose: None,
-            category: None,
+            // The method is part of what did not parse: left empty, as the path is.
             decision: "refuse",
             reason: Some(Reason::ProtocolUnparsableHead.code()),
             status: Reason::ProtocolUnparsableHead.status(),
-            bytes_in: 0,
             bytes_out: Some(0),
-            upstream_us: None,
-            total_us: 0,
-            rules: Vec::new(),
-            changes: Vec::new(),
+            ..AccessRecord::default()
         }
     }
 }
@@ -280,9 +269,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for RecordingProxy<A> {
             // Counted where every other request is, so its alerts see scanners' probes too.
             if let Some(m) = crate::metrics::metrics() {
                 let reason = Reason::ProtocolUnparsableHead;
-                m.requests
-                    .with_label_values(&["-", "refuse", reason.code(), "4xx"])
-                    .inc();
+                m.count_request("-", "refuse", reason.code(), reason.status());
             }
         }
         reused

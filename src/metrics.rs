@@ -311,6 +311,21 @@ impl Metrics {
         }
     }
 
+    /// Count one finished request by route, decision, reason code and status class.
+    pub fn count_request(&self, route: &str, decision: &str, reason: &str, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        self.requests
+            .with_label_values(&[route, decision, reason, class])
+            .inc();
+    }
+
     /// Copy state owned elsewhere into the gauges.
     pub fn observe(&self, r: &Readings) {
         if let Some(audit) = r.audit {

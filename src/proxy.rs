@@ -990,17 +990,7 @@ fn observe(ctx: &RequestContext, status: u16) {
                 .inc();
         }
     }
-    let class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
-    };
-    m.requests
-        .with_label_values(&[route, ctx.outcome.decision(), ctx.outcome.code(), class])
-        .inc();
+    m.count_request(route, ctx.outcome.decision(), ctx.outcome.code(), status);
     let seconds = |us: u64| us as f64 / 1e6;
     if let Some(us) = ctx.decide_us {
         m.phases.decide.observe(seconds(us));
