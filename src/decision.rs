@@ -110,9 +110,12 @@ pub enum Reason {
     ProtocolBodyNotAllowed,
     /// A body without a `Content-Type` (R-WAF-3).
     ProtocolContentTypeMissing,
-    /// A request head pingora's HTTP/1 parser refused: pingora answered it, the gateway
-    /// records it (`head_refusals`; R-WAF-3, R-LOG-1).
+    /// A request head pingora's HTTP/1 parser refused, before any gateway step ran; the
+    /// gateway's answer stands in for pingora's (`head_refusals`; R-WAF-3, R-LOG-1).
     ProtocolUnparsableHead,
+    /// A `CONNECT` request: the gateway is a reverse proxy and opens no tunnels (pingora
+    /// refuses it before any gateway step; `head_refusals`).
+    ProtocolConnectRefused,
     /// A `Host` that is no host name or address, more than one, or none on HTTP/1 (R-WAF-3).
     ProtocolInvalidHost,
     /// A request target holding a fragment (`#`), which no client sends (R-WAF-3).
@@ -181,6 +184,7 @@ impl Reason {
         Reason::ProtocolBodyNotAllowed,
         Reason::ProtocolContentTypeMissing,
         Reason::ProtocolUnparsableHead,
+        Reason::ProtocolConnectRefused,
         Reason::ProtocolInvalidHost,
         Reason::ProtocolInvalidTarget,
         Reason::ConsentInvalidRequest,
@@ -241,6 +245,7 @@ impl Reason {
             Reason::ProtocolBodyNotAllowed => "protocol.body_not_allowed",
             Reason::ProtocolContentTypeMissing => "protocol.content_type_missing",
             Reason::ProtocolUnparsableHead => "protocol.unparsable_head",
+            Reason::ProtocolConnectRefused => "protocol.connect_refused",
             Reason::ProtocolInvalidHost => "protocol.invalid_host",
             Reason::ProtocolInvalidTarget => "protocol.invalid_target",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
@@ -300,6 +305,7 @@ impl Reason {
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
             Reason::ProtocolContentTypeMissing => 415,
             Reason::ProtocolUnparsableHead => 400,
+            Reason::ProtocolConnectRefused => 405,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -362,6 +368,7 @@ impl Reason {
             Reason::ProtocolBodyNotAllowed => "A GET or HEAD request carries no body",
             Reason::ProtocolContentTypeMissing => "Request body without Content-Type",
             Reason::ProtocolUnparsableHead => "Request head could not be parsed",
+            Reason::ProtocolConnectRefused => "CONNECT is not served",
             Reason::ProtocolInvalidHost => "Invalid Host",
             Reason::ProtocolInvalidTarget => "Invalid request target",
             Reason::ConsentInvalidRequest => "Invalid consent request",

@@ -1,16 +1,17 @@
-//! Requests refused by pingora's HTTP/1 parser, before any gateway hook runs (R-LOG-1,
-//! R-WAF-3).
+//! What pingora answers itself, before any gateway hook runs (R-LOG-1, R-WAF-3, R-TLS-3).
 //!
-//! pingora answers a request head it cannot parse itself — a bare `400` carrying its own
-//! `Server: Pingora` — and closes the connection; no `ProxyHttp` hook ever sees that request,
-//! so it left no access record. The public listener's connections now pass through [`Tap`],
-//! which notices pingora's own answer going out, and [`RecordingProxy`] records it once
-//! pingora is done with the connection: `protocol.unparsable_head`, status 400, the client
-//! and the TLS version, nothing of the head itself (it may hold a patient's identifier in its
-//! path, R-LOG-5). The answer has left by then, so this record alone does not hold a
-//! response back (R-LOG-1's fail-closed wait has no response of the gateway's to hold).
+//! pingora answers a request head its HTTP/1 parser cannot read, and a `CONNECT`, with its own
+//! pre-generated error — a bare `400` or `405` carrying `Server: Pingora`, no problem body, no
+//! HSTS — and closes the connection; no `ProxyHttp` hook ever sees such a request. The public
+//! listener's connections pass through [`Tap`], which notices pingora's answer as pingora
+//! writes it and writes the gateway's own in its place: the same status, the problem body
+//! with its reason code (`protocol.unparsable_head`, `protocol.connect_refused`) and a request
+//! id, the hardening headers. Before the first byte of it goes out, the access record is
+//! written as every other refusal's is: the client and the TLS version, nothing of the head
+//! itself (it may hold a patient's identifier in its path, R-LOG-5).
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -29,60 +30,129 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::audit::record::AccessRecord;
 use crate::audit::AuditSink;
-use crate::decision::Reason;
+use crate::decision::{Reason, Refusal};
 
-/// The head of the answer pingora writes for a request it cannot parse
-/// (`pingora_core::protocols::http::error_resp`): a 400 whose head names pingora as its
-/// server. The gateway's own answers never carry that banner (it writes its refusals itself,
-/// and strips an upstream's `Server`).
-fn is_parser_refusal(written: &[u8]) -> bool {
-    const STATUS_LINE: &[u8] = b"HTTP/1.1 400 Bad Request\r\n";
-    if !written.starts_with(STATUS_LINE) {
-        return false;
-    }
+/// What pingora answers itself, before any gateway hook runs
+/// (`pingora_core::protocols::http::error_resp`): a `400` for a head its parser cannot read,
+/// a `405` for `CONNECT`, each naming pingora as its server. The gateway's own answers never
+/// carry that banner (it writes its refusals itself, and strips an upstream's `Server`).
+fn pingora_refusal(written: &[u8]) -> Option<Reason> {
+    let reason = if written.starts_with(b"HTTP/1.1 400 ") {
+        Reason::ProtocolUnparsableHead
+    } else if written.starts_with(b"HTTP/1.1 405 ") {
+        Reason::ProtocolConnectRefused
+    } else {
+        return None;
+    };
     let window = &written[..written.len().min(512)];
     let head = memchr::memmem::find(window, b"\r\n\r\n").map_or(window, |end| &window[..end]);
     head.split(|&b| b == b'\n')
         .any(|line| line.trim_ascii().eq_ignore_ascii_case(b"server: pingora"))
+        .then_some(reason)
+}
+
+/// The gateway's answer in place of pingora's: the same status, with the problem body, the
+/// request id and the hardening every other answer carries (R-TLS-3), and no banner.
+/// pingora closes the connection after its own answers; this one says so.
+fn gateway_answer(reason: Reason, request_id: &str) -> Vec<u8> {
+    let detail = match reason {
+        Reason::ProtocolConnectRefused => "this gateway forwards requests; it opens no tunnels",
+        _ => "the request head is not valid HTTP/1.1",
+    };
+    let body = crate::decision::problem_body(&Refusal::new(reason, detail), request_id);
+    let status =
+        http::StatusCode::from_u16(reason.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    // An empty `Allow`: no method opens a tunnel here (RFC 9110 sections 10.2.1, 15.5.6).
+    let allow = if status == http::StatusCode::METHOD_NOT_ALLOWED {
+        "Allow: \r\n"
+    } else {
+        ""
+    };
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Request-Id: {}\r\n\
+         {allow}Cache-Control: no-store\r\nConnection: close\r\nStrict-Transport-Security: {}\r\n\
+         X-Content-Type-Options: nosniff\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        crate::decision::PROBLEM_CONTENT_TYPE,
+        body.len(),
+        request_id,
+        crate::harden::HSTS.to_str().unwrap_or_default(),
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
 }
 
 /// What is known of a request pingora refused, taken while the connection is still open.
 struct Refused {
     at: SystemTime,
+    reason: Reason,
+    request_id: String,
     client: String,
     tls: Option<&'static str>,
+    bytes_out: u64,
 }
 
 impl Refused {
     fn record(self) -> AccessRecord {
         AccessRecord {
             time: crate::audit::record::format_time(self.at.into()),
-            request_id: uuid::Uuid::now_v7().to_string(),
+            request_id: self.request_id,
             client: self.client,
             tls: self.tls,
-            // The method is part of what did not parse: left empty, as the path is.
+            // An unparsable head's method is part of what did not parse: left empty, as the
+            // path is (a `CONNECT`'s target is a host, not a path of this service's).
+            method: match self.reason {
+                Reason::ProtocolConnectRefused => "CONNECT".to_owned(),
+                _ => String::new(),
+            },
             decision: "refuse",
-            reason: Some(Reason::ProtocolUnparsableHead.code()),
-            status: Reason::ProtocolUnparsableHead.status(),
-            bytes_out: Some(0),
+            reason: Some(self.reason.code()),
+            status: self.reason.status(),
+            bytes_out: Some(self.bytes_out),
             ..AccessRecord::default()
         }
     }
 }
 
-/// A client connection as pingora reads and writes it, watched for pingora's own refusal.
+/// The access record of a refusal pingora made, being written.
+type Recording = Pin<Box<dyn Future<Output = Result<(), crate::audit::AuditError>> + Send>>;
+
+/// A client connection as pingora reads and writes it, watched for pingora's own refusals,
+/// which it answers in the gateway's words instead, once their record is written.
 pub struct Tap {
     inner: Stream,
-    refused: Arc<Mutex<Option<Refused>>>,
+    audit: AuditSink,
+    /// The record of the refusal being answered; the answer waits for it. In a mutex only
+    /// because a connection must be `Sync`: the tap alone polls it, through `&mut self`.
+    recording: Mutex<Option<Recording>>,
+    /// The gateway's answer going out in place of pingora's, and how much of it has gone.
+    answer: Option<(Vec<u8>, usize)>,
 }
 
 impl Tap {
-    fn notice(&self, written: &[u8]) {
-        if !is_parser_refusal(written) {
-            return;
+    fn new(inner: Stream, audit: AuditSink) -> Self {
+        Tap {
+            inner,
+            audit,
+            recording: Mutex::new(None),
+            answer: None,
         }
+    }
+
+    /// If `written` is pingora's own refusal, start its record and make the gateway's answer.
+    fn notice(&mut self, written: &[u8]) {
+        let Some(reason) = pingora_refusal(written) else {
+            return;
+        };
+        let request_id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let answer = gateway_answer(reason, &request_id);
+        let head = memchr::memmem::find(&answer, b"\r\n\r\n").map_or(0, |at| at + 4);
         let refused = Refused {
             at: SystemTime::now(),
+            reason,
+            request_id,
             client: self
                 .inner
                 .get_socket_digest()
@@ -92,10 +162,58 @@ impl Tap {
                 .inner
                 .get_ssl_digest()
                 .and_then(|d| crate::proxy::tls_version_label(&d.version)),
+            bytes_out: (answer.len() - head) as u64,
         };
-        if let Ok(mut slot) = self.refused.lock() {
-            *slot = Some(refused);
+        // Counted where every other request is, so its alerts see scanners' probes too.
+        if let Some(m) = crate::metrics::metrics() {
+            m.count_request("-", "refuse", reason.code(), reason.status());
         }
+        let audit = self.audit.clone();
+        let record = refused.record();
+        let recording: Recording = Box::pin(async move { audit.record_access(record).await });
+        if let Ok(slot) = self.recording.get_mut() {
+            *slot = Some(recording);
+        }
+        self.answer = Some((answer, 0));
+    }
+
+    /// Write the gateway's answer in place of pingora's `replaced` bytes, after its record;
+    /// ready (with all of `replaced` taken) once the whole answer is written. pingora writes
+    /// its answer with `write_all`, so a pending write is retried with the same bytes.
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+        replaced: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        if let Ok(slot) = self.recording.get_mut() {
+            if let Some(recording) = slot.as_mut() {
+                let Poll::Ready(written) = recording.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                *slot = None;
+                // A refusal releases no data: it is sent even when its record could not be
+                // written (the store counts the loss), as the gateway's other refusals are.
+                if written.is_err() {
+                    if let Some(m) = crate::metrics::metrics() {
+                        m.audit_write_failures.inc();
+                    }
+                }
+            }
+        }
+        let Some((answer, sent)) = self.answer.as_mut() else {
+            return Poll::Ready(Ok(replaced));
+        };
+        while *sent < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *sent += n,
+                other => return other,
+            }
+        }
+        self.answer = None;
+        Poll::Ready(Ok(replaced))
     }
 }
 
@@ -117,15 +235,19 @@ impl AsyncRead for Tap {
 
 impl AsyncWrite for Tap {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        // One comparison of the first bytes per write; the search only on a 400.
-        if buf.first() == Some(&b'H') {
-            self.notice(buf);
+        let this = self.get_mut();
+        // One comparison of the first bytes per write; the search only on a 400 or 405.
+        if this.answer.is_none() && buf.first() == Some(&b'H') {
+            this.notice(buf);
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        if this.answer.is_some() {
+            return this.poll_answer(cx, buf.len());
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -137,16 +259,23 @@ impl AsyncWrite for Tap {
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            if first.first() == Some(&b'H') {
-                self.notice(first);
+        let this = self.get_mut();
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if let Some(first) = first {
+            if this.answer.is_none() && first.first() == Some(&b'H') {
+                this.notice(first);
+            }
+            if this.answer.is_some() {
+                // In place of the slice that held pingora's answer; the caller sends the
+                // rest again.
+                return this.poll_answer(cx, first.len());
             }
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,15 +351,15 @@ impl Peek for Tap {
     }
 }
 
-/// A server app (pingora's HTTP proxy) whose connections are [`Tap`]ped, and whose parser's
-/// refusals are recorded in the audit trail.
+/// A server app (pingora's HTTP proxy) whose connections are [`Tap`]ped: pingora's own
+/// refusals are answered in the gateway's words and recorded in the audit trail.
 pub struct RecordingProxy<A> {
     inner: Arc<A>,
     audit: AuditSink,
 }
 
 impl<A> RecordingProxy<A> {
-    /// Wrap `inner`, recording its parser's refusals in `audit`.
+    /// Wrap `inner`, recording its own refusals in `audit`.
     pub fn new(inner: A, audit: AuditSink) -> Self {
         RecordingProxy {
             inner: Arc::new(inner),
@@ -247,32 +376,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for RecordingProxy<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // A kept-alive connection comes back already tapped.
-        let tapped = stream
-            .as_any()
-            .downcast_ref::<Tap>()
-            .map(|tap| Arc::clone(&tap.refused));
-        let (stream, refused): (Stream, _) = match tapped {
-            Some(refused) => (stream, refused),
-            None => {
-                let refused = Arc::new(Mutex::new(None));
-                let tap = Tap {
-                    inner: stream,
-                    refused: Arc::clone(&refused),
-                };
-                (Box::new(tap), refused)
-            }
+        let stream: Stream = if stream.as_any().is::<Tap>() {
+            stream
+        } else {
+            Box::new(Tap::new(stream, self.audit.clone()))
         };
-        let reused = self.inner.process_new(stream, shutdown).await;
-        let taken = refused.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(refused) = taken {
-            self.audit.record_access_detached(refused.record());
-            // Counted where every other request is, so its alerts see scanners' probes too.
-            if let Some(m) = crate::metrics::metrics() {
-                let reason = Reason::ProtocolUnparsableHead;
-                m.count_request("-", "refuse", reason.code(), reason.status());
-            }
-        }
-        reused
+        self.inner.process_new(stream, shutdown).await
     }
 
     async fn cleanup(&self) {
@@ -285,12 +394,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pingora_s_own_400_is_told_from_the_gateway_s_answers() {
-        // What pingora 0.9.1 writes for a head it cannot parse.
+    fn pingora_s_own_answers_are_told_from_the_gateway_s() {
+        // What pingora 0.9.1 writes for a head it cannot parse, and for `CONNECT`.
         let pingora = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\n\r\n";
-        assert!(is_parser_refusal(pingora));
+        assert_eq!(
+            pingora_refusal(pingora),
+            Some(Reason::ProtocolUnparsableHead)
+        );
         let lower = b"HTTP/1.1 400 Bad Request\r\nserver: Pingora\r\ncontent-length: 0\r\n\r\n";
-        assert!(is_parser_refusal(lower));
+        assert_eq!(pingora_refusal(lower), Some(Reason::ProtocolUnparsableHead));
+        let connect = b"HTTP/1.1 405 Method Not Allowed\r\nServer: Pingora\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert_eq!(
+            pingora_refusal(connect),
+            Some(Reason::ProtocolConnectRefused)
+        );
         // The gateway's own refusals and answers carry its problem body and request id.
         for gateway in [
             &b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nx-request-id: 1\r\n\r\n{}"[..],
@@ -299,8 +416,55 @@ mod tests {
             b"{\"note\":\"HTTP/1.1 400 Pingora\"}",
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nServer: Pingora",
             b"HTTP/1.1 400 Bad Request\r\nX-Note: Server: Pingora\r\n\r\n",
+            b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n\r\n",
         ] {
-            assert!(!is_parser_refusal(gateway), "{gateway:?}");
+            assert_eq!(pingora_refusal(gateway), None, "{gateway:?}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_s_answer_is_a_hardened_problem_r_tls_3() {
+        for reason in [
+            Reason::ProtocolUnparsableHead,
+            Reason::ProtocolConnectRefused,
+        ] {
+            let answer = gateway_answer(reason, "0190-id");
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head) = response.parse(&answer).expect("parses") else {
+                panic!("incomplete head");
+            };
+            assert_eq!(response.code, Some(reason.status()));
+            let header = |name: &str| {
+                response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| std::str::from_utf8(h.value).expect("ASCII"))
+            };
+            let body = &answer[head..];
+            assert_eq!(
+                header("content-length"),
+                Some(body.len().to_string().as_str())
+            );
+            assert_eq!(header("content-type"), Some("application/problem+json"));
+            assert_eq!(header("x-request-id"), Some("0190-id"));
+            assert_eq!(header("connection"), Some("close"));
+            assert_eq!(
+                header("strict-transport-security"),
+                Some("max-age=31536000; includeSubDomains")
+            );
+            assert_eq!(header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(header("server"), None);
+            assert_eq!(
+                header("allow"),
+                (reason == Reason::ProtocolConnectRefused).then_some("")
+            );
+            let problem: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+            assert_eq!(problem["reason"], reason.code());
+            assert_eq!(problem["request_id"], "0190-id");
+            // Never taken for pingora's own in turn.
+            assert_eq!(pingora_refusal(&answer), None);
         }
     }
 }

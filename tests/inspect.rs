@@ -558,9 +558,10 @@ async fn a_json_or_xml_body_nested_too_deep_is_refused_r_waf_3() {
 }
 
 /// Smuggling shapes sent as raw bytes over TLS (R-WAF-3): what pingora's parser refuses
-/// itself (a 400 without a problem body), what the gateway refuses after it (with its code),
-/// and the legal spellings of chunked framing that must still pass. Nothing refused reaches
-/// the upstream.
+/// before any gateway step (answered in the gateway's words all the same:
+/// `protocol.unparsable_head`), what the gateway refuses after it (with its code), and the
+/// legal spellings of chunked framing that must still pass. Nothing refused reaches the
+/// upstream.
 #[tokio::test(flavor = "multi_thread")]
 async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
     let s = setup().await;
@@ -674,36 +675,52 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
             None,
         ));
     }
-    // The answer to HEAD has no body to carry the reason: the status says it.
-    cases.push((
-        "HEAD /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello".into(),
-        None,
-    ));
-    let mut answered_by_pingora = 0;
+    let mut answered_by_pingora = Vec::new();
     for (raw, reason) in &cases {
         let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
             .await
             .expect("exchange");
         assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?}: {answer}");
-        if let Some(reason) = reason {
-            assert!(
-                answer.contains(&format!("\"reason\":\"{reason}\"")),
-                "{raw:?}: {answer}"
-            );
-        }
-        if answer.contains("Pingora") {
-            answered_by_pingora += 1;
+        // pingora's own answer never goes out: its banner, no problem body, no HSTS.
+        assert!(!answer.contains("Pingora"), "{raw:?}: {answer}");
+        assert!(
+            answer.contains("strict-transport-security: max-age=31536000")
+                || answer.contains("Strict-Transport-Security: max-age=31536000"),
+            "{raw:?}: {answer}"
+        );
+        let reason = reason.unwrap_or("protocol.unparsable_head");
+        assert!(
+            answer.contains(&format!("\"reason\":\"{reason}\"")),
+            "{raw:?}: {answer}"
+        );
+        if reason == "protocol.unparsable_head" {
+            answered_by_pingora.push(request_id_of(&answer));
         }
     }
+    // The answer to HEAD has no body to carry the reason: the status says it.
+    let raw = "HEAD /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello";
+    let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+        .await
+        .expect("exchange");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?}: {answer}");
+    assert!(!answer.contains("Pingora"), "{raw:?}: {answer}");
     assert!(
         s.upstream.requests().is_empty(),
         "a smuggling shape reached the upstream"
     );
-    // What pingora's parser answered itself, no gateway hook having run, is in the audit
-    // trail too (R-LOG-1): one record each, none for the gateway's own refusals.
-    assert!(answered_by_pingora >= 10, "{answered_by_pingora}");
-    let unparsable = s.records_with_reason("protocol.unparsable_head", answered_by_pingora);
-    assert_eq!(unparsable.len(), answered_by_pingora);
+    // What pingora's parser refused, no gateway hook having run, is in the audit trail too
+    // (R-LOG-1): one record each, under the request id its answer carried, none for the
+    // gateway's own refusals.
+    assert!(answered_by_pingora.len() >= 10, "{answered_by_pingora:?}");
+    let unparsable = s.records_with_reason("protocol.unparsable_head", answered_by_pingora.len());
+    assert_eq!(unparsable.len(), answered_by_pingora.len());
+    let mut recorded: Vec<String> = unparsable
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    recorded.sort();
+    answered_by_pingora.sort();
+    assert_eq!(recorded, answered_by_pingora);
     for record in &unparsable {
         assert_eq!(
             (
@@ -783,6 +800,88 @@ async fn smuggling_shapes_sent_as_raw_bytes_are_refused_r_waf_3() {
 /// `rfi-160` judges a bare address in the query against the request's own site. An HTTP/2
 /// client names that site in `:authority` and need not send `Host`: its own address passes
 /// there as it does over HTTP/1.1, and another site's is still refused.
+/// The `X-Request-Id` of a raw answer.
+fn request_id_of(answer: &str) -> String {
+    answer
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no request id: {answer}"))
+}
+
+/// `CONNECT` asks the gateway for a tunnel, which a reverse proxy in front of a PHR API never
+/// opens: pingora refuses it before any gateway step, and the gateway answers in its own words
+/// and records it (R-WAF-3, R-LOG-1, R-TLS-3).
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_is_refused_in_the_gateway_s_words_and_recorded() {
+    let s = setup().await;
+    let mut ids = Vec::new();
+    for raw in [
+        "CONNECT upstream.internal:443 HTTP/1.1\r\nHost: upstream.internal:443\r\n\r\n",
+        "CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n",
+    ] {
+        let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
+            .await
+            .expect("exchange");
+        assert!(answer.starts_with("HTTP/1.1 405"), "{raw:?}: {answer}");
+        assert!(
+            answer.contains("\"reason\":\"protocol.connect_refused\""),
+            "{raw:?}: {answer}"
+        );
+        assert!(!answer.contains("Pingora"), "{answer}");
+        assert!(
+            answer.contains("Strict-Transport-Security: max-age=31536000"),
+            "{answer}"
+        );
+        let id = request_id_of(&answer);
+        // Written before the answer was released, as every refusal's record is (R-LOG-1):
+        // read at once, not waited for.
+        let written = phr_gateway::audit::segment::read_records(&s.dir.path().join("audit/access"))
+            .expect("records");
+        assert!(
+            written.iter().any(|r| r["request_id"] == id.as_str()),
+            "the answer left before its record: {id}"
+        );
+        ids.push(id);
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a CONNECT reached the upstream"
+    );
+    let records = s.records_with_reason("protocol.connect_refused", ids.len());
+    let mut recorded: Vec<&str> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                (
+                    r["method"].as_str(),
+                    r["status"].as_u64(),
+                    r["decision"].as_str()
+                ),
+                (Some("CONNECT"), Some(405), Some("refuse")),
+                "{r}"
+            );
+            r["request_id"].as_str().unwrap_or_default()
+        })
+        .collect();
+    recorded.sort_unstable();
+    ids.sort();
+    assert_eq!(recorded, ids);
+    // A request on the same connection after a refused one: pingora closes it, so none is read.
+    let answer = raw_exchange(
+        s.gateway.port,
+        &s.pki.ca_der,
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /records/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await
+    .expect("exchange");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http2_request_without_host_is_judged_against_its_authority() {
     let s = Harness::start(EXTRA).await;

@@ -152,6 +152,10 @@ pub fn verdict(
     let Ok(method) = http::Method::from_bytes(case.method.as_bytes()) else {
         return Some(Some("protocol-method"));
     };
+    // pingora answers `CONNECT` itself, before any gateway step (`head_refusals`).
+    if method == http::Method::CONNECT {
+        return Some(Some(crate::decision::Reason::ProtocolConnectRefused.code()));
+    }
     let Ok(version) = version(&case.meta) else {
         return Some(Some("protocol-version"));
     };
@@ -443,6 +447,18 @@ mod tests {
             Some(None)
         );
         assert_eq!(verdict(&no_host("{}"), None), Some(None));
+    }
+
+    #[test]
+    fn connect_is_refused_as_the_proxy_refuses_it() {
+        let connect = case(
+            r#"{"id":"c","class":"protocol","expect":"block","method":"CONNECT",
+               "path":"www.example.org:443","headers":[["Host","www.example.org:443"]],"body":null}"#,
+        );
+        assert_eq!(
+            verdict(&connect, None),
+            Some(Some("protocol.connect_refused"))
+        );
     }
 
     #[test]
