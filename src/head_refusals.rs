@@ -57,7 +57,7 @@ fn pingora_refusal(written: &[u8]) -> Option<Reason> {
 fn gateway_answer(reason: Reason, request_id: &str) -> Vec<u8> {
     let detail = match reason {
         Reason::ProtocolConnectRefused => "this gateway forwards requests; it opens no tunnels",
-        _ => "the request head is not valid HTTP/1.1",
+        _ => "the request head could not be parsed; the connection is closed",
     };
     let body = crate::decision::problem_body(&Refusal::new(reason, detail), request_id);
     let status =
