@@ -113,8 +113,7 @@ pub enum Reason {
     /// A request head pingora's HTTP/1 parser refused, before any gateway step ran; the
     /// gateway's answer stands in for pingora's (`head_refusals`; R-WAF-3, R-LOG-1).
     ProtocolUnparsableHead,
-    /// A `CONNECT` request: the gateway is a reverse proxy and opens no tunnels (pingora
-    /// refuses it before any gateway step; `head_refusals`).
+    /// A `CONNECT` request: the gateway is a reverse proxy and opens no tunnels (R-WAF-3).
     ProtocolConnectRefused,
     /// A `Host` that is no host name or address, more than one, or none on HTTP/1 (R-WAF-3).
     ProtocolInvalidHost,
@@ -391,6 +390,7 @@ impl Reason {
                 | Reason::ProtocolMalformedBody
                 | Reason::ProtocolBareLineFeed
                 | Reason::ProtocolRequestTimeout
+                | Reason::ProtocolConnectRefused
         )
     }
 }

@@ -1,13 +1,13 @@
-//! What pingora answers itself, before any gateway hook runs (R-LOG-1, R-WAF-3, R-TLS-3).
+//! Request heads pingora's HTTP/1 parser refuses, before any gateway hook runs (R-LOG-1,
+//! R-WAF-3, R-TLS-3).
 //!
-//! pingora answers a request head its HTTP/1 parser cannot read, and a `CONNECT`, with its own
-//! pre-generated error — a bare `400` or `405` carrying `Server: Pingora`, no problem body, no
-//! HSTS — and closes the connection; no `ProxyHttp` hook ever sees such a request. The public
-//! listener's connections pass through [`Tap`], which notices pingora's answer as pingora
-//! writes it and writes the gateway's own in its place: the same status, the problem body
-//! with its reason code (`protocol.unparsable_head`, `protocol.connect_refused`) and a request
-//! id, the hardening headers. Before the first byte of it goes out, the access record is
-//! written as every other refusal's is: the client and the TLS version, nothing of the head
+//! pingora answers a request head its HTTP/1 parser cannot read with its own pre-generated
+//! error — a bare `400` carrying `Server: Pingora`, no problem body, no HSTS — and closes the
+//! connection; no `ProxyHttp` hook ever sees that request. The public listener's connections
+//! pass through [`Tap`], which notices pingora's answer as pingora writes it and writes the
+//! gateway's own in its place: `400`, the problem body with `protocol.unparsable_head` and a
+//! request id, the hardening headers. Before the first byte of it goes out, the access record
+//! is written as every other refusal's is: the client and the TLS version, nothing of the head
 //! itself (it may hold a patient's identifier in its path, R-LOG-5).
 
 use std::fmt;
@@ -32,48 +32,34 @@ use crate::audit::record::AccessRecord;
 use crate::audit::AuditSink;
 use crate::decision::{Reason, Refusal};
 
-/// What pingora answers itself, before any gateway hook runs
-/// (`pingora_core::protocols::http::error_resp`): a `400` for a head its parser cannot read,
-/// a `405` for `CONNECT`, each naming pingora as its server. The gateway's own answers never
-/// carry that banner (it writes its refusals itself, and strips an upstream's `Server`).
-fn pingora_refusal(written: &[u8]) -> Option<Reason> {
-    let reason = if written.starts_with(b"HTTP/1.1 400 ") {
-        Reason::ProtocolUnparsableHead
-    } else if written.starts_with(b"HTTP/1.1 405 ") {
-        Reason::ProtocolConnectRefused
-    } else {
-        return None;
-    };
+/// Whether `written` is the answer pingora writes for a head its parser cannot read
+/// (`pingora_core::protocols::http::error_resp`): a `400` naming pingora as its server. The
+/// gateway's own answers never carry that banner (it writes its refusals itself, and strips
+/// an upstream's `Server`). pingora's other pre-hook refusal, `405` for `CONNECT`, is not
+/// made: the server lets `CONNECT` through to the gateway's own steps (`server.rs`).
+fn is_parser_refusal(written: &[u8]) -> bool {
+    if !written.starts_with(b"HTTP/1.1 400 ") {
+        return false;
+    }
     let window = &written[..written.len().min(512)];
     let head = memchr::memmem::find(window, b"\r\n\r\n").map_or(window, |end| &window[..end]);
     head.split(|&b| b == b'\n')
         .any(|line| line.trim_ascii().eq_ignore_ascii_case(b"server: pingora"))
-        .then_some(reason)
 }
 
-/// The gateway's answer in place of pingora's: the same status, with the problem body, the
-/// request id and the hardening every other answer carries (R-TLS-3), and no banner.
-/// pingora closes the connection after its own answers; this one says so.
-fn gateway_answer(reason: Reason, request_id: &str) -> Vec<u8> {
-    let detail = match reason {
-        Reason::ProtocolConnectRefused => "this gateway forwards requests; it opens no tunnels",
-        _ => "the request head could not be parsed; the connection is closed",
-    };
-    let body = crate::decision::problem_body(&Refusal::new(reason, detail), request_id);
-    let status =
-        http::StatusCode::from_u16(reason.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
-    // An empty `Allow`: no method opens a tunnel here (RFC 9110 sections 10.2.1, 15.5.6).
-    let allow = if status == http::StatusCode::METHOD_NOT_ALLOWED {
-        "Allow: \r\n"
-    } else {
-        ""
-    };
+/// The gateway's answer in place of pingora's: `400` with the problem body, the request id
+/// and the hardening every other answer carries (R-TLS-3), and no banner. pingora closes the
+/// connection after its own answer; this one says so.
+fn gateway_answer(request_id: &str) -> Vec<u8> {
+    let refusal = Refusal::new(
+        Reason::ProtocolUnparsableHead,
+        "the request head could not be parsed; the connection is closed",
+    );
+    let body = crate::decision::problem_body(&refusal, request_id);
     let mut answer = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Request-Id: {}\r\n\
-         {allow}Cache-Control: no-store\r\nConnection: close\r\nStrict-Transport-Security: {}\r\n\
-         X-Content-Type-Options: nosniff\r\n\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or(""),
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         X-Request-Id: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\
+         Strict-Transport-Security: {}\r\nX-Content-Type-Options: nosniff\r\n\r\n",
         crate::decision::PROBLEM_CONTENT_TYPE,
         body.len(),
         request_id,
@@ -87,7 +73,6 @@ fn gateway_answer(reason: Reason, request_id: &str) -> Vec<u8> {
 /// What is known of a request pingora refused, taken while the connection is still open.
 struct Refused {
     at: SystemTime,
-    reason: Reason,
     request_id: String,
     client: String,
     tls: Option<&'static str>,
@@ -101,15 +86,10 @@ impl Refused {
             request_id: self.request_id,
             client: self.client,
             tls: self.tls,
-            // An unparsable head's method is part of what did not parse: left empty, as the
-            // path is (a `CONNECT`'s target is a host, not a path of this service's).
-            method: match self.reason {
-                Reason::ProtocolConnectRefused => "CONNECT".to_owned(),
-                _ => String::new(),
-            },
+            // The method is part of what did not parse: left empty, as the path is.
             decision: "refuse",
-            reason: Some(self.reason.code()),
-            status: self.reason.status(),
+            reason: Some(Reason::ProtocolUnparsableHead.code()),
+            status: Reason::ProtocolUnparsableHead.status(),
             bytes_out: Some(self.bytes_out),
             ..AccessRecord::default()
         }
@@ -143,15 +123,14 @@ impl Tap {
 
     /// If `written` is pingora's own refusal, start its record and make the gateway's answer.
     fn notice(&mut self, written: &[u8]) {
-        let Some(reason) = pingora_refusal(written) else {
+        if !is_parser_refusal(written) {
             return;
-        };
+        }
         let request_id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let answer = gateway_answer(reason, &request_id);
+        let answer = gateway_answer(&request_id);
         let head = memchr::memmem::find(&answer, b"\r\n\r\n").map_or(0, |at| at + 4);
         let refused = Refused {
             at: SystemTime::now(),
-            reason,
             request_id,
             client: self
                 .inner
@@ -166,6 +145,7 @@ impl Tap {
         };
         // Counted where every other request is, so its alerts see scanners' probes too.
         if let Some(m) = crate::metrics::metrics() {
+            let reason = Reason::ProtocolUnparsableHead;
             m.count_request("-", "refuse", reason.code(), reason.status());
         }
         let audit = self.audit.clone();
@@ -240,7 +220,7 @@ impl AsyncWrite for Tap {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        // One comparison of the first bytes per write; the search only on a 400 or 405.
+        // One comparison of the first bytes per write; the search only on a 400.
         if this.answer.is_none() && buf.first() == Some(&b'H') {
             this.notice(buf);
         }
@@ -351,7 +331,7 @@ impl Peek for Tap {
     }
 }
 
-/// A server app (pingora's HTTP proxy) whose connections are [`Tap`]ped: pingora's own
+/// A server app (pingora's HTTP proxy) whose connections are [`Tap`]ped: its parser's
 /// refusals are answered in the gateway's words and recorded in the audit trail.
 pub struct RecordingProxy<A> {
     inner: Arc<A>,
@@ -359,7 +339,7 @@ pub struct RecordingProxy<A> {
 }
 
 impl<A> RecordingProxy<A> {
-    /// Wrap `inner`, recording its own refusals in `audit`.
+    /// Wrap `inner`, recording its parser's refusals in `audit`.
     pub fn new(inner: A, audit: AuditSink) -> Self {
         RecordingProxy {
             inner: Arc::new(inner),
@@ -394,77 +374,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pingora_s_own_answers_are_told_from_the_gateway_s() {
-        // What pingora 0.9.1 writes for a head it cannot parse, and for `CONNECT`.
+    fn pingora_s_own_400_is_told_from_the_gateway_s_answers() {
+        // What pingora 0.9.1 writes for a head it cannot parse.
         let pingora = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\n\r\n";
-        assert_eq!(
-            pingora_refusal(pingora),
-            Some(Reason::ProtocolUnparsableHead)
-        );
+        assert!(is_parser_refusal(pingora));
         let lower = b"HTTP/1.1 400 Bad Request\r\nserver: Pingora\r\ncontent-length: 0\r\n\r\n";
-        assert_eq!(pingora_refusal(lower), Some(Reason::ProtocolUnparsableHead));
-        let connect = b"HTTP/1.1 405 Method Not Allowed\r\nServer: Pingora\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        assert_eq!(
-            pingora_refusal(connect),
-            Some(Reason::ProtocolConnectRefused)
-        );
+        assert!(is_parser_refusal(lower));
         // The gateway's own refusals and answers carry its problem body and request id.
         for gateway in [
             &b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nx-request-id: 1\r\n\r\n{}"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nPingora",
             b"HTTP/1.1 502 Bad Gateway\r\nServer: Pingora\r\n\r\n",
+            b"HTTP/1.1 405 Method Not Allowed\r\nServer: Pingora\r\n\r\n",
             b"{\"note\":\"HTTP/1.1 400 Pingora\"}",
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nServer: Pingora",
             b"HTTP/1.1 400 Bad Request\r\nX-Note: Server: Pingora\r\n\r\n",
-            b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n\r\n",
         ] {
-            assert_eq!(pingora_refusal(gateway), None, "{gateway:?}");
+            assert!(!is_parser_refusal(gateway), "{gateway:?}");
         }
     }
 
     #[test]
     fn the_gateway_s_answer_is_a_hardened_problem_r_tls_3() {
-        for reason in [
-            Reason::ProtocolUnparsableHead,
-            Reason::ProtocolConnectRefused,
-        ] {
-            let answer = gateway_answer(reason, "0190-id");
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut response = httparse::Response::new(&mut headers);
-            let httparse::Status::Complete(head) = response.parse(&answer).expect("parses") else {
-                panic!("incomplete head");
-            };
-            assert_eq!(response.code, Some(reason.status()));
-            let header = |name: &str| {
-                response
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| std::str::from_utf8(h.value).expect("ASCII"))
-            };
-            let body = &answer[head..];
-            assert_eq!(
-                header("content-length"),
-                Some(body.len().to_string().as_str())
-            );
-            assert_eq!(header("content-type"), Some("application/problem+json"));
-            assert_eq!(header("x-request-id"), Some("0190-id"));
-            assert_eq!(header("connection"), Some("close"));
-            assert_eq!(
-                header("strict-transport-security"),
-                Some("max-age=31536000; includeSubDomains")
-            );
-            assert_eq!(header("x-content-type-options"), Some("nosniff"));
-            assert_eq!(header("server"), None);
-            assert_eq!(
-                header("allow"),
-                (reason == Reason::ProtocolConnectRefused).then_some("")
-            );
-            let problem: serde_json::Value = serde_json::from_slice(body).expect("JSON");
-            assert_eq!(problem["reason"], reason.code());
-            assert_eq!(problem["request_id"], "0190-id");
-            // Never taken for pingora's own in turn.
-            assert_eq!(pingora_refusal(&answer), None);
-        }
+        let answer = gateway_answer("0190-id");
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head) = response.parse(&answer).expect("parses") else {
+            panic!("incomplete head");
+        };
+        assert_eq!(response.code, Some(400));
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| std::str::from_utf8(h.value).expect("ASCII"))
+        };
+        let body = &answer[head..];
+        assert_eq!(
+            header("content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(header("content-type"), Some("application/problem+json"));
+        assert_eq!(header("x-request-id"), Some("0190-id"));
+        assert_eq!(header("connection"), Some("close"));
+        assert_eq!(
+            header("strict-transport-security"),
+            Some("max-age=31536000; includeSubDomains")
+        );
+        assert_eq!(header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(header("server"), None);
+        let problem: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+        assert_eq!(problem["reason"], "protocol.unparsable_head");
+        assert_eq!(problem["request_id"], "0190-id");
+        // Never taken for pingora's own in turn.
+        assert!(!is_parser_refusal(&answer));
     }
 }

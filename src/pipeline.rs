@@ -167,7 +167,8 @@ pub fn evaluate<'s>(
         inspect_body: false,
         decision: Decision::Refuse(refusal),
     };
-    if let Err(refusal) = protocol::check_framing(request.headers, request.raw_head)
+    if let Err(refusal) = protocol::check_no_tunnel(request.method)
+        .and_then(|()| protocol::check_framing(request.headers, request.raw_head))
         .and_then(|()| protocol::check_body_allowed(request.method, request.headers))
         .and_then(|()| protocol::check_body_declared(request.headers))
         .and_then(|()| protocol::check_host(request.headers, request.raw_head, request.authority))

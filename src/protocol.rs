@@ -307,6 +307,23 @@ pub fn check_framing(headers: &HeaderMap, raw: RawHead) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Refuse `CONNECT` (R-WAF-3): the gateway forwards requests to its routes' upstreams and opens
+/// no tunnels. pingora would refuse it before any hook; the server lets it through to the
+/// gateway's own steps (`server.rs`) so that it is answered, hardened and recorded as every
+/// other refusal, over HTTP/1 and HTTP/2 alike. An empty `Allow`: the target allows no method
+/// (RFC 9110 sections 10.2.1 and 15.5.6).
+pub fn check_no_tunnel(method: &http::Method) -> Result<(), Refusal> {
+    if method != http::Method::CONNECT {
+        return Ok(());
+    }
+    let mut refusal = Refusal::new(
+        Reason::ProtocolConnectRefused,
+        "this gateway forwards requests; it opens no tunnels",
+    );
+    refusal.allow = Some(String::new());
+    Err(refusal)
+}
+
 /// Refuse a body on `GET` or `HEAD` (R-WAF-3): a backend that ignores such a body reads it as
 /// the next request on the connection (a "CL.0" desync), while the gateway judged it as this
 /// request's. A declared length of zero is no body.
@@ -474,6 +491,18 @@ pub fn raw_head_has_content_length(head: &[u8]) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn connect_is_refused_with_an_empty_allow_and_other_methods_pass() {
+        let refusal = check_no_tunnel(&http::Method::CONNECT).expect_err("CONNECT refused");
+        assert_eq!(refusal.reason, Reason::ProtocolConnectRefused);
+        assert_eq!(refusal.allow.as_deref(), Some(""));
+        assert!(refusal.reason.closes_connection());
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"] {
+            let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+            assert!(check_no_tunnel(&method).is_ok(), "{method}");
+        }
+    }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -219,6 +219,18 @@ fn server_conf(snapshot: &Snapshot) -> ServerConf {
     }
 }
 
+/// pingora's proxy around the gateway, for the public listener. `CONNECT` is let through to
+/// the gateway's hooks, whose first step refuses it (`protocol::check_no_tunnel`): pingora's
+/// own refusal would go out without the gateway's record or hardening over HTTP/2, where the
+/// connection tap cannot read the answer (`head_refusals`).
+fn public_proxy(conf: &Arc<ServerConf>, shared: &Shared) -> pingora::proxy::HttpProxy<Gateway> {
+    let mut proxy = pingora::proxy::http_proxy(conf, Gateway::new(shared.clone()));
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.allow_connect_method_proxying = true;
+    proxy.server_options = Some(options);
+    proxy
+}
+
 /// Build the server for the store's policy. Listening starts at `run_forever`.
 pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
     let snapshot = store.current();
@@ -286,7 +298,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         "phr-gateway public listener".to_owned(),
         listeners,
         RecordingProxy::new(
-            pingora::proxy::http_proxy(&server.configuration, Gateway::new(shared.clone())),
+            public_proxy(&server.configuration, &shared),
             shared.audit.clone(),
         ),
     );

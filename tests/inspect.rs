@@ -814,45 +814,56 @@ fn request_id_of(answer: &str) -> String {
 }
 
 /// `CONNECT` asks the gateway for a tunnel, which a reverse proxy in front of a PHR API never
-/// opens: pingora refuses it before any gateway step, and the gateway answers in its own words
-/// and records it (R-WAF-3, R-LOG-1, R-TLS-3).
+/// opens: refused by the gateway's first step, over HTTP/1 and HTTP/2, answered and recorded
+/// as every refusal (R-WAF-3, R-LOG-1, R-TLS-3). pingora would refuse it itself, before any
+/// hook and without either; the server lets it through to the gateway's steps.
 #[tokio::test(flavor = "multi_thread")]
-async fn connect_is_refused_in_the_gateway_s_words_and_recorded() {
+async fn connect_is_refused_recorded_and_hardened_over_http1_and_http2() {
     let s = setup().await;
-    let mut ids = Vec::new();
+    let mut answers = Vec::new();
     for raw in [
         "CONNECT upstream.internal:443 HTTP/1.1\r\nHost: upstream.internal:443\r\n\r\n",
-        "CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n",
+        "CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\nContent-Length: 5\r\n\r\nhello",
+        // A request after it on the same connection is the tunnel's bytes, never read as one.
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /records/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
     ] {
         let answer = raw_exchange(s.gateway.port, &s.pki.ca_der, raw.as_bytes())
             .await
             .expect("exchange");
         assert!(answer.starts_with("HTTP/1.1 405"), "{raw:?}: {answer}");
-        assert!(
-            answer.contains("\"reason\":\"protocol.connect_refused\""),
-            "{raw:?}: {answer}"
-        );
-        assert!(!answer.contains("Pingora"), "{answer}");
-        assert!(
-            answer.contains("Strict-Transport-Security: max-age=31536000"),
-            "{answer}"
-        );
-        let id = request_id_of(&answer);
-        // Written before the answer was released, as every refusal's record is (R-LOG-1):
-        // read at once, not waited for.
-        let written = phr_gateway::audit::segment::read_records(&s.dir.path().join("audit/access"))
-            .expect("records");
-        assert!(
-            written.iter().any(|r| r["request_id"] == id.as_str()),
-            "the answer left before its record: {id}"
-        );
-        ids.push(id);
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+        let head = answer.to_ascii_lowercase();
+        for expected in [
+            "\"reason\":\"protocol.connect_refused\"",
+            "strict-transport-security: max-age=31536000",
+            "connection: close",
+            "\r\nallow: \r\n",
+        ] {
+            assert!(head.contains(expected), "{expected}: {answer}");
+        }
+        assert!(!head.contains("pingora"), "{answer}");
+        answers.push(request_id_of(&answer));
     }
+    let h2 = Client::open(
+        s.gateway.port,
+        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
+    )
+    .await
+    .expect("h2 connection")
+    .send("CONNECT", "upstream.internal:443", &[], "")
+    .await
+    .expect("h2 CONNECT");
+    assert_eq!(h2.version, http::Version::HTTP_2);
+    assert_eq!(h2.status, 405, "{h2:?}");
+    assert_eq!(h2.json()["reason"], "protocol.connect_refused");
+    assert!(h2.headers.contains_key("strict-transport-security"));
+    assert!(!h2.headers.contains_key("server"));
+    answers.push(h2.headers["x-request-id"].to_str().expect("id").to_owned());
     assert!(
         s.upstream.requests().is_empty(),
         "a CONNECT reached the upstream"
     );
-    let records = s.records_with_reason("protocol.connect_refused", ids.len());
+    let records = s.records_with_reason("protocol.connect_refused", answers.len());
     let mut recorded: Vec<&str> = records
         .iter()
         .map(|r| {
@@ -869,17 +880,8 @@ async fn connect_is_refused_in_the_gateway_s_words_and_recorded() {
         })
         .collect();
     recorded.sort_unstable();
-    ids.sort();
-    assert_eq!(recorded, ids);
-    // A request on the same connection after a refused one: pingora closes it, so none is read.
-    let answer = raw_exchange(
-        s.gateway.port,
-        &s.pki.ca_der,
-        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /records/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    )
-    .await
-    .expect("exchange");
-    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    answers.sort();
+    assert_eq!(recorded, answers);
 }
 
 #[tokio::test(flavor = "multi_thread")]

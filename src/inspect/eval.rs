@@ -152,10 +152,6 @@ pub fn verdict(
     let Ok(method) = http::Method::from_bytes(case.method.as_bytes()) else {
         return Some(Some("protocol-method"));
     };
-    // pingora answers `CONNECT` itself, before any gateway step (`head_refusals`).
-    if method == http::Method::CONNECT {
-        return Some(Some(crate::decision::Reason::ProtocolConnectRefused.code()));
-    }
     let Ok(version) = version(&case.meta) else {
         return Some(Some("protocol-version"));
     };
@@ -189,7 +185,8 @@ pub fn verdict(
         http1: matches!(version, Version::Http1) || (case.meta.version.is_none() && !autocomplete),
         ..crate::protocol::RawHead::default()
     };
-    if let Err(refusal) = crate::protocol::check_framing(&headers, raw)
+    if let Err(refusal) = crate::protocol::check_no_tunnel(&method)
+        .and_then(|()| crate::protocol::check_framing(&headers, raw))
         .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
         .and_then(|()| crate::protocol::check_body_declared(&headers))
         .and_then(|()| crate::protocol::check_host(&headers, raw, authority))

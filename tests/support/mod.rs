@@ -539,7 +539,8 @@ impl Client {
     ) -> Result<Reply, BoxError> {
         let h2 = matches!(self, Client::H2(_));
         // Over h2 the authority goes in `:authority`: `localhost` unless `path` names its own.
-        let uri = if h2 && path.starts_with("https://") {
+        // A `CONNECT`'s target is an authority (`host:port`), sent as given.
+        let uri = if method == "CONNECT" || (h2 && path.starts_with("https://")) {
             path.to_owned()
         } else if h2 {
             format!("https://localhost{path}")
