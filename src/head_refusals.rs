@@ -59,11 +59,12 @@ fn gateway_answer(request_id: &str) -> Vec<u8> {
     let mut answer = format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          X-Request-Id: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\
-         Strict-Transport-Security: {}\r\nX-Content-Type-Options: nosniff\r\n\r\n",
+         Strict-Transport-Security: {}\r\nX-Content-Type-Options: nosniff\r\nDate: {}\r\n\r\n",
         crate::decision::PROBLEM_CONTENT_TYPE,
         body.len(),
         request_id,
         crate::harden::HSTS.to_str().unwrap_or_default(),
+        httpdate::fmt_http_date(SystemTime::now()),
     )
     .into_bytes();
     answer.extend_from_slice(&body);
@@ -424,6 +425,8 @@ mod tests {
         );
         assert_eq!(header("x-content-type-options"), Some("nosniff"));
         assert_eq!(header("server"), None);
+        let date = header("date").expect("Date");
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
         let problem: serde_json::Value = serde_json::from_slice(body).expect("JSON");
         assert_eq!(problem["reason"], "protocol.unparsable_head");
         assert_eq!(problem["request_id"], "0190-id");
