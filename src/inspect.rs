@@ -1388,6 +1388,56 @@ mod tests {
 
     /// `note` is refused nowhere a patient's text goes: a query value, a FHIR note, a form
     /// field.
+    /// A CDA clinical document or a FHIR resource in XML sent as a value is read as an XML
+    /// document, not refused for its declaration and namespaces; what an XML body may not
+    /// hold it may not either.
+    #[test]
+    fn xml_documents_as_values_are_read_as_documents() {
+        const CDA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <title>特定健診情報ファイル</title>
+  <component><structuredBody><component><section>
+    <text><paragraph>BMI 22.4 kg/m2; 腹囲 82 cm (基準内)</paragraph></text>
+    <entry><observation classCode="OBS" moodCode="EVN"><value xsi:type="PQ" value="118" unit="mm[Hg]"/></observation></entry>
+  </section></component></structuredBody></component>
+</ClinicalDocument>"#;
+        const FHIR: &str = r#"<?xml version="1.0"?><Observation xmlns="http://hl7.org/fhir"><text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>血圧 <b>118/76</b></p></div></text><status value="final"/></Observation>"#;
+        for document in [CDA, FHIR, r#"<?xml version="1.0" encoding="UTF-8"?>"#] {
+            assert_note_passes(document);
+        }
+        let attacks = [
+            // Script, handlers and URLs, in the document's markup or its text.
+            r#"<?xml version="1.0"?><a><script>x=1</script></a>"#,
+            r#"<?xml version="1.0"?><a><b onload="go()"/></a>"#,
+            r#"<?xml version="1.0"?><a href="javascript:go()">x</a>"#,
+            r#"<?xml version="1.0"?><a><note>' or 1=1--</note></a>"#,
+            r#"<?xml version="1.0"?><Observation xmlns="http://hl7.org/fhir"><text><div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="go()"/></div></text></Observation>"#,
+            // What the document reading does not vouch for: libinjection's reading refuses it.
+            r#"<?xml version="1.0"?><?xml-stylesheet type="text/xsl" href="https://x.example/a.xsl"?><a/>"#,
+            r#"<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/hostname">]><a>&x;</a>"#,
+            r#"<?xml version="1.0"?><a xmlns:h="http://www.w3.org/1999/xhtml"><h:script>x=1</h:script></a>"#,
+            r#"<?xml version="1.0"?><a xmlns:h="http&#58;//www.w3.org/1999/xhtml"><h:script>x=1</h:script></a>"#,
+            r#"<?xml version="1.0"?><a><data value="JVBERi0xLjQK"/><contentType value="application/pdf"/></a>"#,
+            r#"<?xml version="1.0"?><a><b></a>"#,
+            r#"<?xml-stylesheet href="https://x.example/a.xsl"?>"#,
+        ];
+        for attack in attacks {
+            let encoded =
+                percent_encoding::utf8_percent_encode(attack, percent_encoding::NON_ALPHANUMERIC);
+            assert!(
+                !findings("/x", Some(&format!("q={encoded}")), &[], None).is_empty(),
+                "{attack}"
+            );
+            let body =
+                serde_json::json!({"resourceType": "Observation", "note": [{"text": attack}]});
+            let json = [("content-type", "application/fhir+json")];
+            assert!(
+                !findings("/x", None, &json, Some(&body.to_string())).is_empty(),
+                "{attack}"
+            );
+        }
+    }
+
     fn assert_note_passes(note: &str) {
         let encoded =
             percent_encoding::utf8_percent_encode(note, percent_encoding::NON_ALPHANUMERIC)

@@ -1293,14 +1293,19 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             class: Class::Sqli,
         });
     }
-    if present.may_hold(b"<")
-        && n.decoded.contains('<')
-        && libinjectionrs::detect_xss(n.decoded.as_bytes()).is_injection()
-    {
-        return Some(Hit {
-            rule: "xss-100",
-            class: Class::Xss,
-        });
+    if present.may_hold(b"<") && n.decoded.contains('<') {
+        // A whole XML document (a CDA or FHIR XML in a note) is read as one instead.
+        match super::xml::document_value(&n.decoded) {
+            Some(Some(hit)) => return Some(hit),
+            Some(None) => {}
+            None if libinjectionrs::detect_xss(n.decoded.as_bytes()).is_injection() => {
+                return Some(Hit {
+                    rule: "xss-100",
+                    class: Class::Xss,
+                });
+            }
+            None => {}
+        }
     }
     let base64 = if noted {
         word.map(|(_, hit)| hit)

@@ -64,6 +64,72 @@ pub(super) fn declares_entities(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"<!").is_some() && (finder(b"<!doctype") || finder(b"<!entity"))
 }
 
+/// A value that is a whole XML document — a CDA clinical document or a FHIR resource in XML,
+/// sent as a note, a form field or a JSON string — read as one: `Some` with the first thing
+/// that reading finds (`None` inside when nothing), as for an XML body: its text and
+/// attribute values by the value rules, a narrative by the narrative rules, and no DTD.
+/// libinjection's HTML reading refuses every such value (an `<?xml` declaration and `xmlns`
+/// are on its list, for Internet Explorer's XML islands), so this reading stands in for it.
+///
+/// `None` outside — the caller reads it as markup — when it does not start with an XML
+/// declaration, holds a processing instruction after it (an `xml-stylesheet` runs XSLT), a
+/// DTD, comment or CDATA section (`<!`), carries a file inline (a file is disarmed as a body's
+/// or an upload's, never passed inside a value), binds a prefix to the XHTML, SVG or MathML
+/// namespace (`<h:script>` runs where the document is shown as XHTML, and no rule reads
+/// prefixed names), is not well-formed, or is itself inside one (no nesting: an escaped
+/// document in a document's text).
+pub(super) fn document_value(text: &str) -> Option<Option<Hit>> {
+    thread_local! {
+        static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let rest = text.trim_start().strip_prefix("<?xml")?;
+    if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let after_declaration = &rest[rest.find("?>")? + 2..];
+    if after_declaration.contains("<?")
+        || after_declaration.contains("<!")
+        || binds_markup_prefix(after_declaration)
+    {
+        return None;
+    }
+    if READING.with(|reading| reading.replace(true)) {
+        return None;
+    }
+    let mut found = Findings::default();
+    let read = inspect(text.as_bytes(), &mut found, &[]);
+    READING.with(|reading| reading.set(false));
+    match read {
+        Ok(Read {
+            files: Ok(files), ..
+        }) if files.is_empty() => Some(found.list.first().map(|finding| finding.hit)),
+        _ => None,
+    }
+}
+
+/// Whether `text` binds a namespace prefix (`xmlns:h="…"`) to the namespace of markup a
+/// browser runs, or to one written with a reference (`http&#58;//…`), which the parser
+/// resolves.
+fn binds_markup_prefix(text: &str) -> bool {
+    const MARKUP: [&str; 3] = [
+        "http://www.w3.org/1999/xhtml",
+        "http://www.w3.org/2000/svg",
+        "http://www.w3.org/1998/Math/MathML",
+    ];
+    memchr::memmem::find_iter(text.as_bytes(), b"xmlns:").any(|at| {
+        let binding = &text[at..];
+        let Some(open) = binding.find(['"', '\'']) else {
+            return false;
+        };
+        let value = &binding[open + 1..];
+        let value = value
+            .find(['"', '\''])
+            .map_or(value, |close| &value[..close]);
+        let value = value.trim();
+        value.contains('&') || MARKUP.iter().any(|m| value.starts_with(m))
+    })
+}
+
 /// What a read of an XML body gives besides its findings.
 pub(super) struct Read {
     /// The files it carries inline; `Err` for an attachment that names its `contentType` or
