@@ -48,9 +48,9 @@ fn is_parser_refusal(written: &[u8]) -> bool {
 }
 
 /// The gateway's answer in place of pingora's: `400` with the problem body, the request id
-/// and the hardening every other answer carries (R-TLS-3), and no banner. pingora closes the
-/// connection after its own answer; this one says so.
-fn gateway_answer(request_id: &str) -> Vec<u8> {
+/// and the hardening every other answer carries (R-TLS-3), and no banner; and its body's
+/// length. pingora closes the connection after its own answer; this one says so.
+fn gateway_answer(request_id: &str) -> (Vec<u8>, usize) {
     let refusal = Refusal::new(
         Reason::ProtocolUnparsableHead,
         "the request head could not be parsed; the connection is closed",
@@ -68,32 +68,28 @@ fn gateway_answer(request_id: &str) -> Vec<u8> {
     )
     .into_bytes();
     answer.extend_from_slice(&body);
-    answer
+    (answer, body.len())
 }
 
-/// What is known of a request pingora refused, taken while the connection is still open.
-struct Refused {
-    at: SystemTime,
+/// The access record of a head pingora refused: the client and the TLS version, nothing of
+/// the head (the method is part of what did not parse: left empty, as the path is).
+fn refusal_record(
     request_id: String,
     client: String,
     tls: Option<&'static str>,
-    bytes_out: u64,
-}
-
-impl Refused {
-    fn record(self) -> AccessRecord {
-        AccessRecord {
-            time: crate::audit::record::format_time(self.at.into()),
-            request_id: self.request_id,
-            client: self.client,
-            tls: self.tls,
-            // The method is part of what did not parse: left empty, as the path is.
-            decision: "refuse",
-            reason: Some(Reason::ProtocolUnparsableHead.code()),
-            status: Reason::ProtocolUnparsableHead.status(),
-            bytes_out: Some(self.bytes_out),
-            ..AccessRecord::default()
-        }
+    bytes_out: usize,
+) -> AccessRecord {
+    let reason = Reason::ProtocolUnparsableHead;
+    AccessRecord {
+        time: crate::audit::record::format_time(SystemTime::now().into()),
+        request_id,
+        client,
+        tls,
+        decision: "refuse",
+        reason: Some(reason.code()),
+        status: reason.status(),
+        bytes_out: Some(bytes_out as u64),
+        ..AccessRecord::default()
     }
 }
 
@@ -128,29 +124,23 @@ impl Tap {
             return;
         }
         let request_id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let answer = gateway_answer(&request_id);
-        let head = memchr::memmem::find(&answer, b"\r\n\r\n").map_or(0, |at| at + 4);
-        let refused = Refused {
-            at: SystemTime::now(),
-            request_id,
-            client: self
-                .inner
-                .get_socket_digest()
-                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-                .map_or_else(String::new, |ip| ip.to_string()),
-            tls: self
-                .inner
-                .get_ssl_digest()
-                .and_then(|d| crate::proxy::tls_version_label(&d.version)),
-            bytes_out: (answer.len() - head) as u64,
-        };
+        let (answer, body_len) = gateway_answer(&request_id);
+        let client = self
+            .inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+            .map_or_else(String::new, |ip| ip.to_string());
+        let tls = self
+            .inner
+            .get_ssl_digest()
+            .and_then(|d| crate::proxy::tls_version_label(&d.version));
+        let record = refusal_record(request_id, client, tls, body_len);
         // Counted where every other request is, so its alerts see scanners' probes too.
         if let Some(m) = crate::metrics::metrics() {
             let reason = Reason::ProtocolUnparsableHead;
             m.count_request("-", "refuse", reason.code(), reason.status());
         }
         let audit = self.audit.clone();
-        let record = refused.record();
         let recording: Recording = Box::pin(async move { audit.record_access(record).await });
         if let Ok(slot) = self.recording.get_mut() {
             *slot = Some(recording);
@@ -397,7 +387,7 @@ mod tests {
 
     #[test]
     fn the_gateway_s_answer_is_a_hardened_problem_r_tls_3() {
-        let answer = gateway_answer("0190-id");
+        let (answer, body_len) = gateway_answer("0190-id");
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut response = httparse::Response::new(&mut headers);
         let httparse::Status::Complete(head) = response.parse(&answer).expect("parses") else {
@@ -412,6 +402,7 @@ mod tests {
                 .map(|h| std::str::from_utf8(h.value).expect("ASCII"))
         };
         let body = &answer[head..];
+        assert_eq!(body.len(), body_len);
         assert_eq!(
             header("content-length"),
             Some(body.len().to_string().as_str())
