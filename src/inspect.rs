@@ -1962,7 +1962,8 @@ mod tests {
                 &json,
                 Some(r#"{"note": "'; DROP TABLE users; --"}"#)
             ),
-            ["sqli-110"]
+            // A second statement after `;` (sqli-130's).
+            ["sqli-130"]
         );
         assert_eq!(
             findings("/x", None, &json, Some(r#"{"$where": "1"}"#)),

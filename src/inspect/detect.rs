@@ -546,7 +546,7 @@ const VALUE_RULES: &[Rule] = &[
     Rule {
         id: "sqli-110",
         class: Class::Sqli,
-        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*(?:drop|shutdown|truncate)\s+\w|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'(?:[\d'\s+]|[^']*$|[^']*'[\s+]*(?:[=<>!]|like\b|is\b|in\b|regexp\b|rlike\b|between\b|\|\||&&|--|#|/\*|;|\)[\s+]*(?:--|#|/\*|;|$)))|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)|\b(?:utl_(?:http|inaddr|smtp|tcp|file)|dbms_(?:pipe|lock|xmlgen|java|export_extension)|ctxsys\.drithsx)\s*\.\s*[a-z_]+",
+        pattern: r"\bunion\b[\s+(/*!0-9]+(?:all|distinct)?[\s+(/*!]*select\b|\binto[\s+]+(?:out|dump)file\b|\b(?:sleep|benchmark|pg_sleep)\s*\(\s*\d|\b(?:gtid_subset|gtid_subtract|extractvalue|updatexml|name_const|json_keys|make_set)\s*\(|\bconcat(?:_ws)?\s*\(\s*0x[0-9a-f]|\b(?:or|and)[\s+]+glob\s*\(|\bwaitfor[\s+]+delay\b|information_schema|\bload_file\s*\(|@@version|\bversion\s*\(\s*\)|;\s*shutdown\s*(?:with\s+nowait\b|--|#|/\*|;|$)|\b(?:or|and)[\s+]+(\d+)[\s+]*=[\s+]*\d+|'[\s+]*(?:or|and)[\s+]*'(?:[\d'\s+]|[^']*$|[^']*'[\s+]*(?:[=<>!]|like\b|is\b|in\b|regexp\b|rlike\b|between\b|\|\||&&|--|#|/\*|;|\)[\s+]*(?:--|#|/\*|;|$)))|\blimit[\s+]+\d+\s*,\s*\d+\s*(?:--|#|/\*)|\b(?:utl_(?:http|inaddr|smtp|tcp|file)|dbms_(?:pipe|lock|xmlgen|java|export_extension)|ctxsys\.drithsx)\s*\.\s*[a-z_]+",
     },
     Rule {
         id: "sqli-140",
@@ -2941,6 +2941,9 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
                 !next.is_empty() && &table_after[set_start..set_end] == b"set"
             }
             b"delete" => then(b"from"),
+            // `TABLE` is optional in PostgreSQL's and MySQL's `TRUNCATE`: a name alone, then
+            // the statement's end (`; truncate users;--`; "; truncate the fried food" goes on).
+            b"truncate" if !next.is_empty() && statement_ends(&after[next_end..]) => true,
             b"drop" | b"create" | b"alter" | b"truncate" | b"rename" => matches!(
                 next,
                 b"table"
@@ -2975,6 +2978,16 @@ fn stacked_statement(folded: &str) -> Option<Hit> {
         }
     }
     None
+}
+
+/// Whether `rest` ends an SQL statement: nothing more, `;`, or a comment.
+fn statement_ends(rest: &[u8]) -> bool {
+    let rest = rest.trim_ascii_start();
+    rest.is_empty()
+        || rest.starts_with(b";")
+        || rest.starts_with(b"--")
+        || rest.starts_with(b"#")
+        || rest.starts_with(b"/*")
 }
 
 /// Whether the `;` at `at` separates items of a list, as notes write them (`Count (WBC)
@@ -5189,6 +5202,9 @@ mod tests {
             "1; declare @q varchar(99)",
             "1; insert into users values (1)",
             "1; drop table x",
+            "1; truncate users",
+            "'; truncate users;--",
+            "1;truncate table users",
             "1; begin dbms_lock.sleep(5); end",
             "1; (select 1)",
             "1; /**/select 1",
@@ -5218,6 +5234,9 @@ mod tests {
             "1; exec (@sql)",
             "1;select@@version",
             "1; shutdown",
+            "1; truncate users",
+            "'; truncate users;--",
+            "1; truncate users /* x */",
         ] {
             assert_eq!(stacked(attack), Some("sqli-130"), "{attack}");
         }
@@ -5230,6 +5249,8 @@ mod tests {
             "discussed; delete old allergy entry",
             "reviewed; insert IUD next visit",
             "done; shutdown of clinic for holidays",
+            "lipids high; truncate the fried food, not the statin",
+            "select the appropriate dose; drop by 5 mg if bp < 100",
         ] {
             assert_eq!(stacked(note), None, "{note}");
         }
