@@ -76,7 +76,7 @@ pub(super) fn declares_entities(body: &[u8]) -> bool {
 /// DTD, comment or CDATA section (`<!`), carries a file inline (a file is disarmed as a body's
 /// or an upload's, never passed inside a value), binds a prefix to the XHTML, SVG or MathML
 /// namespace (`<h:script>` runs where the document is shown as XHTML, and no rule reads
-/// prefixed names), is not well-formed, or is itself inside one (no nesting: an escaped
+/// prefixed names: [`Read::binds_markup_prefix`]), is not well-formed, or is itself inside one (no nesting: an escaped
 /// document in a document's text).
 pub(super) fn document_value(text: &str) -> Option<Option<Hit>> {
     thread_local! {
@@ -87,10 +87,7 @@ pub(super) fn document_value(text: &str) -> Option<Option<Hit>> {
         return None;
     }
     let after_declaration = &rest[rest.find("?>")? + 2..];
-    if after_declaration.contains("<?")
-        || after_declaration.contains("<!")
-        || binds_markup_prefix(after_declaration)
-    {
+    if after_declaration.contains("<?") || after_declaration.contains("<!") {
         return None;
     }
     if READING.with(|reading| reading.replace(true)) {
@@ -101,33 +98,12 @@ pub(super) fn document_value(text: &str) -> Option<Option<Hit>> {
     READING.with(|reading| reading.set(false));
     match read {
         Ok(Read {
-            files: Ok(files), ..
+            files: Ok(files),
+            binds_markup_prefix: false,
+            ..
         }) if files.is_empty() => Some(found.list.first().map(|finding| finding.hit)),
         _ => None,
     }
-}
-
-/// Whether `text` binds a namespace prefix (`xmlns:h="…"`) to the namespace of markup a
-/// browser runs, or to one written with a reference (`http&#58;//…`), which the parser
-/// resolves.
-fn binds_markup_prefix(text: &str) -> bool {
-    const MARKUP: [&str; 3] = [
-        "http://www.w3.org/1999/xhtml",
-        "http://www.w3.org/2000/svg",
-        "http://www.w3.org/1998/Math/MathML",
-    ];
-    memchr::memmem::find_iter(text.as_bytes(), b"xmlns:").any(|at| {
-        let binding = &text[at..];
-        let Some(open) = binding.find(['"', '\'']) else {
-            return false;
-        };
-        let value = &binding[open + 1..];
-        let value = value
-            .find(['"', '\''])
-            .map_or(value, |close| &value[..close]);
-        let value = value.trim();
-        value.contains('&') || MARKUP.iter().any(|m| value.starts_with(m))
-    })
 }
 
 /// What a read of an XML body gives besides its findings.
@@ -137,6 +113,9 @@ pub(super) struct Read {
     pub files: Result<Vec<attachment::Attachment>, attachment::Unreadable>,
     /// The rewrites of its neutralised fields.
     pub edits: Vec<Edit>,
+    /// A prefix is bound to the namespace of markup a browser runs (`xmlns:h` for XHTML,
+    /// SVG or MathML): its elements (`<h:script>`) are read by no rule under that name.
+    pub binds_markup_prefix: bool,
 }
 
 /// A neutralised field's rewrite: the body's bytes at `span` become `new`.
@@ -171,6 +150,7 @@ pub(super) fn inspect(
         body,
         neutralise,
         edits: Vec::new(),
+        binds_markup_prefix: false,
     };
     loop {
         let at = reader.buffer_position();
@@ -220,6 +200,7 @@ pub(super) fn inspect(
     Ok(Read {
         files: walk.files.finish(),
         edits: walk.edits,
+        binds_markup_prefix: walk.binds_markup_prefix,
     })
 }
 
@@ -268,6 +249,13 @@ const XSLT: Hit = Hit {
 
 const XSLT_NAMESPACE: &str = "http://www.w3.org/1999/XSL/Transform";
 
+/// The namespaces of markup a browser runs.
+const MARKUP_NAMESPACES: [&str; 3] = [
+    "http://www.w3.org/1999/xhtml",
+    "http://www.w3.org/2000/svg",
+    "http://www.w3.org/1998/Math/MathML",
+];
+
 /// Text and attribute values as an XML 1.0 parser gives them (line ends normalised).
 const XML_1_0: quick_xml::XmlVersion = quick_xml::XmlVersion::Implicit1_0;
 
@@ -294,6 +282,7 @@ struct Walk<'f> {
     /// The fields the route neutralises, and their rewrites so far.
     neutralise: &'f [String],
     edits: Vec<Edit>,
+    binds_markup_prefix: bool,
 }
 
 impl Walk<'_> {
@@ -339,14 +328,21 @@ impl Walk<'_> {
                 element: name.to_owned(),
                 error,
             })?;
+            if let Some(binding) = attribute.key.as_namespace_binding() {
+                // The namespace as the parser resolves it (`http&#58;//…` is `http://…`).
+                let namespace = attribute.normalized_value(XML_1_0).unwrap_or_default();
+                if namespace == XSLT_NAMESPACE {
+                    self.add(Some(XSLT));
+                }
+                if matches!(binding, quick_xml::name::PrefixDeclaration::Named(_))
+                    && MARKUP_NAMESPACES.contains(&namespace.as_ref())
+                {
+                    self.binds_markup_prefix = true;
+                }
+            }
             if self.narrative.is_some() {
                 // Held to the narrative rules as a whole, at its end.
                 continue;
-            }
-            if attribute.key.as_namespace_binding().is_some()
-                && attribute.value.as_ref() == XSLT_NAMESPACE
-            {
-                self.add(Some(XSLT));
             }
             let key = attribute.key.local_name();
             let key = key.as_ref();
@@ -636,6 +632,8 @@ mod tests {
             r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"><xsl:template match="/"><xsl:copy-of select="document('/etc/passwd')"/></xsl:template></xsl:stylesheet>"#,
             r#"<t:transform version="1.0" xmlns:t="http://www.w3.org/1999/XSL/Transform"/>"#,
             r#"<r><x xmlns="http://www.w3.org/1999/XSL/Transform"/></r>"#,
+            // The namespace as the parser resolves it, references and all.
+            r#"<t:transform version="1.0" xmlns:t="http&#58;//www.w3.org/1999/XSL/Transform"/>"#,
         ] {
             let (hits, _) = inspect(sheet);
             assert!(hits.iter().any(|h| h.0 == "xxe-110"), "{sheet}: {hits:?}");
