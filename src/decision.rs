@@ -113,6 +113,10 @@ pub enum Reason {
     /// A request head pingora's HTTP/1 parser refused, before any gateway step ran; the
     /// gateway's answer stands in for pingora's (`head_refusals`; R-WAF-3, R-LOG-1).
     ProtocolUnparsableHead,
+    /// An HTTP/2 stream the HTTP/2 layers reset as malformed before any gateway step ran (a
+    /// header block RFC 9113 section 8.1.1 calls malformed, a body longer than its length);
+    /// the gateway's answer stands in for the reset (`head_refusals`; R-WAF-3, R-LOG-1).
+    ProtocolMalformedStream,
     /// A `CONNECT` request: the gateway is a reverse proxy and opens no tunnels (R-WAF-3).
     ProtocolConnectRefused,
     /// A `Host` that is no host name or address, more than one, or none on HTTP/1 (R-WAF-3).
@@ -183,6 +187,7 @@ impl Reason {
         Reason::ProtocolBodyNotAllowed,
         Reason::ProtocolContentTypeMissing,
         Reason::ProtocolUnparsableHead,
+        Reason::ProtocolMalformedStream,
         Reason::ProtocolConnectRefused,
         Reason::ProtocolInvalidHost,
         Reason::ProtocolInvalidTarget,
@@ -244,6 +249,7 @@ impl Reason {
             Reason::ProtocolBodyNotAllowed => "protocol.body_not_allowed",
             Reason::ProtocolContentTypeMissing => "protocol.content_type_missing",
             Reason::ProtocolUnparsableHead => "protocol.unparsable_head",
+            Reason::ProtocolMalformedStream => "protocol.malformed_stream",
             Reason::ProtocolConnectRefused => "protocol.connect_refused",
             Reason::ProtocolInvalidHost => "protocol.invalid_host",
             Reason::ProtocolInvalidTarget => "protocol.invalid_target",
@@ -303,7 +309,7 @@ impl Reason {
             | Reason::ProtocolInvalidTarget => 400,
             Reason::ProtocolTooManyHeaders | Reason::ProtocolHeadersTooLarge => 431,
             Reason::ProtocolContentTypeMissing => 415,
-            Reason::ProtocolUnparsableHead => 400,
+            Reason::ProtocolUnparsableHead | Reason::ProtocolMalformedStream => 400,
             Reason::ProtocolConnectRefused => 405,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
@@ -367,6 +373,7 @@ impl Reason {
             Reason::ProtocolBodyNotAllowed => "A GET or HEAD request carries no body",
             Reason::ProtocolContentTypeMissing => "Request body without Content-Type",
             Reason::ProtocolUnparsableHead => "Request head could not be parsed",
+            Reason::ProtocolMalformedStream => "Malformed HTTP/2 request",
             Reason::ProtocolConnectRefused => "CONNECT is not served",
             Reason::ProtocolInvalidHost => "Invalid Host",
             Reason::ProtocolInvalidTarget => "Invalid request target",

@@ -9,6 +9,11 @@
 //! request id, the hardening headers. Before the first byte of it goes out, the access record
 //! is written as every other refusal's is: the client and the TLS version, nothing of the head
 //! itself (it may hold a patient's identifier in its path, R-LOG-5).
+//!
+//! On HTTP/2 connections the tap reads the server's frames instead and does the same for the
+//! streams the HTTP/2 layers refuse themselves ([`h2_frames`]).
+
+mod h2_frames;
 
 use std::fmt;
 use std::future::Future;
@@ -31,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::audit::record::AccessRecord;
 use crate::audit::AuditSink;
 use crate::decision::{Reason, Refusal};
+use h2_frames::{FrameWatch, LayerRefusal, Plan};
 
 /// Whether `written` is the answer pingora writes for a head its parser cannot read
 /// (`pingora_core::protocols::http::error_resp`): a `400` naming pingora as its server. The
@@ -71,15 +77,16 @@ fn gateway_answer(request_id: &str) -> (Vec<u8>, usize) {
     (answer, body.len())
 }
 
-/// The access record of a head pingora refused: the client and the TLS version, nothing of
-/// the head (the method is part of what did not parse: left empty, as the path is).
+/// The access record of a request the HTTP layers refused: the client and the TLS version,
+/// nothing of the head (the method is part of what did not parse: left empty, as the path
+/// is; an HTTP/2 block is not decoded here).
 fn refusal_record(
+    reason: Reason,
     request_id: String,
     client: String,
     tls: Option<&'static str>,
     bytes_out: usize,
 ) -> AccessRecord {
-    let reason = Reason::ProtocolUnparsableHead;
     AccessRecord {
         time: crate::audit::record::format_time(SystemTime::now().into()),
         request_id,
@@ -104,17 +111,32 @@ pub struct Tap {
     /// The record of the refusal being answered; the answer waits for it. In a mutex only
     /// because a connection must be `Sync`: the tap alone polls it, through `&mut self`.
     recording: Mutex<Option<Recording>>,
-    /// The gateway's answer going out in place of pingora's, and how much of it has gone.
-    answer: Option<(Vec<u8>, usize)>,
+    /// The gateway's answer going out in place of a refusal of the HTTP layers.
+    answer: Option<Answer>,
+    /// An HTTP/2 connection's frames as the server writes them; `None` on HTTP/1.
+    frames: Option<FrameWatch>,
+}
+
+/// The gateway's answer being written in place of a refusal.
+struct Answer {
+    bytes: Vec<u8>,
+    /// How much of it has gone.
+    sent: usize,
+    /// How many bytes of the write it stands in for: on HTTP/2 the refusal's frame, on
+    /// HTTP/1 (`None`) the whole write, pingora's whole answer.
+    replaces: Option<usize>,
 }
 
 impl Tap {
     fn new(inner: Stream, audit: AuditSink) -> Self {
+        let frames =
+            matches!(inner.selected_alpn_proto(), Some(ALPN::H2)).then(FrameWatch::default);
         Tap {
             inner,
             audit,
             recording: Mutex::new(None),
             answer: None,
+            frames,
         }
     }
 
@@ -125,6 +147,28 @@ impl Tap {
         }
         let request_id = uuid::Uuid::now_v7().hyphenated().to_string();
         let (answer, body_len) = gateway_answer(&request_id);
+        let reason = Reason::ProtocolUnparsableHead;
+        self.begin_answer(reason, request_id, answer, body_len, None);
+    }
+
+    /// Start the record of an HTTP/2 layer's refusal and make the gateway's answer.
+    fn notice_layer_refusal(&mut self, refusal: &LayerRefusal<'_>) {
+        let request_id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        let answer = h2_frames::gateway_answer(refusal, &request_id, &date);
+        let replaces = Some(refusal.frame_len);
+        self.begin_answer(refusal.reason, request_id, answer, 0, replaces);
+    }
+
+    /// Start writing the record of a refusal, which `answer` will follow.
+    fn begin_answer(
+        &mut self,
+        reason: Reason,
+        request_id: String,
+        answer: Vec<u8>,
+        bytes_out: usize,
+        replaces: Option<usize>,
+    ) {
         let client = self
             .inner
             .get_socket_digest()
@@ -134,10 +178,9 @@ impl Tap {
             .inner
             .get_ssl_digest()
             .and_then(|d| crate::proxy::tls_version_label(&d.version));
-        let record = refusal_record(request_id, client, tls, body_len);
+        let record = refusal_record(reason, request_id, client, tls, bytes_out);
         // Counted where every other request is, so its alerts see scanners' probes too.
         if let Some(m) = crate::metrics::metrics() {
-            let reason = Reason::ProtocolUnparsableHead;
             m.count_request("-", "refuse", reason.code(), reason.status());
         }
         let audit = self.audit.clone();
@@ -145,12 +188,16 @@ impl Tap {
         if let Ok(slot) = self.recording.get_mut() {
             *slot = Some(recording);
         }
-        self.answer = Some((answer, 0));
+        self.answer = Some(Answer {
+            bytes: answer,
+            sent: 0,
+            replaces,
+        });
     }
 
-    /// Write the gateway's answer in place of pingora's `replaced` bytes, after its record;
-    /// ready (with all of `replaced` taken) once the whole answer is written. pingora writes
-    /// its answer with `write_all`, so a pending write is retried with the same bytes.
+    /// Write the gateway's answer in place of the write's first `replaced` bytes, after its
+    /// record; ready (with all of `replaced` taken) once the whole answer is written. pingora
+    /// and h2 write with `write_all`, so a pending write is retried with the same bytes.
     fn poll_answer(
         &mut self,
         cx: &mut Context<'_>,
@@ -171,20 +218,46 @@ impl Tap {
                 }
             }
         }
-        let Some((answer, sent)) = self.answer.as_mut() else {
+        let Some(answer) = self.answer.as_mut() else {
             return Poll::Ready(Ok(replaced));
         };
-        while *sent < answer.len() {
-            match Pin::new(&mut self.inner).poll_write(cx, &answer[*sent..]) {
+        while answer.sent < answer.bytes.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer.bytes[answer.sent..]) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(n)) => *sent += n,
+                Poll::Ready(Ok(n)) => answer.sent += n,
                 other => return other,
             }
         }
         self.answer = None;
         Poll::Ready(Ok(replaced))
+    }
+
+    /// A write on an HTTP/2 connection: passed on up to the next refusal of the HTTP/2
+    /// layers, which is answered in the gateway's words.
+    fn poll_write_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let Some(frames) = self.frames.as_ref() else {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        };
+        let written = match self.answer.as_ref().and_then(|a| a.replaces) {
+            Some(replaces) => self.poll_answer(cx, replaces),
+            None => match frames.plan(buf) {
+                Plan::Refusal(refusal) => {
+                    self.notice_layer_refusal(&refusal);
+                    self.poll_answer(cx, refusal.frame_len)
+                }
+                Plan::Pass(n) => Pin::new(&mut self.inner).poll_write(cx, &buf[..n]),
+            },
+        };
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&written, self.frames.as_mut()) {
+            frames.advance(&buf[..*n]);
+        }
+        written
     }
 }
 
@@ -211,6 +284,9 @@ impl AsyncWrite for Tap {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        if this.frames.is_some() {
+            return this.poll_write_frames(cx, buf);
+        }
         // One comparison of the first bytes per write; the search only on a 400.
         if this.answer.is_none() && buf.first() == Some(&b'H') {
             this.notice(buf);
@@ -236,6 +312,10 @@ impl AsyncWrite for Tap {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let first = bufs.iter().find(|b| !b.is_empty());
+        if this.frames.is_some() {
+            // Not vectored on HTTP/2 (below): h2 sends its slices one by one.
+            return this.poll_write_frames(cx, first.map_or(&[][..], |b| &b[..]));
+        }
         if let Some(first) = first {
             if this.answer.is_none() && first.first() == Some(&b'H') {
                 this.notice(first);
@@ -250,7 +330,8 @@ impl AsyncWrite for Tap {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        // h2 then writes a frame's header and its payload in turn, each read here whole.
+        self.frames.is_none() && self.inner.is_write_vectored()
     }
 }
 

@@ -884,6 +884,142 @@ async fn connect_is_refused_recorded_and_hardened_over_http1_and_http2() {
     assert_eq!(recorded, answers);
 }
 
+/// HTTP/2 requests the HTTP/2 layers refuse before any gateway step — `h2` resets a stream
+/// whose header block is malformed (RFC 9113 section 8.1.1) or whose body overruns its length,
+/// pingora answers a bare `400` to an `:authority` that disagrees with `Host`, `h2` a bare `431`
+/// to a header list over its bound — are answered in the gateway's words: the status, the
+/// request id of a record written before the answer, HSTS, `nosniff` (R-LOG-1, R-WAF-3,
+/// R-TLS-3). The connection stays sound: requests after them on it are answered as usual (the
+/// client's HPACK table is in step with the server's).
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_streams_the_http2_layers_refuse_are_answered_recorded_and_hardened() {
+    let s = setup().await;
+    let tls = connect(
+        s.gateway.port,
+        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
+    )
+    .await
+    .expect("TLS");
+    let (h2, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let url = "https://localhost/records/x";
+    let request = |method: &str, headers: &[(&str, &str)]| {
+        let mut r = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        r.body(()).expect("request")
+    };
+    let send = |request: http::Request<()>, body: Option<&'static [u8]>| {
+        let h2 = h2.clone();
+        async move {
+            let mut h2 = h2.ready().await.expect("ready");
+            let (response, mut stream) = h2.send_request(request, body.is_none()).expect("send");
+            if let Some(body) = body {
+                stream
+                    .send_data(bytes::Bytes::from_static(body), true)
+                    .expect("body");
+            }
+            response.await.expect("an answer, not a reset")
+        }
+    };
+    let big = "a".repeat(70 * 1024);
+    // (request, its body, the status and reason expected)
+    let refused = [
+        (
+            request("POST", &[("content-length", "5")]),
+            None,
+            400,
+            "protocol.malformed_stream",
+        ),
+        (
+            request("POST", &[("content-length", "5"), ("content-length", "6")]),
+            Some(&b"hello"[..]),
+            400,
+            "protocol.malformed_stream",
+        ),
+        (
+            request("POST", &[("content-length", "five")]),
+            Some(&b"hello"[..]),
+            400,
+            "protocol.malformed_stream",
+        ),
+        // A body longer than its length, reset when it comes (the gateway, reading it, records
+        // its own refusal too: docs/audit.md).
+        (
+            request(
+                "POST",
+                &[("content-length", "2"), ("content-type", "text/plain")],
+            ),
+            Some(&b"hello"[..]),
+            400,
+            "protocol.malformed_stream",
+        ),
+        (
+            request("GET", &[("host", "other.example")]),
+            None,
+            400,
+            "protocol.invalid_host",
+        ),
+        (
+            request("GET", &[("x-big", big.as_str())]),
+            None,
+            431,
+            "protocol.headers_too_large",
+        ),
+    ];
+    let ok = send(request("GET", &[]), None).await;
+    assert_eq!(ok.status(), 200);
+    let mut answered = Vec::new();
+    for (refused, body, status, reason) in refused {
+        let shown = format!("{:?}", refused.headers().keys().collect::<Vec<_>>());
+        let answer = send(refused, body).await;
+        assert_eq!(answer.status(), status, "{shown}");
+        let headers = answer.headers();
+        assert_eq!(
+            headers["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert!(httpdate::parse_http_date(headers["date"].to_str().expect("date")).is_ok());
+        assert!(!headers.contains_key("server"));
+        let id = headers["x-request-id"].to_str().expect("id").to_owned();
+        // The record was written before the answer went out.
+        let records = phr_gateway::audit::segment::read_records(&s.dir.path().join("audit/access"))
+            .expect("records");
+        let record = records
+            .iter()
+            .find(|r| r["request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no record for {id} ({shown})"));
+        assert_eq!(
+            (
+                record["reason"].as_str(),
+                record["status"].as_u64(),
+                record["decision"].as_str(),
+                record["tls"].as_str()
+            ),
+            (
+                Some(reason),
+                Some(u64::from(status)),
+                Some("refuse"),
+                Some("TLSv1.3")
+            ),
+            "{record}"
+        );
+        answered.push(id);
+        // Each followed by a request that must be answered as usual on the same connection.
+        let ok = send(request("GET", &[]), None).await;
+        assert_eq!(ok.status(), 200, "after {shown}");
+        assert!(ok.headers()["x-request-id"] != answered.last().expect("id").as_str());
+    }
+    assert_eq!(
+        s.upstream.requests().len(),
+        1 + answered.len(),
+        "only the good GETs pass"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http2_request_without_host_is_judged_against_its_authority() {
     let s = Harness::start(EXTRA).await;
