@@ -9,7 +9,9 @@
 # (default 15) at 8 connections from one wrk thread, after 3 s of warm-up that is not counted.
 # Prints requests, instructions and instructions per request, then the gateway's own functions
 # by instructions per request, and leaves the profile in $OUT (default
-# /tmp/callgrind-get-MODE.out) for callgrind_annotate.
+# /tmp/callgrind-get-MODE.out) for callgrind_annotate. With PROTO=h2 the load is HTTP/2
+# (h2load, 8 connections, one stream at a time each; Debian: nghttp2-client) instead of wrk's
+# HTTP/1.1.
 #
 # Needs valgrind, wrk, nginx (the upstream, as in ../shared/tools/proxy-bench.sh) and openssl
 # (a throwaway certificate). Under valgrind the CPU has no SHA extensions, so SHA-256 (the
@@ -20,7 +22,10 @@ mode=${1:-routing}
 seconds=${2:-15}
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/callgrind-get-$mode.out}
-for tool in valgrind callgrind_control callgrind_annotate wrk nginx openssl curl; do
+proto=${PROTO:-h1}
+load_tool=wrk
+[ "$proto" = h2 ] && load_tool=h2load
+for tool in valgrind callgrind_control callgrind_annotate $load_tool nginx openssl curl; do
   command -v "$tool" >/dev/null || { echo "callgrind-get: $tool is missing (Debian: apt-get install valgrind wrk nginx-light openssl curl)" >&2; exit 1; }
 done
 target=${CARGO_TARGET_DIR:-$here/target}
@@ -79,16 +84,27 @@ for _ in $(seq 1 240); do
   curl -sk -o /dev/null "https://127.0.0.1:$port/" && break
   sleep 0.5
 done
-wrk -t1 -c8 -d3s "https://127.0.0.1:$port/" >/dev/null
+load() {
+  if [ "$proto" = h2 ]; then
+    h2load -t1 -c8 -m1 -D "$1" "https://127.0.0.1:$port/"
+  else
+    wrk -t1 -c8 -d"${1}s" "https://127.0.0.1:$port/"
+  fi
+}
+load 3 >/dev/null
 callgrind_control -i on >/dev/null
-wrk -t1 -c8 -d"${seconds}s" "https://127.0.0.1:$port/" > "$tmp/wrk.txt"
+load "$seconds" > "$tmp/load.txt"
 callgrind_control -d >/dev/null
 callgrind_control -i off >/dev/null
-requests=$(grep -o '[0-9]* requests in' "$tmp/wrk.txt" | cut -d' ' -f1)
+if [ "$proto" = h2 ]; then
+  requests=$(awk '/^requests:/ {print $8}' "$tmp/load.txt")
+else
+  requests=$(grep -o '[0-9]* requests in' "$tmp/load.txt" | cut -d' ' -f1)
+fi
 profile=$(ls -S "$tmp"/callgrind.* | head -1)
 cp "$profile" "$out"
 total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "mode $mode: $requests requests, $total instructions, $((total / requests)) per request"
+echo "mode $mode ($proto): $requests requests, $total instructions, $((total / requests)) per request"
 echo "gateway functions, inclusive instructions per request:"
 callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
   awk -v n="$requests" '/phr_gateway::/ && / \[/ { v = $1; gsub(",", "", v); sub(/.*phr_gateway::/, "", $0); sub(/ \[.*/, "", $0); printf "%9.0f  %s\n", v / n, $0 }' |
