@@ -236,9 +236,10 @@ impl ProxyHttp for Gateway {
         // An HTTP/2 body needs no Content-Length: the connection says whether one follows.
         let inspect_body = evaluation.inspect_body && !session.as_downstream_mut().is_body_empty();
         if matches!(decision, Decision::Allow) && (evaluation.bundle.is_some() || inspect_body) {
+            // An error here is the client gone mid-body: `fail_to_proxy` records it as lost.
             let checked = self
                 .check_body(session, &snapshot, evaluation.bundle.take(), ctx)
-                .await;
+                .await?;
             if let Err(refusal) = checked {
                 ctx.outcome = Outcome::Refused(refusal.reason);
                 self.respond_refusal(session, &refusal, ctx).await?;
@@ -578,17 +579,19 @@ impl Gateway {
     /// upstream is asked, into pingora's retry buffer, which then forwards it. A longer one,
     /// up to `limits.max_body_bytes`, is held back by `request_body_filter` instead: the head
     /// goes to the upstream while it arrives, its bytes only once all of it has passed.
+    /// `Err` when the client went away (or reset its HTTP/2 stream) before the body was
+    /// whole: nothing can be answered then.
     async fn check_body(
         &self,
         session: &mut Session,
         snapshot: &Snapshot,
         pending: Option<pipeline::PendingBundle>,
         ctx: &mut RequestContext,
-    ) -> std::result::Result<(), Refusal> {
+    ) -> Result<std::result::Result<(), Refusal>> {
         // pingora's retry buffer: a longer body could not be forwarded after it had been read.
         const RETRY_BUFFER: usize = 64 * 1024;
         let Some(route) = ctx.route.map(|i| &snapshot.routes.routes()[i]) else {
-            return Ok(());
+            return Ok(Ok(()));
         };
         let max = snapshot.limits.request.body_bytes;
         let declared = session
@@ -597,14 +600,14 @@ impl Gateway {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         match declared {
-            Some(n) if n > max => return Err(pipeline::body_too_large(max, declared)),
+            Some(n) if n > max => return Ok(Err(pipeline::body_too_large(max, declared))),
             Some(n) if n > RETRY_BUFFER => {
                 ctx.held = Some(HeldBody {
                     bytes: Vec::with_capacity(n),
                     pending,
                     may_rewrite: route.inspect.may_rewrite(),
                 });
-                return Ok(());
+                return Ok(Ok(()));
             }
             _ => {}
         }
@@ -612,17 +615,28 @@ impl Gateway {
         let body = match read_body(session, max.min(RETRY_BUFFER)).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
-                return Err(pipeline::body_too_large(max.min(RETRY_BUFFER), None))
+                return Ok(Err(pipeline::body_too_large(max.min(RETRY_BUFFER), None)))
+            }
+            // The client went away, or its HTTP/2 stream was reset (by the client, or by h2 for a
+            // body longer than its length, which the connection tap answers): not a framing
+            // fault, and no answer can reach it. pingora leaves the error's side unset.
+            Err(BodyError::Unreadable(e))
+                if matches!(
+                    e.etype(),
+                    ErrorType::ReadError | ErrorType::ConnectionClosed
+                ) =>
+            {
+                return Err(e.into_down())
             }
             Err(BodyError::Unreadable(_)) => {
-                return Err(Refusal::new(
+                return Ok(Err(Refusal::new(
                     Reason::ProtocolMalformedBody,
                     "the body could not be read as framed",
-                ))
+                )))
             }
         };
         let headers = &session.req_header().headers;
-        self.check_whole_body(&body, headers, snapshot, route, pending.as_ref(), ctx)
+        Ok(self.check_whole_body(&body, headers, snapshot, route, pending.as_ref(), ctx))
     }
 
     /// The checks of a body read whole, wherever it was read: its rewrite, findings and
@@ -1030,8 +1044,8 @@ fn changed_fields(changes: &[String]) -> Option<String> {
 enum BodyError {
     /// Larger than the bound.
     TooLarge,
-    /// The body broke its framing, or the client went away.
-    Unreadable(String),
+    /// The body broke its framing, or the client went away (`failure_reason` tells which).
+    Unreadable(Box<Error>),
 }
 
 impl std::fmt::Display for BodyError {
@@ -1050,7 +1064,7 @@ async fn read_body(session: &mut Session, max: usize) -> std::result::Result<Vec
     while let Some(chunk) = session
         .read_request_body()
         .await
-        .map_err(|e| BodyError::Unreadable(e.to_string()))?
+        .map_err(BodyError::Unreadable)?
     {
         if body.len() + chunk.len() > max {
             return Err(BodyError::TooLarge);

@@ -945,7 +945,7 @@ async fn http2_streams_the_http2_layers_refuse_are_answered_recorded_and_hardene
             "protocol.malformed_stream",
         ),
         // A body longer than its length, reset when it comes (the gateway, reading it, records
-        // its own refusal too: docs/audit.md).
+        // that request as lost: below).
         (
             request(
                 "POST",
@@ -1018,6 +1018,52 @@ async fn http2_streams_the_http2_layers_refuse_are_answered_recorded_and_hardene
         1 + answered.len(),
         "only the good GETs pass"
     );
+    // The overrunning body had reached the gateway's body check, which records that request
+    // as lost (its answer cannot be sent on a reset stream), not as a second refusal.
+    let lost = s.records_with_reason("client.connection_lost", 1);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (lost[0]["method"].as_str(), lost[0]["decision"].as_str()),
+        (Some("POST"), Some("lost"))
+    );
+    assert!(s
+        .records_with_reason("protocol.malformed_body", 0)
+        .is_empty());
+}
+
+/// A client that leaves in the middle of its body is recorded as lost, with its route: not as
+/// a malformed body, whose answer nobody would read (R-LOG-1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_mid_body_is_recorded_as_lost_r_log_1() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup().await;
+    let mut tls = connect(
+        s.gateway.port,
+        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"http/1.1"]),
+    )
+    .await
+    .expect("TLS");
+    let head = "POST /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+                Content-Length: 100\r\n\r\nten bytes.";
+    tls.write_all(head.as_bytes()).await.expect("write");
+    tls.flush().await.expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(tls);
+    let lost = s.records_with_reason("client.connection_lost", 1);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (
+            lost[0]["method"].as_str(),
+            lost[0]["route"].as_str(),
+            lost[0]["decision"].as_str(),
+            lost[0]["status"].as_u64()
+        ),
+        (Some("POST"), Some("records"), Some("lost"), Some(0))
+    );
+    assert!(s
+        .records_with_reason("protocol.malformed_body", 0)
+        .is_empty());
+    assert!(s.upstream.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
