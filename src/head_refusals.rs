@@ -1,5 +1,5 @@
-//! Request heads pingora's HTTP/1 parser refuses, before any gateway hook runs (R-LOG-1,
-//! R-WAF-3, R-TLS-3).
+//! Requests the HTTP layers refuse themselves, before any gateway hook runs: heads pingora's
+//! HTTP/1 parser cannot read, and HTTP/2 streams (R-LOG-1, R-WAF-3, R-TLS-3).
 //!
 //! pingora answers a request head its HTTP/1 parser cannot read with its own pre-generated
 //! error — a bare `400` carrying `Server: Pingora`, no problem body, no HSTS — and closes the

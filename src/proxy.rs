@@ -619,15 +619,8 @@ impl Gateway {
             }
             // The client went away, or its HTTP/2 stream was reset (by the client, or by h2 for a
             // body longer than its length, which the connection tap answers): not a framing
-            // fault, and no answer can reach it. pingora leaves the error's side unset.
-            Err(BodyError::Unreadable(e))
-                if matches!(
-                    e.etype(),
-                    ErrorType::ReadError | ErrorType::ConnectionClosed
-                ) =>
-            {
-                return Err(e.into_down())
-            }
+            // fault, and no answer can reach it.
+            Err(BodyError::Unreadable(e)) if failure_reason(&e).is_none() => return Err(e),
             Err(BodyError::Unreadable(_)) => {
                 return Ok(Err(Refusal::new(
                     Reason::ProtocolMalformedBody,
@@ -1061,10 +1054,12 @@ impl std::fmt::Display for BodyError {
 /// endpoints and the bodies checked before forwarding.
 async fn read_body(session: &mut Session, max: usize) -> std::result::Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
+    // pingora leaves the side of a failed body read unset; it is the client's, which is what
+    // tells `failure_reason` a client that left from a gateway fault.
     while let Some(chunk) = session
         .read_request_body()
         .await
-        .map_err(BodyError::Unreadable)?
+        .map_err(|e| BodyError::Unreadable(e.into_down()))?
     {
         if body.len() + chunk.len() > max {
             return Err(BodyError::TooLarge);
