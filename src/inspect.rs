@@ -1842,6 +1842,18 @@ mod tests {
             ["crlf-130"]
         );
         assert!(findings("/x", None, &form, Some("note=test%0Anext=more")).is_empty());
+        // An HL7 v2 message ends its segments with a lone CR: its format, read by field,
+        // where an injection is still found.
+        let hl7 = "msg=MSH%7C%5E~%5C%26%7CLAB%7CHOSP%7CPHR%7CAPP%7C20261127%7C%7CORU%5ER01%7CM1\
+                   %7CP%7C2.5.1%0DPID%7C1%7C%7C12345%5E%5E%5EHOSP%5EMR%7C%7CYAMADA%5ETARO%0D\
+                   OBX%7C1%7CNM%7C2093-3%5ECholesterol%5ELN%7C%7C210%7Cmg%2FdL%7C%3C200%7CH";
+        assert!(findings("/x", None, &form, Some(hl7)).is_empty());
+        assert!(findings("/x", Some(hl7), &[], None).is_empty());
+        let attack = format!("{hl7}%0DNTE%7C1%7C%7C%24(id)");
+        assert_eq!(findings("/x", None, &form, Some(&attack)), ["rce-100"]);
+        // Without its `MSH` header, the same lone CRs are what they were.
+        let headless = hl7.replacen("MSH", "MSX", 1);
+        assert!(findings("/x", None, &form, Some(&headless)).contains(&"crlf-120"));
         assert!(findings("/x", Some("note=line%0Atwo"), &[], None).is_empty());
         // A letter encoded twice (`%2573` is `s`); a space or a slash encoded twice is a URL
         // inside a URL.

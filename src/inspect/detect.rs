@@ -1511,10 +1511,12 @@ impl Present {
 pub fn form_encoding(n: &Normalised) -> Option<Hit> {
     let signals = &n.signals;
     // A carriage return not ending a line (`test%0Dnext=more`, `%0A%0D`): a form sends line
-    // breaks as CRLF; a lone CR splits the value for a parser that breaks lines on it.
+    // breaks as CRLF; a lone CR splits the value for a parser that breaks lines on it. An HL7
+    // v2 message ends its segments so (a script's `URLSearchParams` keeps them): that is its
+    // format, and it is read field by field, split there (`hl7_v2_fields`).
     let bytes = n.decoded.as_bytes();
     let lone_cr = memchr::memchr_iter(b'\r', bytes).any(|at| bytes.get(at + 1) != Some(&b'\n'));
-    if lone_cr {
+    if lone_cr && hl7_v2_fields(&n.decoded).is_none() {
         return Some(Hit {
             rule: "crlf-120",
             class: Class::Crlf,
