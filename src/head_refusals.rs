@@ -255,7 +255,16 @@ impl Tap {
             },
         };
         if let (Poll::Ready(Ok(n)), Some(frames)) = (&written, self.frames.as_mut()) {
-            frames.advance(&buf[..*n]);
+            if let Some(code) = frames.advance(&buf[..*n]).filter(|&code| code != 0) {
+                // The HTTP/2 layer closes the connection for the client's error: no request
+                // record holds it, so it is counted with the connections the gateway cut.
+                let error = h2_frames::error_name(code);
+                tracing::debug!(error, "HTTP/2 connection closed for an error (GOAWAY)");
+                if let Some(m) = crate::metrics::metrics() {
+                    let reason = format!("http2_{error}");
+                    m.connections_cut.with_label_values(&[&reason]).inc();
+                }
+            }
         }
         written
     }

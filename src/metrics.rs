@@ -63,7 +63,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// Keys held by the keyed rate limiters.
     pub rate_limit_keys: IntGaugeVec,
-    /// Connections closed by the gateway: `limit`, `header_timeout`, `idle_timeout`.
+    /// Connections closed by the gateway: `limit`, `header_timeout`, `idle_timeout`, and
+    /// `http2_<error>` for an HTTP/2 connection closed for the client's error (`GOAWAY`).
     pub connections_cut: IntCounterVec,
     /// Open client connections.
     pub connections_open: IntGauge,

@@ -438,6 +438,56 @@ async fn subject_stop_revocation_metrics_and_report() {
     }
     assert!(counted, "pingora's own refusal was not counted");
 
+    // An HTTP/2 connection the HTTP/2 layer closes for the client's error (a HEADERS frame on
+    // stream 0: PROTOCOL_ERROR) holds no request to record: it is counted with the
+    // connections cut (R-OPS-1).
+    let goaway_code = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut h2 = connect(
+            s.gateway.port,
+            client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
+        )
+        .await
+        .expect("TLS");
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+        out.extend_from_slice(&[0, 0, 1, 0x1, 0x5, 0, 0, 0, 0, 0x82]); // HEADERS, stream 0
+        h2.write_all(&out).await.expect("write");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            h2.read_to_end(&mut answer),
+        )
+        .await;
+        // The frames the gateway wrote: the GOAWAY's error code.
+        let mut at = 0;
+        let mut code = None;
+        while at + 9 <= answer.len() {
+            let len = usize::from(answer[at]) << 16
+                | usize::from(answer[at + 1]) << 8
+                | usize::from(answer[at + 2]);
+            if answer[at + 3] == 0x7 && at + 17 <= answer.len() {
+                code = Some(u32::from_be_bytes(
+                    answer[at + 13..at + 17].try_into().expect("4 bytes"),
+                ));
+            }
+            at += 9 + len;
+        }
+        code
+    };
+    assert_eq!(goaway_code, Some(0x1), "no GOAWAY with PROTOCOL_ERROR");
+    let cut = "phr_connections_cut_total{reason=\"http2_protocol_error\"} 1";
+    let mut counted = false;
+    for _ in 0..50 {
+        let (_, text) = call(&alice, Method::GET, "/metrics", None).await;
+        if text.lines().any(|l| l == cut) {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(counted, "the HTTP/2 connection error was not counted");
+
     // /metrics parses as Prometheus text and counts the refused requests by reason.
     let (status, text) = call(&alice, Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);

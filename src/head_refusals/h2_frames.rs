@@ -20,12 +20,17 @@
 //! not know of (so no problem body); and a stream is taken as unanswered only when its id is
 //! higher than every stream the server has written on (a malformed stream is refused as it
 //! opens, so nothing the server wrote can be for it).
+//!
+//! The same reading finds the `GOAWAY` frames that close a connection for an error (a broken
+//! frame or HPACK block, a reset flood: `ENHANCE_YOUR_CALM`), which no request record holds;
+//! the tap counts them with the connections the gateway closed.
 
 use crate::decision::Reason;
 
 /// The frame types and flags read here (RFC 9113 section 6).
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
+const GOAWAY: u8 = 0x7;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PROTOCOL_ERROR: u32 = 0x1;
@@ -49,6 +54,9 @@ pub(super) struct FrameWatch {
     payload_left: usize,
     /// The highest stream id the server has written a frame on.
     highest_answered: u32,
+    /// The start of a `GOAWAY`'s payload (last stream id, error code) as it passes, and how
+    /// much of it has.
+    goaway: Option<([u8; 8], usize)>,
 }
 
 /// A refusal the HTTP/2 layers wrote, found at the start of a write.
@@ -131,10 +139,22 @@ impl FrameWatch {
     }
 
     /// Move past `written`, the bytes that went out (or were answered in the gateway's words).
-    pub(super) fn advance(&mut self, mut written: &[u8]) {
+    /// The error code of a `GOAWAY` whose code went out with them, if one did.
+    pub(super) fn advance(&mut self, mut written: &[u8]) -> Option<u32> {
+        let mut goaway_code = None;
         while !written.is_empty() {
             if self.payload_left > 0 {
                 let skipped = self.payload_left.min(written.len());
+                if let Some((start, have)) = self.goaway.as_mut() {
+                    let take = (start.len() - *have).min(skipped);
+                    start[*have..*have + take].copy_from_slice(&written[..take]);
+                    *have += take;
+                    if *have == start.len() {
+                        goaway_code =
+                            Some(u32::from_be_bytes([start[4], start[5], start[6], start[7]]));
+                        self.goaway = None;
+                    }
+                }
                 self.payload_left -= skipped;
                 written = &written[skipped..];
                 continue;
@@ -148,8 +168,12 @@ impl FrameWatch {
                 self.highest_answered = self.highest_answered.max(frame.stream);
                 self.payload_left = frame.len;
                 self.header_len = 0;
+                if frame.kind == GOAWAY && frame.len >= 8 {
+                    self.goaway = Some(([0; 8], 0));
+                }
             }
         }
+        goaway_code
     }
 }
 
@@ -188,6 +212,27 @@ fn refusal<'a>(frame: &Frame, payload: &'a [u8]) -> Option<LayerRefusal<'a>> {
             })
         }
         _ => None,
+    }
+}
+
+/// The name of an HTTP/2 error code (RFC 9113 section 7), as a metric's label.
+pub(super) fn error_name(code: u32) -> &'static str {
+    match code {
+        0x0 => "no_error",
+        0x1 => "protocol_error",
+        0x2 => "internal_error",
+        0x3 => "flow_control_error",
+        0x4 => "settings_timeout",
+        0x5 => "stream_closed",
+        0x6 => "frame_size_error",
+        0x7 => "refused_stream",
+        0x8 => "cancel",
+        0x9 => "compression_error",
+        0xa => "connect_error",
+        0xb => "enhance_your_calm",
+        0xc => "inadequate_security",
+        0xd => "http_1_1_required",
+        _ => "unknown_error",
     }
 }
 
@@ -291,13 +336,13 @@ mod tests {
                 match watch.plan(rest) {
                     Plan::Pass(n) => {
                         assert!(n > 0, "a plan always moves");
-                        watch.advance(&rest[..n]);
+                        let _ = watch.advance(&rest[..n]);
                         rest = &rest[n..];
                     }
                     Plan::Refusal(r) => {
                         found.push((r.stream, r.reason));
                         let n = r.frame_len;
-                        watch.advance(&rest[..n]);
+                        let _ = watch.advance(&rest[..n]);
                         rest = &rest[n..];
                     }
                 }
@@ -465,12 +510,39 @@ mod tests {
                     "{taken} of {}",
                     write.len()
                 );
-                watch.advance(&write[..taken]);
+                let _ = watch.advance(&write[..taken]);
                 passed.extend_from_slice(&write[..taken]);
                 rest = &rest[taken..];
             }
             assert_eq!(passed, bytes);
         }
+    }
+
+    #[test]
+    fn a_goaway_s_error_code_is_read_as_it_passes_whatever_the_cuts() {
+        let mut goaway = 7u32.to_be_bytes().to_vec();
+        goaway.extend_from_slice(&0xb_u32.to_be_bytes());
+        goaway.extend_from_slice(b"too many resets");
+        let all = [
+            frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]),
+            frame(DATA, 0, 1, &[0x7; 20]),
+            frame(GOAWAY, 0, 0, &goaway),
+            frame(DATA, 0, 1, &[0xb; 8]),
+        ]
+        .concat();
+        for cut in 0..all.len() {
+            for second in cut..all.len() {
+                let mut watch = FrameWatch::default();
+                let codes: Vec<u32> = [&all[..cut], &all[cut..second], &all[second..]]
+                    .into_iter()
+                    .filter_map(|part| watch.advance(part))
+                    .collect();
+                assert_eq!(codes, [0xb], "cut at {cut} and {second}");
+            }
+        }
+        assert_eq!(error_name(0xb), "enhance_your_calm");
+        assert_eq!(error_name(0x1), "protocol_error");
+        assert_eq!(error_name(0x99), "unknown_error");
     }
 
     #[test]
