@@ -49,6 +49,16 @@ pub enum PolicyError {
         /// Every problem found, in file order.
         diagnostics: Vec<Diagnostic>,
     },
+    /// A reload raised the head limits above the HTTP/2 layer's bound, set at start.
+    #[error("reload of {} refused: `limits.max_header_bytes`, `max_headers` and `max_uri_bytes` now allow an HTTP/2 header list of {wanted} bytes, over the bound of {started} the HTTP/2 layer started with; raising it takes a restart, so the running policy is kept", path.display())]
+    Http2HeaderBoundRaised {
+        /// The policy file.
+        path: PathBuf,
+        /// The bound the new limits need.
+        wanted: u32,
+        /// The bound in force.
+        started: u32,
+    },
     /// A reload changed a setting that only takes effect at start.
     #[error("reload of {} refused: `{key}` changed; it takes effect only when the gateway restarts, so the running policy is kept", path.display())]
     RestartRequired {
@@ -121,6 +131,9 @@ pub fn load(path: &Path) -> Result<Snapshot, PolicyError> {
 pub struct PolicyStore {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
+    /// The HTTP/2 header-list bound of the policy the process started with: the HTTP/2 layer
+    /// keeps it until a restart.
+    http2_header_list_bound: u32,
 }
 
 impl fmt::Debug for PolicyStore {
@@ -138,8 +151,17 @@ impl PolicyStore {
         let snapshot = load(path)?;
         Ok(PolicyStore {
             path: path.to_path_buf(),
+            http2_header_list_bound: crate::protocol::http2_header_list_bound(
+                &snapshot.limits.request,
+            ),
             current: ArcSwap::from_pointee(snapshot),
         })
+    }
+
+    /// The bound the HTTP/2 layer holds a request's header list to, fixed at start
+    /// ([`crate::protocol::http2_header_list_bound`]).
+    pub fn http2_header_list_bound(&self) -> u32 {
+        self.http2_header_list_bound
     }
 
     /// The snapshot in force now.
@@ -164,6 +186,15 @@ impl PolicyStore {
             return Err(PolicyError::RestartRequired {
                 path: self.path.clone(),
                 key,
+            });
+        }
+        let wanted = crate::protocol::http2_header_list_bound(&next.limits.request);
+        if wanted > self.http2_header_list_bound {
+            // Heads the new limits allow would be refused by the HTTP/2 layer first.
+            return Err(PolicyError::Http2HeaderBoundRaised {
+                path: self.path.clone(),
+                wanted,
+                started: self.http2_header_list_bound,
             });
         }
         Ok(Arc::new(next))

@@ -41,6 +41,28 @@ impl Default for RequestLimits {
     }
 }
 
+/// The most header fields pingora's HTTP/1 parser reads: a head with more is unparsable there
+/// (`protocol.unparsable_head`), whatever `max_headers` says.
+pub const HTTP1_MAX_HEADERS: usize = 256;
+
+/// The HTTP/2 layer's own bound on a request's header list, which it enforces before the
+/// gateway reads the head (h2's `431`, answered and recorded as `protocol.headers_too_large`
+/// by the connection tap). It is set at start from the policy's limits so that the gateway's
+/// own checks, with their precise reasons, decide below it: RFC 9113 counts each field as
+/// its name, its value and 32 bytes, pseudo-fields included (`:path` holds the request
+/// target). Never below pingora's 64 KiB default.
+pub fn http2_header_list_bound(limits: &RequestLimits) -> u32 {
+    const PINGORA_DEFAULT: usize = 64 * 1024;
+    /// `:method`, `:scheme`, `:authority` (a DNS name and a port) and `:protocol`.
+    const OTHER_PSEUDO_FIELDS: usize = 4 * 32 + 512;
+    let bound = limits
+        .header_bytes
+        .saturating_add(limits.headers.saturating_add(1).saturating_mul(32))
+        .saturating_add(limits.uri_bytes)
+        .saturating_add(OTHER_PSEUDO_FIELDS);
+    u32::try_from(bound.max(PINGORA_DEFAULT)).unwrap_or(u32::MAX)
+}
+
 /// Refuse a request head beyond `limits`, each bound with its own reason.
 pub fn check_size(
     path: &str,
@@ -491,6 +513,31 @@ pub fn raw_head_has_content_length(head: &[u8]) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn http2_header_bound_leaves_the_policys_limits_to_the_gateway() {
+        // The defaults fit in pingora's own bound, which stays.
+        assert_eq!(
+            http2_header_list_bound(&RequestLimits::default()),
+            64 * 1024
+        );
+        // Raised limits raise it: a head at every limit (each field counted with RFC 9113's
+        // 32 bytes, the target in `:path`) fits.
+        let limits = RequestLimits {
+            header_bytes: 96 * 1024,
+            headers: 200,
+            uri_bytes: 16 * 1024,
+            ..RequestLimits::default()
+        };
+        let at_limits = limits.header_bytes + 200 * 32 + (limits.uri_bytes + 5 + 32);
+        assert!(http2_header_list_bound(&limits) as usize >= at_limits);
+        assert!((http2_header_list_bound(&limits) as usize) < at_limits + 2048);
+        let huge = RequestLimits {
+            header_bytes: usize::MAX,
+            ..RequestLimits::default()
+        };
+        assert_eq!(http2_header_list_bound(&huge), u32::MAX);
+    }
 
     #[test]
     fn connect_is_refused_with_an_empty_allow_and_other_methods_pass() {

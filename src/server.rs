@@ -223,11 +223,18 @@ fn server_conf(snapshot: &Snapshot) -> ServerConf {
 /// the gateway's hooks, whose first step refuses it (`protocol::check_no_tunnel`): pingora's
 /// own refusal would go out without the gateway's record or hardening over HTTP/2, where the
 /// connection tap cannot read the answer (`head_refusals`).
+///
+/// HTTP/2's header-list bound follows the policy's head limits (pingora's default, 64 KiB,
+/// would otherwise refuse heads the policy allows); its other bounds (100 concurrent streams)
+/// stay pingora's.
 fn public_proxy(conf: &Arc<ServerConf>, shared: &Shared) -> pingora::proxy::HttpProxy<Gateway> {
     let mut proxy = pingora::proxy::http_proxy(conf, Gateway::new(shared.clone()));
     let mut options = pingora::apps::HttpServerOptions::default();
     options.allow_connect_method_proxying = true;
     proxy.server_options = Some(options);
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(shared.store.http2_header_list_bound());
+    proxy.h2_options = Some(h2);
     proxy
 }
 

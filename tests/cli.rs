@@ -195,6 +195,11 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "leeway_secs must be at most 120, not 600",
         ),
         (
+            good.replace("[audit]", "[limits]\nmax_headers = 300\n\n[audit]"),
+            "max_headers = 300",
+            "max_headers must be at most 256, not 300",
+        ),
+        (
             good.replace("[audit]\ndir = \"audit\"\n", "[audit]\n"),
             "[audit]",
             "missing field `dir`",

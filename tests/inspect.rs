@@ -1031,6 +1031,76 @@ async fn http2_streams_the_http2_layers_refuse_are_answered_recorded_and_hardene
         .is_empty());
 }
 
+/// HTTP/2's own header-list bound follows the policy's head limits (R-WAF-3): a head the
+/// policy allows is served over HTTP/2 as over HTTP/1, one over `max_header_bytes` gets the
+/// gateway's own 431 with its problem body, and a reload may lower the limits but not raise
+/// them above the bound the HTTP/2 layer started with.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_heads_are_held_to_the_policy_limits_not_the_libraries_r_waf_3() {
+    let limits = |bytes: usize| format!("\n[limits]\nmax_header_bytes = {bytes}\n{EXTRA}");
+    let s = Harness::start(&limits(96 * 1024)).await;
+    let tls = connect(
+        s.gateway.port,
+        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
+    )
+    .await
+    .expect("TLS");
+    let (h2, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    // (status, the answer's body) of a GET with one header of `size` bytes.
+    let get = |size: usize| {
+        let h2 = h2.clone();
+        async move {
+            let request = http::Request::get("https://localhost/records/big")
+                .header("x-big", "a".repeat(size))
+                .body(())
+                .expect("request");
+            let mut h2 = h2.ready().await.expect("ready");
+            let (response, _) = h2.send_request(request, true).expect("send");
+            let response = response.await.expect("an answer, not a reset");
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                bytes.extend_from_slice(&chunk.expect("body"));
+            }
+            (status, String::from_utf8(bytes).expect("utf-8"))
+        }
+    };
+    // 80 KiB: over pingora's default HTTP/2 bound (64 KiB), within the policy's 96 KiB.
+    assert_eq!(get(80 * 1024).await.0, 200);
+    assert_eq!(s.upstream.requests().len(), 1);
+    let over_policy = get(100 * 1024).await;
+    assert_eq!(over_policy.0, 431);
+    // The gateway's own answer, with its problem body: not the HTTP/2 layer's bare 431.
+    let problem: serde_json::Value = serde_json::from_str(&over_policy.1).expect("problem body");
+    assert_eq!(problem["reason"], "protocol.headers_too_large");
+    assert_eq!(s.upstream.requests().len(), 1);
+
+    // Raising the limits above the HTTP/2 bound set at start takes a restart.
+    let policy = |bytes: usize| policy(&s.pki, s.gateway.port, s.upstream.port, "", &limits(bytes));
+    std::fs::write(&s.gateway.policy_path, policy(200 * 1024)).expect("write");
+    s.gateway.reload();
+    assert!(
+        s.gateway.log().contains("HTTP/2 header list"),
+        "{}",
+        s.gateway.log()
+    );
+    assert_eq!(get(80 * 1024).await.0, 200, "the running policy is kept");
+    // Lowering them is a reload like any other.
+    std::fs::write(&s.gateway.policy_path, policy(16 * 1024)).expect("write");
+    s.gateway.reload();
+    assert!(
+        s.gateway.log().contains("policy reloaded"),
+        "{}",
+        s.gateway.log()
+    );
+    let over_lowered = get(20 * 1024).await;
+    assert_eq!(over_lowered.0, 431);
+    assert!(over_lowered.1.contains("protocol.headers_too_large"));
+    assert_eq!(s.upstream.requests().len(), 2);
+}
+
 /// A client that leaves in the middle of its body is recorded as lost, with its route: not as
 /// a malformed body, whose answer nobody would read (R-LOG-1).
 #[tokio::test(flavor = "multi_thread")]

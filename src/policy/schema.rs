@@ -591,12 +591,18 @@ pub struct LimitsSection {
     #[serde(default = "default_max_query_params")]
     #[schemars(range(min = 1))]
     pub max_query_params: usize,
-    /// Most request header fields; more is `431 protocol.too_many_headers`.
-    #[serde(default = "default_max_headers")]
-    #[schemars(range(min = 1))]
+    /// Most request header fields; more is `431 protocol.too_many_headers`. At most 256, the
+    /// HTTP/1 parser's own bound.
+    #[serde(
+        default = "default_max_headers",
+        deserialize_with = "max_headers_in_range"
+    )]
+    #[schemars(range(min = 1, max = 256))]
     pub max_headers: usize,
     /// Most bytes of request header names and values together; more is
-    /// `431 protocol.headers_too_large`.
+    /// `431 protocol.headers_too_large`. HTTP/2's header-list bound is set from this,
+    /// `max_headers` and `max_uri_bytes` at start: a reload may lower them, not raise them
+    /// above it.
     #[serde(default = "default_max_header_bytes")]
     #[schemars(range(min = 1))]
     pub max_header_bytes: usize,
@@ -645,6 +651,19 @@ fn default_max_query_params() -> usize {
 
 fn default_max_headers() -> usize {
     100
+}
+
+/// Checked while parsing, so the error carries the value's own line and column.
+fn max_headers_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    let most = crate::protocol::HTTP1_MAX_HEADERS;
+    if n <= most {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "max_headers must be at most {most}, not {n}: pingora's HTTP/1 parser refuses a head with more fields"
+        )))
+    }
 }
 
 fn default_max_header_bytes() -> usize {
