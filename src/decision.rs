@@ -550,6 +550,21 @@ mod tests {
         }
     }
 
+    /// docs/policy.md lists every code with its status, so that an operator reading a record
+    /// or a problem body can look the code up.
+    #[test]
+    fn every_code_is_documented_with_its_status() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy.md"))
+            .expect("docs/policy.md");
+        for reason in Reason::ALL {
+            let row = format!("| `{}` | {} |", reason.code(), reason.status());
+            assert!(
+                doc.contains(&row),
+                "docs/policy.md has no row starting `{row}`"
+            );
+        }
+    }
+
     #[test]
     fn problem_body_carries_code_and_request_id() {
         let refusal = Refusal::new(Reason::RouteNotFound, "no route for GET /x");
