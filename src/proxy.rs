@@ -729,6 +729,8 @@ impl Gateway {
     ) -> Result<bool> {
         let outcome = self.consent_call(session, snapshot, endpoint, ctx).await;
         match outcome {
+            // No answer can reach a client that left: pingora's failure path records it lost.
+            Err(ConsentCallError::Lost(e)) => return Err(e),
             Ok((status, body)) => {
                 let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
                 let mut response = ResponseHeader::build(status, Some(4))?;
@@ -751,7 +753,7 @@ impl Gateway {
                     .write_response_body(Some(Bytes::from(body)), true)
                     .await?;
             }
-            Err(refusal) => {
+            Err(ConsentCallError::Refused(refusal)) => {
                 ctx.outcome = Outcome::Refused(refusal.reason);
                 self.respond_refusal(session, &refusal, ctx).await?;
             }
@@ -765,7 +767,7 @@ impl Gateway {
         snapshot: &Snapshot,
         endpoint: GatewayEndpoint,
         ctx: &mut RequestContext,
-    ) -> std::result::Result<(u16, serde_json::Value), Refusal> {
+    ) -> std::result::Result<(u16, serde_json::Value), ConsentCallError> {
         use crate::consent::ConsentError;
         let invalid = |detail: String| Refusal::new(Reason::ConsentInvalidRequest, detail);
         let now = identity::unix_now();
@@ -780,7 +782,8 @@ impl Gateway {
             return Err(Refusal::new(
                 Reason::IdentityMfaRequired,
                 "consents need a multi-factor sign-in",
-            ));
+            )
+            .into());
         }
         ctx.principal = Some(Arc::clone(&principal));
         if snapshot.access.recipient_of(&principal).is_some() {
@@ -788,7 +791,8 @@ impl Gateway {
             return Err(Refusal::new(
                 Reason::AccessSubjectMismatch,
                 "consents and provision records are the subject's own: a recipient's application cannot use them",
-            ));
+            )
+            .into());
         }
         let subject = crate::access::own_subject(&principal).to_owned();
         let audit_failed = |e: ConsentError| match e {
@@ -821,9 +825,18 @@ impl Gateway {
                 ))
             }
             (GatewayEndpoint::Consents, http::Method::POST) => {
-                let body = read_body(session, 64 * 1024)
-                    .await
-                    .map_err(|e| invalid(e.to_string()))?;
+                let body = match read_body(session, 64 * 1024).await {
+                    Ok(body) => body,
+                    Err(BodyError::Unreadable(e)) => {
+                        return Err(match failure_reason(&e) {
+                            None => ConsentCallError::Lost(e),
+                            Some(reason) => {
+                                Refusal::new(reason, "the body could not be read as framed").into()
+                            }
+                        })
+                    }
+                    Err(e @ BodyError::TooLarge) => return Err(invalid(e.to_string()).into()),
+                };
                 let terms = consent_terms(&body, &snapshot.access).map_err(invalid)?;
                 let id = self
                     .shared
@@ -856,7 +869,7 @@ impl Gateway {
                     GatewayEndpoint::Provisions => "GET".into(),
                     _ => "POST".into(),
                 });
-                Err(refusal)
+                Err(refusal.into())
             }
         }
     }
@@ -1031,6 +1044,18 @@ fn changed_fields(changes: &[String]) -> Option<String> {
         .collect();
     fields.dedup();
     (!fields.is_empty()).then(|| fields.join(", "))
+}
+
+/// Why a consent call has no answer of its own: refused, or its client gone mid-body.
+enum ConsentCallError {
+    Refused(Refusal),
+    Lost(Box<Error>),
+}
+
+impl From<Refusal> for ConsentCallError {
+    fn from(refusal: Refusal) -> Self {
+        ConsentCallError::Refused(refusal)
+    }
 }
 
 /// Why a body could not be read whole.

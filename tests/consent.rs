@@ -190,3 +190,81 @@ async fn consent_calls_are_checked_and_survive_a_restart_r_az_5() {
     let list = s.call("GET", "/.phr/consents", &alice, "").await.json();
     assert_eq!(list["current"][0]["id"], id.as_str());
 }
+
+/// A consent grant whose client leaves in the middle of its body is recorded as lost: not as
+/// an invalid request, whose answer nobody would read (R-LOG-1); nothing is granted. A body
+/// that breaks its framing is refused as such (`protocol.malformed_body`), as on any route.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_grant_cut_mid_body_is_recorded_as_lost_r_log_1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup().await;
+    let token = s.token("p-1", true);
+    let head = |framing: &str| {
+        format!(
+            "POST /.phr/consents HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\n{framing}\r\n"
+        )
+    };
+    let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+    let mut tls = connect(s.gateway.port, config.clone()).await.unwrap();
+    let cut = format!("{}{{\"kind\": \"acqui", head("Content-Length: 200\r\n"));
+    tls.write_all(cut.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(tls);
+
+    let mut tls = connect(s.gateway.port, config).await.unwrap();
+    let broken = format!(
+        "{}zz\r\n{{}}\r\n0\r\n\r\n",
+        head("Transfer-Encoding: chunked\r\n")
+    );
+    tls.write_all(broken.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tls.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("protocol.malformed_body"), "{answer}");
+
+    let access = s.dir.path().join("audit/access");
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = phr_gateway::audit::segment::read_records(&access).unwrap();
+        if records.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let reasons: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_owned(),
+                r["reason"].as_str().unwrap_or_default().to_owned(),
+                r["decision"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "POST".into(),
+                "client.connection_lost".into(),
+                "lost".into()
+            ),
+            (
+                "POST".into(),
+                "protocol.malformed_body".into(),
+                "refuse".into()
+            ),
+        ],
+        "{records:?}"
+    );
+    let listed = s.call("GET", "/.phr/consents", &token, "").await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert_eq!(listed.json()["current"], json!([]));
+}
