@@ -244,6 +244,8 @@ impl Tap {
         let Some(frames) = self.frames.as_ref() else {
             return Pin::new(&mut self.inner).poll_write(cx, buf);
         };
+        // Whether these bytes are a refusal's, answered in the gateway's words (and recorded).
+        let mut answered = true;
         let written = match self.answer.as_ref().and_then(|a| a.replaces) {
             Some(replaces) => self.poll_answer(cx, replaces),
             None => match frames.plan(buf) {
@@ -251,22 +253,41 @@ impl Tap {
                     self.notice_layer_refusal(&refusal);
                     self.poll_answer(cx, refusal.frame_len)
                 }
-                Plan::Pass(n) => Pin::new(&mut self.inner).poll_write(cx, &buf[..n]),
+                Plan::Pass(n) => {
+                    answered = false;
+                    Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
+                }
             },
         };
         if let (Poll::Ready(Ok(n)), Some(frames)) = (&written, self.frames.as_mut()) {
-            if let Some(code) = frames.advance(&buf[..*n]).filter(|&code| code != 0) {
-                // The HTTP/2 layer closes the connection for the client's error: no request
-                // record holds it, so it is counted with the connections the gateway cut.
-                let error = h2_frames::error_name(code);
-                tracing::debug!(error, "HTTP/2 connection closed for an error (GOAWAY)");
-                if let Some(m) = crate::metrics::metrics() {
-                    let reason = format!("http2_{error}");
-                    m.connections_cut.with_label_values(&[&reason]).inc();
-                }
-            }
+            frames.advance(&buf[..*n], |error| count_http2_error(error, answered));
         }
         written
+    }
+}
+
+/// Count an error the HTTP/2 layer sent: no request record holds it. `NO_ERROR` is no
+/// error (a stream whose answer ended before its body, a connection closed cleanly), and a
+/// reset answered in the gateway's words was recorded as the refusal it is.
+fn count_http2_error(error: h2_frames::ErrorFrame, answered: bool) {
+    let Some(m) = crate::metrics::metrics() else {
+        return;
+    };
+    match error {
+        h2_frames::ErrorFrame::Connection(code) if code != 0 => {
+            // The connection closed for the client's error: counted with the connections
+            // the gateway cut.
+            let error = h2_frames::error_name(code);
+            tracing::debug!(error, "HTTP/2 connection closed for an error (GOAWAY)");
+            let reason = format!("http2_{error}");
+            m.connections_cut.with_label_values(&[&reason]).inc();
+        }
+        h2_frames::ErrorFrame::Stream(code) if code != 0 && !answered => {
+            m.http2_streams_reset
+                .with_label_values(&[h2_frames::error_name(code)])
+                .inc();
+        }
+        _ => {}
     }
 }
 

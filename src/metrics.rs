@@ -66,6 +66,9 @@ pub struct Metrics {
     /// Connections closed by the gateway: `limit`, `header_timeout`, `idle_timeout`, and
     /// `http2_<error>` for an HTTP/2 connection closed for the client's error (`GOAWAY`).
     pub connections_cut: IntCounterVec,
+    /// HTTP/2 streams the HTTP/2 layer reset without an answer, by error code
+    /// (`refused_stream`: over the 100 concurrent streams a connection may open).
+    pub http2_streams_reset: IntCounterVec,
     /// Open client connections.
     pub connections_open: IntGauge,
     /// Inspection findings by class (the WAF).
@@ -229,6 +232,11 @@ impl Metrics {
                 "connections_cut_total",
                 "Client connections closed by the gateway",
                 &["reason"],
+            )?,
+            http2_streams_reset: counter(
+                "http2_streams_reset_total",
+                "HTTP/2 streams reset by the HTTP/2 layer without an answer, by error code",
+                &["error"],
             )?,
             connections_open: single_gauge("connections_open", "Open client connections")?,
             inspection_hits: counter(

@@ -488,6 +488,81 @@ async fn subject_stop_revocation_metrics_and_report() {
     }
     assert!(counted, "the HTTP/2 connection error was not counted");
 
+    // A stream over the connection's 100 concurrent ones is refused by the HTTP/2 layer
+    // (`REFUSED_STREAM`: never processed, the client may send it again): no request, so no
+    // record; it is counted (R-OPS-1).
+    let refused_code = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut h2 = connect(
+            s.gateway.port,
+            client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
+        )
+        .await
+        .expect("TLS");
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+        h2.write_all(&out).await.expect("write");
+        // The server's limits hold once its SETTINGS are acknowledged.
+        let mut head = [0u8; 9];
+        h2.read_exact(&mut head).await.expect("SETTINGS");
+        assert_eq!(head[3], 0x4, "the server speaks first with SETTINGS");
+        let len = usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        h2.read_exact(&mut payload).await.expect("SETTINGS payload");
+        let mut out = vec![0, 0, 0, 0x4, 0x1, 0, 0, 0, 0]; // SETTINGS ACK
+                                                           // 101 POSTs whose bodies never come: each waits in the gateway's body read. HPACK:
+                                                           // :method POST, :scheme https, then literals without indexing (no table state).
+        let mut block = vec![0x83, 0x87, 0x04, 7];
+        block.extend_from_slice(b"/anon/x");
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"localhost");
+        block.extend_from_slice(&[0x0f, 0x10, 10]);
+        block.extend_from_slice(b"text/plain");
+        for stream in (1u32..=201).step_by(2) {
+            out.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x4]); // HEADERS, END_HEADERS
+            out.extend_from_slice(&stream.to_be_bytes());
+            out.extend_from_slice(&block);
+        }
+        h2.write_all(&out).await.expect("write");
+        // The frames the gateway writes: the first RST_STREAM's stream and code.
+        let mut reset = None;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while reset.is_none() && tokio::time::Instant::now() < deadline {
+            let mut head = [0u8; 9];
+            if tokio::time::timeout_at(deadline, h2.read_exact(&mut head))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            h2.read_exact(&mut payload).await.expect("payload");
+            if head[3] == 0x3 {
+                let stream = u32::from_be_bytes(head[5..9].try_into().expect("4 bytes"));
+                let code = u32::from_be_bytes(payload[..4].try_into().expect("4 bytes"));
+                reset = Some((stream, code));
+            }
+        }
+        reset
+    };
+    assert_eq!(
+        refused_code,
+        Some((201, 0x7)),
+        "the 101st stream is refused"
+    );
+    let refused = "phr_http2_streams_reset_total{error=\"refused_stream\"} 1";
+    let mut counted = false;
+    for _ in 0..50 {
+        let (_, text) = call(&alice, Method::GET, "/metrics", None).await;
+        if text.lines().any(|l| l == refused) {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(counted, "the refused stream was not counted");
+
     // /metrics parses as Prometheus text and counts the refused requests by reason.
     let (status, text) = call(&alice, Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);

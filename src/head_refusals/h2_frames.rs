@@ -23,7 +23,10 @@
 //!
 //! The same reading finds the `GOAWAY` frames that close a connection for an error (a broken
 //! frame or HPACK block, a reset flood: `ENHANCE_YOUR_CALM`), which no request record holds;
-//! the tap counts them with the connections the gateway closed.
+//! the tap counts them with the connections the gateway closed. And the `RST_STREAM`s that
+//! end single streams for an error without an answer of the gateway's (`REFUSED_STREAM` for a
+//! stream over the connection's 100 concurrent ones, which the client may send again;
+//! `CANCEL`): the tap counts those too.
 
 use crate::decision::Reason;
 
@@ -54,9 +57,53 @@ pub(super) struct FrameWatch {
     payload_left: usize,
     /// The highest stream id the server has written a frame on.
     highest_answered: u32,
-    /// The start of a `GOAWAY`'s payload (last stream id, error code) as it passes, and how
-    /// much of it has.
-    goaway: Option<([u8; 8], usize)>,
+    /// The start of a `GOAWAY`'s or `RST_STREAM`'s payload (which holds its error code) as
+    /// it passes, and how much of it has.
+    error_frame: Option<ErrorFrameStart>,
+}
+
+/// The first bytes of a frame that carries an error code, gathered across writes.
+#[derive(Debug)]
+struct ErrorFrameStart {
+    kind: u8,
+    bytes: [u8; 8],
+    have: usize,
+}
+
+impl ErrorFrameStart {
+    /// The payload bytes that end with the error code: a `GOAWAY`'s last stream id and code,
+    /// a `RST_STREAM`'s code.
+    fn needed(&self) -> usize {
+        if self.kind == GOAWAY {
+            8
+        } else {
+            4
+        }
+    }
+
+    fn error(&self) -> ErrorFrame {
+        let at = self.needed() - 4;
+        let code = u32::from_be_bytes([
+            self.bytes[at],
+            self.bytes[at + 1],
+            self.bytes[at + 2],
+            self.bytes[at + 3],
+        ]);
+        if self.kind == GOAWAY {
+            ErrorFrame::Connection(code)
+        } else {
+            ErrorFrame::Stream(code)
+        }
+    }
+}
+
+/// An error code the server sent, read as its frame went out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ErrorFrame {
+    /// A `GOAWAY`: the connection ends.
+    Connection(u32),
+    /// A `RST_STREAM`: one stream ends.
+    Stream(u32),
 }
 
 /// A refusal the HTTP/2 layers wrote, found at the start of a write.
@@ -138,21 +185,19 @@ impl FrameWatch {
         Plan::Pass(buf.len())
     }
 
-    /// Move past `written`, the bytes that went out (or were answered in the gateway's words).
-    /// The error code of a `GOAWAY` whose code went out with them, if one did.
-    pub(super) fn advance(&mut self, mut written: &[u8]) -> Option<u32> {
-        let mut goaway_code = None;
+    /// Move past `written`, the bytes that went out (or were answered in the gateway's words),
+    /// telling `on_error` of each error code (`GOAWAY`, `RST_STREAM`) that went out with them.
+    pub(super) fn advance(&mut self, mut written: &[u8], mut on_error: impl FnMut(ErrorFrame)) {
         while !written.is_empty() {
             if self.payload_left > 0 {
                 let skipped = self.payload_left.min(written.len());
-                if let Some((start, have)) = self.goaway.as_mut() {
-                    let take = (start.len() - *have).min(skipped);
-                    start[*have..*have + take].copy_from_slice(&written[..take]);
-                    *have += take;
-                    if *have == start.len() {
-                        goaway_code =
-                            Some(u32::from_be_bytes([start[4], start[5], start[6], start[7]]));
-                        self.goaway = None;
+                if let Some(start) = self.error_frame.as_mut() {
+                    let take = (start.needed() - start.have).min(skipped);
+                    start.bytes[start.have..start.have + take].copy_from_slice(&written[..take]);
+                    start.have += take;
+                    if start.have == start.needed() {
+                        on_error(start.error());
+                        self.error_frame = None;
                     }
                 }
                 self.payload_left -= skipped;
@@ -168,12 +213,20 @@ impl FrameWatch {
                 self.highest_answered = self.highest_answered.max(frame.stream);
                 self.payload_left = frame.len;
                 self.header_len = 0;
-                if frame.kind == GOAWAY && frame.len >= 8 {
-                    self.goaway = Some(([0; 8], 0));
+                let needed = match frame.kind {
+                    GOAWAY => 8,
+                    RST_STREAM => 4,
+                    _ => usize::MAX,
+                };
+                if frame.len >= needed {
+                    self.error_frame = Some(ErrorFrameStart {
+                        kind: frame.kind,
+                        bytes: [0; 8],
+                        have: 0,
+                    });
                 }
             }
         }
-        goaway_code
     }
 }
 
@@ -336,13 +389,13 @@ mod tests {
                 match watch.plan(rest) {
                     Plan::Pass(n) => {
                         assert!(n > 0, "a plan always moves");
-                        let _ = watch.advance(&rest[..n]);
+                        watch.advance(&rest[..n], |_| {});
                         rest = &rest[n..];
                     }
                     Plan::Refusal(r) => {
                         found.push((r.stream, r.reason));
                         let n = r.frame_len;
-                        let _ = watch.advance(&rest[..n]);
+                        watch.advance(&rest[..n], |_| {});
                         rest = &rest[n..];
                     }
                 }
@@ -510,7 +563,7 @@ mod tests {
                     "{taken} of {}",
                     write.len()
                 );
-                let _ = watch.advance(&write[..taken]);
+                watch.advance(&write[..taken], |_| {});
                 passed.extend_from_slice(&write[..taken]);
                 rest = &rest[taken..];
             }
@@ -519,13 +572,15 @@ mod tests {
     }
 
     #[test]
-    fn a_goaway_s_error_code_is_read_as_it_passes_whatever_the_cuts() {
+    fn error_codes_are_read_as_they_pass_whatever_the_cuts() {
         let mut goaway = 7u32.to_be_bytes().to_vec();
         goaway.extend_from_slice(&0xb_u32.to_be_bytes());
         goaway.extend_from_slice(b"too many resets");
         let all = [
             frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]),
             frame(DATA, 0, 1, &[0x7; 20]),
+            reset(201, 0x7),
+            frame(DATA, 0, 3, &[0x3; 5]),
             frame(GOAWAY, 0, 0, &goaway),
             frame(DATA, 0, 1, &[0xb; 8]),
         ]
@@ -533,11 +588,15 @@ mod tests {
         for cut in 0..all.len() {
             for second in cut..all.len() {
                 let mut watch = FrameWatch::default();
-                let codes: Vec<u32> = [&all[..cut], &all[cut..second], &all[second..]]
-                    .into_iter()
-                    .filter_map(|part| watch.advance(part))
-                    .collect();
-                assert_eq!(codes, [0xb], "cut at {cut} and {second}");
+                let mut errors = Vec::new();
+                for part in [&all[..cut], &all[cut..second], &all[second..]] {
+                    watch.advance(part, |e| errors.push(e));
+                }
+                assert_eq!(
+                    errors,
+                    [ErrorFrame::Stream(0x7), ErrorFrame::Connection(0xb)],
+                    "cut at {cut} and {second}"
+                );
             }
         }
         assert_eq!(error_name(0xb), "enhance_your_calm");
