@@ -412,6 +412,9 @@ mod tests {
         m.jwks_refresh_failures.with_label_values(&["i"]).inc();
         m.jwks_age_seconds.with_label_values(&["i"]).set(1.0);
         m.connections_cut.with_label_values(&["limit"]).inc();
+        m.http2_streams_reset
+            .with_label_values(&["refused_stream"])
+            .inc();
         m.inspection_hits
             .with_label_values(&["sqli", "block"])
             .inc();
