@@ -45,6 +45,10 @@ impl Default for RequestLimits {
 /// (`protocol.unparsable_head`), whatever `max_headers` says.
 pub const HTTP1_MAX_HEADERS: usize = 256;
 
+/// The most bytes of a request head pingora's HTTP/1 parser reads (request line and fields):
+/// a larger head is refused there (`protocol.unparsable_head`), whatever `[limits]` says.
+pub const HTTP1_MAX_HEAD_BYTES: usize = 1_048_575;
+
 /// The HTTP/2 layer's own bound on a request's header list, which it enforces before the
 /// gateway reads the head (h2's `431`, answered and recorded as `protocol.headers_too_large`
 /// by the connection tap). It is set at start from the policy's limits so that the gateway's

@@ -200,6 +200,11 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "max_headers must be at most 256, not 300",
         ),
         (
+            good.replace("[audit]", "[limits]\nmax_header_bytes = 2000000\n\n[audit]"),
+            "max_header_bytes = 2000000",
+            "max_header_bytes must be at most 1048575, not 2000000",
+        ),
+        (
             good.replace("[audit]\ndir = \"audit\"\n", "[audit]\n"),
             "[audit]",
             "missing field `dir`",

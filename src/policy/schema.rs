@@ -583,9 +583,12 @@ pub struct LimitsSection {
     #[schemars(range(min = 1))]
     pub idle_timeout_secs: u64,
     /// Longest request target (path and query) in bytes; longer is `414 protocol.uri_too_long`
-    /// (R-WAF-3).
-    #[serde(default = "default_max_uri_bytes")]
-    #[schemars(range(min = 1))]
+    /// (R-WAF-3). At most 1048575, pingora's HTTP/1 bound on a whole head.
+    #[serde(
+        default = "default_max_uri_bytes",
+        deserialize_with = "max_uri_bytes_in_range"
+    )]
+    #[schemars(range(min = 1, max = 1048575))]
     pub max_uri_bytes: usize,
     /// Most query parameters; more is `400 protocol.too_many_parameters`.
     #[serde(default = "default_max_query_params")]
@@ -602,9 +605,12 @@ pub struct LimitsSection {
     /// Most bytes of request header names and values together; more is
     /// `431 protocol.headers_too_large`. HTTP/2's header-list bound is set from this,
     /// `max_headers` and `max_uri_bytes` at start: a reload may lower them, not raise them
-    /// above it.
-    #[serde(default = "default_max_header_bytes")]
-    #[schemars(range(min = 1))]
+    /// above it. At most 1048575, pingora's HTTP/1 bound on a whole head.
+    #[serde(
+        default = "default_max_header_bytes",
+        deserialize_with = "max_header_bytes_in_range"
+    )]
+    #[schemars(range(min = 1, max = 1048575))]
     pub max_header_bytes: usize,
     /// Deepest nesting of arrays and objects in a JSON body an inspected route reads; deeper
     /// is `400 protocol.json_too_deep`. FHIR resources nest a dozen levels at most. The same
@@ -662,6 +668,33 @@ fn max_headers_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize,
     } else {
         Err(serde::de::Error::custom(format!(
             "max_headers must be at most {most}, not {n}: pingora's HTTP/1 parser refuses a head with more fields"
+        )))
+    }
+}
+
+/// Checked while parsing, so the error carries the value's own line and column.
+fn max_uri_bytes_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    head_bytes_in_range(d, "max_uri_bytes")
+}
+
+/// Checked while parsing, so the error carries the value's own line and column.
+fn max_header_bytes_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    head_bytes_in_range(d, "max_header_bytes")
+}
+
+/// A head bound above pingora's HTTP/1 bound on a whole head would hold on HTTP/2 alone (and
+/// raise HTTP/2's header-list bound, memory held per stream, with it).
+fn head_bytes_in_range<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &str,
+) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    let most = crate::protocol::HTTP1_MAX_HEAD_BYTES;
+    if n <= most {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{key} must be at most {most}, not {n}: pingora's HTTP/1 parser refuses a larger head"
         )))
     }
 }
