@@ -140,11 +140,15 @@ impl Exclusion {
     }
 
     fn covers(&self, finding: &Finding) -> bool {
-        (self.rule == finding.hit.rule || self.rule == finding.hit.class.name())
+        self.covers_hit(finding.hit, finding.place, &finding.field)
+    }
+
+    fn covers_hit(&self, hit: Hit, at: Place, field: &str) -> bool {
+        (self.rule == hit.rule || self.rule == hit.class.name())
             && self
                 .field
                 .as_ref()
-                .is_none_or(|(place, name)| *place == finding.place && *name == finding.field)
+                .is_none_or(|(place, name)| *place == at && name == field)
     }
 }
 
@@ -158,6 +162,17 @@ impl RouteInspection {
     /// neutralised, files disarmed.
     pub fn may_rewrite(&self) -> bool {
         self.is_on() && (self.mode == Mode::Neutralise || self.files.any())
+    }
+
+    /// The rules and classes this route excludes in every place: the detectors pass over
+    /// them and read on (an exclusion limited to a field is applied to that field's
+    /// findings only).
+    fn excluded_everywhere(&self) -> Vec<&str> {
+        self.exclude
+            .iter()
+            .filter(|e| e.field.is_none())
+            .map(|e| e.rule.as_str())
+            .collect()
     }
 
     /// The findings this route does not exclude.
@@ -334,6 +349,11 @@ impl<V: Copy> Verdicts<V> {
         raw: &[u8],
         verdict: impl FnOnce() -> V,
     ) -> V {
+        if detect::is_passing_over() {
+            // A verdict with rules passed over is this route's own, and one remembered from
+            // another route may name a rule this one passes over.
+            return verdict();
+        }
         let known = table.with_borrow(|t| {
             if raw.len() > t.longest {
                 None
@@ -393,10 +413,17 @@ struct Findings {
     neutralised: Vec<String>,
     /// How many findings count toward the cap.
     counted: usize,
+    /// The route's exclusions: a finding they cover is dropped as it is found, neither kept
+    /// nor counted toward the cap, so that what they excuse can never fill the cap and stop
+    /// the inspection before what they do not excuse is found.
+    exclude: Vec<Exclusion>,
+    /// For a document read inside a field (a file sent inline): the field its findings are
+    /// charged to, where the exclusions look.
+    within: Option<String>,
 }
 
 impl Findings {
-    /// Findings for a body on `route`.
+    /// Findings for a request on `route`.
     fn for_route(route: &RouteInspection) -> Self {
         Self {
             neutralised: if route.mode == Mode::Neutralise {
@@ -404,15 +431,35 @@ impl Findings {
             } else {
                 Vec::new()
             },
+            exclude: route.exclude.clone(),
             ..Self::default()
         }
     }
 
-    /// Keep `hit`, made in `place` at the field `field` names (only asked for on a hit).
-    /// Returns whether the findings are full.
+    /// Findings for a document read inside `field`, under the same exclusions.
+    fn within(&self, field: &str) -> Self {
+        Self {
+            exclude: self.exclude.clone(),
+            within: Some(field.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Keep `hit`, made in `place` at the field `field` names (only asked for on a hit),
+    /// unless the route excludes it there. Returns whether the findings are full.
     fn add(&mut self, hit: Option<Hit>, place: Place, field: impl FnOnce() -> String) -> bool {
         if let Some(hit) = hit {
             let field = field();
+            if !self.exclude.is_empty() {
+                let charged = self.within.as_deref().unwrap_or(&field);
+                if self
+                    .exclude
+                    .iter()
+                    .any(|e| e.covers_hit(hit, place, charged))
+                {
+                    return self.counted >= MAX_FINDINGS;
+                }
+            }
             if !self
                 .list
                 .iter()
@@ -519,6 +566,13 @@ fn content_type(headers: &HeaderMap) -> &str {
 /// it, disarm the files it carries, neutralise the route's named fields. The proxy forwards
 /// `rewritten` when there is one.
 pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> BodyCheck {
+    detect::passing_over(&route.excluded_everywhere(), || {
+        check_body_passing_over(body, headers, route)
+    })
+}
+
+/// [`check_body`], once the detectors pass over what the route excludes everywhere.
+fn check_body_passing_over(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> BodyCheck {
     use crate::decision::{Reason, Refusal};
     let content_type = content_type(headers);
     let mut found = Findings::for_route(route);
@@ -861,7 +915,7 @@ fn inline_document(
     depth: usize,
 ) -> Result<Option<Rewritten>, crate::decision::Refusal> {
     use crate::decision::{Reason, Refusal};
-    let mut inside = Findings::default();
+    let mut inside = found.within(field);
     let nested = match kind {
         BodyKind::Json => match json::inspect_collecting_files(content, &mut inside) {
             Ok(files) => Some(files),
@@ -1019,13 +1073,21 @@ pub fn warm_up() -> Vec<Finding> {
     found
 }
 
-/// Inspect a request's head (path, query, cookies, headers) and, when given, its body.
+/// Inspect a request's head (path, query, cookies, headers) and, when given, its body, with
+/// a new route's settings (no exclusions).
 pub fn inspect(target: &Target<'_>) -> Vec<Finding> {
-    let mut found = Findings::default();
-    inspect_head(target, &mut found);
-    if let Some(body) = target.body {
-        inspect_body(body, &body_kind(content_type(target.headers)), &mut found);
-    }
+    inspect_on(target, &RouteInspection::default())
+}
+
+/// [`inspect`] on `route`: what its exclusions cover is not kept.
+pub fn inspect_on(target: &Target<'_>, route: &RouteInspection) -> Vec<Finding> {
+    let mut found = Findings::for_route(route);
+    detect::passing_over(&route.excluded_everywhere(), || {
+        inspect_head(target, &mut found);
+        if let Some(body) = target.body {
+            inspect_body(body, &body_kind(content_type(target.headers)), &mut found);
+        }
+    });
     found.list
 }
 
@@ -1539,6 +1601,155 @@ mod tests {
             findings("/x", None, &[("x-note", "a%0dInjectedHeader: b")], None),
             ["crlf-100"]
         );
+    }
+
+    /// What a route's exclusions excuse must not fill the findings and end inspection before
+    /// what they do not excuse is found: nine SQL injections on a route that excludes `sqli`
+    /// (the cap is eight) do not hide the script after them, in the query or in a body.
+    #[test]
+    fn excluded_findings_do_not_hide_an_attack_elsewhere() {
+        let route = RouteInspection {
+            exclude: vec![Exclusion::parse("sqli").expect("exclusion")],
+            ..RouteInspection::default()
+        };
+        let sqli: Vec<String> = (0..9).map(|i| format!("a{i}=%27+or+1%3D1--")).collect();
+        let query = format!("{}&z=%3Cscript%3Ealert(1)%3C/script%3E", sqli.join("&"));
+        let headers = HeaderMap::new();
+        let target = Target {
+            method: &http::Method::GET,
+            path: "/x",
+            query: Some(&query),
+            headers: &headers,
+            authority: None,
+            body: None,
+        };
+        let found = inspect_on(&target, &route);
+        let refusing = route.refusing(&found).expect("the script is found");
+        assert_eq!(
+            (refusing.hit.class, refusing.field.as_str()),
+            (detect::Class::Xss, "z")
+        );
+        // Without the script, nothing the route keeps.
+        let query = sqli.join("&");
+        let quiet = Target {
+            query: Some(&query),
+            ..target
+        };
+        assert!(inspect_on(&quiet, &route).is_empty());
+
+        let mut json: serde_json::Map<String, serde_json::Value> = (0..9)
+            .map(|i| (format!("a{i}"), serde_json::json!("' or 1=1--")))
+            .collect();
+        json.insert("z".into(), serde_json::json!("<script>alert(1)</script>"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let body = serde_json::Value::Object(json).to_string();
+        let checked = check_body(body.as_bytes(), &headers, &route);
+        let refusing = checked.refusal.expect("the script in the body is found");
+        assert!(refusing.detail.contains("xss"), "{}", refusing.detail);
+    }
+
+    /// An exclusion excuses its own rules, not the value they fire on: the value is read on
+    /// past them. Each pair is an excluded class and a value where it fires first and an
+    /// attack of another class follows.
+    #[test]
+    fn an_excluded_rule_firing_first_does_not_hide_another_in_the_same_value() {
+        let headers = HeaderMap::new();
+        let mut json = HeaderMap::new();
+        json.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        // (excluded, its class, a value where it fires first and another class follows)
+        let cases = [
+            (
+                "xss",
+                "xss",
+                "%3Cscript%3Ealert(1)%3C/script%3E;cat+/etc/passwd",
+            ),
+            ("lfi", "lfi", "../../etc/passwd%27+or+1%3D1--"),
+            // A rule excluded: the class's other rules still read the value.
+            ("lfi-100", "lfi", "../../etc/passwd%27+or+1%3D1--"),
+        ];
+        let excuses =
+            |excluded: &str, hit: Hit| hit.rule == excluded || hit.class.name() == excluded;
+        for (excluded, class, value) in cases {
+            let query = format!("q={value}");
+            let target = Target {
+                method: &http::Method::GET,
+                path: "/x",
+                query: Some(&query),
+                headers: &headers,
+                authority: None,
+                body: None,
+            };
+            // On a route without the exclusion, the excluded class is what fires first.
+            let plain = inspect_on(&target, &RouteInspection::default());
+            assert_eq!(plain.first().map(|f| f.hit.class.name()), Some(class));
+            let route = RouteInspection {
+                exclude: vec![Exclusion::parse(excluded).expect("exclusion")],
+                ..RouteInspection::default()
+            };
+            let found = inspect_on(&target, &route);
+            assert!(
+                found.first().is_some_and(|f| !excuses(excluded, f.hit)),
+                "{excluded} excluded, {query}: {found:?}"
+            );
+            // The same in a JSON body.
+            let text = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            let body = serde_json::json!({ "q": text.replace('+', " ") }).to_string();
+            // Judged first on a route without the exclusion, as a worker thread may have.
+            let plain = check_body(body.as_bytes(), &json, &RouteInspection::default());
+            assert_eq!(
+                plain.findings.first().map(|f| f.hit.class.name()),
+                Some(class)
+            );
+            let checked = check_body(body.as_bytes(), &json, &route);
+            assert!(
+                checked.refusal.is_some()
+                    && checked.findings.iter().all(|f| !excuses(excluded, f.hit)),
+                "{excluded} excluded, body {body}: {:?}",
+                checked.findings
+            );
+            // Nothing is remembered for another route.
+            let again = inspect_on(&target, &RouteInspection::default());
+            assert_eq!(again.first().map(|f| f.hit.class.name()), Some(class));
+            // A header's verdict is remembered per worker thread: not across routes that
+            // pass over different rules, either way.
+            let mut noted = HeaderMap::new();
+            noted.insert(
+                "x-note",
+                http::HeaderValue::from_str(&text).expect("header value"),
+            );
+            let in_header = Target {
+                query: None,
+                headers: &noted,
+                ..target
+            };
+            let first_class = |route: &RouteInspection| {
+                inspect_on(&in_header, route)
+                    .first()
+                    .map(|f| (f.hit.rule, f.hit.class.name()))
+            };
+            assert_eq!(
+                first_class(&RouteInspection::default()).map(|h| h.1),
+                Some(class)
+            );
+            assert!(
+                first_class(&route)
+                    .is_some_and(|(rule, class)| rule != excluded && class != excluded),
+                "{excluded} excluded, header {text}"
+            );
+            assert_eq!(
+                first_class(&RouteInspection::default()).map(|h| h.1),
+                Some(class)
+            );
+        }
+        // Passing over ends with the inspection.
+        assert!(!detect::is_passing_over());
     }
 
     /// On a `neutralise` route, findings in the named fields are many by design (every note a

@@ -226,16 +226,17 @@ pub fn evaluate<'s>(
     // Input inspection of the head, before any signature is checked (R-WAF-1).
     let mut findings = Vec::new();
     if route.inspect.is_on() {
-        findings = route
-            .inspect
-            .keep(crate::inspect::inspect(&crate::inspect::Target {
+        findings = crate::inspect::inspect_on(
+            &crate::inspect::Target {
                 method: request.method,
                 path: request.path,
                 query: request.query,
                 headers: request.headers,
                 authority: request.authority,
                 body: None,
-            }));
+            },
+            &route.inspect,
+        );
         if let Some(first) = route.inspect.refusing(&findings) {
             let mut evaluation = refuse(Some((index, route)), crate::inspect::refusal(first));
             evaluation.findings = findings;

@@ -252,6 +252,21 @@ async fn detect_mode_forwards_and_records_and_exclusions_lift_one_class() {
     assert_eq!(sql.status, 200, "{sql:?}");
     let xss = s.send("GET", "/search/x?q=%3Cscript%3E", &[], "").await;
     assert_eq!(xss.json()["reason"], "inspect.blocked");
+    // What the exclusion excuses cannot hide what it does not: nine SQL injections (more
+    // than the eight findings a request keeps) before a script.
+    let many: Vec<String> = (0..9).map(|i| format!("a{i}=%27+or+1%3D1--")).collect();
+    let masked = format!(
+        "/search/x?{}&z=%3Cscript%3Ealert(1)%3C/script%3E",
+        many.join("&")
+    );
+    let reply = s.send("GET", &masked, &[], "").await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(
+        rules(&s.record(&reply))
+            .iter()
+            .all(|r| r.starts_with("xss-")),
+        "only the script is kept"
+    );
     // A body the gateway reads whole is bounded (limits.max_body_bytes, 1 MiB by default).
     let big = format!("{{\"note\": \"{}\"}}", "a".repeat(1024 * 1024));
     let reply = s

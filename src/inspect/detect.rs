@@ -20,6 +20,7 @@
 //! what they share: the classes, a rule's hit, the compiled sets and their prefix gates. XSS
 //! in markup is `rules`' `MARKUP_RULES` and libinjection's XSS reading in [`value`]'s verdict.
 
+use std::cell::{Cell, RefCell};
 use std::sync::{LazyLock, OnceLock};
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
@@ -456,14 +457,15 @@ impl PrefixedSet {
         mut note: impl FnMut(usize, std::ops::Range<usize>),
     ) -> Option<Hit> {
         let bytes = text.as_bytes();
+        let kept = Kept::now();
         let mut first = None;
         if self.unprefixed.is_match(bytes) {
             first = self
                 .unprefixed
                 .matches(bytes)
                 .iter()
-                .next()
-                .map(|i| self.unprefixed_rules[i]);
+                .map(|i| self.unprefixed_rules[i])
+                .find(|&rule| kept.allows(&self.rules[rule]));
         }
         let mut candidates = 0u128;
         match &self.literals {
@@ -489,9 +491,10 @@ impl PrefixedSet {
             if first.is_some_and(|f| f < index) {
                 break;
             }
-            if self.alone[index]
-                .as_ref()
-                .is_some_and(|r| r.is_match(bytes))
+            if kept.allows(&self.rules[index])
+                && self.alone[index]
+                    .as_ref()
+                    .is_some_and(|r| r.is_match(bytes))
             {
                 first = Some(index);
                 break;
@@ -519,15 +522,80 @@ pub fn value_with(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             return hl7_v2_verdict(fields, urls_are_fetched);
         }
     }
+    let kept = Kept::now();
     verdict(n, urls_are_fetched)
-        .or_else(|| shell_escaped(&n.decoded))
-        .or_else(|| comment_split(&n.decoded))
-        .or_else(|| escaped_line_breaks(&n.decoded))
+        .or_else(|| kept.of(shell_escaped(&n.decoded)))
+        .or_else(|| kept.of(comment_split(&n.decoded)))
+        .or_else(|| kept.of(escaped_line_breaks(&n.decoded)))
+}
+
+thread_local! {
+    /// The rule ids and class names this thread's current inspection passes over: a route's
+    /// exclusions that hold everywhere ([`passing_over`]).
+    static PASSED_OVER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static PASSING_OVER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `inspection` with the rules and classes in `excluded` passed over: a hit of theirs is
+/// not the value's verdict, the value is read on to the next rule that fires. An exclusion
+/// excuses its own rule only; the first rule to fire must not hide the others (`lfi` excluded
+/// must not let `../../etc/passwd' or 1=1--` through).
+pub fn passing_over<R>(excluded: &[&str], inspection: impl FnOnce() -> R) -> R {
+    if excluded.is_empty() {
+        return inspection();
+    }
+    /// Ends the passing over however the inspection ends (a panic included): the worker
+    /// thread goes on to other requests, other routes.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PASSING_OVER.set(false);
+            PASSED_OVER.with_borrow_mut(Vec::clear);
+        }
+    }
+    PASSED_OVER.with_borrow_mut(|p| p.extend(excluded.iter().map(|e| (*e).to_owned())));
+    PASSING_OVER.set(true);
+    let _reset = Reset;
+    inspection()
+}
+
+/// Whether rules are being passed over: the verdict tables, which remember verdicts made
+/// without, are then neither read nor written.
+pub(crate) fn is_passing_over() -> bool {
+    PASSING_OVER.get()
+}
+
+/// Which hits count, read once per verdict: all of them, unless rules are passed over.
+#[derive(Clone, Copy)]
+struct Kept(bool);
+
+impl Kept {
+    fn now() -> Self {
+        Kept(PASSING_OVER.get())
+    }
+
+    fn allows(self, rule: &Rule) -> bool {
+        !self.0 || !passed_over(rule.id, rule.class)
+    }
+
+    fn of(self, hit: Option<Hit>) -> Option<Hit> {
+        if self.0 {
+            hit.filter(|h| !passed_over(h.rule, h.class))
+        } else {
+            hit
+        }
+    }
+}
+
+fn passed_over(rule: &str, class: Class) -> bool {
+    PASSED_OVER.with_borrow(|p| p.iter().any(|e| e == rule || e == class.name()))
 }
 
 /// [`value_with`] but for the second reading of backslash-escaped letters.
 fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
+    let kept = Kept::now();
     if n.signals.invalid_utf8 {
+        // Nothing else reads a value that is not UTF-8.
         return Some(Hit {
             rule: "encoding-100",
             class: Class::Encoding,
@@ -535,7 +603,7 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     }
     let present = Present::of(n.folded.as_bytes());
     // Before the patterns: `${jndi:ldap://…}` is a lookup first, a URL second.
-    if let Some(hit) = present.may_hold(b"$").then(|| jndi(&n.folded)).flatten() {
+    if let Some(hit) = kept.of(present.may_hold(b"$").then(|| jndi(&n.folded)).flatten()) {
         return Some(hit);
     }
     let gated = |before_values: bool| {
@@ -549,6 +617,7 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             })
             .find_map(|(gate, set)| first(set, gate.rules, &n.folded))
     };
+    let kept_or = |hit: Option<Hit>| kept.of(hit);
     // Where `decoded` is ASCII, `folded` is it lower-cased byte for byte (backslashes as
     // slashes), so the base64 words, lower-cased, are found by the value rules' literal scan
     // of `folded`, and each place checked against `decoded` as written: one scan of the
@@ -569,64 +638,81 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if let Some(hit) = gated(true)
         .or_else(|| values.first_noting(&n.folded, note))
         .or_else(|| {
-            present
-                .may_hold(b":")
-                .then(|| credentials_url(&n.folded))
-                .flatten()
+            kept_or(
+                present
+                    .may_hold(b":")
+                    .then(|| credentials_url(&n.folded))
+                    .flatten(),
+            )
         })
         .or_else(|| {
-            present
-                .may_hold(SPLIT_WORD_BYTES)
-                .then(|| split_word(&n.folded))
-                .flatten()
+            kept_or(
+                present
+                    .may_hold(SPLIT_WORD_BYTES)
+                    .then(|| split_word(&n.folded))
+                    .flatten(),
+            )
         })
         .or_else(|| {
-            present
-                .may_hold(b"`")
-                .then(|| back_quoted(&n.folded))
-                .flatten()
+            kept_or(
+                present
+                    .may_hold(b"`")
+                    .then(|| back_quoted(&n.folded))
+                    .flatten(),
+            )
         })
-        .or_else(|| include_url(&n.folded))
-        .or_else(|| unc_path(&n.decoded))
+        .or_else(|| kept_or(include_url(&n.folded)))
+        .or_else(|| kept_or(unc_path(&n.decoded)))
         .or_else(|| gated(false))
     {
         return Some(hit);
     }
-    if let Some(hit) = sql_value_shape(&n.folded)
+    if let Some(hit) = kept_or(sql_value_shape(&n.folded))
         .or_else(|| {
-            present
-                .may_hold(b"=")
-                .then(|| same_sides(&n.folded))
-                .flatten()
+            kept_or(
+                present
+                    .may_hold(b"=")
+                    .then(|| same_sides(&n.folded))
+                    .flatten(),
+            )
         })
-        .or_else(|| address_then_command(&n.folded))
+        .or_else(|| kept_or(address_then_command(&n.folded)))
         .or_else(|| {
-            present
-                .may_hold(b";")
-                .then(|| stacked_statement(&n.folded))
-                .flatten()
+            kept_or(
+                present
+                    .may_hold(b";")
+                    .then(|| stacked_statement(&n.folded))
+                    .flatten(),
+            )
         })
     {
         return Some(hit);
     }
+    let sqli = Hit {
+        rule: "sqli-100",
+        class: Class::Sqli,
+    };
     // Asked of `folded`, for `decoded`: it holds these where `folded` does (folding changes
     // letters and turns `\` into `/`).
-    if present.may_hold(SQL_BREAKOUT_BYTES) && libinjection_sqli(&n.decoded) {
-        return Some(Hit {
-            rule: "sqli-100",
-            class: Class::Sqli,
-        });
+    if kept.of(Some(sqli)).is_some()
+        && present.may_hold(SQL_BREAKOUT_BYTES)
+        && libinjection_sqli(&n.decoded)
+    {
+        return Some(sqli);
     }
     if present.may_hold(b"<") && n.decoded.contains('<') {
+        let xss = Hit {
+            rule: "xss-100",
+            class: Class::Xss,
+        };
         // A whole XML document (a CDA or FHIR XML in a note) is read as one instead.
         match super::xml::document_value(&n.decoded) {
-            Some(Some(hit)) => return Some(hit),
-            Some(None) => {}
-            None if libinjectionrs::detect_xss(n.decoded.as_bytes()).is_injection() => {
-                return Some(Hit {
-                    rule: "xss-100",
-                    class: Class::Xss,
-                });
+            Some(Some(hit)) if kept.of(Some(hit)).is_some() => return Some(hit),
+            Some(_) => {}
+            None if kept.of(Some(xss)).is_some()
+                && libinjectionrs::detect_xss(n.decoded.as_bytes()).is_injection() =>
+            {
+                return Some(xss);
             }
             None => {}
         }
@@ -636,22 +722,27 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     } else {
         base64_words(n.decoded.as_bytes())
     };
-    if let Some(hit) = base64 {
+    if let Some(hit) = kept.of(base64) {
         return Some(hit);
     }
     if urls_are_fetched {
-        if let Some(hit) = ssrf(&n.folded).or_else(|| fetched_url(&n.folded)) {
+        if let Some(hit) = kept
+            .of(ssrf(&n.folded))
+            .or_else(|| kept.of(fetched_url(&n.folded)))
+        {
             return Some(hit);
         }
     }
     let encoding = |rule| {
-        Some(Hit {
+        kept.of(Some(Hit {
             rule,
             class: Class::Encoding,
-        })
+        }))
     };
     if n.signals.nul {
-        return encoding("encoding-110");
+        if let Some(hit) = encoding("encoding-110") {
+            return Some(hit);
+        }
     }
     if n.signals.control {
         return encoding("encoding-120");
@@ -774,11 +865,15 @@ fn first(set: &RegexSet, rules: &'static [Rule], text: &str) -> Option<Hit> {
     if !set.is_match(text.as_bytes()) {
         return None;
     }
+    let kept = Kept::now();
     let matched = set.matches(text.as_bytes());
-    matched.iter().next().map(|i| Hit {
-        rule: rules[i].id,
-        class: rules[i].class,
-    })
+    matched
+        .iter()
+        .find(|&i| kept.allows(&rules[i]))
+        .map(|i| Hit {
+            rule: rules[i].id,
+            class: rules[i].class,
+        })
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ pub fn verdict(
         authority,
         body: None,
     };
-    let head = route.keep(super::inspect(&target));
+    let head = super::inspect_on(&target, route);
     if let Some(first) = route.refusing(&head) {
         return Some(Some(first.hit.rule));
     }
