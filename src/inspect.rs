@@ -165,14 +165,36 @@ impl RouteInspection {
     }
 
     /// The rules and classes this route excludes in every place: the detectors pass over
-    /// them and read on (an exclusion limited to a field is applied to that field's
-    /// findings only).
+    /// them and read on.
     fn excluded_everywhere(&self) -> Vec<&str> {
         self.exclude
             .iter()
             .filter(|e| e.field.is_none())
             .map(|e| e.rule.as_str())
             .collect()
+    }
+
+    /// The fields this route excludes rules in, each with every rule passed over there (its
+    /// own and those excluded everywhere). A field's value is read once more with them
+    /// passed over, and what that reading finds *in that field* is kept: in one reading of
+    /// the whole request they would be passed over in every field.
+    fn excluded_in_fields(&self) -> Vec<((Place, &str), Vec<&str>)> {
+        let mut fields: Vec<((Place, &str), Vec<&str>)> = Vec::new();
+        for e in &self.exclude {
+            let Some((place, name)) = &e.field else {
+                continue;
+            };
+            let key = (*place, name.as_str());
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, rules)) => rules.push(e.rule.as_str()),
+                None => {
+                    let mut rules = self.excluded_everywhere();
+                    rules.push(e.rule.as_str());
+                    fields.push((key, rules));
+                }
+            }
+        }
+        fields
     }
 
     /// The findings this route does not exclude.
@@ -566,9 +588,34 @@ fn content_type(headers: &HeaderMap) -> &str {
 /// it, disarm the files it carries, neutralise the route's named fields. The proxy forwards
 /// `rewritten` when there is one.
 pub fn check_body(body: &[u8], headers: &HeaderMap, route: &RouteInspection) -> BodyCheck {
-    detect::passing_over(&route.excluded_everywhere(), || {
+    let mut checked = detect::passing_over(&route.excluded_everywhere(), || {
         check_body_passing_over(body, headers, route)
-    })
+    });
+    for ((place, field), passed_over) in route.excluded_in_fields() {
+        if place != Place::Body {
+            continue;
+        }
+        let again = detect::passing_over(&passed_over, || {
+            check_body_passing_over(body, headers, route)
+        });
+        let found = again
+            .findings
+            .into_iter()
+            .filter(|f| f.place == place && f.field == field);
+        for finding in found {
+            if !checked.findings.contains(&finding) {
+                checked.findings.push(finding);
+            }
+        }
+        if checked.refusal.is_none() {
+            checked.refusal = route.refusing(&checked.findings).map(refusal);
+            if checked.refusal.is_some() {
+                // A refused body is forwarded in no form.
+                checked.rewritten = None;
+            }
+        }
+    }
+    checked
 }
 
 /// [`check_body`], once the detectors pass over what the route excludes everywhere.
@@ -1081,14 +1128,25 @@ pub fn inspect(target: &Target<'_>) -> Vec<Finding> {
 
 /// [`inspect`] on `route`: what its exclusions cover is not kept.
 pub fn inspect_on(target: &Target<'_>, route: &RouteInspection) -> Vec<Finding> {
-    let mut found = Findings::for_route(route);
-    detect::passing_over(&route.excluded_everywhere(), || {
-        inspect_head(target, &mut found);
-        if let Some(body) = target.body {
-            inspect_body(body, &body_kind(content_type(target.headers)), &mut found);
+    let read = |passed_over: &[&str]| {
+        let mut found = Findings::for_route(route);
+        detect::passing_over(passed_over, || {
+            inspect_head(target, &mut found);
+            if let Some(body) = target.body {
+                inspect_body(body, &body_kind(content_type(target.headers)), &mut found);
+            }
+        });
+        found.list
+    };
+    let mut list = read(&route.excluded_everywhere());
+    for ((place, field), passed_over) in route.excluded_in_fields() {
+        for finding in read(&passed_over) {
+            if finding.place == place && finding.field == field && !list.contains(&finding) {
+                list.push(finding);
+            }
         }
-    });
-    found.list
+    }
+    list
 }
 
 fn inspect_head(target: &Target<'_>, found: &mut Findings) {
@@ -1750,6 +1808,59 @@ mod tests {
         }
         // Passing over ends with the inspection.
         assert!(!detect::is_passing_over());
+
+        // An exclusion limited to one field: that field's value is read on past it, and the
+        // rule still holds in every other field.
+        let route = RouteInspection {
+            exclude: vec![
+                Exclusion::parse("xss@query:q").expect("exclusion"),
+                Exclusion::parse("xss@body:q").expect("exclusion"),
+            ],
+            ..RouteInspection::default()
+        };
+        let value = "%3Cscript%3Ealert(1)%3C/script%3E;cat+/etc/passwd";
+        for (query, field, excused) in [
+            (format!("q={value}"), "q", true),
+            (format!("q=%3Cb%3Ehi%3C/b%3E&r={value}"), "r", false),
+        ] {
+            let target = Target {
+                method: &http::Method::GET,
+                path: "/x",
+                query: Some(&query),
+                headers: &headers,
+                authority: None,
+                body: None,
+            };
+            let found = inspect_on(&target, &route);
+            let classes: Vec<_> = found
+                .iter()
+                .filter(|f| f.field == field)
+                .map(|f| f.hit.class.name())
+                .collect();
+            assert!(!classes.is_empty(), "{query}: {found:?}");
+            assert_eq!(classes.contains(&"xss"), !excused, "{query}: {found:?}");
+        }
+        let text = "<script>alert(1)</script>;cat /etc/passwd";
+        for (body, field, excused) in [
+            (serde_json::json!({ "q": text }), "q", true),
+            (
+                serde_json::json!({ "q": "<b>hi</b>", "r": text }),
+                "r",
+                false,
+            ),
+        ] {
+            let body = body.to_string();
+            let checked = check_body(body.as_bytes(), &json, &route);
+            assert!(checked.refusal.is_some(), "{body}: {:?}", checked.findings);
+            let classes: Vec<_> = checked
+                .findings
+                .iter()
+                .filter(|f| f.field == field)
+                .map(|f| f.hit.class.name())
+                .collect();
+            assert!(!classes.is_empty(), "{body}: {:?}", checked.findings);
+            assert_eq!(classes.contains(&"xss"), !excused, "{body}");
+        }
     }
 
     /// On a `neutralise` route, findings in the named fields are many by design (every note a
