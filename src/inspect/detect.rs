@@ -545,17 +545,22 @@ pub fn passing_over<R>(excluded: &[&str], inspection: impl FnOnce() -> R) -> R {
         return inspection();
     }
     /// Ends the passing over however the inspection ends (a panic included): the worker
-    /// thread goes on to other requests, other routes.
-    struct Reset;
+    /// thread goes on to other requests, other routes. Within another passing over, what
+    /// that one passes over stays.
+    struct Reset(usize);
     impl Drop for Reset {
         fn drop(&mut self) {
-            PASSING_OVER.set(false);
-            PASSED_OVER.with_borrow_mut(Vec::clear);
+            PASSED_OVER.with_borrow_mut(|p| p.truncate(self.0));
+            PASSING_OVER.set(self.0 > 0);
         }
     }
-    PASSED_OVER.with_borrow_mut(|p| p.extend(excluded.iter().map(|e| (*e).to_owned())));
+    let before = PASSED_OVER.with_borrow_mut(|p| {
+        let before = p.len();
+        p.extend(excluded.iter().map(|e| (*e).to_owned()));
+        before
+    });
     PASSING_OVER.set(true);
-    let _reset = Reset;
+    let _reset = Reset(before);
     inspection()
 }
 

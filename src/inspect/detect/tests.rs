@@ -1884,3 +1884,23 @@ fn ordinary_values_pass() {
         assert_eq!(hit(raw), None, "{raw}");
     }
 }
+
+/// Passing over nests, and ends with its inspection however that ends: a worker thread's
+/// next request, on another route, passes over nothing.
+#[test]
+fn passing_over_nests_and_ends_even_on_a_panic() {
+    let lfi = || value(&normalise(b"../../etc/passwd", Plus::Literal)).map(|h| h.rule);
+    assert_eq!(lfi(), Some("lfi-100"));
+    passing_over(&["lfi-100"], || {
+        let inner = passing_over(&["lfi"], lfi);
+        assert_eq!(inner, None);
+        // The outer one's rule is still passed over, the inner one's no longer.
+        assert_ne!(lfi(), Some("lfi-100"));
+        assert!(lfi().is_some());
+    });
+    assert_eq!(lfi(), Some("lfi-100"));
+    let panicked = std::panic::catch_unwind(|| passing_over(&["lfi"], || panic!("inspection")));
+    assert!(panicked.is_err());
+    assert!(!is_passing_over());
+    assert_eq!(lfi(), Some("lfi-100"));
+}
