@@ -1661,6 +1661,18 @@ mod tests {
         );
     }
 
+    /// `GET /x?{query}` with `headers`.
+    fn get_x<'a>(query: &'a str, headers: &'a HeaderMap) -> Target<'a> {
+        Target {
+            method: &http::Method::GET,
+            path: "/x",
+            query: Some(query),
+            headers,
+            authority: None,
+            body: None,
+        }
+    }
+
     /// What a route's exclusions excuse must not fill the findings and end inspection before
     /// what they do not excuse is found: nine SQL injections on a route that excludes `sqli`
     /// (the cap is eight) do not hide the script after them, in the query or in a body.
@@ -1673,14 +1685,7 @@ mod tests {
         let sqli: Vec<String> = (0..9).map(|i| format!("a{i}=%27+or+1%3D1--")).collect();
         let query = format!("{}&z=%3Cscript%3Ealert(1)%3C/script%3E", sqli.join("&"));
         let headers = HeaderMap::new();
-        let target = Target {
-            method: &http::Method::GET,
-            path: "/x",
-            query: Some(&query),
-            headers: &headers,
-            authority: None,
-            body: None,
-        };
+        let target = get_x(&query, &headers);
         let found = inspect_on(&target, &route);
         let refusing = route.refusing(&found).expect("the script is found");
         assert_eq!(
@@ -1736,14 +1741,7 @@ mod tests {
             |excluded: &str, hit: Hit| hit.rule == excluded || hit.class.name() == excluded;
         for (excluded, class, value) in cases {
             let query = format!("q={value}");
-            let target = Target {
-                method: &http::Method::GET,
-                path: "/x",
-                query: Some(&query),
-                headers: &headers,
-                authority: None,
-                body: None,
-            };
+            let target = get_x(&query, &headers);
             // On a route without the exclusion, the excluded class is what fires first.
             let plain = inspect_on(&target, &RouteInspection::default());
             assert_eq!(plain.first().map(|f| f.hit.class.name()), Some(class));
@@ -1823,14 +1821,7 @@ mod tests {
             (format!("q={value}"), "q", true),
             (format!("q=%3Cb%3Ehi%3C/b%3E&r={value}"), "r", false),
         ] {
-            let target = Target {
-                method: &http::Method::GET,
-                path: "/x",
-                query: Some(&query),
-                headers: &headers,
-                authority: None,
-                body: None,
-            };
+            let target = get_x(&query, &headers);
             let found = inspect_on(&target, &route);
             let classes: Vec<_> = found
                 .iter()
