@@ -11,7 +11,7 @@
 //! itself (it may hold a patient's identifier in its path, R-LOG-5).
 //!
 //! On HTTP/2 connections the tap reads the server's frames instead and does the same for the
-//! streams the HTTP/2 layers refuse themselves ([`h2_frames`]).
+//! streams the HTTP/2 layers refuse themselves (`h2_frames`).
 
 mod h2_frames;
 

@@ -1,6 +1,6 @@
 //! Input inspection, 無害化 (R-WAF-1, R-WAF-3): every value of a request a backend will read —
 //! path segments, query parameters (names and values), cookies, header values, and JSON,
-//! urlencoded and XML bodies — is normalised ([`normalise`]) and run through the detectors
+//! urlencoded and XML bodies — is normalised ([`normalise`](mod@normalise)) and run through the detectors
 //! ([`detect`]). A route blocks (`inspect = "block"`, the default), only records
 //! (`"detect"`), neutralises named body fields and blocks the rest (`"neutralise"`, R-WAF-4,
 //! [`neutralise`]), or skips inspection (`"off"`). Uploaded files, and files a JSON or XML

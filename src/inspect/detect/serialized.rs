@@ -149,7 +149,7 @@ pub(super) fn base64_patterns() -> (Vec<String>, Vec<Hit>) {
 }
 
 /// The base64 rules asked of a file's decoded bytes (a FHIR `data` field the inspection
-/// decoded to disarm it): `java-130` and `nodejs-110` for a word of [`SERIALIZED_WORDS`] or
+/// decoded to disarm it): `java-130` and `nodejs-110` for a word of `SERIALIZED_WORDS` or
 /// the stream header anywhere, else `java-110` for bytes that start as a serialized Java
 /// object. The same findings as [`plain_value`] on the base64, bar a base64 spelling that
 /// sits across the encoding's four-character groups (no word there) and the header, found
