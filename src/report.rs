@@ -728,6 +728,23 @@ mod tests {
         }
     }
 
+    /// docs/requirements.md says where each requirement is enforced and which test proves it:
+    /// every id of the list has its row there.
+    #[test]
+    fn every_requirement_has_a_row_in_docs_requirements() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/requirements.md"))
+                .expect("docs/requirements.md");
+        for r in requirements() {
+            let row = format!("\n| {} |", r.id);
+            assert!(
+                doc.contains(&row),
+                "docs/requirements.md has no row for {}",
+                r.id
+            );
+        }
+    }
+
     #[test]
     fn the_list_matches_the_guideline_list_in_shared() {
         let path = std::env::var_os("PHR_SHARED")
