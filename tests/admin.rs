@@ -159,6 +159,19 @@ async fn call(
     client.call(method, path, body).await.unwrap()
 }
 
+/// Whether a line of `/metrics` satisfies `wanted` within 5 s: counters move after the
+/// answer that made them goes out.
+async fn metrics_show(client: &AdminClient, wanted: impl Fn(&str) -> bool) -> bool {
+    for _ in 0..50 {
+        let (_, text) = call(client, Method::GET, "/metrics", None).await;
+        if text.lines().any(&wanted) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 fn admin_token(s: &Setup, sub: &str, roles: &[&str], mfa: bool) -> String {
     let mut claims = mfa_claims(sub);
     claims["roles"] = json!(roles);
@@ -424,19 +437,12 @@ async fn subject_stop_revocation_metrics_and_report() {
     .expect("exchange");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     let unparsable = "reason=\"protocol.unparsable_head\"";
-    let mut counted = false;
-    for _ in 0..50 {
-        let (_, text) = call(&alice, Method::GET, "/metrics", None).await;
-        if text
-            .lines()
-            .any(|l| l.starts_with("phr_requests_total{") && l.contains(unparsable))
-        {
-            counted = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(counted, "pingora's own refusal was not counted");
+    assert!(
+        metrics_show(&alice, |l| l.starts_with("phr_requests_total{")
+            && l.contains(unparsable))
+        .await,
+        "pingora's own refusal was not counted"
+    );
 
     // An HTTP/2 connection the HTTP/2 layer closes for the client's error (a HEADERS frame on
     // stream 0: PROTOCOL_ERROR) holds no request to record: it is counted with the
@@ -477,16 +483,10 @@ async fn subject_stop_revocation_metrics_and_report() {
     };
     assert_eq!(goaway_code, Some(0x1), "no GOAWAY with PROTOCOL_ERROR");
     let cut = "phr_connections_cut_total{reason=\"http2_protocol_error\"} 1";
-    let mut counted = false;
-    for _ in 0..50 {
-        let (_, text) = call(&alice, Method::GET, "/metrics", None).await;
-        if text.lines().any(|l| l == cut) {
-            counted = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(counted, "the HTTP/2 connection error was not counted");
+    assert!(
+        metrics_show(&alice, |l| l == cut).await,
+        "the HTTP/2 connection error was not counted"
+    );
 
     // A stream over the connection's 100 concurrent ones is refused by the HTTP/2 layer
     // (`REFUSED_STREAM`: never processed, the client may send it again): no request, so no
@@ -552,16 +552,10 @@ async fn subject_stop_revocation_metrics_and_report() {
         "the 101st stream is refused"
     );
     let refused = "phr_http2_streams_reset_total{error=\"refused_stream\"} 1";
-    let mut counted = false;
-    for _ in 0..50 {
-        let (_, text) = call(&alice, Method::GET, "/metrics", None).await;
-        if text.lines().any(|l| l == refused) {
-            counted = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(counted, "the refused stream was not counted");
+    assert!(
+        metrics_show(&alice, |l| l == refused).await,
+        "the refused stream was not counted"
+    );
 
     // /metrics parses as Prometheus text and counts the refused requests by reason.
     let (status, text) = call(&alice, Method::GET, "/metrics", None).await;

@@ -909,14 +909,7 @@ async fn connect_is_refused_recorded_and_hardened_over_http1_and_http2() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_streams_the_http2_layers_refuse_are_answered_recorded_and_hardened() {
     let s = setup().await;
-    let tls = connect(
-        s.gateway.port,
-        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
-    )
-    .await
-    .expect("TLS");
-    let (h2, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
-    tokio::spawn(connection);
+    let h2 = h2_client(&s).await;
     let url = "https://localhost/records/x";
     let request = |method: &str, headers: &[(&str, &str)]| {
         let mut r = http::Request::builder().method(method).uri(url);
@@ -1046,14 +1039,9 @@ async fn http2_streams_the_http2_layers_refuse_are_answered_recorded_and_hardene
         .is_empty());
 }
 
-/// HTTP/2's own header-list bound follows the policy's head limits (R-WAF-3): a head the
-/// policy allows is served over HTTP/2 as over HTTP/1, one over `max_header_bytes` gets the
-/// gateway's own 431 with its problem body, and a reload may lower the limits but not raise
-/// them above the bound the HTTP/2 layer started with.
-#[tokio::test(flavor = "multi_thread")]
-async fn http2_heads_are_held_to_the_policy_limits_not_the_libraries_r_waf_3() {
-    let limits = |bytes: usize| format!("\n[limits]\nmax_header_bytes = {bytes}\n{EXTRA}");
-    let s = Harness::start(&limits(96 * 1024)).await;
+/// An HTTP/2 connection to the gateway (the `h2` crate's client, over TLS 1.3), driven in the
+/// background.
+async fn h2_client(s: &Harness) -> h2::client::SendRequest<bytes::Bytes> {
     let tls = connect(
         s.gateway.port,
         client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"h2"]),
@@ -1062,6 +1050,18 @@ async fn http2_heads_are_held_to_the_policy_limits_not_the_libraries_r_waf_3() {
     .expect("TLS");
     let (h2, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
     tokio::spawn(connection);
+    h2
+}
+
+/// HTTP/2's own header-list bound follows the policy's head limits (R-WAF-3): a head the
+/// policy allows is served over HTTP/2 as over HTTP/1, one over `max_header_bytes` gets the
+/// gateway's own 431 with its problem body, and a reload may lower the limits but not raise
+/// them above the bound the HTTP/2 layer started with.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_heads_are_held_to_the_policy_limits_not_the_libraries_r_waf_3() {
+    let limits = |bytes: usize| format!("\n[limits]\nmax_header_bytes = {bytes}\n{EXTRA}");
+    let s = Harness::start(&limits(96 * 1024)).await;
+    let h2 = h2_client(&s).await;
     // (status, the answer's body) of a GET with one header of `size` bytes.
     let get = |size: usize| {
         let h2 = h2.clone();
