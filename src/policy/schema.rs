@@ -661,40 +661,48 @@ fn default_max_headers() -> usize {
 
 /// Checked while parsing, so the error carries the value's own line and column.
 fn max_headers_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = usize::deserialize(d)?;
-    let most = crate::protocol::HTTP1_MAX_HEADERS;
-    if n <= most {
-        Ok(n)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "max_headers must be at most {most}, not {n}: pingora's HTTP/1 parser refuses a head with more fields"
-        )))
-    }
+    at_most(
+        d,
+        "max_headers",
+        crate::protocol::HTTP1_MAX_HEADERS,
+        "a head with more fields",
+    )
 }
 
 /// Checked while parsing, so the error carries the value's own line and column.
 fn max_uri_bytes_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    head_bytes_in_range(d, "max_uri_bytes")
+    at_most(
+        d,
+        "max_uri_bytes",
+        crate::protocol::HTTP1_MAX_HEAD_BYTES,
+        "a larger head",
+    )
 }
 
 /// Checked while parsing, so the error carries the value's own line and column.
 fn max_header_bytes_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    head_bytes_in_range(d, "max_header_bytes")
+    at_most(
+        d,
+        "max_header_bytes",
+        crate::protocol::HTTP1_MAX_HEAD_BYTES,
+        "a larger head",
+    )
 }
 
-/// A head bound above pingora's HTTP/1 bound on a whole head would hold on HTTP/2 alone (and
-/// raise HTTP/2's header-list bound, memory held per stream, with it).
-fn head_bytes_in_range<'de, D: serde::Deserializer<'de>>(
+/// A head limit above what pingora's HTTP/1 parser reads would hold on HTTP/2 alone (and
+/// raise HTTP/2's header-list bound, memory held per stream, with it): refused.
+fn at_most<'de, D: serde::Deserializer<'de>>(
     d: D,
     key: &str,
+    most: usize,
+    refused: &str,
 ) -> Result<usize, D::Error> {
     let n = usize::deserialize(d)?;
-    let most = crate::protocol::HTTP1_MAX_HEAD_BYTES;
     if n <= most {
         Ok(n)
     } else {
         Err(serde::de::Error::custom(format!(
-            "{key} must be at most {most}, not {n}: pingora's HTTP/1 parser refuses a larger head"
+            "{key} must be at most {most}, not {n}: pingora's HTTP/1 parser refuses {refused}"
         )))
     }
 }
