@@ -580,15 +580,18 @@ impl Kept {
     }
 
     fn allows(self, rule: &Rule) -> bool {
-        !self.0 || !passed_over(rule.id, rule.class)
+        self.keeps(Hit {
+            rule: rule.id,
+            class: rule.class,
+        })
+    }
+
+    fn keeps(self, hit: Hit) -> bool {
+        !self.0 || !passed_over(hit.rule, hit.class)
     }
 
     fn of(self, hit: Option<Hit>) -> Option<Hit> {
-        if self.0 {
-            hit.filter(|h| !passed_over(h.rule, h.class))
-        } else {
-            hit
-        }
+        hit.filter(|&h| self.keeps(h))
     }
 }
 
@@ -622,7 +625,6 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
             })
             .find_map(|(gate, set)| first(set, gate.rules, &n.folded))
     };
-    let kept_or = |hit: Option<Hit>| kept.of(hit);
     // Where `decoded` is ASCII, `folded` is it lower-cased byte for byte (backslashes as
     // slashes), so the base64 words, lower-cased, are found by the value rules' literal scan
     // of `folded`, and each place checked against `decoded` as written: one scan of the
@@ -643,52 +645,43 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     if let Some(hit) = gated(true)
         .or_else(|| values.first_noting(&n.folded, note))
         .or_else(|| {
-            kept_or(
-                present
-                    .may_hold(b":")
-                    .then(|| credentials_url(&n.folded))
-                    .flatten(),
-            )
+            kept.of(present
+                .may_hold(b":")
+                .then(|| credentials_url(&n.folded))
+                .flatten())
         })
         .or_else(|| {
-            kept_or(
-                present
-                    .may_hold(SPLIT_WORD_BYTES)
-                    .then(|| split_word(&n.folded))
-                    .flatten(),
-            )
+            kept.of(present
+                .may_hold(SPLIT_WORD_BYTES)
+                .then(|| split_word(&n.folded))
+                .flatten())
         })
         .or_else(|| {
-            kept_or(
-                present
-                    .may_hold(b"`")
-                    .then(|| back_quoted(&n.folded))
-                    .flatten(),
-            )
+            kept.of(present
+                .may_hold(b"`")
+                .then(|| back_quoted(&n.folded))
+                .flatten())
         })
-        .or_else(|| kept_or(include_url(&n.folded)))
-        .or_else(|| kept_or(unc_path(&n.decoded)))
+        .or_else(|| kept.of(include_url(&n.folded)))
+        .or_else(|| kept.of(unc_path(&n.decoded)))
         .or_else(|| gated(false))
     {
         return Some(hit);
     }
-    if let Some(hit) = kept_or(sql_value_shape(&n.folded))
+    if let Some(hit) = kept
+        .of(sql_value_shape(&n.folded))
         .or_else(|| {
-            kept_or(
-                present
-                    .may_hold(b"=")
-                    .then(|| same_sides(&n.folded))
-                    .flatten(),
-            )
+            kept.of(present
+                .may_hold(b"=")
+                .then(|| same_sides(&n.folded))
+                .flatten())
         })
-        .or_else(|| kept_or(address_then_command(&n.folded)))
+        .or_else(|| kept.of(address_then_command(&n.folded)))
         .or_else(|| {
-            kept_or(
-                present
-                    .may_hold(b";")
-                    .then(|| stacked_statement(&n.folded))
-                    .flatten(),
-            )
+            kept.of(present
+                .may_hold(b";")
+                .then(|| stacked_statement(&n.folded))
+                .flatten())
         })
     {
         return Some(hit);
@@ -699,10 +692,7 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
     };
     // Asked of `folded`, for `decoded`: it holds these where `folded` does (folding changes
     // letters and turns `\` into `/`).
-    if kept.of(Some(sqli)).is_some()
-        && present.may_hold(SQL_BREAKOUT_BYTES)
-        && libinjection_sqli(&n.decoded)
-    {
+    if kept.keeps(sqli) && present.may_hold(SQL_BREAKOUT_BYTES) && libinjection_sqli(&n.decoded) {
         return Some(sqli);
     }
     if present.may_hold(b"<") && n.decoded.contains('<') {
@@ -712,9 +702,9 @@ fn verdict(n: &Normalised, urls_are_fetched: bool) -> Option<Hit> {
         };
         // A whole XML document (a CDA or FHIR XML in a note) is read as one instead.
         match super::xml::document_value(&n.decoded) {
-            Some(Some(hit)) if kept.of(Some(hit)).is_some() => return Some(hit),
+            Some(Some(hit)) if kept.keeps(hit) => return Some(hit),
             Some(_) => {}
-            None if kept.of(Some(xss)).is_some()
+            None if kept.keeps(xss)
                 && libinjectionrs::detect_xss(n.decoded.as_bytes()).is_injection() =>
             {
                 return Some(xss);
