@@ -617,16 +617,10 @@ impl Gateway {
             Err(BodyError::TooLarge) => {
                 return Ok(Err(pipeline::body_too_large(max.min(RETRY_BUFFER), None)))
             }
-            // The client went away, or its HTTP/2 stream was reset (by the client, or by h2 for a
-            // body longer than its length, which the connection tap answers): not a framing
-            // fault, and no answer can reach it.
-            Err(BodyError::Unreadable(e)) if failure_reason(&e).is_none() => return Err(e),
-            Err(BodyError::Unreadable(_)) => {
-                return Ok(Err(Refusal::new(
-                    Reason::ProtocolMalformedBody,
-                    "the body could not be read as framed",
-                )))
-            }
+            // Answered (or, for a client gone, recorded lost) by `fail_to_proxy`, as every
+            // failed read is: a body that breaks its framing, one that stalls, a client that
+            // left or whose HTTP/2 stream was reset.
+            Err(BodyError::Unreadable(e)) => return Err(e),
         };
         let headers = &session.req_header().headers;
         Ok(self.check_whole_body(&body, headers, snapshot, route, pending.as_ref(), ctx))
@@ -729,8 +723,8 @@ impl Gateway {
     ) -> Result<bool> {
         let outcome = self.consent_call(session, snapshot, endpoint, ctx).await;
         match outcome {
-            // No answer can reach a client that left: pingora's failure path records it lost.
-            Err(ConsentCallError::Lost(e)) => return Err(e),
+            // A body that could not be read: answered, or recorded lost, by `fail_to_proxy`.
+            Err(ConsentCallError::Unreadable(e)) => return Err(e),
             Ok((status, body)) => {
                 let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
                 let mut response = ResponseHeader::build(status, Some(4))?;
@@ -827,14 +821,7 @@ impl Gateway {
             (GatewayEndpoint::Consents, http::Method::POST) => {
                 let body = match read_body(session, 64 * 1024).await {
                     Ok(body) => body,
-                    Err(BodyError::Unreadable(e)) => {
-                        return Err(match failure_reason(&e) {
-                            None => ConsentCallError::Lost(e),
-                            Some(reason) => {
-                                Refusal::new(reason, "the body could not be read as framed").into()
-                            }
-                        })
-                    }
+                    Err(BodyError::Unreadable(e)) => return Err(ConsentCallError::Unreadable(e)),
                     Err(e @ BodyError::TooLarge) => return Err(invalid(e.to_string()).into()),
                 };
                 let terms = consent_terms(&body, &snapshot.access).map_err(invalid)?;
@@ -1046,10 +1033,11 @@ fn changed_fields(changes: &[String]) -> Option<String> {
     (!fields.is_empty()).then(|| fields.join(", "))
 }
 
-/// Why a consent call has no answer of its own: refused, or its client gone mid-body.
+/// Why a consent call has no answer of its own: refused, or its body unreadable (answered
+/// as every failed read is, by `fail_to_proxy`).
 enum ConsentCallError {
     Refused(Refusal),
-    Lost(Box<Error>),
+    Unreadable(Box<Error>),
 }
 
 impl From<Refusal> for ConsentCallError {

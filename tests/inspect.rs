@@ -1151,6 +1151,47 @@ async fn a_client_that_leaves_mid_body_is_recorded_as_lost_r_log_1() {
     assert!(s.upstream.requests().is_empty());
 }
 
+/// A body that stalls past `limits.body_timeout_secs` on a route that reads it whole is
+/// answered `408 protocol.request_timeout`, as the limit says, and recorded; nothing is
+/// forwarded (R-NET-3).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_body_is_a_timeout_not_a_malformed_body_r_net_3() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Harness::start(&format!("\n[limits]\nbody_timeout_secs = 1\n{EXTRA}")).await;
+    let mut tls = connect(
+        s.gateway.port,
+        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"http/1.1"]),
+    )
+    .await
+    .expect("TLS");
+    let head = "POST /records/slow HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+                Content-Length: 100\r\n\r\nten bytes.";
+    tls.write_all(head.as_bytes()).await.expect("write");
+    tls.flush().await.expect("flush");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("protocol.request_timeout"), "{answer}");
+    let timed_out = s.records_with_reason("protocol.request_timeout", 1);
+    assert_eq!(
+        timed_out
+            .first()
+            .map(|r| (r["route"].as_str(), r["status"].as_u64())),
+        Some((Some("records"), Some(408))),
+        "{timed_out:?}"
+    );
+    assert!(s
+        .upstream
+        .requests()
+        .iter()
+        .all(|r| r.path != "/records/slow"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http2_request_without_host_is_judged_against_its_authority() {
     let s = Harness::start(EXTRA).await;
