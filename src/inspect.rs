@@ -139,11 +139,7 @@ impl Exclusion {
         })
     }
 
-    fn covers(&self, finding: &Finding) -> bool {
-        self.covers_hit(finding.hit, finding.place, &finding.field)
-    }
-
-    fn covers_hit(&self, hit: Hit, at: Place, field: &str) -> bool {
+    fn covers(&self, hit: Hit, at: Place, field: &str) -> bool {
         (self.rule == hit.rule || self.rule == hit.class.name())
             && self
                 .field
@@ -195,17 +191,6 @@ impl RouteInspection {
             }
         }
         fields
-    }
-
-    /// The findings this route does not exclude.
-    pub fn keep(&self, findings: Vec<Finding>) -> Vec<Finding> {
-        if self.exclude.is_empty() {
-            return findings;
-        }
-        findings
-            .into_iter()
-            .filter(|f| !self.exclude.iter().any(|e| e.covers(f)))
-            .collect()
     }
 
     /// Whether `finding` is in a field this route neutralises rather than refuses, and of a
@@ -474,11 +459,7 @@ impl Findings {
             let field = field();
             if !self.exclude.is_empty() {
                 let charged = self.within.as_deref().unwrap_or(&field);
-                if self
-                    .exclude
-                    .iter()
-                    .any(|e| e.covers_hit(hit, place, charged))
-                {
+                if self.exclude.iter().any(|e| e.covers(hit, place, charged)) {
                     return self.counted >= MAX_FINDINGS;
                 }
             }
@@ -726,7 +707,7 @@ fn check_body_passing_over(body: &[u8], headers: &HeaderMap, route: &RouteInspec
                     Err(e)
                         if (memchr::memmem::find(body, b"data").is_some()
                             || !neutralised.is_empty())
-                            && route.refusing(&route.keep(found.list.clone())).is_none() =>
+                            && route.refusing(&found.list).is_none() =>
                     {
                         return BodyCheck::refuse(Refusal::new(
                             Reason::ProtocolMalformedBody,
@@ -788,7 +769,8 @@ fn check_body_passing_over(body: &[u8], headers: &HeaderMap, route: &RouteInspec
             }
         }
     }
-    let findings = route.keep(found.list);
+    // The route's exclusions were applied as the findings were made.
+    let findings = found.list;
     let refusal = route.refusing(&findings).map(refusal);
     BodyCheck {
         findings,
