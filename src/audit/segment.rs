@@ -257,6 +257,9 @@ pub struct SegmentWriter {
     path: PathBuf,
     /// Bytes known to be completely written.
     len: u64,
+    /// A write failed and its partial tail may still be in the file: cut before the next.
+    /// Only then is the file's length asked for, not on every append.
+    torn: bool,
 }
 
 impl SegmentWriter {
@@ -264,7 +267,12 @@ impl SegmentWriter {
     pub fn open(path: PathBuf) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let len = file.metadata()?.len();
-        Ok(SegmentWriter { file, path, len })
+        Ok(SegmentWriter {
+            file,
+            path,
+            len,
+            torn: false,
+        })
     }
 
     /// The segment's path.
@@ -285,8 +293,11 @@ impl SegmentWriter {
     /// Append `bytes` (whole records). A failed write may leave part of them behind: that
     /// tail is cut before the error is returned, or at the next attempt.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.cut_partial_write()?;
+        if self.torn {
+            self.cut_partial_write()?;
+        }
         if let Err(e) = self.file.write_all(bytes) {
+            self.torn = true;
             let _ = self.cut_partial_write();
             return Err(e);
         }
@@ -298,6 +309,7 @@ impl SegmentWriter {
         if self.file.metadata()?.len() != self.len {
             self.file.set_len(self.len)?;
         }
+        self.torn = false;
         Ok(())
     }
 
@@ -364,13 +376,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SegmentWriter::open(dir.path().join(segment_name(0))).unwrap();
         w.append(b"one\n").unwrap();
-        // A partial record left by a failed write is cut before the next append.
+        // A partial record left by a failed write whose own cut failed too (a full disk,
+        // an I/O error) is cut before the next append.
         std::fs::OpenOptions::new()
             .append(true)
             .open(w.path())
             .unwrap()
             .write_all(b"tor")
             .unwrap();
+        w.torn = true;
         w.append(b"two\n").unwrap();
         assert_eq!(std::fs::read(w.path()).unwrap(), b"one\ntwo\n");
         assert_eq!(w.len(), 8);
