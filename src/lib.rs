@@ -67,3 +67,54 @@ pub mod route;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+
+#[cfg(test)]
+mod tests {
+    /// docs/architecture.md's module table is how a newcomer finds where a check lives: every
+    /// module has a row (`| \`name\``), and every file under a module's folder is named in
+    /// its row (`keys` or `identity/keys.rs`). Unit-test files are not modules of their own.
+    #[test]
+    fn every_module_has_a_row_in_docs_architecture() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("doc");
+        let row = |module: &str| {
+            doc.lines()
+                .find(|l| l.starts_with(&format!("| `{module}`")))
+                .unwrap_or_else(|| panic!("docs/architecture.md has no row for `{module}`"))
+        };
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path.strip_prefix(root.join("src")).unwrap().to_path_buf());
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in files {
+            let parts: Vec<&str> = file
+                .iter()
+                .map(|p| p.to_str().expect("utf-8").trim_end_matches(".rs"))
+                .collect();
+            if matches!(parts[..], ["lib"] | ["main"]) || parts.contains(&"tests") {
+                continue;
+            }
+            let line = row(parts[0]);
+            if let Some(name) = parts.last().filter(|_| parts.len() > 1) {
+                assert!(
+                    line.contains(&format!("`{name}`"))
+                        || line.contains(&format!("{}.rs`", parts[1..].join("/"))),
+                    "docs/architecture.md's `{}` row does not name {}",
+                    parts[0],
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 50, "only {checked} modules found");
+    }
+}
