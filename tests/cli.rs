@@ -332,6 +332,50 @@ fn schema_is_generated_and_committed_copy_is_current() {
     );
 }
 
+/// docs/policy.md explains every key an operator may write: each property of the schema is
+/// named there, as a key (`` `max_headers` ``) or a table (`[identity.headers]`, `[[routes]]`).
+#[test]
+fn every_policy_key_is_explained_in_docs_policy() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/docs/policy.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let doc = std::fs::read_to_string(format!("{root}/docs/policy.md")).expect("docs/policy.md");
+    let mut keys = std::collections::BTreeSet::new();
+    let mut stack = vec![&schema];
+    while let Some(node) = stack.pop() {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    keys.extend(props.keys().cloned());
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    assert!(keys.len() > 100, "only {} keys in the schema", keys.len());
+    let unexplained: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            ![
+                format!("`{k}`"),
+                format!("[{k}]"),
+                format!("[[{k}]]"),
+                format!(".{k}]"),
+            ]
+            .iter()
+            .any(|form| doc.contains(form.as_str()))
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "docs/policy.md does not explain: {unexplained:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
