@@ -449,11 +449,9 @@ mod tests {
     /// docs/operations.md is where a security team reads what each series means.
     #[test]
     fn every_exported_series_is_explained_in_docs_operations() {
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/docs/operations.md"
-        ))
-        .expect("docs/operations.md");
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+                .expect("docs/operations.md");
         let exported = exported_names();
         assert!(exported.len() > 20, "only {} series", exported.len());
         let unexplained: Vec<&String> = exported

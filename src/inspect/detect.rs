@@ -243,7 +243,6 @@ const CODE_RULES: &[&str] = &[
     "protocol-110",
     "protocol-120",
     "protocol-130",
-    "protocol-150",
     "protocol-160",
     "protocol-170",
     "protocol-180",

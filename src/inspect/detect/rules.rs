@@ -30,7 +30,7 @@ pub(super) const VALUE_RULES: &[Rule] = &[
         pattern: r"\b(?:php|file|zip|phar|expect|data|glob|compress\.(?:zlib|bzip2)|ogg|ssh2(?:\.[a-z]+)?|rar|gopher|dict|jar|netdoc|local_file)://|\bjar:(?:file|https?|ftp):|^data:text/plain(?:[;,]|$)",
     },
     Rule {
-        id: "jndi-110",
+        id: "jndi-120",
         class: Class::Jndi,
         // A JNDI name with its naming scheme, however the `${` before it was spelled
         // (`$&lbrace;`, `$\u007b`): nothing but a lookup writes it.

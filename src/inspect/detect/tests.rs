@@ -1904,3 +1904,39 @@ fn passing_over_nests_and_ends_even_on_a_panic() {
     assert!(!is_passing_over());
     assert_eq!(lfi(), Some("lfi-100"));
 }
+
+/// docs/inspect.md's rule catalogue is where an operator looks up the id in an access record
+/// or an exclusion: every rule is named in the first cell of a row there (`| \`sqli-100\` |`,
+/// `| \`crlf-100\`, \`crlf-110\` |`, or a range `| \`rce-230\` … \`rce-234\` |`), and no id
+/// belongs to two rules.
+#[test]
+fn every_rule_has_a_row_in_the_catalogue_of_docs_inspect() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/inspect.md"))
+        .expect("docs/inspect.md");
+    let mut ids = std::collections::BTreeSet::new();
+    for id in RULE_IDS.iter() {
+        assert!(ids.insert(*id), "rule id {id} is used twice");
+    }
+    let split = |id: &str| -> Option<(String, u32)> {
+        let (class, n) = id.rsplit_once('-')?;
+        Some((class.to_owned(), n.parse().ok()?))
+    };
+    let mut listed = std::collections::BTreeSet::new();
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cell = line[1..].split('|').next().unwrap_or_default();
+        let names: Vec<&str> = cell.split('`').skip(1).step_by(2).collect();
+        listed.extend(names.iter().map(|n| n.to_string()));
+        if let ([first, last], true) = (&names[..], cell.contains('…')) {
+            if let (Some((class, lo)), Some((same, hi))) = (split(first), split(last)) {
+                if class == same {
+                    listed.extend((lo..=hi).map(|n| format!("{class}-{n}")));
+                }
+            }
+        }
+    }
+    let missing: Vec<&&str> = ids.iter().filter(|id| !listed.contains(**id)).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/inspect.md's catalogue has no row for {missing:?}"
+    );
+}
