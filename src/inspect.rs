@@ -1158,6 +1158,10 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or(target.authority),
+            referer: target
+                .headers
+                .get(http::header::REFERER)
+                .and_then(|h| h.to_str().ok()),
         };
         if pairs(query, Place::Query, Some(&request), found) {
             return;
@@ -1232,6 +1236,8 @@ struct QueryRequest<'a> {
     method: &'a str,
     /// The `Host`: a value naming another site is a remote include.
     host: Option<&'a str>,
+    /// The `Referer`: a session id arriving from another site is a fixation.
+    referer: Option<&'a str>,
 }
 
 /// `name=value&...` (a query, with its request, or an urlencoded form): names and values.
@@ -1254,7 +1260,13 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
                 .map_or_else(|| value.to_ascii_lowercase(), |v| v.folded.to_string());
             detect::method_override(&n.folded, &folded, query.map(|q| q.method))
         };
-        if found.add(detect::name(&n), place, field)
+        // A session id in the query of a link followed within the site is the site's own
+        // (CRS 943110): only one from elsewhere, or from nowhere, is a fixation.
+        let name_hit = detect::name(&n).filter(|hit| {
+            hit.rule != "session-110"
+                || !query.is_some_and(|q| detect::same_site_referer(q.referer, q.host))
+        });
+        if found.add(name_hit, place, field)
             || found.add(value_hit(name.as_bytes(), Plus::Space), place, field)
             || found.add(value_found, place, field)
             || (n.folded == "_method" && found.add(override_hit(), place, field))
@@ -1962,6 +1974,63 @@ mod tests {
         .iter()
         .map(|f| f.hit.rule)
         .collect()
+    }
+
+    /// A session id in the query is a fixation unless the link was followed within the site
+    /// (CRS 943110 and 943120's tests, both directions); in a form body, or as a cookie's
+    /// name, the Referer changes nothing.
+    #[test]
+    fn a_session_id_in_the_query_is_refused_unless_the_referer_is_the_site_itself() {
+        let query = Some("jsessionid=74B0CB414BD77D17B5680A6386EF1666");
+        let with = |host: &str, referer: Option<&str>| {
+            let mut headers = vec![("host", host)];
+            headers.extend(referer.map(|r| ("referer", r)));
+            findings("/login", query, &headers, None)
+        };
+        // Planted: from another site, a subdomain of it, a lookalike, or from nowhere.
+        for (host, referer) in [
+            ("localhost", Some("http://www.attackersite.com/test")),
+            ("localhost", Some("https://localhost.attackersite.com/")),
+            ("app.example.com", Some("https://attacker.example.com/")),
+            ("myapp.com", Some("https://evilmyapp.com/")),
+            ("myapp.com", Some("myapp.com/previous-page")),
+            ("myapp.com", Some("ftp://myapp.com/")),
+            ("myapp.com", None),
+        ] {
+            assert_eq!(with(host, referer), ["session-110"], "{host} {referer:?}");
+        }
+        // Followed within the site: its own host, with or without ports, in any case.
+        for (host, referer) in [
+            ("localhost", "http://localhost/test"),
+            ("myapp.com", "https://myapp.com/previous-page"),
+            ("api.example.com:8443", "https://API.example.com/oauth"),
+            ("example.com", "http://example.com:8080/another-page"),
+        ] {
+            assert!(with(host, Some(referer)).is_empty(), "{host} {referer}");
+        }
+        // A form field is no link: the Referer does not excuse it there.
+        let mut form = HeaderMap::new();
+        form.insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("myapp.com"),
+        );
+        form.insert(
+            http::header::REFERER,
+            http::HeaderValue::from_static("https://myapp.com/"),
+        );
+        form.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let found = check_body(b"sessionid=abc123", &form, &RouteInspection::default());
+        assert_eq!(
+            found
+                .findings
+                .iter()
+                .map(|f| f.hit.rule)
+                .collect::<Vec<_>>(),
+            ["session-110"]
+        );
     }
 
     /// Plain values skip normalisation and every detector but `plain_value`: only an

@@ -140,6 +140,31 @@ async fn attacks_are_refused_before_the_upstream_in_every_place_r_waf_1() {
     );
 }
 
+/// A session id in the query (CRS 943110, 943120): planted from another site, or from
+/// nowhere, it is refused before the upstream; in a link followed within the site (the
+/// `Referer` names the request's own host, `localhost` here) it is forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_id_in_the_query_is_refused_unless_followed_within_the_site() {
+    let s = setup().await;
+    let path = "/records/login?jsessionid=74B0CB414BD77D17B5680A6386EF1666";
+    for referer in [
+        Some("http://www.attackersite.com/test"),
+        Some("https://localhost.attackersite.com/"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = referer.map(|r| ("referer", r)).into_iter().collect();
+        let reply = s.send("GET", path, &headers, "").await;
+        assert_eq!(reply.status, 403, "{referer:?}: {reply:?}");
+        assert_eq!(s.record(&reply)["rules"][0], "session-110");
+    }
+    assert!(s.upstream.requests().is_empty(), "a fixation was forwarded");
+    let reply = s
+        .send("GET", path, &[("referer", "https://localhost/test")], "")
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(s.upstream.requests().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fhir_resource_with_a_narrative_and_japanese_text_passes_untouched() {
     let s = setup().await;

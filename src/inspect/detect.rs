@@ -80,6 +80,7 @@ mod protocol_rules;
 mod remote_include;
 mod rules;
 mod serialized;
+mod session;
 mod sqli;
 mod ssrf;
 use command::*;
@@ -93,6 +94,7 @@ use remote_include::*;
 use rules::*;
 use serialized::*;
 pub use serialized::{decoded_file, plain_value};
+pub use session::same_site_referer;
 use sqli::*;
 use ssrf::*;
 
