@@ -47,25 +47,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-  -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
-mkdir -p "$tmp/logs"
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes 1;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$up_port;
-    keepalive_requests 1000000;
-    location / { default_type application/json; return 200 '{"resourceType":"Patient","id":"p1","active":true}'; }
-  }
-}
-NGINX
-nginx -p "$tmp" -c "$tmp/nginx.conf"
+# shellcheck source=bench-env.sh
+. "$here/benches/bench-env.sh"
+bench_certificate "$tmp"
+bench_upstream "$tmp" "$up_port" '{"resourceType":"Patient","id":"p1","active":true}'
 
 cat > "$tmp/under-callgrind" <<WRAP
 #!/usr/bin/env bash

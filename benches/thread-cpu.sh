@@ -34,25 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-  -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
-answer=$(head -c 1024 /dev/zero | tr '\0' 'a')
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes 1;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$up_port;
-    keepalive_requests 1000000;
-    location / { default_type application/json; return 200 '$answer'; }
-  }
-}
-NGINX
-taskset -c 0 nginx -p "$tmp" -c "$tmp/nginx.conf"
+# shellcheck source=bench-env.sh
+. "$here/benches/bench-env.sh"
+bench_certificate "$tmp"
+BENCH_UPSTREAM_CPU=0 bench_upstream "$tmp" "$up_port" "$(head -c 1024 /dev/zero | tr '\0' 'a')"
 
 export PB_CERT=$tmp/cert.pem PB_KEY=$tmp/key.pem PB_UPSTREAM=127.0.0.1:$up_port PB_PORT=$port PB_MODE=$mode
 # proxy-bench-gateway.sh ends in `exec`: the pid is the proxy's.
