@@ -26,7 +26,7 @@ use std::sync::{LazyLock, OnceLock};
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use super::normalise::Normalised;
-use super::scan::{any_byte, at_least};
+use super::scan::at_least;
 
 // The command words are shared by the pattern rules and the `command` module: macros
 // defined before the modules, so that both see them.

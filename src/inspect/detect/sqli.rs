@@ -126,7 +126,9 @@ pub(super) fn libinjection_sqli(decoded: &str) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |at| at + 1)];
-    let breaks_out = any_byte(unpadded, |b| matches!(b, b'`' | b'='))
+    // memchr's vector search: a two-byte `any_byte` compiles to a compare per byte here
+    // (4% of a 16 KiB POST's CPU before).
+    let breaks_out = memchr::memchr2(b'`', b'=', unpadded).is_some()
         || (memchr::memchr(b'"', bytes).is_some() && !quoted_words(bytes))
         || memchr::memchr_iter(b';', bytes).any(|at| !list_semicolon(bytes, at))
         || (memchr::memchr(b'\'', bytes).is_some() && !lone_apostrophe(bytes))
