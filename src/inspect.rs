@@ -1158,10 +1158,7 @@ fn inspect_head(target: &Target<'_>, found: &mut Findings) {
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or(target.authority),
-            referer: target
-                .headers
-                .get(http::header::REFERER)
-                .and_then(|h| h.to_str().ok()),
+            headers: target.headers,
         };
         if pairs(query, Place::Query, Some(&request), found) {
             return;
@@ -1236,8 +1233,8 @@ struct QueryRequest<'a> {
     method: &'a str,
     /// The `Host`: a value naming another site is a remote include.
     host: Option<&'a str>,
-    /// The `Referer`: a session id arriving from another site is a fixation.
-    referer: Option<&'a str>,
+    /// The request's headers, for the `Referer` a session id is judged by (read only then).
+    headers: &'a HeaderMap,
 }
 
 /// `name=value&...` (a query, with its request, or an urlencoded form): names and values.
@@ -1264,7 +1261,10 @@ fn pairs(text: &str, place: Place, query: Option<&QueryRequest<'_>>, found: &mut
         // (CRS 943110): only one from elsewhere, or from nowhere, is a fixation.
         let name_hit = detect::name(&n).filter(|hit| {
             hit.rule != "session-110"
-                || !query.is_some_and(|q| detect::same_site_referer(q.referer, q.host))
+                || !query.is_some_and(|q| {
+                    let referer = q.headers.get(http::header::REFERER);
+                    detect::same_site_referer(referer.and_then(|r| r.to_str().ok()), q.host)
+                })
         });
         if found.add(name_hit, place, field)
             || found.add(value_hit(name.as_bytes(), Plus::Space), place, field)
@@ -1956,13 +1956,7 @@ mod tests {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Vec<&'static str> {
-        let mut map = HeaderMap::new();
-        for (n, v) in headers {
-            map.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap_or(http::header::WARNING),
-                http::HeaderValue::from_str(v).unwrap_or(http::HeaderValue::from_static("-")),
-            );
-        }
+        let map = header_map(headers);
         inspect(&Target {
             method: &http::Method::GET,
             path,
@@ -2009,19 +2003,11 @@ mod tests {
             assert!(with(host, Some(referer)).is_empty(), "{host} {referer}");
         }
         // A form field is no link: the Referer does not excuse it there.
-        let mut form = HeaderMap::new();
-        form.insert(
-            http::header::HOST,
-            http::HeaderValue::from_static("myapp.com"),
-        );
-        form.insert(
-            http::header::REFERER,
-            http::HeaderValue::from_static("https://myapp.com/"),
-        );
-        form.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
+        let form = header_map(&[
+            ("host", "myapp.com"),
+            ("referer", "https://myapp.com/"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ]);
         let found = check_body(b"sessionid=abc123", &form, &RouteInspection::default());
         assert_eq!(
             found
@@ -2031,6 +2017,18 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["session-110"]
         );
+    }
+
+    /// `headers` as a map (a name or value the map refuses becomes `Warning: -`).
+    fn header_map(headers: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap_or(http::header::WARNING),
+                http::HeaderValue::from_str(v).unwrap_or(http::HeaderValue::from_static("-")),
+            );
+        }
+        map
     }
 
     /// Plain values skip normalisation and every detector but `plain_value`: only an

@@ -1141,22 +1141,31 @@ async fn http2_heads_are_held_to_the_policy_limits_not_the_libraries_r_waf_3() {
     assert_eq!(s.upstream.requests().len(), 2);
 }
 
-/// A client that leaves in the middle of its body is recorded as lost, with its route: not as
-/// a malformed body, whose answer nobody would read (R-LOG-1).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_that_leaves_mid_body_is_recorded_as_lost_r_log_1() {
+/// An HTTP/1.1 connection that has sent a `POST` to `path` promising 100 bytes of body and
+/// only 10 of them.
+async fn ten_bytes_of_a_hundred(s: &Harness, path: &str) -> TlsStream {
     use tokio::io::AsyncWriteExt;
-    let s = setup().await;
     let mut tls = connect(
         s.gateway.port,
         client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"http/1.1"]),
     )
     .await
     .expect("TLS");
-    let head = "POST /records/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
-                Content-Length: 100\r\n\r\nten bytes.";
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+         Content-Length: 100\r\n\r\nten bytes."
+    );
     tls.write_all(head.as_bytes()).await.expect("write");
     tls.flush().await.expect("flush");
+    tls
+}
+
+/// A client that leaves in the middle of its body is recorded as lost, with its route: not as
+/// a malformed body, whose answer nobody would read (R-LOG-1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_mid_body_is_recorded_as_lost_r_log_1() {
+    let s = setup().await;
+    let tls = ten_bytes_of_a_hundred(&s, "/records/x").await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     drop(tls);
     let lost = s.records_with_reason("client.connection_lost", 1);
@@ -1181,18 +1190,9 @@ async fn a_client_that_leaves_mid_body_is_recorded_as_lost_r_log_1() {
 /// forwarded (R-NET-3).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_body_is_a_timeout_not_a_malformed_body_r_net_3() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let s = Harness::start(&format!("\n[limits]\nbody_timeout_secs = 1\n{EXTRA}")).await;
-    let mut tls = connect(
-        s.gateway.port,
-        client_config(&s.pki.ca_der, &[&rustls::version::TLS13], &[b"http/1.1"]),
-    )
-    .await
-    .expect("TLS");
-    let head = "POST /records/slow HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
-                Content-Length: 100\r\n\r\nten bytes.";
-    tls.write_all(head.as_bytes()).await.expect("write");
-    tls.flush().await.expect("flush");
+    let mut tls = ten_bytes_of_a_hundred(&s, "/records/slow").await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(10),
