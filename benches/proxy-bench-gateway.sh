@@ -19,7 +19,9 @@
 #   bare     not the gateway: pingora with rustls and nothing else (examples/bare_pingora.rs),
 #            the floor under every gateway number, measured in the same run.
 # PB_AUDIT_DURABILITY (default "batched") sets audit.access_durability; "durable" syncs each
-# access record (group commit) before its response is released.
+# access record (group commit) before its response is released. PB_AUDIT_ON_FAILURE (default
+# "fail_closed") sets audit.on_audit_failure; "degrade" does not wait for the record, which
+# measures what waiting costs (docs/performance.md), not a way to run.
 # One worker thread: the harness pins the gateway to one core.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +61,7 @@ watch_interval_secs = 0
 dir = "$dir/audit"
 signing_key = "$dir/audit-signing.key"
 access_durability = "${PB_AUDIT_DURABILITY:-batched}"
+on_audit_failure = "${PB_AUDIT_ON_FAILURE:-fail_closed}"
 
 [upstreams.bench]
 url = "http://$PB_UPSTREAM"
