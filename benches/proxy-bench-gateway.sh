@@ -11,6 +11,7 @@
 #   full     everything on the request path that exists today. Steps add themselves here as
 #            they land (access, inspection), so the whole cost is measured the same way. Today
 #            "full" adds a realistic table of 1,000 declared routes in front of the catch-all,
+#            the served host names ([listeners] hosts: wrk's Host, 127.0.0.1, is one of them),
 #            network rules (a 64-entry deny list, a trusted proxy, a per-route allow list) and
 #            rate limits per client and per route, set high enough never to refuse the
 #            benchmark (the check is the cost). Identity has its own load script
@@ -51,6 +52,7 @@ shutdown_timeout_secs = 1
 
 [listeners]
 public = "127.0.0.1:$PB_PORT"
+$([ "$mode" = full ] && echo 'hosts = ["127.0.0.1", "localhost"]')
 
 [tls]
 certificate_chain = "$PB_CERT"

@@ -14,6 +14,9 @@ pub enum Reason {
     RouteNotFound,
     /// A route declares this path, but not this method.
     RouteMethodNotAllowed,
+    /// The request names a host the public listener does not serve (`[listeners] hosts`,
+    /// R-NET-2): 421 Misdirected Request.
+    RouteHostNotServed,
     /// The path has dot-segments, encoded slashes or other shapes a backend could read
     /// differently from the router, so routing on it could be bypassed.
     RoutePathNotCanonical,
@@ -141,6 +144,7 @@ impl Reason {
     pub const ALL: &'static [Reason] = &[
         Reason::RouteNotFound,
         Reason::RouteMethodNotAllowed,
+        Reason::RouteHostNotServed,
         Reason::RoutePathNotCanonical,
         Reason::ProtocolLengthWithTransferEncoding,
         Reason::ProtocolDuplicateContentLength,
@@ -203,6 +207,7 @@ impl Reason {
         match self {
             Reason::RouteNotFound => "route.not_found",
             Reason::RouteMethodNotAllowed => "route.method_not_allowed",
+            Reason::RouteHostNotServed => "route.host_not_served",
             Reason::RoutePathNotCanonical => "route.path_not_canonical",
             Reason::ProtocolLengthWithTransferEncoding => "protocol.length_with_transfer_encoding",
             Reason::ProtocolDuplicateContentLength => "protocol.duplicate_content_length",
@@ -266,6 +271,7 @@ impl Reason {
         match self {
             Reason::RouteNotFound => 404,
             Reason::RouteMethodNotAllowed => 405,
+            Reason::RouteHostNotServed => 421,
             Reason::RoutePathNotCanonical
             | Reason::ProtocolLengthWithTransferEncoding
             | Reason::ProtocolDuplicateContentLength
@@ -325,6 +331,7 @@ impl Reason {
         match self {
             Reason::RouteNotFound => "No such resource",
             Reason::RouteMethodNotAllowed => "Method not allowed on this resource",
+            Reason::RouteHostNotServed => "Host not served here",
             Reason::RoutePathNotCanonical => "Request path is not in canonical form",
             Reason::ProtocolLengthWithTransferEncoding => {
                 "Content-Length and Transfer-Encoding together"

@@ -287,6 +287,14 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         s,
         "  curl -i --cacert {ca} -X DELETE {base}/fhir/Patient/p-001"
     );
+    let _ = writeln!(
+        s,
+        "  # refused 421 route.host_not_served: a Host the policy does not list (R-NET-2)"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -i --cacert {ca} -H 'Host: evil.example' {base}/fhir/Patient/p-001"
+    );
     let _ = writeln!(s, "  # refused: TLS 1.2");
     let _ = writeln!(
         s,

@@ -458,6 +458,50 @@ pub fn check_host(
 
 /// Whether two authorities name the same host, ports aside (a client may spell the default
 /// port in one and not the other), case aside.
+/// Whether the request names a host the public listener serves (`[listeners] hosts`; empty
+/// serves any). A request for another name came by a stray or rebound DNS record, or from a
+/// scanner going by address: no route of the policy was written for it, and a backend that
+/// builds links or password-reset mails from `Host` would build them for that name.
+/// [`check_host`] runs first, so `Host` and an HTTP/2 `:authority` name the same host.
+pub fn check_host_served(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    served: &[String],
+) -> Result<(), Refusal> {
+    if served.is_empty() {
+        return Ok(());
+    }
+    let named = headers
+        .get(http::header::HOST)
+        .map(http::HeaderValue::as_bytes)
+        .or(authority.map(str::as_bytes));
+    let host = named.map(|authority| {
+        let host = split_port(authority).0;
+        host.strip_suffix(b".").unwrap_or(host)
+    });
+    match host {
+        Some(host)
+            if served
+                .iter()
+                .any(|s| s.as_bytes().eq_ignore_ascii_case(host)) =>
+        {
+            Ok(())
+        }
+        _ => Err(Refusal::new(
+            Reason::RouteHostNotServed,
+            "this gateway does not serve the host the request names",
+        )),
+    }
+}
+
+/// A `[listeners] hosts` entry as [`check_host_served`] compares it: lower case, without a
+/// trailing dot; `None` when it is no host name or address, or has a port.
+pub fn served_host_name(entry: &str) -> Option<String> {
+    let name = entry.strip_suffix('.').unwrap_or(entry);
+    let plain = valid_authority(name.as_bytes()) && split_port(name.as_bytes()).1.is_none();
+    plain.then(|| name.to_ascii_lowercase())
+}
+
 fn same_host(a: &[u8], b: &[u8]) -> bool {
     split_port(a).0.eq_ignore_ascii_case(split_port(b).0)
 }
@@ -744,6 +788,63 @@ mod tests {
         );
         assert_eq!(absolute_form_authority(b"http://a.test?q"), Some("a.test"));
         assert_eq!(absolute_form_authority(b"/fhir/Patient/1"), None);
+    }
+
+    #[test]
+    fn a_host_the_listener_does_not_serve_is_refused_r_net_2() {
+        let served: Vec<String> = ["phr.example.test", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|h| served_host_name(h).expect("valid entry"))
+            .collect();
+        let check = |pairs: &[(&str, &[u8])], authority, served: &[String]| {
+            check_host_served(&headers(pairs), authority, served)
+                .err()
+                .map(|r| r.reason)
+        };
+        for host in [
+            &b"phr.example.test"[..],
+            b"PHR.Example.TEST:8443",
+            b"phr.example.test.",
+            b"phr.example.test.:443",
+            b"127.0.0.1:8443",
+            b"[::1]:8443",
+        ] {
+            assert_eq!(check(&[("host", host)], None, &served), None, "{host:?}");
+        }
+        // HTTP/2 without Host: its :authority names the host.
+        assert_eq!(check(&[], Some("phr.example.test:8443"), &served), None);
+        let refused = Some(Reason::RouteHostNotServed);
+        for host in [
+            &b"evil.example"[..],
+            b"phr.example.test.evil.example",
+            b"www.phr.example.test",
+            b"xphr.example.test",
+            b"127.0.0.2",
+            b"[::2]",
+            b"phr.example.test..",
+        ] {
+            assert_eq!(check(&[("host", host)], None, &served), refused, "{host:?}");
+        }
+        assert_eq!(check(&[], Some("evil.example"), &served), refused);
+        assert_eq!(check(&[], None, &served), refused, "no host named at all");
+        // No list: any host, and none.
+        assert_eq!(check(&[("host", b"evil.example")], None, &[]), None);
+        assert_eq!(check(&[], None, &[]), None);
+
+        assert_eq!(
+            served_host_name("PHR.example.TEST."),
+            Some("phr.example.test".into())
+        );
+        for bad in [
+            "",
+            ".",
+            "phr.example.test:443",
+            "a b",
+            "*.example.test",
+            "[::1",
+        ] {
+            assert_eq!(served_host_name(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

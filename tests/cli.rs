@@ -130,6 +130,22 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
         ),
         (
             good.replace(
+                "[listeners]\n",
+                "[listeners]\nhosts = [\"phr.example.test\", \"phr.example.test:8443\"]\n",
+            ),
+            "hosts = [",
+            "listeners.hosts: `phr.example.test:8443` is not a host name or address",
+        ),
+        (
+            good.replace(
+                "[listeners]\n",
+                "[listeners]\nhosts = [\"phr.example.test\", \"PHR.example.test.\"]\n",
+            ),
+            "hosts = [",
+            "listeners.hosts: `PHR.example.test.` is listed twice",
+        ),
+        (
+            good.replace(
                 &format!("{}", pki.key_path.display()),
                 "/nonexistent/key.pem",
             ),
@@ -312,6 +328,25 @@ fn explain_runs_the_proxy_pipeline_without_network() {
     assert!(lines[7].get("endpoint").is_none(), "{}", lines[7]);
     assert_eq!(lines[8]["line"], 9);
     assert!(lines[8]["error"].as_str().unwrap_or("").contains("line 9"));
+
+    // `[listeners] hosts` (R-NET-2): the same request is explained by the host it names.
+    let served = write_policy(
+        dir.path(),
+        &policy(&pki, 8443, 8081, "", "").replace(
+            "[listeners]\n",
+            "[listeners]\nhosts = [\"phr.example.test\"]\n",
+        ),
+    );
+    let input = [
+        r#"{"method":"GET","path":"/anon/x","headers":[["host","phr.example.test:8443"]]}"#,
+        r#"{"method":"GET","path":"/anon/x","headers":[["host","127.0.0.1:8443"]]}"#,
+    ]
+    .join("\n");
+    let (status, lines) = explain_text(&served, &input);
+    assert_eq!(status, Some(0));
+    assert_eq!(lines[0]["decision"], "allow", "{}", lines[0]);
+    assert_eq!(lines[1]["reason"], "route.host_not_served", "{}", lines[1]);
+    assert_eq!(lines[1]["status"], 421, "{}", lines[1]);
 }
 
 #[test]

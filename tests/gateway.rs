@@ -334,6 +334,85 @@ async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_upstream() {
     assert_eq!(h["accept"], "application/fhir+json");
 }
 
+/// `[listeners] hosts` (R-NET-2): with no list any host is served; once a reload lists the
+/// names the gateway serves, a request naming another, over HTTP/1 or HTTP/2, is answered
+/// 421 before it is routed, recorded, and never forwarded. The served name passes with any
+/// port, case or trailing dot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_the_policy_does_not_serve_is_refused_421_r_net_2() {
+    let h = Harness::start("").await;
+    let raw = |host: &str, path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    let exchange = |host: &'static str, path: &'static str| {
+        let (port, ca) = (h.gateway.port, h.pki.ca_der.clone());
+        let request = raw(host, path);
+        async move {
+            raw_exchange(port, &ca, request.as_bytes())
+                .await
+                .expect("exchange")
+        }
+    };
+    let before = exchange("127.0.0.1", "/anon/served-by-address").await;
+    assert!(
+        before.starts_with("HTTP/1.1 200"),
+        "no list, any host: {before}"
+    );
+
+    let text = std::fs::read_to_string(&h.gateway.policy_path).expect("policy");
+    let listed = text.replace("[listeners]\n", "[listeners]\nhosts = [\"localhost\"]\n");
+    assert_ne!(listed, text);
+    std::fs::write(&h.gateway.policy_path, listed).expect("write");
+    h.gateway.reload();
+    assert!(
+        h.gateway.log().contains("policy reloaded"),
+        "{}",
+        h.gateway.log()
+    );
+
+    for (host, path) in [
+        ("localhost", "/anon/served-1"),
+        ("LocalHost:8443", "/anon/served-2"),
+        ("localhost.", "/anon/served-3"),
+    ] {
+        let answer = exchange(host, path).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    for host in [
+        "127.0.0.1",
+        "evil.example",
+        "localhost.evil.example",
+        "xlocalhost",
+    ] {
+        let answer = exchange(host, "/anon/refused").await;
+        assert!(answer.starts_with("HTTP/1.1 421"), "{host}: {answer}");
+        assert!(answer.contains("route.host_not_served"), "{host}: {answer}");
+    }
+    let h2 = client_config(&h.pki.ca_der, &[&TLS13], &[b"h2"]);
+    let reply = get(
+        h.gateway.port,
+        h2.clone(),
+        "https://evil.example/anon/refused",
+        &[],
+    )
+    .await
+    .expect("h2 request");
+    assert_eq!(reply.status, 421);
+    assert_eq!(reply.json()["reason"], "route.host_not_served");
+    let reply = get(h.gateway.port, h2, "/anon/served-h2", &[])
+        .await
+        .expect("h2 request");
+    assert_eq!(reply.status, 200, "h2 :authority localhost is served");
+
+    assert_eq!(h.records_with_reason("route.host_not_served", 5).len(), 5);
+    let forwarded: Vec<String> = h.upstream.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(forwarded.iter().filter(|p| p.contains("served")).count(), 5);
+    assert!(
+        !forwarded.iter().any(|p| p.contains("refused")),
+        "a request for a host not served reached the upstream: {forwarded:?}"
+    );
+}
+
 /// An absolute-form target (`GET https://host/path`) reaches the upstream in origin-form, with
 /// the same headers stripped and set as any request; one naming another host than `Host` is
 /// refused, since the backend would serve the host in the target (RFC 9112 section 3.2.2),

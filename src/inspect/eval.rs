@@ -190,6 +190,10 @@ pub fn verdict(
         .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
         .and_then(|()| crate::protocol::check_body_declared(&headers))
         .and_then(|()| crate::protocol::check_host(&headers, raw, authority))
+        .and_then(|()| {
+            let served = policy.map_or(&[][..], |p| &p.listeners.hosts[..]);
+            crate::protocol::check_host_served(&headers, authority, served)
+        })
     {
         return Some(Some(refusal.reason.code()));
     }

@@ -38,6 +38,9 @@ pub struct Listeners {
     pub redirect: Option<SocketAddr>,
     /// Host for redirect `Location`s.
     pub redirect_host: Option<String>,
+    /// The host names the public listener serves, lower case, without a trailing dot; empty
+    /// for any (not start-only: read per request from the snapshot).
+    pub hosts: Vec<String>,
 }
 
 /// The public listener's TLS plan.
@@ -226,6 +229,24 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
         shutdown_timeout: Duration::from_secs(file.gateway.shutdown_timeout_secs),
     };
 
+    let mut hosts: Vec<String> = Vec::new();
+    for host in &file.listeners.hosts {
+        match crate::protocol::served_host_name(host.get_ref()) {
+            Some(name) if hosts.contains(&name) => diags.at(
+                host.span(),
+                format!("listeners.hosts: `{}` is listed twice", host.get_ref()),
+            ),
+            Some(name) => hosts.push(name),
+            None => diags.at(
+                host.span(),
+                format!(
+                    "listeners.hosts: `{}` is not a host name or address; write a name (`phr.example.jp`), an IPv4 address or a bracketed IPv6 address, without a port",
+                    host.get_ref()
+                ),
+            ),
+        }
+    }
+
     let chain_path = base.join(file.tls.certificate_chain.get_ref());
     let key_path = base.join(file.tls.private_key.get_ref());
     let server_key = match certificate::load_certified_key(&chain_path, &key_path) {
@@ -362,6 +383,7 @@ pub fn compile(path: &Path, bytes: &[u8]) -> Result<Snapshot, PolicyError> {
             public: file.listeners.public,
             redirect: file.listeners.redirect,
             redirect_host: file.listeners.redirect_host.clone(),
+            hosts,
         },
         tls: TlsPlan {
             certificate_chain: chain_path,

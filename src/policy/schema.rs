@@ -134,6 +134,13 @@ pub struct ListenersSection {
     /// Host (and optional port) put in redirect `Location`s, e.g. `"phr.example.jp"`. Without
     /// it the request's own `Host` is used, with the public listener's port.
     pub redirect_host: Option<String>,
+    /// Host names (or addresses) the public listener serves, e.g. `["phr.example.jp"]`, each
+    /// exactly, without a port. A request whose `Host` (HTTP/2: `:authority`) names another,
+    /// port and case aside, is refused with 421 `route.host_not_served` before it is routed.
+    /// Empty (the default): any host. Reloadable.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub hosts: Vec<Spanned<String>>,
 }
 
 /// `[tls]`: the public listener's certificate and protocol versions.
