@@ -624,10 +624,14 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                     ));
                 }
             }
+            let hosts = match s.listeners.hosts.as_slice() {
+                [] => "hosts: any (listeners.hosts is empty)".to_owned(),
+                names => format!("hosts: {}", names.join(", ")),
+            };
             unless_missing(
                 "only declared routes are forwarded (default deny); the admin listener is separate",
                 missing,
-                vec![format!("routes: {}", routes.len())],
+                vec![format!("routes: {}", routes.len()), hosts],
             )
         }
         "R-NET-3" => {

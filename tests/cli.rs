@@ -817,4 +817,27 @@ fn report_covers_every_requirement_and_changes_when_tls12_is_enabled_r_cmp_1() {
         "{text}"
     );
     assert!(text.contains("### R-TLS-1 — "), "{text}");
+
+    // R-NET-2's evidence says which hosts are served.
+    let evidence_of = |text: &str| {
+        let path = write_policy(dir.path(), text);
+        let json: serde_json::Value =
+            serde_json::from_slice(&report(&path, "json").stdout).expect("json");
+        let items = json["items"].as_array().expect("items").clone();
+        let item = items
+            .into_iter()
+            .find(|i| i["id"] == "R-NET-2")
+            .expect("item");
+        item["evidence"].to_string()
+    };
+    let any = evidence_of(&policy(&pki, 8443, 8081, "", ""));
+    assert!(any.contains("hosts: any"), "{any}");
+    let listed = evidence_of(&policy(&pki, 8443, 8081, "", "").replace(
+        "[listeners]\n",
+        "[listeners]\nhosts = [\"phr.example.test\", \"127.0.0.1\"]\n",
+    ));
+    assert!(
+        listed.contains("hosts: phr.example.test, 127.0.0.1"),
+        "{listed}"
+    );
 }
