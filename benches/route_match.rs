@@ -1,5 +1,5 @@
-//! Route matching over a table of 1,000 routes (issue: gateway core). Reports time per match;
-//! docs/performance.md has the figures.
+//! Route matching over a table of 1,000 routes (issue: gateway core), and the served-host check
+//! that runs before it. Reports time per match; docs/performance.md has the figures.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
@@ -64,6 +64,27 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| table.route(black_box(&method), black_box(path)).is_ok())
         });
+    }
+    group.finish();
+
+    // `[listeners] hosts` (R-NET-2), checked before routing: the last of three names, with a
+    // port, and a name not served.
+    let served: Vec<String> = ["phr.example.jp", "api.phr.example.jp", "127.0.0.1"]
+        .iter()
+        .filter_map(|h| phr_gateway::protocol::served_host_name(h))
+        .collect();
+    let mut group = c.benchmark_group("served_host_3_names");
+    for (name, host, ok) in [
+        ("served_last_with_port", "127.0.0.1:8443", true),
+        ("not_served", "evil.example", false),
+    ] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, http::HeaderValue::from_static(host));
+        let check = |h: &http::HeaderMap| {
+            phr_gateway::protocol::check_host_served(h, None, &served).is_ok()
+        };
+        assert_eq!(check(&headers), ok, "{name}");
+        group.bench_function(name, |b| b.iter(|| check(black_box(&headers))));
     }
     group.finish();
 }

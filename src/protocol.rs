@@ -456,8 +456,6 @@ pub fn check_host(
     }
 }
 
-/// Whether two authorities name the same host, ports aside (a client may spell the default
-/// port in one and not the other), case aside.
 /// Whether the request names a host the public listener serves (`[listeners] hosts`; empty
 /// serves any). A request for another name came by a stray or rebound DNS record, or from a
 /// scanner going by address: no route of the policy was written for it, and a backend that
@@ -471,14 +469,14 @@ pub fn check_host_served(
     if served.is_empty() {
         return Ok(());
     }
-    let named = headers
+    let host = headers
         .get(http::header::HOST)
         .map(http::HeaderValue::as_bytes)
-        .or(authority.map(str::as_bytes));
-    let host = named.map(|authority| {
-        let host = split_port(authority).0;
-        host.strip_suffix(b".").unwrap_or(host)
-    });
+        .or(authority.map(str::as_bytes))
+        .map(|named| {
+            let host = split_port(named).0;
+            host.strip_suffix(b".").unwrap_or(host)
+        });
     match host {
         Some(host)
             if served
@@ -502,6 +500,8 @@ pub fn served_host_name(entry: &str) -> Option<String> {
     plain.then(|| name.to_ascii_lowercase())
 }
 
+/// Whether two authorities name the same host, ports aside (a client may spell the default
+/// port in one and not the other), case aside.
 fn same_host(a: &[u8], b: &[u8]) -> bool {
     split_port(a).0.eq_ignore_ascii_case(split_port(b).0)
 }
