@@ -498,6 +498,14 @@ fn describe(s: &Snapshot) -> String {
             " only"
         }
     );
+    let _ = match s.listeners.hosts.as_slice() {
+        [] => writeln!(out, "hosts served: any (listeners.hosts is empty)"),
+        names => writeln!(
+            out,
+            "hosts served: {} (any other: 421 route.host_not_served)",
+            names.join(", ")
+        ),
+    };
     if s.tls.allow_tls12 {
         let _ = writeln!(out, "WARNING: tls.allow_tls12 = true: TLS 1.2 is accepted (ECDHE + AEAD suites only); R-TLS-1 asks for 1.3");
     }

@@ -45,7 +45,18 @@ fn check_prints_route_table_of_a_valid_policy() {
     assert!(stdout.contains("ANONYMOUS"), "{stdout}");
     assert!(stdout.contains("token+MFA"), "{stdout}");
     assert!(stdout.contains("no token issuer"), "{stdout}");
+    assert!(stdout.contains("hosts served: any"), "{stdout}");
     assert!(!stdout.contains("WARNING"), "{stdout}");
+    let hosts = policy(&pki, 8443, 8081, "", "").replace(
+        "[listeners]\n",
+        "[listeners]\nhosts = [\"PHR.example.test.\", \"127.0.0.1\"]\n",
+    );
+    let out = check(&write_policy(dir.path(), &hosts));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("hosts served: phr.example.test, 127.0.0.1 (any other: 421"),
+        "{stdout}"
+    );
 
     // Weakened identity is said out loud too (R-AUTH-2).
     let single = policy(&pki, 8443, 8081, "", "").replace(
