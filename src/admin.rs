@@ -271,7 +271,9 @@ pub fn tls_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(certificates);
+    let mut config = builder.with_cert_resolver(Arc::new(crate::tls::certificate::AnyServerName(
+        certificates,
+    )));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -115,6 +115,7 @@ impl Shared {
             &next.tls.certificate_chain,
             &next.tls.private_key,
         );
+        self.certificates.serve_hosts(next.listeners.hosts.clone());
         count("ok");
         tracing::info!(version = %next.version, previous = %running, "policy reloaded");
         Ok(next)
@@ -276,6 +277,7 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
         &snapshot.tls.certificate_chain,
         &snapshot.tls.private_key,
     ));
+    certificates.serve_hosts(snapshot.listeners.hosts.clone());
     let shared = Shared {
         store: Arc::clone(&store),
         audit: audit.clone(),

@@ -662,6 +662,75 @@ async fn an_admin_from_outside_the_admin_networks_is_refused_r_net_2() {
     );
 }
 
+/// `[listeners] hosts` (R-NET-2) is the public listener's: once a reload lists only the
+/// address, a handshake that asks for `localhost` by SNI is refused there (rustls's
+/// `access_denied`, before any HTTP), a client connecting by address (no SNI) is served, and
+/// the admin listener, which shares the certificate, still answers a client that names it
+/// `localhost`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_listener_refuses_an_sni_it_does_not_serve_and_the_admin_one_does_not_r_net_2() {
+    let s = setup().await;
+    let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+    let localhost = || rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let by_address = || rustls::pki_types::ServerName::from(std::net::Ipv4Addr::LOCALHOST);
+    assert!(
+        connect_as(s.gateway.port, config.clone(), localhost())
+            .await
+            .is_ok(),
+        "no list: any name"
+    );
+
+    let text = std::fs::read_to_string(&s.gateway.policy_path)
+        .unwrap()
+        .replace("[listeners]\n", "[listeners]\nhosts = [\"127.0.0.1\"]\n");
+    std::fs::write(&s.gateway.policy_path, text).unwrap();
+    let (status, body) = call(&s.alice(), Method::POST, "/reload", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let Err(refused) = connect_as(s.gateway.port, config.clone(), localhost()).await else {
+        panic!("a handshake naming a host not served was accepted");
+    };
+    assert_eq!(
+        tls_error(&refused),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::AccessDenied
+        )),
+        "{refused:?}"
+    );
+    // Counted as a failed handshake (phr_tls_handshake_failures_total).
+    let counted = |line: &str| {
+        line.strip_prefix("phr_tls_handshake_failures_total ")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let (_, text) = call(&s.alice(), Method::GET, "/metrics", None).await;
+    let before = text.lines().find_map(counted).unwrap_or(0.0);
+    assert!(connect_as(s.gateway.port, config.clone(), localhost())
+        .await
+        .is_err());
+    assert!(
+        metrics_show(&s.alice(), |l| counted(l).is_some_and(|n| n > before)).await,
+        "the refused handshake was not counted"
+    );
+    let tls = connect_as(s.gateway.port, config, by_address())
+        .await
+        .expect("by address, no SNI");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get("/anon/by-address")
+        .header("host", "127.0.0.1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(request).await.unwrap().status(), 200);
+
+    assert_eq!(
+        call(&s.alice(), Method::GET, "/healthz", None).await.0,
+        StatusCode::OK,
+        "the admin listener answers whatever name its clients use"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subject_stop_covers_own_reads_unless_the_policy_exempts_them_r_az_7() {
     let s = setup().await;

@@ -176,10 +176,13 @@ pub enum ReloadOutcome {
     Unchanged,
 }
 
-/// A [`ResolvesServerCert`] whose certificate can be replaced while connections are open.
+/// A [`ResolvesServerCert`] whose certificate can be replaced while connections are open, and
+/// which refuses a handshake whose SNI names a host the policy does not serve.
 pub struct ReloadingCertResolver {
     current: ArcSwap<CertifiedKey>,
     source: Mutex<Source>,
+    /// `[listeners] hosts` as compiled (lower case); empty serves any name.
+    served: ArcSwap<Vec<String>>,
 }
 
 impl fmt::Debug for ReloadingCertResolver {
@@ -199,7 +202,14 @@ impl ReloadingCertResolver {
                 key: key.to_path_buf(),
                 stamp: stamp(chain, key),
             }),
+            served: ArcSwap::from_pointee(Vec::new()),
         }
+    }
+
+    /// The host names handshakes may ask for by SNI (`[listeners] hosts`, R-NET-2), set at
+    /// start and on each policy reload; empty for any.
+    pub fn serve_hosts(&self, hosts: Vec<String>) {
+        self.served.store(Arc::new(hosts));
     }
 
     /// Serve a key loaded elsewhere (a policy reload), from possibly new paths.
@@ -243,6 +253,18 @@ impl ReloadingCertResolver {
     }
 }
 
+/// The resolver's certificate for any SNI: the admin listener's view of it. Its clients name
+/// the gateway however the operator's network does; `[listeners] hosts` is the public
+/// listener's list.
+#[derive(Debug)]
+pub struct AnyServerName(pub Arc<ReloadingCertResolver>);
+
+impl ResolvesServerCert for AnyServerName {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current())
+    }
+}
+
 /// The `notAfter` of a certified key's end-entity certificate (seconds since the epoch).
 pub fn not_after(key: &CertifiedKey) -> Option<i64> {
     let leaf = key.cert.first()?;
@@ -251,7 +273,19 @@ pub fn not_after(key: &CertifiedKey) -> Option<i64> {
 }
 
 impl ResolvesServerCert for ReloadingCertResolver {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    /// `None` (rustls then sends `access_denied`) when the client asks by SNI for a host the
+    /// policy does not serve: such a connection could only end in `421 route.host_not_served`,
+    /// and refusing it here also keeps the certificate from a client that named another site.
+    /// A client without SNI (one connecting by address) is served; its `Host` is checked
+    /// per request.
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = client_hello.server_name() {
+            let served = self.served.load();
+            let name = name.strip_suffix('.').unwrap_or(name);
+            if !served.is_empty() && !served.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                return None;
+            }
+        }
         Some(self.current.load_full())
     }
 }

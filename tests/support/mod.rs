@@ -476,9 +476,23 @@ pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Open a TLS connection to the gateway.
 pub async fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Result<TlsStream, BoxError> {
+    connect_as(port, config, ServerName::try_from("localhost")?).await
+}
+
+/// [`connect`] naming the server `name`: a DNS name is sent as SNI, an address sends none.
+pub async fn connect_as(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+) -> Result<TlsStream, BoxError> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let name = ServerName::try_from("localhost")?;
     Ok(TlsConnector::from(config).connect(name, tcp).await?)
+}
+
+/// The TLS error inside an I/O error from a handshake, if that is what it was.
+pub fn tls_error(e: &BoxError) -> Option<rustls::Error> {
+    let io = e.downcast_ref::<std::io::Error>()?;
+    io.get_ref()?.downcast_ref::<rustls::Error>().cloned()
 }
 
 /// A response, read whole.
