@@ -172,9 +172,7 @@ pub fn evaluate<'s>(
         .and_then(|()| protocol::check_body_allowed(request.method, request.headers))
         .and_then(|()| protocol::check_body_declared(request.headers))
         .and_then(|()| protocol::check_host(request.headers, request.raw_head, request.authority))
-        .and_then(|()| {
-            protocol::check_host_served(request.headers, request.authority, &policy.listeners.hosts)
-        })
+        .and_then(|named| protocol::check_host_served(named, &policy.listeners.hosts))
     {
         return refuse(None, refusal);
     }

@@ -410,11 +410,14 @@ pub fn has_content_type(headers: &HeaderMap) -> bool {
 /// origin server reads an absolute-form target's host and ignores `Host`, RFC 9112 section
 /// 3.2.2): otherwise the gateway would route, judge and log one site while the backend serves
 /// another.
-pub fn check_host(
-    headers: &HeaderMap,
+///
+/// Returns the host the request names (`Host`, else the target's authority), for
+/// [`check_host_served`].
+pub fn check_host<'a>(
+    headers: &'a HeaderMap,
     raw: RawHead,
-    authority: Option<&str>,
-) -> Result<(), Refusal> {
+    authority: Option<&'a str>,
+) -> Result<Option<&'a [u8]>, Refusal> {
     if let Some(authority) = authority {
         if !valid_authority(authority.as_bytes()) {
             return Err(Refusal::new(
@@ -443,11 +446,11 @@ pub fn check_host(
                 Reason::ProtocolInvalidHost,
                 "an HTTP/1 request names its host in a Host header",
             )),
-            false => Ok(()),
+            false => Ok(authority.map(str::as_bytes)),
         };
     };
     if valid_authority(host.as_bytes()) {
-        Ok(())
+        Ok(Some(host.as_bytes()))
     } else {
         Err(Refusal::new(
             Reason::ProtocolInvalidHost,
@@ -460,31 +463,11 @@ pub fn check_host(
 /// serves any). A request for another name came by a stray or rebound DNS record, or from a
 /// scanner going by address: no route of the policy was written for it, and a backend that
 /// builds links or password-reset mails from `Host` would build them for that name.
-/// [`check_host`] runs first, so `Host` and an HTTP/2 `:authority` name the same host.
-pub fn check_host_served(
-    headers: &HeaderMap,
-    authority: Option<&str>,
-    served: &[String],
-) -> Result<(), Refusal> {
-    if served.is_empty() {
-        return Ok(());
-    }
-    let host = headers
-        .get(http::header::HOST)
-        .map(http::HeaderValue::as_bytes)
-        .or(authority.map(str::as_bytes))
-        .map(|named| {
-            let host = split_port(named).0;
-            host.strip_suffix(b".").unwrap_or(host)
-        });
-    match host {
-        Some(host)
-            if served
-                .iter()
-                .any(|s| s.as_bytes().eq_ignore_ascii_case(host)) =>
-        {
-            Ok(())
-        }
+/// `named` is what [`check_host`] returned: the host the request names, if any.
+pub fn check_host_served(named: Option<&[u8]>, served: &[String]) -> Result<(), Refusal> {
+    match named {
+        Some(host) if serves_host(served, host) => Ok(()),
+        None if served.is_empty() => Ok(()),
         _ => Err(Refusal::new(
             Reason::RouteHostNotServed,
             "this gateway does not serve the host the request names",
@@ -492,7 +475,20 @@ pub fn check_host_served(
     }
 }
 
-/// A `[listeners] hosts` entry as [`check_host_served`] compares it: lower case, without a
+/// Whether `served` (`[listeners] hosts` as compiled) lists the host of `authority`, its
+/// port, case and one trailing dot aside; an empty list serves any host. The one comparison
+/// behind both the request's `Host` ([`check_host_served`]) and the TLS handshake's SNI (the
+/// certificate resolver).
+pub fn serves_host(served: &[String], authority: &[u8]) -> bool {
+    let host = split_port(authority).0;
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    served.is_empty()
+        || served
+            .iter()
+            .any(|s| s.as_bytes().eq_ignore_ascii_case(host))
+}
+
+/// A `[listeners] hosts` entry as [`serves_host`] compares it: lower case, without a
 /// trailing dot; `None` when it is no host name or address, or has a port.
 pub fn served_host_name(entry: &str) -> Option<String> {
     let name = entry.strip_suffix('.').unwrap_or(entry);
@@ -797,9 +793,9 @@ mod tests {
             .map(|h| served_host_name(h).expect("valid entry"))
             .collect();
         let check = |pairs: &[(&str, &[u8])], authority, served: &[String]| {
-            check_host_served(&headers(pairs), authority, served)
-                .err()
-                .map(|r| r.reason)
+            let headers = headers(pairs);
+            let named = check_host(&headers, RawHead::default(), authority).expect("valid host");
+            check_host_served(named, served).err().map(|r| r.reason)
         };
         for host in [
             &b"phr.example.test"[..],

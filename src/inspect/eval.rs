@@ -190,9 +190,9 @@ pub fn verdict(
         .and_then(|()| crate::protocol::check_body_allowed(&method, &headers))
         .and_then(|()| crate::protocol::check_body_declared(&headers))
         .and_then(|()| crate::protocol::check_host(&headers, raw, authority))
-        .and_then(|()| {
+        .and_then(|named| {
             let served = policy.map_or(&[][..], |p| &p.listeners.hosts[..]);
-            crate::protocol::check_host_served(&headers, authority, served)
+            crate::protocol::check_host_served(named, served)
         })
     {
         return Some(Some(refusal.reason.code()));

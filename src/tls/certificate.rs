@@ -279,12 +279,11 @@ impl ResolvesServerCert for ReloadingCertResolver {
     /// A client without SNI (one connecting by address) is served; its `Host` is checked
     /// per request.
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(name) = client_hello.server_name() {
-            let served = self.served.load();
-            let name = name.strip_suffix('.').unwrap_or(name);
-            if !served.is_empty() && !served.iter().any(|s| s.eq_ignore_ascii_case(name)) {
-                return None;
-            }
+        let named = client_hello.server_name();
+        if named
+            .is_some_and(|name| !crate::protocol::serves_host(&self.served.load(), name.as_bytes()))
+        {
+            return None;
         }
         Some(self.current.load_full())
     }
