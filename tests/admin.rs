@@ -680,10 +680,8 @@ async fn the_public_listener_refuses_an_sni_it_does_not_serve_and_the_admin_one_
         "no list: any name"
     );
 
-    let text = std::fs::read_to_string(&s.gateway.policy_path)
-        .unwrap()
-        .replace("[listeners]\n", "[listeners]\nhosts = [\"127.0.0.1\"]\n");
-    std::fs::write(&s.gateway.policy_path, text).unwrap();
+    let text = std::fs::read_to_string(&s.gateway.policy_path).unwrap();
+    std::fs::write(&s.gateway.policy_path, with_hosts(&text, &["127.0.0.1"])).unwrap();
     let (status, body) = call(&s.alice(), Method::POST, "/reload", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 

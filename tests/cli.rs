@@ -47,9 +47,9 @@ fn check_prints_route_table_of_a_valid_policy() {
     assert!(stdout.contains("no token issuer"), "{stdout}");
     assert!(stdout.contains("hosts served: any"), "{stdout}");
     assert!(!stdout.contains("WARNING"), "{stdout}");
-    let hosts = policy(&pki, 8443, 8081, "", "").replace(
-        "[listeners]\n",
-        "[listeners]\nhosts = [\"PHR.example.test.\", \"127.0.0.1\"]\n",
+    let hosts = with_hosts(
+        &policy(&pki, 8443, 8081, "", ""),
+        &["PHR.example.test.", "127.0.0.1"],
     );
     let out = check(&write_policy(dir.path(), &hosts));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -140,18 +140,12 @@ fn check_names_file_line_and_column_of_each_error_r_ops_2() {
             "invalid socket address",
         ),
         (
-            good.replace(
-                "[listeners]\n",
-                "[listeners]\nhosts = [\"phr.example.test\", \"phr.example.test:8443\"]\n",
-            ),
+            with_hosts(&good, &["phr.example.test", "phr.example.test:8443"]),
             "hosts = [",
             "listeners.hosts: `phr.example.test:8443` is not a host name or address",
         ),
         (
-            good.replace(
-                "[listeners]\n",
-                "[listeners]\nhosts = [\"phr.example.test\", \"PHR.example.test.\"]\n",
-            ),
+            with_hosts(&good, &["phr.example.test", "PHR.example.test."]),
             "hosts = [",
             "listeners.hosts: `PHR.example.test.` is listed twice",
         ),
@@ -343,10 +337,7 @@ fn explain_runs_the_proxy_pipeline_without_network() {
     // `[listeners] hosts` (R-NET-2): the same request is explained by the host it names.
     let served = write_policy(
         dir.path(),
-        &policy(&pki, 8443, 8081, "", "").replace(
-            "[listeners]\n",
-            "[listeners]\nhosts = [\"phr.example.test\"]\n",
-        ),
+        &with_hosts(&policy(&pki, 8443, 8081, "", ""), &["phr.example.test"]),
     );
     let input = [
         r#"{"method":"GET","path":"/anon/x","headers":[["host","phr.example.test:8443"]]}"#,
@@ -843,9 +834,9 @@ fn report_covers_every_requirement_and_changes_when_tls12_is_enabled_r_cmp_1() {
     };
     let any = evidence_of(&policy(&pki, 8443, 8081, "", ""));
     assert!(any.contains("hosts: any"), "{any}");
-    let listed = evidence_of(&policy(&pki, 8443, 8081, "", "").replace(
-        "[listeners]\n",
-        "[listeners]\nhosts = [\"phr.example.test\", \"127.0.0.1\"]\n",
+    let listed = evidence_of(&with_hosts(
+        &policy(&pki, 8443, 8081, "", ""),
+        &["phr.example.test", "127.0.0.1"],
     ));
     assert!(
         listed.contains("hosts: phr.example.test, 127.0.0.1"),

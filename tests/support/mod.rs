@@ -648,6 +648,18 @@ pub fn policy(
     policy_with_audit(pki, port, upstream_port, tls_extra, "", extra)
 }
 
+/// `text` (a [`policy`]) serving only `hosts` (`[listeners] hosts`, written as TOML strings).
+pub fn with_hosts(text: &str, hosts: &[&str]) -> String {
+    let list: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+    let listed = text.replacen(
+        "[listeners]\n",
+        &format!("[listeners]\nhosts = [{}]\n", list.join(", ")),
+        1,
+    );
+    assert_ne!(listed, text, "the policy has no [listeners] table");
+    listed
+}
+
 /// [`policy`] with more `[audit]` keys. The store is `audit/` beside the policy file, its key
 /// `audit-signing.key`.
 pub fn policy_with_audit(
