@@ -1,5 +1,5 @@
-//! Route matching over a table of 1,000 routes (issue: gateway core), and the served-host check
-//! that runs before it. Reports time per match; docs/performance.md has the figures.
+//! Route matching over a table of 1,000 routes (issue: gateway core), the served-host check
+//! that runs before it, and a FHIR route's access derivation after it. Reports time per match; docs/performance.md has the figures.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
@@ -87,6 +87,18 @@ fn bench(c: &mut Criterion) {
         assert_eq!(check(&headers), ok, "{name}");
         group.bench_function(name, |b| b.iter(|| check(black_box(&headers))));
     }
+    group.finish();
+
+    // After the match, on a FHIR route: what a search reaches and for which patient (R-AZ-1),
+    // its query read for the patient and for the same parameter spelled for another parser.
+    let mut group = c.benchmark_group("fhir_access_derive");
+    let query = "patient=p-0001&code=http%3A%2F%2Floinc.org%7C4548-4&date=ge2026-01-01&_count=50";
+    let derive = |q: &str| {
+        phr_gateway::access::fhir::derive(&Method::GET, "/Observation", Some(q))
+            .is_ok_and(|r| r.patient.is_some())
+    };
+    assert!(derive(query));
+    group.bench_function("search_4_params", |b| b.iter(|| derive(black_box(query))));
     group.finish();
 }
 

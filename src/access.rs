@@ -309,10 +309,18 @@ pub fn check<'r>(
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| Cow::Borrowed(*v)),
-        (Some(SubjectSource::Query(name)), _) => match query_subject(request.query, name) {
-            Some(s) => Some(s),
-            None => return mismatch("the request does not name whose data it is for"),
-        },
+        (Some(SubjectSource::Query(name)), _) => {
+            if request
+                .query
+                .is_some_and(|q| names_parameter_ambiguously(q, &[name]))
+            {
+                return mismatch(AMBIGUOUS_SUBJECT);
+            }
+            match query_subject(request.query, name) {
+                Some(s) => Some(s),
+                None => return mismatch("the request does not name whose data it is for"),
+            }
+        }
     };
     if access.subject.is_some() && subject.is_none() {
         return mismatch("the request does not name whose data it is for");
@@ -516,6 +524,40 @@ fn display(scope: &Scope) -> String {
     }
 }
 
+/// The refusal's detail for [`names_parameter_ambiguously`].
+pub(crate) const AMBIGUOUS_SUBJECT: &str =
+    "the query spells the subject's parameter in a form some backends read as it (other case, blanks, `[]`, or after a `;`); send it once, exactly";
+
+/// Whether `query` spells one of `names` in a way some backend reads as that parameter while
+/// the gateway, which reads only the exact name between `&`s, does not (HTTP parameter
+/// pollution): another letter case (ASP.NET's query collection ignores case), blanks, `+` or
+/// control characters around the name, `[…]` after it (PHP reads ` patient` and `patient[]`
+/// as `patient`, and keeps the last), or a pair after a `;` (a separator to older Python, Go
+/// and Java parsers). A backend that took that pair's value would serve a subject the gateway
+/// never checked, so a route that finds its subject in the query refuses such a request
+/// (R-AZ-1). A FHIR modifier (`patient:Patient`) does not change the name; `;` encoded as
+/// `%3B`, as form encoders write it, is no separator.
+pub(crate) fn names_parameter_ambiguously(query: &str, names: &[&str]) -> bool {
+    let blank = |c: char| c.is_whitespace() || c.is_control() || c == '+';
+    query.split('&').any(|pair| {
+        pair.split(';').enumerate().any(|(at, part)| {
+            let key = part.split_once('=').map_or(part, |(key, _)| key);
+            let key = if key.contains('%') {
+                percent_encoding::percent_decode_str(key).decode_utf8_lossy()
+            } else {
+                Cow::Borrowed(key)
+            };
+            let name = key.split_once(':').map_or(&*key, |(name, _)| name);
+            let loose = name.split_once('[').map_or(name, |(name, _)| name);
+            let loose = loose.trim_matches(blank);
+            names
+                .iter()
+                .any(|wanted| loose.eq_ignore_ascii_case(wanted))
+                && (at > 0 || !names.contains(&name))
+        })
+    })
+}
+
 /// The subject a query parameter names: `name=123` or `name=Patient/123`; a parameter given
 /// twice with different values names no one subject (refused).
 fn query_subject<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
@@ -585,5 +627,46 @@ mod tests {
         );
         assert_eq!(query_subject(Some("subject=p-1"), "patient"), None);
         assert_eq!(query_subject(None, "patient"), None);
+    }
+
+    #[test]
+    fn a_subject_parameter_spelled_for_another_parser_is_ambiguous() {
+        let patient = &["patient"][..];
+        for query in [
+            "patient=p-1&PATIENT=p-2",
+            "patient=p-1&Patient=p-2",
+            "patient=p-1&%20patient=p-2",
+            "patient=p-1&+patient=p-2",
+            "patient=p-1&patient%20=p-2",
+            "patient=p-1&patient%09=p-2",
+            "patient=p-1&patient[]=p-2",
+            "patient=p-1&patient%5B0%5D=p-2",
+            "patient=p-1&x=1;patient=p-2",
+            "x;patient=p-2&patient=p-1",
+            "patient=p-1;patient=p-2",
+            "PATIENT:Patient=p-2",
+        ] {
+            assert!(names_parameter_ambiguously(query, patient), "{query}");
+        }
+        for query in [
+            "patient=p-1",
+            "patient=p-1&patient=p-1",
+            "patient:Patient=p-1",
+            "patient=p-1&code=a%3Bb",
+            "patient=p-1&note=a;b",
+            "patient=p-1&patients=2&xpatient=3&patient.name=x&patient_id=4",
+            "",
+        ] {
+            assert!(!names_parameter_ambiguously(query, patient), "{query}");
+        }
+        // Every name asked for counts; others do not.
+        assert!(names_parameter_ambiguously(
+            "patient=p-1&Subject=p-2",
+            &["patient", "subject"]
+        ));
+        assert!(!names_parameter_ambiguously(
+            "patient=p-1&Subject=p-2",
+            patient
+        ));
     }
 }

@@ -189,6 +189,45 @@ async fn smart_scopes_and_the_data_subject_decide_r_az_1() {
     assert_eq!(forwarded, 7, "refused requests reached the upstream");
 }
 
+/// HTTP parameter pollution against the subject binding: the gateway reads `patient` exactly,
+/// between `&`s; a backend may also read ` patient` or `patient[]` (PHP, last one wins),
+/// `PATIENT` (ASP.NET), or a pair after a `;` (older Python, Go and Java parsers). Each such
+/// second spelling could hand the backend another patient, so it is refused, never forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subject_spelled_for_another_parser_is_refused_r_az_1() {
+    let s = setup().await;
+    let alice = s.token(
+        "alice",
+        json!({"patient": "p-1", "scope": "openid patient/Observation.rs"}),
+    );
+    for query in [
+        "patient=p-1&%20patient=p-2",
+        "patient=p-1&+patient=p-2",
+        "patient=p-1&patient%5B%5D=p-2",
+        "patient=p-1&PATIENT=p-2",
+        "patient=p-1&code=x;patient=p-2",
+        "code=x;patient=p-2&patient=p-1",
+    ] {
+        let reply = s.get(&format!("/fhir/Observation?{query}"), &alice).await;
+        assert_eq!(reply.status, 403, "{query}");
+        assert_eq!(reply.json()["reason"], "access.subject_mismatch", "{query}");
+        assert!(!reply.body.contains("p-2"), "{query}: {}", reply.body);
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a polluted query was forwarded"
+    );
+    // The same names, spelled once and exactly, and a `;` a form encoder wrote (`%3B`): served.
+    for query in [
+        "patient=p-1&code=x%3Bpatient%3Dp-2",
+        "patient=p-1&patient=p-1",
+    ] {
+        let reply = s.get(&format!("/fhir/Observation?{query}"), &alice).await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+    }
+    assert_eq!(s.upstream.requests().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_and_a_path_subject_r_az_1() {
     let s = setup().await;

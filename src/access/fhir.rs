@@ -201,6 +201,17 @@ fn read_query<'a>(
     let Some(query) = query else {
         return Ok(None);
     };
+    let names: &[&str] = if searched == Some("Patient") {
+        &["patient", "subject", "_id"]
+    } else {
+        &["patient", "subject"]
+    };
+    if super::names_parameter_ambiguously(query, names) {
+        return Err(Refusal::new(
+            Reason::AccessSubjectMismatch,
+            super::AMBIGUOUS_SUBJECT,
+        ));
+    }
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let decode = |text: &'a str| {
@@ -525,6 +536,10 @@ mod tests {
             ("/Observation", "patient=p-1,p-2"),
             ("/Observation", "subject=Group/g-1"),
             ("/Observation", "patient:missing=true"),
+            // The patient spelled for another parser too (`super::names_parameter_ambiguously`).
+            ("/Observation", "patient=p-1&Patient=p-2"),
+            ("/Observation", "subject=p-1&code=x;subject=p-2"),
+            ("/Patient", "_id=p-1&%20_id=p-2"),
             ("/Patient/p-1/Observation", "patient=p-2"),
         ] {
             assert!(
