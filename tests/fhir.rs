@@ -381,9 +381,17 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
         )
     );
     let seen = s.upstream.requests().len();
+    // The patient named twice, the token's last: parsers that keep the first would store it
+    // for p-2, so the repetition itself is refused (`protocol-230`, docs/inspect.md).
+    let twice = resource("p-1").replacen(
+        "\"subject\"",
+        "\"subject\":{\"reference\":\"Patient/p-2\"},\"subject\"",
+        1,
+    );
     for (body, expected) in [
         (resource("p-2"), "access.subject_mismatch"),
         ("<Observation/>".to_owned(), "access.fhir_unsupported"),
+        (twice, "inspect.blocked"),
     ] {
         let reply = s.call("POST", "/api/fhir/Observation", &token, &body).await;
         assert_eq!(reason(&reply), expected, "{body}: {reply:?}");

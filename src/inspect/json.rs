@@ -5,6 +5,7 @@
 //! one parse and no allocation per value. Keys are seen in document order, duplicates too
 //! (a tree keeps only the last of a duplicated key, which a backend may read otherwise).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -40,6 +41,7 @@ fn walk(
     let mut walk = Walk {
         found,
         path: KeyPath::default(),
+        siblings: SiblingKeys::default(),
         full: false,
         files,
         body,
@@ -70,6 +72,7 @@ fn walk_all<'de, R: serde_json::de::Read<'de>>(
 struct Walk<'f> {
     found: &'f mut Findings,
     path: KeyPath,
+    siblings: SiblingKeys,
     /// The findings are full: the parse is stopped by an error that is not one (unless files
     /// are being collected; then detection stops and the parse goes on).
     full: bool,
@@ -79,7 +82,8 @@ struct Walk<'f> {
 }
 
 impl Walk<'_> {
-    fn key(&mut self, key: &str) {
+    /// `key`, read in the object whose keys start at `object` in [`SiblingKeys`].
+    fn key(&mut self, key: &str, object: usize) {
         // Once the findings are full (only reached when collecting files) the key still
         // enters the path, unjudged.
         let unjudged = KeyVerdict {
@@ -106,9 +110,13 @@ impl Walk<'_> {
             })
         };
         let fetched = verdict.names_fetched_url || fhir_fetched_url(self.path.last(), key);
+        let repeated = self.siblings.repeated(object, key).then_some(REPEATED_KEY);
         self.path.push(key, fetched);
         let path = &self.path;
         self.full = self.found.add(verdict.hit, Place::Body, || path.field());
+        if !self.full {
+            self.full = self.found.add(repeated, Place::Body, || path.field());
+        }
     }
 
     /// A string value; `lent` when the parser handed it over from the body itself (it held
@@ -162,6 +170,71 @@ impl Walk<'_> {
             Err(E::custom("findings full"))
         } else {
             Ok(())
+        }
+    }
+}
+
+/// A key given twice in one object (`protocol-230`). RFC 8259 leaves what a parser does with
+/// it open, and they differ: most keep the last, some the first, some refuse. The gateway
+/// reads every occurrence, but the backend reads one, and a check that reads a field (a FHIR
+/// create's `subject`, a neutralised `note.text`) could be shown one value while the backend
+/// stores the other. I-JSON (RFC 7493) forbids it; FHIR's JSON never has it.
+const REPEATED_KEY: Hit = Hit {
+    rule: "protocol-230",
+    class: detect::Class::Protocol,
+};
+
+/// The keys of the objects being read, innermost last, as hashes: enough to find a key given
+/// twice in one object. A few keys are compared one by one; an object past
+/// [`SiblingKeys::LISTED`] keys gets a hash set, so a body of one huge object costs no more
+/// than its length.
+#[derive(Default)]
+struct SiblingKeys {
+    /// The keys of every open object, each object's after its parent's.
+    listed: Vec<u64>,
+    /// The open objects past `LISTED` keys: where their keys start in `listed`, and the set
+    /// that holds them from then on.
+    large: Vec<(usize, HashSet<u64, foldhash::fast::RandomState>)>,
+}
+
+impl SiblingKeys {
+    const LISTED: usize = 32;
+
+    /// An object opens: its keys start here.
+    fn open(&self) -> usize {
+        self.listed.len()
+    }
+
+    /// The object opened at `start` is read whole.
+    fn close(&mut self, start: usize) {
+        self.listed.truncate(start);
+        if self.large.last().is_some_and(|&(s, _)| s == start) {
+            self.large.pop();
+        }
+    }
+
+    /// Whether the object opened at `start` already had `key`. The hashes are seeded at
+    /// random per process, so no body can be made to collide; a collision would only refuse
+    /// the body that made it.
+    fn repeated(&mut self, start: usize, key: &str) -> bool {
+        static SEED: std::sync::LazyLock<foldhash::fast::RandomState> =
+            std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+        let hash = std::hash::BuildHasher::hash_one(&*SEED, key);
+        let own = &self.listed[start..];
+        if own.len() < Self::LISTED {
+            let seen = own.contains(&hash);
+            self.listed.push(hash);
+            return seen;
+        }
+        match self.large.last_mut() {
+            Some((s, set)) if *s == start => !set.insert(hash),
+            _ => {
+                let mut set = HashSet::with_capacity_and_hasher(own.len() * 2, (*SEED).clone());
+                set.extend(own.iter().copied());
+                let seen = !set.insert(hash);
+                self.large.push((start, set));
+                seen
+            }
         }
     }
 }
@@ -378,11 +451,13 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         if let Some(files) = self.0.files.as_deref_mut() {
             files.open();
         }
-        while map.next_key_seed(Key(&mut *self.0))?.is_some() {
+        let object = self.0.siblings.open();
+        while map.next_key_seed(Key(&mut *self.0, object))?.is_some() {
             let value = map.next_value_seed(Node(&mut *self.0));
             self.0.path.pop();
             value?;
         }
+        self.0.siblings.close(object);
         if let Some(files) = self.0.files.as_deref_mut() {
             let path = &self.0.path;
             files.close(|| path.field());
@@ -391,8 +466,9 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 }
 
-/// An object's key: inspected as a name, and entered into the path.
-struct Key<'w, 'f>(&'w mut Walk<'f>);
+/// An object's key: inspected as a name, checked against the object's other keys, and
+/// entered into the path. The `usize` is where the object's keys start in [`SiblingKeys`].
+struct Key<'w, 'f>(&'w mut Walk<'f>, usize);
 
 impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
     type Value = ();
@@ -410,7 +486,7 @@ impl<'de> Visitor<'de> for Key<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
-        self.0.key(key);
+        self.0.key(key, self.1);
         self.0.stop()
     }
 }
@@ -563,8 +639,53 @@ mod tests {
     fn a_duplicated_key_is_inspected_every_time_it_appears() {
         // A tree keeps only the last `q`; a backend may read the first.
         let found = fields(r#"{"q":"1' or '1'='1","q":"fine"}"#);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].0, "q");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0], ("q".into(), "sqli-110"));
+        // And the repetition itself is refused (`protocol-230`).
+        assert_eq!(found[1], ("q".into(), "protocol-230"));
+    }
+
+    #[test]
+    fn a_key_given_twice_in_one_object_is_refused() {
+        for (body, field) in [
+            (
+                r#"{"subject":{"reference":"Patient/p-1"},"subject":{"reference":"Patient/p-2"}}"#,
+                "subject",
+            ),
+            (r#"{"a":1,"b":{"c":1,"d":2,"c":3}}"#, "b.c"),
+            (
+                r#"{"note":[{"text":"a"},{"text":"b","text":"c"}]}"#,
+                "note.text",
+            ),
+            // The same key once escaped: one name to every parser.
+            (r#"{"id":"1","\u0069d":"2"}"#, "id"),
+        ] {
+            assert_eq!(fields(body), [(field.to_owned(), "protocol-230")], "{body}");
+        }
+        // The same key in sibling or nested objects, in array items, or as a value: no repetition.
+        for body in [
+            r#"{"a":{"id":1},"b":{"id":2},"id":3}"#,
+            r#"{"entry":[{"resource":{"id":"1"}},{"resource":{"id":"2"}}]}"#,
+            r#"{"id":{"id":{"id":"id"}}}"#,
+            r#"{"a":"b","b":"a"}"#,
+        ] {
+            assert!(fields(body).is_empty(), "{body}");
+        }
+        // Past the listed keys, a set takes over: found at any count, both ways.
+        for keys in [31, 32, 33, 500] {
+            let object: Vec<String> = (0..keys).map(|i| format!("\"k{i}\":{i}")).collect();
+            let unique = format!("{{{}}}", object.join(","));
+            assert!(fields(&unique).is_empty(), "{keys} keys");
+            for again in [0, keys - 1] {
+                let repeated =
+                    format!("{{{},\"k{again}\":0,\"x\":{{\"k0\":1}}}}", object.join(","));
+                assert_eq!(
+                    fields(&repeated),
+                    [(format!("k{again}"), "protocol-230")],
+                    "{keys} keys, k{again}"
+                );
+            }
+        }
     }
 
     #[test]
