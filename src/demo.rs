@@ -182,10 +182,6 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
         "  # forwarded: a declared anonymous route (note HSTS, no backend Server banner)"
     );
     let _ = writeln!(s, "  curl -i --cacert {ca} {base}/fhir/Patient/p-001");
-    let _ = writeln!(
-        s,
-        "  curl -s --cacert {ca} '{base}/fhir/Immunization?patient=p-001'"
-    );
     let tokens = display(&files.tokens);
     let _ = writeln!(
         s,
@@ -210,6 +206,14 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     let _ = writeln!(
         s,
         "  curl -s --cacert {ca} {patient} {own} '{base}/fhir/Observation?patient=p-001'"
+    );
+    let _ = writeln!(
+        s,
+        "  #   on a `fhir` route the scope and the patient come from the request itself"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s --cacert {ca} {patient} '{base}/fhir/Immunization?patient=p-001'"
     );
     let _ = writeln!(
         s,

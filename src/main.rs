@@ -567,6 +567,24 @@ fn describe(s: &Snapshot) -> String {
             r.id
         );
     }
+    for r in s.routes.routes().iter().filter(|r| r.category.is_health()) {
+        let unbound = r.access.subject.is_none() && r.access.fhir.is_none();
+        if r.anonymous {
+            let _ = writeln!(
+                out,
+                "WARNING: route {} serves {} data to anonymous callers (R-AZ-1)",
+                r.id,
+                r.category.as_str()
+            );
+        } else if unbound {
+            let _ = writeln!(
+                out,
+                "WARNING: route {} serves {} data without binding whose it is: any caller the route admits reaches every subject's; declare `fhir` or `subject` (R-AZ-1)",
+                r.id,
+                r.category.as_str()
+            );
+        }
+    }
     if s.audit.on_failure == phr_gateway::audit::OnFailure::Degrade {
         let _ = writeln!(out, "WARNING: audit.on_audit_failure = \"degrade\": requests are served without their records while the store cannot write (R-LOG-1)");
     }

@@ -70,6 +70,42 @@ fn check_prints_route_table_of_a_valid_policy() {
         "{stdout}"
     );
 
+    // So is a health route that does not bind whose data it serves (R-AZ-1); `fhir` or
+    // `subject` binds it.
+    let unbound = policy(&pki, 8443, 8081, "", "")
+        .replace("category = \"account\"", "category = \"checkup\"");
+    let out = check(&write_policy(dir.path(), &unbound));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "WARNING: route patient-read serves checkup data without binding whose it is"
+        ),
+        "{stdout}"
+    );
+    let out = check(&write_policy(
+        dir.path(),
+        &unbound.replace(
+            "category = \"checkup\"",
+            "category = \"checkup\"\nanonymous = true",
+        ),
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("WARNING: route patient-read serves checkup data to anonymous callers"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for binding in ["subject = \"path:id\"", "fhir = \"/fhir\""] {
+        let bound = unbound.replace(
+            "category = \"checkup\"",
+            &format!("category = \"checkup\"\n{binding}"),
+        );
+        let out = check(&write_policy(dir.path(), &bound));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{binding}: {stdout}");
+        assert!(!stdout.contains("WARNING"), "{binding}: {stdout}");
+    }
+
     // Turning a protection off is said out loud (R-TLS-1).
     let path = write_policy(
         dir.path(),

@@ -13,6 +13,10 @@ use serde_json::json;
 pub const ISSUER: &str = "https://issuer.demo.phr-gateway.local";
 /// The audience the demo policy accepts.
 pub const AUDIENCE: &str = "phr-demo";
+
+/// What every demo token grants: reading and searching the patient's data, and adding
+/// observations (the demo's one create route).
+const SCOPE: &str = "patient/*.rs patient/Observation.c";
 const KID: &str = "demo-es256";
 
 /// Why the issuer could not be made.
@@ -65,7 +69,7 @@ impl DemoIssuer {
         let claims = json!({
             "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "azp": "phr-demo-app",
             "iat": now, "exp": now + 3600, "auth_time": now, "amr": ["pwd", "otp"],
-            "sid": format!("{subject}-{now}"), "scope": "patient/*.rs",
+            "sid": format!("{subject}-{now}"), "scope": SCOPE,
         });
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(KID.into());
@@ -152,7 +156,7 @@ impl DemoIssuer {
             "iat": now, "exp": now + 3600, "auth_time": t.auth_time, "amr": t.amr,
             // Sessions are new at each demo start: a logout from an earlier run (kept in
             // the state log) must not end this run's sessions.
-            "sid": format!("{}-{now}", t.sid), "jti": format!("{}-{now}", t.sid), "scope": "patient/*.rs",
+            "sid": format!("{}-{now}", t.sid), "jti": format!("{}-{now}", t.sid), "scope": SCOPE,
         });
         if let Some(patient) = t.patient {
             claims["patient"] = json!(patient);
