@@ -391,10 +391,39 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
     for (body, expected) in [
         (resource("p-2"), "access.subject_mismatch"),
         ("<Observation/>".to_owned(), "access.fhir_unsupported"),
-        (twice, "inspect.blocked"),
+        (twice.clone(), "inspect.blocked"),
     ] {
         let reply = s.call("POST", "/api/fhir/Observation", &token, &body).await;
         assert_eq!(reason(&reply), expected, "{body}: {reply:?}");
+    }
+    assert_eq!(s.upstream.requests().len(), seen);
+    // The body must say it is JSON: sent as text, XML or a form, the doubled subject would be
+    // read as text by inspection and as JSON here, two ways (docs/access.md).
+    let auth = format!("Bearer {token}");
+    for declared in [
+        "text/plain",
+        "application/fhir+xml",
+        "application/x-www-form-urlencoded",
+    ] {
+        for body in [resource("p-1"), twice.clone()] {
+            let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("phr-purpose", "self-management"),
+                ("content-type", declared),
+            ];
+            let reply = Client::open(s.port, config)
+                .await
+                .unwrap()
+                .send("POST", "/api/fhir/Observation", &headers, &body)
+                .await
+                .unwrap();
+            assert_eq!(
+                reason(&reply),
+                "access.fhir_unsupported",
+                "{declared}: {reply:?}"
+            );
+        }
     }
     assert_eq!(s.upstream.requests().len(), seen);
 
