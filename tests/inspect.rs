@@ -327,6 +327,12 @@ async fn method_overrides_and_uninspectable_bodies_are_refused_r_waf_3() {
             "protocol-101",
         ),
         (
+            "/records/c2",
+            &[("x-original-url", "/admin/users")],
+            "",
+            "protocol-102",
+        ),
+        (
             "/records/d",
             &[form, ("content-encoding", "gzip")],
             "x=1",

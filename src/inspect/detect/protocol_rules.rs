@@ -51,7 +51,9 @@ pub fn scanner(user_agent: &[u8]) -> Option<Hit> {
 
 /// Request headers that make a backend do what the gateway did not check, or that it cannot
 /// inspect through: a method override (`protocol-101`: the gateway authorised another
-/// method), WebDAV, partial-content and proxy headers a PHR API has no use for, a compressed
+/// method), a target override (`protocol-102`: Symfony, Zend, Drupal and IIS-hosted
+/// applications have routed by `X-Original-URL` / `X-Rewrite-URL`, past the gateway's
+/// route and access checks), WebDAV, partial-content and proxy headers a PHR API has no use for, a compressed
 /// body the inspection would read as bytes, Next.js's internal `x-middleware-subrequest`
 /// (`protocol-110`), a body in a charset that does not keep ASCII as ASCII (`protocol-120`),
 /// or a boundary on a type that is not multipart, and a `Range` of more than five ranges, 63 for a PDF (`protocol-130`, the "Apache killer"); a cookie header with
@@ -68,6 +70,7 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
     let text = || String::from_utf8_lossy(value.trim_ascii());
     match name {
         "x-http-method-override" | "x-http-method" | "x-method-override" => hit("protocol-101"),
+        "x-original-url" | "x-rewrite-url" | "x-original-uri" => hit("protocol-102"),
         "request-range"
         | "lock-token"
         | "if"

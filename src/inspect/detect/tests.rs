@@ -1020,6 +1020,9 @@ fn headers_that_reach_past_the_gateway_are_found() {
     for (name, value, expected) in [
             ("x-http-method-override", "DELETE", "protocol-101"),
             ("x-method-override", "PUT", "protocol-101"),
+            ("x-original-url", "/fhir/Patient/p-2", "protocol-102"),
+            ("x-rewrite-url", "/admin", "protocol-102"),
+            ("x-original-uri", "/fhir/Patient/p-2?_format=json", "protocol-102"),
             ("request-range", "bytes=0-1023", "protocol-110"),
             ("lock-token", "<opaquelocktoken:1>", "protocol-110"),
             ("x-middleware-subrequest", "middleware", "protocol-110"),
@@ -1115,6 +1118,9 @@ fn headers_that_reach_past_the_gateway_are_found() {
         }
     for (name, value) in [
         ("content-encoding", "identity"),
+        // Look-alikes of the target overrides are other headers.
+        ("x-original-forwarded-for", "192.0.2.1"),
+        ("x-url-scheme", "https"),
         ("content-type", "application/fhir+json; charset=utf-8"),
         ("content-type", "text/plain; charset=ISO-8859-1"),
         ("content-type", "text/plain; charset=windows-1252"),
