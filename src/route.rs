@@ -235,8 +235,12 @@ fn strip_params(pattern: &str) -> String {
 }
 
 /// Refuse paths a backend could read differently from the router: dot-segments, empty
-/// segments, backslashes, and percent-encoded slash, backslash, dot or NUL. Routing on such a
-/// path could let `/public/..%2Ffhir/Patient/1` reach a route the table never allowed.
+/// segments, backslashes, percent-encoded slash, backslash, dot or NUL, a percent-encoded
+/// letter, digit, `-`, `_` or `~`, and a `%` that starts no escape. Routing on such a path
+/// could let `/public/..%2Ffhir/Patient/1` reach a route the table never allowed, and
+/// `/fhir/%4Fbservation` pass a catch-all route while the backend, which decodes it (RFC 3986
+/// section 6.2.2.2 calls the two the same), serves `/fhir/Observation`; IIS also reads
+/// `%u004F` as `O`.
 pub fn check_canonical(path: &str) -> Result<(), Refusal> {
     let refuse = |what: &str| {
         Err(Refusal::new(
@@ -259,7 +263,16 @@ pub fn check_canonical(path: &str) -> Result<(), Refusal> {
                     Some(b"5c") => return refuse("contains an encoded `\\`"),
                     Some(b"2e") => return refuse("contains an encoded `.`"),
                     Some(b"00") => return refuse("contains an encoded NUL"),
-                    _ => {}
+                    Some(&[high, low]) => match decoded_byte(high, low) {
+                        None => return refuse("contains a `%` that starts no escape"),
+                        Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') => {
+                            return refuse(
+                                "contains a percent-encoded letter, digit, `-`, `_` or `~`",
+                            )
+                        }
+                        Some(_) => {}
+                    },
+                    _ => return refuse("contains a `%` that starts no escape"),
                 }
             }
             _ => {}
@@ -275,6 +288,16 @@ pub fn check_canonical(path: &str) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// The byte two lower-case hex digits spell, if they are hex digits.
+fn decoded_byte(high: u8, low: u8) -> Option<u8> {
+    let digit = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    Some(digit(high)? << 4 | digit(low)?)
 }
 
 #[cfg(test)]

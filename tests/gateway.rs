@@ -223,6 +223,15 @@ async fn undeclared_path_is_404_problem_and_never_forwarded_r_az_1() {
         .await
         .expect("request");
     assert_eq!(reply.json()["reason"], "route.path_not_canonical");
+    // A letter sent percent-encoded is the same path to a backend that decodes it: a
+    // catch-all route must not be reached by `/fhir/%50atient/1` (docs/policy.md, Matching).
+    for path in ["/anon/%78", "/anon/x%zz", "/anon/%u0078"] {
+        let reply = get(s.gateway.port, h1(&s), path, &[])
+            .await
+            .expect("request");
+        assert_eq!(reply.status, 400, "{path}");
+        assert_eq!(reply.json()["reason"], "route.path_not_canonical", "{path}");
+    }
 
     let mut client = Client::open(s.gateway.port, h1(&s)).await.expect("connect");
     let reply = client

@@ -116,6 +116,18 @@ fn non_canonical_paths_are_refused_before_matching() {
         "/a%00b",
         "/..",
         "no-slash",
+        // The same path with a character a backend decodes back (RFC 3986 section 6.2.2.2).
+        "/fhir/%4Fbservation",
+        "/fhir/Patient/p%2D1",
+        "/%66hir",
+        "/a%5fb",
+        "/a%7Eb",
+        "/a%31",
+        // A `%` that starts no escape; IIS's `%u` form.
+        "/a%zz",
+        "/a%u004F",
+        "/a%4",
+        "/a%",
     ] {
         let refusal = t.route(&Method::GET, path).err().map(|r| r.reason);
         assert_eq!(refusal, Some(Reason::RoutePathNotCanonical), "{path}");
@@ -126,6 +138,10 @@ fn non_canonical_paths_are_refused_before_matching() {
         "/fhir/Patient/p-1.json",
         "/a%20b",
         "/%E6%97%A5",
+        "/%e6%97%a5",
+        "/a%25b",
+        "/a%40b",
+        "/a%3Ab",
     ] {
         assert!(t.route(&Method::GET, path).is_ok(), "{path}");
     }
