@@ -174,7 +174,7 @@ impl Walk<'_> {
     }
 }
 
-/// A key given twice in one object (`protocol-230`). RFC 8259 leaves what a parser does with
+/// A key given twice in one object, also in two letter cases (`protocol-230`). RFC 8259 leaves what a parser does with
 /// it open, and they differ: most keep the last, some the first, some refuse. The gateway
 /// reads every occurrence, but the backend reads one, and a check that reads a field (a FHIR
 /// create's `subject`, a neutralised `note.text`) could be shown one value while the backend
@@ -213,13 +213,11 @@ impl SiblingKeys {
         }
     }
 
-    /// Whether the object opened at `start` already had `key`. The hashes are seeded at
-    /// random per process, so no body can be made to collide; a collision would only refuse
-    /// the body that made it.
+    /// Whether the object opened at `start` already had `key`, in any ASCII letter case
+    /// (ASP.NET Core's JSON binding ignores a name's case: `Subject` after `subject` is the
+    /// same property to it, and the last one wins).
     fn repeated(&mut self, start: usize, key: &str) -> bool {
-        static SEED: std::sync::LazyLock<foldhash::fast::RandomState> =
-            std::sync::LazyLock::new(foldhash::fast::RandomState::default);
-        let hash = std::hash::BuildHasher::hash_one(&*SEED, key);
+        let hash = folded_hash(key.as_bytes());
         let own = &self.listed[start..];
         if own.len() < Self::LISTED {
             let seen = own.contains(&hash);
@@ -229,13 +227,41 @@ impl SiblingKeys {
         match self.large.last_mut() {
             Some((s, set)) if *s == start => !set.insert(hash),
             _ => {
-                let mut set = HashSet::with_capacity_and_hasher(own.len() * 2, (*SEED).clone());
+                let mut set = HashSet::with_capacity_and_hasher(
+                    own.len() * 2,
+                    foldhash::fast::RandomState::default(),
+                );
                 set.extend(own.iter().copied());
                 let seen = !set.insert(hash);
                 self.large.push((start, set));
                 seen
             }
         }
+    }
+}
+
+/// A 64-bit hash of `key` with ASCII letters folded to lower case, eight bytes to a multiply
+/// (FxHash's mixing: a JSON key is a word or two, and a hash per key must cost little next to
+/// the key's inspection). Unseeded: keys made to collide only refuse the body that holds
+/// them, and the set past [`SiblingKeys::LISTED`] keys hashes these hashes again with a
+/// per-process seed, so collisions cannot be piled up in it.
+fn folded_hash(key: &[u8]) -> u64 {
+    const MULTIPLIER: u64 = 0xf135_7aea_2e62_a9c5;
+    let mix = |hash: u64, chunk: &[u8]| {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        word.make_ascii_lowercase();
+        (hash ^ u64::from_le_bytes(word))
+            .wrapping_mul(MULTIPLIER)
+            .rotate_left(26)
+    };
+    let chunks = key.chunks_exact(8);
+    let rest = chunks.remainder();
+    let hash = chunks.fold(key.len() as u64, mix);
+    if rest.is_empty() {
+        hash
+    } else {
+        mix(hash, rest)
     }
 }
 
@@ -659,6 +685,15 @@ mod tests {
             ),
             // The same key once escaped: one name to every parser.
             (r#"{"id":"1","\u0069d":"2"}"#, "id"),
+            // In another letter case: one property to a case-insensitive binder.
+            (
+                r#"{"subject":{"reference":"Patient/p-1"},"Subject":{"reference":"Patient/p-2"}}"#,
+                "Subject",
+            ),
+            (
+                r#"{"resourceType":"Observation","RESOURCETYPE":"Patient"}"#,
+                "RESOURCETYPE",
+            ),
         ] {
             assert_eq!(fields(body), [(field.to_owned(), "protocol-230")], "{body}");
         }
@@ -668,6 +703,8 @@ mod tests {
             r#"{"entry":[{"resource":{"id":"1"}},{"resource":{"id":"2"}}]}"#,
             r#"{"id":{"id":{"id":"id"}}}"#,
             r#"{"a":"b","b":"a"}"#,
+            // Keys one letter apart, or one a prefix of the other, are not the same key.
+            r#"{"valueString":"a","valueStrings":"b","value":"c","valueStrinG2":"d"}"#,
         ] {
             assert!(fields(body).is_empty(), "{body}");
         }
