@@ -263,9 +263,9 @@ pub fn check_canonical(path: &str) -> Result<(), Refusal> {
                     Some(b"5c") => return refuse("contains an encoded `\\`"),
                     Some(b"2e") => return refuse("contains an encoded `.`"),
                     Some(b"00") => return refuse("contains an encoded NUL"),
-                    Some(&[high, low]) => match decoded_byte(high, low) {
+                    Some(&[high, low]) => match hex(high).zip(hex(low)) {
                         None => return refuse("contains a `%` that starts no escape"),
-                        Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') => {
+                        Some((h, l)) if unreserved(h << 4 | l) => {
                             return refuse(
                                 "contains a percent-encoded letter, digit, `-`, `_` or `~`",
                             )
@@ -290,14 +290,14 @@ pub fn check_canonical(path: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The byte two lower-case hex digits spell, if they are hex digits.
-fn decoded_byte(high: u8, low: u8) -> Option<u8> {
-    let digit = |d: u8| match d {
-        b'0'..=b'9' => Some(d - b'0'),
-        b'a'..=b'f' => Some(d - b'a' + 10),
-        _ => None,
-    };
-    Some(digit(high)? << 4 | digit(low)?)
+/// A hex digit's value.
+fn hex(digit: u8) -> Option<u32> {
+    char::from(digit).to_digit(16)
+}
+
+/// RFC 3986's unreserved characters (section 2.3), `.` aside (refused on its own above).
+fn unreserved(byte: u32) -> bool {
+    u8::try_from(byte).is_ok_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'))
 }
 
 #[cfg(test)]

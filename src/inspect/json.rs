@@ -174,8 +174,9 @@ impl Walk<'_> {
     }
 }
 
-/// A key given twice in one object, also in two letter cases (`protocol-230`). RFC 8259 leaves what a parser does with
-/// it open, and they differ: most keep the last, some the first, some refuse. The gateway
+/// A key given twice in one object, also in two letter cases (`protocol-230`). RFC 8259
+/// leaves what a parser does with it open, and they differ: most keep the last, some the
+/// first, some refuse, some ignore case. The gateway
 /// reads every occurrence, but the backend reads one, and a check that reads a field (a FHIR
 /// create's `subject`, a neutralised `note.text`) could be shown one value while the backend
 /// stores the other. I-JSON (RFC 7493) forbids it; FHIR's JSON never has it.
