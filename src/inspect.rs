@@ -29,9 +29,9 @@ use std::collections::HashMap;
 
 use http::HeaderMap;
 
-pub(crate) use body::is_json;
 use body::{body_kind, content_type, inspect_body};
 pub use body::{check_body, BodyCheck};
+pub(crate) use body::{declares_json, is_json};
 pub use detect::{Class, Hit};
 use head::inspect_head;
 use normalise::{normalise, Normalised, Plus};

@@ -591,11 +591,7 @@ pub fn check_body(
         // reads a body as its type declares, and a JSON body sent as text or XML would be
         // read two ways — a key given twice (`protocol-230`) missed by one, its last value
         // taken here, its first perhaps by the backend.
-        let declared = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !crate::inspect::is_json(declared) {
+        if !crate::inspect::declares_json(headers) {
             outcome.refusal = Some(Refusal::new(
                 crate::decision::Reason::AccessFhirUnsupported,
                 "a FHIR Bundle, create or update is read as JSON: send it as application/fhir+json",

@@ -74,6 +74,11 @@ pub(super) fn body_kind(content_type: &str) -> BodyKind {
     }
 }
 
+/// Whether the request's `Content-Type` declares a JSON body ([`is_json`]).
+pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
+    is_json(content_type(headers))
+}
+
 pub(super) fn content_type(headers: &HeaderMap) -> &str {
     headers
         .get(http::header::CONTENT_TYPE)
