@@ -179,18 +179,16 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     let _ = writeln!(s, "Try:");
     let _ = writeln!(
         s,
-        "  # forwarded: a declared anonymous route (note HSTS, no backend Server banner)"
+        "  # forwarded: the one anonymous route, FHIR's capability statement (note HSTS, no backend"
     );
-    let _ = writeln!(s, "  curl -i --cacert {ca} {base}/fhir/Patient/p-001");
+    let _ = writeln!(s, "  # Server banner)");
+    let _ = writeln!(s, "  curl -i --cacert {ca} {base}/fhir/metadata");
     let tokens = display(&files.tokens);
     let _ = writeln!(
         s,
-        "  # refused 401 identity.missing: this route needs a verified identity"
+        "  # refused 401 identity.missing: a patient's record needs a verified identity"
     );
-    let _ = writeln!(
-        s,
-        "  curl -i --cacert {ca} '{base}/fhir/Observation?patient=p-001'"
-    );
+    let _ = writeln!(s, "  curl -i --cacert {ca} {base}/fhir/Patient/p-001");
     let _ = writeln!(
         s,
         "  # the demo is its own token issuer (JWKS at http://{}/.well-known/jwks.json);",
@@ -210,6 +208,10 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     let _ = writeln!(
         s,
         "  #   on a `fhir` route the scope and the patient come from the request itself"
+    );
+    let _ = writeln!(
+        s,
+        "  curl -s --cacert {ca} {patient} {base}/fhir/Patient/p-001"
     );
     let _ = writeln!(
         s,
@@ -256,7 +258,7 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     );
     let _ = writeln!(
         s,
-        "  curl -i --cacert {ca} '{base}/fhir/Patient/p-001?q=%3Cscript%3Ealert(1)%3C/script%3E'"
+        "  curl -i --cacert {ca} '{base}/fhir/metadata?q=%3Cscript%3Ealert(1)%3C/script%3E'"
     );
     let _ = writeln!(
         s,
@@ -297,15 +299,12 @@ pub fn instructions(opts: &DemoOptions, files: &DemoFiles) -> String {
     );
     let _ = writeln!(
         s,
-        "  curl -i --cacert {ca} -H 'Host: evil.example' {base}/fhir/Patient/p-001"
+        "  curl -i --cacert {ca} -H 'Host: evil.example' {base}/fhir/metadata"
     );
     let _ = writeln!(s, "  # refused: TLS 1.2");
-    let _ = writeln!(
-        s,
-        "  curl --cacert {ca} --tls-max 1.2 {base}/fhir/Patient/p-001"
-    );
+    let _ = writeln!(s, "  curl --cacert {ca} --tls-max 1.2 {base}/fhir/metadata");
     let _ = writeln!(s, "  # the redirect listener");
-    let _ = writeln!(s, "  curl -i http://{}/fhir/Patient/p-001", opts.redirect);
+    let _ = writeln!(s, "  curl -i http://{}/fhir/metadata", opts.redirect);
     let _ = writeln!(s, "  # explain a request without sending it");
     let _ = writeln!(
         s,

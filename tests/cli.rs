@@ -512,15 +512,21 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     let ca = std::fs::read(dir.path().join(".phr-demo/certs/ca.crt")).expect("demo CA");
     let ca = rustls::pki_types::pem::PemObject::from_pem_slice(&ca).expect("pem");
     let config = client_config(&ca, &[&rustls::version::TLS13], &[b"h2"]);
-    let reply = get(public, config.clone(), "/fhir/Patient/p-001", &[])
+    // The one anonymous route: FHIR's capability statement.
+    let reply = get(public, config.clone(), "/fhir/metadata", &[])
         .await
         .expect("request");
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.json()["name"][0]["family"], "山田");
+    assert_eq!(reply.json()["resourceType"], "CapabilityStatement");
     assert!(
         reply.headers.get("server").is_none(),
         "backend banner passed on"
     );
+    // A patient's record is not (R-AZ-1).
+    let reply = get(public, config.clone(), "/fhir/Patient/p-001", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.json()["reason"], "identity.missing", "{reply:?}");
     let reply = get(
         public,
         config.clone(),
@@ -547,7 +553,26 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     .await
     .expect("request");
     assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = get(
+        public,
+        config.clone(),
+        "/fhir/Patient/p-001",
+        &[("authorization", &token("mfa"))],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["name"][0]["family"], "山田");
     // The same patient's token for another patient's data (R-AZ-1).
+    let reply = get(
+        public,
+        config.clone(),
+        "/fhir/Patient/p-002",
+        &[("authorization", &token("mfa"))],
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.json()["reason"], "access.subject_mismatch");
     let reply = get(
         public,
         config.clone(),
@@ -579,7 +604,7 @@ async fn demo_serves_sample_data_on_embedded_defaults() {
     let reply = get(
         public,
         config.clone(),
-        "/fhir/Patient/p-001?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        "/fhir/metadata?q=%3Cscript%3Ealert(1)%3C/script%3E",
         &[],
     )
     .await

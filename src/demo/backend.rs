@@ -96,6 +96,7 @@ impl DemoBackend {
                 Some(jwks) => (StatusCode::OK, jwks.clone()),
                 None => outcome(StatusCode::NOT_FOUND, "no issuer here"),
             },
+            "/fhir/metadata" => (StatusCode::OK, capability_statement()),
             "/fhir/Observation" => search(&self.observations, "subject"),
             "/fhir/Immunization" => search(&self.immunizations, "patient"),
             "/fhir/MedicationStatement" => search(&self.medications, "subject"),
@@ -108,6 +109,26 @@ impl DemoBackend {
             },
         }
     }
+}
+
+/// What a FHIR server says about itself at `/metadata`: public by FHIR's design (a client
+/// reads it before it has a token), so the demo's one anonymous route.
+fn capability_statement() -> Value {
+    let search = |name: &str| json!({"name": name, "type": "reference"});
+    json!({
+        "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
+        "date": "2026-11-29", "fhirVersion": "4.0.1", "format": ["json"],
+        "software": {"name": "phr-gateway demo backend"},
+        "rest": [{"mode": "server", "resource": [
+            {"type": "Patient", "interaction": [{"code": "read"}]},
+            {"type": "Observation", "interaction": [{"code": "search-type"}, {"code": "create"}],
+             "searchParam": [search("patient")]},
+            {"type": "Immunization", "interaction": [{"code": "search-type"}],
+             "searchParam": [search("patient")]},
+            {"type": "MedicationStatement", "interaction": [{"code": "search-type"}],
+             "searchParam": [search("patient")]}
+        ]}]
+    })
 }
 
 fn outcome(status: StatusCode, text: &str) -> (StatusCode, Value) {
@@ -169,6 +190,9 @@ mod tests {
         let (s, v) = b.answer("GET", "/fhir/Patient/p-001", None);
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["name"][0]["family"], "山田");
+        let (s, v) = b.answer("GET", "/fhir/metadata", None);
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["resourceType"], "CapabilityStatement");
         let (s, v) = b.answer("GET", "/fhir/Observation", Some("patient=p-001"));
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["total"], 2);
