@@ -1,29 +1,61 @@
 //! The optional plain listener: it serves nothing but `308 Permanent Redirect` to https
-//! (R-TLS-1: no plaintext listener except one that redirects).
+//! (R-TLS-1: no plaintext listener except one that redirects). A redirect built from the
+//! request's `Host` names only a host the policy serves (`[listeners] hosts`, R-NET-2), so
+//! the gateway's own plain origin never sends a client to another site.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+use crate::policy::PolicyStore;
+use crate::protocol::serves_host;
 
 /// Answers every request with a redirect to the same path over https.
 pub struct RedirectToHttps {
     host: Option<String>,
     https_port: u16,
+    /// Where the hosts served are read, per request, so a reload applies here too.
+    policy: Option<Arc<PolicyStore>>,
+}
+
+/// Why no redirect is given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoRedirect {
+    /// No `Host`, or one that is not a plain name or address.
+    UnsafeHost,
+    /// A host `[listeners] hosts` does not list.
+    HostNotServed,
 }
 
 impl RedirectToHttps {
     /// `host`: the configured redirect host (may hold a port); `None` to use the request's.
     pub fn new(host: Option<String>, https_port: u16) -> Self {
-        RedirectToHttps { host, https_port }
+        RedirectToHttps {
+            host,
+            https_port,
+            policy: None,
+        }
     }
 
-    /// The `Location` for a request, or `None` when no safe host is known.
-    pub fn location(&self, request_host: Option<&str>, path_and_query: &str) -> Option<String> {
+    /// Redirect only to the hosts the policy in force serves.
+    pub fn serving(mut self, policy: Arc<PolicyStore>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The `Location` for a request, given the hosts served (empty: any).
+    pub fn location(
+        &self,
+        served: &[String],
+        request_host: Option<&str>,
+        path_and_query: &str,
+    ) -> Result<String, NoRedirect> {
         let host = match &self.host {
             Some(h) => h.clone(),
             None => {
-                let host = request_host?;
+                let host = request_host.ok_or(NoRedirect::UnsafeHost)?;
                 // Keep only the host part, and only if it is a plain name or address, so the
                 // redirect cannot be pointed at a crafted target.
                 let name = match host.rsplit_once(':') {
@@ -35,7 +67,10 @@ impl RedirectToHttps {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
                 {
-                    return None;
+                    return Err(NoRedirect::UnsafeHost);
+                }
+                if !serves_host(served, name.as_bytes()) {
+                    return Err(NoRedirect::HostNotServed);
                 }
                 match self.https_port {
                     443 => name.to_owned(),
@@ -48,7 +83,7 @@ impl RedirectToHttps {
         } else {
             "/"
         };
-        Some(format!("https://{host}{path}"))
+        Ok(format!("https://{host}{path}"))
     }
 }
 
@@ -61,12 +96,17 @@ impl ServeHttp for RedirectToHttps {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok());
         let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        let snapshot = self.policy.as_ref().map(|p| p.current());
+        let served = snapshot
+            .as_ref()
+            .map_or(&[][..], |s| &s.listeners.hosts[..]);
         let builder = Response::builder().header(http::header::CONTENT_LENGTH, "0");
-        let response = match self.location(host, path) {
-            Some(location) => builder
+        let response = match self.location(served, host, path) {
+            Ok(location) => builder
                 .status(StatusCode::PERMANENT_REDIRECT)
                 .header(http::header::LOCATION, location),
-            None => builder.status(StatusCode::BAD_REQUEST),
+            Err(NoRedirect::UnsafeHost) => builder.status(StatusCode::BAD_REQUEST),
+            Err(NoRedirect::HostNotServed) => builder.status(StatusCode::MISDIRECTED_REQUEST),
         };
         response.body(Vec::new()).unwrap_or_default()
     }
@@ -80,26 +120,54 @@ mod tests {
     fn redirects_to_same_path_on_https() {
         let r = RedirectToHttps::new(None, 8443);
         assert_eq!(
-            r.location(Some("phr.example.jp:8080"), "/fhir/Patient/1?x=1")
+            r.location(&[], Some("phr.example.jp:8080"), "/fhir/Patient/1?x=1")
                 .as_deref(),
-            Some("https://phr.example.jp:8443/fhir/Patient/1?x=1")
+            Ok("https://phr.example.jp:8443/fhir/Patient/1?x=1")
         );
         let r = RedirectToHttps::new(None, 443);
         assert_eq!(
-            r.location(Some("phr.example.jp"), "/").as_deref(),
-            Some("https://phr.example.jp/")
+            r.location(&[], Some("phr.example.jp"), "/").as_deref(),
+            Ok("https://phr.example.jp/")
         );
+    }
+
+    /// R-NET-2: with `[listeners] hosts` set, a request naming another host gets no
+    /// redirect there (an open redirect on the gateway's own origin otherwise).
+    #[test]
+    fn redirects_only_to_a_host_served() {
+        let served = ["phr.example.jp".to_owned(), "127.0.0.1".to_owned()];
+        let r = RedirectToHttps::new(None, 8443);
+        for (host, expected) in [
+            ("phr.example.jp", Ok("https://phr.example.jp:8443/a")),
+            ("PHR.example.jp.:8080", Ok("https://PHR.example.jp.:8443/a")),
+            ("127.0.0.1:8080", Ok("https://127.0.0.1:8443/a")),
+            ("evil.example", Err(NoRedirect::HostNotServed)),
+            ("evil.example:8080", Err(NoRedirect::HostNotServed)),
+            (
+                "phr.example.jp.evil.example",
+                Err(NoRedirect::HostNotServed),
+            ),
+        ] {
+            assert_eq!(
+                r.location(&served, Some(host), "/a").as_deref(),
+                expected.as_ref().copied(),
+                "{host}"
+            );
+        }
     }
 
     #[test]
     fn configured_host_wins_and_crafted_hosts_are_refused() {
         let r = RedirectToHttps::new(Some("phr.example.jp".into()), 8443);
         assert_eq!(
-            r.location(Some("evil.example"), "/a").as_deref(),
-            Some("https://phr.example.jp/a")
+            r.location(&[], Some("evil.example"), "/a").as_deref(),
+            Ok("https://phr.example.jp/a")
         );
         let r = RedirectToHttps::new(None, 443);
-        assert_eq!(r.location(Some("evil.example/@x"), "/a"), None);
-        assert_eq!(r.location(None, "/a"), None);
+        assert_eq!(
+            r.location(&[], Some("evil.example/@x"), "/a"),
+            Err(NoRedirect::UnsafeHost)
+        );
+        assert_eq!(r.location(&[], None, "/a"), Err(NoRedirect::UnsafeHost));
     }
 }

@@ -319,7 +319,8 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
             RedirectToHttps::new(
                 snapshot.listeners.redirect_host.clone(),
                 snapshot.listeners.public.port(),
-            ),
+            )
+            .serving(Arc::clone(&shared.store)),
         );
         redirect.add_tcp(&addr.to_string());
         server.add_service(redirect);

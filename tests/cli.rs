@@ -458,19 +458,30 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     let (port, redirect) = (free_port(), free_port());
     let text = policy(&pki, port, upstream.port, "", "").replace(
         "[tls]",
-        &format!("redirect = \"127.0.0.1:{redirect}\"\n\n[tls]"),
+        &format!("redirect = \"127.0.0.1:{redirect}\"\nhosts = [\"phr.example.jp\"]\n\n[tls]"),
     );
     let mut gateway = Gateway::start(dir.path(), &text, port);
     // The public listener being up says nothing of the redirect listener's: wait for it too.
     gateway.wait_ready(redirect);
-    for method in ["GET", "POST"] {
+    let ask = |method: &'static str, host: &'static str| async move {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
             .await
             .expect("connect");
-        let request = format!("{method} /anon/x?y=1 HTTP/1.1\r\nHost: phr.example.jp:{redirect}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let request = format!("{method} /anon/x?y=1 HTTP/1.1\r\nHost: {host}:{redirect}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         tcp.write_all(request.as_bytes()).await.expect("write");
         let mut answer = String::new();
         tcp.read_to_string(&mut answer).await.expect("read");
+        answer
+    };
+    // A host the policy does not serve gets no redirect to it (R-NET-2).
+    let answer = ask("GET", "evil.example").await;
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("location:"),
+        "{answer}"
+    );
+    for method in ["GET", "POST"] {
+        let answer = ask(method, "phr.example.jp").await;
         assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
         assert!(
             answer.to_ascii_lowercase().contains(&format!(

@@ -132,7 +132,8 @@ pub struct ListenersSection {
     #[schemars(with = "Option<String>")]
     pub redirect: Option<SocketAddr>,
     /// Host (and optional port) put in redirect `Location`s, e.g. `"phr.example.jp"`. Without
-    /// it the request's own `Host` is used, with the public listener's port.
+    /// it the request's own `Host` is used, with the public listener's port, if `hosts`
+    /// lists it.
     pub redirect_host: Option<String>,
     /// Host names (or addresses) the public listener serves, e.g. `["phr.example.jp"]`, each
     /// exactly, without a port. A request whose `Host` (HTTP/2: `:authority`) names another,
