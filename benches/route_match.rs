@@ -100,6 +100,20 @@ fn bench(c: &mut Criterion) {
     assert!(derive(query));
     group.bench_function("search_4_params", |b| b.iter(|| derive(black_box(query))));
     group.finish();
+
+    // Before inspection, on every request with a query: no bearer token outside the
+    // Authorization header (RFC 6750's `access_token`, in any spelling).
+    let mut group = c.benchmark_group("token_only_in_header");
+    let check = |q: &str| phr_gateway::identity::check_token_only_in_header(q).is_ok();
+    assert!(check(query));
+    assert!(!check("patient=p-0001&Access_Token=x"));
+    group.bench_function("search_4_params", |b| b.iter(|| check(black_box(query))));
+    let plain = "patient=p-0001&code=4548-4&date=ge2026-01-01&_count=50";
+    assert!(check(plain));
+    group.bench_function("search_4_params_no_escapes", |b| {
+        b.iter(|| check(black_box(plain)))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

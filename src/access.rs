@@ -538,6 +538,24 @@ pub(crate) const AMBIGUOUS_SUBJECT: &str =
 /// (R-AZ-1). A FHIR modifier (`patient:Patient`) does not change the name; `;` encoded as
 /// `%3B`, as form encoders write it, is no separator.
 pub(crate) fn names_parameter_ambiguously(query: &str, names: &[&str]) -> bool {
+    any_name_read_loosely(query, |name, loose, after_semicolon| {
+        names
+            .iter()
+            .any(|wanted| loose.eq_ignore_ascii_case(wanted))
+            && (after_semicolon || !names.contains(&name))
+    })
+}
+
+/// Whether `query` (or a form body) names `wanted` in any spelling a backend's parser reads
+/// as it ([`names_parameter_ambiguously`]), the exact one included.
+pub(crate) fn names_parameter_loosely(query: &str, wanted: &str) -> bool {
+    any_name_read_loosely(query, |_, loose, _| loose.eq_ignore_ascii_case(wanted))
+}
+
+/// Whether `test` holds for a key of `query`, given the key's name as decoded (without a
+/// FHIR modifier), its loosest reading (blanks, `+` and `[…]` cut; the caller folds case)
+/// and whether it follows a `;` within an `&`-separated pair.
+fn any_name_read_loosely(query: &str, test: impl Fn(&str, &str, bool) -> bool) -> bool {
     let blank = |c: char| c.is_whitespace() || c.is_control() || c == '+';
     query.split('&').any(|pair| {
         pair.split(';').enumerate().any(|(at, part)| {
@@ -549,11 +567,7 @@ pub(crate) fn names_parameter_ambiguously(query: &str, names: &[&str]) -> bool {
             };
             let name = key.split_once(':').map_or(&*key, |(name, _)| name);
             let loose = name.split_once('[').map_or(name, |(name, _)| name);
-            let loose = loose.trim_matches(blank);
-            names
-                .iter()
-                .any(|wanted| loose.eq_ignore_ascii_case(wanted))
-                && (at > 0 || !names.contains(&name))
+            test(name, loose.trim_matches(blank), at > 0)
         })
     })
 }
@@ -668,5 +682,31 @@ mod tests {
             "patient=p-1&Subject=p-2",
             patient
         ));
+    }
+
+    /// What `identity::check_token_only_in_header` asks (RFC 6750's `access_token`): every
+    /// spelling, the exact one too.
+    #[test]
+    fn a_parameter_is_named_loosely_in_every_spelling() {
+        for query in [
+            "access_token=t",
+            "a=1&access_token",
+            "Access_Token=t",
+            "%20access_token=t",
+            "access_token%5B%5D=t",
+            "a=1;access_token=t",
+        ] {
+            assert!(names_parameter_loosely(query, "access_token"), "{query}");
+        }
+        for query in [
+            "token=t",
+            "accesstoken=t",
+            "access_token_hint=t",
+            "a=access_token",
+            "note=access_token%3Dt",
+            "",
+        ] {
+            assert!(!names_parameter_loosely(query, "access_token"), "{query}");
+        }
     }
 }

@@ -37,6 +37,10 @@ pub enum Reason {
     /// The bearer token is malformed, or its header is one the gateway does not accept
     /// (an algorithm off the list, a critical extension, a key source, a wrong `typ`).
     IdentityInvalidToken,
+    /// A bearer token sent outside the `Authorization` header (`access_token` in the query or
+    /// a form body), which the gateway would not verify but a backend might read (RFC 6750
+    /// section 3.1 `invalid_request`).
+    IdentityTokenOutsideHeader,
     /// The token's signature does not verify with any key of its issuer.
     IdentityInvalidSignature,
     /// The token has expired.
@@ -154,6 +158,7 @@ impl Reason {
         Reason::ProtocolRequestTimeout,
         Reason::IdentityMissing,
         Reason::IdentityInvalidToken,
+        Reason::IdentityTokenOutsideHeader,
         Reason::IdentityInvalidSignature,
         Reason::IdentityExpired,
         Reason::IdentityNotYetValid,
@@ -217,6 +222,7 @@ impl Reason {
             Reason::ProtocolRequestTimeout => "protocol.request_timeout",
             Reason::IdentityMissing => "identity.missing",
             Reason::IdentityInvalidToken => "identity.invalid_token",
+            Reason::IdentityTokenOutsideHeader => "identity.token_outside_header",
             Reason::IdentityInvalidSignature => "identity.invalid_signature",
             Reason::IdentityExpired => "identity.expired",
             Reason::IdentityNotYetValid => "identity.not_yet_valid",
@@ -279,6 +285,7 @@ impl Reason {
             | Reason::ProtocolUnsupportedTransferEncoding
             | Reason::ProtocolMalformedBody => 400,
             Reason::ProtocolRequestTimeout => 408,
+            Reason::IdentityTokenOutsideHeader => 400,
             Reason::IdentityMissing
             | Reason::IdentityInvalidToken
             | Reason::IdentityInvalidSignature
@@ -343,6 +350,7 @@ impl Reason {
             Reason::ProtocolRequestTimeout => "Request not received in time",
             Reason::IdentityMissing => "Authentication required",
             Reason::IdentityInvalidToken => "Invalid bearer token",
+            Reason::IdentityTokenOutsideHeader => "Bearer token outside the Authorization header",
             Reason::IdentityInvalidSignature => "Token signature does not verify",
             Reason::IdentityExpired => "Token expired",
             Reason::IdentityNotYetValid => "Token not valid yet",

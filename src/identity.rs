@@ -291,6 +291,31 @@ fn invalid_token_challenge(description: &str) -> String {
     )
 }
 
+/// Refuse a bearer token sent anywhere but the `Authorization` header: an `access_token`
+/// query parameter (RFC 6750 section 2.3) or form field (section 2.2), in any spelling a
+/// backend's parser reads as it (`access::names_parameter_loosely`). The gateway verifies
+/// only the header's token. A backend that also reads these (OAuth resource-server libraries
+/// can be set to) would act on a token the gateway never checked — revoked at logout,
+/// password-only, or another person's — on a route whose subject is the caller, or on an
+/// anonymous one; and a token in a URL lands in logs and `Referer`s (section 5.3). Section
+/// 3.1 answers a request that uses more than one method with `invalid_request`, 400.
+/// `parameters` is a query or an `application/x-www-form-urlencoded` body.
+pub fn check_token_only_in_header(parameters: &str) -> Result<(), Refusal> {
+    // Most queries name no token: without `token` and without a `%` (which could spell one
+    // of its letters), no key can read as `access_token`, and the keys need not be split.
+    let bytes = parameters.as_bytes();
+    let could_name_it = memchr::memchr(b'%', bytes).is_some()
+        || bytes.windows(5).any(|w| w.eq_ignore_ascii_case(b"token"));
+    if !could_name_it || !crate::access::names_parameter_loosely(parameters, "access_token") {
+        return Ok(());
+    }
+    Err(refusal(
+        Reason::IdentityTokenOutsideHeader,
+        "send the bearer token only in the Authorization header, never as access_token",
+        "Bearer realm=\"phr-gateway\", error=\"invalid_request\", error_description=\"the token goes in the Authorization header only\"".into(),
+    ))
+}
+
 fn refusal(reason: Reason, detail: impl Into<String>, challenge: String) -> Refusal {
     let mut r = Refusal::new(reason, detail);
     r.challenge = Some(challenge);
@@ -447,4 +472,28 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_taken_only_from_the_authorization_header() {
+        for refused in [
+            "access_token=t",
+            "_count=5&ACCESS_TOKEN=t",
+            "access_%74oken=t",
+            "%61ccess_token=t",
+            "access%5Ftoken=t",
+            "a=1;access_token=t",
+        ] {
+            let refusal = check_token_only_in_header(refused).expect_err(refused);
+            assert_eq!(refusal.reason, Reason::IdentityTokenOutsideHeader);
+            assert_eq!(refusal.reason.status(), 400);
+        }
+        for passed in ["", "_count=5", "token=t", "code=a%7Cb", "note=access_token"] {
+            assert!(check_token_only_in_header(passed).is_ok(), "{passed}");
+        }
+    }
 }

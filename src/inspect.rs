@@ -31,7 +31,7 @@ use http::HeaderMap;
 
 use body::{body_kind, content_type, inspect_body};
 pub use body::{check_body, BodyCheck};
-pub(crate) use body::{declares_json, is_json};
+pub(crate) use body::{declares_form, declares_json, is_json};
 pub use detect::{Class, Hit};
 use head::inspect_head;
 use normalise::{normalise, Normalised, Plus};

@@ -224,6 +224,9 @@ pub fn evaluate<'s>(
     if let Err(refusal) = net::check_route(&route.allow_from, client) {
         return refuse(Some((index, route)), refusal);
     }
+    if let Some(Err(refusal)) = request.query.map(identity::check_token_only_in_header) {
+        return refuse(Some((index, route)), refusal);
+    }
     // Input inspection of the head, before any signature is checked (R-WAF-1).
     let mut findings = Vec::new();
     if route.inspect.is_on() {
@@ -568,6 +571,12 @@ pub fn check_body(
     if body.len() > max {
         outcome.refusal = Some(body_too_large(max, Some(body.len())));
         return outcome;
+    }
+    if crate::inspect::declares_form(headers) {
+        if let Err(refusal) = identity::check_token_only_in_header(&String::from_utf8_lossy(body)) {
+            outcome.refusal = Some(refusal);
+            return outcome;
+        }
     }
     if route.inspect.is_on() {
         let limits = &policy.limits.request;

@@ -386,3 +386,66 @@ async fn repeated_invalid_tokens_lock_the_address_out_r_auth_5() {
     assert!((1..=60).contains(&wait));
     assert!(s.upstream.requests().is_empty());
 }
+
+/// A bearer token outside the `Authorization` header (RFC 6750 sections 2.2 and 2.3) is
+/// refused, in every spelling a backend's parser reads as `access_token`, whatever the header
+/// holds: the gateway verifies only the header's token, and a backend that also read these
+/// would act on one it never checked (a revoked or password-only token, another person's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_outside_the_authorization_header_is_refused_r_auth_1() {
+    let s = setup("").await;
+    let token = s.key.sign(&mfa_claims("grace"));
+    let auth = format!("Bearer {token}");
+    let mut single = mfa_claims("mallory");
+    single["amr"] = json!(["pwd"]);
+    let unchecked = s.key.sign(&single);
+    for query in [
+        format!("access_token={unchecked}"),
+        format!("_format=json&ACCESS_TOKEN={unchecked}"),
+        format!("access_token[]={unchecked}"),
+        format!("%20access_token={unchecked}"),
+        format!("_format=json;access_token={unchecked}"),
+    ] {
+        for (path, headers) in [
+            ("/fhir/Patient/p-1", vec![("authorization", auth.as_str())]),
+            ("/anon/x", vec![]),
+        ] {
+            let reply = call(&s, &format!("{path}?{query}"), &headers).await;
+            assert_eq!(reply.status, 400, "{path}?{query}: {reply:?}");
+            assert_eq!(reply.json()["reason"], "identity.token_outside_header");
+            let www = reply.headers["www-authenticate"].to_str().unwrap();
+            assert!(www.contains("error=\"invalid_request\""), "{www}");
+        }
+    }
+    let mut client = Client::open(s.gateway.port, h1(&s)).await.unwrap();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let reply = client
+        .send(
+            "POST",
+            "/anon/x",
+            &form,
+            &format!("note=a&access_token={unchecked}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "identity.token_outside_header");
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a request carrying an unverified token reached the upstream"
+    );
+    // Names that only contain the word, and the header alone, pass.
+    let reply = call(
+        &s,
+        "/fhir/Patient/p-1?my_access_token_count=1&token=x",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = client
+        .send("POST", "/anon/x", &form, "note=access_token+expired")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(s.upstream.requests().len(), 2);
+}

@@ -79,6 +79,11 @@ pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
     is_json(content_type(headers))
 }
 
+/// Whether the request's `Content-Type` declares an `application/x-www-form-urlencoded` body.
+pub(crate) fn declares_form(headers: &HeaderMap) -> bool {
+    body_kind(content_type(headers)) == BodyKind::Form
+}
+
 pub(super) fn content_type(headers: &HeaderMap) -> &str {
     headers
         .get(http::header::CONTENT_TYPE)
