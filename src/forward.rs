@@ -84,6 +84,17 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
     };
     let identity = fwd.identity_headers.names();
     request.strip(|name| {
+        // CGI, WSGI and Rack servers read `_` in a header name as `-` (both become
+        // `HTTP_X_PHR_SUBJECT`): a client's `X_PHR_Subject` or `X_Forwarded_For` would stand
+        // beside, or in place of, the gateway's own (Puma's CVE-2024-45614), so each name is
+        // also compared as such a server reads it.
+        let read_as;
+        let name = if name.contains('_') {
+            read_as = name.replace('_', "-");
+            read_as.as_str()
+        } else {
+            name
+        };
         HOP_BY_HOP.contains(&name)
             || GATEWAY_OWNED.contains(&name)
             // Every `x-phr-*` and every configured identity name, verified or not (R-AUTH-1):
@@ -205,6 +216,51 @@ mod tests {
             assert!(m.get(gone).is_none(), "{gone} passed through");
         }
         assert_eq!(m["accept"], "*/*");
+    }
+
+    /// The same names spelled with `_` for `-`, as CGI, WSGI and Rack servers read them
+    /// (`HTTP_X_PHR_SUBJECT`), are removed too; other names with `_` pass.
+    #[test]
+    fn underscore_spellings_of_the_gateways_headers_never_reach_the_upstream() {
+        let names = IdentityHeaders {
+            subject: "x-user".into(),
+            ..IdentityHeaders::default()
+        };
+        let mut m = map(&[
+            ("x_user", "admin"),
+            ("x_phr_subject", "admin"),
+            ("x-phr_mfa", "true"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_real_ip", "10.0.0.1"),
+            ("x_request_id", "client-chosen"),
+            ("phr_neutralised", "nothing"),
+            ("proxy_authorization", "Basic x"),
+            ("client_trace", "kept"),
+        ]);
+        rewrite_request(
+            &mut m,
+            &Forwarding {
+                client_ip: None,
+                host: None,
+                request_id: &HeaderValue::from_static("req-1"),
+                default_host: "backend",
+                identity_headers: &names,
+                principal: None,
+            },
+        );
+        for gone in [
+            "x_user",
+            "x_phr_subject",
+            "x-phr_mfa",
+            "x_forwarded_for",
+            "x_real_ip",
+            "x_request_id",
+            "phr_neutralised",
+            "proxy_authorization",
+        ] {
+            assert!(m.get(gone).is_none(), "{gone} passed through");
+        }
+        assert_eq!(m["client_trace"], "kept");
     }
 
     #[test]

@@ -91,11 +91,17 @@ async fn a_verified_mfa_caller_is_forwarded_with_the_gateways_identity_headers_r
             ("authorization", &auth),
             ("x-phr-subject", "admin"),
             ("x-phr-anything", "1"),
+            // What CGI, WSGI and Rack servers read as `X-PHR-Subject` and `X-Forwarded-For`.
+            ("x_phr_subject", "admin"),
+            ("x_forwarded_for", "10.0.0.1"),
         ],
     )
     .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let seen = s.upstream.requests().pop().unwrap();
+    for spoofed in ["x_phr_subject", "x_forwarded_for"] {
+        assert!(seen.headers.get(spoofed).is_none(), "{spoofed} arrived");
+    }
     assert_eq!(
         seen.headers["x-phr-subject"], "alice",
         "the client's own x-phr-subject never arrives"
