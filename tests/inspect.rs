@@ -332,6 +332,13 @@ async fn method_overrides_and_uninspectable_bodies_are_refused_r_waf_3() {
             "",
             "protocol-102",
         ),
+        // What CGI, WSGI and Rack servers read as `X-HTTP-Method-Override`.
+        (
+            "/records/c3",
+            &[("x_http_method_override", "DELETE")],
+            "",
+            "protocol-101",
+        ),
         (
             "/records/d",
             &[form, ("content-encoding", "gzip")],

@@ -49,6 +49,15 @@ pub fn scanner(user_agent: &[u8]) -> Option<Hit> {
     })
 }
 
+/// The rule a method- or target-override header breaks (see [`header`]).
+fn override_rule(name: &str) -> Option<&'static str> {
+    match name {
+        "x-http-method-override" | "x-http-method" | "x-method-override" => Some("protocol-101"),
+        "x-original-url" | "x-rewrite-url" | "x-original-uri" => Some("protocol-102"),
+        _ => None,
+    }
+}
+
 /// Request headers that make a backend do what the gateway did not check, or that it cannot
 /// inspect through: a method override (`protocol-101`: the gateway authorised another
 /// method), a target override (`protocol-102`: Symfony, Zend, Drupal and IIS-hosted
@@ -68,9 +77,17 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
     // Only the value of a named few is read: every request's other headers pass by name.
     // (Borrowed, not copied: a JSON body's `Content-Type` carries a charset on most writes.)
     let text = || String::from_utf8_lossy(value.trim_ascii());
+    if let Some(rule) = override_rule(name) {
+        return hit(rule);
+    }
+    // CGI, WSGI and Rack servers read `_` in a name as `-`: `X_HTTP_Method_Override` is the
+    // override to them.
+    if name.contains('_') {
+        if let Some(rule) = override_rule(&name.replace('_', "-")) {
+            return hit(rule);
+        }
+    }
     match name {
-        "x-http-method-override" | "x-http-method" | "x-method-override" => hit("protocol-101"),
-        "x-original-url" | "x-rewrite-url" | "x-original-uri" => hit("protocol-102"),
         "request-range"
         | "lock-token"
         | "if"

@@ -1023,6 +1023,8 @@ fn headers_that_reach_past_the_gateway_are_found() {
             ("x-original-url", "/fhir/Patient/p-2", "protocol-102"),
             ("x-rewrite-url", "/admin", "protocol-102"),
             ("x-original-uri", "/fhir/Patient/p-2?_format=json", "protocol-102"),
+            ("x_http_method_override", "DELETE", "protocol-101"),
+            ("x-original_url", "/fhir/Patient/p-2", "protocol-102"),
             ("request-range", "bytes=0-1023", "protocol-110"),
             ("lock-token", "<opaquelocktoken:1>", "protocol-110"),
             ("x-middleware-subrequest", "middleware", "protocol-110"),
@@ -1211,6 +1213,11 @@ fn headers_that_reach_past_the_gateway_are_found() {
     ] {
         assert_eq!(in_query(v, m), None, "{v} on {m}");
     }
+    assert_eq!(
+        rule("x_custom_trace", "1"),
+        None,
+        "other names with `_` pass"
+    );
     assert_eq!(overridden("_method", "delete"), Some("protocol-100"));
     assert_eq!(overridden("_method", "put"), Some("protocol-100"));
     for (n, v) in [
