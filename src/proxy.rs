@@ -740,12 +740,7 @@ impl Gateway {
                         m.audit_write_failures.inc();
                     }
                 }
-                session
-                    .write_response_header(Box::new(response), false)
-                    .await?;
-                session
-                    .write_response_body(Some(Bytes::from(body)), true)
-                    .await?;
+                write_answer(session, response, body).await?;
             }
             Err(ConsentCallError::Refused(refusal)) => {
                 ctx.outcome = Outcome::Refused(refusal.reason);
@@ -1177,6 +1172,23 @@ async fn write_refusal(
         }
     }
     harden::harden(&mut response);
+    write_answer(session, response, body).await
+}
+
+/// Write an answer the gateway makes itself. A `HEAD` gets the head alone, its
+/// `Content-Length` that of the body a `GET` would get (RFC 9110 section 9.3.2): over HTTP/2
+/// a DATA frame after it resets the stream (pingora leaves that to the caller), and over
+/// HTTP/1.1 the bytes would be read as the next response.
+async fn write_answer(
+    session: &mut Session,
+    response: ResponseHeader,
+    body: Vec<u8>,
+) -> Result<()> {
+    if session.req_header().method == http::Method::HEAD {
+        return session
+            .write_response_header(Box::new(response), true)
+            .await;
+    }
     session
         .write_response_header(Box::new(response), false)
         .await?;

@@ -198,6 +198,29 @@ async fn tls12_opt_in_allows_only_ecdhe_aead_r_tls_1() {
     }
 }
 
+/// A refusal of a `HEAD` is its head alone (RFC 9110 section 9.3.2), over both protocols:
+/// over HTTP/2 a DATA frame after it makes the client reset the stream, and over HTTP/1.1 the
+/// bytes would be read as the start of the next response. The connection serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_head_is_answered_without_a_body_on_both_protocols() {
+    let s = setup().await;
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let config = client_config(&s.pki.ca_der, &[&TLS13], &[alpn]);
+        let mut client = Client::open(s.gateway.port, config).await.expect("connect");
+        for (path, status) in [("/fhir/Patient/p-1", 401), ("/admin/secrets", 404)] {
+            let reply = client
+                .send("HEAD", path, &[], "")
+                .await
+                .unwrap_or_else(|e| panic!("HEAD {path} over {alpn:?}: {e:?}"));
+            assert_eq!(reply.status, status, "{path}");
+            assert!(reply.body.is_empty(), "{path}: {reply:?}");
+            assert!(reply.headers.contains_key("x-request-id"));
+        }
+        let reply = client.send("GET", "/anon/x", &[], "").await.expect("GET");
+        assert_eq!(reply.status, 200, "{alpn:?}: {reply:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn undeclared_path_is_404_problem_and_never_forwarded_r_az_1() {
     let s = setup().await;
