@@ -549,6 +549,23 @@ async fn inline_files_that_hide_or_cannot_be_disarmed_are_refused_r_waf_2() {
             "inspect.file_unrebuildable",
         ),
         ("/notes/7", xml.into_bytes(), 403, "inspect.blocked"),
+        // Script under a binary label passes no reader's magic-byte test, yet a reader
+        // that sniffs opens it as the page it is: its text is inspected.
+        (
+            "/notes/7b",
+            document_reference(
+                "image/png",
+                b"<html><body><script>alert(document.cookie)</script></body></html>",
+            ),
+            403,
+            "inspect.blocked",
+        ),
+        (
+            "/notes/7c",
+            document_reference("application/octet-stream", b"<svg onload=alert(1)>"),
+            403,
+            "inspect.blocked",
+        ),
         // A file in a body that does not parse: a lenient backend reads the first value.
         (
             "/notes/8",

@@ -442,6 +442,29 @@ fn inline_files(
             disarm::disarm_unlisted(media, &inline.content)
         }
         .map_err(|r| file_refusal(&r, &what))?;
+        // Passed unchanged and text all the same — HTML under `image/png`, script under
+        // `application/octet-stream`: a reader that sniffs reads it as what it is, so it is
+        // inspected as a text file is. (A PDF of plain ASCII is left to the PDF rules; a GIF
+        // or any binary format has control bytes, which text has not.)
+        let is_text = |bytes: &[u8]| {
+            std::str::from_utf8(bytes).is_ok()
+                && !bytes
+                    .iter()
+                    .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
+        };
+        if disarmed.content.is_none()
+            && !disarm::rebuildable(&inline.content)
+            && is_text(&inline.content)
+        {
+            inline_document(
+                &inline.content,
+                &inline.field,
+                &BodyKind::Text,
+                route,
+                found,
+                depth,
+            )?;
+        }
         files.removed.extend(
             disarmed
                 .removed
