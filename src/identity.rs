@@ -172,6 +172,9 @@ pub struct IdentityPlan {
     pub sessions: SessionLimits,
     /// Failed-attempt limits (R-AUTH-5).
     pub failures: FailureLimits,
+    /// Accept a token that names no session (neither `sid` nor `jti`), which no idle lock or
+    /// logout can reach (`identity.sessionless_tokens`; off by default, R-AUTH-3).
+    pub sessionless_tokens: bool,
     /// The claim that lists the purposes a token was issued for (R-AZ-2).
     pub purpose_claim: Option<String>,
     /// Verified tokens by SHA-256 of the token, so the signature is checked once per token,
@@ -213,6 +216,7 @@ impl IdentityPlan {
                 window_secs: 60,
                 lockout_secs: 300,
             },
+            sessionless_tokens: false,
             purpose_claim: None,
             cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
@@ -364,6 +368,15 @@ pub fn identify(
             }
         }
     })?;
+    // A session is what an idle lock, a logout and a session revocation end: a token that
+    // names none would outlive all three (R-AUTH-3).
+    if principal.session_key.is_none() && !plan.sessionless_tokens {
+        return Err(refusal(
+            Reason::IdentityInvalidToken,
+            "the token names no session (neither sid nor jti), so no idle lock or logout could end it",
+            invalid_token_challenge("the token names no session (sid or jti)"),
+        ));
+    }
     if let Some(sessions) = state.sessions {
         sessions.check(&principal, plan.sessions, now)?;
     }

@@ -557,6 +557,9 @@ fn describe(s: &Snapshot) -> String {
             "no token issuer: every route that is not anonymous is refused (identity.missing)"
         );
     }
+    if s.identity.sessionless_tokens {
+        let _ = writeln!(out, "WARNING: identity.sessionless_tokens = true: a token with neither sid nor jti escapes the idle lock and logout (R-AUTH-3)");
+    }
     if s.identity.mfa.accept_mfa_amr {
         let _ = writeln!(out, "WARNING: identity.accept_mfa_amr = true: amr \"mfa\" is believed without the factors (R-AUTH-2)");
     }

@@ -285,8 +285,13 @@ fn assess(id: &str, s: &Snapshot, live: Option<&Readings>) -> Assessment {
                 )],
             )
         }
-        "R-AUTH-3" => met(
+        "R-AUTH-3" => unless_missing(
             "idle and absolute session limits, logout, revocation by session, subject or token (this node)",
+            if s.identity.sessionless_tokens {
+                vec!["identity.sessionless_tokens = true: tokens without sid or jti escape the idle lock and logout".into()]
+            } else {
+                Vec::new()
+            },
             vec![
                 format!("identity.session_idle_secs = {}", s.identity.sessions.idle_secs),
                 format!(

@@ -70,6 +70,18 @@ fn check_prints_route_table_of_a_valid_policy() {
         "{stdout}"
     );
 
+    // And tokens no idle lock or logout reaches (R-AUTH-3).
+    let sessionless = format!(
+        "{}\n[identity]\nsessionless_tokens = true\n",
+        policy(&pki, 8443, 8081, "", "")
+    );
+    let out = check(&write_policy(dir.path(), &sessionless));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("WARNING: identity.sessionless_tokens = true"),
+        "{stdout}"
+    );
+
     // So is a health route that does not bind whose data it serves (R-AZ-1); `fhir` or
     // `subject` binds it.
     let unbound = policy(&pki, 8443, 8081, "", "")

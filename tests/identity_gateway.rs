@@ -455,3 +455,31 @@ async fn a_token_outside_the_authorization_header_is_refused_r_auth_1() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(s.upstream.requests().len(), 2);
 }
+
+/// A token that names no session (neither `sid` nor `jti`) would outlive every idle lock,
+/// logout and session revocation: refused unless the policy accepts such tokens (R-AUTH-3).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_names_no_session_is_refused_unless_the_policy_accepts_it_r_auth_3() {
+    let mut claims = mfa_claims("heidi");
+    claims.as_object_mut().unwrap().remove("sid");
+    claims.as_object_mut().unwrap().remove("jti");
+    let s = setup("").await;
+    let reply = read_patient(&s, &format!("Bearer {}", s.key.sign(&claims))).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "identity.invalid_token");
+    let www = reply.headers["www-authenticate"].to_str().unwrap();
+    assert!(www.contains("names no session"), "{www}");
+    assert!(s.upstream.requests().is_empty());
+    // Either claim alone names one.
+    for keep in ["sid", "jti"] {
+        let mut one = mfa_claims("heidi");
+        let other = if keep == "sid" { "jti" } else { "sid" };
+        one.as_object_mut().unwrap().remove(other);
+        let reply = read_patient(&s, &format!("Bearer {}", s.key.sign(&one))).await;
+        assert_eq!(reply.status, 200, "{keep}: {reply:?}");
+    }
+
+    let s = setup_with_identity("sessionless_tokens = true").await;
+    let reply = read_patient(&s, &format!("Bearer {}", s.key.sign(&claims))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}

@@ -540,6 +540,7 @@ fn compile_identity(
         idle_secs: section.session_idle_secs,
         absolute_secs: section.session_absolute_secs,
     };
+    plan.sessionless_tokens = section.sessionless_tokens;
     plan.failures = crate::identity::FailureLimits {
         max_failures: section.max_failures,
         window_secs: section.failure_window_secs,

@@ -272,6 +272,12 @@ pub struct IdentitySection {
     /// A session ends this long after its sign-in (`auth_time`, else `iat`).
     #[serde(default = "default_session_absolute_secs")]
     pub session_absolute_secs: u64,
+    /// Accept tokens that name no session (neither `sid` nor `jti`), for an issuer whose
+    /// access tokens carry neither: no idle lock, logout or session revocation reaches them,
+    /// only the absolute lifetime and revocation by subject (R-AUTH-3). Default `false`: such
+    /// a token is refused `identity.invalid_token`.
+    #[serde(default)]
+    pub sessionless_tokens: bool,
     /// Invalid tokens allowed per client address within `failure_window_secs` (R-AUTH-5).
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
@@ -316,6 +322,7 @@ impl Default for IdentitySection {
             headers: IdentityHeadersSection::default(),
             session_idle_secs: default_session_idle_secs(),
             session_absolute_secs: default_session_absolute_secs(),
+            sessionless_tokens: false,
             max_failures: default_max_failures(),
             failure_window_secs: default_failure_window_secs(),
             lockout_secs: default_lockout_secs(),
