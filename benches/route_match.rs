@@ -1,5 +1,7 @@
 //! Route matching over a table of 1,000 routes (issue: gateway core), the served-host check
-//! that runs before it, and a FHIR route's access derivation after it. Reports time per match; docs/performance.md has the figures.
+//! that runs before it, and a FHIR route's access derivation after it; the query's token check
+//! and the response's `no-store` for a verified caller. Reports time per call;
+//! docs/performance.md has the figures.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
@@ -112,6 +114,30 @@ fn bench(c: &mut Criterion) {
     assert!(check(plain));
     group.bench_function("search_4_params_no_escapes", |b| {
         b.iter(|| check(black_box(plain)))
+    });
+    group.finish();
+
+    // On a verified caller's response: `Cache-Control: no-store` unless the upstream said it.
+    let mut group = c.benchmark_group("forbid_storing");
+    let mut upstream = http::HeaderMap::new();
+    for (n, v) in [
+        ("content-type", "application/fhir+json; charset=utf-8"),
+        ("content-length", "499"),
+        ("etag", "W/\"3\""),
+        ("cache-control", "private, max-age=60"),
+        ("date", "Sun, 29 Nov 2026 11:00:00 GMT"),
+    ] {
+        upstream.insert(n, http::HeaderValue::from_static(v));
+    }
+    group.bench_function("upstream_private_max_age", |b| {
+        b.iter_batched(
+            || upstream.clone(),
+            |mut h| {
+                phr_gateway::harden::forbid_storing(&mut h);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.finish();
 }

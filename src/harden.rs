@@ -1,12 +1,13 @@
 //! Headers added to, and removed from, every response the client gets (R-TLS-3).
 
-use http::header::{HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
+use http::header::{HeaderValue, CACHE_CONTROL, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
 
 use crate::headers::{HeaderEdit, PHR_NEUTRALISED};
 
 /// HSTS for a year, subdomains included (R-TLS-3).
 pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// Headers that advertise the upstream's software; never passed on.
 const BANNERS: &[&str] = &[
@@ -22,6 +23,22 @@ pub fn harden(response: &mut impl HeaderEdit) {
     response.strip(|name| BANNERS.contains(&name) || name == PHR_NEUTRALISED.as_str());
     response.set(STRICT_TRANSPORT_SECURITY, HSTS);
     response.set(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+}
+
+/// A response to a verified caller holds that person's data: no cache may keep it (a browser's
+/// disk cache on a shared device, a TLS-intercepting proxy). An upstream's `Cache-Control` that
+/// says `no-store` stays as it is; any other, or none, becomes `no-store`.
+pub fn forbid_storing(response: &mut impl HeaderEdit) {
+    let no_store = response
+        .headers()
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-store"));
+    if !no_store {
+        response.set(CACHE_CONTROL, NO_STORE);
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +66,27 @@ mod tests {
         assert!(h.get("phr-neutralised").is_none());
         assert_eq!(h.get("content-type").unwrap(), "application/json");
         assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn a_verified_callers_data_is_never_stored() {
+        for upstream in [
+            None,
+            Some("public, max-age=3600"),
+            Some("private"),
+            Some("no-cache"),
+        ] {
+            let mut h = http::HeaderMap::new();
+            if let Some(v) = upstream {
+                h.insert(CACHE_CONTROL, HeaderValue::from_static(v));
+            }
+            forbid_storing(&mut h);
+            assert_eq!(h.get_all(CACHE_CONTROL).iter().count(), 1);
+            assert_eq!(h[CACHE_CONTROL], "no-store", "{upstream:?}");
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("private, No-Store"));
+        forbid_storing(&mut h);
+        assert_eq!(h[CACHE_CONTROL], "private, No-Store");
     }
 }

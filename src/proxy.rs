@@ -364,8 +364,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         // Also strips an upstream's own `PHR-Neutralised`: only the gateway says what it changed.
+        let identified = ctx.principal.is_some();
         edit_response_headers(upstream_response, |headers| {
             harden::harden(headers);
+            if identified {
+                harden::forbid_storing(headers);
+            }
             headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         });
         if let Some(changed) = changed_fields(&ctx.changes) {

@@ -98,7 +98,17 @@ async fn a_verified_mfa_caller_is_forwarded_with_the_gateways_identity_headers_r
     )
     .await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    let seen = s.upstream.requests().pop().unwrap();
+    // The caller's own data: no cache may keep it. An anonymous route's answer is left alone.
+    assert_eq!(reply.headers["cache-control"], "no-store");
+    let public = call(&s, "/anon/x", &[]).await;
+    assert_eq!(public.status, 200);
+    assert!(public.headers.get("cache-control").is_none(), "{public:?}");
+    let seen = s
+        .upstream
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/fhir/Patient/p-1")
+        .unwrap();
     for spoofed in ["x_phr_subject", "x_forwarded_for"] {
         assert!(seen.headers.get(spoofed).is_none(), "{spoofed} arrived");
     }
