@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use std::fmt::Write as _;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 
 use crate::headers::{HeaderEdit, X_REQUEST_ID};
 use crate::identity::{IdentityHeaders, Principal};
@@ -104,6 +104,20 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
             || named_in_connection.iter().any(|n| n == name)
     });
 
+    // An anonymous route verified no token: a bearer token the client attached anyway (an
+    // app's client adds it to every call) would reach the backend unverified — expired,
+    // revoked at logout, another person's — and a backend that honours it would act as that
+    // user. Other schemes pass (a token endpoint behind an anonymous route authenticates its
+    // clients with `Basic`).
+    if fwd.principal.is_none()
+        && request
+            .headers()
+            .get_all(AUTHORIZATION)
+            .iter()
+            .any(|v| is_bearer(v.as_bytes()))
+    {
+        request.strip(|name| name == AUTHORIZATION.as_str());
+    }
     if request.headers().get(HOST).is_none() {
         if let Ok(v) = HeaderValue::from_str(fwd.host.unwrap_or(fwd.default_host)) {
             request.set(HOST, v);
@@ -142,6 +156,16 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
     set_identity(request, fwd.principal);
 }
 
+/// Whether an `Authorization` value is of the Bearer scheme: its first word, case aside
+/// (RFC 9110 section 11.1), whatever blank follows it.
+fn is_bearer(value: &[u8]) -> bool {
+    value
+        .trim_ascii_start()
+        .split(|b| b.is_ascii_whitespace())
+        .next()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+}
+
 /// Set the verified identity headers (the client's own were stripped).
 fn set_identity(request: &mut impl HeaderEdit, principal: Option<&Principal>) {
     if let Some(principal) = principal {
@@ -170,6 +194,28 @@ mod tests {
             m.append(*n, HeaderValue::from_static(v));
         }
         m
+    }
+
+    /// A bearer token on an anonymous route (no principal) was verified by no one: it never
+    /// reaches the backend; other schemes do.
+    #[test]
+    fn an_unverified_bearer_token_never_reaches_the_upstream() {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer abc",
+            "BEARER\tabc",
+            " Bearer abc",
+        ] {
+            let mut m = map(&[("authorization", value)]);
+            rewrite(&mut m, "192.0.2.7");
+            assert!(m.get("authorization").is_none(), "{value}");
+        }
+        let mut m = map(&[("authorization", "Basic Y2xpZW50OnNlY3JldA==")]);
+        rewrite(&mut m, "192.0.2.7");
+        assert_eq!(m["authorization"], "Basic Y2xpZW50OnNlY3JldA==");
+        let mut m = map(&[("authorization", "Basic x"), ("authorization", "Bearer y")]);
+        rewrite(&mut m, "192.0.2.7");
+        assert!(m.get("authorization").is_none());
     }
 
     fn rewrite(m: &mut HeaderMap, ip: &str) {

@@ -103,6 +103,29 @@ async fn a_verified_mfa_caller_is_forwarded_with_the_gateways_identity_headers_r
     let public = call(&s, "/anon/x", &[]).await;
     assert_eq!(public.status, 200);
     assert!(public.headers.get("cache-control").is_none(), "{public:?}");
+    // An anonymous route verifies no token, so none it carries reaches the backend; a
+    // token endpoint's `Basic` client authentication does.
+    assert_eq!(
+        call(&s, "/anon/bearer", &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+    let basic = "Basic Y2xpZW50OnNlY3JldA==";
+    assert_eq!(
+        call(&s, "/anon/basic", &[("authorization", basic)])
+            .await
+            .status,
+        200
+    );
+    let seen = s.upstream.requests();
+    let at = |path: &str| seen.iter().find(|r| r.path == path).unwrap();
+    assert!(at("/anon/bearer").headers.get("authorization").is_none());
+    assert_eq!(at("/anon/basic").headers["authorization"], basic);
+    assert_eq!(
+        at("/fhir/Patient/p-1").headers["authorization"],
+        auth.as_str()
+    );
     let seen = s
         .upstream
         .requests()
