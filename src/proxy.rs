@@ -1013,23 +1013,34 @@ fn observe(ctx: &RequestContext, status: u16) {
     m.phases.total.observe(ctx.started.elapsed().as_secs_f64());
 }
 
-/// The changed fields, as a header value (`note.text, upload`), when anything changed.
+/// The changed fields, as a header value (`note.text, upload`), when anything changed. A
+/// disarmed field's name is a client's JSON key path, which may hold a comma, a colon, a
+/// quote or Japanese: each name is percent-encoded (UTF-8) beyond letters, digits and
+/// `. _ - / [ ]`, so the list splits at its commas and the value stays ASCII.
 fn changed_fields(changes: &[String]) -> Option<String> {
+    const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'-')
+        .remove(b'/')
+        .remove(b'[')
+        .remove(b']');
     let mut fields: Vec<&str> = changes
         .iter()
         .filter_map(|c| {
-            let rest = c
-                .strip_prefix("neutralised:")
-                .or_else(|| c.strip_prefix("disarmed:"))?;
-            Some(if c.starts_with("disarmed:") {
-                rest.split(':').next().unwrap_or(rest)
-            } else {
-                rest
-            })
+            if let Some(field) = c.strip_prefix("neutralised:") {
+                return Some(field);
+            }
+            // `disarmed:FIELD:KIND:ITEM`: the field is what precedes the last two parts.
+            c.strip_prefix("disarmed:")?.rsplitn(3, ':').nth(2)
         })
         .collect();
     fields.dedup();
-    (!fields.is_empty()).then(|| fields.join(", "))
+    let encoded: Vec<String> = fields
+        .iter()
+        .map(|f| percent_encoding::utf8_percent_encode(f, ENCODE).to_string())
+        .collect();
+    (!encoded.is_empty()).then(|| encoded.join(", "))
 }
 
 /// Why a consent call has no answer of its own: refused, or its body unreadable (answered
@@ -1267,6 +1278,31 @@ impl HeaderEdit for ResponseHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_fields_are_listed_once_each_and_stay_one_ascii_list() {
+        let changes =
+            |c: &[&str]| changed_fields(&c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(changes(&[]), None);
+        assert_eq!(
+            changes(&[
+                "neutralised:note.text",
+                "disarmed:content.attachment.data:pdf:JavaScript",
+                "disarmed:content.attachment.data:pdf:OpenAction",
+                "disarmed:photo[0].data:jpeg:exif",
+            ])
+            .as_deref(),
+            Some("note.text, content.attachment.data, photo[0].data")
+        );
+        assert_eq!(
+            changes(&[
+                "disarmed:写真.data:png:tEXt",
+                "disarmed:a,b:c.data:png:tEXt"
+            ])
+            .as_deref(),
+            Some("%E5%86%99%E7%9C%9F.data, a%2Cb%3Ac.data")
+        );
+    }
 
     fn forwarding<'a>(
         request_id: &'a HeaderValue,

@@ -388,10 +388,18 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
         "\"subject\":{\"reference\":\"Patient/p-2\"},\"subject\"",
         1,
     );
+    // The patient named in `subject` and again, another, in `patient` (the element an
+    // Immunization has): the backend may file it under either.
+    let both = resource("p-1").replacen(
+        "\"subject\"",
+        "\"patient\":{\"reference\":\"Patient/p-2\"},\"subject\"",
+        1,
+    );
     for (body, expected) in [
         (resource("p-2"), "access.subject_mismatch"),
         ("<Observation/>".to_owned(), "access.fhir_unsupported"),
         (twice.clone(), "inspect.blocked"),
+        (both, "access.subject_mismatch"),
     ] {
         let reply = s.call("POST", "/api/fhir/Observation", &token, &body).await;
         assert_eq!(reason(&reply), expected, "{body}: {reply:?}");

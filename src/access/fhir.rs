@@ -381,7 +381,10 @@ pub fn bundle_entries(body: &[u8]) -> Result<Vec<BundleEntry>, Refusal> {
                 method,
                 path,
                 query,
-                resource_patient: entry.resource.as_ref().and_then(resource_patient),
+                resource_patient: match &entry.resource {
+                    Some(resource) => resource_patient(resource).map_err(|r| invalid_at(i, r))?,
+                    None => None,
+                },
             })
         })
         .collect()
@@ -404,25 +407,45 @@ pub fn single_entry(
         method: method.clone(),
         path: rest.to_owned(),
         query: query.map(str::to_owned),
-        resource_patient: resource_patient(&resource),
+        resource_patient: resource_patient(&resource)?,
     })
 }
 
+/// `refusal`, its detail prefixed with the Bundle entry it is about.
+fn invalid_at(entry: usize, mut refusal: Refusal) -> Refusal {
+    refusal.detail = format!("entry {entry}: {}", refusal.detail);
+    refusal
+}
+
 /// The patient a resource is about: a `Patient`'s id, else its `subject` or `patient`
-/// reference.
-fn resource_patient(resource: &serde_json::Value) -> Option<String> {
+/// reference. A resource that has both must name the same patient in each: which one is
+/// the resource's own element depends on its type (`Immunization.patient`,
+/// `Observation.subject`), and a backend that reads the other — or ignores the one it does
+/// not know — would file the resource under a patient the gateway never checked (tried:
+/// `subject` p-001 with `patient` p-002 was created). A field without a literal reference
+/// (an `identifier` only) reads as naming no one, so beside one that names a patient it
+/// disagrees too.
+fn resource_patient(resource: &serde_json::Value) -> Result<Option<String>, Refusal> {
     if resource["resourceType"] == "Patient" {
-        return resource["id"].as_str().map(str::to_owned);
+        return Ok(resource["id"].as_str().map(str::to_owned));
     }
-    ["subject", "patient"].iter().find_map(|field| {
-        let reference = resource[*field]["reference"].as_str()?;
+    let named = |field: &str| {
+        let value = resource.get(field)?;
         // A reference to a non-patient (a Group) names no patient: keep it visible as itself.
         Some(
-            patient_of_reference(reference)
-                .unwrap_or(reference)
-                .to_owned(),
+            value["reference"]
+                .as_str()
+                .map(|reference| patient_of_reference(reference).unwrap_or(reference)),
         )
-    })
+    };
+    match (named("subject"), named("patient")) {
+        (Some(subject), Some(patient)) if subject != patient => Err(Refusal::new(
+            Reason::AccessSubjectMismatch,
+            "the resource names its patient twice, differently (`subject` and `patient`); a backend may read either",
+        )),
+        (Some(one), _) | (None, Some(one)) => Ok(one.map(str::to_owned)),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -595,5 +618,54 @@ mod tests {
         ] {
             assert!(bundle_entries(bad.to_string().as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    /// `subject` and `patient` both given must agree: a backend reads the one its resource
+    /// type has (R-AZ-1).
+    #[test]
+    fn a_resource_naming_two_patients_is_refused() {
+        let read = |resource: serde_json::Value| {
+            single_entry(
+                &Method::POST,
+                "/Immunization",
+                None,
+                resource.to_string().as_bytes(),
+            )
+            .map(|e| e.resource_patient)
+        };
+        let p1 = serde_json::json!({"reference": "Patient/p-1"});
+        let p2 = serde_json::json!({"reference": "Patient/p-2"});
+        let by_id = serde_json::json!({"identifier": {"value": "p-2"}});
+        for (subject, patient) in [(&p1, &p2), (&p2, &p1), (&by_id, &p1), (&p1, &by_id)] {
+            let refusal = read(serde_json::json!({"resourceType": "Immunization",
+                "subject": subject, "patient": patient}))
+            .expect_err("two patients");
+            assert_eq!(refusal.reason, Reason::AccessSubjectMismatch);
+        }
+        for (resource, expected) in [
+            (
+                serde_json::json!({"subject": p1, "patient": {"reference": "p-1"}}),
+                Some("p-1"),
+            ),
+            (serde_json::json!({"patient": p1}), Some("p-1")),
+            (serde_json::json!({"subject": p1}), Some("p-1")),
+            (serde_json::json!({"subject": by_id}), None),
+            (serde_json::json!({"note": [{"text": "x"}]}), None),
+        ] {
+            assert_eq!(
+                read(resource.clone()).unwrap().as_deref(),
+                expected,
+                "{resource}"
+            );
+        }
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "POST", "url": "Immunization"},
+             "resource": {"resourceType": "Immunization", "subject": p1, "patient": p2}}]});
+        let refusal = bundle_entries(bundle.to_string().as_bytes()).expect_err("two patients");
+        assert!(
+            refusal.detail.starts_with("entry 0: "),
+            "{}",
+            refusal.detail
+        );
     }
 }
