@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 
-use crate::headers::{HeaderEdit, X_REQUEST_ID};
+use crate::headers::{as_cgi_reads, HeaderEdit, X_REQUEST_ID};
 use crate::identity::{IdentityHeaders, Principal};
 
 /// Every header with this prefix is the gateway's to set (R-AUTH-1): a client can never
@@ -84,17 +84,10 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
     };
     let identity = fwd.identity_headers.names();
     request.strip(|name| {
-        // CGI, WSGI and Rack servers read `_` in a header name as `-` (both become
-        // `HTTP_X_PHR_SUBJECT`): a client's `X_PHR_Subject` or `X_Forwarded_For` would stand
-        // beside, or in place of, the gateway's own (Puma's CVE-2024-45614), so each name is
-        // also compared as such a server reads it.
-        let read_as;
-        let name = if name.contains('_') {
-            read_as = name.replace('_', "-");
-            read_as.as_str()
-        } else {
-            name
-        };
+        // A client's `X_PHR_Subject` or `X_Forwarded_For` would stand beside, or in place of,
+        // the gateway's own at a CGI, WSGI or Rack server (Puma's CVE-2024-45614), so each
+        // name is compared as such a server reads it.
+        let name = &*as_cgi_reads(name);
         HOP_BY_HOP.contains(&name)
             || GATEWAY_OWNED.contains(&name)
             // Every `x-phr-*` and every configured identity name, verified or not (R-AUTH-1):
@@ -218,6 +211,21 @@ mod tests {
         assert!(m.get("authorization").is_none());
     }
 
+    /// Rewrite for no client address, with these identity header names.
+    fn rewrite_naming(m: &mut HeaderMap, names: &IdentityHeaders) {
+        rewrite_request(
+            m,
+            &Forwarding {
+                client_ip: None,
+                host: None,
+                request_id: &HeaderValue::from_static("req-1"),
+                default_host: "backend",
+                identity_headers: names,
+                principal: None,
+            },
+        );
+    }
+
     fn rewrite(m: &mut HeaderMap, ip: &str) {
         rewrite_request(
             m,
@@ -247,17 +255,7 @@ mod tests {
             ("X-PHR-Anything", "1"),
             ("accept", "*/*"),
         ]);
-        rewrite_request(
-            &mut m,
-            &Forwarding {
-                client_ip: None,
-                host: None,
-                request_id: &HeaderValue::from_static("req-1"),
-                default_host: "backend",
-                identity_headers: &names,
-                principal: None,
-            },
-        );
+        rewrite_naming(&mut m, &names);
         for gone in ["x-user", "x-phr-subject", "x-phr-mfa", "x-phr-anything"] {
             assert!(m.get(gone).is_none(), "{gone} passed through");
         }
@@ -283,17 +281,7 @@ mod tests {
             ("proxy_authorization", "Basic x"),
             ("client_trace", "kept"),
         ]);
-        rewrite_request(
-            &mut m,
-            &Forwarding {
-                client_ip: None,
-                host: None,
-                request_id: &HeaderValue::from_static("req-1"),
-                default_host: "backend",
-                identity_headers: &names,
-                principal: None,
-            },
-        );
+        rewrite_naming(&mut m, &names);
         for gone in [
             "x_user",
             "x_phr_subject",

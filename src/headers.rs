@@ -12,6 +12,16 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// (R-WAF-2). Only the gateway sets it, towards the upstream and the client alike.
 pub const PHR_NEUTRALISED: HeaderName = HeaderName::from_static("phr-neutralised");
 
+/// A header name as CGI, WSGI and Rack servers read it: `_` as `-` (`X_PHR_Subject` and
+/// `X-PHR-Subject` both become `HTTP_X_PHR_SUBJECT`). Borrowed when the name holds no `_`.
+pub fn as_cgi_reads(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// Read and edit a set of headers.
 pub trait HeaderEdit {
     /// The headers as they are now.

@@ -495,10 +495,7 @@ pub fn check_bundle(
         }
     };
     for (i, entry) in entries.iter().enumerate() {
-        let at = |mut r: Refusal| {
-            r.detail = format!("entry {i}: {}", r.detail);
-            r
-        };
+        let at = |r: Refusal| fhir::at_entry(i, r);
         let mut derived =
             fhir::derive(&entry.method, &entry.path, entry.query.as_deref()).map_err(at)?;
         if derived.patient.is_none() {

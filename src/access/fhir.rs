@@ -382,7 +382,7 @@ pub fn bundle_entries(body: &[u8]) -> Result<Vec<BundleEntry>, Refusal> {
                 path,
                 query,
                 resource_patient: match &entry.resource {
-                    Some(resource) => resource_patient(resource).map_err(|r| invalid_at(i, r))?,
+                    Some(resource) => resource_patient(resource).map_err(|r| at_entry(i, r))?,
                     None => None,
                 },
             })
@@ -412,7 +412,7 @@ pub fn single_entry(
 }
 
 /// `refusal`, its detail prefixed with the Bundle entry it is about.
-fn invalid_at(entry: usize, mut refusal: Refusal) -> Refusal {
+pub(crate) fn at_entry(entry: usize, mut refusal: Refusal) -> Refusal {
     refusal.detail = format!("entry {entry}: {}", refusal.detail);
     refusal
 }

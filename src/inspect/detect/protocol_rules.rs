@@ -77,15 +77,9 @@ pub fn header(name: &str, value: &[u8], path: &str) -> Option<Hit> {
     // Only the value of a named few is read: every request's other headers pass by name.
     // (Borrowed, not copied: a JSON body's `Content-Type` carries a charset on most writes.)
     let text = || String::from_utf8_lossy(value.trim_ascii());
-    if let Some(rule) = override_rule(name) {
+    // `X_HTTP_Method_Override` is the override to a CGI, WSGI or Rack server.
+    if let Some(rule) = override_rule(&crate::headers::as_cgi_reads(name)) {
         return hit(rule);
-    }
-    // CGI, WSGI and Rack servers read `_` in a name as `-`: `X_HTTP_Method_Override` is the
-    // override to them.
-    if name.contains('_') {
-        if let Some(rule) = override_rule(&name.replace('_', "-")) {
-            return hit(rule);
-        }
     }
     match name {
         "request-range"
