@@ -383,6 +383,14 @@ impl Operations {
         }
     }
 
+    /// What one FHIR interaction does: as its method, except that a search by POST reads.
+    fn of_fhir(method: &Method, rest: &str) -> Self {
+        if crate::access::fhir::is_search_by_post(method, rest) {
+            return Operations::of(&Method::GET);
+        }
+        Operations::of(method)
+    }
+
     fn and(self, other: Operations) -> Self {
         Operations {
             reads: self.reads || other.reads,
@@ -520,7 +528,7 @@ pub fn check_bundle(
                 "a recipient's request must name the patient whose data it reads",
             )));
         }
-        ops = ops.and(Operations::of(&entry.method));
+        ops = ops.and(Operations::of_fhir(&entry.method, &entry.path));
     }
     let granted = access::whose_data(
         subject.as_deref().map(std::borrow::Cow::Borrowed),
@@ -593,14 +601,29 @@ pub fn check_body(
         }
     }
     if let (Some(pending), Some(principal)) = (pending, principal) {
-        // The entries are read as JSON, so the body must say it is JSON: inspection (above)
-        // reads a body as its type declares, and a JSON body sent as text or XML would be
-        // read two ways — a key given twice (`protocol-230`) missed by one, its last value
-        // taken here, its first perhaps by the backend.
-        if !crate::inspect::declares_json(headers) {
+        // The entries are read as JSON, so the body must say it is JSON (a search by POST's,
+        // a form): inspection (above) reads a body as its type declares, and a JSON body sent
+        // as text or XML would be read two ways — a key given twice (`protocol-230`) missed
+        // by one, its last value taken here, its first perhaps by the backend.
+        let search = pending
+            .single
+            .as_ref()
+            .is_some_and(|e| crate::access::fhir::is_search_by_post(&e.method, &e.path));
+        let (declared, detail) = if search {
+            (
+                body.is_empty() || crate::inspect::declares_form(headers),
+                "a FHIR search by POST sends its parameters as application/x-www-form-urlencoded",
+            )
+        } else {
+            (
+                crate::inspect::declares_json(headers),
+                "a FHIR Bundle, create or update is read as JSON: send it as application/fhir+json",
+            )
+        };
+        if !declared {
             outcome.refusal = Some(Refusal::new(
                 crate::decision::Reason::AccessFhirUnsupported,
-                "a FHIR Bundle, create or update is read as JSON: send it as application/fhir+json",
+                detail,
             ));
             return outcome;
         }

@@ -565,3 +565,84 @@ async fn a_recipient_on_a_fhir_route_needs_the_patient_named_and_consented_r_az_
         "{records}"
     );
 }
+
+/// A search by POST (`POST /T/_search`) may carry its parameters in a form body, which the
+/// server reads with the query's: the gateway reads them too, so the patient and the types a
+/// body's `_include` reaches are checked as in a query (R-AZ-1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_by_post_is_read_with_its_form_body_r_az_1() {
+    let s = setup().await;
+    let token = s.token("p-1", "patient/Observation.rs");
+    let auth = format!("Bearer {token}");
+    let search = |path: &'static str, content_type: &'static str, body: &'static str| {
+        let auth = auth.clone();
+        let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        async move {
+            let mut headers = vec![
+                ("authorization", auth.as_str()),
+                ("phr-purpose", "self-management"),
+            ];
+            if !content_type.is_empty() {
+                headers.push(("content-type", content_type));
+            }
+            Client::open(s.port, config)
+                .await
+                .unwrap()
+                .send("POST", path, &headers, body)
+                .await
+                .unwrap()
+        }
+    };
+    let form = "application/x-www-form-urlencoded";
+    let url = "/api/fhir/Observation/_search";
+    for (path, content_type, body) in [
+        (url, form, "patient=p-1&code=4548-4"),
+        (
+            "/api/fhir/Observation/_search?patient=p-1",
+            form,
+            "code=4548-4",
+        ),
+        ("/api/fhir/Observation/_search?patient=p-1", "", ""),
+    ] {
+        let reply = search(path, content_type, body).await;
+        assert_eq!(reply.status, 200, "{path} {body}: {reply:?}");
+    }
+    let forwarded = s.upstream.requests().len();
+    for (path, content_type, body, expected) in [
+        // Another patient in the body, alone or beside the token's own in the query.
+        (url, form, "patient=p-2", "access.subject_mismatch"),
+        (
+            "/api/fhir/Observation/_search?patient=p-1",
+            form,
+            "patient=p-2",
+            "access.subject_mismatch",
+        ),
+        // The patient spelled for another parser (HTTP parameter pollution).
+        (
+            url,
+            form,
+            "patient=p-1&PATIENT=p-2",
+            "access.subject_mismatch",
+        ),
+        // No patient at all: a patient's token must name its own.
+        (url, form, "code=4548-4", "access.subject_mismatch"),
+        // A type the scope does not cover, reached through the body.
+        (
+            url,
+            form,
+            "patient=p-1&_include=Observation:subject",
+            "access.scope_missing",
+        ),
+        // Parameters under another type: read one way here, another by the server.
+        (
+            url,
+            "application/json",
+            r#"{"patient":"p-2"}"#,
+            "access.fhir_unsupported",
+        ),
+    ] {
+        let reply = search(path, content_type, body).await;
+        assert_eq!(reason(&reply), expected, "{path} {body}: {reply:?}");
+    }
+    assert_eq!(s.upstream.requests().len(), forwarded);
+}

@@ -45,8 +45,16 @@ pub struct FhirRequest<'a> {
     pub type_level: bool,
     /// A batch or transaction Bundle: its entries, in the body, decide.
     pub bundle: bool,
-    /// A create or update: the resource in the body names its patient.
+    /// A create or update: the resource in the body names its patient; or a search by POST,
+    /// whose form body holds search parameters too.
     pub reads_body: bool,
+}
+
+/// Whether the request is a search by POST (`POST /T/_search`): FHIR lets its parameters
+/// come in an `application/x-www-form-urlencoded` body as well as the query, and a server
+/// reads both, so the gateway must too.
+pub fn is_search_by_post(method: &Method, rest: &str) -> bool {
+    *method == Method::POST && rest.ends_with("/_search")
 }
 
 fn unsupported(detail: String) -> Refusal {
@@ -113,6 +121,8 @@ pub fn derive<'a>(
         ([t, "_search"], false) if is_type(t) && *method == Method::POST => {
             request.needs.push(need(t, SEARCH));
             request.type_level = true;
+            // The body's parameters (`patient=`, `_include=`) count as the query's do.
+            request.reads_body = true;
         }
         ([t, "_history"], true) if is_type(t) => {
             request.needs.push(need(t, SEARCH));
@@ -398,6 +408,23 @@ pub fn single_entry(
     query: Option<&str>,
     body: &[u8],
 ) -> Result<BundleEntry, Refusal> {
+    if is_search_by_post(method, rest) {
+        // The search's parameters: the query's and the form body's, read as one.
+        let form = std::str::from_utf8(body)
+            .map_err(|_| unsupported("a search's form body must be UTF-8".into()))?
+            .trim();
+        let query = match (query, form) {
+            (query, "") => query.map(str::to_owned),
+            (None | Some(""), form) => Some(form.to_owned()),
+            (Some(query), form) => Some(format!("{query}&{form}")),
+        };
+        return Ok(BundleEntry {
+            method: method.clone(),
+            path: rest.to_owned(),
+            query,
+            resource_patient: None,
+        });
+    }
     let resource: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         unsupported(format!(
             "the gateway reads FHIR JSON bodies only (application/fhir+json): {e}"
