@@ -251,7 +251,11 @@ impl RateLimits {
     /// Charge one request to the client's address.
     pub fn check_client(&self, client: IpAddr) -> Result<(), Refusal> {
         match &self.per_client {
-            Some(l) => self.verdict(LimitKind::Client, l.rate, l.limiter.check_key(&client)),
+            Some(l) => self.verdict(
+                LimitKind::Client,
+                l.rate,
+                l.limiter.check_key(&crate::net::limit_key(client)),
+            ),
             None => Ok(()),
         }
     }
@@ -347,6 +351,13 @@ mod tests {
         assert_eq!(headers.state, "\"client\";r=0;t=1");
         // Another address has its own burst.
         assert!(limits.check_client([192, 0, 2, 2].into()).is_ok());
+        // An IPv6 client is counted by its /64: another address in it is the same client.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        for _ in 0..3 {
+            assert!(limits.check_client(v6("2001:db8:1:2::1")).is_ok());
+        }
+        assert!(limits.check_client(v6("2001:db8:1:2:ffff::9")).is_err());
+        assert!(limits.check_client(v6("2001:db8:1:3::1")).is_ok());
     }
 
     #[test]

@@ -53,6 +53,20 @@ fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// The key an address is counted under by the per-client rate and connection limits and the
+/// failed-attempt lockout (R-NET-3, R-AUTH-5): an IPv4 address as it is (an IPv4-mapped IPv6
+/// one as its IPv4), an IPv6 address by its /64. One IPv6 subscriber holds at least a /64
+/// (RFC 6177; most get a /56 or a /48) and can take a new address in it for every request:
+/// counted one by one, no per-client limit would hold.
+pub fn limit_key(addr: IpAddr) -> IpAddr {
+    match canonical(addr) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !(u128::from(u64::MAX)),
+        )),
+        v4 => v4,
+    }
+}
+
 /// Parse a network as the policy writes it: `10.0.0.0/8`, `2001:db8::/32`, or one address.
 pub fn parse_network(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {

@@ -45,13 +45,14 @@ impl FailureTracker {
     /// Seconds the address must still wait, if it is locked out at `now`.
     pub fn locked(&self, client: IpAddr, now: i64) -> Option<u64> {
         self.counts
-            .get(&client)
+            .get(&crate::net::limit_key(client))
             .filter(|c| c.locked_until > now)
             .map(|c| (c.locked_until - now) as u64)
     }
 
     /// Count one invalid token from `client`; returns whether it is now locked out.
     pub fn fail(&self, client: IpAddr, limits: FailureLimits, now: i64) -> bool {
+        let client = crate::net::limit_key(client);
         let mut count = self.counts.get(&client).unwrap_or(Count {
             failures: 0,
             window_start: now,
@@ -94,6 +95,13 @@ mod tests {
         assert!(t.fail(ip, limits, 1001));
         assert_eq!(t.locked(ip, 1001), Some(300));
         assert!(t.locked(other, 1001).is_none(), "only that address");
+        // An IPv6 client is one client across its /64: a new address in it is still locked.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        for n in 0..4 {
+            t.fail(v6(&format!("2001:db8:5:6::{n}")), limits, 1000);
+        }
+        assert!(t.locked(v6("2001:db8:5:6:abcd::1"), 1000).is_some());
+        assert!(t.locked(v6("2001:db8:5:7::1"), 1000).is_none());
         assert!(t.locked(ip, 1302).is_none(), "free after the cool-down");
         // Failures spread wider than the window do not add up.
         let spread = "192.0.2.11".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));

@@ -20,6 +20,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::net::limit_key;
+
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::GetSocketDigest;
@@ -90,6 +92,7 @@ struct Connection {
 #[derive(Default)]
 struct Table {
     connections: HashMap<SocketAddr, Connection>,
+    /// Open connections per client, counted by [`limit_key`] (an IPv6 client by its /64).
     per_address: HashMap<IpAddr, u32>,
 }
 
@@ -127,7 +130,7 @@ impl ConnectionTable {
         exempt: bool,
     ) -> Result<(), CutReason> {
         let mut table = self.lock();
-        let count = table.per_address.entry(peer.ip()).or_insert(0);
+        let count = table.per_address.entry(limit_key(peer.ip())).or_insert(0);
         if per_client > 0 && !exempt && *count >= per_client {
             return Err(CutReason::Limit);
         }
@@ -149,10 +152,10 @@ impl ConnectionTable {
     pub fn forget(&self, peer: SocketAddr) {
         let mut table = self.lock();
         if table.connections.remove(&peer).is_some() {
-            if let Some(count) = table.per_address.get_mut(&peer.ip()) {
+            if let Some(count) = table.per_address.get_mut(&limit_key(peer.ip())) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
-                    table.per_address.remove(&peer.ip());
+                    table.per_address.remove(&limit_key(peer.ip()));
                 }
             }
         }
@@ -295,6 +298,17 @@ mod tests {
         table.forget(peer(1, 1003));
         assert!(table.admit(peer(1, 1004), -1, 2, false).is_ok());
         assert_eq!(table.open(), 3);
+        // An IPv6 client is counted by its /64, and its connections are forgotten as counted.
+        let v6 = |s: &str, port| SocketAddr::new(s.parse().unwrap_or([0u8; 16].into()), port);
+        assert!(table.admit(v6("2001:db8::1", 1), -1, 2, false).is_ok());
+        assert!(table.admit(v6("2001:db8::2", 1), -1, 2, false).is_ok());
+        assert_eq!(
+            table.admit(v6("2001:db8::3", 1), -1, 2, false),
+            Err(CutReason::Limit)
+        );
+        assert!(table.admit(v6("2001:db8:0:1::1", 1), -1, 2, false).is_ok());
+        table.forget(v6("2001:db8::1", 1));
+        assert!(table.admit(v6("2001:db8::4", 1), -1, 2, false).is_ok());
     }
 
     #[test]
