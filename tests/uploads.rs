@@ -25,6 +25,15 @@ anonymous = true
 files = ["application/pdf", "image/jpeg", "image/png", "text/csv"]
 
 [[routes]]
+id = "scans"
+methods = ["POST"]
+path = "/scans/{*rest}"
+upstream = "backend"
+category = "public"
+anonymous = true
+files = ["image/tiff"]
+
+[[routes]]
 id = "notes"
 methods = ["POST"]
 path = "/notes/{*rest}"
@@ -919,4 +928,23 @@ async fn a_body_over_max_body_bytes_or_a_long_chunked_one_is_413_and_not_forward
         s.upstream.requests().is_empty(),
         "a refused body reached the upstream"
     );
+}
+
+/// A listed type the gateway does not rebuild passes unchanged — unless its bytes are text:
+/// a page sent as `image/tiff` is opened as a page by a reader that sniffs, so it is
+/// inspected as a text file is (R-WAF-2).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_file_that_is_text_is_inspected_as_text_r_waf_2() {
+    let s = setup().await;
+    let tiff: &[u8] = b"II*\0\x08\0\0\0\x01\0\0\x01\x03\0\x01\0\0\0\x01\0\0\0";
+    let (content_type, body) = multipart(&[("scan", Some("scan.tif"), "image/tiff", tiff)]);
+    let reply = send(&s, "/scans/1", &content_type, body.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(&s.forwarded("/scans/1").body[..], &body[..]);
+    let page = b"<html><body><script>alert(document.cookie)</script></body></html>";
+    let (content_type, body) = multipart(&[("scan", Some("scan.tif"), "image/tiff", page)]);
+    let reply = send(&s, "/scans/2", &content_type, body).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "inspect.blocked");
+    assert!(s.upstream.requests().iter().all(|r| r.path != "/scans/2"));
 }

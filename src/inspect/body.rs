@@ -345,6 +345,9 @@ fn multipart_part(
         let what = format!("the file `{name}`");
         let disarmed = disarm::disarm(media, part.content, &route.files)
             .map_err(|r| file_refusal(&r, &what))?;
+        if disarmed.content.is_none() {
+            inspect_if_text(part.content, name, route, found, 0)?;
+        }
         let removed = disarmed
             .removed
             .iter()
@@ -442,28 +445,8 @@ fn inline_files(
             disarm::disarm_unlisted(media, &inline.content)
         }
         .map_err(|r| file_refusal(&r, &what))?;
-        // Passed unchanged and text all the same — HTML under `image/png`, script under
-        // `application/octet-stream`: a reader that sniffs reads it as what it is, so it is
-        // inspected as a text file is. (A PDF of plain ASCII is left to the PDF rules; a GIF
-        // or any binary format has control bytes, which text has not.)
-        let is_text = |bytes: &[u8]| {
-            std::str::from_utf8(bytes).is_ok()
-                && !bytes
-                    .iter()
-                    .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
-        };
-        if disarmed.content.is_none()
-            && !disarm::rebuildable(&inline.content)
-            && is_text(&inline.content)
-        {
-            inline_document(
-                &inline.content,
-                &inline.field,
-                &BodyKind::Text,
-                route,
-                found,
-                depth,
-            )?;
+        if disarmed.content.is_none() {
+            inspect_if_text(&inline.content, &inline.field, route, found, depth)?;
         }
         files.removed.extend(
             disarmed
@@ -476,6 +459,27 @@ fn inline_files(
         }
     }
     Ok(files)
+}
+
+/// A file passed unchanged by the file rules whose bytes are text all the same — HTML under
+/// `image/png`, script under `application/octet-stream` or a listed `image/gif`: a reader that
+/// sniffs reads it as what it is, so it is inspected as a text file is. (A PDF of plain ASCII
+/// is left to the PDF rules; a GIF or any binary format has control bytes, which text has not.)
+fn inspect_if_text(
+    content: &[u8],
+    field: &str,
+    route: &RouteInspection,
+    found: &mut Findings,
+    depth: usize,
+) -> Result<(), crate::decision::Refusal> {
+    let is_text = std::str::from_utf8(content).is_ok()
+        && !content
+            .iter()
+            .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C));
+    if is_text && !disarm::rebuildable(content) {
+        inline_document(content, field, &BodyKind::Text, route, found, depth)?;
+    }
+    Ok(())
 }
 
 /// A text, JSON or XML file the route does not list as a file (sent inline, or as a
