@@ -83,7 +83,21 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
         Vec::new()
     };
     let identity = fwd.identity_headers.names();
+    // An anonymous route verified no token: a bearer token the client attached anyway (an
+    // app's client adds it to every call) would reach the backend unverified — expired,
+    // revoked at logout, another person's — and a backend that honours it would act as that
+    // user. Other schemes pass (a token endpoint behind an anonymous route authenticates its
+    // clients with `Basic`).
+    let unverified_bearer = fwd.principal.is_none()
+        && request
+            .headers()
+            .get_all(AUTHORIZATION)
+            .iter()
+            .any(|v| is_bearer(v.as_bytes()));
     request.strip(|name| {
+        if unverified_bearer && name == AUTHORIZATION.as_str() {
+            return true;
+        }
         // A client's `X_PHR_Subject` or `X_Forwarded_For` would stand beside, or in place of,
         // the gateway's own at a CGI, WSGI or Rack server (Puma's CVE-2024-45614), so each
         // name is compared as such a server reads it.
@@ -96,21 +110,6 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
             || identity.iter().any(|n| n.eq_ignore_ascii_case(name))
             || named_in_connection.iter().any(|n| n == name)
     });
-
-    // An anonymous route verified no token: a bearer token the client attached anyway (an
-    // app's client adds it to every call) would reach the backend unverified — expired,
-    // revoked at logout, another person's — and a backend that honours it would act as that
-    // user. Other schemes pass (a token endpoint behind an anonymous route authenticates its
-    // clients with `Basic`).
-    if fwd.principal.is_none()
-        && request
-            .headers()
-            .get_all(AUTHORIZATION)
-            .iter()
-            .any(|v| is_bearer(v.as_bytes()))
-    {
-        request.strip(|name| name == AUTHORIZATION.as_str());
-    }
     if request.headers().get(HOST).is_none() {
         if let Ok(v) = HeaderValue::from_str(fwd.host.unwrap_or(fwd.default_host)) {
             request.set(HOST, v);
@@ -213,28 +212,33 @@ mod tests {
 
     /// Rewrite for no client address, with these identity header names.
     fn rewrite_naming(m: &mut HeaderMap, names: &IdentityHeaders) {
-        rewrite_request(
-            m,
-            &Forwarding {
-                client_ip: None,
-                host: None,
-                request_id: &HeaderValue::from_static("req-1"),
-                default_host: "backend",
-                identity_headers: names,
-                principal: None,
-            },
-        );
+        rewrite_as(m, None, None, names);
     }
 
     fn rewrite(m: &mut HeaderMap, ip: &str) {
+        rewrite_as(
+            m,
+            ip.parse().ok(),
+            Some("phr.example.jp"),
+            &IdentityHeaders::default(),
+        );
+    }
+
+    /// Rewrite for an anonymous request (no principal) from `client_ip` naming `host`.
+    fn rewrite_as(
+        m: &mut HeaderMap,
+        client_ip: Option<IpAddr>,
+        host: Option<&str>,
+        names: &IdentityHeaders,
+    ) {
         rewrite_request(
             m,
             &Forwarding {
-                client_ip: ip.parse().ok(),
-                host: Some("phr.example.jp"),
+                client_ip,
+                host,
                 request_id: &HeaderValue::from_static("req-1"),
                 default_host: "backend",
-                identity_headers: &IdentityHeaders::default(),
+                identity_headers: names,
                 principal: None,
             },
         );
