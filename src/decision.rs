@@ -130,6 +130,9 @@ pub enum Reason {
     ProtocolInvalidHost,
     /// A request target holding a fragment (`#`), which no client sends (R-WAF-3).
     ProtocolInvalidTarget,
+    /// A request to the plain listener, answered only with `308` to the same target over
+    /// https (R-TLS-1); recorded so the plain origin's traffic is in the trail too.
+    ProtocolHttpsRequired,
     /// A consent call's body or path is not valid.
     ConsentInvalidRequest,
     /// No live consent of the caller has that id.
@@ -200,6 +203,7 @@ impl Reason {
         Reason::ProtocolConnectRefused,
         Reason::ProtocolInvalidHost,
         Reason::ProtocolInvalidTarget,
+        Reason::ProtocolHttpsRequired,
         Reason::ConsentInvalidRequest,
         Reason::ConsentNotFound,
         Reason::UpstreamUnavailable,
@@ -264,6 +268,7 @@ impl Reason {
             Reason::ProtocolConnectRefused => "protocol.connect_refused",
             Reason::ProtocolInvalidHost => "protocol.invalid_host",
             Reason::ProtocolInvalidTarget => "protocol.invalid_target",
+            Reason::ProtocolHttpsRequired => "protocol.https_required",
             Reason::ConsentInvalidRequest => "consent.invalid_request",
             Reason::ConsentNotFound => "consent.not_found",
             Reason::UpstreamUnavailable => "upstream.unavailable",
@@ -324,6 +329,7 @@ impl Reason {
             Reason::ProtocolContentTypeMissing => 415,
             Reason::ProtocolUnparsableHead | Reason::ProtocolMalformedStream => 400,
             Reason::ProtocolConnectRefused => 405,
+            Reason::ProtocolHttpsRequired => 308,
             Reason::ConsentInvalidRequest => 400,
             Reason::ConsentNotFound => 404,
             Reason::GatewayStopped | Reason::GatewayReadOnly => 503,
@@ -392,6 +398,7 @@ impl Reason {
             Reason::ProtocolConnectRefused => "CONNECT is not served",
             Reason::ProtocolInvalidHost => "Invalid Host",
             Reason::ProtocolInvalidTarget => "Invalid request target",
+            Reason::ProtocolHttpsRequired => "Use https",
             Reason::ConsentInvalidRequest => "Invalid consent request",
             Reason::ConsentNotFound => "No such consent",
             Reason::UpstreamUnavailable => "Upstream unavailable",
@@ -561,7 +568,12 @@ mod tests {
                 "{} has no family",
                 reason.code()
             );
-            assert!((400..600).contains(&reason.status()));
+            // The plain listener's redirect is the one answer that is no error.
+            let redirect = *reason == Reason::ProtocolHttpsRequired && reason.status() == 308;
+            assert!(
+                (400..600).contains(&reason.status()) || redirect,
+                "{reason}"
+            );
         }
     }
 

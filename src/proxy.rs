@@ -142,7 +142,8 @@ impl RequestContext {
     }
 }
 
-fn new_request_id() -> HeaderValue {
+/// A new request id: a UUIDv7, so ids sort by arrival.
+pub(crate) fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))

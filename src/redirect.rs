@@ -1,16 +1,22 @@
 //! The optional plain listener: it serves nothing but `308 Permanent Redirect` to https
 //! (R-TLS-1: no plaintext listener except one that redirects). A redirect built from the
 //! request's `Host` names only a host the policy serves (`[listeners] hosts`, R-NET-2), so
-//! the gateway's own plain origin never sends a client to another site.
+//! the gateway's own plain origin never sends a client to another site. Every answer is
+//! recorded in the access trail like the public listener's (R-LOG-1): a client still sending
+//! in plaintext is something the security team should see.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
+use crate::audit::{self, AccessRecord, AuditSink};
+use crate::decision::{Outcome, Reason};
 use crate::policy::PolicyStore;
 use crate::protocol::serves_host;
+use crate::proxy::new_request_id;
 
 /// Answers every request with a redirect to the same path over https.
 pub struct RedirectToHttps {
@@ -18,6 +24,8 @@ pub struct RedirectToHttps {
     https_port: u16,
     /// Where the hosts served are read, per request, so a reload applies here too.
     policy: Option<Arc<PolicyStore>>,
+    /// Where each answer is recorded.
+    audit: Option<AuditSink>,
 }
 
 /// Why no redirect is given.
@@ -36,7 +44,14 @@ impl RedirectToHttps {
             host,
             https_port,
             policy: None,
+            audit: None,
         }
+    }
+
+    /// Record every answer in `audit`'s access log.
+    pub fn recording(mut self, audit: AuditSink) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Redirect only to the hosts the policy in force serves.
@@ -90,6 +105,8 @@ impl RedirectToHttps {
 #[async_trait]
 impl ServeHttp for RedirectToHttps {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let (started, arrived) = (Instant::now(), SystemTime::now());
+        let request_id = new_request_id();
         let request = session.req_header();
         let host = request
             .headers
@@ -100,14 +117,63 @@ impl ServeHttp for RedirectToHttps {
         let served = snapshot
             .as_ref()
             .map_or(&[][..], |s| &s.listeners.hosts[..]);
-        let builder = Response::builder().header(http::header::CONTENT_LENGTH, "0");
-        let response = match self.location(served, host, path) {
-            Ok(location) => builder
-                .status(StatusCode::PERMANENT_REDIRECT)
-                .header(http::header::LOCATION, location),
-            Err(NoRedirect::UnsafeHost) => builder.status(StatusCode::BAD_REQUEST),
-            Err(NoRedirect::HostNotServed) => builder.status(StatusCode::MISDIRECTED_REQUEST),
+        let builder = Response::builder()
+            .header(http::header::CONTENT_LENGTH, "0")
+            .header("x-request-id", request_id.clone());
+        let (response, reason) = match self.location(served, host, path) {
+            Ok(location) => (
+                builder
+                    .status(StatusCode::PERMANENT_REDIRECT)
+                    .header(http::header::LOCATION, location),
+                Reason::ProtocolHttpsRequired,
+            ),
+            Err(NoRedirect::UnsafeHost) => (
+                builder.status(StatusCode::BAD_REQUEST),
+                Reason::ProtocolInvalidHost,
+            ),
+            Err(NoRedirect::HostNotServed) => (
+                builder.status(StatusCode::MISDIRECTED_REQUEST),
+                Reason::RouteHostNotServed,
+            ),
         };
+        let outcome = Outcome::Refused(reason);
+        if let Some(audit) = &self.audit {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let client = match &snapshot {
+                Some(s) => s.network.client_address(peer, &request.headers),
+                None => peer,
+            };
+            // Detached, as for a lost connection: the answer holds nothing to keep back
+            // until the record is durable.
+            audit.record_access_detached(AccessRecord {
+                time: audit::record::format_time(arrived.into()),
+                request_id: request_id.to_str().unwrap_or("-").to_owned(),
+                client: client.map_or_else(String::new, |ip| ip.to_string()),
+                tls: None,
+                principal: None,
+                client_id: None,
+                method: request.method.as_str().to_owned(),
+                route: None,
+                template: None,
+                purpose: None,
+                category: None,
+                decision: outcome.decision(),
+                reason: outcome.reason(),
+                status: reason.status(),
+                bytes_in: 0,
+                bytes_out: Some(0),
+                upstream_us: None,
+                total_us: started.elapsed().as_micros() as u64,
+                rules: Vec::new(),
+                changes: Vec::new(),
+            });
+        }
+        if let Some(m) = crate::metrics::metrics() {
+            m.count_request("-", outcome.decision(), outcome.code(), reason.status());
+        }
         response.body(Vec::new()).unwrap_or_default()
     }
 }

@@ -320,7 +320,8 @@ pub fn build(store: Arc<PolicyStore>) -> Result<GatewayServer, ServerError> {
                 snapshot.listeners.redirect_host.clone(),
                 snapshot.listeners.public.port(),
             )
-            .serving(Arc::clone(&shared.store)),
+            .serving(Arc::clone(&shared.store))
+            .recording(shared.audit.clone()),
         );
         redirect.add_tcp(&addr.to_string());
         server.add_service(redirect);

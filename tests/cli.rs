@@ -506,6 +506,49 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
         upstream.requests().is_empty(),
         "the plain listener forwarded a request"
     );
+    // Each answer is in the access trail, under the id the client was told (R-LOG-1): the
+    // first, refused one's id is read here.
+    let id = answer
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no request id: {answer}"));
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = phr_gateway::audit::segment::read_records(&dir.path().join("audit/access"))
+            .expect("records");
+        if records.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let reasons: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r["reason"].as_str(),
+                r["status"].as_u64(),
+                r["method"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (Some("route.host_not_served"), Some(421), Some("GET")),
+            (Some("protocol.https_required"), Some(308), Some("GET")),
+            (Some("protocol.https_required"), Some(308), Some("POST")),
+        ]
+    );
+    assert_eq!(records[0]["request_id"], id.as_str());
+    for record in &records {
+        assert_eq!(record["client"], "127.0.0.1");
+        assert_eq!(record["decision"], "refuse");
+        assert!(record.get("tls").is_none(), "{record}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
