@@ -819,6 +819,15 @@ impl Gateway {
                 ))
             }
             (GatewayEndpoint::Consents, http::Method::POST) => {
+                // Only JSON is read as a grant: a body sent as a form or `text/plain` is what
+                // a page on another site can make a browser send without asking.
+                if !is_json_type(session.req_header()) {
+                    return Err(invalid(
+                        "a consent is granted with a JSON body: send Content-Type: application/json"
+                            .to_owned(),
+                    )
+                    .into());
+                }
                 let body = match read_body(session, 64 * 1024).await {
                     Ok(body) => body,
                     Err(BodyError::Unreadable(e)) => return Err(ConsentCallError::Unreadable(e)),
@@ -890,6 +899,23 @@ impl Gateway {
         }
         write_refusal(session, refusal, ctx.request_id(), body).await
     }
+}
+
+/// Whether the request declares a JSON body (`application/json` or `application/*+json`,
+/// parameters aside).
+fn is_json_type(request: &pingora::http::RequestHeader) -> bool {
+    let Some(essence) = request
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+    else {
+        return false;
+    };
+    let essence = essence.trim().to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|sub| sub == "json" || (sub.ends_with("+json") && sub.len() > 5))
 }
 
 /// A grant's body, checked against the policy: acquisition consents name health categories

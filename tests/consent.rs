@@ -59,13 +59,26 @@ impl Setup {
     }
 
     async fn call(&self, method: &str, path: &str, token: &str, body: &str) -> Reply {
+        self.call_as("application/json", method, path, token, body)
+            .await
+    }
+
+    /// `call` with the body declared as `content_type`.
+    async fn call_as(
+        &self,
+        content_type: &str,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> Reply {
         let auth = format!("Bearer {token}");
         let config = client_config(&self.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
         let mut client = Client::open(self.gateway.port, config).await.unwrap();
         let headers = [
             ("authorization", auth.as_str()),
             ("phr-purpose", "self-management"),
-            ("content-type", "application/json"),
+            ("content-type", content_type),
         ];
         client.send(method, path, &headers, body).await.unwrap()
     }
@@ -164,6 +177,44 @@ async fn consent_calls_are_checked_and_survive_a_restart_r_az_5() {
         assert_eq!(reply.status, 400, "{body}");
         assert_eq!(reply.json()["reason"], "consent.invalid_request");
     }
+    // A valid grant not declared as JSON is what a page on another site can make a browser
+    // send as a form: refused, and nothing granted.
+    let good =
+        json!({"kind": "acquisition", "categories": ["vitals"], "purpose": "self-management"})
+            .to_string();
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+    ] {
+        let reply = s
+            .call_as(content_type, "POST", "/.phr/consents", &alice, &good)
+            .await;
+        assert_eq!(reply.status, 400, "{content_type}");
+        assert_eq!(reply.json()["reason"], "consent.invalid_request");
+    }
+    let none = s.call("GET", "/.phr/consents", &alice, "").await.json();
+    assert_eq!(none["history"].as_array().unwrap().len(), 0, "{none}");
+    let reply = s
+        .call_as(
+            "application/fhir+json; charset=utf-8",
+            "POST",
+            "/.phr/consents",
+            &alice,
+            &good,
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    s.call(
+        "POST",
+        &format!(
+            "/.phr/consents/{}/withdraw",
+            reply.json()["consent"].as_str().unwrap()
+        ),
+        &alice,
+        "",
+    )
+    .await;
     let id = s.grant(&alice).await;
     // Another subject cannot withdraw it, nor see it; an unknown id is not found.
     let reply = s
