@@ -16,6 +16,7 @@
 //! provision consent (R-AZ-4). Any other token reaches only its own subject's data.
 
 pub mod fhir;
+pub mod fhir_patch;
 pub mod scope;
 
 use std::borrow::Cow;

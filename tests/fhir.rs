@@ -14,7 +14,7 @@ use support::*;
 const EXTRA: &str = r#"
 [[routes]]
 id = "fhir"
-methods = ["GET", "POST", "PUT", "DELETE"]
+methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 path = "/api/fhir/{*rest}"
 upstream = "backend"
 category = "checkup"
@@ -645,4 +645,129 @@ async fn a_search_by_post_is_read_with_its_form_body_r_az_1() {
         assert_eq!(reason(&reply), expected, "{path} {body}: {reply:?}");
     }
     assert_eq!(s.upstream.requests().len(), forwarded);
+}
+
+/// A patch names no resource, only changes to one the backend holds: one that rewrites the
+/// record's `subject` or `patient` would move the caller's record into another patient's
+/// chart after the backend's compartment check passed on the stored one. Every patch form a
+/// FHIR server takes is read for the patient it sets (R-AZ-1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_that_moves_a_record_to_another_patient_is_refused_r_az_1() {
+    use base64::Engine;
+    let s = setup().await;
+    let token = s.token("p-1", "patient/Observation.u");
+    let consent =
+        json!({"kind": "acquisition", "purpose": "self-management", "categories": ["checkup"]});
+    let granted = s
+        .call("POST", "/.phr/consents", &token, &consent.to_string())
+        .await;
+    assert_eq!(granted.status, 201, "{granted:?}");
+    let auth = format!("Bearer {token}");
+    let patch = |path: &'static str, content_type: &'static str, body: Value| {
+        let auth = auth.clone();
+        let config = client_config(&s.pki.ca_der, &[&TLS13], &[b"http/1.1"]);
+        async move {
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("phr-purpose", "self-management"),
+                ("content-type", content_type),
+            ];
+            let method = if path.ends_with("/fhir") {
+                "POST"
+            } else {
+                "PATCH"
+            };
+            Client::open(s.port, config)
+                .await
+                .unwrap()
+                .send(method, path, &headers, &body.to_string())
+                .await
+                .unwrap()
+        }
+    };
+    let (json_patch, merge_patch, fhir) = (
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/fhir+json",
+    );
+    let url = "/api/fhir/Observation/o-1";
+    let p2 = json!({"reference": "Patient/p-2"});
+    let operation = |kind: &str, path: &str, value: Value| {
+        json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}, value]}]})
+    };
+    for (content_type, body) in [
+        (
+            json_patch,
+            json!([{"op": "replace", "path": "/status", "value": "amended"}]),
+        ),
+        (
+            json_patch,
+            json!([{"op": "replace", "path": "/subject/reference", "value": "Patient/p-1"}]),
+        ),
+        (
+            fhir,
+            operation(
+                "replace",
+                "Observation.status",
+                json!({"name": "value", "valueCode": "amended"}),
+            ),
+        ),
+        (merge_patch, json!({"status": "amended"})),
+    ] {
+        let reply = patch(url, content_type, body.clone()).await;
+        assert_eq!(reply.status, 200, "{body}: {reply:?}");
+    }
+    let forwarded = s.upstream.requests().len();
+    let binary = |operations: Value| {
+        json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+            "data": base64::engine::general_purpose::STANDARD.encode(operations.to_string())})
+    };
+    for (path, content_type, body) in [
+        (
+            url,
+            json_patch,
+            json!([{"op": "replace", "path": "/subject", "value": p2}]),
+        ),
+        (
+            url,
+            json_patch,
+            json!([{"op": "remove", "path": "/subject"}]),
+        ),
+        (
+            url,
+            json_patch,
+            json!([{"op": "replace", "path": "/subject/identifier/value", "value": "p-2"}]),
+        ),
+        (
+            url,
+            fhir,
+            operation(
+                "replace",
+                "Observation.subject",
+                json!({"name": "value", "valueReference": p2}),
+            ),
+        ),
+        (url, merge_patch, json!({"subject": p2})),
+        (url, merge_patch, json!({"subject": null})),
+        (
+            "/api/fhir",
+            fhir,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "request": {"method": "PATCH", "url": "Observation/o-1"},
+                "resource": binary(json!([{"op": "add", "path": "/subject", "value": p2}]))}]}),
+        ),
+    ] {
+        let reply = patch(path, content_type, body.clone()).await;
+        assert_eq!(
+            reason(&reply),
+            "access.subject_mismatch",
+            "{body}: {reply:?}"
+        );
+    }
+    assert_eq!(
+        s.upstream.requests().len(),
+        forwarded,
+        "a refused patch was forwarded"
+    );
 }

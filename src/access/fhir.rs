@@ -387,14 +387,15 @@ pub fn bundle_entries(body: &[u8]) -> Result<Vec<BundleEntry>, Refusal> {
                 Some((p, q)) => (format!("/{p}"), Some(q.to_owned())),
                 None => (format!("/{}", request.url), None),
             };
+            let resource_patient = match &entry.resource {
+                Some(resource) => body_patient(&method, resource).map_err(|r| at_entry(i, r))?,
+                None => None,
+            };
             Ok(BundleEntry {
                 method,
                 path,
                 query,
-                resource_patient: match &entry.resource {
-                    Some(resource) => resource_patient(resource).map_err(|r| at_entry(i, r))?,
-                    None => None,
-                },
+                resource_patient,
             })
         })
         .collect()
@@ -434,8 +435,18 @@ pub fn single_entry(
         method: method.clone(),
         path: rest.to_owned(),
         query: query.map(str::to_owned),
-        resource_patient: resource_patient(&resource)?,
+        resource_patient: body_patient(method, &resource)?,
     })
+}
+
+/// The patient a request's body names: the resource's, or for a `PATCH` the one the patch
+/// sets (`fhir_patch`).
+fn body_patient(method: &Method, body: &serde_json::Value) -> Result<Option<String>, Refusal> {
+    if *method == Method::PATCH {
+        super::fhir_patch::patched_patient(body)
+    } else {
+        resource_patient(body)
+    }
 }
 
 /// `refusal`, its detail prefixed with the Bundle entry it is about.
