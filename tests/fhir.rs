@@ -143,6 +143,12 @@ async fn scopes_and_the_patient_are_derived_from_each_request_r_az_1() {
             "/api/fhir/Observation?patient=p-1&subject=p-2",
             "access.subject_mismatch",
         ),
+        // A named query: its definition says whose data it returns.
+        (
+            "GET",
+            "/api/fhir/Observation?patient=p-1&_query=all-patients",
+            "access.fhir_unsupported",
+        ),
         // Letters and types the token lacks.
         (
             "POST",

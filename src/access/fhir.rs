@@ -282,6 +282,13 @@ fn read_query<'a>(
                     letters: letters::SEARCH,
                 });
             }
+            // A named query's parameters mean what its definition says, the patient's too:
+            // which data it returns cannot be told from the request.
+            "_query" => {
+                return Err(unsupported(format!(
+                    "the named query `_query={value}` cannot be authorised: its definition, not the request, says whose data it returns"
+                )))
+            }
             _ => {}
         }
     }
@@ -620,6 +627,16 @@ mod tests {
             (Method::GET, "/Patient/p-1/Observation/o-1/extra", None),
             (Method::GET, "/Observation", Some("_include=bad")),
             (Method::GET, "/Observation", Some("_has:lower:x:y=1")),
+            (
+                Method::GET,
+                "/Observation",
+                Some("patient=p-1&_query=current-high-risk"),
+            ),
+            (
+                Method::POST,
+                "/Observation/_search",
+                Some("_query=all&patient=p-1"),
+            ),
             (Method::OPTIONS, "/Observation", None),
         ] {
             let refused = derive(&method, rest, query).err();
