@@ -140,6 +140,22 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // On every response: HSTS and nosniff set, banners and debugging links removed.
+    let mut group = c.benchmark_group("harden");
+    let mut upstream = upstream.clone();
+    upstream.insert("server", http::HeaderValue::from_static("nginx/1.2"));
+    group.bench_function("upstream_6_headers", |b| {
+        b.iter_batched(
+            || upstream.clone(),
+            |mut h| {
+                phr_gateway::harden::harden(&mut h);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -9,18 +9,29 @@ pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includ
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
-/// Headers that advertise the upstream's software; never passed on.
+/// `Server`, and the headers that advertise the upstream's software or point into its
+/// debugging tools (all `x-`, so most names are passed after one byte); never
+/// passed on. Symfony's profiler token and link name a page holding the whole request —
+/// headers, bearer token, body — wherever a profiler was left on; IIS's `X-SourceFiles` holds
+/// the server's file path.
 const BANNERS: &[&str] = &[
-    "server",
     "x-powered-by",
     "x-aspnet-version",
     "x-aspnetmvc-version",
+    "x-generator",
+    "x-debug-token",
+    "x-debug-token-link",
+    "x-sourcefiles",
 ];
 
 /// Apply the hardening rules. An upstream's `PHR-Neutralised` goes too: only the gateway says
 /// what it changed (R-WAF-4).
 pub fn harden(response: &mut impl HeaderEdit) {
-    response.strip(|name| BANNERS.contains(&name) || name == PHR_NEUTRALISED.as_str());
+    response.strip(|name| match name.as_bytes().first() {
+        Some(b'x') => BANNERS.contains(&name),
+        Some(b's') => name == "server",
+        _ => name == PHR_NEUTRALISED.as_str(),
+    });
     response.set(STRICT_TRANSPORT_SECURITY, HSTS);
     response.set(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
 }
@@ -51,6 +62,11 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(SERVER, HeaderValue::from_static("nginx/1.2"));
         h.insert("x-powered-by", HeaderValue::from_static("PHP"));
+        h.insert(
+            "x-debug-token-link",
+            HeaderValue::from_static("/_profiler/12ab"),
+        );
+        h.insert("x-generator", HeaderValue::from_static("Drupal 7"));
         h.insert("phr-neutralised", HeaderValue::from_static("note.text"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert(
@@ -62,6 +78,8 @@ mod tests {
         assert_eq!(h.get(X_CONTENT_TYPE_OPTIONS), Some(&NOSNIFF));
         assert!(h.get(SERVER).is_none());
         assert!(h.get("x-powered-by").is_none());
+        assert!(h.get("x-debug-token-link").is_none());
+        assert!(h.get("x-generator").is_none());
         // An upstream cannot claim the gateway changed something (R-WAF-4).
         assert!(h.get("phr-neutralised").is_none());
         assert_eq!(h.get("content-type").unwrap(), "application/json");
