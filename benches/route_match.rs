@@ -156,6 +156,38 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // On every forwarded response: the upstream's own address in `Location` made public.
+    let mut group = c.benchmark_group("public_locations");
+    let origins = ["http://backend.internal:8080".to_owned()];
+    group.bench_function("no_location", |b| {
+        b.iter_batched(
+            || upstream.clone(),
+            |mut h| {
+                phr_gateway::forward::public_locations(&mut h, &origins, Some("phr.example.jp"));
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut created = upstream.clone();
+    created.insert(
+        "location",
+        http::HeaderValue::from_static(
+            "http://backend.internal:8080/fhir/Observation/1/_history/1",
+        ),
+    );
+    group.bench_function("created_with_own_location", |b| {
+        b.iter_batched(
+            || created.clone(),
+            |mut h| {
+                phr_gateway::forward::public_locations(&mut h, &origins, Some("phr.example.jp"));
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

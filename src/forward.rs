@@ -1,5 +1,6 @@
 //! What the upstream receives: hop-by-hop headers removed, client-supplied forwarding headers
-//! replaced by the gateway's own, and the gateway's request id.
+//! replaced by the gateway's own, and the gateway's request id; and, on the way back, the
+//! upstream's own address in `Location` replaced by the one the client used.
 //!
 //! A client must not be able to tell the backend where it connects from, or that it came
 //! through a trusted proxy: every header the backend could take for the gateway's word is
@@ -9,7 +10,10 @@ use std::net::IpAddr;
 
 use std::fmt::Write as _;
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LOCATION, HOST, LOCATION,
+};
+use http::HeaderMap;
 
 use crate::headers::{as_cgi_reads, HeaderEdit, X_REQUEST_ID};
 use crate::identity::{IdentityHeaders, Principal};
@@ -167,6 +171,47 @@ fn set_identity(request: &mut impl HeaderEdit, principal: Option<&Principal>) {
     }
 }
 
+/// An upstream's `Location` or `Content-Location` that names the upstream's own address (a
+/// FHIR server answers a create with `Location: http://10.0.0.5:8081/fhir/Observation/1/…`
+/// when that is its configured base) is rewritten to the address the client used, over
+/// https, as nginx's `proxy_redirect default` does: a client that followed it would send its
+/// bearer token in plaintext straight to the backend, past every check here. Without a
+/// plain `public_host` to write, the header is removed instead. Other URLs pass unchanged.
+pub fn public_locations(
+    response: &mut HeaderMap,
+    upstream_origins: &[String],
+    public_host: Option<&str>,
+) {
+    for name in [LOCATION, CONTENT_LOCATION] {
+        let Some(rest) = response.get(&name).and_then(|value| {
+            let value = value.to_str().ok()?;
+            upstream_origins.iter().find_map(|origin| {
+                let head = value.get(..origin.len())?;
+                let rest = &value[origin.len()..];
+                (head.eq_ignore_ascii_case(origin)
+                    && (rest.is_empty() || rest.starts_with(['/', '?', '#'])))
+                .then(|| rest.to_owned())
+            })
+        }) else {
+            continue;
+        };
+        let public = public_host
+            .filter(|h| is_plain_authority(h))
+            .and_then(|host| {
+                let slash = if rest.starts_with('/') { "" } else { "/" };
+                HeaderValue::try_from(format!("https://{host}{slash}{rest}")).ok()
+            });
+        match public {
+            Some(value) => {
+                response.insert(name, value);
+            }
+            None => {
+                response.remove(name);
+            }
+        }
+    }
+}
+
 /// An authority safe to repeat inside a quoted `Forwarded` value.
 fn is_plain_authority(host: &str) -> bool {
     !host.is_empty()
@@ -186,6 +231,56 @@ mod tests {
             m.append(*n, HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn the_upstreams_own_location_is_rewritten_or_removed() {
+        let origins = ["http://backend.internal:8080".to_owned()];
+        let answer = |location: &'static str, host: Option<&str>| {
+            let mut m = map(&[("location", location), ("content-location", location)]);
+            public_locations(&mut m, &origins, host);
+            let read = |n: &str| m.get(n).map(|v| v.to_str().unwrap_or_default().to_owned());
+            assert_eq!(read("location"), read("content-location"));
+            read("location")
+        };
+        let host = Some("phr.example.jp:8443");
+        for (location, expected) in [
+            (
+                "http://backend.internal:8080/fhir/Observation/1/_history/1",
+                Some("https://phr.example.jp:8443/fhir/Observation/1/_history/1"),
+            ),
+            (
+                "http://Backend.Internal:8080",
+                Some("https://phr.example.jp:8443/"),
+            ),
+            (
+                "http://backend.internal:8080#top",
+                Some("https://phr.example.jp:8443/#top"),
+            ),
+            (
+                "http://backend.internal:80800/x",
+                Some("http://backend.internal:80800/x"),
+            ),
+            (
+                "http://backend.internal:8080.evil.example/x",
+                Some("http://backend.internal:8080.evil.example/x"),
+            ),
+            (
+                "https://backend.internal:8080/x",
+                Some("https://backend.internal:8080/x"),
+            ),
+            ("/fhir/Observation/1", Some("/fhir/Observation/1")),
+        ] {
+            assert_eq!(answer(location, host).as_deref(), expected, "{location}");
+        }
+        // No public address to write: the internal one is not passed on either.
+        for host in [None, Some("a b"), Some("x\"y")] {
+            assert_eq!(
+                answer("http://backend.internal:8080/x", host),
+                None,
+                "{host:?}"
+            );
+        }
     }
 
     /// A bearer token on an anonymous route (no principal) was verified by no one: it never

@@ -366,7 +366,17 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // Also strips an upstream's own `PHR-Neutralised`: only the gateway says what it changed.
         let identified = ctx.principal.is_some();
+        let request = session.req_header();
+        let public_host = request
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri.authority().map(|a| a.as_str()));
+        let upstream_origins = ctx.routed().map_or(&[][..], |(snapshot, route)| {
+            &snapshot.upstream_of(route).origins[..]
+        });
         edit_response_headers(upstream_response, |headers| {
+            crate::forward::public_locations(headers, upstream_origins, public_host);
             harden::harden(headers);
             if identified {
                 harden::forbid_storing(headers);

@@ -27,6 +27,9 @@ pub struct Upstream {
     pub address: SocketAddr,
     /// The `Host` value the upstream expects when the client sent none.
     pub authority: String,
+    /// The upstream's own origin as it may write it in a `Location` (lower case, without a
+    /// trailing slash; with and without a default port): rewritten to the public one.
+    pub origins: Vec<String>,
     tls: bool,
     peer: HttpPeer,
 }
@@ -196,15 +199,47 @@ pub fn compile(name: &str, s: &UpstreamSection, base: &Path) -> Result<Upstream,
         }
     }
 
+    let scheme = if tls { "https" } else { "http" };
+    let host = host.to_ascii_lowercase();
+    let mut origins = vec![format!("{scheme}://{host}:{port}")];
+    if matches!((tls, port), (true, 443) | (false, 80)) {
+        origins.push(format!("{scheme}://{host}"));
+    }
     Ok(Upstream {
         name: name.to_owned(),
         url: url.clone(),
+        origins,
         address,
         authority: match (tls, port) {
-            (true, 443) | (false, 80) => host.to_owned(),
+            (true, 443) | (false, 80) => host,
             _ => authority,
         },
         tls,
         peer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(url: &str) -> Vec<String> {
+        let section: UpstreamSection =
+            toml::from_str(&format!("url = \"{url}\"")).expect("an upstream table");
+        compile("backend", &section, Path::new(".")).map_or_else(|e| panic!("{e}"), |u| u.origins)
+    }
+
+    /// What a backend may write as its own address in a `Location`, to be rewritten.
+    #[test]
+    fn an_upstreams_own_origins_are_written_with_and_without_a_default_port() {
+        assert_eq!(origins("http://127.0.0.1:8081"), ["http://127.0.0.1:8081"]);
+        assert_eq!(
+            origins("http://LOCALHOST"),
+            ["http://localhost:80", "http://localhost"]
+        );
+        assert_eq!(
+            origins("https://127.0.0.1:443/"),
+            ["https://127.0.0.1:443", "https://127.0.0.1"]
+        );
+    }
 }

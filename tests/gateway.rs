@@ -78,6 +78,45 @@ async fn tls13_request_is_forwarded_and_hardened_r_tls_1_r_tls_3() {
     assert_eq!(seen[0].headers["x-request-id"], id.as_str());
 }
 
+/// A backend that answers with its own address (a FHIR create's `Location`, from its
+/// configured base) would send a client that follows it past the gateway, bearer token in
+/// plaintext: the gateway writes the address the client used instead, over both protocols.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstreams_own_address_in_location_becomes_the_public_one() {
+    let s = setup().await;
+    let own = format!("http://127.0.0.1:{}", s.upstream.port);
+    let h2 = client_config(&s.pki.ca_der, &[&TLS13], &[b"h2"]);
+    for config in [h1(&s), h2] {
+        for (asked, expected) in [
+            (
+                "{own}/anon/created/1",
+                "https://localhost/anon/created/1".to_owned(),
+            ),
+            ("{OWN}?x=1", "https://localhost/?x=1".to_owned()),
+            // Not the upstream's own: another port, another host, a relative reference.
+            ("{own}0/anon/x", format!("{own}0/anon/x")),
+            (
+                "https://other.example/x",
+                "https://other.example/x".to_owned(),
+            ),
+            ("/anon/relative", "/anon/relative".to_owned()),
+        ] {
+            let reply = get(
+                s.gateway.port,
+                config.clone(),
+                "/anon/create",
+                &[("x-test-location", asked)],
+            )
+            .await
+            .expect("request");
+            assert_eq!(reply.status, 200, "{reply:?}");
+            for name in ["location", "content-location"] {
+                assert_eq!(reply.headers[name], expected.as_str(), "{name} for {asked}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn h2_and_http11_both_work() {
     let s = setup().await;

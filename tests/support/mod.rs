@@ -276,10 +276,24 @@ impl Upstream {
                                 });
                             }
                             let reply = format!("upstream-ok {} {}", parts.uri.path(), body.len());
+                            let mut response = hyper::Response::builder()
+                                .header("server", "secret-backend/1.0")
+                                .header("x-powered-by", "php/5");
+                            // A test names the `Location` it wants answered; `{own}` and
+                            // `{OWN}` stand for this upstream's origin (spelled out, it is
+                            // an internal URL inspection refuses in a request).
+                            if let Some(location) = parts.headers.get("x-test-location") {
+                                let location = location
+                                    .to_str()
+                                    .unwrap_or_default()
+                                    .replace("{own}", &format!("http://127.0.0.1:{port}"))
+                                    .replace("{OWN}", &format!("HTTP://127.0.0.1:{port}"));
+                                response = response
+                                    .header("location", &location)
+                                    .header("content-location", &location);
+                            }
                             Ok::<_, hyper::Error>(
-                                hyper::Response::builder()
-                                    .header("server", "secret-backend/1.0")
-                                    .header("x-powered-by", "php/5")
+                                response
                                     .body(Full::new(Bytes::from(reply)))
                                     .expect("response"),
                             )
