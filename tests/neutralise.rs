@@ -48,7 +48,7 @@ async fn send(s: &Harness, method: &str, path: &str, content_type: &str, body: &
 #[tokio::test(flavor = "multi_thread")]
 async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
     let s = setup().await;
-    let body = r#"{"resourceType":"Observation","note":[{"text":"<script>alert('x')</script> 血糖 < 100"},{"text":"ok"}],"valueQuantity":{"value":5.60,"unit":"%"},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p onmouseover=\"steal()\">HbA1c<br/></p><script>x()</script></div>"}}"#;
+    let body = r#"{"resourceType":"Observation","note":[{"text":"<script>alert('x')</script> 血糖 < 100"},{"text":"ok ＜ｂ＞"}],"valueQuantity":{"value":5.60,"unit":"%"},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p onmouseover=\"steal()\">HbA1c<br/></p><script>x()</script></div>"}}"#;
     let reply = send(&s, "POST", "/diary/1", "application/fhir+json", body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.headers["phr-neutralised"], "note.text, text.div");
@@ -57,7 +57,7 @@ async fn named_fields_are_rewritten_recorded_and_announced_r_waf_4() {
     let sent = String::from_utf8(seen.body.to_vec()).unwrap();
     assert_eq!(
         sent,
-        r#"{"resourceType":"Observation","note":[{"text":"&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; 血糖 &lt; 100"},{"text":"ok"}],"valueQuantity":{"value":5.60,"unit":"%"},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>HbA1c<br/></p></div>"}}"#,
+        r#"{"resourceType":"Observation","note":[{"text":"&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; 血糖 &lt; 100"},{"text":"ok &#xFF1C;ｂ&#xFF1E;"}],"valueQuantity":{"value":5.60,"unit":"%"},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>HbA1c<br/></p></div>"}}"#,
         "only the named fields changed; key order and numbers kept"
     );
     assert_eq!(

@@ -10,6 +10,7 @@
 //! value outside the named fields as sent (struson reads and writes it as a stream).
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use struson::reader::{JsonReader, JsonStreamReader, ReaderSettings, ValueType};
@@ -29,9 +30,20 @@ pub struct Neutralised {
 #[error("the body could not be rewritten: {0}")]
 pub struct Unrewritable(String);
 
-/// The fixed rule: HTML's special characters as entities.
+/// The characters NFKC folds to one of HTML's special characters: full-width `＜＞＂＇＆` and
+/// the small `﹤﹥﹠`. A backend that normalises text (many Japanese systems do) would turn
+/// `＜img onerror=…＞` into markup after the gateway passed it.
+const FOLDS_TO_SPECIAL: [char; 8] = [
+    '\u{FE60}', '\u{FE64}', '\u{FE65}', '\u{FF02}', '\u{FF06}', '\u{FF07}', '\u{FF1C}', '\u{FF1E}',
+];
+
+/// The fixed rule: HTML's special characters as entities, and the characters that fold to
+/// them as numeric ones (`＜` as `&#xFF1C;`, which still reads `＜` wherever entities are
+/// decoded, and can no longer be normalised into `<`).
 pub fn entities(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.contains(['&', '<', '>', '"', '\'']) {
+    let special =
+        |c: char| matches!(c, '&' | '<' | '>' | '"' | '\'') || FOLDS_TO_SPECIAL.contains(&c);
+    if !value.contains(special) {
         return value.into();
     }
     let mut out = String::with_capacity(value.len() + 16);
@@ -42,6 +54,9 @@ pub fn entities(value: &str) -> std::borrow::Cow<'_, str> {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#x27;"),
+            c if FOLDS_TO_SPECIAL.contains(&c) => {
+                let _ = write!(out, "&#x{:X};", u32::from(c));
+            }
             c => out.push(c),
         }
     }
@@ -362,6 +377,35 @@ mod tests {
             Ok(None)
         ));
         assert!(json(b"{not json", &fields(&["note"])).is_err());
+    }
+
+    /// What a backend that normalises text (NFKC) would turn into markup is encoded too;
+    /// Japanese text without those characters is left as sent.
+    #[test]
+    fn characters_that_fold_to_markup_are_encoded() {
+        assert_eq!(
+            entities("＜img src=x onerror=alert(1)＞ ﹤b﹥ ＂＇＆﹠"),
+            "&#xFF1C;img src=x onerror=alert(1)&#xFF1E; &#xFE64;b&#xFE65; &#xFF02;&#xFF07;&#xFF06;&#xFE60;"
+        );
+        for plain in [
+            "朝食後に服用（１日２回）",
+            "血糖値　１１０ｍｇ／ｄＬ",
+            "「注意」",
+        ] {
+            assert!(
+                matches!(entities(plain), std::borrow::Cow::Borrowed(_)),
+                "{plain}"
+            );
+        }
+        let body = r#"{"note":[{"text":"＜ｓｃｒｉｐｔ＞alert(1)＜/ｓｃｒｉｐｔ＞"}]}"#;
+        let out = json(body.as_bytes(), &fields(&["note.text"]))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("nothing neutralised"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.body),
+            r#"{"note":[{"text":"&#xFF1C;ｓｃｒｉｐｔ&#xFF1E;alert(1)&#xFF1C;/ｓｃｒｉｐｔ&#xFF1E;"}]}"#
+        );
     }
 
     #[test]
