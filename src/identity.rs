@@ -244,7 +244,9 @@ impl IdentityPlan {
         let c = verified.claims;
         let amr = c.amr.unwrap_or_default();
         let issuer_id = &self.issuers[issuer].id;
-        let session = c.sid.or_else(|| c.jti.clone());
+        // An empty claim names no session: every token carrying it would share one.
+        let named = |claim: Option<String>| claim.filter(|s| !s.is_empty());
+        let session = named(c.sid).or_else(|| named(c.jti.clone()));
         let mut principal = Principal {
             issuer: issuer_id.clone(),
             session_key: session.as_ref().map(|s| format!("{issuer_id}|{s}")),

@@ -502,7 +502,24 @@ async fn a_token_that_names_no_session_is_refused_unless_the_policy_accepts_it_r
     assert_eq!(reply.json()["reason"], "identity.invalid_token");
     let www = reply.headers["www-authenticate"].to_str().unwrap();
     assert!(www.contains("names no session"), "{www}");
-    assert!(s.upstream.requests().is_empty());
+    // Empty claims name no session either: every such token would share one, so one
+    // person's logout would end everyone's and anyone's requests would keep it alive.
+    let mut empty = mfa_claims("heidi");
+    empty["sid"] = serde_json::json!("");
+    empty["jti"] = serde_json::json!("");
+    let reply = read_patient(&s, &format!("Bearer {}", s.key.sign(&empty))).await;
+    assert_eq!(
+        reply.json()["reason"],
+        "identity.invalid_token",
+        "{reply:?}"
+    );
+    empty["jti"] = serde_json::json!("t-1");
+    let reply = read_patient(&s, &format!("Bearer {}", s.key.sign(&empty))).await;
+    assert_eq!(
+        reply.status, 200,
+        "an empty sid falls back to the token id: {reply:?}"
+    );
+    assert_eq!(s.upstream.requests().len(), 1);
     // Either claim alone names one.
     for keep in ["sid", "jti"] {
         let mut one = mfa_claims("heidi");
