@@ -251,7 +251,7 @@ impl IdentityPlan {
             issuer: issuer_id.clone(),
             session_key: session.as_ref().map(|s| format!("{issuer_id}|{s}")),
             rate_key: Arc::from(format!("{issuer_id}|{}", c.sub)),
-            patient: c.patient.clone().or_else(|| {
+            patient: c.patient.clone().filter(|p| !p.is_empty()).or_else(|| {
                 c.fhir_user
                     .as_deref()
                     .and_then(|u| u.rsplit_once("Patient/").map(|(_, id)| id.to_owned()))

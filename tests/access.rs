@@ -184,9 +184,20 @@ async fn smart_scopes_and_the_data_subject_decide_r_az_1() {
         s.get("/fhir/Observation?patient=p-5", &by_sub).await.status,
         200
     );
+    // An empty patient claim names no patient: `fhirUser`, else `sub`, decides.
+    let empty_patient = s.token(
+        "bob",
+        json!({"patient": "", "fhirUser": "https://fhir.example/Patient/p-9"}),
+    );
+    assert_eq!(
+        s.get("/fhir/Observation?patient=p-9", &empty_patient)
+            .await
+            .status,
+        200
+    );
 
     let forwarded = s.upstream.requests().len();
-    assert_eq!(forwarded, 7, "refused requests reached the upstream");
+    assert_eq!(forwarded, 8, "refused requests reached the upstream");
 }
 
 /// HTTP parameter pollution against the subject binding: the gateway reads `patient` exactly,

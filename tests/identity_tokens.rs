@@ -270,6 +270,14 @@ fn time_issuer_and_audience_claims_are_checked() {
         ),
         "exp is required"
     );
+    // A token about no one: every such token would be one principal (its rate limit, its
+    // subject header, its own data).
+    let mut claims = mfa_claims("alice");
+    claims["sub"] = json!("");
+    assert_eq!(
+        verify(&k.es.sign(&claims)).unwrap_err(),
+        TokenError::Malformed("sub is empty")
+    );
 }
 
 #[test]

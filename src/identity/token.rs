@@ -251,6 +251,9 @@ pub fn verify(
         issuer.keys.unknown_kid();
     }
     checked?;
+    if claims.sub.is_empty() {
+        return Err(TokenError::Malformed("sub is empty"));
+    }
 
     if !claims
         .audiences()
