@@ -948,3 +948,49 @@ async fn a_listed_file_that_is_text_is_inspected_as_text_r_waf_2() {
     assert_eq!(reply.json()["reason"], "inspect.blocked");
     assert!(s.upstream.requests().iter().all(|r| r.path != "/scans/2"));
 }
+
+/// A backend takes `filename*` (RFC 6266) over `filename`, and parsers differ on which of two
+/// repeated parameters counts: each file name a backend may take is inspected, and a repeated
+/// parameter is refused (R-WAF-2).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_file_name_a_backend_may_take_is_inspected_r_waf_2() {
+    let s = setup().await;
+    let upload = |disposition: &str| {
+        let boundary = "phr-test-boundary-7MA4YWxk";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\n\r\n--{boundary}--\r\n"
+        );
+        (
+            format!("multipart/form-data; boundary={boundary}"),
+            body.into_bytes(),
+        )
+    };
+    for (disposition, rule) in [
+        (
+            r#"name="f"; filename*=UTF-8''..%2F..%2F..%2Fvar%2Fwww%2Fhtml%2Fshell.php; filename="ok.csv""#,
+            "php-150",
+        ),
+        (
+            r#"name="f"; filename="ok.csv"; filename*=UTF-8''..%2F..%2F..%2Fetc%2Fcron.d%2Fx"#,
+            "lfi",
+        ),
+        (
+            r#"name="f"; filename="a.csv"; filename="b.csv""#,
+            "multipart-120",
+        ),
+        (r#"name="f"; name="g"; filename="a.csv""#, "multipart-120"),
+    ] {
+        let (content_type, body) = upload(disposition);
+        let reply = send(&s, "/uploads/named", &content_type, body).await;
+        assert_eq!(reply.status, 403, "{disposition}: {reply:?}");
+        let rules = s.record(&reply)["rules"].to_string();
+        assert!(rules.contains(rule), "{disposition}: {rules}");
+    }
+    assert!(
+        s.upstream.requests().is_empty(),
+        "a refused upload was forwarded"
+    );
+    let (content_type, body) = upload(r#"name="f"; filename*=UTF-8''%E6%A4%9C%E6%9F%BB.csv"#);
+    let reply = send(&s, "/uploads/named", &content_type, body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}

@@ -322,13 +322,15 @@ fn multipart_part(
     found.add(detect::name(&n), Place::Body, field);
     found.add(detect::value(&n), Place::Body, field);
     found.add(part_framing(part), Place::Body, field);
-    if let Some(filename) = &part.filename {
-        found.add(
-            detect::file_name(filename)
-                .or_else(|| detect::value(&normalise(filename.as_bytes(), Plus::Literal))),
-            Place::Body,
-            field,
-        );
+    if !part.filenames.is_empty() {
+        for filename in &part.filenames {
+            found.add(
+                detect::file_name(filename)
+                    .or_else(|| detect::value(&normalise(filename.as_bytes(), Plus::Literal))),
+                Place::Body,
+                field,
+            );
+        }
         let media = part
             .content_type
             .as_deref()
@@ -583,7 +585,10 @@ fn part_framing(part: &multipart::Part<'_>) -> Option<Hit> {
         text.chars()
             .any(|c| matches!(c, '"' | ';' | '=' | '\\') || c.is_control())
     };
-    if part.name.as_deref().is_some_and(splits) || part.filename.as_deref().is_some_and(splits) {
+    if part.repeated
+        || part.name.as_deref().is_some_and(splits)
+        || part.filenames.iter().any(|f| splits(f))
+    {
         return Some(Hit {
             rule: "multipart-120",
             class: Class::Multipart,

@@ -13,8 +13,12 @@ pub struct Part<'b> {
     pub head: &'b [u8],
     /// `name` of its `Content-Disposition`.
     pub name: Option<String>,
-    /// `filename` of its `Content-Disposition`: the part is a file.
-    pub filename: Option<String>,
+    /// The file names its `Content-Disposition` gives: `filename`, and `filename*` (RFC 6266,
+    /// decoded), which most backends prefer when both are given. Any: the part is a file.
+    pub filenames: Vec<String>,
+    /// A `Content-Disposition` parameter given twice (`name`, `filename` or `filename*`, in one
+    /// header or two): parsers differ on which one counts.
+    pub repeated: bool,
     /// Its `Content-Type`, lower case, without parameters.
     pub content_type: Option<String>,
     /// Its content.
@@ -94,10 +98,12 @@ fn part_of<'b>(head: &'b [u8], content: &'b [u8]) -> Part<'b> {
     let mut part = Part {
         head,
         name: None,
-        filename: None,
+        filenames: Vec::new(),
+        repeated: false,
         content_type: None,
         content,
     };
+    let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -117,15 +123,35 @@ fn part_of<'b>(head: &'b [u8], content: &'b [u8]) -> Part<'b> {
                     .and_then(|v| v.strip_suffix('"'))
                     .unwrap_or(v)
                     .to_owned();
-                match key.trim().to_ascii_lowercase().as_str() {
+                let key = key.trim().to_ascii_lowercase();
+                if matches!(key.as_str(), "name" | "filename" | "filename*") {
+                    part.repeated |= !seen.insert(key.clone());
+                }
+                match key.as_str() {
                     "name" => part.name = Some(v),
-                    "filename" | "filename*" => part.filename = Some(v),
+                    "filename" => part.filenames.push(v),
+                    "filename*" => part.filenames.push(extended_value(&v)),
                     _ => {}
                 }
             }
         }
     }
     part
+}
+
+/// An RFC 8187 extended value (`UTF-8''%e2%82%ac%20rates.pdf`) as a backend decodes it: the
+/// charset and language dropped, the rest percent-decoded. A value without the two
+/// apostrophes is kept as written.
+fn extended_value(value: &str) -> String {
+    let mut pieces = value.splitn(3, '\'');
+    match (pieces.next(), pieces.next(), pieces.next()) {
+        (Some(_charset), Some(_language), Some(encoded)) => {
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8_lossy()
+                .into_owned()
+        }
+        _ => value.to_owned(),
+    }
 }
 
 /// A header value split at each `;` outside a quoted string (`filename="a;b.txt"` is one
@@ -190,7 +216,7 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].name.as_deref(), Some("note"));
         assert_eq!(parts[0].content, b"hello");
-        assert_eq!(parts[1].filename.as_deref(), Some("r.pdf"));
+        assert_eq!(parts[1].filenames, ["r.pdf"]);
         assert_eq!(parts[1].content_type.as_deref(), Some("application/pdf"));
         // A delimiter-like line inside the content that is not the boundary stays content.
         assert_eq!(parts[1].content, b"%PDF-1.4\r\n--XyZ-not\r\nbinary");
@@ -202,10 +228,46 @@ mod tests {
             .into_bytes();
         let parsed = parse(&lf, "XyZ").unwrap_or_else(|| panic!("LF body not parsed"));
         assert_eq!(parsed.newline, b"\n");
-        assert_eq!(parsed.parts[1].filename.as_deref(), Some("r.pdf"));
+        assert_eq!(parsed.parts[1].filenames, ["r.pdf"]);
         let pieces: Vec<(&[u8], &[u8])> =
             parsed.parts.iter().map(|p| (p.head, p.content)).collect();
         assert_eq!(build(&pieces, "XyZ", parsed.newline), lf);
+    }
+
+    /// Every file name a backend may take is kept, `filename*` decoded; a parameter given
+    /// twice is marked.
+    #[test]
+    fn every_file_name_is_kept_and_repeats_are_marked() {
+        let part = |disposition: &str| {
+            let body = format!("--B\r\nContent-Disposition: {disposition}\r\n\r\nx\r\n--B--\r\n");
+            let parsed = parse(body.as_bytes(), "B").unwrap_or_else(|| panic!("{disposition}"));
+            let p = &parsed.parts[0];
+            (p.filenames.clone(), p.repeated)
+        };
+        assert_eq!(
+            part(
+                "form-data; name=\"f\"; filename*=UTF-8''..%2F..%2Fshell.php; filename=\"ok.png\""
+            ),
+            (
+                vec!["../../shell.php".to_owned(), "ok.png".to_owned()],
+                false
+            )
+        );
+        assert_eq!(
+            part("form-data; name=\"f\"; filename*=utf-8'ja'%E6%A4%9C%E6%9F%BB.pdf"),
+            (vec!["検査.pdf".to_owned()], false)
+        );
+        assert_eq!(
+            part("form-data; name=\"f\"; filename*=plain.pdf"),
+            (vec!["plain.pdf".to_owned()], false)
+        );
+        for repeated in [
+            "form-data; name=\"a\"; name=\"b\"",
+            "form-data; name=\"f\"; filename=\"a.png\"; FILENAME=\"a.php\"",
+            "form-data; name=\"f\"\r\nContent-Disposition: form-data; name=\"g\"",
+        ] {
+            assert!(part(repeated).1, "{repeated}");
+        }
     }
 
     #[test]
