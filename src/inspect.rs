@@ -1088,6 +1088,27 @@ mod tests {
         .collect()
     }
 
+    /// `Content-Type` given twice: the gateway and a backend could read the body as two
+    /// types (`protocol-240`); once, whatever the type, nothing.
+    #[test]
+    fn a_content_type_given_twice_is_refused() {
+        let json = r#"{"a": 1}"#;
+        for types in [
+            ["text/plain", "application/json"],
+            ["application/json", "application/json"],
+        ] {
+            let headers = [("content-type", types[0]), ("content-type", types[1])];
+            assert_eq!(
+                findings("/x", None, &headers, Some(json)),
+                ["protocol-240"],
+                "{types:?}"
+            );
+        }
+        for one in ["text/plain", "application/json"] {
+            assert!(findings("/x", None, &[("content-type", one)], Some(json)).is_empty());
+        }
+    }
+
     /// A session id in the query is a fixation unless the link was followed within the site
     /// (CRS 943110 and 943120's tests, both directions); in a form body, or as a cookie's
     /// name, the Referer changes nothing.

@@ -252,6 +252,8 @@ const CODE_RULES: &[&str] = &[
     "protocol-200",
     "protocol-210",
     "protocol-220",
+    "protocol-230",
+    "protocol-240",
     "crlf-130",
     "rfi-160",
     "rfi-170",

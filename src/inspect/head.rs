@@ -115,6 +115,19 @@ pub(super) fn inspect_head(target: &Target<'_>, found: &mut Findings) {
             return;
         }
     }
+    // `Content-Type` is one value (RFC 9110 section 8.3): given twice, the gateway reads the
+    // body by the first while a backend may read it by the last, as another type
+    // (`protocol-240`).
+    let mut types = target.headers.get_all(http::header::CONTENT_TYPE).iter();
+    if types.next().is_some() && types.next().is_some() {
+        let twice = Hit {
+            rule: "protocol-240",
+            class: detect::Class::Protocol,
+        };
+        if found.add(Some(twice), Place::Header, || "content-type".to_owned()) {
+            return;
+        }
+    }
     for (name, value) in target.headers {
         if found.add(
             detect::header(name.as_str(), value.as_bytes(), target.path),
