@@ -342,7 +342,10 @@ async fn method_overrides_and_uninspectable_bodies_are_refused_r_waf_3() {
         // Two types: the body would be read as one here and as the other upstream.
         (
             "/records/c4",
-            &[("content-type", "text/plain"), ("content-type", "application/json")],
+            &[
+                ("content-type", "text/plain"),
+                ("content-type", "application/json"),
+            ],
             r#"{"__proto__": {"admin": true}}"#,
             "protocol-240",
         ),
