@@ -292,12 +292,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let client_ip = ctx.client;
-        let request = session.req_header();
-        let host = request
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri.authority().map(|a| a.as_str()));
+        let host = requested_authority(session.req_header());
         let Some((snapshot, route)) = ctx.routed() else {
             return Error::e_explain(ErrorType::InternalError, "no route decided for request");
         };
@@ -366,12 +361,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // Also strips an upstream's own `PHR-Neutralised`: only the gateway says what it changed.
         let identified = ctx.principal.is_some();
-        let request = session.req_header();
-        let public_host = request
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri.authority().map(|a| a.as_str()));
+        let public_host = requested_authority(session.req_header());
         let upstream_origins = ctx.routed().map_or(&[][..], |(snapshot, route)| {
             &snapshot.upstream_of(route).origins[..]
         });
@@ -1279,6 +1269,15 @@ fn rewrite_upstream_request(request: &mut RequestHeader, forwarding: &Forwarding
     if let Some(end_stream) = end_stream {
         request.set_send_end_stream(end_stream);
     }
+}
+
+/// The authority the client asked for: `Host`, else (HTTP/2) `:authority`.
+fn requested_authority(request: &RequestHeader) -> Option<&str> {
+    request
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri.authority().map(|a| a.as_str()))
 }
 
 /// Edit a response's headers as a plain `HeaderMap`, keeping its status and reason phrase.
