@@ -75,7 +75,22 @@ fn json_patch(operations: &[Value], set: &mut PatientSet) -> Result<(), Refusal>
                 return Err(removes());
             }
         }
-        let Some(rest) = operation["path"].as_str().and_then(patient_field) else {
+        let path = operation["path"].as_str().unwrap_or_default();
+        if path.is_empty() {
+            // The whole document: a value replacing it names its patient as a merge patch
+            // does, and must name one.
+            match (op, &operation["value"]) {
+                ("test", _) => {}
+                ("add" | "replace", Value::Object(resource))
+                    if PATIENT_FIELDS.iter().any(|f| resource.contains_key(*f)) =>
+                {
+                    merge_patch(resource, set)?
+                }
+                _ => return Err(removes()),
+            }
+            continue;
+        }
+        let Some(rest) = patient_field(path) else {
             continue;
         };
         match (op, rest.as_str()) {
@@ -235,6 +250,7 @@ mod tests {
                 json!([{"name": "value", "valueString": "Patient/p-2"}]),
             ),
             json!({"subject": {"reference": "Patient/p-2", "display": "B"}, "status": "final"}),
+            json!([{"op": "replace", "path": "", "value": {"resourceType": "Observation", "subject": reference}}]),
         ];
         for patch in cases {
             assert_eq!(
@@ -281,6 +297,10 @@ mod tests {
             json!([{"op": "replace", "path": "/subject/identifier/value", "value": "p-2"}]),
             json!([{"op": "replace", "path": "/subject", "value": {"identifier": {"value": "p-2"}}}]),
             json!([{"op": "remove", "path": "/patient/reference"}]),
+            json!([{"op": "replace", "path": "", "value": {"resourceType": "Observation", "status": "final"}}]),
+            json!([{"op": "replace", "path": "", "value": {"subject": p2, "patient": p1}}]),
+            json!([{"op": "remove", "path": ""}]),
+            json!([{"op": "copy", "from": "/contained/0", "path": ""}]),
             json!([{"op": "replace", "path": "/subject", "value": p1},
                    {"op": "replace", "path": "/patient", "value": p2}]),
             json!({"resourceType": "Binary", "data": "not base64!"}),
