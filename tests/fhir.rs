@@ -740,6 +740,12 @@ async fn a_patch_that_moves_a_record_to_another_patient_is_refused_r_az_1() {
             json_patch,
             json!([{"op": "remove", "path": "/subject"}]),
         ),
+        // The whole document replaced, by one naming another patient.
+        (
+            url,
+            json_patch,
+            json!([{"op": "replace", "path": "", "value": {"resourceType": "Observation", "subject": p2}}]),
+        ),
         (
             url,
             json_patch,
