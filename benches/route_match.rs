@@ -188,6 +188,44 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // On every forwarded request: hop-by-hop and gateway-owned headers removed, the
+    // forwarding headers and the request id set.
+    let mut group = c.benchmark_group("forward_rewrite");
+    let mut request = http::HeaderMap::new();
+    for (n, v) in [
+        ("host", "phr.example.jp"),
+        ("user-agent", "PHR-App/3.2 (iPhone; iOS 19.1)"),
+        ("accept", "application/fhir+json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "ja-JP,ja;q=0.9"),
+        ("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.sig"),
+        ("phr-purpose", "self-management"),
+        ("connection", "keep-alive"),
+    ] {
+        request.insert(n, http::HeaderValue::from_static(v));
+    }
+    let identity = phr_gateway::identity::IdentityHeaders::default();
+    let request_id = http::HeaderValue::from_static("01a227ac-92c5-76d6-878e-000000000000");
+    let forwarding = phr_gateway::forward::Forwarding {
+        client_ip: Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7))),
+        host: Some("phr.example.jp"),
+        request_id: &request_id,
+        default_host: "backend.internal",
+        identity_headers: &identity,
+        principal: None,
+    };
+    group.bench_function("app_request_8_headers", |b| {
+        b.iter_batched(
+            || request.clone(),
+            |mut h| {
+                phr_gateway::forward::rewrite_request(&mut h, &forwarding);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

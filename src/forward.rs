@@ -36,21 +36,56 @@ const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
-/// Headers only the gateway may set: forwarding, its request id, and what it changed.
+/// Headers only the gateway may set: forwarding, its request id, and what it changed. Besides
+/// the standard and common forwarding names, the ones frameworks and platforms read in their
+/// place: a scheme (`X-Forwarded-Scheme`, `X-Forwarded-Ssl: on`, `Front-End-Https`,
+/// `X-Url-Scheme`: Rack, Rails and IIS take the request for https or http by them), a host
+/// (`X-Original-Host`, `X-Host`, `X-HTTP-Host-Override`: links and password-reset mails
+/// built from it), a client address (`Client-IP`, `X-Cluster-Client-IP`, CDN and load
+/// balancer names: address limits and logs).
 const GATEWAY_OWNED: &[&str] = &[
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-real-ip",
-    "x-client-ip",
+    "forwarded-for",
+    "front-end-https",
     "true-client-ip",
-    "x-request-id",
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
     "phr-neutralised",
 ];
+
+/// The gateway's own `x-` names, without the prefix: most names a client sends are not
+/// `x-`, so each is compared with the short list above only.
+const GATEWAY_OWNED_X: &[&str] = &[
+    "forwarded-for",
+    "forwarded-host",
+    "forwarded-proto",
+    "forwarded-port",
+    "forwarded-prefix",
+    "forwarded-server",
+    "forwarded-scheme",
+    "forwarded-ssl",
+    "forwarded",
+    "url-scheme",
+    "original-host",
+    "host",
+    "http-host-override",
+    "real-ip",
+    "client-ip",
+    "cluster-client-ip",
+    "originating-ip",
+    "remote-ip",
+    "remote-addr",
+    "request-id",
+];
+
+/// Whether `name` (lower case, as a CGI server reads it) is one only the gateway may set.
+fn is_gateway_owned(name: &str) -> bool {
+    match name.strip_prefix("x-") {
+        Some(rest) => GATEWAY_OWNED_X.contains(&rest),
+        None => GATEWAY_OWNED.contains(&name),
+    }
+}
 
 /// What the gateway knows about the request, to tell the upstream.
 pub struct Forwarding<'a> {
@@ -107,7 +142,7 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
         // name is compared as such a server reads it.
         let name = &*as_cgi_reads(name);
         HOP_BY_HOP.contains(&name)
-            || GATEWAY_OWNED.contains(&name)
+            || is_gateway_owned(name)
             // Every `x-phr-*` and every configured identity name, verified or not (R-AUTH-1):
             // the verified ones are set below.
             || name.starts_with(IDENTITY_PREFIX)
@@ -422,6 +457,38 @@ mod tests {
         assert_eq!(m["x-forwarded-host"], "phr.example.jp");
         assert_eq!(m["x-forwarded-proto"], "https");
         assert_eq!(m["x-request-id"], "req-1");
+    }
+
+    /// The names frameworks read in place of the standard ones, for the scheme, the host and
+    /// the client's address, are the gateway's too: a client's never reaches the backend.
+    #[test]
+    fn what_frameworks_read_as_forwarding_never_comes_from_the_client() {
+        let spoofed = [
+            ("x-forwarded-scheme", "http"),
+            ("x-forwarded-ssl", "off"),
+            ("front-end-https", "off"),
+            ("x-url-scheme", "http"),
+            ("x-original-host", "evil.example"),
+            ("x-host", "evil.example"),
+            ("x-http-host-override", "evil.example"),
+            ("x-forwarded", "for=10.0.0.1"),
+            ("forwarded-for", "10.0.0.1"),
+            ("client-ip", "10.0.0.1"),
+            ("x-cluster-client-ip", "10.0.0.1"),
+            ("cf-connecting-ip", "10.0.0.1"),
+            ("fastly-client-ip", "10.0.0.1"),
+            ("x-originating-ip", "10.0.0.1"),
+            ("x-remote-ip", "10.0.0.1"),
+            ("x-remote-addr", "10.0.0.1"),
+            ("x_cluster_client_ip", "10.0.0.1"),
+            ("accept", "application/fhir+json"),
+        ];
+        let mut m = map(&spoofed);
+        rewrite(&mut m, "192.0.2.7");
+        for (name, _) in &spoofed[..spoofed.len() - 1] {
+            assert!(m.get(*name).is_none(), "{name} passed through");
+        }
+        assert_eq!(m["accept"], "application/fhir+json");
     }
 
     #[test]
