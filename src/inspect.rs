@@ -596,6 +596,36 @@ mod tests {
         );
     }
 
+    /// A JSON body behind a byte order mark is read as text by the gateway and as JSON by a
+    /// backend that skips the mark: refused; the same mark on a text body is text.
+    #[test]
+    fn a_json_body_with_a_byte_order_mark_is_refused_r_waf_3() {
+        use crate::decision::Reason;
+        let typed = |media: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(media),
+            );
+            headers
+        };
+        let marked = b"\xEF\xBB\xBF{\"a\":1,\"a\":2}";
+        for media in ["application/json", "application/fhir+json; charset=utf-8"] {
+            let checked = check_body(marked, &typed(media), &RouteInspection::default());
+            assert_eq!(
+                checked.refusal.map(|r| r.reason),
+                Some(Reason::ProtocolMalformedBody),
+                "{media}"
+            );
+        }
+        let text = check_body(
+            b"\xEF\xBB\xBFnote",
+            &typed("text/plain"),
+            &RouteInspection::default(),
+        );
+        assert!(text.refusal.is_none());
+    }
+
     /// The start-up request is benign: a gateway whose detectors refused it would refuse a
     /// patient's ordinary write.
     #[test]

@@ -1266,3 +1266,27 @@ async fn an_http2_request_without_host_is_judged_against_its_authority() {
     assert_eq!(rules(&s.record(&other)), ["rfi-160"]);
     assert_eq!(s.upstream.requests().len(), 1);
 }
+
+/// A JSON body behind a byte order mark would be text to the gateway's parser and JSON to a
+/// backend that skips the mark: refused, recorded, never forwarded (R-WAF-3).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_body_behind_a_byte_order_mark_is_refused_r_waf_3() {
+    let s = setup().await;
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(br#"{"note": "ok", "note": "<script>x()</script>"}"#);
+    let reply = s
+        .client()
+        .await
+        .send_bytes(
+            "POST",
+            "/records/bom",
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.json()["reason"], "protocol.malformed_body");
+    assert_eq!(s.record(&reply)["reason"], "protocol.malformed_body");
+    assert!(s.upstream.requests().is_empty());
+}

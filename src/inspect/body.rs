@@ -185,6 +185,15 @@ fn check_body_passing_over(body: &[u8], headers: &HeaderMap, route: &RouteInspec
                 rewritten = Some(multipart::build(&pieces, boundary, newline));
             }
         }
+        // RFC 8259 section 8.1: senders must not add a byte order mark, and parsers may skip
+        // it. The gateway's does not, so it would read the body as text while a backend that
+        // skips the mark (Jackson, .NET) parses JSON past the JSON-only checks (R-WAF-3).
+        BodyKind::Json if body.starts_with(b"\xEF\xBB\xBF") => {
+            return BodyCheck::refuse(Refusal::new(
+                Reason::ProtocolMalformedBody,
+                "the JSON body starts with a byte order mark, which RFC 8259 forbids senders to add: send it without one",
+            ))
+        }
         // An HTTP/2 body needs no length, so the head's check (`protocol::check_body_declared`)
         // could not see this one; a backend would have to guess its type (R-WAF-3).
         BodyKind::Untyped if !body.is_empty() => {
