@@ -82,6 +82,16 @@ impl Setup {
         self.key.sign(&claims)
     }
 
+    /// The subject's acquisition consent for `checkup` data and self-management.
+    async fn grant_checkup(&self, token: &str) {
+        let consent =
+            json!({"kind": "acquisition", "purpose": "self-management", "categories": ["checkup"]});
+        let granted = self
+            .call("POST", "/.phr/consents", token, &consent.to_string())
+            .await;
+        assert_eq!(granted.status, 201, "{granted:?}");
+    }
+
     async fn call(&self, method: &str, path: &str, token: &str, body: &str) -> Reply {
         self.call_as(method, path, token, "self-management", body)
             .await
@@ -361,12 +371,7 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
         "a refused Bundle was forwarded"
     );
 
-    let consent =
-        json!({"kind": "acquisition", "purpose": "self-management", "categories": ["checkup"]});
-    let granted = s
-        .call("POST", "/.phr/consents", &token, &consent.to_string())
-        .await;
-    assert_eq!(granted.status, 201, "{granted:?}");
+    s.grant_checkup(&token).await;
     let write = bundle("transaction", vec![post_observation("p-1")]);
     assert_eq!(
         s.call("POST", "/api/fhir", &token, &write).await.status,
@@ -662,12 +667,7 @@ async fn a_patch_that_moves_a_record_to_another_patient_is_refused_r_az_1() {
     use base64::Engine;
     let s = setup().await;
     let token = s.token("p-1", "patient/Observation.u");
-    let consent =
-        json!({"kind": "acquisition", "purpose": "self-management", "categories": ["checkup"]});
-    let granted = s
-        .call("POST", "/.phr/consents", &token, &consent.to_string())
-        .await;
-    assert_eq!(granted.status, 201, "{granted:?}");
+    s.grant_checkup(&token).await;
     let auth = format!("Bearer {token}");
     let patch = |path: &'static str, content_type: &'static str, body: Value| {
         let auth = auth.clone();
