@@ -103,7 +103,8 @@ fn part_of<'b>(head: &'b [u8], content: &'b [u8]) -> Part<'b> {
         content_type: None,
         content,
     };
-    let mut seen = std::collections::HashSet::new();
+    // Whether `filename` and `filename*` were given yet (a `name` is its own record).
+    let (mut plain_given, mut extended_given) = (false, false);
     for line in text.lines() {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -123,14 +124,16 @@ fn part_of<'b>(head: &'b [u8], content: &'b [u8]) -> Part<'b> {
                     .and_then(|v| v.strip_suffix('"'))
                     .unwrap_or(v)
                     .to_owned();
-                let key = key.trim().to_ascii_lowercase();
-                if matches!(key.as_str(), "name" | "filename" | "filename*") {
-                    part.repeated |= !seen.insert(key.clone());
-                }
-                match key.as_str() {
-                    "name" => part.name = Some(v),
-                    "filename" => part.filenames.push(v),
-                    "filename*" => part.filenames.push(extended_value(&v)),
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "name" => part.repeated |= part.name.replace(v).is_some(),
+                    "filename" => {
+                        part.repeated |= std::mem::replace(&mut plain_given, true);
+                        part.filenames.push(v);
+                    }
+                    "filename*" => {
+                        part.repeated |= std::mem::replace(&mut extended_given, true);
+                        part.filenames.push(extended_value(&v));
+                    }
                     _ => {}
                 }
             }
