@@ -945,6 +945,14 @@ fn consent_terms(
             known.join(", ")
         ));
     }
+    // A consent is the subject's record of what was agreed: each category once, as it is shown.
+    let categories = &grant.categories;
+    if let Some(twice) = (1..categories.len())
+        .find(|&i| categories[..i].contains(&categories[i]))
+        .map(|i| categories[i])
+    {
+        return Err(format!("categories lists `{}` twice", twice.as_str()));
+    }
     let country = match grant.kind {
         ConsentKind::Acquisition => {
             if grant.categories.is_empty() || grant.categories.iter().any(|c| !c.is_health()) {

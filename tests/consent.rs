@@ -170,6 +170,7 @@ async fn consent_calls_are_checked_and_survive_a_restart_r_az_5() {
         bad(json!(["account"]), "self-management"),
         bad(json!([]), "self-management"),
         bad(json!(["vitals"]), "marketing"),
+        bad(json!(["vitals", "checkup", "vitals"]), "self-management"),
         "{\"kind\":\"acquisition\"}".to_owned(),
         "not json".to_owned(),
     ] {
