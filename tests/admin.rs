@@ -190,14 +190,32 @@ async fn admins_are_named_and_everyone_else_is_refused_and_recorded_r_auth_4() {
         call(&anonymous, Method::GET, "/healthz", None).await.0,
         StatusCode::OK
     );
+    // The admin listener's answers are hardened as the proxy's are (R-TLS-3); its refusals
+    // too, below.
+    let (_, headers, _) = anonymous
+        .call_with_headers(Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(
         call(&anonymous, Method::GET, "/readyz", None).await.0,
         StatusCode::OK
     );
+    let (status, headers, _) = anonymous
+        .call_with_headers(Method::GET, "/status", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        call(&anonymous, Method::GET, "/status", None).await.0,
-        StatusCode::UNAUTHORIZED
+        headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
     );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
 
     // alice by certificate.
     let (status, body) = call(&s.alice(), Method::GET, "/status", None).await;

@@ -162,6 +162,8 @@ impl Answer {
             http::header::CACHE_CONTROL,
             http::HeaderValue::from_static("no-store"),
         );
+        // The admin listener answers over TLS too: HSTS and nosniff as on the proxy's (R-TLS-3).
+        crate::harden::harden(response.headers_mut());
         response
     }
 }

@@ -127,6 +127,17 @@ impl AdminClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<(StatusCode, String), AdminClientError> {
+        let (status, _, text) = self.call_with_headers(method, path, body).await?;
+        Ok((status, text))
+    }
+
+    /// Make one call; returns the status, the response's headers and the body as text.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, http::HeaderMap, String), AdminClientError> {
         tokio::time::timeout(self.deadline, self.call_once(method, path, body))
             .await
             .unwrap_or_else(|_| {
@@ -142,7 +153,7 @@ impl AdminClient {
         method: Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<(StatusCode, String), AdminClientError> {
+    ) -> Result<(StatusCode, http::HeaderMap, String), AdminClientError> {
         let fail = |detail: String| AdminClientError::Call {
             url: self.url.clone(),
             detail,
@@ -180,13 +191,17 @@ impl AdminClient {
             .send_request(request)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), 16 * 1024 * 1024)
+        let (head, body) = response.into_parts();
+        let body = Limited::new(body, 16 * 1024 * 1024)
             .collect()
             .await
             .map_err(|e| fail(e.to_string()))?
             .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        Ok((
+            head.status,
+            head.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
     }
 }
 
