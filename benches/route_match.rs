@@ -157,6 +157,39 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
+    // On every forwarded response: the cookies the upstream sets marked `Secure`.
+    let mut group = c.benchmark_group("secure_cookies");
+    group.bench_function("no_cookie", |b| {
+        b.iter_batched(
+            || upstream.clone(),
+            |mut h| {
+                phr_gateway::harden::secure_cookies(&mut h);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut with_cookies = upstream.clone();
+    with_cookies.append(
+        "set-cookie",
+        http::HeaderValue::from_static("JSESSIONID=8f1c2e; Path=/; HttpOnly"),
+    );
+    with_cookies.append(
+        "set-cookie",
+        http::HeaderValue::from_static("lang=ja; Path=/; Max-Age=31536000; Secure"),
+    );
+    group.bench_function("two_cookies_one_marked", |b| {
+        b.iter_batched(
+            || with_cookies.clone(),
+            |mut h| {
+                phr_gateway::harden::secure_cookies(&mut h);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
     // On every forwarded response: the upstream's own address in `Location` made public.
     let mut group = c.benchmark_group("public_locations");
     let origins = ["http://backend.internal:8080".to_owned()];

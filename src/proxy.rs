@@ -368,6 +368,7 @@ impl ProxyHttp for Gateway {
         edit_response_headers(upstream_response, |headers| {
             crate::forward::public_locations(headers, upstream_origins, public_host);
             harden::harden(headers);
+            harden::secure_cookies(headers);
             if identified {
                 harden::forbid_storing(headers);
             }

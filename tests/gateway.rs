@@ -118,6 +118,33 @@ async fn the_upstreams_own_address_in_location_becomes_the_public_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_cookie_the_upstream_sets_reaches_the_client_marked_secure_r_tls_3() {
+    let s = setup().await;
+    let h2 = client_config(&s.pki.ca_der, &[&TLS13], &[b"h2"]);
+    for config in [h1(&s), h2] {
+        let reply = get(
+            s.gateway.port,
+            config,
+            "/anon/cookies",
+            &[
+                ("x-test-set-cookie", "sid=s3cr3t; Path=/; HttpOnly"),
+                ("x-test-set-cookie", "pref=ja; Secure"),
+            ],
+        )
+        .await
+        .expect("request");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let cookies: Vec<_> = reply.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(
+            cookies,
+            ["sid=s3cr3t; Path=/; HttpOnly; Secure", "pref=ja; Secure"],
+            "{:?}",
+            reply.version
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn h2_and_http11_both_work() {
     let s = setup().await;
     let h2 = client_config(&s.pki.ca_der, &[&TLS13], &[b"h2"]);

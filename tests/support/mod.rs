@@ -292,6 +292,10 @@ impl Upstream {
                                     .header("location", &location)
                                     .header("content-location", &location);
                             }
+                            // Each `x-test-set-cookie` is answered as a `Set-Cookie`.
+                            for cookie in parts.headers.get_all("x-test-set-cookie") {
+                                response = response.header("set-cookie", cookie);
+                            }
                             Ok::<_, hyper::Error>(
                                 response
                                     .body(Full::new(Bytes::from(reply)))
