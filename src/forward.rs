@@ -55,17 +55,9 @@ const GATEWAY_OWNED: &[&str] = &[
 ];
 
 /// The gateway's own `x-` names, without the prefix: most names a client sends are not
-/// `x-`, so each is compared with the short list above only.
+/// `x-`, so each is compared with the short list above only. Every `x-forwarded*` name is the
+/// gateway's as well (checked apart: a prefix).
 const GATEWAY_OWNED_X: &[&str] = &[
-    "forwarded-for",
-    "forwarded-host",
-    "forwarded-proto",
-    "forwarded-port",
-    "forwarded-prefix",
-    "forwarded-server",
-    "forwarded-scheme",
-    "forwarded-ssl",
-    "forwarded",
     "url-scheme",
     "original-host",
     "host",
@@ -74,16 +66,73 @@ const GATEWAY_OWNED_X: &[&str] = &[
     "client-ip",
     "cluster-client-ip",
     "originating-ip",
-    "remote-ip",
-    "remote-addr",
     "request-id",
 ];
+
+/// The names authenticating proxies and platforms set to tell the application who the user is,
+/// or which client certificate was verified, by the start of the name; `x-` ones without it,
+/// by their next letter. A backend written for one of them trusts the header as it comes;
+/// through the gateway a client could set it and be anyone (R-AUTH-1): the gateway's verified
+/// identity goes in its own identity headers only. Sources: oauth2-proxy and nginx
+/// `auth_request` (`auth-request-`), Authelia and Apache (`remote-`), Grafana's and Gitea's
+/// auth proxy (`webauth-`), Kong and APISIX (`authenticated-`, `consumer-`,
+/// `credential-identifier`, `anonymous-consumer`, `userinfo`), Azure App Service
+/// (`ms-client-principal`, `ms-token-`), Google IAP (`goog-`), AWS ALB (`amzn-oidc-`),
+/// Pomerium, and the client certificate a TLS terminator passes on (nginx `ssl-`, `client-cert`,
+/// `client-verify`, `client-dn`, `client-s-dn`, Azure's `arr-clientcert`).
+fn asserts_identity_x(rest: &str) -> bool {
+    let prefixes: &[&str] = match rest.as_bytes().first() {
+        Some(b'a') => &[
+            "auth-request-",
+            "authenticated-",
+            "anonymous-consumer",
+            "amzn-oidc-",
+            "arr-clientcert",
+        ],
+        Some(b'c') => &[
+            "consumer-",
+            "credential-identifier",
+            "client-cert",
+            "client-verify",
+            "client-dn",
+            "client-s-dn",
+        ],
+        Some(b'g') => &["goog-authenticated-user-", "goog-iap-jwt-assertion"],
+        Some(b'm') => &["ms-client-principal", "ms-token-"],
+        Some(b'p') => &["pomerium-"],
+        Some(b'r') => &["remote-"],
+        Some(b's') => &["ssl-"],
+        Some(b'u') => &["userinfo"],
+        Some(b'w') => &["webauth-"],
+        _ => return false,
+    };
+    prefixes.iter().any(|p| rest.starts_with(p))
+}
+
+/// The same for names without `x-`: Authelia's `Remote-User` family, nginx ingress's
+/// `ssl-client-*`, Cloudflare Access, Apache's mod_auth_openidc (`OIDC_CLAIM_email`, read with
+/// `-` for `_`), mod_auth_mellon and Shibboleth.
+fn asserts_identity(name: &str) -> bool {
+    let prefixes: &[&str] = match name.as_bytes().first() {
+        Some(b'c') => &["cf-access-"],
+        Some(b'm') => &["mellon-"],
+        Some(b'o') => &["oidc-"],
+        Some(b'r') => &["remote-"],
+        Some(b's') => &["ssl-client-", "shib-"],
+        _ => return false,
+    };
+    prefixes.iter().any(|p| name.starts_with(p))
+}
 
 /// Whether `name` (lower case, as a CGI server reads it) is one only the gateway may set.
 fn is_gateway_owned(name: &str) -> bool {
     match name.strip_prefix("x-") {
-        Some(rest) => GATEWAY_OWNED_X.contains(&rest),
-        None => GATEWAY_OWNED.contains(&name),
+        Some(rest) => {
+            rest.starts_with("forwarded")
+                || GATEWAY_OWNED_X.contains(&rest)
+                || asserts_identity_x(rest)
+        }
+        None => GATEWAY_OWNED.contains(&name) || asserts_identity(name),
     }
 }
 
@@ -489,6 +538,68 @@ mod tests {
             assert!(m.get(*name).is_none(), "{name} passed through");
         }
         assert_eq!(m["accept"], "application/fhir+json");
+    }
+
+    /// What authenticating proxies and platforms set to name the user or the client
+    /// certificate they verified, and every `x-forwarded-*`, never comes from the client
+    /// (R-AUTH-1); application headers that merely look alike pass.
+    #[test]
+    fn what_an_authenticating_proxy_asserts_never_comes_from_the_client_r_auth_1() {
+        let asserted = [
+            ("x-forwarded-user", "admin"),
+            ("x-forwarded-email", "admin@example.jp"),
+            ("x-forwarded-groups", "admins"),
+            ("x-forwarded-access-token", "eyJ"),
+            ("x-forwarded-client-cert", "Hash=1;Subject=\"CN=admin\""),
+            ("x-forwarded-protocol", "http"),
+            ("x-auth-request-user", "admin"),
+            ("x-auth-request-email", "admin@example.jp"),
+            ("remote-user", "admin"),
+            ("remote-groups", "admins"),
+            ("x-remote-user", "admin"),
+            ("x-webauth-user", "admin"),
+            ("x-authenticated-userid", "admin"),
+            ("x-consumer-username", "admin"),
+            ("x-userinfo", "eyJzdWIiOiJhZG1pbiJ9"),
+            ("x-ms-client-principal-name", "admin"),
+            ("x-ms-token-aad-id-token", "eyJ"),
+            (
+                "x-goog-authenticated-user-email",
+                "accounts.google.com:admin@example.jp",
+            ),
+            ("x-goog-iap-jwt-assertion", "eyJ"),
+            ("x-amzn-oidc-identity", "admin"),
+            ("x-pomerium-claim-email", "admin@example.jp"),
+            ("cf-access-authenticated-user-email", "admin@example.jp"),
+            ("x-ssl-client-verify", "SUCCESS"),
+            ("x-ssl-client-s-dn", "CN=admin"),
+            ("ssl-client-verify", "SUCCESS"),
+            ("x-client-cert", "-----BEGIN CERTIFICATE-----"),
+            ("x-client-verify", "SUCCESS"),
+            ("x-arr-clientcert", "MIIB"),
+            ("oidc_claim_email", "admin@example.jp"),
+            ("shib-identity-provider", "https://idp.example.jp"),
+            ("mellon-nameid", "admin"),
+            ("accept", "application/fhir+json"),
+            ("x-user-agent-hint", "kept"),
+            ("user-agent", "kept"),
+            ("x-client-version", "kept"),
+            ("x-consent-id", "kept"),
+        ];
+        let mut m = map(&asserted);
+        rewrite(&mut m, "192.0.2.7");
+        for (name, _) in &asserted[..asserted.len() - 5] {
+            assert!(m.get(*name).is_none(), "{name} passed through");
+        }
+        for kept in [
+            "accept",
+            "x-user-agent-hint",
+            "user-agent",
+            "x-client-version",
+            "x-consent-id",
+        ] {
+            assert!(m.get(kept).is_some(), "{kept} was removed");
+        }
     }
 
     #[test]

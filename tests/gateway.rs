@@ -411,6 +411,11 @@ async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_upstream() {
             ("x-forwarded-ssl", "off"),
             ("x-original-host", "evil.example"),
             ("x-cluster-client-ip", "10.9.9.9"),
+            // What an authenticating proxy asserts (R-AUTH-1).
+            ("x-forwarded-user", "admin"),
+            ("remote-user", "admin"),
+            ("x-ssl-client-verify", "SUCCESS"),
+            ("x-ms-client-principal-name", "admin"),
             ("accept", "application/fhir+json"),
         ],
     )
@@ -438,6 +443,10 @@ async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_upstream() {
         "x-forwarded-ssl",
         "x-original-host",
         "x-cluster-client-ip",
+        "x-forwarded-user",
+        "remote-user",
+        "x-ssl-client-verify",
+        "x-ms-client-principal-name",
     ] {
         assert!(h.get(hop).is_none(), "{hop} reached the upstream");
     }
