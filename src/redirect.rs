@@ -7,8 +7,10 @@
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -103,10 +105,80 @@ impl RedirectToHttps {
 }
 
 #[async_trait]
-impl ServeHttp for RedirectToHttps {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+impl HttpServerApp for RedirectToHttps {
+    /// One request, as pingora's own `ServeHttp` loop reads it, except a head pingora cannot
+    /// read: pingora's loop logs it at ERROR and drops the connection without a word, so a
+    /// scanner on the plain port would flood the log and leave no trace in the audit. Here it
+    /// is answered `400`, recorded, and the connection closed.
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         let (started, arrived) = (Instant::now(), SystemTime::now());
         let request_id = new_request_id();
+        let response = match http.read_request().await {
+            // The client closed before sending a request.
+            Ok(false) => return None,
+            Ok(true) => {
+                http.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECS));
+                self.answer(&http, &request_id, started, arrived)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "redirect listener: unreadable request head");
+                http.set_keepalive(None);
+                // Nothing of an unreadable head is trusted, a forwarded address neither.
+                let peer = peer_ip(&http);
+                self.record(
+                    peer,
+                    &request_id,
+                    "-",
+                    Reason::ProtocolUnparsableHead,
+                    started,
+                    arrived,
+                );
+                Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .header(http::header::CONTENT_LENGTH, "0")
+                    .header(http::header::CONNECTION, "close")
+                    .header("x-request-id", request_id)
+                    .body(Vec::new())
+                    .unwrap_or_default()
+            }
+        };
+        let (parts, _) = response.into_parts();
+        if let Err(e) = http.write_response_header(Box::new(parts.into())).await {
+            tracing::debug!(error = %e, "redirect listener: the answer could not be written");
+            return None;
+        }
+        let persistent = HttpPersistentSettings::for_session(&http);
+        match http.finish().await {
+            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, persistent)),
+            Err(_) => None,
+        }
+    }
+}
+
+/// The address the connection comes from.
+fn peer_ip(session: &ServerSession) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// How long a kept-alive plain connection may wait for its next request.
+const KEEPALIVE_SECS: u64 = 60;
+
+impl RedirectToHttps {
+    /// The answer to a request read whole: the redirect, or why there is none; recorded.
+    fn answer(
+        &self,
+        session: &ServerSession,
+        request_id: &http::HeaderValue,
+        started: Instant,
+        arrived: SystemTime,
+    ) -> Response<Vec<u8>> {
         let request = session.req_header();
         let host = request
             .headers
@@ -136,16 +208,33 @@ impl ServeHttp for RedirectToHttps {
                 Reason::RouteHostNotServed,
             ),
         };
+        let client = match &snapshot {
+            Some(s) => s.network.client_address(peer_ip(session), &request.headers),
+            None => peer_ip(session),
+        };
+        self.record(
+            client,
+            request_id,
+            request.method.as_str(),
+            reason,
+            started,
+            arrived,
+        );
+        response.body(Vec::new()).unwrap_or_default()
+    }
+
+    /// Record an answer in the access trail and count it.
+    fn record(
+        &self,
+        client: Option<IpAddr>,
+        request_id: &http::HeaderValue,
+        method: &str,
+        reason: Reason,
+        started: Instant,
+        arrived: SystemTime,
+    ) {
         let outcome = Outcome::Refused(reason);
         if let Some(audit) = &self.audit {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            let client = match &snapshot {
-                Some(s) => s.network.client_address(peer, &request.headers),
-                None => peer,
-            };
             // Detached, as for a lost connection: the answer holds nothing to keep back
             // until the record is durable.
             audit.record_access_detached(AccessRecord {
@@ -155,7 +244,7 @@ impl ServeHttp for RedirectToHttps {
                 tls: None,
                 principal: None,
                 client_id: None,
-                method: request.method.as_str().to_owned(),
+                method: method.to_owned(),
                 route: None,
                 template: None,
                 purpose: None,
@@ -174,7 +263,6 @@ impl ServeHttp for RedirectToHttps {
         if let Some(m) = crate::metrics::metrics() {
             m.count_request("-", outcome.decision(), outcome.code(), reason.status());
         }
-        response.body(Vec::new()).unwrap_or_default()
     }
 }
 

@@ -475,15 +475,17 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     let mut gateway = Gateway::start(dir.path(), &text, port);
     // The public listener being up says nothing of the redirect listener's: wait for it too.
     gateway.wait_ready(redirect);
-    let ask = |method: &'static str, host: &'static str| async move {
+    let send = |request: String| async move {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
             .await
             .expect("connect");
-        let request = format!("{method} /anon/x?y=1 HTTP/1.1\r\nHost: {host}:{redirect}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         tcp.write_all(request.as_bytes()).await.expect("write");
         let mut answer = String::new();
         tcp.read_to_string(&mut answer).await.expect("read");
         answer
+    };
+    let ask = |method: &'static str, host: &'static str| {
+        send(format!("{method} /anon/x?y=1 HTTP/1.1\r\nHost: {host}:{redirect}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
     };
     // A host the policy does not serve gets no redirect to it (R-NET-2).
     let answer = ask("GET", "evil.example").await;
@@ -499,6 +501,19 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
             answer.to_ascii_lowercase().contains(&format!(
                 "location: https://phr.example.jp:{port}/anon/x?y=1"
             )),
+            "{answer}"
+        );
+    }
+    // A head pingora's parser refuses (two `Host`s; an absolute target naming another host
+    // than `Host`) is answered 400 and recorded too, not dropped without a word.
+    for unreadable in [
+        "GET /anon/x HTTP/1.1\r\nHost: phr.example.jp\r\nHost: evil.example\r\n\r\n",
+        "GET http://evil.example/anon/x HTTP/1.1\r\nHost: phr.example.jp\r\n\r\n",
+    ] {
+        let answer = send(unreadable.to_owned()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("location:"),
             "{answer}"
         );
     }
@@ -520,7 +535,7 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     for _ in 0..50 {
         records = phr_gateway::audit::segment::read_records(&dir.path().join("audit/access"))
             .expect("records");
-        if records.len() >= 3 {
+        if records.len() >= 5 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -541,6 +556,8 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
             (Some("route.host_not_served"), Some(421), Some("GET")),
             (Some("protocol.https_required"), Some(308), Some("GET")),
             (Some("protocol.https_required"), Some(308), Some("POST")),
+            (Some("protocol.unparsable_head"), Some(400), Some("-")),
+            (Some("protocol.unparsable_head"), Some(400), Some("-")),
         ]
     );
     assert_eq!(records[0]["request_id"], id.as_str());
@@ -549,6 +566,9 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
         assert_eq!(record["decision"], "refuse");
         assert!(record.get("tls").is_none(), "{record}");
     }
+    // A scanner's malformed heads do not reach the log at ERROR, one line each.
+    let log = std::fs::read_to_string(&gateway.stderr_path).unwrap_or_default();
+    assert!(!log.contains("fails to read from downstream"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
