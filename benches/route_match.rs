@@ -247,6 +247,7 @@ fn bench(c: &mut Criterion) {
         default_host: "backend.internal",
         identity_headers: &identity,
         principal: None,
+        purpose_header: &http::HeaderName::from_static("phr-purpose"),
     };
     group.bench_function("app_request_8_headers", |b| {
         b.iter_batched(

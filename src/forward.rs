@@ -151,6 +151,8 @@ pub struct Forwarding<'a> {
     pub identity_headers: &'a IdentityHeaders,
     /// The verified caller, if the route needed one.
     pub principal: Option<&'a Principal>,
+    /// The header a request states its purpose of use in (`[access] purpose_header`).
+    pub purpose_header: &'a HeaderName,
 }
 
 /// Rewrite the upstream request's headers.
@@ -182,6 +184,7 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
             .get_all(AUTHORIZATION)
             .iter()
             .any(|v| is_bearer(v.as_bytes()));
+    let purpose = as_cgi_reads(fwd.purpose_header.as_str());
     request.strip(|name| {
         if unverified_bearer && name == AUTHORIZATION.as_str() {
             return true;
@@ -189,8 +192,12 @@ pub fn rewrite_request(request: &mut impl HeaderEdit, fwd: &Forwarding<'_>) {
         // A client's `X_PHR_Subject` or `X_Forwarded_For` would stand beside, or in place of,
         // the gateway's own at a CGI, WSGI or Rack server (Puma's CVE-2024-45614), so each
         // name is compared as such a server reads it.
+        let as_sent = name;
         let name = &*as_cgi_reads(name);
-        HOP_BY_HOP.contains(&name)
+        // The purpose header is checked as its exact name (R-AZ-2); `PHR_Purpose` beside it
+        // would give such a server a purpose no one checked.
+        (name == purpose && as_sent != fwd.purpose_header.as_str())
+            || HOP_BY_HOP.contains(&name)
             || is_gateway_owned(name)
             // Every `x-phr-*` and every configured identity name, verified or not (R-AUTH-1):
             // the verified ones are set below.
@@ -419,6 +426,7 @@ mod tests {
                 default_host: "backend",
                 identity_headers: names,
                 principal: None,
+                purpose_header: &HeaderName::from_static("phr-purpose"),
             },
         );
     }
@@ -478,6 +486,23 @@ mod tests {
             assert!(m.get(gone).is_none(), "{gone} passed through");
         }
         assert_eq!(m["client_trace"], "kept");
+    }
+
+    /// The purpose of use is read from its exact name (R-AZ-2); another spelling a CGI, WSGI
+    /// or Rack server reads as the same variable never reaches the upstream beside it.
+    #[test]
+    fn only_the_checked_spelling_of_the_purpose_header_reaches_the_upstream_r_az_2() {
+        let mut m = map(&[
+            ("phr-purpose", "self-management"),
+            ("phr_purpose", "insurance"),
+            ("PHR_PURPOSE", "research"),
+            ("phr-purposes", "kept"),
+        ]);
+        rewrite(&mut m, "192.0.2.7");
+        assert_eq!(m["phr-purpose"], "self-management");
+        assert!(m.get("phr_purpose").is_none());
+        assert_eq!(m["phr-purposes"], "kept");
+        assert_eq!(m.len(), 8, "{m:?}");
     }
 
     #[test]

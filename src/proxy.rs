@@ -303,6 +303,7 @@ impl ProxyHttp for Gateway {
             default_host: snapshot.upstream_of(route).authority.as_str(),
             identity_headers: &snapshot.identity.headers,
             principal: ctx.principal.as_deref(),
+            purpose_header: &snapshot.access.purpose_header,
         };
         rewrite_upstream_request(upstream_request, &forwarding);
         if let Some(body) = &ctx.rewritten {
@@ -1349,6 +1350,8 @@ mod tests {
         );
     }
 
+    static PURPOSE: HeaderName = HeaderName::from_static("phr-purpose");
+
     fn forwarding<'a>(
         request_id: &'a HeaderValue,
         identity: &'a crate::identity::IdentityHeaders,
@@ -1360,6 +1363,7 @@ mod tests {
             default_host: "backend.internal",
             identity_headers: identity,
             principal: None,
+            purpose_header: &PURPOSE,
         }
     }
 

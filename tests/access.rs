@@ -277,11 +277,22 @@ async fn a_stated_purpose_must_be_served_by_the_route_and_issued_to_the_token_r_
         )
         .await;
     assert_eq!(reason(&two), "access.purpose_not_allowed");
-    // Served, and recorded with the request.
+    // Served, and recorded with the request. A second spelling that a CGI, WSGI or Rack
+    // server reads as the same variable does not reach the upstream beside the checked one.
     let ok = s
-        .get_with("/vitals/p-1", &token, &[("phr-purpose", "self-management")])
+        .get_with(
+            "/vitals/p-1",
+            &token,
+            &[
+                ("phr-purpose", "self-management"),
+                ("phr_purpose", "research"),
+            ],
+        )
         .await;
     assert_eq!(ok.status, 200, "{ok:?}");
+    let seen = &s.upstream.requests()[0].headers;
+    assert_eq!(seen["phr-purpose"], "self-management");
+    assert!(seen.get("phr_purpose").is_none(), "{seen:?}");
     let records =
         phr_gateway::audit::segment::read_records(&s.gateway.dir.join("audit/access")).unwrap();
     let purposes: Vec<&str> = records
