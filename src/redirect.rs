@@ -106,27 +106,40 @@ impl RedirectToHttps {
 
 #[async_trait]
 impl HttpServerApp for RedirectToHttps {
-    /// One request, as pingora's own `ServeHttp` loop reads it, except a head pingora cannot
-    /// read: pingora's loop logs it at ERROR and drops the connection without a word, so a
-    /// scanner on the plain port would flood the log and leave no trace in the audit. Here it
-    /// is answered `400`, recorded, and the connection closed.
+    /// One request per connection, as pingora's own `ServeHttp` loop reads it, with two
+    /// changes. The head must arrive within `limits.header_timeout_secs` (pingora's loop waits
+    /// for ever: a slow client could hold connections open until the process runs out of
+    /// them, the TLS listener's too). And a head pingora cannot read, which its loop logs at
+    /// ERROR and drops without a word (a scanner on the plain port would flood the log and
+    /// leave no trace in the audit), is answered `400` and recorded. A redirect's connection
+    /// is not kept alive: the client goes to another port over TLS.
     async fn process_new_http(
         self: &Arc<Self>,
         mut http: ServerSession,
-        shutdown: &ShutdownWatch,
+        _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        let header_timeout = self.policy.as_ref().map_or(
+            crate::limits::connections::ConnectionPlan::default().header_timeout,
+            |p| p.current().limits.connections.header_timeout,
+        );
+        let read = tokio::time::timeout(header_timeout, http.read_request()).await;
         let (started, arrived) = (Instant::now(), SystemTime::now());
         let request_id = new_request_id();
-        let response = match http.read_request().await {
-            // The client closed before sending a request.
-            Ok(false) => return None,
-            Ok(true) => {
-                http.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECS));
-                self.answer(&http, &request_id, started, arrived)
+        http.set_keepalive(None);
+        let response = match read {
+            Err(_) => {
+                if let Some(m) = crate::metrics::metrics() {
+                    m.connections_cut
+                        .with_label_values(&["header_timeout"])
+                        .inc();
+                }
+                return None;
             }
-            Err(e) => {
+            // The client closed before sending a request.
+            Ok(Ok(false)) => return None,
+            Ok(Ok(true)) => self.answer(&http, &request_id, started, arrived),
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redirect listener: unreadable request head");
-                http.set_keepalive(None);
                 // Nothing of an unreadable head is trusted, a forwarded address neither.
                 let peer = peer_ip(&http);
                 self.record(
@@ -140,7 +153,6 @@ impl HttpServerApp for RedirectToHttps {
                 Response::builder()
                     .status(StatusCode::BAD_REQUEST)
                     .header(http::header::CONTENT_LENGTH, "0")
-                    .header(http::header::CONNECTION, "close")
                     .header("x-request-id", request_id)
                     .body(Vec::new())
                     .unwrap_or_default()
@@ -166,9 +178,6 @@ fn peer_ip(session: &ServerSession) -> Option<IpAddr> {
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
 }
-
-/// How long a kept-alive plain connection may wait for its next request.
-const KEEPALIVE_SECS: u64 = 60;
 
 impl RedirectToHttps {
     /// The answer to a request read whole: the redirect, or why there is none; recorded.

@@ -468,7 +468,14 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     let pki = TestPki::new(dir.path(), "server");
     let upstream = Upstream::start().await;
     let (port, redirect) = (free_port(), free_port());
-    let text = policy(&pki, port, upstream.port, "", "").replace(
+    let text = policy(
+        &pki,
+        port,
+        upstream.port,
+        "",
+        "\n[limits]\nheader_timeout_secs = 1\n",
+    )
+    .replace(
         "[tls]",
         &format!("redirect = \"127.0.0.1:{redirect}\"\nhosts = [\"phr.example.jp\"]\n\n[tls]"),
     );
@@ -517,6 +524,24 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
             "{answer}"
         );
     }
+    // A head that does not arrive within `header_timeout_secs` loses its connection
+    // (slowloris), here as on the TLS listener (R-NET-3).
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /anon/x HTTP/1.1\r\nHost: phr.example.jp\r\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "a slow head kept its connection: {closed:?} {rest:?}"
+    );
     assert!(
         upstream.requests().is_empty(),
         "the plain listener forwarded a request"
