@@ -406,11 +406,19 @@ async fn a_bundle_is_authorised_entry_by_entry_and_forwarded_whole() {
         "\"patient\":{\"reference\":\"Patient/p-2\"},\"subject\"",
         1,
     );
+    // The token's patient as `subject`, another as `performer`: a server files the reading
+    // in the performer's compartment too, so it would join p-2's record.
+    let performer = resource("p-1").replacen(
+        "\"subject\"",
+        "\"performer\":[{\"reference\":\"Patient/p-2\"}],\"subject\"",
+        1,
+    );
     for (body, expected) in [
         (resource("p-2"), "access.subject_mismatch"),
         ("<Observation/>".to_owned(), "access.fhir_unsupported"),
         (twice.clone(), "inspect.blocked"),
         (both, "access.subject_mismatch"),
+        (performer, "access.subject_mismatch"),
     ] {
         let reply = s.call("POST", "/api/fhir/Observation", &token, &body).await;
         assert_eq!(reason(&reply), expected, "{body}: {reply:?}");
@@ -762,6 +770,13 @@ async fn a_patch_that_moves_a_record_to_another_patient_is_refused_r_az_1() {
         ),
         (url, merge_patch, json!({"subject": p2})),
         (url, merge_patch, json!({"subject": null})),
+        // Another field made to refer to another patient: the record joins that one's too.
+        (
+            url,
+            json_patch,
+            json!([{"op": "add", "path": "/performer/-", "value": p2}]),
+        ),
+        (url, merge_patch, json!({"focus": [p2]})),
         (
             "/api/fhir",
             fhir,

@@ -470,7 +470,66 @@ pub(crate) fn at_entry(entry: usize, mut refusal: Refusal) -> Refusal {
 /// `subject` p-001 with `patient` p-002 was created). A field without a literal reference
 /// (an `identifier` only) reads as naming no one, so beside one that names a patient it
 /// disagrees too.
+///
+/// Every other literal reference to a `Patient` in the resource (`Observation.performer`,
+/// `focus`, `Patient.link.other`, contained resources included) must name that same patient:
+/// a FHIR server files a resource in the compartment of each patient such a field names, so
+/// `performer: Patient/p-2` on p-1's reading would put it in p-2's record (tried: created).
+/// A resource whose `subject` and `patient` name no one is about the one patient its other
+/// references name, if any.
 fn resource_patient(resource: &serde_json::Value) -> Result<Option<String>, Refusal> {
+    let own = own_patient(resource)?;
+    let mut referred = None;
+    let mut other = Ok(());
+    each_reference(resource, &mut |reference| {
+        let Some(id) = referred_patient(reference) else {
+            return;
+        };
+        match (own.as_deref(), referred) {
+            (Some(own), _) if own != id => other = Err(id.to_owned()),
+            (None, Some(first)) if first != id => other = Err(id.to_owned()),
+            _ => referred = Some(id),
+        }
+    });
+    if let Err(id) = other {
+        return Err(Refusal::new(
+            Reason::AccessSubjectMismatch,
+            format!("the resource refers to another patient (`Patient/{id}`), whose record it would join"),
+        ));
+    }
+    Ok(own.or(referred.map(str::to_owned)))
+}
+
+/// Call `found` with every `reference` string in `value`, however deep.
+pub(super) fn each_reference<'a>(value: &'a serde_json::Value, found: &mut impl FnMut(&'a str)) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                match (key.as_str(), field) {
+                    ("reference", serde_json::Value::String(reference)) => found(reference),
+                    _ => each_reference(field, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| each_reference(v, found)),
+        _ => {}
+    }
+}
+
+/// The patient a literal reference points at: `Patient/p-1`, with a base URL or a version
+/// (`Patient/p-1/_history/2`); `None` for another type, a contained (`#p`) or a Bundle-local
+/// (`urn:uuid:…`) reference.
+pub(super) fn referred_patient(reference: &str) -> Option<&str> {
+    let at = reference.rfind("Patient/")?;
+    if at != 0 && !reference[..at].ends_with('/') {
+        return None;
+    }
+    let id = reference[at + "Patient/".len()..].split('/').next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// The patient a resource names as its own: a `Patient`'s id, else its `subject` or `patient`.
+fn own_patient(resource: &serde_json::Value) -> Result<Option<String>, Refusal> {
     if resource["resourceType"] == "Patient" {
         return Ok(resource["id"].as_str().map(str::to_owned));
     }
@@ -672,6 +731,73 @@ mod tests {
             serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [{}]}),
         ] {
             assert!(bundle_entries(bad.to_string().as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    /// Any other field that refers to a patient must name the resource's own: a server files
+    /// the resource in that patient's compartment too (R-AZ-1).
+    #[test]
+    fn a_resource_referring_to_another_patient_is_refused_r_az_1() {
+        let read = |resource: serde_json::Value| {
+            single_entry(
+                &Method::POST,
+                "/Observation",
+                None,
+                resource.to_string().as_bytes(),
+            )
+            .map(|e| e.resource_patient)
+        };
+        let p1 = serde_json::json!({"reference": "Patient/p-1"});
+        for resource in [
+            serde_json::json!({"resourceType": "Observation", "subject": p1,
+                "performer": [{"reference": "Patient/p-2"}]}),
+            serde_json::json!({"resourceType": "Observation", "subject": p1,
+                "focus": [{"reference": "https://fhir.example.jp/r4/Patient/p-2"}]}),
+            serde_json::json!({"resourceType": "Observation", "subject": p1,
+                "hasMember": [{"reference": "Patient/p-2/_history/3"}]}),
+            serde_json::json!({"resourceType": "Observation", "subject": p1,
+                "contained": [{"resourceType": "Observation", "subject": {"reference": "Patient/p-2"}}]}),
+            serde_json::json!({"resourceType": "Patient", "id": "p-1",
+                "link": [{"other": {"reference": "Patient/p-2"}, "type": "seealso"}]}),
+            // Naming no one as its own, it refers to two.
+            serde_json::json!({"resourceType": "Appointment", "participant": [
+                {"actor": {"reference": "Patient/p-1"}}, {"actor": {"reference": "Patient/p-2"}}]}),
+        ] {
+            let refusal = read(resource.clone()).expect_err("another patient");
+            assert_eq!(refusal.reason, Reason::AccessSubjectMismatch, "{resource}");
+            assert!(refusal.detail.contains("Patient/p-2"), "{}", refusal.detail);
+        }
+        for (resource, expected) in [
+            // The own patient again, other types, local references: the resource's patient.
+            (
+                serde_json::json!({"resourceType": "Observation", "subject": p1,
+                    "performer": [{"reference": "Patient/p-1"}, {"reference": "Practitioner/d-1"}],
+                    "specimen": {"reference": "#s1"}, "derivedFrom": [{"reference": "urn:uuid:9"}],
+                    "note": [{"text": "Patient/p-2 is my brother"}]}),
+                Some("p-1"),
+            ),
+            (
+                serde_json::json!({"resourceType": "Patient", "id": "p-1",
+                    "generalPractitioner": [{"reference": "Practitioner/d-1"}]}),
+                Some("p-1"),
+            ),
+            // Naming no one as its own, it is about the one patient it refers to.
+            (
+                serde_json::json!({"resourceType": "Appointment", "participant": [
+                    {"actor": {"reference": "Patient/p-1"}}, {"actor": {"reference": "Practitioner/d-1"}}]}),
+                Some("p-1"),
+            ),
+            (
+                serde_json::json!({"resourceType": "Appointment", "participant": [
+                    {"actor": {"reference": "Practitioner/d-1"}}]}),
+                None,
+            ),
+        ] {
+            assert_eq!(
+                read(resource.clone()).unwrap().as_deref(),
+                expected,
+                "{resource}"
+            );
         }
     }
 

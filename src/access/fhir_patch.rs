@@ -8,12 +8,14 @@
 //! that removes, moves or half-rewrites it (its `identifier`, its `type`) is refused. The three
 //! forms a FHIR server takes: JSON Patch (RFC 6902, an array; in a Bundle, a `Binary`
 //! carrying it), FHIRPath Patch (a `Parameters` resource), and JSON Merge Patch (RFC 7386, an
-//! object whose members replace the resource's).
+//! object whose members replace the resource's). A reference to a patient the patch writes
+//! into any other field (`performer`, `focus`) must name that same patient: a server files the
+//! resource in the compartment of each patient it refers to.
 
 use base64::Engine;
 use serde_json::Value;
 
-use super::fhir::patient_of_reference;
+use super::fhir::{each_reference, patient_of_reference, referred_patient};
 use crate::decision::{Reason, Refusal};
 
 /// The fields that say whose record a resource is.
@@ -58,6 +60,24 @@ impl PatientSet {
     }
 }
 
+impl PatientSet {
+    /// A value the patch writes: every patient it refers to is the one patient the patch names.
+    /// `pointer` is where it goes, for a bare reference string (`/performer/0/reference`).
+    fn refer(&mut self, value: &Value, pointer: &str) -> Result<(), Refusal> {
+        let mut referred = Vec::new();
+        match value {
+            Value::String(reference) if pointer.ends_with("reference") => {
+                referred.push(reference.as_str())
+            }
+            _ => each_reference(value, &mut |reference| referred.push(reference)),
+        }
+        for id in referred.into_iter().filter_map(referred_patient) {
+            self.name(Some(id))?;
+        }
+        Ok(())
+    }
+}
+
 fn refuse(detail: &str) -> Refusal {
     Refusal::new(Reason::AccessSubjectMismatch, detail)
 }
@@ -76,6 +96,9 @@ fn json_patch(operations: &[Value], set: &mut PatientSet) -> Result<(), Refusal>
             }
         }
         let path = operation["path"].as_str().unwrap_or_default();
+        if matches!(op, "add" | "replace") {
+            set.refer(&operation["value"], path)?;
+        }
         if path.is_empty() {
             // The whole document: a value replacing it names its patient as a merge patch
             // does, and must name one.
@@ -155,6 +178,16 @@ fn fhirpath_patch(parameters: &Value, set: &mut PatientSet) -> Result<(), Refusa
         if kind == "add" {
             steps.extend(text("name"));
         }
+        if matches!(kind, "add" | "insert" | "replace") {
+            if let Some(value) = part("value") {
+                let pointer = steps.last().copied().map(field_name).unwrap_or_default();
+                let written = value
+                    .as_object()
+                    .and_then(|v| v.iter().find(|(k, _)| k.starts_with("value")))
+                    .map_or(&Value::Null, |(_, v)| v);
+                set.refer(written, pointer)?;
+            }
+        }
         let Some(at) = steps
             .iter()
             .position(|step| PATIENT_FIELDS.contains(&field_name(step)))
@@ -189,6 +222,9 @@ fn merge_patch(
     resource: &serde_json::Map<String, Value>,
     set: &mut PatientSet,
 ) -> Result<(), Refusal> {
+    for (name, value) in resource {
+        set.refer(value, name)?;
+    }
     for field in PATIENT_FIELDS {
         match resource.get(field) {
             None => {}
@@ -251,6 +287,22 @@ mod tests {
             ),
             json!({"subject": {"reference": "Patient/p-2", "display": "B"}, "status": "final"}),
             json!([{"op": "replace", "path": "", "value": {"resourceType": "Observation", "subject": reference}}]),
+            // Another field that refers to a patient files the resource in that patient's
+            // compartment too: the patch names that patient.
+            json!([{"op": "add", "path": "/performer/-", "value": reference}]),
+            json!([{"op": "replace", "path": "/focus/0/reference", "value": "Patient/p-2/_history/1"}]),
+            json!({"performer": [{"reference": "Patient/p-2"}]}),
+            op(
+                "add",
+                "Observation",
+                json!([{"name": "name", "valueString": "performer"},
+                {"name": "value", "valueReference": {"reference": "Patient/p-2"}}]),
+            ),
+            op(
+                "replace",
+                "Observation.focus[0].reference",
+                json!([{"name": "value", "valueString": "Patient/p-2"}]),
+            ),
         ];
         for patch in cases {
             assert_eq!(
@@ -258,6 +310,22 @@ mod tests {
                 Ok(Some("p-2".into())),
                 "{patch}"
             );
+        }
+    }
+
+    /// The subject set to one patient and another field to another: the resource would join
+    /// both records (R-AZ-1).
+    #[test]
+    fn a_patch_referring_to_two_patients_is_refused_r_az_1() {
+        for patch in [
+            json!([{"op": "replace", "path": "/subject", "value": {"reference": "Patient/p-1"}},
+                   {"op": "add", "path": "/performer/-", "value": {"reference": "Patient/p-2"}}]),
+            json!({"subject": {"reference": "Patient/p-1"}, "focus": [{"reference": "Patient/p-2"}]}),
+            json!([{"op": "add", "path": "/performer", "value": [
+                {"reference": "Patient/p-1"}, {"reference": "Patient/p-2"}]}]),
+        ] {
+            let refusal = patched_patient(&patch).expect_err("two patients");
+            assert_eq!(refusal.reason, Reason::AccessSubjectMismatch, "{patch}");
         }
     }
 
@@ -275,6 +343,11 @@ mod tests {
             ),
             json!({"status": "amended"}),
             json!([]),
+            // References to other types, local ones, a reference tested and not written.
+            json!([{"op": "add", "path": "/performer/-", "value": {"reference": "Practitioner/d-1"}},
+                   {"op": "replace", "path": "/specimen/reference", "value": "#s1"},
+                   {"op": "test", "path": "/focus/0/reference", "value": "Patient/p-2"}]),
+            json!({"performer": [{"reference": "Organization/o-1"}]}),
         ] {
             assert_eq!(
                 patched_patient(&patch).map_err(|r| r.detail),
