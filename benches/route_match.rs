@@ -101,6 +101,29 @@ fn bench(c: &mut Criterion) {
     };
     assert!(derive(query));
     group.bench_function("search_4_params", |b| b.iter(|| derive(black_box(query))));
+    // A create's body: its patient read, and every other reference to a patient compared.
+    let observation = serde_json::json!({
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}], "text": "血圧"},
+        "subject": {"reference": "Patient/p-0001"},
+        "performer": [{"reference": "Patient/p-0001"}, {"reference": "Practitioner/d-17"}],
+        "effectiveDateTime": "2026-11-29T08:30:00+09:00",
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "valueQuantity": {"value": 118, "unit": "mmHg"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 76, "unit": "mmHg"}}
+        ],
+        "note": [{"text": "朝食後に測定"}]
+    })
+    .to_string();
+    let create = |body: &[u8]| {
+        phr_gateway::access::fhir::single_entry(&Method::POST, "/Observation", None, body)
+            .is_ok_and(|e| e.resource_patient.is_some())
+    };
+    assert!(create(observation.as_bytes()));
+    group.bench_function("create_observation_body", |b| {
+        b.iter(|| create(black_box(observation.as_bytes())))
+    });
     group.finish();
 
     // Before inspection, on every request with a query: no bearer token outside the
