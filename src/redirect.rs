@@ -10,12 +10,14 @@ use http::{Response, StatusCode};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use crate::audit::{self, AccessRecord, AuditSink};
 use crate::decision::{Outcome, Reason};
+use crate::limits::connections::ConnectionPlan;
 use crate::policy::PolicyStore;
 use crate::protocol::serves_host;
 use crate::proxy::new_request_id;
@@ -28,6 +30,9 @@ pub struct RedirectToHttps {
     policy: Option<Arc<PolicyStore>>,
     /// Where each answer is recorded.
     audit: Option<AuditSink>,
+    /// Open connections per client address (an IPv6 client by its /64), held to
+    /// `limits.connections_per_client` as the public listener's are.
+    open: Mutex<HashMap<IpAddr, u32>>,
 }
 
 /// Why no redirect is given.
@@ -47,6 +52,7 @@ impl RedirectToHttps {
             https_port,
             policy: None,
             audit: None,
+            open: Mutex::default(),
         }
     }
 
@@ -118,11 +124,19 @@ impl HttpServerApp for RedirectToHttps {
         mut http: ServerSession,
         _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let header_timeout = self.policy.as_ref().map_or(
-            crate::limits::connections::ConnectionPlan::default().header_timeout,
-            |p| p.current().limits.connections.header_timeout,
-        );
-        let read = tokio::time::timeout(header_timeout, http.read_request()).await;
+        let plan = self
+            .policy
+            .as_ref()
+            .map_or_else(ConnectionPlan::default, |p| {
+                p.current().limits.connections.clone()
+            });
+        let Some(_admitted) = self.admit(peer_ip(&http), plan.per_client) else {
+            if let Some(m) = crate::metrics::metrics() {
+                m.connections_cut.with_label_values(&["limit"]).inc();
+            }
+            return None;
+        };
+        let read = tokio::time::timeout(plan.header_timeout, http.read_request()).await;
         let (started, arrived) = (Instant::now(), SystemTime::now());
         let request_id = new_request_id();
         http.set_keepalive(None);
@@ -138,6 +152,8 @@ impl HttpServerApp for RedirectToHttps {
             // The client closed before sending a request.
             Ok(Ok(false)) => return None,
             Ok(Ok(true)) => self.answer(&http, &request_id, started, arrived),
+            // The client went away, or its connection failed, mid-head: no one to answer.
+            Ok(Err(e)) if *e.etype() != pingora::ErrorType::InvalidHTTPHeader => return None,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redirect listener: unreadable request head");
                 // Nothing of an unreadable head is trusted, a forwarded address neither.
@@ -179,7 +195,55 @@ fn peer_ip(session: &ServerSession) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// One admitted connection; forgotten when dropped.
+struct Admitted<'a> {
+    open: &'a Mutex<HashMap<IpAddr, u32>>,
+    key: Option<IpAddr>,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&key);
+            }
+        }
+    }
+}
+
 impl RedirectToHttps {
+    /// Admit a connection from `peer`, or `None` when its address has `per_client` open
+    /// already (0: no limit). Trusted proxies are exempt, as on the public listener.
+    fn admit(&self, peer: Option<IpAddr>, per_client: u32) -> Option<Admitted<'_>> {
+        let Some(peer) = peer else {
+            // Not an inet socket: nothing to count it under.
+            return Some(Admitted {
+                open: &self.open,
+                key: None,
+            });
+        };
+        let key = crate::net::limit_key(peer);
+        let exempt = self.policy.as_ref().is_some_and(|p| {
+            let proxies = &p.current().network.trusted_proxies;
+            !proxies.is_empty() && proxies.contains(peer)
+        });
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_insert(0);
+        if per_client > 0 && !exempt && *count >= per_client {
+            return None;
+        }
+        *count += 1;
+        Some(Admitted {
+            open: &self.open,
+            key: Some(key),
+        })
+    }
+
     /// The answer to a request read whole: the redirect, or why there is none; recorded.
     fn answer(
         &self,
@@ -278,6 +342,32 @@ impl RedirectToHttps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// R-NET-3: the plain listener holds each address to its open connections, an IPv6
+    /// client by its /64; a connection that ends frees its place.
+    #[test]
+    fn connections_per_address_are_bounded() {
+        let r = RedirectToHttps::new(None, 8443);
+        let a: IpAddr = "192.0.2.7".parse().unwrap();
+        let first = r.admit(Some(a), 2).expect("first");
+        let second = r.admit(Some(a), 2).expect("second");
+        assert!(
+            r.admit(Some(a), 2).is_none(),
+            "a third from the same address"
+        );
+        assert!(r.admit(Some("192.0.2.8".parse().unwrap()), 2).is_some());
+        drop(first);
+        let third = r.admit(Some(a), 2).expect("a place freed");
+        drop((second, third));
+        let v6 = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let _one = r.admit(v6("2001:db8:1:2::1"), 1).expect("first of the /64");
+        assert!(r.admit(v6("2001:db8:1:2::ffff"), 1).is_none(), "same /64");
+        assert!(r.admit(v6("2001:db8:1:3::1"), 1).is_some(), "another /64");
+        // 0: no limit; no inet address: nothing to count it under.
+        let many: Vec<_> = (0..5).map(|_| r.admit(Some(a), 0)).collect();
+        assert!(many.iter().all(Option::is_some));
+        assert!(r.admit(None, 1).is_some() && r.admit(None, 1).is_some());
+    }
 
     #[test]
     fn redirects_to_same_path_on_https() {

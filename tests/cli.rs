@@ -473,7 +473,7 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
         port,
         upstream.port,
         "",
-        "\n[limits]\nheader_timeout_secs = 1\n",
+        "\n[limits]\nheader_timeout_secs = 3\nconnections_per_client = 2\n",
     )
     .replace(
         "[tls]",
@@ -488,7 +488,8 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
             .expect("connect");
         tcp.write_all(request.as_bytes()).await.expect("write");
         let mut answer = String::new();
-        tcp.read_to_string(&mut answer).await.expect("read");
+        // A connection closed unread is reset: what came before it is the answer (none).
+        let _ = tcp.read_to_string(&mut answer).await;
         answer
     };
     let ask = |method: &'static str, host: &'static str| {
@@ -542,6 +543,34 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
         matches!(closed, Ok(Ok(0))),
         "a slow head kept its connection: {closed:?} {rest:?}"
     );
+    // Two connections held open by one address are its share (`connections_per_client`):
+    // a third is closed unanswered; once they are gone, the address is served again.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
+            .await
+            .expect("connect");
+        tcp.write_all(b"GET /anon/x HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        held.push(tcp);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = ask("GET", "phr.example.jp").await;
+    assert_eq!(
+        refused, "",
+        "a third connection from the address was served"
+    );
+    drop(held);
+    let mut served = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        served = ask("GET", "phr.example.jp").await;
+        if !served.is_empty() {
+            break;
+        }
+    }
+    assert!(served.starts_with("HTTP/1.1 308"), "{served}");
     assert!(
         upstream.requests().is_empty(),
         "the plain listener forwarded a request"
@@ -560,7 +589,7 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     for _ in 0..50 {
         records = phr_gateway::audit::segment::read_records(&dir.path().join("audit/access"))
             .expect("records");
-        if records.len() >= 5 {
+        if records.len() >= 6 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -583,6 +612,7 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
             (Some("protocol.https_required"), Some(308), Some("POST")),
             (Some("protocol.unparsable_head"), Some(400), Some("-")),
             (Some("protocol.unparsable_head"), Some(400), Some("-")),
+            (Some("protocol.https_required"), Some(308), Some("GET")),
         ]
     );
     assert_eq!(records[0]["request_id"], id.as_str());
