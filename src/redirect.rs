@@ -124,13 +124,18 @@ impl HttpServerApp for RedirectToHttps {
         mut http: ServerSession,
         _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let plan = self
-            .policy
+        let snapshot = self.policy.as_ref().map(|p| p.current());
+        let default_plan = ConnectionPlan::default();
+        let plan = snapshot
             .as_ref()
-            .map_or_else(ConnectionPlan::default, |p| {
-                p.current().limits.connections.clone()
-            });
-        let Some(_admitted) = self.admit(peer_ip(&http), plan.per_client) else {
+            .map_or(&default_plan, |s| &s.limits.connections);
+        let peer = peer_ip(&http);
+        let exempt = snapshot.as_ref().zip(peer).is_some_and(|(s, ip)| {
+            let proxies = &s.network.trusted_proxies;
+            !proxies.is_empty() && proxies.contains(ip)
+        });
+        let per_client = if exempt { 0 } else { plan.per_client };
+        let Some(_admitted) = self.admit(peer, per_client) else {
             if let Some(m) = crate::metrics::metrics() {
                 m.connections_cut.with_label_values(&["limit"]).inc();
             }
@@ -218,7 +223,7 @@ impl Drop for Admitted<'_> {
 
 impl RedirectToHttps {
     /// Admit a connection from `peer`, or `None` when its address has `per_client` open
-    /// already (0: no limit). Trusted proxies are exempt, as on the public listener.
+    /// already (0: no limit; a trusted proxy's, as on the public listener).
     fn admit(&self, peer: Option<IpAddr>, per_client: u32) -> Option<Admitted<'_>> {
         let Some(peer) = peer else {
             // Not an inet socket: nothing to count it under.
@@ -228,13 +233,9 @@ impl RedirectToHttps {
             });
         };
         let key = crate::net::limit_key(peer);
-        let exempt = self.policy.as_ref().is_some_and(|p| {
-            let proxies = &p.current().network.trusted_proxies;
-            !proxies.is_empty() && proxies.contains(peer)
-        });
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key).or_insert(0);
-        if per_client > 0 && !exempt && *count >= per_client {
+        if per_client > 0 && *count >= per_client {
             return None;
         }
         *count += 1;

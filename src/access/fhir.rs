@@ -480,18 +480,18 @@ pub(crate) fn at_entry(entry: usize, mut refusal: Refusal) -> Refusal {
 fn resource_patient(resource: &serde_json::Value) -> Result<Option<String>, Refusal> {
     let own = own_patient(resource)?;
     let mut referred = None;
-    let mut other = Ok(());
+    let mut other = None;
     each_reference(resource, &mut |reference| {
         let Some(id) = referred_patient(reference) else {
             return;
         };
         match (own.as_deref(), referred) {
-            (Some(own), _) if own != id => other = Err(id.to_owned()),
-            (None, Some(first)) if first != id => other = Err(id.to_owned()),
+            (Some(own), _) if own != id => other = Some(id),
+            (None, Some(first)) if first != id => other = Some(id),
             _ => referred = Some(id),
         }
     });
-    if let Err(id) = other {
+    if let Some(id) = other {
         return Err(Refusal::new(
             Reason::AccessSubjectMismatch,
             format!("the resource refers to another patient (`Patient/{id}`), whose record it would join"),

@@ -50,7 +50,7 @@ impl PatientSet {
         let patient = patient_of_reference(reference).unwrap_or(reference);
         match &self.patient {
             Some(earlier) if earlier != patient => Err(refuse(
-                "the patch sets the resource's patient twice, differently",
+                "the patch names two patients (its subject or patient, or a reference another field files the resource under)",
             )),
             _ => {
                 self.patient = Some(patient.to_owned());
@@ -58,9 +58,7 @@ impl PatientSet {
             }
         }
     }
-}
 
-impl PatientSet {
     /// A value the patch writes: every patient it refers to is the one patient the patch names.
     /// `pointer` is where it goes, for a bare reference string (`/performer/0/reference`).
     fn refer(&mut self, value: &Value, pointer: &str) -> Result<(), Refusal> {
