@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::fmt::Write as _;
 
 use http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LOCATION, HOST, LOCATION,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LOCATION, HOST, LINK, LOCATION,
 };
 use http::HeaderMap;
 
@@ -274,25 +274,14 @@ pub fn public_locations(
     public_host: Option<&str>,
 ) {
     for name in [LOCATION, CONTENT_LOCATION] {
-        let Some(rest) = response.get(&name).and_then(|value| {
-            let value = value.to_str().ok()?;
-            upstream_origins.iter().find_map(|origin| {
-                let head = value.get(..origin.len())?;
-                let rest = &value[origin.len()..];
-                (head.eq_ignore_ascii_case(origin)
-                    && (rest.is_empty() || rest.starts_with(['/', '?', '#'])))
-                .then(|| rest.to_owned())
-            })
-        }) else {
+        let Some(public) = response
+            .get(&name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|url| public_url(url, upstream_origins, public_host))
+        else {
             continue;
         };
-        let public = public_host
-            .filter(|h| is_plain_authority(h))
-            .and_then(|host| {
-                let slash = if rest.starts_with('/') { "" } else { "/" };
-                HeaderValue::try_from(format!("https://{host}{slash}{rest}")).ok()
-            });
-        match public {
+        match public.and_then(|url| HeaderValue::try_from(url).ok()) {
             Some(value) => {
                 response.insert(name, value);
             }
@@ -301,6 +290,75 @@ pub fn public_locations(
             }
         }
     }
+    if response.contains_key(LINK) {
+        public_links(response, upstream_origins, public_host);
+    }
+}
+
+/// The same for each target of a `Link` (RFC 8288: `<url>; rel="next", <url>; rel="prev"`, the
+/// pagination of many APIs, which clients follow as they follow `Location`). A value with an
+/// internal target and no public address to write is removed whole.
+fn public_links(response: &mut HeaderMap, upstream_origins: &[String], public_host: Option<&str>) {
+    let mut rewritten = Vec::new();
+    let mut changed = false;
+    for value in response.get_all(LINK) {
+        let Ok(text) = value.to_str() else {
+            rewritten.push(Some(value.clone()));
+            continue;
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut keep = true;
+        while let Some(open) = rest.find('<') {
+            let Some(close) = rest[open..].find('>').map(|c| open + c) else {
+                break;
+            };
+            let target = &rest[open + 1..close];
+            out.push_str(&rest[..=open]);
+            match public_url(target, upstream_origins, public_host) {
+                None => out.push_str(target),
+                Some(Some(public)) => {
+                    out.push_str(&public);
+                    changed = true;
+                }
+                Some(None) => {
+                    keep = false;
+                    changed = true;
+                }
+            }
+            rest = &rest[close..];
+        }
+        out.push_str(rest);
+        rewritten.push(keep.then(|| HeaderValue::try_from(out).ok()).flatten());
+    }
+    if changed {
+        response.remove(LINK);
+        for value in rewritten.into_iter().flatten() {
+            response.append(LINK, value);
+        }
+    }
+}
+
+/// A URL the upstream wrote, as the client must get it: `None` when it does not start with
+/// the upstream's own origin (any case, the origin followed by its end, `/`, `?` or `#`),
+/// `Some(None)` when it does and the request named no plain host to write instead,
+/// `Some(Some(url))` the same URL at `https://` and that host.
+fn public_url(
+    url: &str,
+    upstream_origins: &[String],
+    public_host: Option<&str>,
+) -> Option<Option<String>> {
+    let rest = upstream_origins.iter().find_map(|origin| {
+        let head = url.get(..origin.len())?;
+        let rest = &url[origin.len()..];
+        (head.eq_ignore_ascii_case(origin)
+            && (rest.is_empty() || rest.starts_with(['/', '?', '#'])))
+        .then_some(rest)
+    })?;
+    Some(public_host.filter(|h| is_plain_authority(h)).map(|host| {
+        let slash = if rest.starts_with('/') { "" } else { "/" };
+        format!("https://{host}{slash}{rest}")
+    }))
 }
 
 /// An authority safe to repeat inside a quoted `Forwarded` value.
@@ -372,6 +430,52 @@ mod tests {
                 "{host:?}"
             );
         }
+    }
+
+    /// `Link` targets (pagination) naming the upstream's own origin are made public too; other
+    /// targets and the parameters pass as they came.
+    #[test]
+    fn the_upstreams_own_links_are_rewritten_or_removed() {
+        let origins = ["http://backend.internal:8080".to_owned()];
+        let links = |host: Option<&str>, values: &[&'static str]| {
+            let mut m = HeaderMap::new();
+            for v in values {
+                m.append(LINK, HeaderValue::from_static(v));
+            }
+            public_locations(&mut m, &origins, host);
+            m.get_all(LINK)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let host = Some("phr.example.jp");
+        assert_eq!(
+            links(
+                host,
+                &[
+                    "<http://backend.internal:8080/api/readings?page=2>; rel=\"next\", <https://docs.example.jp/api>; rel=\"help\"",
+                    "<HTTP://BACKEND.INTERNAL:8080/api/readings?page=9>; rel=\"last\"",
+                ]
+            ),
+            [
+                "<https://phr.example.jp/api/readings?page=2>; rel=\"next\", <https://docs.example.jp/api>; rel=\"help\"",
+                "<https://phr.example.jp/api/readings?page=9>; rel=\"last\"",
+            ]
+        );
+        let untouched =
+            "<http://backend.internal:80800/x>; rel=\"next\", </relative>; rel=\"prev\"";
+        assert_eq!(links(host, &[untouched]), [untouched]);
+        // No public address to write: the value naming the internal one goes, the others stay.
+        assert_eq!(
+            links(
+                None,
+                &[
+                    "<http://backend.internal:8080/x>; rel=\"next\"",
+                    "<https://docs.example.jp/>; rel=\"help\""
+                ]
+            ),
+            ["<https://docs.example.jp/>; rel=\"help\""]
+        );
     }
 
     /// A bearer token on an anonymous route (no principal) was verified by no one: it never

@@ -113,6 +113,12 @@ async fn the_upstreams_own_address_in_location_becomes_the_public_one() {
             for name in ["location", "content-location"] {
                 assert_eq!(reply.headers[name], expected.as_str(), "{name} for {asked}");
             }
+            // A pagination `Link` to the same URL is made public the same way.
+            assert_eq!(
+                reply.headers["link"],
+                format!("<{expected}>; rel=\"next\"").as_str(),
+                "link for {asked}"
+            );
         }
     }
 }

@@ -290,7 +290,8 @@ impl Upstream {
                                     .replace("{OWN}", &format!("HTTP://127.0.0.1:{port}"));
                                 response = response
                                     .header("location", &location)
-                                    .header("content-location", &location);
+                                    .header("content-location", &location)
+                                    .header("link", format!("<{location}>; rel=\"next\""));
                             }
                             // Each `x-test-set-cookie` is answered as a `Set-Cookie`.
                             for cookie in parts.headers.get_all("x-test-set-cookie") {
