@@ -10,15 +10,14 @@ use http::{Response, StatusCode};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use crate::audit::{self, AccessRecord, AuditSink};
 use crate::decision::{Outcome, Reason};
-use crate::limits::connections::ConnectionPlan;
-use crate::policy::PolicyStore;
+use crate::limits::connections::{is_trusted, ConnectionPlan, OpenPerAddress};
+use crate::policy::{PolicyStore, Snapshot};
 use crate::protocol::serves_host;
 use crate::proxy::new_request_id;
 
@@ -30,9 +29,9 @@ pub struct RedirectToHttps {
     policy: Option<Arc<PolicyStore>>,
     /// Where each answer is recorded.
     audit: Option<AuditSink>,
-    /// Open connections per client address (an IPv6 client by its /64), held to
-    /// `limits.connections_per_client` as the public listener's are.
-    open: Mutex<HashMap<IpAddr, u32>>,
+    /// Open connections per client address, held to `limits.connections_per_client` as the
+    /// public listener's are.
+    open: Mutex<OpenPerAddress>,
 }
 
 /// Why no redirect is given.
@@ -130,10 +129,10 @@ impl HttpServerApp for RedirectToHttps {
             .as_ref()
             .map_or(&default_plan, |s| &s.limits.connections);
         let peer = peer_ip(&http);
-        let exempt = snapshot.as_ref().zip(peer).is_some_and(|(s, ip)| {
-            let proxies = &s.network.trusted_proxies;
-            !proxies.is_empty() && proxies.contains(ip)
-        });
+        let exempt = snapshot
+            .as_ref()
+            .zip(peer)
+            .is_some_and(|(s, ip)| is_trusted(&s.network.trusted_proxies, ip));
         let per_client = if exempt { 0 } else { plan.per_client };
         let Some(_admitted) = self.admit(peer, per_client) else {
             if let Some(m) = crate::metrics::metrics() {
@@ -156,13 +155,12 @@ impl HttpServerApp for RedirectToHttps {
             }
             // The client closed before sending a request.
             Ok(Ok(false)) => return None,
-            Ok(Ok(true)) => self.answer(&http, &request_id, started, arrived),
+            Ok(Ok(true)) => self.answer(&http, snapshot.as_deref(), &request_id, started, arrived),
             // The client went away, or its connection failed, mid-head: no one to answer.
             Ok(Err(e)) if *e.etype() != pingora::ErrorType::InvalidHTTPHeader => return None,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redirect listener: unreadable request head");
                 // Nothing of an unreadable head is trusted, a forwarded address neither.
-                let peer = peer_ip(&http);
                 self.record(
                     peer,
                     &request_id,
@@ -202,46 +200,35 @@ fn peer_ip(session: &ServerSession) -> Option<IpAddr> {
 
 /// One admitted connection; forgotten when dropped.
 struct Admitted<'a> {
-    open: &'a Mutex<HashMap<IpAddr, u32>>,
-    key: Option<IpAddr>,
+    open: &'a Mutex<OpenPerAddress>,
+    client: Option<IpAddr>,
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        let Some(key) = self.key else {
-            return;
-        };
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&key);
-            }
+        if let Some(client) = self.client {
+            self.open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .leave(client);
         }
     }
 }
 
 impl RedirectToHttps {
     /// Admit a connection from `peer`, or `None` when its address has `per_client` open
-    /// already (0: no limit; a trusted proxy's, as on the public listener).
+    /// already (0: no limit; a trusted proxy's, as on the public listener). One that is not
+    /// from an inet socket has nothing to be counted under.
     fn admit(&self, peer: Option<IpAddr>, per_client: u32) -> Option<Admitted<'_>> {
-        let Some(peer) = peer else {
-            // Not an inet socket: nothing to count it under.
-            return Some(Admitted {
-                open: &self.open,
-                key: None,
-            });
-        };
-        let key = crate::net::limit_key(peer);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(key).or_insert(0);
-        if per_client > 0 && *count >= per_client {
-            return None;
+        if let Some(client) = peer {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            if !open.enter(client, per_client) {
+                return None;
+            }
         }
-        *count += 1;
         Some(Admitted {
             open: &self.open,
-            key: Some(key),
+            client: peer,
         })
     }
 
@@ -249,6 +236,7 @@ impl RedirectToHttps {
     fn answer(
         &self,
         session: &ServerSession,
+        snapshot: Option<&Snapshot>,
         request_id: &http::HeaderValue,
         started: Instant,
         arrived: SystemTime,
@@ -259,10 +247,7 @@ impl RedirectToHttps {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok());
         let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
-        let snapshot = self.policy.as_ref().map(|p| p.current());
-        let served = snapshot
-            .as_ref()
-            .map_or(&[][..], |s| &s.listeners.hosts[..]);
+        let served = snapshot.map_or(&[][..], |s| &s.listeners.hosts[..]);
         let builder = Response::builder()
             .header(http::header::CONTENT_LENGTH, "0")
             .header("x-request-id", request_id.clone());
@@ -282,7 +267,7 @@ impl RedirectToHttps {
                 Reason::RouteHostNotServed,
             ),
         };
-        let client = match &snapshot {
+        let client = match snapshot {
             Some(s) => s.network.client_address(peer_ip(session), &request.headers),
             None => peer_ip(session),
         };

@@ -525,14 +525,19 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
             "{answer}"
         );
     }
+    // A connection that has sent part of a head and waits.
+    let half_a_head = || async move {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
+            .await
+            .expect("connect");
+        tcp.write_all(b"GET /anon/x HTTP/1.1\r\nHost: phr.example.jp\r\n")
+            .await
+            .expect("write");
+        tcp
+    };
     // A head that does not arrive within `header_timeout_secs` loses its connection
     // (slowloris), here as on the TLS listener (R-NET-3).
-    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
-        .await
-        .expect("connect");
-    slow.write_all(b"GET /anon/x HTTP/1.1\r\nHost: phr.example.jp\r\n")
-        .await
-        .expect("write");
+    let mut slow = half_a_head().await;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -545,16 +550,7 @@ async fn redirect_listener_answers_only_308_to_https_r_tls_1() {
     );
     // Two connections held open by one address are its share (`connections_per_client`):
     // a third is closed unanswered; once they are gone, the address is served again.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect))
-            .await
-            .expect("connect");
-        tcp.write_all(b"GET /anon/x HTTP/1.1\r\n")
-            .await
-            .expect("write");
-        held.push(tcp);
-    }
+    let held = [half_a_head().await, half_a_head().await];
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let refused = ask("GET", "phr.example.jp").await;
     assert_eq!(

@@ -92,8 +92,36 @@ struct Connection {
 #[derive(Default)]
 struct Table {
     connections: HashMap<SocketAddr, Connection>,
-    /// Open connections per client, counted by [`limit_key`] (an IPv6 client by its /64).
-    per_address: HashMap<IpAddr, u32>,
+    per_address: OpenPerAddress,
+}
+
+/// Open connections per client, counted by [`limit_key`] (an IPv6 client by its /64): the
+/// public listener's table and the plain redirect listener each keep one.
+#[derive(Debug, Default)]
+pub struct OpenPerAddress(HashMap<IpAddr, u32>);
+
+impl OpenPerAddress {
+    /// Count one more connection from `client`, unless it has `limit` open already (0: no
+    /// limit); whether it was counted.
+    pub fn enter(&mut self, client: IpAddr, limit: u32) -> bool {
+        let count = self.0.entry(limit_key(client)).or_insert(0);
+        if limit > 0 && *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// One connection from `client` is gone.
+    pub fn leave(&mut self, client: IpAddr) {
+        let key = limit_key(client);
+        if let Some(count) = self.0.get_mut(&key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.0.remove(&key);
+            }
+        }
+    }
 }
 
 /// Open connections of the public listener.
@@ -130,11 +158,12 @@ impl ConnectionTable {
         exempt: bool,
     ) -> Result<(), CutReason> {
         let mut table = self.lock();
-        let count = table.per_address.entry(limit_key(peer.ip())).or_insert(0);
-        if per_client > 0 && !exempt && *count >= per_client {
+        if !table
+            .per_address
+            .enter(peer.ip(), if exempt { 0 } else { per_client })
+        {
             return Err(CutReason::Limit);
         }
-        *count += 1;
         table.connections.insert(
             peer,
             Connection {
@@ -152,12 +181,7 @@ impl ConnectionTable {
     pub fn forget(&self, peer: SocketAddr) {
         let mut table = self.lock();
         if table.connections.remove(&peer).is_some() {
-            if let Some(count) = table.per_address.get_mut(&limit_key(peer.ip())) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    table.per_address.remove(&limit_key(peer.ip()));
-                }
-            }
+            table.per_address.leave(peer.ip());
         }
     }
 
@@ -250,7 +274,8 @@ impl PreTlsProcess for ConnectionAdmission {
     }
 }
 
-fn is_trusted(proxies: &NetworkList, ip: IpAddr) -> bool {
+/// Whether `ip` is a trusted proxy's: exempt from the per-address connection limit.
+pub fn is_trusted(proxies: &NetworkList, ip: IpAddr) -> bool {
     !proxies.is_empty() && proxies.contains(ip)
 }
 
